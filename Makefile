@@ -1,0 +1,49 @@
+# Every target bootstraps itself into .venv from a clean clone.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+MP     := $(VENV)/bin/micropython
+STAMP  := $(VENV)/.installed
+MP_HEAP ?= 96k
+
+.PHONY: setup test test-cpython test-mp compile demo bench lint vectors clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+test: setup test-cpython test-mp compile
+
+test-cpython: setup
+	@echo "== CPython suite =="
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+test-mp: setup
+	@echo "== MicroPython suite (heap $(MP_HEAP)) =="
+	@rm -rf build/mp
+	@$(PY) tools/mpy_compile.py firmware protocol tests/device --march '' --out build/mp >/dev/null
+	$(MP) -X heapsize=$(MP_HEAP) tests/mp_runner.py --mpy build/mp
+
+compile: setup
+	@echo "== mpy-cross compile =="
+	$(PY) tools/mpy_compile.py firmware protocol
+
+demo: setup
+	$(VENV)/bin/panic demo
+
+bench: setup
+	$(PY) bench/run.py
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+vectors: setup
+	$(PY) tools/gen_vectors.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,133 @@
+"""Primitives for protocol v1: HMAC-SHA256, AES-128-CTR, key derivation.
+
+Owns: the only crypto code path on both interpreters.
+- HMAC is our own small implementation over hashlib.sha256 (MicroPython has
+  no hmac module and its sha256 has no copy()); the padded keys are computed
+  once per key, so each MAC costs two sha256 objects and nothing else.
+- AES-CTR is built from AES-ECB when `cryptolib` exists (MicroPython), and
+  uses `cryptography`'s CTR mode otherwise (CPython). One test file pins both
+  to the same vectors.
+- tags_equal compares in constant time (no early exit).
+Never logs or formats key material.
+"""
+
+import hashlib
+
+try:
+    import cryptolib  # MicroPython
+
+    _aes_ctr_backend = "cryptolib"
+except ImportError:  # CPython
+    cryptolib = None
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    _aes_ctr_backend = "cryptography"
+
+BACKEND = _aes_ctr_backend
+_BLOCK = 64  # sha256 block size
+_IPAD = bytes(0x36 for _ in range(_BLOCK))
+
+
+class Hmac:
+    """HMAC-SHA256 with the inner and outer padded keys computed once."""
+
+    def __init__(self, key):
+        if len(key) > _BLOCK:
+            key = hashlib.sha256(key).digest()
+        k = bytearray(_BLOCK)
+        k[: len(key)] = key
+        ipad = bytearray(_BLOCK)
+        opad = bytearray(_BLOCK)
+        for i in range(_BLOCK):
+            ipad[i] = k[i] ^ 0x36
+            opad[i] = k[i] ^ 0x5C
+        self._ipad = bytes(ipad)
+        self._opad = bytes(opad)
+
+    def digest(self, *parts):
+        h = hashlib.sha256(self._ipad)
+        for p in parts:
+            h.update(p)
+        o = hashlib.sha256(self._opad)
+        o.update(h.digest())
+        return o.digest()
+
+    def __repr__(self):
+        return "<Hmac>"
+
+
+def hmac_sha256(key, msg):
+    return Hmac(key).digest(msg)
+
+
+def tags_equal(a, b):
+    """Constant-time comparison of two byte strings (length is not secret)."""
+    if len(a) != len(b):
+        return False
+    acc = 0
+    for i in range(len(a)):
+        acc |= a[i] ^ b[i]
+    return acc == 0
+
+
+def derive(master, label):
+    """HKDF-Expand with PRK = master, info = label, one block."""
+    return Hmac(master).digest(label, b"\x01")
+
+
+class AesCtr:
+    """AES-128 in counter mode; the caller gives the 16-byte initial block.
+
+    The counter is the last 4 bytes of the block, counting blocks from the
+    initial value (protocol v1 always starts it at 0, so it never wraps for
+    bodies of at most 255 bytes)."""
+
+    def __init__(self, key):
+        if len(key) != 16:
+            raise ValueError("AES-128 key must be 16 bytes")
+        if cryptolib is not None:
+            self._ecb = cryptolib.aes(key, 1)
+            self._key = None
+        else:
+            self._ecb = None
+            self._key = algorithms.AES(bytes(key))
+
+    def crypt(self, block0, data):
+        n = len(data)
+        if n == 0:
+            return b""
+        if self._ecb is None:
+            enc = Cipher(self._key, modes.CTR(bytes(block0))).encryptor()
+            return enc.update(bytes(data)) + enc.finalize()
+        nblocks = (n + 15) // 16
+        ctrs = bytearray(16 * nblocks)
+        base = int.from_bytes(block0[12:16], "big")
+        for b in range(nblocks):
+            off = 16 * b
+            ctrs[off : off + 12] = block0[:12]
+            ctrs[off + 12 : off + 16] = ((base + b) & 0xFFFFFFFF).to_bytes(4, "big")
+        stream = self._ecb.encrypt(ctrs)
+        out = bytearray(n)
+        for i in range(n):
+            out[i] = data[i] ^ stream[i]
+        return bytes(out)
+
+    def __repr__(self):
+        return "<AesCtr>"
+
+
+class DeviceKeys:
+    """The four working keys of one device, derived once from its master key.
+
+    repr() never shows key bytes."""
+
+    def __init__(self, master):
+        if len(master) != 32:
+            raise ValueError("device master key must be 32 bytes")
+        self.enc_up = AesCtr(derive(master, b"pnc1 enc up")[:16])
+        self.mac_up = Hmac(derive(master, b"pnc1 mac up"))
+        self.enc_down = AesCtr(derive(master, b"pnc1 enc down")[:16])
+        self.mac_down = Hmac(derive(master, b"pnc1 mac down"))
+
+    def __repr__(self):
+        return "<DeviceKeys>"
