@@ -1,0 +1,41 @@
+"""The transport interface between the outbox / alert controller and
+whatever carries frames off the device (the modem engine on a board, a fake
+in tests).
+
+Owns: the contract only. A transport is polled, never blocks, and reports
+what happened as events; the outbox decides what to retry. Frames are whole
+protocol v1 frames (no length prefix: the transport adds and strips the TCP
+framing of protocol/stream.py). A transport never interprets frames: it
+hands every downlink frame to the caller, which authenticates it.
+
+Methods (all take `now`, a monotonic ms count, where timing matters):
+
+    poll(now) -> int           advance; return ms until it next wants a poll
+    data_ready() -> bool       TCP path believed usable (or worth trying)
+    sms_ready() -> bool        an SMS can be attempted now
+    busy() -> bool             a request is in progress; new ones are refused
+    send_frame(raw, now) -> bool   start delivering one frame by TCP
+    send_sms(number, text, now) -> bool   start sending one SMS
+    start_call(number, now) -> bool       covert voice call, speaker muted
+    hang_up(now) -> None
+    sleep(now) / wake(now)     low-power hints (may be ignored)
+    cell() -> (mcc, mnc, tac, cell_id, rsrp_dbm) or None   serving cell
+    csq() -> int               AT+CSQ rssi 0..31, 99 unknown
+    events() -> list           drains events since the last call:
+        ("frame", raw)               a downlink frame arrived
+        ("sent", n)                  a send_frame() was accepted by the network
+        ("send_failed", reason)      it was not (reason: short str, no secrets)
+        ("sms_sent", ref)            an SMS left (ref: the modem's +CMGS number)
+        ("sms_failed", reason)
+        ("call", state)              "dialling", "active", "ended"
+        ("link", up)                 data path came up (True) or went (False)
+"""
+
+# Event names, shared by every transport and its callers.
+EV_FRAME = "frame"
+EV_SENT = "sent"
+EV_SEND_FAILED = "send_failed"
+EV_SMS_SENT = "sms_sent"
+EV_SMS_FAILED = "sms_failed"
+EV_CALL = "call"
+EV_LINK = "link"

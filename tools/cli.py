@@ -1,0 +1,46 @@
+"""`panic`: the one command for people who use this project.
+
+Each subcommand lives in its own module, which provides
+`register(subparsers)` and sets `func` on its parser(s); `func(args)`
+returns the exit code. Errors a user can cause are reported as one clear
+line on stderr with a non-zero exit code, never a traceback.
+"""
+
+import argparse
+import importlib
+import sys
+
+# (subcommand, module). Each module's register() adds its parser.
+COMMANDS = [
+    ("frame", "tools.framecmd"),
+    ("demo", "tools.demo"),
+]
+
+
+class UsageError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+def build_parser():
+    ap = argparse.ArgumentParser(prog="panic", description="wearable-panic: covert panic alarm tools")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for _name, modname in COMMANDS:
+        importlib.import_module(modname).register(sub)
+    return ap
+
+
+def main(argv=None):
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except UsageError as e:
+        print("panic: %s" % e, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
