@@ -263,7 +263,19 @@ def _s(v, bits):
     return isinstance(v, int) and -(1 << (bits - 1)) <= v < (1 << (bits - 1))
 
 
-def _tlv_bytes(t, v):
+def _tlv_bytes(t, v, downlink):
+    if isinstance(v, (bytes, bytearray)):
+        # raw value: a type this version does not know in this direction
+        _check(_u(t, 8) and t not in (_CMD_LEN if downlink else _TLV_LEN), "known tlv 0x%02x needs a typed value" % t)
+        return bytes(v)
+    if downlink:
+        if t == C_TRACKING:
+            _check(_u(v, 16), "tracking interval out of range")
+            return struct.pack(">H", v)
+        if t == C_STAND_DOWN or t == C_LISTEN_IN:
+            _check(v is None, "command takes no value")
+            return b""
+        raise EncodeError("unknown command tlv 0x%02x needs raw bytes" % t)
     if t == T_CELL:
         _check(len(v) == 5, "cell needs 5 fields")
         mcc, mnc, tac, cid, rsrp = v
@@ -285,23 +297,36 @@ def _tlv_bytes(t, v):
         code, detail = v
         _check(_u(code, 8) and _u(detail, 16), "event field out of range")
         return struct.pack(">BH", code, detail)
-    if t == C_TRACKING:
-        _check(_u(v, 16), "tracking interval out of range")
-        return struct.pack(">H", v)
-    if t == C_STAND_DOWN or t == C_LISTEN_IN:
-        _check(v is None, "command takes no value")
-        return b""
-    _check(isinstance(v, (bytes, bytearray)) and _u(t, 8), "unknown tlv needs raw bytes")
-    return bytes(v)
+    raise EncodeError("unknown tlv 0x%02x needs raw bytes" % t)
 
 
-def _tlvs_bytes(tlvs):
+# Uplink TLVs packed in one struct call each: (format incl. type and length
+# bytes, value length, per-field (lo, hi) limits).
+_TLV_PACK = {
+    T_CELL: (">BBHHIIh", 14, ((0, 0xFFFF), (0, 0xFFFF), (0, 0xFFFFFFFF), (0, 0xFFFFFFFF), (-32768, 32767))),
+    T_MOTION: (">BBhHH", 6, ((-32768, 32767), (0, 0xFFFF), (0, 35999))),
+    T_GNSS: (">BBBB", 2, ((0, 255), (0, 255))),
+    T_EVENT: (">BBBH", 3, ((0, 255), (0, 0xFFFF))),
+}
+
+
+def _tlvs_bytes(tlvs, downlink):
     parts = []
     nwifi = 0
     for t, v in tlvs:
-        if t == T_WIFI:
+        spec = None if downlink else _TLV_PACK.get(t)
+        if spec is not None and isinstance(v, tuple) and len(v) == len(spec[2]):
+            i = 0
+            for lo, hi in spec[2]:
+                x = v[i]
+                if not (isinstance(x, int) and lo <= x <= hi):
+                    raise EncodeError("tlv 0x%02x field %d out of range" % (t, i))
+                i += 1
+            parts.append(struct.pack(spec[0], t, spec[1], *v))
+            continue
+        if t == T_WIFI and not downlink:
             nwifi += 1
-        raw = _tlv_bytes(t, v)
+        raw = _tlv_bytes(t, v, downlink)
         _check(len(raw) < 256, "tlv too long")
         parts.append(bytes((t, len(raw))))
         parts.append(raw)
@@ -310,19 +335,43 @@ def _tlvs_bytes(tlvs):
 
 
 def report_bytes(r):
+    # Range checks are chained comparisons, not helper calls: this runs for
+    # every frame the device builds and MicroPython pays per call.
+    src = r.source
+    lat = r.lat
+    lon = r.lon
+    acc = r.accuracy
+    age = r.age
+    batt = r.battery
+    csq = r.csq
+    if not (
+        0 <= src < 5
+        and -900000000 <= lat <= 900000000
+        and -1800000000 <= lon <= 1800000000
+        and 0 <= acc <= 0xFFFF
+        and 0 <= age <= 0xFFFF
+        and (0 <= batt <= 100 or batt == UNKNOWN_BATTERY)
+        and (0 <= csq <= 31 or csq == UNKNOWN_CSQ)
+    ):
+        _report_range_error(r)
+    head = struct.pack(_REPORT, r.flags, src, lat, lon, acc, age, batt, csq)
+    if not r.tlvs:
+        return head
+    return head + _tlvs_bytes(r.tlvs, False)
+
+
+def _report_range_error(r):
     _check(_u(r.source, 8) and r.source < len(SOURCE_NAMES), "unknown position source")
     _check(_s(r.lat, 32) and -900000000 <= r.lat <= 900000000, "latitude out of range")
     _check(_s(r.lon, 32) and -1800000000 <= r.lon <= 1800000000, "longitude out of range")
     _check(_u(r.accuracy, 16) and _u(r.age, 16), "accuracy/age out of range")
     _check(r.battery == UNKNOWN_BATTERY or (_u(r.battery, 8) and r.battery <= 100), "battery out of range")
-    _check(r.csq == UNKNOWN_CSQ or (_u(r.csq, 8) and r.csq <= 31), "csq out of range")
-    head = struct.pack(_REPORT, r.flags, r.source, r.lat, r.lon, r.accuracy, r.age, r.battery, r.csq)
-    return head + _tlvs_bytes(r.tlvs)
+    _check(False, "csq out of range")
 
 
 def ack_bytes(a):
     _check(_u(a.acked_seq, 32), "acked seq out of range")
-    return struct.pack(">I", a.acked_seq) + _tlvs_bytes(a.commands)
+    return struct.pack(">I", a.acked_seq) + _tlvs_bytes(a.commands, True)
 
 
 def encode_raw(keys, ftype, device_id, seq, time, plaintext):

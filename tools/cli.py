@@ -17,8 +17,7 @@ COMMANDS = [
 ]
 
 
-class UsageError(Exception):
-    """A user error: printed as one line, exit code 2."""
+from tools.errors import UsageError  # noqa: E402  (re-exported for subcommands)
 
 
 def build_parser():

@@ -13,7 +13,7 @@ from protocol import frame as F
 from protocol import jsonform, sms
 from protocol.crypto import DeviceKeys
 from protocol.errors import EncodeError, ProtocolError
-from tools.cli import UsageError
+from tools.errors import UsageError
 
 
 def _key(args):
