@@ -52,7 +52,7 @@ def main():
         F.encode_raw(KEYS, F.ALERT, 1001, i, 1795900000, plain)
     t_seal = ticks_diff(ticks_us(), t0)
     t0 = ticks_us()
-    for i in range(n):
+    for _ in range(n):
         hashlib.sha256(raw).digest()
     t_sha = ticks_diff(ticks_us(), t0)
     gc.collect()

@@ -301,7 +301,7 @@ def main():
         text, sent = sms_shorten(m, f)
         full = build(m, f)[1]
         vectors.append({"name": name, "kind": "sms", "key": m.hex(), "frame": full, "sms": text, "sent": sent})
-    for i, (name, raw, err) in enumerate(invalid_specs(master_for(0))):
+    for name, raw, err in invalid_specs(master_for(0)):
         vectors.append({"name": "invalid_" + name, "kind": "invalid", "key": master_for(0).hex(), "hex": raw.hex(), "error": err})
     for name, text in [("sms_no_prefix", "PNC2 AQE="), ("sms_bad_base64_char", "PNC1 AQ*B"), ("sms_bad_length", "PNC1 AQEAA"),
                        ("sms_too_long", "PNC1 " + "A" * 160), ("sms_padding_in_middle", "PNC1 AQ==AQEA")]:
