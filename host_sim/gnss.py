@@ -298,7 +298,7 @@ class GnssEmulator:
                 item[0] = s + (n * 10000 + self.baud - 1) // self.baud
                 break
         data = b"".join(out)
-        self._since_read = 0
+        self._since_read = sum(len(item[2]) for item in q)
         if self.rxbuf is not None and len(data) > self.rxbuf:
             self.overrun_bytes += len(data) - self.rxbuf
             data = data[: self.rxbuf]
