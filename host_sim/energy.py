@@ -21,6 +21,7 @@ firmware's battery percent mapping (it sees only battery_mv).
 """
 
 import bisect
+import math
 
 # mA per state, per part.
 CURRENTS = {
@@ -177,8 +178,10 @@ class EnergyModel:
         """Cell terminal voltage under the present load (mV, int)."""
         if now is not None:
             self.advance(now)
-        v = ocv_mv(self.soc_pct()) - self.current_ma() * self.r_int_ohm
-        return int(round(v))
+        return int(round(self._terminal_mv()))
+
+    def _terminal_mv(self):
+        return ocv_mv(self.soc_pct()) - self.current_ma() * self.r_int_ohm
 
     def adc_pin_mv(self, now=None):
         """What the ESP32 measures on GPIO35 behind the divider (mV, int)."""
@@ -190,8 +193,10 @@ class EnergyModel:
         return self.adc_pin_mv(now) * self.adc_divider
 
     def browned_out(self, now=None):
-        """True if the terminal voltage under load is below brownout_mv."""
-        return self.power_connected and self.battery_mv(now) < self.brownout_mv
+        """True if the terminal voltage under load is at or below brownout_mv."""
+        if now is not None:
+            self.advance(now)
+        return self.power_connected and self._terminal_mv() <= self.brownout_mv
 
     def ms_until_brownout(self, now):
         """Ms until the terminal voltage at the present load falls below
@@ -199,7 +204,7 @@ class EnergyModel:
         self.advance(now)
         if not self.power_connected:
             return None
-        if self.battery_mv() < self.brownout_mv:
+        if self._terminal_mv() <= self.brownout_mv:
             return 0
         ma = self.current_ma() + self.self_discharge_ma
         if ma <= 0:
@@ -209,12 +214,12 @@ class EnergyModel:
         lo, hi = 0.0, self.soc_pct()
         for _ in range(40):
             mid = (lo + hi) / 2
-            if ocv_mv(mid) - drop < self.brownout_mv:
+            if ocv_mv(mid) - drop <= self.brownout_mv:
                 lo = mid
             else:
                 hi = mid
-        mah = (self.soc_pct() - hi) / 100.0 * self.capacity_mah
-        return int(mah / ma * 3600000.0) + 1
+        mah = (self.soc_pct() - lo) / 100.0 * self.capacity_mah  # lo: first SoC at or below the line
+        return int(math.ceil(mah / ma * 3600000.0)) + 1
 
     # -- summaries ----------------------------------------------------------------
     def summary(self, now=None):

@@ -148,7 +148,7 @@ def alert_timeline_svg(alert, frames, width=900):
         t += step
     for f in fe:
         x = X(f["t_ms"])
-        col = "#0969da" if f.get("path") == "tcp" else "#bf8700"
+        col = {"tcp": "#0969da", "sms": "#bf8700"}.get(f.get("path"), "#8c959f")
         o.append('<rect x="%.1f" y="84" width="3" height="10" fill="%s"><title>%s</title></rect>'
                  % (x - 1.5, col, _e("%s %s %s at %s" % (f.get("type"), f.get("event"), f.get("path") or "", _fmt_ms(f["t_ms"])))))
     for i, (label, tm, col) in enumerate(marks):
@@ -251,6 +251,13 @@ def route_svg(results, width=900, height=560):
     span_y = max(ys) - min(ys)
     pad = max(30.0, 0.08 * max(span_x, span_y))
     minx, maxx, miny, maxy = min(xs) - pad, max(xs) + pad, min(ys) - pad, max(ys) + pad
+    cap = max(250.0, 0.5 * max(span_x, span_y))
+    for p in pos:
+        acc = p.get("accuracy_m")
+        if acc is not None and acc != 0xFFFF and acc <= cap:
+            px, py = p["lon_e7"] / 1e7 * k * m_per_deg, p["lat_e7"] / 1e7 * m_per_deg
+            minx, maxx = min(minx, px - acc), max(maxx, px + acc)
+            miny, maxy = min(miny, py - acc), max(maxy, py + acc)
     scale = min((width - 20) / max(maxx - minx, 1), (height - 40) / max(maxy - miny, 1))
 
     def P(lat, lon):
