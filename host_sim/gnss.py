@@ -194,6 +194,7 @@ class GnssEmulator:
         self._stale = None  # (lat, lon) for stale-on-loss styles
         self._err = (0.0, 0.0)
         self._sky_cache = (None, None)
+        self._block_cache = {}
         self._has_fix = False
         self.last_start = None  # "cold"/"warm"/"hot" of the last power-on
         self.first_fix_ms = None  # sim ms of the first fix after power-on
@@ -322,7 +323,8 @@ class GnssEmulator:
             self._next_epoch = t + 1000
             self._epoch(t)
 
-    def _emit(self, text, earliest):
+    def _emit(self, text, earliest, count=1):
+        """Queue one burst of sentences (str) to go out from `earliest`."""
         b = text.encode("ascii")
         if self.rxbuf is not None and self._since_read >= self.rxbuf:
             # the device buffer is already full: these bytes are lost anyway
@@ -334,7 +336,7 @@ class GnssEmulator:
         self._tx_free = e
         self._q.append([s, e, b])
         self._since_read += len(b)
-        self.sentences_out += 1
+        self.sentences_out += count
         self.bytes_out += len(b)
 
     # -- one epoch --------------------------------------------------------------
@@ -443,8 +445,8 @@ class GnssEmulator:
             kn = spd * 1.943844
             spd_s = "%.3f" % kn
             crs_s = "%.2f" % crs if kn > 0.1 else ""
-        emit = self._emit
-        at = t + self.out_delay_ms
+        out = []
+        add = out.append
         for s in self.sentences:
             if s == "GGA":
                 if fix:
@@ -470,31 +472,44 @@ class GnssEmulator:
                     body = "%sGLL,%s,%s,%s,%s,%s,A,A" % (T, la, ns, lo, ew, tstr)
                 else:
                     body = "%sGLL,,,,,%s,V,N" % (T, tstr)
-            elif s == "GSA":
-                pd = "%.2f,%.2f,%.2f" % (min(99.99, hdop * 1.6), hdop, min(99.99, hdop * 1.3)) if fix else "99.99,99.99,99.99"
-                groups = []
-                if "GP" in self._systems:
-                    groups.append(("GP", used_gp))
-                if "GL" in self._systems:
-                    groups.append(("GL", used_gl))
-                for sys_t, used in groups:
-                    tk = sys_t if self._st["gsa_talker_per_system"] or T != "GN" else "GN"
-                    ids = [("%02d" % p) for p in used[:12]] if fix else []
-                    ids += [""] * (12 - len(ids))
-                    emit(sentence("%sGSA,A,%d,%s,%s" % (tk, 3 if fix else 1, ",".join(ids), pd)), at)
+            else:  # GSA, GSV: no time in them, constant within a sky block
+                add(self._sat_block(s, fix, used_gp, used_gl, view_gp, view_gl, hdop))
                 continue
-            elif s == "GSV":
-                for sys_t, view in (("GP", view_gp), ("GL", view_gl)):
-                    if sys_t not in self._systems:
-                        continue
-                    n = len(view)
-                    total = max(1, (n + 3) // 4)
-                    for i in range(total):
-                        chunk = view[i * 4 : i * 4 + 4]
-                        parts = ["%02d,%02d,%03d,%s" % (p, el, az, "" if snr is None else "%02d" % snr) for p, el, az, snr in chunk]
-                        emit(sentence("%sGSV,%d,%d,%02d%s" % (sys_t, total, i + 1, n, "".join("," + x for x in parts))), at)
-                continue
-            emit(sentence(body), at)
+            add(sentence(body))
+        text = "".join(out)
+        self._emit(text, t + self.out_delay_ms, text.count("\n"))
+
+    def _sat_block(self, s, fix, used_gp, used_gl, view_gp, view_gl, hdop):
+        key = (s, fix, self._sky_cache[0])
+        hit = self._block_cache.get(s)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        parts = []
+        if s == "GSA":
+            pd = "%.2f,%.2f,%.2f" % (min(99.99, hdop * 1.6), hdop, min(99.99, hdop * 1.3)) if fix else "99.99,99.99,99.99"
+            groups = []
+            if "GP" in self._systems:
+                groups.append(("GP", used_gp))
+            if "GL" in self._systems:
+                groups.append(("GL", used_gl))
+            for sys_t, used in groups:
+                tk = sys_t if self._st["gsa_talker_per_system"] or self.talker != "GN" else "GN"
+                ids = [("%02d" % p) for p in used[:12]] if fix else []
+                ids += [""] * (12 - len(ids))
+                parts.append(sentence("%sGSA,A,%d,%s,%s" % (tk, 3 if fix else 1, ",".join(ids), pd)))
+        else:
+            for sys_t, view in (("GP", view_gp), ("GL", view_gl)):
+                if sys_t not in self._systems:
+                    continue
+                n = len(view)
+                total = max(1, (n + 3) // 4)
+                for i in range(total):
+                    chunk = view[i * 4 : i * 4 + 4]
+                    f = ["%02d,%02d,%03d,%s" % (p, el, az, "" if snr is None else "%02d" % snr) for p, el, az, snr in chunk]
+                    parts.append(sentence("%sGSV,%d,%d,%02d%s" % (sys_t, total, i + 1, n, "".join("," + x for x in f))))
+        text = "".join(parts)
+        self._block_cache[s] = (key, text)
+        return text
 
 
 def _civil(days):
