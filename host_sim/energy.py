@@ -71,7 +71,7 @@ def soc_from_mv(mv):
         return 0.0
     if mv >= OCV_CURVE[-1][1]:
         return 100.0
-    for (x0, y0), (x1, y1) in zip(OCV_CURVE, OCV_CURVE[1:]):
+    for (x0, y0), (x1, y1) in zip(OCV_CURVE, OCV_CURVE[1:], strict=False):
         if y0 <= mv <= y1:
             return x0 + (x1 - x0) * (mv - y0) / (y1 - y0)
     return 0.0

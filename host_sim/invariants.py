@@ -50,7 +50,7 @@ def no_alert_lost(results, strict=False):
     used = set()
     viol = []
     undelivered = 0
-    for i, a in enumerate(alerts):
+    for a in alerts:
         kind = a.get("kind")
         if kind not in _RAISE_TYPE:
             continue

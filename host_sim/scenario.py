@@ -544,7 +544,7 @@ def loads(text, path=None):
         )
         if cov[-1].mode == "none" and "csq" not in w:
             cov[-1].csq = 99
-    for a, b2 in zip(cov, cov[1:]):
+    for a, b2 in zip(cov, cov[1:], strict=False):
         a.to_ms = b2.from_ms
     if cov and cov[0].from_ms > 0:
         cov.insert(0, Coverage(0, cov[0].from_ms, "data+sms"))

@@ -42,7 +42,7 @@ def main():
     seg = gpxpy.gpx.GPXTrackSegment()
     trk.segments.append(seg)
     t = 0.0
-    for a, b in zip(CORNERS, CORNERS[1:]):
+    for a, b in zip(CORNERS, CORNERS[1:], strict=False):
         d = dist(a, b)
         dur = d / SPEED
         n = max(1, int(dur // STEP_S))
@@ -62,7 +62,7 @@ def main():
     out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "walk_home.gpx")
     with open(out, "w", encoding="utf-8") as f:
         f.write(g.to_xml())
-    print("%s: %d points, %.0f m, %.0f s" % (out, len(seg.points), sum(dist(a, b) for a, b in zip(CORNERS, CORNERS[1:])), t))
+    print("%s: %d points, %.0f m, %.0f s" % (out, len(seg.points), sum(dist(a, b) for a, b in zip(CORNERS, CORNERS[1:], strict=False)), t))
 
 
 if __name__ == "__main__":
