@@ -236,6 +236,38 @@ class Scenario:
                 d[f.name] = dict(f.params) if f.params else True
         return d
 
+    def world_events(self):
+        """The scenario's timeline as report events, sorted by time:
+        [{t_ms, end_ms, kind, detail}] with kind coverage / sky /
+        receiver_down / power_cut / modem_fault / action."""
+        ev = []
+        for c in self.coverage or [Coverage(0, self.duration_ms, "data+sms")]:
+            ev.append({"t_ms": c.from_ms, "end_ms": c.to_ms, "kind": "coverage", "detail": c.mode})
+        r = self.build_route()
+        # sky changes, sampled at every point and window edge
+        edges = sorted({0, self.duration_ms} | {t for t in r.t if 0 <= t < self.duration_ms}
+                       | {x for f, to, _ in self.conditions for x in (f, to) if 0 <= x < self.duration_ms})
+        cur = None
+        for a, b in zip(edges, edges[1:], strict=False):
+            c = r.condition(a)
+            if cur and cur["detail"] == c:
+                cur["end_ms"] = b
+            else:
+                cur = {"t_ms": a, "end_ms": b, "kind": "sky", "detail": c}
+                ev.append(cur)
+        for w in self.receiver_down:
+            ev.append({"t_ms": w.from_ms, "end_ms": w.to_ms, "kind": "receiver_down", "detail": ""})
+        for pc in self.power_cuts:
+            end = self.duration_ms if pc.duration_ms is None else pc.at_ms + pc.duration_ms
+            det = "at flash write %d" % pc.at_flash_write if pc.at_flash_write else ("never restored" if pc.duration_ms is None else "")
+            ev.append({"t_ms": pc.at_ms, "end_ms": end, "kind": "power_cut", "detail": det})
+        for f in self.modem_fault_windows:
+            ev.append({"t_ms": f.from_ms, "end_ms": self.duration_ms if f.to_ms is None else f.to_ms, "kind": "modem_fault", "detail": f.name})
+        for a in self.actions:
+            ev.append({"t_ms": a.at_ms, "end_ms": a.at_ms, "kind": "action", "detail": a.kind})
+        ev.sort(key=lambda e: (e["t_ms"], e["kind"]))
+        return ev
+
     def button_edges(self, patterns):
         """[(t_ms, pressed)] for every action, given the firmware's patterns:
         {kind: [(offset_ms, hold_ms), ...]} for sos, cancel, duress_cancel,
