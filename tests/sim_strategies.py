@@ -57,7 +57,7 @@ def scenario_texts(draw, max_minutes=60):
     for a, b in _windows(draw, dur_s, 2):
         lines += ["", "[[indoor]]", "from = %d" % a, "to = %d" % b]
     cov_t = 0
-    for i in range(draw(st.integers(0, 4))):
+    for _ in range(draw(st.integers(0, 4))):
         lines += ["", "[[coverage]]", "from = %d" % cov_t, 'mode = "%s"' % draw(st.sampled_from(["data+sms", "sms-only", "none"])),
                   "latency_ms = %d" % draw(st.integers(20, 3000)), "loss = %.2f" % draw(st.floats(0, 0.5))]
         cov_t += draw(st.integers(1, max(1, dur_s // 3)))
