@@ -28,7 +28,7 @@ CURRENTS = {
     "esp32": {"off": 0.0, "deep_sleep": 0.010, "light_sleep": 0.8, "idle": 30.0, "active": 68.0},
     "sim7600": {"off": 0.0, "sleep": 4.6, "idle": 17.5, "tx": 575.0},
     "sim7080g": {"off": 0.0, "psm": 0.003, "sleep": 1.0, "idle": 10.0, "tx": 250.0},
-    "gnss": {"off": 0.0, "backup": 0.015, "acquire": 30.0, "tracking": 30.0},
+    "gnss": {"off": 0.0, "backup": 0.015, "standby": 1.0, "acquire": 30.0, "tracking": 30.0},
 }
 
 # Open-circuit voltage of a Li-ion cell (mV) against state of charge (%).

@@ -207,11 +207,17 @@ class GnssEmulator:
         self.sentences_out = 0
         self.bytes_out = 0
         self.overrun_bytes = 0
+        self.bytes_in = 0
+        self.rejected_commands = 0
+        self.commands = []  # good-checksum sentences the device sent (bodies)
+        self._cmd = b""
+        self.standby = False
         self.log = [] if keep_log else None
 
     # -- power ------------------------------------------------------------
-    def power(self, on, now, start=None):
+    def power(self, on, now, start=None, banner=True):
         """Switch the module on/off at sim time now (GNSS enable pin)."""
+        self.standby = False
         if on == self.on:
             return
         self.advance(now)
@@ -239,6 +245,7 @@ class GnssEmulator:
         if mode == "cold":
             self._time_known = False
             self._last_fix_ms = None
+            self._stale = None
             self._time_at_ms = now + self._need_ms // 2
         else:
             self._time_known = True
@@ -246,7 +253,7 @@ class GnssEmulator:
         # boot: banner ~100 ms after power, first epoch at the next UTC second
         boot = now + 100
         self._tx_free = boot
-        for b in self._st["banner"]:
+        for b in self._st["banner"] if banner else ():
             self._emit(sentence(b), boot)
         u = self.start_utc_ms + boot + 1
         self._next_epoch = ((u + 999) // 1000) * 1000 - self.start_utc_ms
@@ -261,10 +268,67 @@ class GnssEmulator:
         self._backup = True
 
     def power_state(self):
-        """"off", "acquire" or "tracking" (for the energy model)."""
+        """"off", "standby", "acquire" or "tracking" (for the energy model)."""
+        if self.standby:
+            return "standby"
         if not self.on:
             return "off"
         return "tracking" if self._has_fix else "acquire"
+
+    # -- commands from the device (UART TX side) -------------------------------
+    def write(self, data, now):
+        """Bytes the device sends to the module. Quectel style: $PMTK
+        commands with a good checksum are answered with $PMTK001,cmd,flag
+        (3 done, 1 unsupported); 101/102/103/104 restart hot/warm/cold/full
+        cold, 161 enters standby (no output) until the next byte arrives.
+        Anything else (u-blox UBX/PUBX, junk) is counted and ignored.
+        Returns the number of bytes taken (all of them)."""
+        self.advance(now)
+        self.bytes_in += len(data)
+        if self.standby and data:
+            self.on = False  # wake: a start without the power-on banner
+            self.power(True, now, banner=False)
+        self._cmd = (self._cmd + bytes(data))[-512:]
+        while b"\n" in self._cmd:
+            line, self._cmd = self._cmd.split(b"\n", 1)
+            self._command(line.strip(), now)
+        return len(data)
+
+    def _command(self, line, now):
+        try:
+            text = line.decode("ascii")
+        except UnicodeDecodeError:
+            self.rejected_commands += 1
+            return
+        if not text.startswith("$") or "*" not in text:
+            if text:
+                self.rejected_commands += 1
+            return
+        body, cs = text[1:].rsplit("*", 1)
+        if cs.upper() != "%02X" % checksum(body):
+            self.rejected_commands += 1
+            return
+        self.commands.append(body)
+        if not body.startswith("PMTK") or self.style != "quectel-l76" or not self.on:
+            return
+        cmd = body[4:7]
+        flag = 1
+        if cmd in ("101", "102", "103", "104"):
+            flag = 3
+            mode = {"101": "hot", "102": "warm", "103": "cold", "104": "cold"}[cmd]
+            self.power(False, now)
+            if mode == "cold":
+                self.lose_backup()
+                self.restore_backup()
+            self.power(True, now, start=mode)
+        elif cmd == "161":
+            flag = 3
+        self._emit(sentence("PMTK001,%s,%d" % (cmd, flag)), now + 10)
+        if cmd == "161":
+            self.advance(now)
+            self._next_epoch = None
+            self.standby = True
+            self._has_fix = False
 
     # -- truth --------------------------------------------------------------
     def true_position(self, t_ms):

@@ -290,3 +290,65 @@ def test_walk_home_gpx_is_a_plausible_walk():
     lat, lon, _alt, speed, _crs = r.state(r.end_ms // 2)
     assert 1.0 < speed < 1.8
     assert 54.3 < lat < 54.34 and -2.76 < lon < -2.73
+
+
+def test_output_does_not_depend_on_the_process_hash_seed():
+    import hashlib
+    import subprocess
+    import sys
+
+    code = (
+        "import hashlib;from host_sim.route import Route;from host_sim.gnss import GnssEmulator;"
+        "r=Route([(0,54.3321,-2.7399),(600000,54.3212,-2.7535)]);r.add_window(100000,150000,'urban');"
+        "g=GnssEmulator(r,seed=5,start='cold');g.power(True,0);print(hashlib.sha256(g.read(200000)).hexdigest())"
+    )
+    root = os.path.join(HERE, "..")
+    outs = set()
+    for hs in ("1", "2"):
+        env = dict(os.environ, PYTHONHASHSEED=hs)
+        outs.add(subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, check=True).stdout)
+    r = walk()
+    r.add_window(100_000, 150_000, "urban")
+    g = GnssEmulator(r, seed=5, start="cold")
+    g.power(True, 0)
+    outs.add(hashlib.sha256(g.read(200_000)).hexdigest() + "\n")
+    assert len(outs) == 1
+
+
+def _pmtk(body):
+    return sentence(body).encode("ascii")
+
+
+def test_l76_acks_pmtk_commands_restarts_and_sleeps_in_standby():
+    g = GnssEmulator(walk(), style="quectel-l76", start="hot", seed=13)
+    g.power(True, 0)
+    g.read(10_000)
+    assert g.has_fix()
+    # byte by byte, as a UART might deliver it
+    for b in _pmtk("PMTK103"):
+        g.write(bytes([b]), 10_000)
+    out = g.read(11_000).decode()
+    assert "$PMTK001,103,3*" in out
+    assert g.last_start == "cold" and not g.has_fix()
+    assert out.startswith("$PMTK011")  # the restart banner
+    assert "$GNRMC,,V,,,,," in g.read(11_900).decode()  # a cold start forgets the last position too
+    g.write(_pmtk("PMTK161,0"), 12_000)
+    assert "$PMTK001,161,3*" in g.read(13_500).decode()  # queued behind the epoch's burst
+    assert g.power_state() == "standby"
+    assert g.read(20_000) == b""  # no output while in standby
+    g.write(b"\r\n", 20_000)  # any byte wakes it
+    assert g.power_state() != "standby"
+    assert b"GGA" in g.read(22_000)
+    g.write(_pmtk("PMTK999,1"), 22_000)
+    assert "$PMTK001,999,1*" in g.read(23_000).decode()
+
+
+def test_bad_commands_are_counted_and_never_crash():
+    g = GnssEmulator(walk(), style="quectel-l76", start="hot", seed=14)
+    g.power(True, 0)
+    g.write(b"$PMTK101*00\r\n", 100)  # wrong checksum
+    g.write(bytes(range(256)) + b"\n", 200)  # junk
+    g.write(b"\xb5\x62\x06\x08\x06\x00", 300)  # a UBX frame (u-blox binary)
+    assert g.rejected_commands >= 2
+    assert g.last_start == "hot"  # the bad restart was not obeyed
+    assert g.bytes_in > 256
