@@ -3,7 +3,9 @@
 Owns: pure checks over a results structure (format: host_sim/report.py
 header and docs/scenarios.md "Results"). Each check returns
     {"name": str, "ok": bool, "checked": int, "violations": [str, ...]}
-and never raises on odd data: a malformed entry is itself a violation.
+`check_all` first checks the results are well formed (report.validate)
+and never raises on odd data: malformed results are themselves a failed
+invariant, and the others are then reported as not checked.
 
 The four promises of the product, as the simulation can see them:
 - no_alert_lost: every SOS/TEST press that the device accepted reaches the
@@ -193,9 +195,20 @@ def nothing_printed(results):
     return _result("nothing_printed", len(out), viol)
 
 
+def well_formed(results):
+    from host_sim.report import validate
+
+    bad = validate(results)
+    return _result("well_formed", 1, bad)
+
+
 def check_all(results, true_position, strict=False, visible=VISIBLE_PIN_WORDS, off_levels=None):
-    """All invariants, in a fixed order."""
-    return [
+    """All invariants, in a fixed order, after the well-formedness check."""
+    wf = well_formed(results)
+    if not wf["ok"]:
+        names = ("no_alert_lost", "no_duplicates", "positions_within_accuracy", "nothing_visible", "nothing_printed")
+        return [wf] + [_result(n, 0, ["not checked: results are malformed"]) for n in names]
+    return [wf,
         no_alert_lost(results, strict),
         no_duplicates(results),
         positions_within_accuracy(results, true_position),

@@ -66,8 +66,76 @@ def _scan(obj, path="results"):
             _scan(v, "%s[%d]" % (path, i))
 
 
-def to_json(results):
+_INT = (int,)
+_OPT_INT = (int, type(None))
+_NUM_OPT = (int, float, type(None))
+# list name -> {field: allowed types}; fields not named here are free
+_LIST_FIELDS = {
+    "frames": {"t_ms": _INT, "dir": (str,), "event": (str,)},
+    "alerts": {"kind": (str,), "press_ms": _INT, "seq": _OPT_INT, "first_frame_ms": _OPT_INT,
+               "committed_ms": _OPT_INT, "ack_ms": _OPT_INT},
+    "positions": {"t_ms": _INT, "source": _INT, "lat_e7": _OPT_INT, "lon_e7": _OPT_INT,
+                  "accuracy_m": _NUM_OPT, "age_s": _OPT_INT},
+    "route": {"t_ms": _INT, "lat_e7": _INT, "lon_e7": _INT},
+    "pins": {"t_ms": _INT},
+    "console": {"t_ms": _INT},
+    "events": {"t_ms": _INT, "kind": (str,)},
+    "invariants": {"name": (str,), "ok": (bool,)},
+    "expect": {"name": (str,), "ok": (bool,)},
+}
+_REQUIRED = {"frames": ("t_ms",), "alerts": ("kind", "press_ms"), "positions": ("t_ms", "source"),
+             "route": ("t_ms", "lat_e7", "lon_e7"), "events": ("t_ms", "kind"), "invariants": ("name", "ok")}
+
+
+def validate(results):
+    """Problems with a results structure, as ["path: problem", ...]
+    (empty when it is fine to write). Never raises."""
+    out = []
+    if not isinstance(results, dict):
+        return ["results: expected a dict, got %s" % type(results).__name__]
+    for name in ("scenario", "energy", "summary"):
+        if name in results and not isinstance(results[name], dict):
+            out.append("%s: expected a dict" % name)
+    rec = results.get("receiver")
+    lists = [(k, results.get(k)) for k in _LIST_FIELDS]
+    if rec is not None:
+        if not isinstance(rec, dict):
+            out.append("receiver: expected a dict")
+        else:
+            lists.append(("receiver.raised", rec.get("raised")))
+            lists.append(("receiver.silent_alarms", rec.get("silent_alarms")))
+    for name, val in lists:
+        if val is None:
+            continue
+        if not isinstance(val, list):
+            out.append("%s: expected a list" % name)
+            continue
+        spec = _LIST_FIELDS.get(name, {"t_ms": _INT})
+        req = _REQUIRED.get(name, ())
+        for i, item in enumerate(val):
+            if not isinstance(item, dict):
+                out.append("%s[%d]: expected a dict" % (name, i))
+                continue
+            for f in req:
+                if f not in item:
+                    out.append("%s[%d]: missing %s" % (name, i, f))
+            for f, types in spec.items():
+                if f in item and (not isinstance(item[f], types) or (isinstance(item[f], bool) and bool not in types)):
+                    out.append("%s[%d].%s: expected %s" % (name, i, f, "/".join(t.__name__ for t in types)))
+            if len(out) > 50:
+                return out + ["..."]
+    return out
+
+
+def _check(results):
     _scan(results)
+    bad = validate(results)
+    if bad:
+        raise ReportError("results do not follow %s: %s" % (FORMAT, "; ".join(bad[:5])))
+
+
+def to_json(results):
+    _check(results)
     return json.dumps(results, indent=1, sort_keys=True, allow_nan=False) + "\n"
 
 
@@ -313,7 +381,7 @@ def route_svg(results, width=900, height=560):
 
 def render_html(results):
     """The whole report as one self-contained HTML string."""
-    _scan(results)
+    _check(results)
     sc = results.get("scenario") or {}
     inv = results.get("invariants") or []
     exp = results.get("expect") or []

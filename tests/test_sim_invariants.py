@@ -170,3 +170,9 @@ def test_duplicate_detection_matches_a_brute_force_count(seqs, extra):
     res = I.no_duplicates(copy.deepcopy(r))
     assert res["ok"] == (dup == 0)
     assert len(res["violations"]) == dup
+
+
+def test_malformed_results_fail_as_a_whole_instead_of_crashing():
+    res = I.check_all({"alerts": "sos", "positions": [{"t_ms": "x"}]}, ROUTE.true_position)
+    assert res[0]["name"] == "well_formed" and not res[0]["ok"]
+    assert all(not r["ok"] for r in res)

@@ -138,3 +138,37 @@ def test_empty_results_still_render():
     assert parse(text).errors == []
     for s in svgs(text):
         ET.fromstring(s)
+
+
+def test_malformed_results_are_refused_with_the_path_named():
+    r = synthetic_results()
+    r["positions"][1]["t_ms"] = "soon"
+    with pytest.raises(R.ReportError, match=r"positions\[1\]\.t_ms"):
+        R.render_html(r)
+    r = synthetic_results()
+    del r["route"][3]["lat_e7"]
+    assert R.validate(r) == ["route[3]: missing lat_e7"]
+    assert R.validate(synthetic_results()) == []
+    assert R.validate([]) == ["results: expected a dict, got list"]
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["t_ms", "kind", "lat_e7", "lon_e7", "source", "accuracy_m", "age_s", "press_ms", "seq", "ok", "name", "pin", "value", "dir", "event", "raised"]), inner, max_size=6),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.dictionaries(st.sampled_from(["scenario", "frames", "alerts", "positions", "route", "receiver", "pins", "console", "events", "energy", "invariants", "expect", "summary"]), _json, max_size=6))
+def test_any_results_shape_renders_or_is_refused_never_crashes(results):
+    try:
+        text = R.render_html(results)
+    except R.ReportError:
+        return
+    assert text.startswith("<!DOCTYPE html>")
+    for s in svgs(text):
+        ET.fromstring(s)
