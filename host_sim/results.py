@@ -95,14 +95,14 @@ class Recorder:
             if seq is None:
                 continue
 
-            def first(pred, seq=seq):
-                ts = [f["t_ms"] for f in self.frames if pred(f)]
-                return min(ts) if ts else None
-
-            a["first_frame_ms"] = first(lambda f: f["dir"] == "up" and f["event"] == "on_air" and f["seq"] == seq)
-            a["committed_ms"] = first(lambda f: f["dir"] == "up" and f["event"] == "committed" and f["seq"] == seq)
-            a["ack_ms"] = first(lambda f: f["dir"] == "down" and f["event"] == "acked" and f.get("acked_seq") == seq)
+            a["first_frame_ms"] = self._first("up", "on_air", "seq", seq)
+            a["committed_ms"] = self._first("up", "committed", "seq", seq)
+            a["ack_ms"] = self._first("down", "acked", "acked_seq", seq)
             a["pending_at_end"] = seq in pending_seqs
+
+    def _first(self, direction, event, key, seq):
+        ts = [f["t_ms"] for f in self.frames if f["dir"] == direction and f["event"] == event and f.get(key) == seq]
+        return min(ts) if ts else None
 
     def _measure_positions(self):
         if self.route is None:
