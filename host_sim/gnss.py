@@ -450,9 +450,9 @@ class GnssEmulator:
             if not self._time_known and self._time_at_ms is not None and t >= self._time_at_ms:
                 self._time_known = True
         else:
-            if self._has_fix or self._need_ms <= 0:
-                # lost it: fast re-acquisition while the ephemeris is fresh
-                fresh = self._last_fix_ms is not None and t - self._last_fix_ms < _EPHEMERIS_MS
+            if self._last_fix_ms is not None:
+                # lost it: fast re-acquisition while the ephemeris is fresh, warm after
+                fresh = t - self._last_fix_ms < _EPHEMERIS_MS
                 self._need_ms = int((self._st["ttff_hot"] + 1.0) * 1000) if fresh else int(self._st["ttff_warm"] * 1000)
             if self._time_at_ms is not None and not self._time_known:
                 self._time_at_ms += 1000  # no satellites: time not learnt yet

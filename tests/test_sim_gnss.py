@@ -352,3 +352,17 @@ def test_bad_commands_are_counted_and_never_crash():
     assert g.rejected_commands >= 2
     assert g.last_start == "hot"  # the bad restart was not obeyed
     assert g.bytes_in > 256
+
+
+def test_after_hours_indoors_the_fix_takes_a_warm_start_to_come_back():
+    r = Route([(0, 54.3321, -2.7399)])
+    r.add_window(60_000, 60_000 + 3 * 3_600_000, "indoor")
+    g = GnssEmulator(r, start="hot", seed=15)
+    g.power(True, 0)
+    g.advance(59_000)
+    assert g.has_fix()
+    back = 60_000 + 3 * 3_600_000
+    g.advance(back + 5000)
+    assert not g.has_fix()  # ephemeris expired: not a 2 s re-acquisition
+    g.advance(back + 30_000)
+    assert g.has_fix()
