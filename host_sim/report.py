@@ -16,7 +16,8 @@ times are sim ms from the start of the run:
     format      "panic-sim-results/1"
     scenario    {name, file, seed, duration_ms, profile, start_utc_ms, description}
     frames      [{t_ms, dir: "up"|"down", event, path: "tcp"|"sms"|None,
-                  type: "ALERT"|"TRACK"|..|"ACK", device_id, seq, size, note}]
+                  type: "ALERT"|"TRACK"|..|"ACK", device_id, seq, size, note,
+                  acked_seq (ACKs: the uplink seq acknowledged)}]
                 event: "built" (device made it), "on_air" (left the modem),
                 "received" (reached the receiver or device), "committed"
                 (receiver stored it durably), "acked" (device accepted the
