@@ -27,10 +27,8 @@ host_sim/route.py (truth), docs/scenarios.md ([gnss] fields).
 """
 
 import math
-import operator
 import random
 from collections import deque
-from functools import reduce
 
 from host_sim.route import offset_deg
 
@@ -105,8 +103,16 @@ class GnssError(ValueError):
 
 
 def checksum(body):
-    """XOR of the bytes between '$' and '*' (str)."""
-    return reduce(operator.xor, body.encode("ascii"), 0)
+    """XOR of the bytes between '$' and '*' (str). Folds the sentence as one
+    big integer (halves XORed together) instead of a per-byte loop."""
+    b = body.encode("ascii")
+    n = len(b)
+    x = int.from_bytes(b, "little")
+    while n > 1:
+        h = (n + 1) >> 1
+        x = (x & ((1 << (h << 3)) - 1)) ^ (x >> (h << 3))
+        n = h
+    return x
 
 
 def sentence(body):
@@ -195,6 +201,7 @@ class GnssEmulator:
         self._err = (0.0, 0.0)
         self._sky_cache = (None, None)
         self._block_cache = {}
+        self._day_cache = (None, "")
         self._has_fix = False
         self.last_start = None  # "cold"/"warm"/"hot" of the last power-on
         self.first_fix_ms = None  # sim ms of the first fix after power-on
@@ -216,16 +223,23 @@ class GnssEmulator:
 
     # -- power ------------------------------------------------------------
     def power(self, on, now, start=None, banner=True):
-        """Switch the module on/off at sim time now (GNSS enable pin)."""
-        self.standby = False
+        """Switch the module on/off at sim time now (GNSS enable pin).
+        Powering on a module in standby wakes it (without the banner)."""
+        self.advance(now)
+        if self.standby:
+            self.standby = False
+            self.on = False  # so that on=True below is a (banner-less) start
+            banner = False
+            if not on:
+                self._cut_tx(now)
+                return
         if on == self.on:
             return
-        self.advance(now)
         if not on:
             self.on = False
             self._next_epoch = None
             self._has_fix = False
-            self._q.clear()
+            self._cut_tx(now)
             return
         self.on = True
         mode = start or self.start_mode
@@ -258,6 +272,21 @@ class GnssEmulator:
         u = self.start_utc_ms + boot + 1
         self._next_epoch = ((u + 999) // 1000) * 1000 - self.start_utc_ms
 
+    def _cut_tx(self, now):
+        """Power gone at now: bytes already on the wire stay in the device's
+        UART buffer; the rest of the burst is never sent."""
+        keep = deque()
+        for item in self._q:
+            st, e, b = item
+            if e <= now:
+                keep.append(item)
+            elif st < now:
+                n = (now - st) * self.baud // 10000
+                if n > 0:
+                    keep.append([st, st + (n * 10000 + self.baud - 1) // self.baud, b[:n]])
+        self._q = keep
+        self._tx_free = now
+
     def lose_backup(self):
         """Battery cut: the module forgets time and ephemeris (next start cold)."""
         self._backup = False
@@ -286,8 +315,7 @@ class GnssEmulator:
         self.advance(now)
         self.bytes_in += len(data)
         if self.standby and data:
-            self.on = False  # wake: a start without the power-on banner
-            self.power(True, now, banner=False)
+            self.power(True, now)  # any byte wakes it
         self._cmd = (self._cmd + bytes(data))[-512:]
         while b"\n" in self._cmd:
             line, self._cmd = self._cmd.split(b"\n", 1)
@@ -498,8 +526,10 @@ class GnssEmulator:
             hh, rem = divmod(sod, 3600)
             mi, ss = divmod(rem, 60)
             tstr = self._tfmt % (hh, mi, ss)
-            y, mo, d = _civil(day)
-            dstr = "%02d%02d%02d" % (d, mo, y % 100)
+            if self._day_cache[0] != day:
+                y, mo, d = _civil(day)
+                self._day_cache = (day, "%02d%02d%02d" % (d, mo, y % 100))
+            dstr = self._day_cache[1]
         else:
             tstr = dstr = ""
         if fix:

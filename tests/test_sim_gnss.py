@@ -102,7 +102,7 @@ def test_cold_start_gives_empty_fields_then_a_fix_within_datasheet_time():
 def test_auto_start_is_hot_after_a_recent_fix_and_cold_after_a_battery_cut():
     g = GnssEmulator(walk(), start="auto", seed=2)
     g.power(True, 0)
-    g.advance(60_000)
+    g.read(60_000)
     assert g.has_fix()
     g.power(False, 60_000)
     assert g.read(61_000) == b""
@@ -366,3 +366,37 @@ def test_after_hours_indoors_the_fix_takes_a_warm_start_to_come_back():
     assert not g.has_fix()  # ephemeris expired: not a 2 s re-acquisition
     g.advance(back + 30_000)
     assert g.has_fix()
+
+
+def test_power_calls_on_a_module_in_standby_wake_or_stop_it_cleanly():
+    g = GnssEmulator(walk(), style="quectel-l76", start="hot", seed=16)
+    g.power(True, 0)
+    g.write(_pmtk("PMTK161,0"), 5000)
+    g.read(7000)
+    assert g.power_state() == "standby"
+    g.power(True, 8000)
+    assert g.power_state() in ("acquire", "tracking")
+    assert b"GGA" in g.read(10_000) and b"PMTK011" not in g.read(10_000)
+    g.write(_pmtk("PMTK161,0"), 11_000)
+    g.read(12_000)
+    g.power(False, 12_000)
+    assert g.power_state() == "off" and g.read(20_000) == b""
+
+
+def test_power_off_mid_burst_keeps_only_the_bytes_already_sent():
+    g = GnssEmulator(walk(), style="ublox-m8", start="hot", seed=17)
+    g.power(True, 0)
+    g.read(3000)
+    g.power(False, 3300)  # ~230 bytes of the 3 s burst are on the wire
+    data = g.read(5000)
+    assert 200 <= len(data) <= 260
+    assert g.read(9000) == b""
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=120))
+def test_checksum_is_the_xor_of_every_byte(body):
+    x = 0
+    for c in body.encode("ascii"):
+        x ^= c
+    assert checksum(body) == x
