@@ -1,0 +1,259 @@
+"""Invariants checked on every simulated run.
+
+Owns: pure checks over a results structure (format: host_sim/report.py
+header and docs/scenarios.md "Results"). Each check returns
+    {"name": str, "ok": bool, "checked": int, "violations": [str, ...]}
+`check_all` first checks the results are well formed (report.validate)
+and never raises on odd data: malformed results are themselves a failed
+invariant, and the others are then reported as not checked.
+
+The four promises of the product, as the simulation can see them:
+- no_alert_lost: every SOS/TEST press that the device accepted reaches the
+  receiver and is raised there, or is still queued in the device's flash at
+  the end of the run (counted as undelivered, a violation only if strict).
+- no_duplicates: the receiver never raises one frame (device_id, seq) twice,
+  nor two ALERTs (or TESTs) for one press.
+- positions_within_accuracy: every position a frame reports lies within its
+  claimed accuracy of the true position at the time the fix was taken
+  (frame time minus age; age is whole seconds, so the fix time is anywhere
+  in (t - (age+1) s, t - age s] and the closest true position in that
+  interval counts), or is marked unknown (source 0, accuracy 0xFFFF/None or
+  age unknown), which is counted separately.
+- nothing_visible / nothing_printed: no output pin that could light, sound or
+  show changes to an "on" level, and nothing is printed on the USB console
+  without an authenticated engineer session.
+
+Never does: I/O, randomness, or fixing anything up.
+
+Stays in sync with: host_sim/report.py (results format), the receiver's
+raise semantics (what "raised" means), protocol position sources.
+"""
+
+import math
+
+from host_sim.route import distance_m
+
+UNKNOWN_ACCURACY = 0xFFFF
+UNKNOWN_AGE = 0xFFFF
+VISIBLE_PIN_WORDS = ("led", "buzzer", "beeper", "speaker", "display", "screen", "backlight", "lcd", "oled")
+_RAISE_TYPE = {"sos": "ALERT", "test": "TEST"}
+
+
+def _result(name, checked, violations, **extra):
+    d = {"name": name, "ok": not violations, "checked": checked, "violations": violations}
+    d.update(extra)
+    return d
+
+
+def no_alert_lost(results, strict=False):
+    """Every sos/test press raised at the receiver (or queued at the end)."""
+    alerts = results.get("alerts") or []
+    raised = (results.get("receiver") or {}).get("raised") or []
+    used = set()
+    viol = []
+    undelivered = 0
+    for a in alerts:
+        kind = a.get("kind")
+        if kind not in _RAISE_TYPE:
+            continue
+        want = _RAISE_TYPE[kind]
+        seq = a.get("seq")
+        hit = None
+        for j, r in enumerate(raised):
+            if j in used or r.get("type") != want:
+                continue
+            if seq is not None:
+                if r.get("seq") == seq and (a.get("device_id") is None or r.get("device_id") == a.get("device_id")):
+                    hit = j
+                    break
+            elif (r.get("t_ms") or 0) >= (a.get("press_ms") or 0):
+                hit = j
+                break
+        if hit is not None:
+            used.add(hit)
+            continue
+        where = "%s pressed at %s ms (seq %s)" % (kind, a.get("press_ms"), seq)
+        if a.get("pending_at_end"):
+            undelivered += 1
+            if strict:
+                viol.append("%s never reached the receiver (still queued on the device at the end)" % where)
+        else:
+            viol.append("%s LOST: not raised at the receiver and not queued on the device" % where)
+    n = sum(1 for a in alerts if a.get("kind") in _RAISE_TYPE)
+    return _result("no_alert_lost", n, viol, undelivered=undelivered)
+
+
+def no_duplicates(results):
+    """No (device_id, seq) raised twice; at most one ALERT/TEST per press."""
+    raised = (results.get("receiver") or {}).get("raised") or []
+    viol = []
+    seen = {}
+    for r in raised:
+        k = (r.get("device_id"), r.get("seq"))
+        if k in seen:
+            viol.append("device %s seq %s (%s) raised twice, at %s ms and %s ms" % (k[0], k[1], r.get("type"), seen[k], r.get("t_ms")))
+        else:
+            seen[k] = r.get("t_ms")
+    # per press: count raises of its type between this press and the next one of the same kind
+    alerts = [a for a in (results.get("alerts") or []) if a.get("kind") in _RAISE_TYPE]
+    for kind, typ in _RAISE_TYPE.items():
+        presses = sorted(a.get("press_ms") or 0 for a in alerts if a.get("kind") == kind)
+        rs = sorted({(r.get("device_id"), r.get("seq")): r.get("t_ms") or 0 for r in raised if r.get("type") == typ}.values())
+        for i, p in enumerate(presses):
+            end = presses[i + 1] if i + 1 < len(presses) else math.inf
+            n = sum(1 for t in rs if p <= t < end)
+            if n > 1:
+                viol.append("%d %s frames raised for the one %s press at %d ms" % (n, typ, kind, p))
+    return _result("no_duplicates", len(raised), viol)
+
+
+def _is_unknown(p):
+    acc = p.get("accuracy_m")
+    return (
+        not p.get("source")
+        or p.get("lat_e7") is None
+        or p.get("lon_e7") is None
+        or acc is None
+        or acc == UNKNOWN_ACCURACY
+        or p.get("age_s") is None
+        or p.get("age_s") == UNKNOWN_AGE
+    )
+
+
+def position_error_m(p, true_position, step_ms=100):
+    """Smallest distance (m) from a reported position to the true track
+    over its possible fix times; None if the position is marked unknown."""
+    if _is_unknown(p):
+        return None
+    t = p["t_ms"] - p["age_s"] * 1000
+    lat = p["lat_e7"] / 1e7
+    lon = p["lon_e7"] / 1e7
+    best = math.inf
+    for k in range(0, 1000 // step_ms + 1):
+        tt = t - k * step_ms
+        la, lo = true_position(tt)
+        d = distance_m(lat, lon, la / 1e7, lo / 1e7)
+        if d < best:
+            best = d
+    return best
+
+
+def positions_within_accuracy(results, true_position):
+    """true_position: callable t_ms -> (lat_e7, lon_e7)."""
+    viol = []
+    unknown = 0
+    checked = 0
+    worst = 0.0
+    for p in results.get("positions") or []:
+        try:
+            err = position_error_m(p, true_position)
+        except (KeyError, TypeError, ValueError) as e:
+            viol.append("malformed position entry %r: %s" % (p, e))
+            continue
+        if err is None:
+            unknown += 1
+            continue
+        checked += 1
+        ratio = err / max(p["accuracy_m"], 1e-9)
+        worst = max(worst, ratio)
+        if err > p["accuracy_m"]:
+            viol.append(
+                "%s seq %s at %d ms: source %s claims %d m but is %.1f m from the true position"
+                % (p.get("type", "frame"), p.get("seq"), p["t_ms"], p.get("source"), p["accuracy_m"], err)
+            )
+    return _result("positions_within_accuracy", checked, viol, unknown=unknown, worst_ratio=round(worst, 3))
+
+
+def _visible(pin, visible):
+    if pin in visible:
+        return True
+    if isinstance(pin, str):
+        low = pin.lower()
+        return any(isinstance(w, str) and w in low for w in visible)
+    return False
+
+
+def nothing_visible(results, visible=VISIBLE_PIN_WORDS, off_levels=None):
+    """No visible output pin driven to anything but its off level.
+    visible: pin names/numbers, or words matched inside pin names.
+    off_levels: {pin: level}, default 0 for every pin."""
+    off_levels = off_levels or {}
+    viol = []
+    pins = results.get("pins") or []
+    for ch in pins:
+        pin = ch.get("pin")
+        if _visible(pin, visible) and ch.get("value") != off_levels.get(pin, 0):
+            viol.append("output pin %r set to %r at %s ms" % (pin, ch.get("value"), ch.get("t_ms")))
+    return _result("nothing_visible", len(pins), viol)
+
+
+def nothing_printed(results):
+    """Nothing on the USB console unless an engineer session authenticated."""
+    out = results.get("console") or []
+    viol = ["console output at %s ms without engineer authentication (%d bytes)" % (c.get("t_ms"), len(c.get("text") or ""))
+            for c in out if not c.get("authenticated")]
+    return _result("nothing_printed", len(out), viol)
+
+
+def well_formed(results):
+    from host_sim.report import validate
+
+    bad = validate(results)
+    return _result("well_formed", 1, bad)
+
+
+def check_all(results, true_position, strict=False, visible=VISIBLE_PIN_WORDS, off_levels=None):
+    """All invariants, in a fixed order, after the well-formedness check."""
+    wf = well_formed(results)
+    if not wf["ok"]:
+        names = ("no_alert_lost", "no_duplicates", "positions_within_accuracy", "nothing_visible", "nothing_printed")
+        return [wf] + [_result(n, 0, ["not checked: results are malformed"]) for n in names]
+    return [wf,
+        no_alert_lost(results, strict),
+        no_duplicates(results),
+        positions_within_accuracy(results, true_position),
+        nothing_visible(results, visible, off_levels),
+        nothing_printed(results),
+    ]
+
+
+def check_expect(results, expect):
+    """Compare a scenario's [expect] table with results. Returns a list of
+    {"name", "ok", "expected", "actual"}; keys absent from results count as
+    not met (the runner must fill them)."""
+    raised = (results.get("receiver") or {}).get("raised") or []
+    summ = results.get("summary") or {}
+
+    def count(typ, duress=None):
+        keys = {(r.get("device_id"), r.get("seq")) for r in raised if r.get("type") == typ and (duress is None or bool(r.get("duress")) == duress)}
+        return len(keys)
+
+    actual = {
+        "alerts": count("ALERT"),
+        "cancels": count("CANCEL"),
+        "duress": count("CANCEL", True),
+        "test_alerts": count("TEST"),
+        "silent_alarm": bool((results.get("receiver") or {}).get("silent_alarms")),
+        "low_battery": summ.get("low_battery"),
+        "device_dead": summ.get("device_dead"),
+        "sms_used": any(f.get("path") == "sms" and f.get("dir") == "up" for f in results.get("frames") or []),
+        "min_heartbeats": count("HEARTBEAT"),
+    }
+    lat_first = [a["first_frame_ms"] - a["press_ms"] for a in results.get("alerts") or [] if a.get("first_frame_ms") is not None]
+    lat_ack = [a["ack_ms"] - a["press_ms"] for a in results.get("alerts") or [] if a.get("ack_ms") is not None]
+    out = []
+    for k, want in expect.items():
+        if k == "max_press_to_first_frame_s":
+            got = max(lat_first) / 1000.0 if lat_first else None
+            ok = got is not None and got <= want
+        elif k == "max_press_to_ack_s":
+            got = max(lat_ack) / 1000.0 if lat_ack else None
+            ok = got is not None and got <= want
+        elif k == "min_heartbeats":
+            got = actual[k]
+            ok = got >= want
+        else:
+            got = actual.get(k)
+            ok = got == want
+        out.append({"name": k, "ok": bool(ok), "expected": want, "actual": got})
+    return out

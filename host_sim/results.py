@@ -1,0 +1,166 @@
+"""Recorder: the one place a run writes down what happened, producing the
+results structure of host_sim/report.py.
+
+Owns: appending frames, presses, positions, receiver raises, pins, console
+output and events as they happen; at the end, tying each press to its
+frames (first on air, committed, ACK), measuring every position against
+the true route, and running the invariants and the scenario's
+expectations.
+
+Never does: decide anything about the device or the receiver; hold keys
+(it stores frame metadata, never frame bytes or key material).
+
+Stays in sync with: host_sim/report.py (format), host_sim/invariants.py.
+"""
+
+from host_sim import invariants as I
+from host_sim.report import FORMAT
+
+_FRAME_TYPE = {"sos": "ALERT", "test": "TEST", "cancel": "CANCEL", "duress_cancel": "CANCEL"}
+
+
+class Recorder:
+    def __init__(self, scenario=None, route=None):
+        self.scenario = scenario
+        self.route = route if route is not None else (scenario.build_route() if scenario is not None else None)
+        self.frames = []
+        self.alerts = []
+        self.positions = []
+        self.raised = []
+        self.silent_alarms = []
+        self.pins = []
+        self.console = []
+        self.events = []
+        self.summary = {"low_battery": False, "device_dead": False}
+
+    # -- as it happens -----------------------------------------------------------
+    def frame(self, t_ms, dir, event, type, seq, device_id=None, path=None, size=None, note="", acked_seq=None):
+        """dir "up"/"down"; event built/on_air/received/committed/acked/
+        dropped/rejected; for an ACK give acked_seq (the uplink seq it
+        acknowledges)."""
+        f = {"t_ms": int(t_ms), "dir": dir, "event": event, "type": type, "seq": seq, "device_id": device_id,
+             "path": path, "size": size, "note": note}
+        if acked_seq is not None:
+            f["acked_seq"] = acked_seq
+        self.frames.append(f)
+        return f
+
+    def press(self, kind, t_ms, device_id=None, seq=None):
+        """A button action completed (sos, test, cancel, duress_cancel).
+        seq may be set now or later (alert["seq"] = ...), or left for
+        finish() to infer from the first matching frame built after it."""
+        a = {"kind": kind, "press_ms": int(t_ms), "device_id": device_id, "seq": seq, "first_frame_ms": None,
+             "committed_ms": None, "ack_ms": None, "pending_at_end": False}
+        self.alerts.append(a)
+        return a
+
+    def position(self, t_ms, type, seq, source, lat_e7, lon_e7, accuracy_m, age_s):
+        """A position a frame reported (accuracy 0xFFFF / age 0xFFFF are
+        kept and mean unknown)."""
+        p = {"t_ms": int(t_ms), "type": type, "seq": seq, "source": int(source), "lat_e7": lat_e7, "lon_e7": lon_e7,
+             "accuracy_m": accuracy_m, "age_s": age_s, "error_m": None}
+        self.positions.append(p)
+        return p
+
+    def raise_(self, t_ms, device_id, seq, type, duress=False):
+        """The receiver raised a frame to operators."""
+        self.raised.append({"t_ms": int(t_ms), "device_id": device_id, "seq": seq, "type": type, "duress": bool(duress)})
+
+    def silent(self, t_ms, device_id):
+        self.silent_alarms.append({"t_ms": int(t_ms), "device_id": device_id})
+
+    def pin(self, t_ms, pin, value):
+        self.pins.append({"t_ms": int(t_ms), "pin": pin, "value": value})
+
+    def print_(self, t_ms, text, authenticated=False):
+        self.console.append({"t_ms": int(t_ms), "text": text, "authenticated": bool(authenticated)})
+
+    def event(self, t_ms, kind, detail="", end_ms=None):
+        self.events.append({"t_ms": int(t_ms), "end_ms": int(t_ms if end_ms is None else end_ms), "kind": kind, "detail": detail})
+
+    # -- at the end -------------------------------------------------------------------
+    def _tie_alerts(self, pending_seqs):
+        claimed = {a["seq"] for a in self.alerts if a["seq"] is not None}
+        for a in sorted(self.alerts, key=lambda a: a["press_ms"]):
+            if a["seq"] is None:
+                want = _FRAME_TYPE.get(a["kind"])
+                for f in self.frames:
+                    if (f["dir"] == "up" and f["event"] == "built" and f["type"] == want and f["t_ms"] >= a["press_ms"]
+                            and f["seq"] not in claimed):
+                        a["seq"] = f["seq"]
+                        a["device_id"] = a["device_id"] if a["device_id"] is not None else f["device_id"]
+                        claimed.add(f["seq"])
+                        break
+            seq = a["seq"]
+            if seq is None:
+                continue
+
+            a["first_frame_ms"] = self._first("up", "on_air", "seq", seq)
+            a["committed_ms"] = self._first("up", "committed", "seq", seq)
+            a["ack_ms"] = self._first("down", "acked", "acked_seq", seq)
+            a["pending_at_end"] = seq in pending_seqs
+
+    def _first(self, direction, event, key, seq):
+        ts = [f["t_ms"] for f in self.frames if f["dir"] == direction and f["event"] == event and f.get(key) == seq]
+        return min(ts) if ts else None
+
+    def _measure_positions(self):
+        if self.route is None:
+            return
+        for p in self.positions:
+            try:
+                err = I.position_error_m(p, self.route.true_position)
+            except (KeyError, TypeError, ValueError):
+                err = None
+            p["error_m"] = None if err is None else round(err, 2)
+            if err is not None:
+                p["true_lat_e7"], p["true_lon_e7"] = self.route.true_position(p["t_ms"] - p["age_s"] * 1000)
+
+    def finish(self, energy=None, pending_seqs=(), profiles=None, strict=False, visible=I.VISIBLE_PIN_WORDS,
+               off_levels=None, route_step_ms=5000, extra_events=()):
+        """The results dict, with alerts tied to frames, positions measured,
+        invariants and expectations checked. energy: an EnergyModel (its
+        summary is taken) or a dict; pending_seqs: uplink seqs still queued
+        on the device at the end; profiles: energy.profile_tradeoff() rows."""
+        self._tie_alerts(set(pending_seqs))
+        self._measure_positions()
+        sc = self.scenario
+        dur = sc.duration_ms if sc is not None else max([0] + [f["t_ms"] for f in self.frames] + [e["t_ms"] for e in self.events])
+        if energy is not None and not isinstance(energy, dict):
+            energy = energy.summary()
+        energy = dict(energy or {})
+        if profiles is not None:
+            energy["profiles"] = list(profiles)
+        events = list(sc.world_events()) if sc is not None else []
+        events = [e for e in events if e["kind"] in ("coverage", "sky", "receiver_down")]  # planned context
+        events += list(extra_events) + self.events
+        events.sort(key=lambda e: (e["t_ms"], e["kind"]))
+        route = []
+        if self.route is not None:
+            route = [{"t_ms": t, "lat_e7": la, "lon_e7": lo, "condition": c} for t, la, lo, c in self.route.samples(route_step_ms, dur)]
+        results = {
+            "format": FORMAT,
+            "scenario": {
+                "name": sc.name if sc is not None else "unnamed run",
+                "file": sc.path if sc is not None else None,
+                "seed": sc.seed if sc is not None else None,
+                "duration_ms": dur,
+                "profile": sc.profile if sc is not None else None,
+                "start_utc_ms": sc.start_utc_ms if sc is not None else None,
+                "description": sc.description if sc is not None else "",
+            },
+            "frames": sorted(self.frames, key=lambda f: f["t_ms"]),
+            "alerts": self.alerts,
+            "positions": self.positions,
+            "route": route,
+            "receiver": {"raised": self.raised, "silent_alarms": self.silent_alarms},
+            "pins": self.pins,
+            "console": self.console,
+            "events": events,
+            "energy": energy,
+            "summary": dict(self.summary),
+        }
+        tp = self.route.true_position if self.route is not None else (lambda t: (0, 0))
+        results["invariants"] = I.check_all(results, tp, strict, visible, off_levels)
+        results["expect"] = I.check_expect(results, sc.expect) if sc is not None else []
+        return results

@@ -1,0 +1,185 @@
+"""The world side of one simulated run, built from a Scenario.
+
+Owns: the clock, the true route, the GNSS emulator and the energy model
+of one run, and the scheduling of every scenario event on the clock
+(button edges, coverage changes, receiver outages, power cuts, modem
+faults, the end of the run), with the world's own side effects of those
+events (a power cut disconnects the battery and the GNSS backup; a
+brown-out is detected as soon as it happens). It logs what happened as
+report events.
+
+Never does: run the firmware, the modem emulator or the receiver. It calls
+the handlers the runner gives it; every handler is optional:
+
+    action(kind, now)           a scenario action starts (before its first edge)
+    button(pressed, now)        a button edge (True = pressed)
+    power(on, now)              power cut (False) or restored (True)
+    arm_flash_cut(n, now)       cut power at the n-th flash write from now
+                                (the simulated flash calls world.cut_power)
+    coverage(cov, now)          a scenario.Coverage comes into force
+    receiver(up, now)           receiver outage starts (False) / ends (True)
+    modem_faults(faults, now)   the merged fault dict changed
+    brownout(now)               the cell can no longer hold the board up
+    end(now)                    the run's duration is over
+
+Stays in sync with: host_sim/scenario.py (what a scenario can say),
+host_sim/energy.py (parts and states), docs/scenarios.md.
+"""
+
+from host_sim.clock import Clock
+
+
+class World:
+    def __init__(self, scenario, clock=None, patterns=None, gnss_kw=None, energy_kw=None):
+        self.scenario = scenario
+        self.clock = clock or Clock()
+        self.route = scenario.build_route()
+        self.gnss = scenario.make_gnss(self.route, **(gnss_kw or {}))
+        self.energy = scenario.make_energy(**(energy_kw or {}))
+        self.patterns = patterns
+        self.events = []  # [{t_ms, end_ms, kind, detail}] as they happened
+        self.powered = True
+        self.dead = False
+        self._h = {}
+        self._brown_timer = None
+        self._flash_cuts = []  # durations of armed at_flash_write cuts
+
+    # -- setup --------------------------------------------------------------------
+    def start(self, handlers=None):
+        """Schedule every scenario event; call once, at now = 0."""
+        self._h = dict(handlers or {})
+        sc = self.scenario
+        c = self.clock
+        if sc.gnss.on_at_boot:
+            self.gnss.power(True, c.now)
+            self.energy.set_state("gnss", "acquire", c.now)
+        for a in sc.actions:
+            c.at(a.at_ms, self._action, a, name="action")
+        # named actions need the firmware's patterns: button_edges raises if one is missing
+        for t, pressed in sc.button_edges(self.patterns or {}):
+            c.at(t, self._call, "button", pressed, name="button")
+        for cov in sc.coverage:
+            c.at(cov.from_ms, self._coverage, cov, name="coverage")
+        for w in sc.receiver_down:
+            c.at(w.from_ms, self._receiver, False, name="receiver_down")
+            if w.to_ms < sc.duration_ms:
+                c.at(w.to_ms, self._receiver, True, name="receiver_up")
+        for pc in sc.power_cuts:
+            if pc.at_flash_write:
+                c.at(pc.at_ms, self._arm_flash_cut, pc, name="arm_flash_cut")
+            else:
+                c.at(pc.at_ms, self.cut_power, pc.duration_ms, name="power_cut")
+        edges = sorted({f.from_ms for f in sc.modem_fault_windows} | {f.to_ms for f in sc.modem_fault_windows if f.to_ms is not None})
+        if sc.modem_faults:
+            c.at(0, self._faults, name="modem_faults")
+        for t in edges:
+            c.at(t, self._faults, name="modem_faults")
+        c.at(sc.duration_ms, self._call, "end", name="end")
+        self._arm_brownout()
+
+    # -- the world's own effects ---------------------------------------------------
+    def _call(self, name, *args):
+        fn = self._h.get(name)
+        if fn is not None:
+            fn(*args, self.clock.now)
+
+    def _log(self, kind, detail="", end_ms=None):
+        t = self.clock.now
+        self.events.append({"t_ms": t, "end_ms": t if end_ms is None else end_ms, "kind": kind, "detail": detail})
+
+    def _action(self, a):
+        self._log("action", a.kind)
+        self._call("action", a.kind)
+
+    def _coverage(self, cov):
+        self._log("coverage", cov.mode, cov.to_ms)
+        self._call("coverage", cov)
+
+    def _receiver(self, up):
+        if not up:
+            end = next((w.to_ms for w in self.scenario.receiver_down if w.from_ms == self.clock.now), self.scenario.duration_ms)
+            self._log("receiver_down", "", end)
+        self._call("receiver", up)
+
+    def _faults(self):
+        self._call("modem_faults", self.scenario.faults_at(self.clock.now))
+
+    def cut_power(self, duration_ms=5000, detail=""):
+        """Remove the battery now; restore after duration_ms (None: never).
+        Called by the schedule; the simulated flash calls flash_cut()."""
+        if not self.powered:
+            return
+        now = self.clock.now
+        self.powered = False
+        self.energy.set_connected(False, now)
+        self.gnss.power(False, now)
+        self.gnss.lose_backup()
+        self.energy.set_state("gnss", "off", now)
+        end = self.scenario.duration_ms if duration_ms is None else min(self.scenario.duration_ms, now + duration_ms)
+        self._log("power_cut", detail or ("never restored" if duration_ms is None else ""), end)
+        self._call("power", False)
+        if duration_ms is not None:
+            self.clock.after(duration_ms, self._restore, name="power_restore")
+
+    def _arm_flash_cut(self, pc):
+        self._flash_cuts.append(pc.duration_ms)
+        self._call("arm_flash_cut", pc.at_flash_write)
+
+    def flash_cut(self):
+        """For the simulated flash: the oldest armed at_flash_write cut
+        happens now, with its scenario duration."""
+        dur = self._flash_cuts.pop(0) if self._flash_cuts else 5000
+        self.cut_power(dur, "at flash write")
+
+    def _restore(self):
+        if self.dead:
+            return
+        now = self.clock.now
+        self.powered = True
+        self.energy.set_connected(True, now)
+        self.gnss.restore_backup()
+        self._call("power", True)
+        self._arm_brownout()
+
+    def set_state(self, part, state):
+        """Report a part's power state now (the board calls this); keeps the
+        brown-out watch up to date. GNSS power follows "off"/other."""
+        now = self.clock.now
+        self.energy.set_state(part, state, now)
+        if part == "gnss":
+            self.gnss.power(state not in ("off", "backup"), now)
+        self._arm_brownout()
+
+    def _arm_brownout(self):
+        if self._brown_timer is not None:
+            self._brown_timer.cancel()
+            self._brown_timer = None
+        if not self.powered or self.dead:
+            return
+        ms = self.energy.ms_until_brownout(self.clock.now)
+        if ms is None:
+            return
+        self._brown_timer = self.clock.after(ms, self._check_brownout, name="brownout_check")
+
+    def _check_brownout(self):
+        self._brown_timer = None
+        if self.powered and self.energy.browned_out(self.clock.now):
+            self.dead = True
+            self.powered = False
+            self._log("brownout", "%d mV under load" % self.energy.battery_mv(), self.scenario.duration_ms)
+            self.gnss.power(False, self.clock.now)
+            self.energy.set_connected(False, self.clock.now)
+            self._call("brownout")
+        else:
+            self._arm_brownout()
+
+    # -- running -------------------------------------------------------------------
+    def run(self):
+        """Run the clock to the end of the scenario."""
+        return self.clock.run_until(self.scenario.duration_ms)
+
+    def battery_mv(self):
+        """What the firmware's board reads (0 when unpowered)."""
+        if not self.powered:
+            return 0
+        return self.energy.board_battery_mv(self.clock.now)

@@ -1,0 +1,64 @@
+"""Pacer: virtual time follows a (fake) wall clock at the scenario's scale."""
+
+import pytest
+
+from host_sim.clock import Clock
+from host_sim.pacer import Pacer
+
+
+class FakeWall:
+    def __init__(self):
+        self.t = 100.0
+        self.slept = 0.0
+
+    def monotonic(self):
+        return self.t
+
+    def sleep(self, s):
+        self.t += s
+        self.slept += s
+
+
+def test_events_fire_when_the_wall_clock_reaches_them_scaled():
+    w = FakeWall()
+    c = Clock()
+    fired = []
+    c.at(10_000, lambda: fired.append(w.t))
+    p = Pacer(c, time_scale=10.0, monotonic=w.monotonic, sleep=w.sleep)
+    assert p.wait_s() == pytest.approx(1.0)  # 10 s of sim time at 10x
+    p.run_until(20_000)
+    assert fired and fired[0] == pytest.approx(101.0, abs=0.06)
+    assert w.slept == pytest.approx(2.0, abs=0.06)
+    assert c.now == 20_000
+
+
+def test_a_late_pacer_fires_overdue_events_in_order_and_reports_lag():
+    w = FakeWall()
+    c = Clock()
+    seen = []
+    for t in (1000, 2000, 3000):
+        c.at(t, seen.append, t)
+    p = Pacer(c, monotonic=w.monotonic, sleep=w.sleep)
+    w.t += 5.0  # the host stalled for 5 s
+    assert p.wait_s() == 0.0
+    p.tick()
+    assert seen == [1000, 2000, 3000]
+    assert p.max_lag_ms == 4000
+
+
+def test_poll_replaces_sleep_so_sockets_can_be_served():
+    w = FakeWall()
+    c = Clock()
+    polls = []
+
+    def poll(timeout):
+        polls.append(timeout)
+        w.t += timeout
+
+    Pacer(c, monotonic=w.monotonic, sleep=w.sleep).run_until(200, poll=poll, max_block_s=0.05)
+    assert polls and max(polls) <= 0.05 and w.slept == 0
+
+
+def test_bad_scale_is_refused():
+    with pytest.raises(ValueError):
+        Pacer(Clock(), time_scale=0)
