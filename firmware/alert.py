@@ -31,7 +31,7 @@ from protocol import frame as F
 from protocol.errors import EncodeError
 
 try:
-    from micropython import const
+    from micropython import const  # pyright: ignore[reportAssignmentType]
 except ImportError:  # CPython
 
     def const(x):
@@ -168,7 +168,7 @@ class AlertController:
             if e.ftype == F.CANCEL and e.seq > self.alert_seq and self.state in (ALERTING, TRACKING):
                 # reset between writing the CANCEL and the state record
                 try:
-                    du = F.decode(self.keys, e.raw, F.UPLINK).body.duress
+                    du = getattr(F.decode(self.keys, e.raw, F.UPLINK).body, "duress", False)
                 except Exception:
                     du = False
                 self.state, self.duress = (COVERT, True) if du else (IDLE, False)

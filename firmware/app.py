@@ -95,7 +95,7 @@ class App:
         if config.errors:
             faults.append(A.FAULT_CONFIG)
         if button is None:
-            from firmware.button import ButtonConfig, ButtonDetector
+            from firmware.button import ButtonConfig, ButtonDetector  # pyright: ignore[reportMissingImports]
 
             try:
                 bcfg = ButtonConfig.from_dict(config.button)
@@ -104,7 +104,7 @@ class App:
                 bcfg = ButtonConfig.from_dict({})
             button = ButtonDetector(bcfg)
         if fix is None:
-            from firmware.fix import FixTracker
+            from firmware.fix import FixTracker  # pyright: ignore[reportMissingImports]
 
             fix = FixTracker()
         self.button = button

@@ -87,6 +87,10 @@ class Board:
         """Drive the modem PWRKEY line: level 1 = key pressed (the board
         hides any inverting transistor)."""
 
+    def modem_dtr(self, level):
+        """Drive the modem DTR line (SIM7600: high lets it sleep, low wakes
+        it)."""
+
     # --- time
     def ticks_ms(self):
         return _time.ticks_ms()  # type: ignore[attr-defined]

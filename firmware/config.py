@@ -45,60 +45,35 @@ PINS = (
     "button", "modem_tx", "modem_rx", "modem_pwrkey", "modem_power", "modem_dtr",
     "modem_flight", "gnss_tx", "gnss_rx", "battery_adc", "led",
 )
-PROFILES = ("ready", "saver")
-_FIELDS = (
-    "device_id", "key_hex", "engineer_key_hex", "receiver_host", "receiver_port", "sms_number",
-    "listen_number", "apn", "button", "timings", "pins", "power_profile", "wifi_scan", "test_enabled",
-)
-
-
-class ConfigError(ValueError):
-    """One config field is wrong; the message names it, never its value."""
-
-
-def _isint(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _hexkey(v, field):
-    if not isinstance(v, str) or len(v) != 64:
-        raise ConfigError("%s: must be 64 hex digits" % field)
-    for c in v:
-        if c not in "0123456789abcdefABCDEF":
-            raise ConfigError("%s: must be 64 hex digits" % field)
-    return binascii.unhexlify(v)
-
-
-def _phone(v, field):
-    if v == "":
-        return v
-    if not isinstance(v, str) or not (3 <= len(v) <= 21):
-        raise ConfigError("%s: must be a phone number like +447700900123" % field)
-    body = v[1:] if v[0] == "+" else v
-    for c in body:
-        if c < "0" or c > "9":
-            raise ConfigError("%s: must be a phone number like +447700900123" % field)
-    return v
-
-
-def _host(v):
-    if v == "":
-        return v
-    if not isinstance(v, str) or len(v) > 253:
-        raise ConfigError("receiver_host: must be a host name or address")
-    for c in v:
-        if not (c.isalpha() or c.isdigit() or c in ".-:"):
-            raise ConfigError("receiver_host: must be a host name or address")
-    return v
-
-
-def _apn(v):
-    if not isinstance(v, str) or len(v) > 62:
-        raise ConfigError("apn: must be a string of at most 62 characters")
-    for c in v:
-        if not (32 < ord(c) < 127) or c in "\",":
-            raise ConfigError("apn: must be printable ASCII without quotes or commas")
-    return v
+# field: (attribute, kind); kinds are checked by _check and explained by _RULE
+_FIELDS = {
+    "device_id": ("device_id", "u32"),
+    "key_hex": ("key", "key"),
+    "engineer_key_hex": ("engineer_key", "key"),
+    "receiver_host": ("receiver_host", "host"),
+    "receiver_port": ("receiver_port", "port"),
+    "sms_number": ("sms_number", "phone"),
+    "listen_number": ("listen_number", "phone"),
+    "apn": ("apn", "apn"),
+    "button": ("button", "dict"),
+    "timings": ("timings", "dict"),
+    "pins": ("pins", "dict"),
+    "power_profile": ("power_profile", "profile"),
+    "wifi_scan": ("wifi_scan", "bool"),
+    "test_enabled": ("test_enabled", "bool"),
+}
+_RULE = {
+    "u32": "an integer 0..4294967295",
+    "key": "64 hex digits",
+    "host": "a host name or address",
+    "port": "an integer 0..65535",
+    "phone": "a phone number like +447700900123",
+    "apn": "at most 62 printable characters without quotes or commas",
+    "dict": "an object",
+    "profile": "\"ready\" or \"saver\"",
+    "bool": "true or false",
+}
+_HEX = "0123456789abcdefABCDEF"
 
 
 class Config:
@@ -108,17 +83,15 @@ class Config:
         self.usable = False
         self.errors = []
         self.device_id = 0
-        self.key = None
-        self.engineer_key = None
+        self.key = None  # type: bytes | None
+        self.engineer_key = None  # type: bytes | None
         self.receiver_host = ""
         self.receiver_port = 0
         self.sms_number = ""
         self.listen_number = ""
         self.apn = ""
         self.button = {}
-        self.timings = {}
-        for k, spec in TIMINGS.items():
-            self.timings[k] = spec[0]
+        self.timings = {k: v[0] for k, v in TIMINGS.items()}
         self.pins = {}
         self.power_profile = "ready"
         self.wifi_scan = True
@@ -131,113 +104,95 @@ class Config:
         return "<Config device=%d usable=%s errors=%d>" % (self.device_id, self.usable, len(self.errors))
 
 
-def _field(cfg, d, name, check):
-    if name not in d:
-        return
-    try:
-        setattr(cfg, name, check(d[name]))
-    except ConfigError as e:
-        cfg.errors.append(str(e))
+def _isint(v, lo, hi):
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
 
 
-def _check_port(v):
-    if not _isint(v) or not (0 <= v <= 65535):
-        raise ConfigError("receiver_port: must be an integer 0..65535")
-    return v
+def _chars(v, allowed):
+    for c in v:
+        if not allowed(c):
+            return False
+    return True
 
 
-def _check_bool(name):
-    def check(v):
-        if not isinstance(v, bool):
-            raise ConfigError("%s: must be true or false" % name)
-        return v
+def _check(kind, v):
+    """(True, value to store) or (False, None)."""
+    if kind == "u32":
+        return _isint(v, 0, 0xFFFFFFFF), v
+    if kind == "port":
+        return _isint(v, 0, 65535), v
+    if kind == "bool":
+        return isinstance(v, bool), v
+    if kind == "dict":
+        return isinstance(v, dict), v
+    if kind == "profile":
+        return v in ("ready", "saver"), v
+    if not isinstance(v, str):
+        return False, None
+    if kind == "key":
+        if len(v) == 64 and _chars(v, lambda c: c in _HEX):
+            return True, binascii.unhexlify(v)
+        return False, None
+    if kind == "phone":
+        d = v[1:] if v[:1] == "+" else v
+        return v == "" or (3 <= len(v) <= 21 and _chars(d, lambda c: "0" <= c <= "9")), v
+    if kind == "host":
+        return len(v) <= 253 and _chars(v, lambda c: c.isalpha() or c.isdigit() or c in ".-:"), v
+    # apn
+    return len(v) <= 62 and _chars(v, lambda c: 32 < ord(c) < 127 and c not in "\",\'"), v
 
-    return check
 
-
-def _check_profile(v):
-    if v not in PROFILES:
-        raise ConfigError("power_profile: must be \"ready\" or \"saver\"")
-    return v
-
-
-def _check_dict(name):
-    def check(v):
-        if not isinstance(v, dict):
-            raise ConfigError("%s: must be an object" % name)
-        return v
-
-    return check
+def _name(k):
+    return k if isinstance(k, str) and len(k) <= 32 else "?"
 
 
 def validate(d):
     """Config from a parsed JSON value. Never raises."""
     cfg = Config()
+    err = cfg.errors.append
     if not isinstance(d, dict):
-        cfg.errors.append("config: must be a JSON object")
+        err("config: must be a JSON object")
         return cfg
-    for k in d:
-        if k not in _FIELDS:
-            cfg.errors.append("%s: unknown field" % (k if isinstance(k, str) and len(k) <= 32 else "?"))
-    ok = True
-    v = d.get("device_id")
-    if not _isint(v) or not (0 <= v <= 0xFFFFFFFF):
-        cfg.errors.append("device_id: must be an integer 0..4294967295")
-        ok = False
-    else:
-        cfg.device_id = v
-    try:
-        cfg.key = _hexkey(d.get("key_hex"), "key_hex")
-    except ConfigError as e:
-        cfg.errors.append(str(e))
-        ok = False
-    if "engineer_key_hex" in d:
-        try:
-            cfg.engineer_key = _hexkey(d["engineer_key_hex"], "engineer_key_hex")
-        except ConfigError as e:
-            cfg.errors.append(str(e))
-    _field(cfg, d, "receiver_host", _host)
-    _field(cfg, d, "receiver_port", _check_port)
-    _field(cfg, d, "sms_number", lambda v: _phone(v, "sms_number"))
-    _field(cfg, d, "listen_number", lambda v: _phone(v, "listen_number"))
-    _field(cfg, d, "apn", _apn)
-    _field(cfg, d, "button", _check_dict("button"))
-    _field(cfg, d, "power_profile", _check_profile)
-    _field(cfg, d, "wifi_scan", _check_bool("wifi_scan"))
-    _field(cfg, d, "test_enabled", _check_bool("test_enabled"))
-    tm = d.get("timings", {})
-    if not isinstance(tm, dict):
-        cfg.errors.append("timings: must be an object")
-        tm = {}
-    for k in tm:
-        if k not in TIMINGS:
-            cfg.errors.append("timings.%s: unknown field" % (k if isinstance(k, str) and len(k) <= 32 else "?"))
-    for k, spec in TIMINGS.items():
-        if k in tm:
-            v = tm[k]
-            if _isint(v) and spec[1] <= v <= spec[2]:
-                cfg.timings[k] = v
-            else:
-                cfg.errors.append("timings.%s: must be an integer %d..%d" % (k, spec[1], spec[2]))
-    if cfg.timings["backoff_max_ms"] < cfg.timings["backoff_base_ms"]:
-        cfg.errors.append("timings.backoff_max_ms: must be >= backoff_base_ms")
-        cfg.timings["backoff_base_ms"] = TIMINGS["backoff_base_ms"][0]
-        cfg.timings["backoff_max_ms"] = TIMINGS["backoff_max_ms"][0]
-    if cfg.timings["heartbeat_jitter_s"] * 2 > cfg.timings["heartbeat_s"]:
-        cfg.errors.append("timings.heartbeat_jitter_s: must be at most half of heartbeat_s")
-        cfg.timings["heartbeat_jitter_s"] = cfg.timings["heartbeat_s"] // 4
-    pins = d.get("pins", {})
-    if not isinstance(pins, dict):
-        cfg.errors.append("pins: must be an object")
-        pins = {}
+    for k, v in d.items():
+        spec = _FIELDS.get(k)
+        if spec is None:
+            err("%s: unknown field" % _name(k))
+            continue
+        ok, val = _check(spec[1], v)
+        if ok:
+            setattr(cfg, spec[0], val)
+        else:
+            err("%s: must be %s" % (k, _RULE[spec[1]]))
+    cfg.usable = _check("u32", d.get("device_id"))[0] and _check("key", d.get("key_hex"))[0]
+    if "device_id" not in d or "key_hex" not in d:
+        err("device_id and key_hex are required")
+    tm = cfg.timings
+    cfg.timings = {k: v[0] for k, v in TIMINGS.items()}
+    for k, v in tm.items():
+        spec = TIMINGS.get(k)
+        if spec is None:
+            err("timings.%s: unknown field" % _name(k))
+        elif _isint(v, spec[1], spec[2]):
+            cfg.timings[k] = v
+        else:
+            err("timings.%s: must be an integer %d..%d" % (k, spec[1], spec[2]))
+    tm = cfg.timings
+    if tm["backoff_max_ms"] < tm["backoff_base_ms"]:
+        err("timings.backoff_max_ms: must be >= backoff_base_ms")
+        tm["backoff_base_ms"] = TIMINGS["backoff_base_ms"][0]
+        tm["backoff_max_ms"] = TIMINGS["backoff_max_ms"][0]
+    if tm["heartbeat_jitter_s"] * 2 > tm["heartbeat_s"]:
+        err("timings.heartbeat_jitter_s: must be at most half of heartbeat_s")
+        tm["heartbeat_jitter_s"] = tm["heartbeat_s"] // 4
+    pins = cfg.pins
+    cfg.pins = {}
     for k, v in pins.items():
         if k not in PINS:
-            cfg.errors.append("pins.%s: unknown pin" % (k if isinstance(k, str) and len(k) <= 32 else "?"))
-        elif not _isint(v) or not (-1 <= v <= 39):
-            cfg.errors.append("pins.%s: must be a GPIO number 0..39 or -1" % k)
-        else:
+            err("pins.%s: unknown pin" % _name(k))
+        elif _isint(v, -1, 39):
             cfg.pins[k] = v
-    cfg.usable = ok
+        else:
+            err("pins.%s: must be a GPIO number 0..39 or -1" % k)
     return cfg
 
 
@@ -255,14 +210,13 @@ def parse(text):
 def load(fs):
     """Config from the flash directory's config.json. Never raises."""
     raw = fs.read(CONFIG_FILE)
+    cfg = Config()
     if raw is None:
-        cfg = Config()
         cfg.errors.append("config: %s missing" % CONFIG_FILE)
         return cfg
     try:
         text = raw.decode()
     except UnicodeError:
-        cfg = Config()
         cfg.errors.append("config: not UTF-8 text")
         return cfg
     return parse(text)

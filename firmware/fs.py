@@ -25,8 +25,10 @@ import os
 TMP = ".tmp"
 
 
-class PowerCut(Exception):
-    """Raised by an fs step when an injected power cut happens."""
+class PowerCut(BaseException):
+    """Raised by an fs step when an injected power cut happens. A
+    BaseException, so no `except Exception` recovery path (main.py's
+    restart loop included) can run "after" the power went."""
 
 
 class Fs:

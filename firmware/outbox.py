@@ -48,7 +48,7 @@ from protocol.errors import ProtocolError
 from protocol.sms import to_sms
 
 try:
-    from micropython import const
+    from micropython import const  # pyright: ignore[reportAssignmentType]
 except ImportError:  # CPython
 
     def const(x):
@@ -226,10 +226,11 @@ class Outbox:
         except Exception:  # wrong type of object from a broken transport
             self.rejected += 1
             return None
-        if fr.ftype != F.ACK or (self.device_id is not None and fr.device_id != self.device_id):
+        body = fr.body
+        if not isinstance(body, F.Ack) or (self.device_id is not None and fr.device_id != self.device_id):
             self.rejected += 1
             return None
-        seq = fr.body.acked_seq
+        seq = body.acked_seq
         e = self.find(seq)
         if e is None:
             if seq in self.recent:

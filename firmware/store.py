@@ -30,7 +30,7 @@ Must stay in sync with: firmware/alert.py (state codes), docs/firmware.md
 """
 
 try:
-    from micropython import const
+    from micropython import const  # pyright: ignore[reportAssignmentType]
 except ImportError:  # CPython
 
     def const(x):

@@ -10,8 +10,6 @@ from protocol import frame as F
 from protocol.crypto import DeviceKeys
 from protocol.sms import from_sms
 
-from firmware import config as C
-
 KEY = bytes(range(32))
 KEY_HEX = "".join("%02x" % b for b in KEY)
 KEYS = DeviceKeys(KEY)
@@ -19,8 +17,12 @@ DEV = 4242
 T0 = 1795900000
 
 
-def make_config(**over):
-    d = {
+def _base_config():
+    import sys
+
+    from firmware import config as C
+
+    cfg = C.validate({
         "device_id": DEV,
         "key_hex": KEY_HEX,
         "receiver_host": "arc.example.org",
@@ -31,18 +33,44 @@ def make_config(**over):
         "timings": {"backoff_base_ms": 4000, "backoff_max_ms": 32000, "heartbeat_jitter_s": 60},
         "wifi_scan": True,
         "test_enabled": True,
-    }
+    })
+    assert cfg.usable and not cfg.errors, cfg.errors
+    d = dict(cfg.__dict__)
+    cfg = C = None
+    if sys.implementation.name == "micropython":
+        # validation is boot-only code; dropping it leaves the 96 KB test
+        # heap for the rest of the firmware (test_fw_config covers it)
+        import firmware
+
+        sys.modules.pop("firmware.config", None)
+        del firmware.config
+    return d
+
+
+_BASE = []
+
+
+class Cfg:
+    """Duck-typed copy of a validated Config: holding the real class would
+    keep the whole validator module alive on the 96 KB test heap."""
+
+    def t(self, name):
+        return self.timings[name]
+
+
+def make_config(**over):
+    """A copy of the validated BASE config with attributes overridden
+    (timings merged)."""
+    if not _BASE:
+        _BASE.append(_base_config())
+    cfg = Cfg()
+    for k, v in _BASE[0].items():
+        setattr(cfg, k, dict(v) if isinstance(v, dict) else v)
     for k, v in over.items():
-        if v is None:
-            d.pop(k, None)
-        elif k == "timings":
-            t = dict(d["timings"])
-            t.update(v)
-            d["timings"] = t
+        if k == "timings":
+            cfg.timings.update(v)
         else:
-            d[k] = v
-    cfg = C.validate(d)
-    assert cfg.usable, cfg.errors
+            setattr(cfg, k, v)
     return cfg
 
 
@@ -207,3 +235,80 @@ class FakeReceiver:
 
     def of(self, ftype):
         return [f for f in self.frames if f.ftype == ftype]
+
+
+# ---------------------------------------------------------------- a whole device
+
+
+def make_app(fs, rx, cfg=None, board=None, tr=None, now=0, fix=None):
+    from firmware.app import App
+    from firmware.board_fake import FakeBoard
+    from firmware.fake_transport import FakeTransport
+
+    if fix is None:
+        fix = FakeFix()
+    if board is None:
+        board = FakeBoard(now=now)
+    board.now = now
+    if tr is None:
+        tr = FakeTransport(rx.deliver, rx.deliver_sms)
+    app = App(board, cfg or make_config(), tr, now, fix=fix, button=FakeButton(), fs=fs,
+              rand=lambda n: n // 2)
+    return app, board, tr
+
+
+def run_until(app, board, end, dt=250):
+    """Step the app every dt ms (or sooner when it asks) up to `end`."""
+    now = board.now
+    while now < end:
+        board.now = now
+        wait = app.step(now)
+        now += max(1, min(dt, wait))
+    board.now = end
+    return end
+
+
+# ---------------------------------------------------------------- heap
+
+
+BIG_HEAP_KB = 160
+
+
+def _small_heap():
+    import gc
+    import sys
+
+    if sys.implementation.name != "micropython":
+        return False
+    return gc.mem_free() + gc.mem_alloc() < 128 * 1024
+
+
+def whole_device(modname):
+    """Decorator for tests that build a whole App. The 64-bit unix port
+    holds ~85 KB of loaded bytecode for firmware + protocol + fakes (about
+    half that on the 32-bit ESP32, none when frozen), so on a heap under
+    128 KB the test runs in a child MicroPython VM with BIG_HEAP_KB of heap
+    (same .mpy files, same code) and fails if the child fails. On CPython
+    and on a big heap it runs in place."""
+
+    def deco(fn):
+        import sys
+
+        if sys.implementation.name != "micropython":
+            return fn
+        name = fn.__name__
+
+        def run():
+            if not _small_heap():
+                return fn()
+            import os
+
+            path = ":".join(p for p in sys.path if p and p != ".frozen")
+            cmd = "MICROPYPATH='%s:.frozen' %s -X heapsize=%dk -c 'import sys; sys.path.pop(0); import %s as m; m.%s()'" % (
+                path, sys.executable, BIG_HEAP_KB, modname, name)
+            rc = os.system(cmd)
+            assert rc == 0, "%s.%s failed in MicroPython with a %d KB heap" % (modname, name, BIG_HEAP_KB)
+
+        return run
+
+    return deco
