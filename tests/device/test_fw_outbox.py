@@ -1,15 +1,16 @@
 """Outbox: retry until an authenticated ACK, priorities, coalescing, the
 drop policy, SMS fallback."""
 
-from fw_fakes import DEV, KEYS, T0, FakeReceiver
+from fw_fakes import DEV, IN_PLACE, KEYS, T0, FakeReceiver, delegate
 
 from protocol import frame as F
 from protocol.crypto import DeviceKeys
 from protocol.sms import SMS_MAX_FRAME, from_sms
 
-from firmware.fake_transport import FakeTransport
-from firmware.fs import MemFs
-from firmware.outbox import Outbox
+if IN_PLACE:
+    from firmware.fake_transport import FakeTransport
+    from firmware.fs import MemFs
+    from firmware.outbox import Outbox
 
 OTHER = DeviceKeys(bytes(range(1, 33)))
 
@@ -286,3 +287,6 @@ def test_busy_transport_is_never_hammered():
     run(ob, t, 0)
     run(ob, t, 100)
     assert len(t.sent) == 1
+
+
+delegate(globals(), "test_fw_outbox")

@@ -3,12 +3,13 @@ remove) of an alert's life, restart from the same flash, and prove that no
 ALERT (or CANCEL) is lost, none is raised twice under different seqs, and
 no seq is ever reused for different bytes."""
 
-from fw_fakes import FakeReceiver, make_app, presses, run_until, whole_device
+from fw_fakes import IN_PLACE, FakeReceiver, delegate, make_app, presses, run_until
 
 from protocol import frame as F
 
-from firmware import alert as A
-from firmware.fs import MemFs, PowerCut
+if IN_PLACE:
+    from firmware import alert as A
+    from firmware.fs import MemFs, PowerCut
 
 
 def life(fs, rx, tr=None):
@@ -32,7 +33,6 @@ def committed(fs, ftype):
     return False
 
 
-@whole_device("test_fw_outbox_crash")
 def test_clean_life_for_reference():
     fs = MemFs()
     rx = FakeReceiver()
@@ -43,7 +43,6 @@ def test_clean_life_for_reference():
     assert fs.steps <= 30, fs.steps  # the whole flash budget of one alert at boot
 
 
-@whole_device("test_fw_outbox_crash")
 def test_power_cut_at_every_step_loses_and_duplicates_nothing():
     fs = MemFs()
     life(fs, FakeReceiver())
@@ -82,7 +81,6 @@ def test_power_cut_at_every_step_loses_and_duplicates_nothing():
         assert max(seqs) < app.seqs.next, cut
 
 
-@whole_device("test_fw_outbox_crash")
 def test_reset_without_cut_mid_alert_resumes_tracking():
     fs = MemFs()
     rx = FakeReceiver()
@@ -96,3 +94,6 @@ def test_reset_without_cut_mid_alert_resumes_tracking():
     run_until(app2, board2, 1000)
     assert len(rx.of(F.TRACK)) > n_tracks  # a fresh position right after boot
     assert len(set(f.seq for f in rx.of(F.ALERT))) == 1
+
+
+delegate(globals(), "test_fw_outbox_crash")
