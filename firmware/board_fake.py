@@ -42,7 +42,7 @@ class FakeBoard(Board):
         self.console = FakeStream()
         self.scan = []
         self.scans = 0
-        self.pins = {"modem_pwrkey": 0, "modem_power": 0, "led": 0}
+        self.pins = {"modem_pwrkey": 0, "modem_power": 0, "modem_dtr": 0, "led": 0}
         self.pin_log = []
         self.sleeps = []
         self.feeds = 0
@@ -71,6 +71,9 @@ class FakeBoard(Board):
 
     def modem_pwrkey(self, level):
         self._set("modem_pwrkey", level)
+
+    def modem_dtr(self, level):
+        self._set("modem_dtr", level)
 
     def set_led(self, level):  # only a buggy firmware would call this
         self._set("led", level)
@@ -111,4 +114,4 @@ class FakeBoard(Board):
         return dict(self.pins)
 
     def modem_pins(self):
-        return ("modem_pwrkey", "modem_power")
+        return ("modem_pwrkey", "modem_power", "modem_dtr")

@@ -12,6 +12,7 @@ Script it by setting attributes:
     fail_sends = n          the next n send_frame() calls end in send_failed
     fail_sms = n            the next n SMS end in sms_failed
     latency_ms              delay of every event after the request
+    board                   if set, sleep()/wake() drive its modem pins
     cell_info, csq_val      what cell() and csq() answer
     deliver(raw, now) -> bytes|None        fake receiver for frames
     deliver_sms(number, text, now) -> None fake receiver for SMS
@@ -39,6 +40,7 @@ class FakeTransport:
         self.calls = []
         self.hangups = 0
         self.asleep = False
+        self.board = None  # set it to drive the modem pins as a modem engine would
         self._busy_until = None
         self._queue = []  # (due, event)
         self._ready = []
@@ -126,9 +128,14 @@ class FakeTransport:
 
     def sleep(self, now):
         self.asleep = True
+        if self.board is not None:  # like a modem engine: DTR high lets it sleep
+            self.board.modem_dtr(1)
 
     def wake(self, now):
         self.asleep = False
+        if self.board is not None:
+            self.board.modem_power(True)
+            self.board.modem_dtr(0)
 
     def cell(self):
         return self.cell_info

@@ -32,8 +32,9 @@ def make_transport(board, cfg):
     return build(board, cfg)
 
 
-def run(board, fs=None, transport_factory=make_transport, steps=-1):
-    """The loop. steps < 0: forever (the device); a test passes a count."""
+def run(board, fs=None, transport_factory=make_transport, steps=-1, app_kw=None):
+    """The loop. steps < 0: forever (the device); a test or the simulator
+    passes a count and app_kw (extra App arguments: fix, button, rand)."""
     from firmware import config as C
     from firmware.alert import FAULT_EXCEPTION
     from firmware.app import App, record_fault
@@ -46,7 +47,7 @@ def run(board, fs=None, transport_factory=make_transport, steps=-1):
         try:
             cfg = C.load(fs)
             t = transport_factory(board, cfg) if cfg.usable else None
-            app = App(board, cfg, t, board.ticks_ms(), fs=fs)
+            app = App(board, cfg, t, board.ticks_ms(), fs=fs, **(app_kw or {}))
             while steps != 0:
                 if steps > 0:
                     steps -= 1
