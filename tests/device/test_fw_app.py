@@ -3,7 +3,7 @@ through an ALERT, a lost ACK, SMS fallback, a reset in the middle, TRACK
 updates and a duress cancel. Every frame the receiver gets (TCP or SMS) is
 checked with protocol.frame.decode."""
 
-from fw_fakes import DEV, IN_PLACE, KEYS, FakeFix, FakeReceiver, delegate, make_app, make_config, presses, run_until
+from fw_fakes import DEV, IN_PLACE, FakeFix, FakeReceiver, delegate, make_app, make_config, presses, run_until
 
 from protocol import frame as F
 
@@ -59,6 +59,7 @@ def test_whole_alert_life_through_lost_ack_sms_reset_tracking_and_duress():
     run_until(app, board, t_sos + 60000)
     assert app.ctl.state == A.TRACKING and app.ctl.interval == 10
     assert app.outbox.count(F.ALERT) == 0
+    assert not app.can_light_sleep()  # during an alert the UARTs must keep receiving
 
     # a reset in the middle: RAM gone, same flash
     n_before = len(rx.frames)
@@ -153,7 +154,7 @@ def test_unusable_config_idles_records_the_fault_once_and_never_crashes():
     cfg = make_config()
     cfg.usable = False
     fs = MemFs()
-    for boot in range(3):
+    for _boot in range(3):
         board = FakeBoard()
         app = App(board, cfg, FakeTransport(), 0, fix=FakeFix(), fs=fs)
         assert app.dead and app.step(0) == 60000 and not app.can_light_sleep()
@@ -201,7 +202,7 @@ def test_clock_from_gnss_or_ack_time():
     assert abs(board2.time() - 1795000000) < 2
 
 
-def test_idle_device_light_sleeps_and_alert_keeps_uarts_awake():
+def test_main_loop_light_sleeps_when_idle_and_feeds_the_watchdog():
     from firmware import main as M
     from firmware.board_fake import FakeBoard
     from firmware.fake_transport import FakeTransport
