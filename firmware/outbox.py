@@ -8,7 +8,9 @@ through the transport interface (firmware/transport.py), never blocks.
 
 Rules:
 - An entry of a PERSISTED type (ALERT, CANCEL, TEST) is written to flash
-  atomically in add(), before it can be transmitted. Its file is the sealed
+  atomically in add(), before it can be transmitted (if the flash itself
+  fails, the entry is still sent and the failure counted: a failing flash
+  must not silence an alert). Its file is the sealed
   frame itself, so after a reset it is re-sent byte for byte (same seq: the
   receiver ACKs the duplicate and never raises it twice). TRACK, STATUS and
   HEARTBEAT live in RAM only: each is superseded within one period and the
@@ -127,6 +129,7 @@ class Outbox:
         self.unmatched = 0  # verified ACKs naming nothing we wait on
         self.dropped = 0
         self.corrupt = 0  # flash entries that did not verify at load
+        self.flash_errors = 0  # persisted entries whose flash write failed
         self.sends = 0
         self.sms_sent = 0
         self.high_down = -1  # highest downlink seq accepted
@@ -187,7 +190,12 @@ class Outbox:
                 self.dropped += 1
                 return None
         if ftype in PERSISTED:
-            self.fs.write_atomic(entry_name(seq), raw)
+            try:
+                self.fs.write_atomic(entry_name(seq), raw)
+            except OSError:
+                # flash full or failing: sending without the flash copy beats
+                # not sending at all (it is then lost only if a reset comes too)
+                self.flash_errors += 1
         self.entries.append(e)
         return e
 
@@ -211,7 +219,10 @@ class Outbox:
         if e is self._sms_entry:
             self._sms_entry = None
         if e.ftype in PERSISTED:
-            self.fs.remove(entry_name(e.seq))
+            try:
+                self.fs.remove(entry_name(e.seq))
+            except OSError:
+                self.flash_errors += 1
 
     # ------------------------------------------------------------ downlink
     def on_frame(self, raw, now):

@@ -95,7 +95,12 @@ class SeqStore:
         if self.next >= self.ceiling:
             if self.ceiling >= MAX_SEQ:
                 raise StoreError("uplink seq space exhausted")
-            self._reserve()
+            try:
+                self._reserve()
+            except OSError:
+                # flash failing: go on above the ceiling (an alert must go
+                # out); only a reset before the flash recovers could reuse
+                self.fault = "seq reservation failed"
         s = self.next
         self.next += 1
         return s
@@ -103,7 +108,11 @@ class SeqStore:
     def maintain(self):
         """Refill the reservation early; True if it wrote flash."""
         if self.ceiling - self.next < LOW_WATER and self.ceiling < MAX_SEQ:
-            self._reserve()
+            try:
+                self._reserve()
+            except OSError:
+                self.fault = "seq reservation failed"
+                return False
             return True
         return False
 
@@ -137,6 +146,10 @@ class StateStore:
         rec = (state, 1 if duress else 0, interval, alert_seq)
         if rec == self.last:
             return False
-        self.fs.write_atomic(STATE_FILE, b"A %d %d %d %d\n" % rec)
+        try:
+            self.fs.write_atomic(STATE_FILE, b"A %d %d %d %d\n" % rec)
+        except OSError:
+            self.fault = "state write failed"
+            return False
         self.last = rec
         return True

@@ -278,4 +278,26 @@ def test_broken_config_file_never_crash_loops():
     assert all(ms == M.MAX_SLEEP_MS for _, ms in board.sleeps)
 
 
+def test_a_failing_flash_never_silences_an_alert():
+    class FullFs(MemFs):
+        full = False
+
+        def write_atomic(self, name, data):
+            if self.full:
+                raise OSError(28)  # ENOSPC
+            MemFs.write_atomic(self, name, data)
+
+    fs = FullFs()
+    rx = FakeReceiver()
+    app, board, tr = make_app(fs, rx)
+    run_until(app, board, 900)
+    fs.full = True
+    t = presses(app, board, 3, 1000)
+    run_until(app, board, t + 120000)
+    assert len(set(f.seq for f in rx.of(F.ALERT))) == 1 and app.ctl.state == A.TRACKING
+    assert app.outbox.flash_errors >= 1 and len(rx.of(F.TRACK)) >= 3
+    seqs = [f.seq for f in rx.frames]
+    assert len(seqs) == len(set(seqs))  # no retries needed here, so each seq arrives once
+
+
 delegate(globals(), "test_fw_app")
