@@ -145,14 +145,22 @@ class App:
         return self.fix.position(now)
 
     def cell(self):
-        c = self.t.cell()
-        return c
+        try:
+            return self.t.cell()
+        except Exception:
+            return None
 
     def csq(self):
-        return self.t.csq()
+        try:
+            return self.t.csq()
+        except Exception:
+            return None
 
     def battery_pct(self):
-        return battery_pct(self.board.battery_mv())
+        try:
+            return battery_pct(self.board.battery_mv())
+        except Exception:  # an ADC glitch must not restart the device
+            return None
 
     def unix(self, now):
         t = self.board.time()
@@ -175,7 +183,11 @@ class App:
             self._on_transport(e, now)
         if now - self.next_battery >= 0:
             self.next_battery = now + _BATTERY_EVERY_MS
-            self.ctl.check_battery(b.battery_mv(), now)
+            try:
+                mv = b.battery_mv()
+            except Exception:
+                mv = None
+            self.ctl.check_battery(mv, now)
         c_wait = self.ctl.step(now)
         o_wait = self.outbox.pump(now)
         if self.ctl.want_scan(now):

@@ -29,7 +29,8 @@ Rules:
 - Coalescing: a new TRACK replaces every older waiting TRACK (a stale
   position is worth nothing once a newer one exists); same for HEARTBEAT.
   A replaced TRACK that was already transmitted is remembered (last 4
-  seqs) so the ACK naming it still carries its operator commands.
+  seqs) so the ACK naming it still carries its operator commands, and a
+  pending SMS fallback passes to the newer TRACK with its due time.
 - Bound: at most `limit` entries. When full, drop the oldest HEARTBEAT,
   then the oldest STATUS or TEST, then the oldest TRACK; if the new entry is
   lower priority than everything queued, it is the one dropped. ALERT and
@@ -180,6 +181,8 @@ class Outbox:
         e = Entry(ftype, seq, raw, now, now + self.sms_after if sms else -1)
         if ftype in COALESCED:
             for old in [x for x in self.entries if x.ftype == ftype]:
+                if old.sms == SMS_WAIT and (e.sms != SMS_WAIT or old.sms_at - e.sms_at < 0):
+                    e.sms, e.sms_at = SMS_WAIT, old.sms_at  # keep the replaced one's SMS due time
                 self._discard(old, True)
         if len(self.entries) >= self.limit:
             victim = self._victim(e.prio if e.prio != P_CRITICAL else P_TRACK)

@@ -248,6 +248,18 @@ def test_failed_sms_is_retried():
     assert len(t.sms) == 1 and ob.sms_sent == 1 and len(rx.sms_frames) == 1
 
 
+def test_coalesced_track_hands_its_sms_fallback_on():
+    rx = FakeReceiver()
+    ob, t, fs = make(rx, sms_after_ms=20000)
+    t.data_up = False
+    ob.add(F.TRACK, 1, seal(F.TRACK, 1), 0, sms=True)
+    for s in (2, 3):  # tracking every 10 s replaces it before its SMS is due
+        ob.add(F.TRACK, s, seal(F.TRACK, s), s * 10000 - 10000)
+        run(ob, t, s * 10000 - 10000)
+    run(ob, t, 20000)
+    assert [F.decode(KEYS, from_sms(x[2])).seq for x in t.sms] == [3]
+
+
 def test_no_sms_number_means_no_sms():
     ob, t, fs = make(sms="")
     t.data_up = False
