@@ -1,5 +1,9 @@
 """The whole device as one object: App(board, config, transport, now).
 
+`now` is a monotonic ms count that never wraps (main.py accumulates it
+from the board's wrapping ticks); every part compares times by plain
+subtraction.
+
 Owns: the wiring and the order of work in one step. Each step: read GNSS
 bytes into the fix tracker, sample the button, poll the transport and route
 its events (downlink frames to the outbox, authenticated ACKs to the alert
@@ -113,7 +117,7 @@ class App:
         tm = config.t
         self.outbox = Outbox(self.fs, keys, transport, config.sms_number, tm("backoff_base_ms"),
                              tm("backoff_max_ms"), tm("sms_fallback_s") * 1000, rand=rand,
-                             ticks_diff=board.ticks_diff, device_id=config.device_id)
+                             device_id=config.device_id)
         high = self.outbox.load(now)
         if self.outbox.corrupt:
             faults.append(A.FAULT_OUTBOX_CORRUPT)

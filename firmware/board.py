@@ -25,7 +25,8 @@ docs/firmware.md.
 
 import time as _time
 
-UNIX_2000 = 946684800  # seconds from 1970-01-01 to 2000-01-01
+UNIX_2000 = 946684800
+IDLE_SLICE_MS = 10  # button sampling while idle (debounce is ~30 ms)  # seconds from 1970-01-01 to 2000-01-01
 
 
 def epoch_offset():
@@ -112,8 +113,16 @@ class Board:
         pass
 
     def idle(self, ms):
-        """Wait up to ms with every peripheral running (UARTs receive)."""
-        _time.sleep_ms(ms)  # type: ignore[attr-defined]
+        """Wait up to ms with every peripheral running (UARTs receive).
+        Returns early when the button level changes: a press during a wait
+        must reach the pattern detector at once."""
+        lvl = self.button_level()
+        end = _time.ticks_add(_time.ticks_ms(), ms)  # type: ignore[attr-defined]
+        while True:
+            left = _time.ticks_diff(end, _time.ticks_ms())  # type: ignore[attr-defined]
+            if left <= 0 or self.button_level() != lvl:
+                return
+            _time.sleep_ms(left if left < IDLE_SLICE_MS else IDLE_SLICE_MS)  # type: ignore[attr-defined]
 
     def light_sleep(self, ms):
         """CPU light sleep up to ms, woken early by the button."""

@@ -16,8 +16,10 @@ Pins (config "pins" overrides any of them; -1 = not fitted):
   modem_flight 25  high = normal operation (low = flight mode)
   GNSS UART2   rx 19, tx 18, 9600 baud, 1 KB rxbuf (an external NMEA
                module; wire to suit)
-  button       39  RTC GPIO (ext0 wake), input only, needs an external
-                   pull-up; pressed = low
+  button       39  RTC GPIO (ext0 wake on low), input only, needs an
+                   external pull-up; pressed = low (an active-high button
+                   needs esp32.WAKEUP_ANY_HIGH here). idle() polls it every
+                   10 ms and returns on any change.
   battery_adc  35  behind a 2:1 divider
   led          -1  not driven (the covert build never lights anything)
 
@@ -232,10 +234,11 @@ class Esp32Board(Board):
         if self._wdt is not None:
             self._wdt.feed()
 
-    def idle(self, ms):
-        time.sleep_ms(ms)
-
     def light_sleep(self, ms):
+        if self._button.value() == 0:
+            # held: ext0 (wake on low) would wake at once; wait awake instead
+            self.idle(ms)
+            return
         self.feed_watchdog()
         machine.lightsleep(ms)
         self.feed_watchdog()

@@ -2,7 +2,8 @@
 
 Owns: nothing but recorded state. The test sets the button level, pushes
 GNSS bytes, advances `now`; the board records every output pin change in
-`pin_log` as (now, name, level) and every sleep request in `sleeps`.
+`pin_log` as (now, name, level) and every sleep request in `sleeps`;
+a sleep ends early at the next time listed in `wakes` (a button change).
 Device-safe (no CPython-only modules).
 """
 
@@ -45,6 +46,7 @@ class FakeBoard(Board):
         self.pins = {"modem_pwrkey": 0, "modem_power": 0, "modem_dtr": 0, "led": 0}
         self.pin_log = []
         self.sleeps = []
+        self.wakes = []  # sorted times when the button changes (ends a sleep early)
         self.feeds = 0
         self.haptics = 0
 
@@ -95,13 +97,20 @@ class FakeBoard(Board):
     def feed_watchdog(self):
         self.feeds += 1
 
+    def _wait(self, kind, ms):
+        self.sleeps.append((kind, ms))
+        end = self.now + ms
+        for w in self.wakes:  # the button wakes the board early
+            if self.now < w < end:
+                end = w
+                break
+        self.now = end
+
     def idle(self, ms):
-        self.sleeps.append(("idle", ms))
-        self.now += ms
+        self._wait("idle", ms)
 
     def light_sleep(self, ms):
-        self.sleeps.append(("light", ms))
-        self.now += ms
+        self._wait("light", ms)
 
     def deep_sleep(self, ms):
         self.sleeps.append(("deep", ms))

@@ -1,8 +1,9 @@
 """The device's main loop: build the board, load the config, run the App
 forever.
 
-Owns: the outermost loop and crash recovery. Each pass: now = ticks, wait =
-app.step(now), feed the watchdog, then sleep until the next deadline (light
+Owns: the outermost loop, the firmware's clock and crash recovery. Each
+pass: now = ms since the App was built (accumulated with ticks_diff, so it
+never wraps), wait = app.step(now), feed the watchdog, then sleep until the next deadline (light
 sleep when only the button can need us, otherwise a plain wait so the UARTs
 keep receiving). Sleeps are capped well inside the watchdog period.
 
@@ -47,11 +48,18 @@ def run(board, fs=None, transport_factory=make_transport, steps=-1, app_kw=None)
         try:
             cfg = C.load(fs)
             t = transport_factory(board, cfg) if cfg.usable else None
-            app = App(board, cfg, t, board.ticks_ms(), fs=fs, **(app_kw or {}))
+            # `now` for the firmware never wraps: ticks_ms() wraps (2^30 ms,
+            # 12.4 days on ESP32), so it is accumulated through ticks_diff()
+            last = board.ticks_ms()
+            now = 0
+            app = App(board, cfg, t, now, fs=fs, **(app_kw or {}))
             while steps != 0:
                 if steps > 0:
                     steps -= 1
-                wait = app.step(board.ticks_ms())
+                tk = board.ticks_ms()
+                now += board.ticks_diff(tk, last)
+                last = tk
+                wait = app.step(now)
                 board.feed_watchdog()
                 failures = 0
                 if wait > MAX_SLEEP_MS:

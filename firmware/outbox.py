@@ -110,7 +110,7 @@ def _diff(a, b):
 
 class Outbox:
     def __init__(self, fs, keys, transport, sms_number="", backoff_base_ms=4000, backoff_max_ms=60000,
-                 sms_after_ms=20000, limit=LIMIT, rand=None, ticks_diff=None, device_id=None):
+                 sms_after_ms=20000, limit=LIMIT, rand=None, device_id=None):
         self.device_id = device_id
         self.fs = fs
         self.keys = keys
@@ -121,7 +121,7 @@ class Outbox:
         self.sms_after = sms_after_ms
         self.limit = limit
         self.rand = rand if rand is not None else _default_rand
-        self.diff = ticks_diff if ticks_diff is not None else _diff
+        self.diff = _diff  # `now` never wraps (see firmware/main.py)
         self.entries = []
         self.recent = []  # seqs of transmitted TRACKs that were coalesced away
         self._sms_entry = None

@@ -267,6 +267,41 @@ def test_main_loop_restarts_after_an_exception_and_reports_it():
     assert "fault" not in fs.files  # reported, then cleared
 
 
+def test_alert_keeps_tracking_across_a_ticks_wraparound():
+    from firmware import main as M
+    from firmware.board_fake import FakeBoard
+    from firmware.fake_transport import FakeTransport
+
+    import json
+
+    from fw_fakes import KEY_HEX, FakeButton
+
+    period = 1 << 30  # ESP32 ticks_ms wraps here (12.4 days)
+    start = period - 20000
+
+    class WrapBoard(FakeBoard):
+        def ticks_ms(self):
+            return self.now % period
+
+        def ticks_diff(self, a, b):
+            return ((a - b + period // 2) % period) - period // 2
+
+        def button_level(self):
+            t = self.now - start
+            return 0 if t < 1200 and (t // 200) % 2 == 0 else 1  # 3 presses at boot
+
+
+    fs = MemFs()
+    fs.files["config.json"] = json.dumps({"device_id": DEV, "key_hex": KEY_HEX}).encode()
+    rx = FakeReceiver()
+    board = WrapBoard(now=start)
+    board.wakes = [start + 200 * i for i in range(1, 7)] + [start + 2200]
+    M.run(board, fs, lambda b, c: FakeTransport(rx.deliver, rx.deliver_sms), steps=400,
+          app_kw={"fix": FakeFix(), "button": FakeButton()})
+    assert board.now - start > 90000
+    assert len(rx.of(F.ALERT)) == 1 and len(rx.of(F.TRACK)) >= 3
+
+
 def test_broken_config_file_never_crash_loops():
     from firmware import main as M
     from firmware.board_fake import FakeBoard
