@@ -2,7 +2,7 @@
 
 Owns: nothing but recorded state. The test sets the button level, pushes
 GNSS bytes, advances `now`; the board records every output pin change in
-`pin_log` as (now, name, level) and every sleep request in `sleeps`;
+`pin_log` as (now, name, level) and the last 32 sleep requests in `sleeps`;
 a sleep ends early at the next time listed in `wakes` (a button change).
 Device-safe (no CPython-only modules).
 """
@@ -99,6 +99,8 @@ class FakeBoard(Board):
 
     def _wait(self, kind, ms):
         self.sleeps.append((kind, ms))
+        if len(self.sleeps) > 32:  # a long simulation must not grow the heap
+            self.sleeps.pop(0)
         end = self.now + ms
         for w in self.wakes:  # the button wakes the board early
             if self.now < w < end:
