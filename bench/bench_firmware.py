@@ -83,17 +83,19 @@ fs = MemFs()
 tr = FakeTransport(deliver)
 btn = Btn()
 if REAL:
-    app = App(board, config(), tr, 0, fs=fs, button=ButtonDetector(ButtonConfig.from_dict({})), fix=FixTracker())
+    app = App(board, config(), tr, 0, fs=fs, button=ButtonDetector(ButtonConfig.from_dict({})), fix=FixTracker(), rand=lambda n: n // 2)
 else:
-    app = App(board, config(), tr, 0, fs=fs, button=btn, fix=Fix())
+    app = App(board, config(), tr, 0, fs=fs, button=btn, fix=Fix(), rand=lambda n: n // 2)
 peak = 0
 now = 0
 for i in range(400):
     if i == 10:
-        btn.q.append(1)            # SOS
-        tr.drop_acks = 6           # lost ACKs: retries and the SMS fallback run
+        btn.q.append(1)            # SOS (stand-in button)
+        tr.drop_acks = 12          # lost ACKs: retries and the SMS fallback run
     if i == 300:
-        btn.q.append(3)            # duress cancel
+        btn.q.append(3)            # duress cancel (stand-in button)
+    if REAL:                       # the real detector gets levels: 3 presses, later 5
+        board.level = 0 if (10 <= i < 16 or 300 <= i < 310) and i % 2 == 0 else 1
     if REAL and i < 100:
         board.gnss.feed(b"$GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W*6A\r\n")
     app.step(now)
