@@ -286,7 +286,19 @@ def _small_heap():
 IN_PLACE = not _small_heap()
 
 
-def delegate(g, modname):
+def fits(kb):
+    """True on CPython, or when kb of heap are free right now: a test file
+    that needs about that much runs in place, else in a child VM."""
+    import gc
+    import sys
+
+    if sys.implementation.name != "micropython":
+        return True
+    gc.collect()
+    return gc.mem_free() >= kb * 1024
+
+
+def delegate(g, modname, in_place=None):
     """Call at the end of a test file that builds controllers or whole Apps.
 
     The 64-bit unix port holds ~85 KB of loaded bytecode for firmware +
@@ -297,8 +309,9 @@ def delegate(g, modname):
     stub runs the whole file once in a child MicroPython VM (same .mpy
     files, BIG_HEAP_KB of heap) and each stub then reports its own test's
     result. Such files import firmware modules only `if IN_PLACE`. On
-    CPython and on a big heap nothing changes."""
-    if IN_PLACE:
+    CPython and on a big heap nothing changes. in_place: the file's own
+    decision (from fits()), default IN_PLACE."""
+    if IN_PLACE if in_place is None else in_place:
         return
     results = {}
 

@@ -1,13 +1,14 @@
 """Outbox: retry until an authenticated ACK, priorities, coalescing, the
 drop policy, SMS fallback."""
 
-from fw_fakes import DEV, IN_PLACE, KEYS, T0, FakeReceiver, delegate
+from fw_fakes import DEV, KEYS, T0, FakeReceiver, delegate, fits
 
 from protocol import frame as F
 from protocol.crypto import DeviceKeys
 from protocol.sms import SMS_MAX_FRAME, from_sms
 
-if IN_PLACE:
+PLACE = fits(30)  # KB this file needs: its modules and its data
+if PLACE:
     from firmware.fake_transport import FakeTransport
     from firmware.fs import MemFs
     from firmware.outbox import Outbox
@@ -301,4 +302,4 @@ def test_busy_transport_is_never_hammered():
     assert len(t.sent) == 1
 
 
-delegate(globals(), "test_fw_outbox")
+delegate(globals(), "test_fw_outbox", PLACE)
