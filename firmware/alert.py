@@ -94,6 +94,19 @@ def diagram():
     return out
 
 
+def _clip(v, lo, hi):
+    return lo if v < lo else hi if v > hi else v
+
+
+def _cell_ok(c):
+    try:
+        mcc, mnc, tac, cid, rsrp = c
+        return (0 <= mcc < 65536 and 0 <= mnc < 65536 and 0 <= tac < 1 << 32 and 0 <= cid < 1 << 32
+                and -32768 <= rsrp < 32768)
+    except (TypeError, ValueError):
+        return False
+
+
 def _clip_u16(v):
     if v is None or v < 0:
         return F.UNKNOWN_U16
@@ -308,6 +321,8 @@ class AlertController:
         except Exception:
             cell = None
         tlvs = []
+        if not _cell_ok(cell):
+            cell = None  # a garbled modem answer: no cell rather than no frame
         if cell is not None:
             tlvs.append((F.T_CELL, tuple(cell)))
         r = F.Report()
@@ -318,9 +333,10 @@ class AlertController:
             r.accuracy = _clip_u16(pos.accuracy_m)
             r.age = _clip_u16(pos.age_s)
             if pos.alt_m is not None and pos.speed_cms is not None and pos.course_cdeg is not None:
-                tlvs.append((F.T_MOTION, (pos.alt_m, pos.speed_cms, pos.course_cdeg)))
+                tlvs.append((F.T_MOTION, (_clip(pos.alt_m, -32768, 32767), _clip(pos.speed_cms, 0, 65535),
+                                          _clip(pos.course_cdeg, 0, 35999))))
             if pos.sats is not None and pos.hdop_x10 is not None:
-                tlvs.append((F.T_GNSS, (pos.sats, min(pos.hdop_x10, 255))))
+                tlvs.append((F.T_GNSS, (_clip(pos.sats, 0, 255), _clip(pos.hdop_x10, 0, 255))))
         elif cell is not None:
             r.source = F.SRC_CELL
         elif self.wifi and self.active():
@@ -341,19 +357,25 @@ class AlertController:
         return r, pos
 
     def _seal(self, ftype, seq, t, r):
-        """Encode; a field out of range (a broken sensor) must never cost the
-        frame: drop the TLVs, then the position, before giving up."""
+        """Encode; a value out of range (a broken sensor) must never cost the
+        frame: drop the GNSS position and its TLVs, then every TLV but the
+        events, before giving up (values are range-checked when the report is
+        built, so this is the last line, not the normal path)."""
         fr = F.Frame(ftype, self.cfg.device_id, seq, t, r)
         try:
             return F.encode(self.keys, fr)
         except EncodeError:
             pass
-        r.tlvs = [x for x in r.tlvs if x[0] == F.T_EVENT]
+        r.tlvs = [x for x in r.tlvs if x[0] not in (F.T_MOTION, F.T_GNSS)]
+        r.source, r.lat, r.lon, r.accuracy, r.age = F.SRC_NONE, 0, 0, F.UNKNOWN_U16, F.UNKNOWN_U16
+        if r.tlv_values(F.T_CELL):
+            r.source = F.SRC_CELL
         try:
             return F.encode(self.keys, fr)
         except EncodeError:
             pass
-        r.tlvs, r.source, r.lat, r.lon, r.accuracy, r.age = [], F.SRC_NONE, 0, 0, F.UNKNOWN_U16, F.UNKNOWN_U16
+        r.tlvs = [x for x in r.tlvs if x[0] == F.T_EVENT]
+        r.source = F.SRC_NONE
         return F.encode(self.keys, fr)
 
     def _send(self, ftype, now, sms=False, events=None):

@@ -111,11 +111,25 @@ def test_alert_with_nothing_known_still_goes():
     assert r.source == F.SRC_NONE and r.tlvs == []
 
 
-def test_a_broken_modem_cell_value_never_costs_the_alert():
-    ctl, ob, fs = make(Env(LIVE, (234, 15, 1, 2, -99999)))
+def test_broken_sensor_values_never_cost_the_alert():
+    for cell in ((234, 15, 1, 2, -99999), (1, 2), "garbage", (None,) * 5):
+        ctl, ob, fs = make(Env(LIVE, cell))
+        ctl.fire(A.SOS, 0)
+        r = frames(ob, F.ALERT)[0].body
+        assert r.source == F.SRC_GNSS and r.tlv_values(F.T_CELL) == []
+        assert r.tlv_values(F.T_MOTION) == [(35, 120, 9000)]  # the rest survives
+    wild = Position(F.SRC_GNSS, 515007292, -1246254, 70000, 99999, 40000, 70000, 36000, 300, 999)
+    ctl, ob, fs = make(Env(wild))
     ctl.fire(A.SOS, 0)
     r = frames(ob, F.ALERT)[0].body
-    assert r.source == F.SRC_GNSS and r.tlv_values(F.T_CELL) == []
+    assert (r.accuracy, r.age) == (0xFFFE, 0xFFFE)
+    assert r.tlv_values(F.T_MOTION) == [(32767, 65535, 35999)] and r.tlv_values(F.T_GNSS) == [(255, 255)]
+    assert r.tlv_values(F.T_CELL) == [CELL]
+    bad = Position(F.SRC_GNSS, 10 ** 10, 0)  # a position no frame can carry
+    ctl, ob, fs = make(Env(bad))
+    ctl.fire(A.SOS, 0)
+    r = frames(ob, F.ALERT)[0].body
+    assert r.source == F.SRC_CELL and r.tlv_values(F.T_CELL) == [CELL] and ctl.state == A.ALERTING
 
 
 def test_wifi_only_during_an_alert_three_strongest_then_a_track():
