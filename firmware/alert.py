@@ -190,7 +190,7 @@ class AlertController:
         self._save()
         if self.active():
             self.next_track = now  # a fresh position at once
-            self.next_scan = now
+            self.next_scan = now if self.cfg.wifi_scan else _NEVER
         else:
             self._plan_heartbeat(now)
         return self.active()
@@ -294,7 +294,8 @@ class AlertController:
             self._send(F.HEARTBEAT, now)
             self._plan_heartbeat(now)
         wait = 3600000
-        for t in (self.next_track, self.next_hb, self.next_scan):
+        scan = self.next_scan if self.active() and self.cfg.wifi_scan else _NEVER
+        for t in (self.next_track, self.next_hb, scan):
             if t != _NEVER and t - now < wait:
                 wait = t - now
         return wait if wait > 0 else 0

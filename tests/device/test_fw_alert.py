@@ -154,6 +154,11 @@ def test_wifi_disabled_by_config():
     ctl, ob, fs = make(Env(None), wifi_scan=False)
     ctl.fire(A.SOS, 0)
     assert not ctl.want_scan(0)
+    ctl2, ob2, _ = make(Env(None), fs=fs, wifi_scan=False)
+    ctl2.restore(ctl2.states.load(), 1000)  # after a reset mid-alert
+    assert ctl2.active() and not ctl2.want_scan(1000)
+    ctl2.step(1000)
+    assert ctl2.step(1001) > 0  # no timer stuck in the past: the loop can sleep
 
 
 def test_track_every_interval_and_ack_command_changes_it():
