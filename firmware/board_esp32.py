@@ -14,6 +14,7 @@ Pins (config "pins" overrides any of them; -1 = not fitted):
                    (or its resistor) before field use.
   modem_dtr    32  high lets the modem sleep (AT+CSCLK=1), low wakes it
   modem_flight 25  high = normal operation (low = flight mode)
+  modem_ri     33  RTC GPIO, ext1 wake on low: a URC wakes light sleep
   GNSS UART2   rx 19, tx 18, 9600 baud, 1 KB rxbuf (an external NMEA
                module; wire to suit)
   button       39  RTC GPIO (ext0 wake on low), input only, needs an
@@ -58,6 +59,7 @@ PINS = {
     "modem_power": 12,
     "modem_dtr": 32,
     "modem_flight": 25,
+    "modem_ri": 33,
     "gnss_tx": 18,
     "gnss_rx": 19,
     "battery_adc": 35,
@@ -131,6 +133,11 @@ class Esp32Board(Board):
         else:
             self._button = machine.Pin(bp, machine.Pin.IN, machine.Pin.PULL_UP)
         esp32.wake_on_ext0(self._button, esp32.WAKEUP_ALL_LOW)
+        if p["modem_ri"] >= 0:
+            # the modem pulls RI low for a URC (downlink data, SMS, call):
+            # it must wake a light-sleeping ESP32 before the UART overflows
+            self._ri = machine.Pin(p["modem_ri"], machine.Pin.IN)
+            esp32.wake_on_ext1((self._ri,), esp32.WAKEUP_ALL_LOW)
         self.modem = _UartStream(machine.UART(1, baudrate=MODEM_BAUD, tx=p["modem_tx"], rx=p["modem_rx"],
                                               rxbuf=RXBUF, timeout=0))
         self.gnss = None

@@ -43,7 +43,7 @@ TIMINGS = {
 }
 PINS = (
     "button", "modem_tx", "modem_rx", "modem_pwrkey", "modem_power", "modem_dtr",
-    "modem_flight", "gnss_tx", "gnss_rx", "battery_adc", "led",
+    "modem_flight", "modem_ri", "gnss_tx", "gnss_rx", "battery_adc", "led",
 )
 # field: (attribute, kind); kinds are checked by _check and explained by _RULE
 _FIELDS = {
