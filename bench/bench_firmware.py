@@ -145,6 +145,10 @@ def main():
           "so %.1f KB of runtime data; %s frames, %s SMS in the scenario"
           % ("real" if kind == "REAL" else "stand-in", kb, int(code) / 1024, int(peak) / 1024,
              (int(peak) - int(code)) / 1024, sent, sms))
+    mods = ["firmware/%s.mpy" % m for m in ("fs", "store", "outbox", "alert", "board", "app")]
+    mods += ["protocol/%s.mpy" % m for m in ("errors", "crypto", "frame", "sms")]
+    size = sum(os.path.getsize(os.path.join(mp_util.BUILD, m)) for m in mods)
+    print("device code as .mpy (firmware core + protocol, what an image would freeze): %.1f KB" % (size / 1024))
     boot, alert, frames = flash_per_alert()
     print("flash per boot: %d atomic writes, %d removes" % boot)
     print("flash per alert (30 min tracking at 30 s, %d frames): %d atomic writes, %d removes"
