@@ -1,0 +1,222 @@
+"""Device configuration: the JSON file `config.json` in the flash directory.
+
+Owns: field names, defaults, ranges and validation. Never logs or formats a
+key: error messages name the field and the rule, never the value (of any
+field, so a key pasted into the wrong field cannot leak either).
+
+Outcome of load(), never an exception:
+- file missing, not JSON, not an object, or device_id / key_hex bad:
+  `usable` is False. The device cannot sign anything, so it stays idle,
+  records the fault on flash and waits (no crash loop).
+- any other field bad: that field takes its safe default, the error is
+  kept in `errors` and the device reports a fault STATUS (FAULT_CONFIG).
+- unknown top-level fields are errors too (a typo must not pass silently).
+
+Fields: device_id (int), key_hex (64 hex, master key), engineer_key_hex (64
+hex or absent: diagnostics console disabled), receiver_host, receiver_port,
+sms_number, listen_number, apn, button (dict for ButtonConfig.from_dict),
+timings (dict, TIMINGS below), pins (dict, PINS below; board-specific
+defaults live in the board module), power_profile ("ready" or "saver"),
+wifi_scan (bool), test_enabled (bool).
+
+Must stay in sync with: docs/firmware.md (field table), firmware/board_esp32.py
+(pin names), firmware/app.py (how timings are used).
+"""
+
+import json
+
+import binascii
+
+CONFIG_FILE = "config.json"
+
+# name: (default, lo, hi)
+TIMINGS = {
+    "track_interval_s": (30, 0, 65535),
+    "sms_fallback_s": (20, 1, 3600),
+    "heartbeat_s": (3600, 60, 604800),
+    "heartbeat_jitter_s": (300, 0, 86400),
+    "backoff_base_ms": (4000, 100, 600000),
+    "backoff_max_ms": (60000, 1000, 3600000),
+    "sms_track_s": (300, 30, 86400),
+    "wifi_rescan_s": (120, 10, 86400),
+    "low_battery_mv": (3500, 3000, 4200),
+}
+PINS = (
+    "button", "modem_tx", "modem_rx", "modem_pwrkey", "modem_power", "modem_dtr",
+    "modem_flight", "modem_ri", "gnss_tx", "gnss_rx", "battery_adc", "led",
+)
+# field: (attribute, kind); kinds are checked by _check and explained by _RULE
+_FIELDS = {
+    "device_id": ("device_id", "u32"),
+    "key_hex": ("key", "key"),
+    "engineer_key_hex": ("engineer_key", "key"),
+    "receiver_host": ("receiver_host", "host"),
+    "receiver_port": ("receiver_port", "port"),
+    "sms_number": ("sms_number", "phone"),
+    "listen_number": ("listen_number", "phone"),
+    "apn": ("apn", "apn"),
+    "button": ("button", "dict"),
+    "timings": ("timings", "dict"),
+    "pins": ("pins", "dict"),
+    "power_profile": ("power_profile", "profile"),
+    "wifi_scan": ("wifi_scan", "bool"),
+    "test_enabled": ("test_enabled", "bool"),
+}
+_RULE = {
+    "u32": "an integer 0..4294967295",
+    "key": "64 hex digits",
+    "host": "a host name or address",
+    "port": "an integer 0..65535",
+    "phone": "a phone number like +447700900123",
+    "apn": "at most 62 printable characters without quotes or commas",
+    "dict": "an object",
+    "profile": "\"ready\" or \"saver\"",
+    "bool": "true or false",
+}
+_HEX = "0123456789abcdefABCDEF"
+
+
+class Config:
+    """A validated configuration. repr() never shows keys."""
+
+    def __init__(self):
+        self.usable = False
+        self.errors = []
+        self.device_id = 0
+        self.key = None  # type: bytes | None
+        self.engineer_key = None  # type: bytes | None
+        self.receiver_host = ""
+        self.receiver_port = 0
+        self.sms_number = ""
+        self.listen_number = ""
+        self.apn = ""
+        self.button = {}
+        self.timings = {k: v[0] for k, v in TIMINGS.items()}
+        self.pins = {}
+        self.power_profile = "ready"
+        self.wifi_scan = True
+        self.test_enabled = False
+
+    def t(self, name):
+        return self.timings[name]
+
+    def __repr__(self):
+        return "<Config device=%d usable=%s errors=%d>" % (self.device_id, self.usable, len(self.errors))
+
+
+def _isint(v, lo, hi):
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _chars(v, allowed):
+    for c in v:
+        if not allowed(c):
+            return False
+    return True
+
+
+def _check(kind, v):
+    """(True, value to store) or (False, None)."""
+    if kind == "u32":
+        return _isint(v, 0, 0xFFFFFFFF), v
+    if kind == "port":
+        return _isint(v, 0, 65535), v
+    if kind == "bool":
+        return isinstance(v, bool), v
+    if kind == "dict":
+        return isinstance(v, dict), v
+    if kind == "profile":
+        return v in ("ready", "saver"), v
+    if not isinstance(v, str):
+        return False, None
+    if kind == "key":
+        if len(v) == 64 and _chars(v, lambda c: c in _HEX):
+            return True, binascii.unhexlify(v)
+        return False, None
+    if kind == "phone":
+        d = v[1:] if v[:1] == "+" else v
+        return v == "" or (3 <= len(v) <= 21 and _chars(d, lambda c: "0" <= c <= "9")), v
+    if kind == "host":
+        return len(v) <= 253 and _chars(v, lambda c: c.isalpha() or c.isdigit() or c in ".-:"), v
+    # apn
+    return len(v) <= 62 and _chars(v, lambda c: 32 < ord(c) < 127 and c not in "\",\'"), v
+
+
+def _name(k):
+    return k if isinstance(k, str) and len(k) <= 32 else "?"
+
+
+def validate(d):
+    """Config from a parsed JSON value. Never raises."""
+    cfg = Config()
+    err = cfg.errors.append
+    if not isinstance(d, dict):
+        err("config: must be a JSON object")
+        return cfg
+    for k, v in d.items():
+        spec = _FIELDS.get(k)
+        if spec is None:
+            err("%s: unknown field" % _name(k))
+            continue
+        ok, val = _check(spec[1], v)
+        if ok:
+            setattr(cfg, spec[0], val)
+        else:
+            err("%s: must be %s" % (k, _RULE[spec[1]]))
+    cfg.usable = _check("u32", d.get("device_id"))[0] and _check("key", d.get("key_hex"))[0]
+    if "device_id" not in d or "key_hex" not in d:
+        err("device_id and key_hex are required")
+    tm = cfg.timings
+    cfg.timings = {k: v[0] for k, v in TIMINGS.items()}
+    for k, v in tm.items():
+        spec = TIMINGS.get(k)
+        if spec is None:
+            err("timings.%s: unknown field" % _name(k))
+        elif _isint(v, spec[1], spec[2]):
+            cfg.timings[k] = v
+        else:
+            err("timings.%s: must be an integer %d..%d" % (k, spec[1], spec[2]))
+    tm = cfg.timings
+    if tm["backoff_max_ms"] < tm["backoff_base_ms"]:
+        err("timings.backoff_max_ms: must be >= backoff_base_ms")
+        tm["backoff_base_ms"] = TIMINGS["backoff_base_ms"][0]
+        tm["backoff_max_ms"] = TIMINGS["backoff_max_ms"][0]
+    if tm["heartbeat_jitter_s"] * 2 > tm["heartbeat_s"]:
+        err("timings.heartbeat_jitter_s: must be at most half of heartbeat_s")
+        tm["heartbeat_jitter_s"] = tm["heartbeat_s"] // 4
+    pins = cfg.pins
+    cfg.pins = {}
+    for k, v in pins.items():
+        if k not in PINS:
+            err("pins.%s: unknown pin" % _name(k))
+        elif _isint(v, -1, 39):
+            cfg.pins[k] = v
+        else:
+            err("pins.%s: must be a GPIO number 0..39 or -1" % k)
+    return cfg
+
+
+def parse(text):
+    """Config from JSON text. Never raises."""
+    try:
+        d = json.loads(text)
+    except (ValueError, TypeError):
+        cfg = Config()
+        cfg.errors.append("config: not valid JSON")
+        return cfg
+    return validate(d)
+
+
+def load(fs):
+    """Config from the flash directory's config.json. Never raises."""
+    raw = fs.read(CONFIG_FILE)
+    cfg = Config()
+    if raw is None:
+        cfg.errors.append("config: %s missing" % CONFIG_FILE)
+        return cfg
+    try:
+        text = raw.decode()
+    except UnicodeError:
+        cfg.errors.append("config: not UTF-8 text")
+        return cfg
+    return parse(text)

@@ -1,0 +1,158 @@
+"""A scriptable transport for tests and the simulator (device-safe).
+
+Owns: a model of "the network" as the outbox sees it through the transport
+contract (firmware/transport.py). Never interprets frames: the `deliver`
+callback (a fake receiver) does, and returns the downlink bytes it would
+send back.
+
+Script it by setting attributes:
+    data_up / sms_up        data path / SMS usable (refuse data, allow SMS)
+    drop_frames = n         the next n uplink frames vanish after "sent"
+    drop_acks = n           the next n downlink replies are lost
+    fail_sends = n          the next n send_frame() calls end in send_failed
+    fail_sms = n            the next n SMS end in sms_failed
+    latency_ms              delay of every event after the request
+    board                   if set, sleep()/wake() drive its modem pins
+    cell_info, csq_val      what cell() and csq() answer
+    deliver(raw, now) -> bytes|None        fake receiver for frames
+    deliver_sms(number, text, now) -> None fake receiver for SMS
+and inject(raw, now) puts any bytes (forged, garbage) on the downlink.
+Everything transmitted is logged: `sent` (now, raw), `sms` (now, number,
+text), `calls` (now, number), `hangups`.
+"""
+
+
+class FakeTransport:
+    def __init__(self, deliver=None, deliver_sms=None, latency_ms=0):
+        self.deliver = deliver
+        self.deliver_sms = deliver_sms
+        self.latency_ms = latency_ms
+        self.data_up = True
+        self.sms_up = True
+        self.drop_frames = 0
+        self.drop_acks = 0
+        self.fail_sends = 0
+        self.fail_sms = 0
+        self.cell_info = (234, 15, 0x1A2B, 0x01234567, -95)
+        self.csq_val = 20
+        self.sent = []
+        self.sms = []
+        self.calls = []
+        self.hangups = 0
+        self.asleep = False
+        self.board = None  # set it to drive the modem pins as a modem engine would
+        self._busy_until = None
+        self._queue = []  # (due, event)
+        self._ready = []
+        self._sms_ref = 0
+
+    # ---------------------------------------------------------- contract
+    def poll(self, now):
+        keep = []
+        for due, ev in self._queue:
+            if now - due >= 0:
+                self._ready.append(ev)
+            else:
+                keep.append((due, ev))
+        self._queue = keep
+        if self._busy_until is not None and now - self._busy_until >= 0:
+            self._busy_until = None
+        if self._queue:
+            return max(0, min(d for d, _ in self._queue) - now)
+        return 60000
+
+    def data_ready(self):
+        return self.data_up
+
+    def sms_ready(self):
+        return self.sms_up
+
+    def busy(self):
+        return self._busy_until is not None
+
+    def _later(self, now, ev, extra=0):
+        self._queue.append((now + self.latency_ms + extra, ev))
+
+    def _hold(self, now):
+        if self.latency_ms:
+            self._busy_until = now + self.latency_ms
+
+    def send_frame(self, raw, now):
+        if not self.data_up or self.busy():
+            return False
+        raw = bytes(raw)
+        self._hold(now)
+        if self.fail_sends > 0:
+            self.fail_sends -= 1
+            self._later(now, ("send_failed", "scripted failure"))
+            return True
+        self.sent.append((now, raw))
+        self._later(now, ("sent", len(raw)))
+        if self.drop_frames > 0:
+            self.drop_frames -= 1
+            return True
+        reply = self.deliver(raw, now) if self.deliver is not None else None
+        if reply:
+            if self.drop_acks > 0:
+                self.drop_acks -= 1
+            else:
+                self._later(now, ("frame", bytes(reply)), self.latency_ms)
+        return True
+
+    def send_sms(self, number, text, now):
+        if not self.sms_up or self.busy():
+            return False
+        self._hold(now)
+        if self.fail_sms > 0:
+            self.fail_sms -= 1
+            self._later(now, ("sms_failed", "scripted failure"))
+            return True
+        self._sms_ref += 1
+        self.sms.append((now, number, text))
+        if self.deliver_sms is not None:
+            self.deliver_sms(number, text, now)
+        self._later(now, ("sms_sent", self._sms_ref))
+        return True
+
+    def start_call(self, number, now):
+        if self.busy():
+            return False
+        self.calls.append((now, number))
+        self._later(now, ("call", "dialling"))
+        self._later(now, ("call", "active"), 1)
+        return True
+
+    def hang_up(self, now):
+        self.hangups += 1
+        self._later(now, ("call", "ended"))
+
+    def sleep(self, now):
+        self.asleep = True
+        if self.board is not None:  # like a modem engine: DTR high lets it sleep
+            self.board.modem_dtr(1)
+
+    def wake(self, now):
+        self.asleep = False
+        if self.board is not None:
+            self.board.modem_power(True)
+            self.board.modem_dtr(0)
+
+    def cell(self):
+        return self.cell_info
+
+    def csq(self):
+        return self.csq_val
+
+    def events(self):
+        out = self._ready
+        self._ready = []
+        return out
+
+    # ---------------------------------------------------------- scripting
+    def inject(self, raw, now):
+        """Put any bytes on the downlink, as if the network sent them."""
+        self._queue.append((now, ("frame", raw)))
+
+    def set_link(self, up, now):
+        self.data_up = up
+        self._queue.append((now, ("link", up)))
