@@ -306,7 +306,7 @@ def register(sub):
     _core_opts(s)
     s.add_argument("--idle-timeout", type=float, default=300.0)
     s.add_argument("--frame-deadline", type=float, default=10.0, help="seconds a started frame may take to arrive")
-    s.add_argument("--max-conns-per-peer", type=int, default=32)
+    s.add_argument("--max-conns-per-peer", type=int, default=256, help="devices behind carrier NAT share addresses: keep this generous")
     s.add_argument("--max-conns", type=int, default=8192)
     s.add_argument("--max-batch", type=int, default=512, help="frames per group commit")
     s.add_argument("--supervise-every", type=float, default=30.0)

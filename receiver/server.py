@@ -40,7 +40,7 @@ log = logging.getLogger("receiver.server")
 
 
 class Limits:
-    def __init__(self, idle_timeout=300.0, frame_deadline=10.0, write_timeout=10.0, max_conns_per_peer=32,
+    def __init__(self, idle_timeout=300.0, frame_deadline=10.0, write_timeout=10.0, max_conns_per_peer=256,
                  max_conns=8192, max_rejects_per_conn=8, max_batch=512, http_deadline=10.0, http_max_body=4096):
         self.max_frame = MAX_FRAME
         self.idle_timeout = idle_timeout

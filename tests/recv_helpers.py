@@ -55,3 +55,62 @@ def closed_without_reply(sock, timeout=5.0):
         return True
     except socket.timeout:
         return False
+
+
+class ServerThread:
+    """A receiver Server on an asyncio loop in a background thread, on
+    127.0.0.1 with an ephemeral port (and HTTP if asked)."""
+
+    def __init__(self, receiver, limits=None, http=False):
+        import asyncio
+        import threading
+
+        from receiver.server import Server
+
+        self.server = Server(receiver, limits, supervise_every=0)
+        self.loop = asyncio.new_event_loop()
+        self._http = http
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        import asyncio
+
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self.server.start("127.0.0.1", 0, ("127.0.0.1", 0) if self._http else None))
+        self._ready.set()
+        self.loop.run_forever()
+
+    def __enter__(self):
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc):
+        import asyncio
+
+        fut = asyncio.run_coroutine_threadsafe(self.server.close(), self.loop)
+        fut.result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+    @property
+    def port(self):
+        return self.server.tcp_address[1]
+
+    @property
+    def http_port(self):
+        return self.server.http_address[1]
+
+    def counters(self):
+        return self.server.all_counters()
+
+
+def file_receiver(tmp_path, devs, **opts):
+    from receiver import core, masterkey
+    from receiver import store as S
+
+    st = S.open_store(str(tmp_path / "rx.db"), masterkey.MasterKey(os.urandom(32)))
+    for d in devs:
+        st.add_device(d.id, d.key, "URN %d" % d.id)
+    return core.Receiver(st, **opts)
