@@ -36,6 +36,7 @@ protocol/frame.py (types, flags, TLVs).
 """
 
 import collections
+import json
 import logging
 import time
 
@@ -43,7 +44,7 @@ from protocol import frame as F
 from protocol import jsonform, sms
 from protocol.crypto import DeviceKeys
 from protocol.errors import ProtocolError
-from protocol.replay import DUPLICATE, NEW, STALE, ReplayWindow
+from protocol.replay import DUPLICATE, NEW, STALE, WINDOW, ReplayWindow
 from receiver import store as S
 from receiver.errors import ReceiverError
 
@@ -179,22 +180,29 @@ class Receiver:
     def handle_frames(self, items):
         """A batch of (raw, transport, peer); one Outcome per item, in order.
         The whole batch is stored in one transaction (group commit)."""
-        outs = []
-        verified = []  # (index, frame, raw, transport, peer, keys)
+        outs = [Outcome(REJECTED) for _ in items]
+        heads = []
         for i, (raw, transport, peer) in enumerate(items):
-            out, fr, keys = self._verify(raw, transport, peer)
-            outs.append(out)
+            try:
+                heads.append((i, F.peek(raw)))
+            except ProtocolError as e:
+                self._reject(outs[i], e.reason, transport, peer, str(e))
+        keys = self.store.keys_for({h[1] for _, h in heads}) if heads else {}
+        verified = []  # (index, frame, raw, transport, peer, keys)
+        for i, (_ftype, device_id, seq) in heads:
+            raw, transport, peer = items[i]
+            fr, ks = self._verify(outs[i], raw, transport, peer, device_id, seq, keys.get(device_id))
             if fr is not None:
-                verified.append((i, fr, bytes(raw), transport, peer, keys))
+                verified.append((i, fr, bytes(raw), transport, peer, ks))
         if verified:
             try:
                 events = self._commit(verified, outs)
             except Exception as e:  # the store failed: nothing is ACKed
-                log.error("store commit failed, %d frame(s) not ACKed: %s", len(verified), e.__class__.__name__)
+                log.error("store commit failed, %d frame(s) not ACKed: %s: %s", len(verified), e.__class__.__name__, e)
                 self.counters["store error"] += 1
-                for i, fr, *_ in verified:
+                for i, *_ in verified:
                     o = outs[i]
-                    o.status, o.reason, o.replies, o.events = ERROR, "store error", [], []
+                    o.status, o.reason, o.replies, o.events, o.incident_id = ERROR, "store error", [], [], None
                 return outs
             for ev in events:
                 self._emit(ev)
@@ -237,83 +245,88 @@ class Receiver:
                     "" if device_id is None else " claimed device %d seq %d" % (device_id, seq))
         return out
 
-    def _verify(self, raw, transport, peer):
-        out = Outcome(REJECTED)
-        try:
-            ftype, device_id, seq = F.peek(raw)
-        except ProtocolError as e:
-            return self._reject(out, e.reason, transport, peer, str(e)), None, None
-        try:
-            ks = self._device_keys(device_id)
-        except ReceiverError:
-            return self._reject(out, R_KEY, transport, peer, "", device_id, seq), None, None
-        if ks is None:
-            return self._reject(out, R_UNKNOWN_DEVICE, transport, peer, "", device_id, seq), None, None
-        if ks == R_RETIRED:
-            return self._reject(out, R_RETIRED, transport, peer, "", device_id, seq), None, None
+    def _verify(self, out, raw, transport, peer, device_id, seq, row):
+        if row is None:
+            self._keys.pop(device_id, None)
+            self._reject(out, R_UNKNOWN_DEVICE, transport, peer, "", device_id, seq)
+            return None, None
+        status, sealed = row
+        if status != S.ACTIVE:
+            self._reject(out, R_RETIRED, transport, peer, "", device_id, seq)
+            return None, None
+        hit = self._keys.get(device_id)
+        if hit is not None and hit[0] == sealed:
+            ks = hit[1]
+        else:
+            try:
+                ks = DeviceKeys(self.store.open_key(device_id, sealed))
+            except ReceiverError:
+                self._reject(out, R_KEY, transport, peer, "", device_id, seq)
+                return None, None
+            self._keys[device_id] = (sealed, ks)
         try:
             fr = F.decode(ks, raw, F.UPLINK)
         except ProtocolError as e:
-            return self._reject(out, e.reason, transport, peer, "", device_id, seq), None, None
+            self._reject(out, e.reason, transport, peer, "", device_id, seq)
+            return None, None
         out.device_id, out.seq, out.type = device_id, seq, fr.name
-        return out, fr, ks
-
-    def _device_keys(self, device_id):
-        row = self.store.device_key_sealed(device_id)
-        if row is None:
-            self._keys.pop(device_id, None)
-            return None
-        status, sealed = row
-        if status != S.ACTIVE:
-            return R_RETIRED
-        hit = self._keys.get(device_id)
-        if hit is not None and hit[0] == sealed:
-            return hit[1]
-        keys = DeviceKeys(self.store.open_key(device_id, sealed))
-        self._keys[device_id] = (sealed, keys)
-        return keys
+        return fr, ks
 
     # ------------------------------------------------------------ commit
 
     def _commit(self, verified, outs):
+        """One transaction for the batch: three reads, the rules in memory,
+        then one executemany per table."""
         st = self.store
         now = self.clock()
         events = []
+        frame_rows = []
         with st.transaction():
-            state = {}  # device_id -> [window, down_seq, device row]
+            devices, incs, pending = st.load_batch({v[1].device_id for v in verified})
+            windows = {}
+            dirty_incs = {}
+            touched = {}
             for i, fr, raw, transport, peer, keys in verified:
                 out = outs[i]
                 dev = fr.device_id
-                if dev not in state:
-                    wb, down = st.load_replay(dev)
-                    state[dev] = [ReplayWindow.from_bytes(wb) if wb else ReplayWindow(), down, st.get_device(dev)]
-                ds = state[dev]
-                w = ds[0]
+                device = devices[dev]
+                w = windows.get(dev)
+                if w is None:
+                    if device["window"] is not None:
+                        w = ReplayWindow.from_bytes(bytes(device["window"]))
+                    else:  # no saved window: rebuild it from the evidence, never trust emptiness
+                        w = ReplayWindow()
+                        for q in sorted(st.recent_seqs(dev, WINDOW)):
+                            w.mark(q)
+                    windows[dev] = w
+                    device["down_seq"] = device["down_seq"] or 0
                 verdict = w.check(fr.seq)
                 if verdict == STALE:
                     self._reject(out, R_STALE, transport, peer, "older than the replay window", dev, fr.seq)
                     continue
-                if verdict == NEW and st.insert_frame(dev, fr.seq, fr.name, fr.time, now, transport, peer, raw,
-                                                      jsonform.to_dict(fr), None):
+                touched[dev] = device
+                if verdict == NEW:
                     w.mark(fr.seq)
                     out.status = ACCEPTED
-                    evs, inc_id, ds[2] = self._apply(fr, ds[2], now, transport)
-                    out.incident_id = inc_id
-                    for ev in evs:
-                        st.add_event(ev)
+                    evs, inc = self._apply(fr, device, incs, dirty_incs, now, transport)
+                    out.incident_id = None if inc is None else inc["id"]
+                    frame_rows.append((dev, fr.seq, fr.name, fr.time, now, transport, peer, raw,
+                                       json.dumps(jsonform.to_dict(fr)), out.incident_id))
                     out.events = evs
                     events.extend(evs)
                 else:
-                    w.mark(fr.seq)  # a frame stored but not in the window (cannot happen unless state was lost)
                     out.status = DUPLICATE_S
                     self.counters["duplicate"] += 1
-                ds[1] += 1
-                if ds[1] >= 1 << 32:
+                device["down_seq"] += 1
+                if device["down_seq"] >= 1 << 32:
                     raise ReceiverError("downlink seq of device %d exhausted" % dev)
-                cmds = st.commands_for_ack(dev, fr.seq, now)
-                out.replies = [self._ack(keys, dev, ds[1], now, fr.seq, cmds)]
-            for dev, (w, down, _row) in state.items():
-                st.save_replay(dev, w.to_bytes(), down)
+                cmds = st.commands_for_ack(dev, fr.seq, now) if (dev in pending or verdict == DUPLICATE) else ()
+                out.replies = [self._ack(keys, dev, device["down_seq"], now, fr.seq, cmds)]
+            st.insert_frames(frame_rows)
+            st.add_events(events)
+            st.save_devices(touched.values())
+            st.save_incidents(dirty_incs.values())
+            st.save_replays([(dev, windows[dev].to_bytes(), d["down_seq"]) for dev, d in touched.items()])
         for o in outs:
             if o.status == ACCEPTED:
                 self.counters["accepted"] += 1
@@ -343,10 +356,10 @@ class Receiver:
         ev.update(extra)
         return ev
 
-    def _find_incident(self, dev, seq, kind):
+    def _find_incident(self, incs, dev, seq, kind):
         """The incident a frame of `kind` belongs to: the latest one if it
         is open, or if it was closed by a later frame (this one is late)."""
-        inc = self.store.latest_incident(dev, kind)
+        inc = incs.get((dev, kind))
         if inc is None:
             return None, False
         if inc["state"] in S.OPEN_STATES:
@@ -355,8 +368,19 @@ class Receiver:
             return inc, True
         return None, False
 
-    def _apply(self, fr, device, now, transport):
-        st = self.store
+    def _open(self, incs, dirty, dev, kind, now, fr):
+        iid = self.store.create_incident(dev, kind, now, fr.seq, fr.name)
+        inc = {"id": iid, "device_id": dev, "kind": kind, "state": S.OPEN, "duress": 0, "opened_at": now,
+               "opened_seq": fr.seq, "opened_by": fr.name, "closed_at": None, "closed_seq": None, "closed_by": None,
+               "updated_at": now, "last_seq": fr.seq, "lat_e7": None, "lon_e7": None, "source": None,
+               "accuracy_m": None, "pos_time": None, "battery": None, "csq": None}
+        incs[(dev, kind)] = inc
+        dirty[iid] = inc
+        return inc
+
+    def _apply(self, fr, device, incs, dirty, now, transport):
+        """The incident rules for one new frame, on in-memory rows (device,
+        incidents); the caller writes the changed rows once per batch."""
         rep = fr.body
         dev = fr.device_id
         pos = _position(rep, fr.time, now)
@@ -369,45 +393,42 @@ class Receiver:
         label = None
 
         # device-level state: seen, battery, signal, position
-        upd = {"last_seen": now}
-        if fr.ftype == F.HEARTBEAT:
-            upd["last_heartbeat"] = now
-        if rep.battery != F.UNKNOWN_BATTERY:
-            upd["battery"] = rep.battery
-        if rep.csq != F.UNKNOWN_CSQ:
-            upd["csq"] = rep.csq
-        if pos is not None and (device["pos_time"] is None or pos["fix_time"] is None or pos["fix_time"] >= device["pos_time"]):
-            upd.update(lat_e7=rep.lat, lon_e7=rep.lon, source=pos["source"], accuracy_m=pos["accuracy_m"],
-                       pos_time=pos["fix_time"] if pos["fix_time"] is not None else now)
         if device["silent"]:
-            upd["silent"] = 0
             events.append(self._event("device_back", now, device, None, label="DEVICE BACK",
                                       silent_since=device["last_seen"], transport=transport))
+            device["silent"] = 0
+        device["last_seen"] = now
+        if fr.ftype == F.HEARTBEAT:
+            device["last_heartbeat"] = now
+        if rep.battery != F.UNKNOWN_BATTERY:
+            device["battery"] = rep.battery
+        if rep.csq != F.UNKNOWN_CSQ:
+            device["csq"] = rep.csq
+        if pos is not None:
+            _set_position(device, pos, now)
         status_events = [v for t, v in rep.tlvs if t == F.T_EVENT]
         low = rep.battery_low or (rep.battery != F.UNKNOWN_BATTERY and rep.battery <= self.low_battery_pct) or any(
             c == F.EV_LOW_BATTERY for c, _ in status_events)
         if low and not device["battery_low"]:
-            upd["battery_low"] = 1
+            device["battery_low"] = 1
             events.append(self._event("low_battery", now, device, None, label="LOW BATTERY",
                                       battery=None if rep.battery == F.UNKNOWN_BATTERY else rep.battery,
                                       frame={"type": fr.name, "seq": fr.seq}))
         elif not low and device["battery_low"] and rep.battery != F.UNKNOWN_BATTERY and rep.battery > self.low_battery_pct + _BATTERY_HYSTERESIS:
-            upd["battery_low"] = 0
-        st.update_device(dev, **upd)
-        device = dict(device, **upd)
+            device["battery_low"] = 0
 
         # incident rules
         if fr.ftype in (F.ALERT, F.TEST):
-            inc, late = self._find_incident(dev, fr.seq, kind)
+            inc, late = self._find_incident(incs, dev, fr.seq, kind)
             if inc is None:
-                inc = self._open(dev, kind, now, fr)
+                inc = self._open(incs, dirty, dev, kind, now, fr)
                 ev_kind, label = ("test_alert", "TEST ALERT") if is_test else ("alert", "ALERT")
             elif not late:
                 ev_kind, label = "alert_repeat", ("TEST ALERT (repeat)" if is_test else "ALERT (repeat)")
         elif fr.ftype == F.TRACK:
-            inc, late = self._find_incident(dev, fr.seq, kind)
+            inc, late = self._find_incident(incs, dev, fr.seq, kind)
             if inc is None:
-                inc = self._open(dev, kind, now, fr)
+                inc = self._open(incs, dirty, dev, kind, now, fr)
                 ev_kind, label = ("test_alert", "TEST ALERT") if is_test else ("alert", "ALERT (opened by TRACK)")
             elif not late:
                 ev_kind, label = "track", ("TEST TRACK" if is_test else "TRACK")
@@ -415,14 +436,13 @@ class Receiver:
             if rep.duress:
                 # never lost, never shown as a cancel: mark the latest incident
                 # DURESS (reopening it if it was closed), or open one
-                inc = self.store.latest_incident(dev, kind)
+                inc = incs.get((dev, kind))
                 if inc is None:
-                    inc = self._open(dev, kind, now, fr)
-                st.update_incident(inc["id"], state=S.DURESS, duress=1, closed_at=None, closed_seq=None, closed_by=None)
-                inc = dict(inc, state=S.DURESS, duress=1, closed_at=None, closed_seq=None, closed_by=None)
+                    inc = self._open(incs, dirty, dev, kind, now, fr)
+                inc.update(state=S.DURESS, duress=1, closed_at=None, closed_seq=None, closed_by=None)
                 ev_kind, label = "duress", ("TEST DURESS" if is_test else "DURESS")
             else:
-                inc, late = self._find_incident(dev, fr.seq, kind)
+                inc, late = self._find_incident(incs, dev, fr.seq, kind)
                 if inc is None:
                     ev_kind, label = "cancel", ("TEST CANCEL" if is_test else "CANCEL (no open incident)")
                 elif late:
@@ -430,8 +450,7 @@ class Receiver:
                 elif inc["state"] == S.DURESS:
                     ev_kind, label = "duress", "DURESS (a later cancel does not lift duress)"
                 else:
-                    st.update_incident(inc["id"], state=S.CANCELLED, closed_at=now, closed_seq=fr.seq, closed_by="CANCEL")
-                    inc = dict(inc, state=S.CANCELLED)
+                    inc.update(state=S.CANCELLED, closed_at=now, closed_seq=fr.seq, closed_by="CANCEL")
                     ev_kind, label = "cancel", ("TEST CANCELLED" if is_test else "CANCELLED by user")
         elif fr.ftype == F.STATUS:
             for code, detail in status_events:
@@ -440,17 +459,15 @@ class Receiver:
                                           status=name, detail=detail, frame={"type": fr.name, "seq": fr.seq}))
 
         if inc is not None:
-            iu = {"updated_at": now, "last_seq": max(fr.seq, inc["last_seq"] or 0)}
+            inc["updated_at"] = now
+            inc["last_seq"] = max(fr.seq, inc["last_seq"] or 0)
             if rep.battery != F.UNKNOWN_BATTERY:
-                iu["battery"] = rep.battery
+                inc["battery"] = rep.battery
             if rep.csq != F.UNKNOWN_CSQ:
-                iu["csq"] = rep.csq
-            if pos is not None and (inc["pos_time"] is None or pos["fix_time"] is None or pos["fix_time"] >= inc["pos_time"]):
-                iu.update(lat_e7=rep.lat, lon_e7=rep.lon, source=pos["source"], accuracy_m=pos["accuracy_m"],
-                          pos_time=pos["fix_time"] if pos["fix_time"] is not None else now)
-            st.update_incident(inc["id"], **iu)
-            st._write("UPDATE frames SET incident_id = ? WHERE device_id = ? AND seq = ?", (inc["id"], dev, fr.seq))
-            inc = dict(inc, **iu)
+                inc["csq"] = rep.csq
+            if pos is not None:
+                _set_position(inc, pos, now)
+            dirty[inc["id"]] = inc
             if ev_kind is not None:
                 events.append(self._event(
                     ev_kind, now, device, inc, label=label, duress=bool(inc["duress"]),
@@ -462,11 +479,7 @@ class Receiver:
             events.append(self._event(ev_kind, now, device, None, label=label,
                                       frame={"type": fr.name, "seq": fr.seq, "time": fr.time, "transport": transport},
                                       position=pos, battery=device["battery"], csq=device["csq"]))
-        return events, (None if inc is None else inc["id"]), device
-
-    def _open(self, dev, kind, now, fr):
-        iid = self.store.create_incident(dev, kind, now, fr.seq, fr.name)
-        return self.store.get_incident(iid)
+        return events, inc
 
     def _emit(self, ev):
         if self.on_event is None:
@@ -477,8 +490,15 @@ class Receiver:
             log.exception("event listener failed")
 
 
-# ---------------------------------------------------------------- operator actions
+def _set_position(row, pos, now):
+    """Keep the newest fix on a device or incident row (a late frame's older
+    fix never replaces a newer one)."""
+    ft = pos["fix_time"] if pos["fix_time"] is not None else now
+    if row["pos_time"] is None or ft >= row["pos_time"]:
+        row.update(lat_e7=pos["lat_e7"], lon_e7=pos["lon_e7"], source=pos["source"], accuracy_m=pos["accuracy_m"], pos_time=ft)
 
+
+# ---------------------------------------------------------------- operator actions
 
 def operator_command(store, device_id, kind, value=None, actor="operator", clock=time.time):
     """Queue a command for the device's next ACK. A stand-down also closes

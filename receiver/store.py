@@ -312,6 +312,82 @@ class SqliteStore:
     def count_frames(self):
         return self._x("SELECT COUNT(*) AS n FROM frames").fetchone()["n"]
 
+    # ------------------------------------------------------------ batch access (the core's hot path)
+
+    def load_batch(self, device_ids):
+        """For a batch of frames: ({device_id: device row + 'window' and
+        'down_seq'}, {(device_id, kind): latest incident row}, set of
+        device ids with undelivered commands). Three queries per batch."""
+        ids = list(device_ids)
+        marks = ",".join("?" * len(ids))
+        rows = self._x(
+            "SELECT %s, r.window AS window, r.down_seq AS down_seq FROM devices d LEFT JOIN replay r "
+            "ON r.device_id = d.device_id WHERE d.device_id IN (%s)" % (", ".join("d." + c.strip() for c in _DEVICE_COLS.split(",")), marks),
+            ids).fetchall()
+        devices = {r["device_id"]: r for r in rows}
+        incs = self._x(
+            "SELECT %s FROM incidents WHERE id IN (SELECT MAX(id) FROM incidents WHERE device_id IN (%s) GROUP BY device_id, kind)"
+            % (_INCIDENT_COLS, marks), ids).fetchall()
+        latest = {(i["device_id"], i["kind"]): i for i in incs}
+        pend = {r["device_id"] for r in self._x(
+            "SELECT DISTINCT device_id FROM commands WHERE delivered_seq IS NULL AND device_id IN (%s)" % marks, ids).fetchall()}
+        return devices, latest, pend
+
+    def keys_for(self, device_ids):
+        """{device_id: (status, sealed key)} for those registered."""
+        ids = list(device_ids)
+        if not ids:
+            return {}
+        rows = self._x("SELECT device_id, status, key_sealed FROM devices WHERE device_id IN (%s)" % ",".join("?" * len(ids)), ids).fetchall()
+        return {r["device_id"]: (r["status"], r["key_sealed"]) for r in rows}
+
+    def recent_seqs(self, device_id, n):
+        return [r["seq"] for r in self._x(
+            "SELECT seq FROM frames WHERE device_id = ? ORDER BY seq DESC LIMIT ?", (device_id, n)).fetchall()]
+
+    def insert_frames(self, rows):
+        """rows: (device_id, seq, type, frame_time, arrival, transport, peer, raw, decoded_json, incident_id).
+        A plain INSERT: (device_id, seq) already stored is a bug upstream and fails the batch."""
+        if not self._in_tx:
+            self._write("bug")
+        self._db.executemany(
+            "INSERT INTO frames (device_id, seq, type, frame_time, arrival, transport, peer, raw, decoded, incident_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def add_events(self, events):
+        if not self._in_tx:
+            self._write("bug")
+        self._db.executemany(
+            "INSERT INTO events (time, kind, device_id, incident_id, body) VALUES (?, ?, ?, ?, ?)",
+            [(e["time"], e["kind"], e.get("device_id"), e.get("incident_id"), json.dumps(e)) for e in events])
+
+    _DEV_STATE = ("last_seen", "last_heartbeat", "battery", "csq", "battery_low", "silent", "lat_e7", "lon_e7",
+                  "source", "accuracy_m", "pos_time")
+    _INC_STATE = ("state", "duress", "closed_at", "closed_seq", "closed_by", "updated_at", "last_seq", "lat_e7",
+                  "lon_e7", "source", "accuracy_m", "pos_time", "battery", "csq")
+
+    def save_devices(self, devices):
+        if not self._in_tx:
+            self._write("bug")
+        self._db.executemany(
+            "UPDATE devices SET %s WHERE device_id = ?" % ", ".join("%s = ?" % c for c in self._DEV_STATE),
+            [tuple(d[c] for c in self._DEV_STATE) + (d["device_id"],) for d in devices])
+
+    def save_incidents(self, incidents):
+        if not self._in_tx:
+            self._write("bug")
+        self._db.executemany(
+            "UPDATE incidents SET %s WHERE id = ?" % ", ".join("%s = ?" % c for c in self._INC_STATE),
+            [tuple(i[c] for c in self._INC_STATE) + (i["id"],) for i in incidents])
+
+    def save_replays(self, rows):
+        """rows: (device_id, window bytes, down_seq)."""
+        if not self._in_tx:
+            self._write("bug")
+        self._db.executemany(
+            "INSERT INTO replay (device_id, window, down_seq) VALUES (?, ?, ?) "
+            "ON CONFLICT (device_id) DO UPDATE SET window = excluded.window, down_seq = excluded.down_seq", rows)
+
     # ------------------------------------------------------------ replay state
 
     def load_replay(self, device_id):

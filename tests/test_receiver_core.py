@@ -259,17 +259,17 @@ def test_state_survives_a_restart_and_downlink_seq_continues(tmp_path):
 def test_a_failed_commit_acks_nothing_and_the_retry_succeeds():
     d = Dev(70)
     ep = make(d)
-    real = ep.store.save_replay
+    real = ep.store.save_replays
 
     def broken(*a):
         raise sqlite3.OperationalError("disk I/O error")
 
-    ep.store.save_replay = broken
+    ep.store.save_replays = broken
     raw = d.frame(F.ALERT)
     out = ep.receiver.handle_frames([(raw, "tcp", "x")])[0]
     assert out.status == core.ERROR and out.replies == []
     assert ep.store.count_frames() == 0 and ep.store.incidents() == []
-    ep.store.save_replay = real
+    ep.store.save_replays = real
     assert ep.on_tcp_frame(raw, T0)
     assert len(ep.store.incidents()) == 1 and ep.store.count_frames() == 1
 
