@@ -62,6 +62,13 @@ def pin(cpu):
     return False
 
 
+def proc_cpu(pid):
+    """CPU seconds (user + system) a process has used so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rate(fn, items, min_time=1.0):
     n = 0
     t0 = time.perf_counter()
@@ -144,8 +151,9 @@ def main():
 
     two = len(os.sched_getaffinity(0)) > 1
     log = open(os.path.join(WORK, "serve.log"), "w")
+    prof = ["-m", "cProfile", "-o", os.path.join(WORK, "serve.prof")] if os.environ.get("RECEIVER_BENCH_PROFILE") else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tools.cli", "receiver", "serve", "--db", db, "--listen", "127.0.0.1:0",
+        [sys.executable] + prof + ["-m", "tools.cli", "receiver", "serve", "--db", db, "--listen", "127.0.0.1:0",
          "--http", "127.0.0.1:0", "--master-key-file", mk_file, "--max-conns-per-peer", str(CONNS + 10), "--log-level", "INFO", "--supervise-every", "0"],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, preexec_fn=(lambda: pin(0)) if two else None)
     port = http = None
@@ -163,7 +171,9 @@ def main():
         raise SystemExit("receiver did not start:\n" + open(log.name).read())
     pin(1)
     try:
+        cpu0 = proc_cpu(proc.pid)
         n, dt, lat = asyncio.run(load(port, plan))
+        cpu = proc_cpu(proc.pid) - cpu0
         with urllib.request.urlopen("http://127.0.0.1:%d/health" % http, timeout=10) as r:
             counters = json.loads(r.read())["counters"]
     finally:
@@ -180,6 +190,8 @@ def main():
     print("receiver: %d frames over %d concurrent connections, commit (WAL, synchronous=FULL) before every ACK" % (n, CONNS))
     print("  %.0f verified+committed frames/s on one core (%s); target >= 5000/s: %s" % (
         fps, "server pinned to CPU 0, load on CPU 1" if two else "single CPU shared with the load", "met" if fps >= 5000 else "NOT MET"))
+    print("  receiver CPU: %.2f s for %d frames = %.0f frames per CPU-second (the one-core figure when the machine is shared)" % (
+        cpu, n, n / cpu if cpu else 0))
     print("  %d group commits, %.1f frames per commit; ACK latency p50 %.1f ms, p99 %.1f ms, max %.1f ms" % (
         batches, n / max(1, batches), 1000 * lat[len(lat) // 2], 1000 * lat[int(len(lat) * 0.99)], 1000 * lat[-1]))
     print("  all %d ACKed frames found in the store after shutdown" % stored)

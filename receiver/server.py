@@ -6,19 +6,22 @@ whether a frame is good (core.py does) and never writes the store itself.
 
 Flow: each TCP connection deframes its bytes (protocol/stream.py u16
 framing) and submits whole frames to one queue. A single committer task
-takes everything queued (up to max_batch), runs core.handle_frames on it in
-one worker thread (so the event loop keeps reading while SQLite fsyncs),
+takes everything queued (up to max_batch), runs core.handle_frames on it,
 and resolves each frame's future with its Outcome. The connection writes
 the ACKs only then: an ACK never leaves before its batch is durable.
-The HTTP SMS endpoint and supervision ticks run on the same worker thread,
-so the store is only ever used from that one thread.
+The core runs on the event loop itself by default: while a commit runs,
+new frames wait in kernel buffers and form the next batch. (A worker thread
+measured slower: every socket call then waits for the GIL behind the
+CPU-bound core.) The HTTP SMS endpoint and supervision ticks go through
+the same path, so the store has one caller at a time.
 
 Limits (Limits below; every breach is counted and logged, then the
 connection is closed):
   - frame size: a length prefix outside 31..286 ends the connection
     ("bad stream length"), since a length-prefixed stream cannot resync
   - idle timeout between frames; a read deadline for a frame once its
-    first byte arrived (a slow trickle cannot hold a connection: slowloris)
+    first byte arrived (a slow trickle cannot hold a connection: slowloris);
+    one sweeper task enforces every connection's deadline
   - write deadline for a peer that does not read its ACKs
   - connections per peer address and in total
   - rejected frames per connection
@@ -61,16 +64,28 @@ def parse_hostport(text, what="--listen"):
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+class _Conn:
+    __slots__ = ("transport", "ip", "until", "why", "expired")
+
+    def __init__(self, transport, ip):
+        self.transport = transport
+        self.ip = ip
+        self.until = 0.0
+        self.why = ""
+        self.expired = False
+
+
 class Server:
-    def __init__(self, receiver, limits=None, supervise_every=30.0):
+    def __init__(self, receiver, limits=None, supervise_every=30.0, store_thread=False):
         self.receiver = receiver
         self.limits = limits or Limits()
         self.supervise_every = supervise_every
         self.counters = collections.Counter()  # connection-level; frame-level live in receiver.counters
         self._per_peer = collections.Counter()
+        self._live = set()
         self._conns = 0
         self._queue = None
-        self._ex = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="receiver-store")
+        self._ex = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="receiver-store") if store_thread else None
         self._servers = []
         self._tasks = []
         self.tcp_address = None
@@ -81,6 +96,7 @@ class Server:
     async def start(self, host, port, http=None):
         self._queue = asyncio.Queue()
         self._tasks.append(asyncio.create_task(self._committer()))
+        self._tasks.append(asyncio.create_task(self._sweeper()))
         if self.supervise_every:
             self._tasks.append(asyncio.create_task(self._supervisor()))
         srv = await asyncio.start_server(self._tcp_conn, host, port, limit=4096, backlog=1024)
@@ -101,7 +117,8 @@ class Server:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._ex.shutdown(wait=True)
+        if self._ex is not None:
+            self._ex.shutdown(wait=True)
 
     def all_counters(self):
         c = collections.Counter(self.receiver.counters)
@@ -119,8 +136,15 @@ class Server:
         self._queue.put_nowait((raw, transport, peer, fut))
         return fut
 
+    async def _store_call(self, fn, *args):
+        """Run store work: on the loop itself by default (a commit blocks the
+        loop for one fsync; the kernel buffers what arrives meanwhile, and
+        that becomes the next batch), or on the one worker thread."""
+        if self._ex is None:
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(self._ex, fn, *args)
+
     async def _committer(self):
-        loop = asyncio.get_running_loop()
         q = self._queue
         while True:
             batch = [await q.get()]
@@ -128,21 +152,20 @@ class Server:
                 batch.append(q.get_nowait())
             items = [(r, t, p) for r, t, p, _ in batch]
             try:
-                outs = await loop.run_in_executor(self._ex, self.receiver.handle_frames, items)
+                outs = await self._store_call(self.receiver.handle_frames, items)
             except Exception as e:  # never ACK what was not stored
                 log.error("batch of %d frames failed: %s", len(batch), e.__class__.__name__)
                 outs = [core.Outcome(core.ERROR, "store error") for _ in batch]
             self.counters["batches"] += 1
-            for (_, _, _, fut), o in zip(batch, outs):
+            for (_, _, _, fut), o in zip(batch, outs, strict=True):
                 if not fut.done():
                     fut.set_result(o)
 
     async def _supervisor(self):
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.supervise_every)
             try:
-                await loop.run_in_executor(self._ex, self.receiver.tick)
+                await self._store_call(self.receiver.tick)
             except Exception as e:
                 log.error("supervision tick failed: %s", e.__class__.__name__)
 
@@ -182,48 +205,60 @@ class Server:
         lim = self.limits
         loop = asyncio.get_running_loop()
         deframer = stream.Deframer(lim.max_frame)
-        idle_until = loop.time() + lim.idle_timeout
-        frame_until = None
+        conn = _Conn(writer.transport, ip)
+        conn.until, conn.why = loop.time() + lim.idle_timeout, "idle timeout"
+        self._live.add(conn)
         rejects = 0
-        while True:
-            if deframer.pending():
-                if frame_until is None:
-                    frame_until = loop.time() + lim.frame_deadline
-                until, why = frame_until, "read deadline"
-            else:
-                frame_until = None
-                until, why = idle_until, "idle timeout"
-            try:
-                async with asyncio.timeout_at(until):
-                    data = await reader.read(4096)
-            except TimeoutError:
-                self._count(why, ip)
-                return
-            if not data:
-                return
-            idle_until = loop.time() + lim.idle_timeout
-            try:
-                frames = deframer.feed(data)
-            except BadLength as e:
-                self._count("bad stream length", ip, str(e))
-                return
-            if not frames:
-                continue
-            frame_until = None
-            outs = [await f for f in [self.submit(raw, "tcp", ip) for raw in frames]]
-            reply = b"".join(stream.pack(r) for o in outs for r in o.replies)
-            rejects += sum(1 for o in outs if o.status == core.REJECTED)
-            if reply:
-                writer.write(reply)
-                try:
-                    async with asyncio.timeout(lim.write_timeout):
-                        await writer.drain()
-                except TimeoutError:
-                    self._count("write timeout", ip)
+        try:
+            while True:
+                data = await reader.read(4096)
+                if not data or conn.expired:
                     return
-            if rejects >= lim.max_rejects_per_conn:
-                self._count("too many rejected frames", ip)
-                return
+                now = loop.time()
+                try:
+                    frames = deframer.feed(data)
+                except BadLength as e:
+                    self._count("bad stream length", ip, str(e))
+                    return
+                if deframer.pending():
+                    if conn.why != "read deadline":  # a frame has started: it must finish in time
+                        conn.until, conn.why = now + lim.frame_deadline, "read deadline"
+                else:
+                    conn.until, conn.why = now + lim.idle_timeout, "idle timeout"
+                if not frames:
+                    continue
+                outs = [await f for f in [self.submit(raw, "tcp", ip) for raw in frames]]
+                reply = b"".join(stream.pack(r) for o in outs for r in o.replies)
+                rejects += sum(1 for o in outs if o.status == core.REJECTED)
+                if reply:
+                    writer.write(reply)
+                    if writer.transport.get_write_buffer_size():
+                        until, why = conn.until, conn.why
+                        conn.until, conn.why = loop.time() + lim.write_timeout, "write timeout"
+                        await writer.drain()
+                        if conn.expired:
+                            return
+                        conn.until, conn.why = until, why
+                if rejects >= lim.max_rejects_per_conn:
+                    self._count("too many rejected frames", ip)
+                    return
+        finally:
+            self._live.discard(conn)
+
+    async def _sweeper(self):
+        """Deadlines for every connection, checked by one task instead of a
+        timer per read (cheaper per frame; a deadline fires within `step`)."""
+        lim = self.limits
+        step = max(0.05, min(1.0, lim.frame_deadline / 4, lim.idle_timeout / 4))
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(step)
+            now = loop.time()
+            for c in [c for c in self._live if now > c.until]:
+                c.expired = True
+                self._live.discard(c)
+                self._count(c.why, c.ip)
+                c.transport.abort()
 
     # ------------------------------------------------------------ HTTP (SMS gateway)
 
@@ -301,8 +336,7 @@ class Server:
         if not isinstance(sender, str) or not isinstance(text, str) or not sender or not text:
             self.counters["http malformed"] += 1
             return 400, {"error": "need 'from' and 'text'"}
-        loop = asyncio.get_running_loop()
-        out = await loop.run_in_executor(self._ex, self.receiver.handle_sms, sender[:32], text[:1024])
+        out = await self._store_call(self.receiver.handle_sms, sender[:32], text[:1024])
         res = {"status": out.status, "reason": out.reason, "device_id": out.device_id, "seq": out.seq,
                "reply": out.sms_reply()}
         if out.status in (core.ACCEPTED, core.DUPLICATE_S):
