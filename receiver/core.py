@@ -98,6 +98,14 @@ class Outcome:
         return "<Outcome %s %s dev=%s seq=%s>" % (self.status, self.reason or "", self.device_id, self.seq)
 
 
+def _printable(s):
+    """A peer name safe for one log line (an SMS sender comes from outside)."""
+    if not s:
+        return "-"
+    s = str(s)[:64]
+    return "".join(c if " " <= c <= "~" else "?" for c in s)
+
+
 def osm_link(lat_e7, lon_e7):
     lat = "%.7f" % (lat_e7 / 1e7)
     lon = "%.7f" % (lon_e7 / 1e7)
@@ -240,7 +248,7 @@ class Receiver:
         out.device_id = device_id
         out.seq = seq
         self.counters[reason] += 1
-        log.warning("rejected frame via %s from %s: %s%s%s", transport, peer or "-", reason,
+        log.warning("rejected frame via %s from %s: %s%s%s", transport, _printable(peer), reason,
                     (" (%s)" % detail) if detail else "",
                     "" if device_id is None else " claimed device %d seq %d" % (device_id, seq))
         return out

@@ -221,7 +221,7 @@ class Server:
                     self._count("bad stream length", ip, str(e))
                     return
                 if deframer.pending():
-                    if conn.why != "read deadline":  # a frame has started: it must finish in time
+                    if frames or conn.why != "read deadline":  # a new frame has started: it must finish in time
                         conn.until, conn.why = now + lim.frame_deadline, "read deadline"
                 else:
                     conn.until, conn.why = now + lim.idle_timeout, "idle timeout"

@@ -307,3 +307,11 @@ def test_keys_are_sealed_at_rest(tmp_path):
     except MasterKeyError:
         pass
     assert "key" not in repr(mk).lower().replace("masterkey", "")
+
+
+def test_a_hostile_sms_sender_cannot_forge_log_lines(caplog):
+    d = Dev(95)
+    ep = make(d)
+    with caplog.at_level("WARNING", logger="receiver"):
+        ep.on_sms("+44\nCRITICAL fake alert cleared", "PNC1 AAAA", T0)
+    assert caplog.records and all("\n" not in r.getMessage() for r in caplog.records)

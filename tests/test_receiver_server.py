@@ -223,3 +223,27 @@ def test_http_sms_endpoint_form_and_json(tmp_path):
         code, res = _post(srv.http_port, b"x" * 10000, "text/plain")
         assert code == 413
     assert rx.store.count_frames() == 1 and rx.store.frames(13)[0]["transport"] == "sms"
+
+
+def test_a_steady_stream_split_across_reads_is_not_cut_by_the_frame_deadline(tmp_path):
+    d = Dev(14)
+    rx = file_receiver(tmp_path, [d])
+    with ServerThread(rx, Limits(frame_deadline=0.4, idle_timeout=5)) as srv, \
+            socket.create_connection(("127.0.0.1", srv.port)) as s:
+        wire = b"".join(stream.pack(d.frame(F.TRACK)) for _ in range(40))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        t_end = time.monotonic() + 1.5
+        step = 50  # never a frame boundary: every read leaves a started frame
+        sent = 0
+        while sent < len(wire):
+            s.sendall(wire[sent : sent + step])
+            sent += step
+            time.sleep(max(0.0, (t_end - time.monotonic()) / max(1, (len(wire) - sent) // step + 1)))
+        de = stream.Deframer()
+        acks = []
+        s.settimeout(5)
+        while len(acks) < 40:
+            data = s.recv(4096)
+            assert data, "connection closed mid-stream"
+            acks.extend(de.feed(data))
+    assert rx.store.count_frames() == 40 and srv.counters().get("read deadline", 0) == 0
