@@ -508,12 +508,15 @@ def _set_position(row, pos, now):
 
 # ---------------------------------------------------------------- operator actions
 
-def operator_command(store, device_id, kind, value=None, actor="operator", clock=time.time):
+def operator_command(store, device_id, kind, value=None, actor="operator", clock=time.time, on_event=None):
     """Queue a command for the device's next ACK. A stand-down also closes
-    the device's open incidents (recorded, with an event for the feed)."""
+    the device's open incidents (recorded, with an event for the feed;
+    on_event(event) is called for each after the commit). Returns the
+    command id."""
     if kind == S.CMD_TRACK and (not isinstance(value, int) or not 0 <= value <= 0xFFFF):
         raise ReceiverError("tracking interval must be 0..65535 seconds")
     now = clock()
+    events = []
     with store.transaction():
         device = store.get_device(device_id)
         if device is None:
@@ -524,10 +527,15 @@ def operator_command(store, device_id, kind, value=None, actor="operator", clock
                 store.update_incident(inc["id"], state=S.STOOD_DOWN, closed_at=now, closed_seq=inc["last_seq"],
                                       closed_by="operator:" + actor, updated_at=now)
                 inc = dict(inc, state=S.STOOD_DOWN)
-                store.add_event({
+                ev = {
                     "time": now, "kind": "stood_down", "label": "STOOD DOWN by " + actor,
                     "device_id": device_id, "person_ref": device["person_ref"], "incident_id": inc["id"],
                     "incident_kind": inc["kind"], "incident_state": inc["state"], "test": inc["kind"] == S.KIND_TEST,
                     "duress": bool(inc["duress"]),
-                })
-        return cid
+                }
+                store.add_event(ev)
+                events.append(ev)
+    for ev in events:
+        if on_event is not None:
+            on_event(ev)
+    return cid

@@ -77,4 +77,5 @@ class Endpoint:
     def command(self, device_id, kind, value=None, actor="sim-operator"):
         """Queue an operator command (store.CMD_TRACK / CMD_STAND_DOWN /
         CMD_LISTEN_IN) for the device's next ACK."""
-        return core.operator_command(self.store, device_id, kind, value, actor, clock=self.clock)
+        return core.operator_command(self.store, device_id, kind, value, actor, clock=self.clock,
+                                     on_event=self.events.append)

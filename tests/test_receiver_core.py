@@ -142,7 +142,7 @@ def test_operator_commands_ride_on_the_next_ack_and_repeat_on_re_ack():
     nxt = d.ack(ep.on_tcp_frame(d.frame(F.TRACK), T0 + 7)[0])
     assert nxt.body.commands == []
     ep.command(8, S.CMD_STAND_DOWN)
-    assert ep.store.incidents()[0]["state"] == S.STOOD_DOWN
+    assert ep.store.incidents()[0]["state"] == S.STOOD_DOWN and kinds(ep)[-1] == "stood_down"
     a = d.ack(ep.on_tcp_frame(d.frame(F.HEARTBEAT), T0 + 8)[0])
     assert a.body.command(F.C_STAND_DOWN)[0]
 
