@@ -328,13 +328,20 @@ class Receiver:
                 device["down_seq"] += 1
                 if device["down_seq"] >= 1 << 32:
                     raise ReceiverError("downlink seq of device %d exhausted" % dev)
-                cmds = st.commands_for_ack(dev, fr.seq, now) if (dev in pending or verdict == DUPLICATE) else ()
+                cmds = ()
+                if dev in pending or verdict == DUPLICATE:
+                    cmds = st.commands_for_ack(dev, fr.seq, now)
+                    pending.discard(dev)
                 out.replies = [self._ack(keys, dev, device["down_seq"], now, fr.seq, cmds)]
             st.insert_frames(frame_rows)
             st.add_events(events)
             st.save_devices(touched.values())
             st.save_incidents(dirty_incs.values())
-            st.save_replays([(dev, windows[dev].to_bytes(), d["down_seq"]) for dev, d in touched.items()])
+            rows = []
+            for dev, d in touched.items():
+                d["window"] = windows[dev].to_bytes()
+                rows.append((dev, d["window"], d["down_seq"]))
+            st.save_replays(rows)
         for o in outs:
             if o.status == ACCEPTED:
                 self.counters["accepted"] += 1

@@ -156,6 +156,7 @@ class SqliteStore:
         self._master = master_key
         self._clock = clock
         self._in_tx = False
+        self._cache = None
         self._lock = threading.RLock()
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
@@ -221,6 +222,11 @@ class SqliteStore:
         return self._db.execute(sql, args)
 
     def _write(self, sql, args=()):
+        """Any write outside the batch path drops the row cache."""
+        self._cache = None
+        return self._bwrite(sql, args)
+
+    def _bwrite(self, sql, args=()):
         if not self._in_tx:
             raise ReceiverError("store write outside a transaction (bug)")
         return self._db.execute(sql, args)
@@ -315,31 +321,55 @@ class SqliteStore:
     # ------------------------------------------------------------ batch access (the core's hot path)
 
     def load_batch(self, device_ids):
-        """For a batch of frames: ({device_id: device row + 'window' and
-        'down_seq'}, {(device_id, kind): latest incident row}, set of
-        device ids with undelivered commands). Three queries per batch."""
-        ids = list(device_ids)
-        marks = ",".join("?" * len(ids))
-        rows = self._x(
-            "SELECT %s, r.window AS window, r.down_seq AS down_seq FROM devices d LEFT JOIN replay r "
-            "ON r.device_id = d.device_id WHERE d.device_id IN (%s)" % (", ".join("d." + c.strip() for c in _DEVICE_COLS.split(",")), marks),
-            ids).fetchall()
-        devices = {r["device_id"]: r for r in rows}
-        incs = self._x(
-            "SELECT %s FROM incidents WHERE id IN (SELECT MAX(id) FROM incidents WHERE device_id IN (%s) GROUP BY device_id, kind)"
-            % (_INCIDENT_COLS, marks), ids).fetchall()
-        latest = {(i["device_id"], i["kind"]): i for i in incs}
-        pend = {r["device_id"] for r in self._x(
-            "SELECT DISTINCT device_id FROM commands WHERE delivered_seq IS NULL AND device_id IN (%s)" % marks, ids).fetchall()}
-        return devices, latest, pend
+        """For a batch of frames, inside its transaction: ({device_id: device
+        row + 'window' and 'down_seq'}, {(device_id, kind): latest incident
+        row}, set of device ids with undelivered commands).
+
+        The rows are cached between batches and handed out for the core to
+        update in place (it writes them back with save_*). The cache is
+        dropped when another connection has committed anything (SQLite's
+        data_version), on any other write through this store, and on
+        rollback, so it never serves a row the database no longer holds."""
+        c = self._valid_cache()
+        ids = [i for i in device_ids if i not in c["loaded"]]
+        if ids:
+            marks = ",".join("?" * len(ids))
+            for r in self._x(
+                    "SELECT %s, r.window AS window, r.down_seq AS down_seq FROM devices d LEFT JOIN replay r "
+                    "ON r.device_id = d.device_id WHERE d.device_id IN (%s)" % (", ".join("d." + x.strip() for x in _DEVICE_COLS.split(",")), marks),
+                    ids).fetchall():
+                c["devices"][r["device_id"]] = r
+            for i in self._x(
+                    "SELECT %s FROM incidents WHERE id IN (SELECT MAX(id) FROM incidents WHERE device_id IN (%s) GROUP BY device_id, kind)"
+                    % (_INCIDENT_COLS, marks), ids).fetchall():
+                c["incs"][(i["device_id"], i["kind"])] = i
+            c["pending"].update(r["device_id"] for r in self._x(
+                "SELECT DISTINCT device_id FROM commands WHERE delivered_seq IS NULL AND device_id IN (%s)" % marks, ids).fetchall())
+            c["loaded"].update(ids)
+        return c["devices"], c["incs"], c["pending"]
+
+    def _valid_cache(self):
+        dv = self._x("PRAGMA data_version").fetchone()["data_version"]
+        c = self._cache
+        if c is None or c["dv"] != dv:
+            c = self._cache = {"dv": dv, "loaded": set(), "devices": {}, "incs": {}, "pending": set(), "keys": {}}
+        return c
+
+    def drop_cache(self):
+        self._cache = None
 
     def keys_for(self, device_ids):
-        """{device_id: (status, sealed key)} for those registered."""
-        ids = list(device_ids)
-        if not ids:
-            return {}
-        rows = self._x("SELECT device_id, status, key_sealed FROM devices WHERE device_id IN (%s)" % ",".join("?" * len(ids)), ids).fetchall()
-        return {r["device_id"]: (r["status"], r["key_sealed"]) for r in rows}
+        """{device_id: (status, sealed key)} for those registered (cached
+        like load_batch)."""
+        c = self._valid_cache()
+        keys = c["keys"]
+        ids = [i for i in device_ids if i not in keys]
+        if ids:
+            for i in ids:
+                keys[i] = None
+            for r in self._x("SELECT device_id, status, key_sealed FROM devices WHERE device_id IN (%s)" % ",".join("?" * len(ids)), ids).fetchall():
+                keys[r["device_id"]] = (r["status"], r["key_sealed"])
+        return {i: keys[i] for i in device_ids if keys.get(i) is not None}
 
     def recent_seqs(self, device_id, n):
         return [r["seq"] for r in self._x(
@@ -424,7 +454,8 @@ class SqliteStore:
         return self._x("SELECT %s FROM incidents%s ORDER BY id" % (_INCIDENT_COLS, where)).fetchall()
 
     def create_incident(self, device_id, kind, opened_at, opened_seq, opened_by):
-        cur = self._write(
+        """Batch path: the caller puts the new row into load_batch's dict."""
+        cur = self._bwrite(
             "INSERT INTO incidents (device_id, kind, state, opened_at, opened_seq, opened_by, updated_at) VALUES (?, ?, 'open', ?, ?, ?, ?)",
             (device_id, kind, opened_at, opened_seq, opened_by, opened_at),
         )
@@ -452,8 +483,9 @@ class SqliteStore:
     def commands_for_ack(self, device_id, acked_seq, now):
         """Commands to put into the ACK of uplink `acked_seq`: those already
         given to that seq (a re-ACK repeats them, in case the first ACK was
-        lost) plus every undelivered one, which become bound to it."""
-        self._write(
+        lost) plus every undelivered one, which become bound to it. Batch
+        path: the caller drops the device from load_batch's pending set."""
+        self._bwrite(
             "UPDATE commands SET delivered_seq = ?, delivered_at = ? WHERE device_id = ? AND delivered_seq IS NULL",
             (acked_seq, now, device_id),
         )
@@ -524,9 +556,11 @@ class _Tx:
                 try:
                     s._db.execute("COMMIT")
                 except BaseException:
+                    s._cache = None
                     _rollback(s._db)
                     raise
             else:
+                s._cache = None
                 _rollback(s._db)
         finally:
             s._in_tx = False

@@ -315,3 +315,32 @@ def test_a_hostile_sms_sender_cannot_forge_log_lines(caplog):
     with caplog.at_level("WARNING", logger="receiver"):
         ep.on_sms("+44\nCRITICAL fake alert cleared", "PNC1 AAAA", T0)
     assert caplog.records and all("\n" not in r.getMessage() for r in caplog.records)
+
+
+def test_changes_made_by_another_process_are_seen_at_once(tmp_path):
+    """The serving receiver caches rows between batches; a CLI in another
+    process (another connection) queuing a command, standing an incident
+    down, retiring a device or taking an SMS must be seen by the next frame."""
+    a, b = Dev(101), Dev(102)
+    mk = masterkey.MasterKey(os.urandom(32))
+    path = str(tmp_path / "shared.db")
+    serving = S.open_store(path, mk)
+    serving.add_device(101, a.key, "URN 101")
+    serving.add_device(102, b.key, "URN 102")
+    rx = core.Receiver(serving, clock=lambda: T0)
+    cli = S.open_store(path, mk)
+    cli_rx = core.Receiver(cli, clock=lambda: T0)
+    assert rx.handle_frame(a.frame(F.ALERT)) and rx.handle_frame(b.frame(F.ALERT))
+    core.operator_command(cli, 101, S.CMD_LISTEN_IN, actor="other process")
+    ack = a.ack(rx.handle_frame(a.frame(F.TRACK))[0])
+    assert ack.body.command(F.C_LISTEN_IN)[0]
+    core.operator_command(cli, 101, S.CMD_STAND_DOWN, actor="other process")
+    rx.handle_frame(a.frame(F.TRACK))
+    assert serving.get_incident(1)["state"] == S.STOOD_DOWN  # the TRACK did not reopen or overwrite it
+    # an SMS taken by another process advances the window and the downlink seq
+    raw = b.frame(F.TRACK)
+    d1 = b.ack(cli_rx.handle_sms("+44", sms.text_of(raw)).replies[0])
+    d2 = b.ack(rx.handle_frame(raw)[0])
+    assert rx.counters["duplicate"] == 1 and d2.seq > d1.seq
+    cli.retire_device(102)
+    assert rx.handle_frame(b.frame(F.TRACK)) == [] and rx.counters["retired device"] == 1
