@@ -4,16 +4,17 @@ gateway, and the group-commit loop between them and the core.
 Owns: sockets, deadlines, per-peer limits, and batching. Never decides
 whether a frame is good (core.py does) and never writes the store itself.
 
-Flow: each TCP connection deframes its bytes (protocol/stream.py u16
-framing) and submits whole frames to one queue. A single committer task
-takes everything queued (up to max_batch), runs core.handle_frames on it,
-and resolves each frame's future with its Outcome. The connection writes
-the ACKs only then: an ACK never leaves before its batch is durable.
-The core runs on the event loop itself by default: while a commit runs,
-new frames wait in kernel buffers and form the next batch. (A worker thread
-measured slower: every socket call then waits for the GIL behind the
-CPU-bound core.) The HTTP SMS endpoint and supervision ticks go through
-the same path, so the store has one caller at a time.
+Flow: each TCP connection (an asyncio Protocol, _Conn) deframes its bytes
+(protocol/stream.py u16 framing) and appends whole frames to one pending
+list. The first frame schedules a flush on the loop; the flush takes what
+is pending (up to max_batch), runs core.handle_frames on it (one
+transaction), and hands each connection its Outcomes in order; only then
+are ACKs written: an ACK never leaves before its batch is durable. While a
+commit runs, new frames wait in kernel buffers and form the next batch.
+The core runs on the loop thread: a worker thread measured slower, since
+every socket call then waits for the GIL behind the CPU-bound core. The
+HTTP SMS endpoint and supervision ticks also call the core on the loop, so
+the store has one caller at a time.
 
 Limits (Limits below; every breach is counted and logged, then the
 connection is closed):
@@ -29,7 +30,6 @@ connection is closed):
 
 import asyncio
 import collections
-import concurrent.futures
 import json
 import logging
 import urllib.parse
@@ -64,19 +64,118 @@ def parse_hostport(text, what="--listen"):
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-class _Conn:
-    __slots__ = ("transport", "ip", "until", "why", "expired")
+_MAX_INFLIGHT = 256  # frames of one connection waiting for their batch: reading pauses above this
 
-    def __init__(self, transport, ip):
-        self.transport = transport
-        self.ip = ip
+
+class _Conn(asyncio.Protocol):
+    """One device connection: deframes, hands frames to the batch, writes
+    the ACKs it is given back, in order. Deadlines are enforced by the
+    server's sweeper through `until` / `why`."""
+
+    def __init__(self, server):
+        self.s = server
+        self.transport = None
+        self.ip = "?"
         self.until = 0.0
         self.why = ""
         self.expired = False
+        self.closed = True
+        self.inflight = 0
+        self.rejects = 0
+        self.paused = False
+        self._saved = None
+        self.deframer = stream.Deframer(server.limits.max_frame)
+
+    def connection_made(self, transport):
+        s = self.s
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.ip = peer[0] if peer else "?"
+        why = s._admit(self.ip)
+        if why:
+            s._count(why, self.ip)
+            transport.abort()
+            return
+        self.closed = False
+        s._conns += 1
+        s._per_peer[self.ip] += 1
+        s.counters["connections"] += 1
+        self.until, self.why = s._now() + s.limits.idle_timeout, "idle timeout"
+        s._live.add(self)
+
+    def connection_lost(self, exc):
+        if self.closed:
+            return
+        self.closed = True
+        s = self.s
+        s._live.discard(self)
+        s._conns -= 1
+        s._per_peer[self.ip] -= 1
+        if not s._per_peer[self.ip]:
+            del s._per_peer[self.ip]
+        if exc is not None:
+            s.counters["connection reset"] += 1
+
+    def close(self, reason=None, detail=""):
+        if reason:
+            self.s._count(reason, self.ip, detail)
+        self.transport.abort()
+
+    def data_received(self, data):
+        if self.closed or self.expired:
+            return
+        s = self.s
+        lim = s.limits
+        try:
+            frames = self.deframer.feed(data)
+        except BadLength as e:
+            self.close("bad stream length", str(e))
+            return
+        if self.why != "write timeout":
+            if self.deframer.pending():
+                if frames or self.why != "read deadline":  # a new frame has started: it must finish in time
+                    self.until, self.why = s._now() + lim.frame_deadline, "read deadline"
+            else:
+                self.until, self.why = s._now() + lim.idle_timeout, "idle timeout"
+        for raw in frames:
+            s._enqueue(raw, "tcp", self.ip, self)
+        self.inflight += len(frames)
+        if self.inflight > _MAX_INFLIGHT and not self.paused:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def eof_received(self):
+        return False
+
+    def deliver(self, out):
+        """The Outcome of one of this connection's frames, after its batch
+        committed (or failed)."""
+        self.inflight -= 1
+        if self.closed or self.expired:
+            return
+        if out.replies:
+            self.transport.write(b"".join(stream.pack(r) for r in out.replies))
+        if out.status == core.REJECTED:
+            self.rejects += 1
+            if self.rejects >= self.s.limits.max_rejects_per_conn:
+                self.close("too many rejected frames")
+                return
+        if self.paused and self.inflight <= _MAX_INFLIGHT // 2:
+            self.paused = False
+            self.transport.resume_reading()
+
+    def pause_writing(self):  # the peer does not read its ACKs: give it write_timeout
+        self._saved = (self.until, self.why)
+        self.until, self.why = self.s._now() + self.s.limits.write_timeout, "write timeout"
+
+    def resume_writing(self):
+        if self._saved is not None:
+            self.until, self.why = self._saved
+            self._saved = None
 
 
 class Server:
-    def __init__(self, receiver, limits=None, supervise_every=30.0, store_thread=False):
+    def __init__(self, receiver, limits=None, supervise_every=30.0):
         self.receiver = receiver
         self.limits = limits or Limits()
         self.supervise_every = supervise_every
@@ -84,8 +183,9 @@ class Server:
         self._per_peer = collections.Counter()
         self._live = set()
         self._conns = 0
-        self._queue = None
-        self._ex = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="receiver-store") if store_thread else None
+        self._pending = []
+        self._flush_scheduled = False
+        self._loop = None
         self._servers = []
         self._tasks = []
         self.tcp_address = None
@@ -94,12 +194,11 @@ class Server:
     # ------------------------------------------------------------ lifecycle
 
     async def start(self, host, port, http=None):
-        self._queue = asyncio.Queue()
-        self._tasks.append(asyncio.create_task(self._committer()))
+        self._loop = asyncio.get_running_loop()
         self._tasks.append(asyncio.create_task(self._sweeper()))
         if self.supervise_every:
             self._tasks.append(asyncio.create_task(self._supervisor()))
-        srv = await asyncio.start_server(self._tcp_conn, host, port, limit=4096, backlog=1024)
+        srv = await self._loop.create_server(lambda: _Conn(self), host, port, backlog=1024)
         self._servers.append(srv)
         self.tcp_address = srv.sockets[0].getsockname()[:2]
         log.info("listening tcp %s:%d", *self.tcp_address)
@@ -112,13 +211,13 @@ class Server:
     async def close(self):
         for s in self._servers:
             s.close()
+        for c in list(self._live):
+            c.transport.abort()
         for s in self._servers:
             await s.wait_closed()
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._ex is not None:
-            self._ex.shutdown(wait=True)
 
     def all_counters(self):
         c = collections.Counter(self.receiver.counters)
@@ -129,47 +228,62 @@ class Server:
         self.counters[reason] += 1
         log.warning("closed connection from %s: %s%s", peer, reason, (" (%s)" % detail) if detail else "")
 
+    def _now(self):
+        return self._loop.time()
+
     # ------------------------------------------------------------ group commit
 
-    def submit(self, raw, transport, peer):
-        fut = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((raw, transport, peer, fut))
-        return fut
+    def _enqueue(self, raw, transport, peer, sink):
+        self._pending.append((raw, transport, peer, sink))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self):
+        """One group commit: every frame that arrived since the last one (up
+        to max_batch) in one transaction, then each connection gets its
+        ACKs. Runs on the loop; what arrives meanwhile is the next batch."""
+        self._flush_scheduled = False
+        batch = self._pending[: self.limits.max_batch]
+        del self._pending[: len(batch)]
+        if self._pending:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+        if not batch:
+            return
+        try:
+            outs = self.receiver.handle_frames([(r, t, p) for r, t, p, _ in batch])
+        except Exception as e:  # a bug, not a store failure (the core handles those): never ACK
+            log.exception("batch of %d frames failed: %s", len(batch), e.__class__.__name__)
+            outs = [core.Outcome(core.ERROR, "internal error") for _ in batch]
+        self.counters["batches"] += 1
+        for (_, _, _, sink), o in zip(batch, outs, strict=True):
+            sink.deliver(o)
 
     async def _store_call(self, fn, *args):
-        """Run store work: on the loop itself by default (a commit blocks the
-        loop for one fsync; the kernel buffers what arrives meanwhile, and
-        that becomes the next batch), or on the one worker thread."""
-        if self._ex is None:
-            return fn(*args)
-        return await asyncio.get_running_loop().run_in_executor(self._ex, fn, *args)
-
-    async def _committer(self):
-        q = self._queue
-        while True:
-            batch = [await q.get()]
-            while len(batch) < self.limits.max_batch and not q.empty():
-                batch.append(q.get_nowait())
-            items = [(r, t, p) for r, t, p, _ in batch]
-            try:
-                outs = await self._store_call(self.receiver.handle_frames, items)
-            except Exception as e:  # never ACK what was not stored
-                log.error("batch of %d frames failed: %s", len(batch), e.__class__.__name__)
-                outs = [core.Outcome(core.ERROR, "store error") for _ in batch]
-            self.counters["batches"] += 1
-            for (_, _, _, fut), o in zip(batch, outs, strict=True):
-                if not fut.done():
-                    fut.set_result(o)
+        return fn(*args)
 
     async def _supervisor(self):
         while True:
             await asyncio.sleep(self.supervise_every)
             try:
-                await self._store_call(self.receiver.tick)
+                self.receiver.tick()
             except Exception as e:
                 log.error("supervision tick failed: %s", e.__class__.__name__)
 
-    # ------------------------------------------------------------ TCP
+    async def _sweeper(self):
+        """Deadlines for every connection, checked by one task instead of a
+        timer per read (cheaper per frame; a deadline fires within `step`)."""
+        lim = self.limits
+        step = max(0.05, min(1.0, lim.frame_deadline / 4, lim.idle_timeout / 4))
+        while True:
+            await asyncio.sleep(step)
+            now = self._now()
+            for c in [c for c in self._live if now > c.until and not c.expired]:
+                c.expired = True
+                c.close(c.why)
+
+    # ------------------------------------------------------------ TCP admission
 
     def _admit(self, ip):
         lim = self.limits
@@ -178,87 +292,6 @@ class Server:
         if self._per_peer[ip] >= lim.max_conns_per_peer:
             return "too many connections from peer"
         return None
-
-    async def _tcp_conn(self, reader, writer):
-        peer = writer.get_extra_info("peername")
-        ip = peer[0] if peer else "?"
-        why = self._admit(ip)
-        if why:
-            self._count(why, ip)
-            writer.transport.abort()
-            return
-        self._conns += 1
-        self._per_peer[ip] += 1
-        self.counters["connections"] += 1
-        try:
-            await self._serve_conn(reader, writer, ip)
-        except (ConnectionError, OSError):
-            self.counters["connection reset"] += 1
-        finally:
-            self._conns -= 1
-            self._per_peer[ip] -= 1
-            if not self._per_peer[ip]:
-                del self._per_peer[ip]
-            writer.transport.abort() if writer.transport.get_write_buffer_size() else writer.close()
-
-    async def _serve_conn(self, reader, writer, ip):
-        lim = self.limits
-        loop = asyncio.get_running_loop()
-        deframer = stream.Deframer(lim.max_frame)
-        conn = _Conn(writer.transport, ip)
-        conn.until, conn.why = loop.time() + lim.idle_timeout, "idle timeout"
-        self._live.add(conn)
-        rejects = 0
-        try:
-            while True:
-                data = await reader.read(4096)
-                if not data or conn.expired:
-                    return
-                now = loop.time()
-                try:
-                    frames = deframer.feed(data)
-                except BadLength as e:
-                    self._count("bad stream length", ip, str(e))
-                    return
-                if deframer.pending():
-                    if frames or conn.why != "read deadline":  # a new frame has started: it must finish in time
-                        conn.until, conn.why = now + lim.frame_deadline, "read deadline"
-                else:
-                    conn.until, conn.why = now + lim.idle_timeout, "idle timeout"
-                if not frames:
-                    continue
-                outs = [await f for f in [self.submit(raw, "tcp", ip) for raw in frames]]
-                reply = b"".join(stream.pack(r) for o in outs for r in o.replies)
-                rejects += sum(1 for o in outs if o.status == core.REJECTED)
-                if reply:
-                    writer.write(reply)
-                    if writer.transport.get_write_buffer_size():
-                        until, why = conn.until, conn.why
-                        conn.until, conn.why = loop.time() + lim.write_timeout, "write timeout"
-                        await writer.drain()
-                        if conn.expired:
-                            return
-                        conn.until, conn.why = until, why
-                if rejects >= lim.max_rejects_per_conn:
-                    self._count("too many rejected frames", ip)
-                    return
-        finally:
-            self._live.discard(conn)
-
-    async def _sweeper(self):
-        """Deadlines for every connection, checked by one task instead of a
-        timer per read (cheaper per frame; a deadline fires within `step`)."""
-        lim = self.limits
-        step = max(0.05, min(1.0, lim.frame_deadline / 4, lim.idle_timeout / 4))
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(step)
-            now = loop.time()
-            for c in [c for c in self._live if now > c.until]:
-                c.expired = True
-                self._live.discard(c)
-                self._count(c.why, c.ip)
-                c.transport.abort()
 
     # ------------------------------------------------------------ HTTP (SMS gateway)
 
