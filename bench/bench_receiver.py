@@ -100,32 +100,53 @@ def sia_rate():
     return rate(parse, SIA_SAMPLES), "%d sample messages" % len(SIA_SAMPLES)
 
 
-async def client(port, frames, keys_of, lat):
-    r, w = await asyncio.open_connection("127.0.0.1", port)
-    de = stream.Deframer()
-    n = 0
-    for i, raw in enumerate(frames):
-        t = time.perf_counter()
-        w.write(stream.pack(raw))
-        got = []
-        while not got:
-            data = await r.read(4096)
-            if not data:
-                raise RuntimeError("receiver closed the connection")
-            got = de.feed(data)
-        lat.append(time.perf_counter() - t)
-        if i % 10 == 0:  # check a sample of ACKs with the device's downlink key
-            fr = F.decode(keys_of, got[0], F.DOWNLINK)
-            assert fr.body.acked_seq == i + 1
-        n += 1
-    w.close()
-    return n
+class Client(asyncio.Protocol):
+    """One device: send a frame, wait for its ACK, send the next (a Protocol,
+    so the load generator costs little per frame)."""
+
+    def __init__(self, frames, keys, lat, done):
+        self.frames, self.keys, self.lat, self.done = frames, keys, lat, done
+        self.i = 0
+        self.de = stream.Deframer()
+        self.t = 0.0
+
+    def connection_made(self, transport):
+        self.tr = transport
+        self._send()
+
+    def _send(self):
+        self.t = time.perf_counter()
+        self.tr.write(stream.pack(self.frames[self.i]))
+
+    def data_received(self, data):
+        for ack in self.de.feed(data):
+            self.lat.append(time.perf_counter() - self.t)
+            if self.i % 10 == 0:  # check a sample of ACKs with the device's downlink key
+                fr = F.decode(self.keys, ack, F.DOWNLINK)
+                assert fr.body.acked_seq == self.i + 1
+            self.i += 1
+            if self.i == len(self.frames):
+                self.tr.close()
+                if not self.done.done():
+                    self.done.set_result(self.i)
+                return
+            self._send()
+
+    def connection_lost(self, exc):
+        if not self.done.done():
+            self.done.set_exception(RuntimeError("receiver closed the connection after %d frames" % self.i))
 
 
 async def load(port, plan):
+    loop = asyncio.get_running_loop()
     lat = []
+    dones = []
     t0 = time.perf_counter()
-    counts = await asyncio.gather(*(client(port, frames, keys, lat) for keys, frames in plan))
+    for keys, frames in plan:
+        done = loop.create_future()
+        dones.append(done)
+        await loop.create_connection(lambda k=keys, f=frames, d=done: Client(f, k, lat, d), "127.0.0.1", port)
+    counts = await asyncio.gather(*dones)
     return sum(counts), time.perf_counter() - t0, lat
 
 

@@ -49,6 +49,7 @@ from receiver import store as S
 from receiver.errors import ReceiverError
 
 log = logging.getLogger("receiver")
+_to_json = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
 
 # Outcome statuses
 ACCEPTED = "accepted"    # new frame, stored, ACKed
@@ -129,7 +130,6 @@ def _position(report, frame_time, arrival):
         "accuracy_m": None if report.accuracy == F.UNKNOWN_U16 else report.accuracy,
         "fix_time": fix_time,
         "age_s": None if fix_time is None else max(0, round(arrival - fix_time)),
-        "map": osm_link(report.lat, report.lon),
     }
 
 
@@ -319,7 +319,7 @@ class Receiver:
                     evs, inc = self._apply(fr, device, incs, dirty_incs, now, transport)
                     out.incident_id = None if inc is None else inc["id"]
                     frame_rows.append((dev, fr.seq, fr.name, fr.time, now, transport, peer, raw,
-                                       json.dumps(jsonform.to_dict(fr)), out.incident_id))
+                                       _to_json(jsonform.to_dict(fr)), out.incident_id))
                     out.events = evs
                     events.extend(evs)
                 else:
@@ -491,6 +491,8 @@ class Receiver:
                     battery=inc["battery"], csq=inc["csq"],
                 ))
         elif ev_kind is not None:
+            if pos is not None:
+                pos["map"] = osm_link(pos["lat_e7"], pos["lon_e7"])
             events.append(self._event(ev_kind, now, device, None, label=label,
                                       frame={"type": fr.name, "seq": fr.seq, "time": fr.time, "transport": transport},
                                       position=pos, battery=device["battery"], csq=device["csq"]))

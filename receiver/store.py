@@ -143,6 +143,9 @@ _INCIDENT_COLS = (
 )
 
 
+_to_json = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+
+
 def _rowdict(cursor, row):
     return {d[0]: row[i] for i, d in enumerate(cursor.description)}
 
@@ -389,7 +392,7 @@ class SqliteStore:
             self._write("bug")
         self._db.executemany(
             "INSERT INTO events (time, kind, device_id, incident_id, body) VALUES (?, ?, ?, ?, ?)",
-            [(e["time"], e["kind"], e.get("device_id"), e.get("incident_id"), json.dumps(e)) for e in events])
+            [(e["time"], e["kind"], e.get("device_id"), e.get("incident_id"), _to_json(e)) for e in events])
 
     _DEV_STATE = ("last_seen", "last_heartbeat", "battery", "csq", "battery_low", "silent", "lat_e7", "lon_e7",
                   "source", "accuracy_m", "pos_time")
