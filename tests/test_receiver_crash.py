@@ -19,9 +19,10 @@ from receiver import store as S
 from recv_helpers import T0, Dev, send_recv
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EPISODES = 5
-TRACKS = 40
-BUDGET_S = 25.0
+EPISODES = 4
+TRACKS = 30
+KILLS = 6
+BUDGET_S = 60.0  # a bound for a badly loaded machine; about 10 s normally
 
 
 def script_for(d):
@@ -125,11 +126,10 @@ def test_kill_9_at_random_points_loses_no_acked_frame_and_raises_nothing_twice(t
     rx.start()
     for t in threads:
         t.start()
-    kills = 0
-    while any(t.is_alive() for t in threads):
+    kills = busy_kills = 0
+    for _ in range(KILLS):
         time.sleep(rng.uniform(0.1, 0.5))
-        if not any(t.is_alive() for t in threads):
-            break
+        busy_kills += any(t.is_alive() for t in threads)
         rx.kill9()
         kills += 1
         # check after every crash: everything ACKed so far is stored
@@ -141,12 +141,12 @@ def test_kill_9_at_random_points_loses_no_acked_frame_and_raises_nothing_twice(t
         missing = snapshot - stored
         assert not missing, "ACKed but lost after kill %d: %r" % (kills, sorted(missing)[:5])
         rx.start()
-    rx.kill9()
     for t in threads:
-        t.join(5)
+        t.join(max(1.0, deadline - time.monotonic()))
+    rx.kill9()
 
     assert failures == []
-    assert kills >= 5, "only %d kills in the time budget" % kills
+    assert busy_kills >= 4, "only %d of %d kills hit a receiver with devices sending" % (busy_kills, kills)
     assert all(done.get(d.id) == len(scripts[d.id]) for d in devs), "devices stalled: %r" % done
     st = S.open_store(db, masterkey.load(mk_file))
     stored = {(f["device_id"], f["seq"]) for f in st.frames()}
