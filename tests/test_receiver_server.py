@@ -247,3 +247,29 @@ def test_a_steady_stream_split_across_reads_is_not_cut_by_the_frame_deadline(tmp
             assert data, "connection closed mid-stream"
             acks.extend(de.feed(data))
     assert rx.store.count_frames() == 40 and srv.counters().get("read deadline", 0) == 0
+
+
+def test_a_failed_commit_sends_no_ack_and_the_retry_is_acked(tmp_path):
+    import sqlite3
+
+    d = Dev(15)
+    rx = file_receiver(tmp_path, [d])
+    real = rx.store.save_replays
+
+    def disk_full(*a):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    with ServerThread(rx) as srv, socket.create_connection(("127.0.0.1", srv.port)) as s:
+        rx.store.save_replays = disk_full
+        raw = d.frame(F.ALERT)
+        s.sendall(stream.pack(raw))
+        s.settimeout(0.5)
+        try:
+            got = s.recv(4096)
+        except socket.timeout:
+            got = None
+        assert got is None, "an ACK left for a frame that was not stored"
+        assert rx.store.count_frames() == 0
+        rx.store.save_replays = real
+        assert d.ack(send_recv(s, raw, stream.Deframer())).body.acked_seq == 1
+    assert rx.store.count_frames() == 1 and srv.counters()["store error"] == 1
