@@ -12,6 +12,13 @@ happen only inside `with store.transaction():` (BEGIN IMMEDIATE ... COMMIT,
 rolled back on any exception). `frames` has UNIQUE(device_id, seq): even if
 a replay window were lost, a frame cannot be stored twice.
 
+Hot path: load_batch / keys_for / insert_frames / add_events / save_* do
+a whole group commit in three reads and one executemany per table. Rows
+are cached between batches and dropped on any other write through this
+store, on rollback, and whenever another connection (another process: the
+`sms`, `command` or `device` commands) has committed, which SQLite reports
+through PRAGMA data_version.
+
 Interface for other back ends (PostgreSQL for several receiver nodes): the
 public methods of SqliteStore below, with the same meaning; the SQL is kept
 plain (no SQLite-only features beyond AUTOINCREMENT ids and the pragmas).
