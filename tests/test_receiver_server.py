@@ -190,7 +190,7 @@ def test_random_byte_connections_do_not_stop_a_real_device(tmp_path):
         dev.join(10)
         c = srv.counters()
     assert errors == [] and done[0] == 16 * (GARBAGE_CONNS // 16)
-    assert len(latencies) >= 5 and max(latencies) < 2.0
+    assert len(latencies) >= 5 and max(latencies) < 3.0
     assert rx.store.count_frames() == d.seq
     assert c["connections"] >= done[0]
 
