@@ -1,0 +1,371 @@
+"""`panic receiver ...`: serve, take an SMS, watch, command, device registry.
+
+Owns: argument parsing and human output for the receiver. Every user error
+is a tools.cli.UsageError (one line, exit 2). Never prints or logs a key:
+keys go in and out through files created with mode 0600.
+"""
+
+import argparse
+import asyncio
+import binascii
+import json
+import logging
+import os
+import signal
+import sys
+import time
+
+from receiver import core, masterkey
+from receiver import store as S
+from receiver.errors import ReceiverError
+from receiver.server import Limits, Server, parse_hostport
+from receiver.watch import Watcher, format_device
+from tools.cli import UsageError
+
+
+def _master(args):
+    try:
+        return masterkey.load(getattr(args, "master_key_file", None))
+    except ReceiverError as e:
+        raise UsageError(str(e))
+
+
+def _store(args, need_key=False, create=True):
+    mk = _master(args) if need_key else None
+    try:
+        return S.open_store(args.db, mk, create=create)
+    except ReceiverError as e:
+        raise UsageError(str(e))
+
+
+def _receiver(args, st, events=None):
+    return core.Receiver(st, events=events, heartbeat_s=args.heartbeat_s, silent_margin_s=args.silent_margin_s,
+                         low_battery_pct=args.low_battery_pct)
+
+
+def _write_secret_file(path, text):
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise UsageError("%s already exists; refusing to overwrite a key file" % path)
+    except OSError as e:
+        raise UsageError("cannot create %s: %s" % (path, e.strerror))
+    with os.fdopen(fd, "w") as f:
+        f.write(text + "\n")
+
+
+def _read_key_file(path):
+    try:
+        with open(path) as f:
+            text = "".join(f.read().split())
+    except OSError as e:
+        raise UsageError("cannot read key file %s: %s" % (path, e.strerror))
+    try:
+        raw = binascii.unhexlify(text)
+    except (binascii.Error, ValueError):
+        raise UsageError("key file %s is not hex" % path)
+    if len(raw) != 32:
+        raise UsageError("key file %s must hold 32 bytes (64 hex digits), got %d bytes" % (path, len(raw)))
+    return raw
+
+
+# ---------------------------------------------------------------- serve
+
+
+def cmd_serve(args):
+    logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        host, port = parse_hostport(args.listen)
+        http = parse_hostport(args.http, "--http") if args.http else None
+    except ValueError as e:
+        raise UsageError(str(e))
+    st = _store(args, need_key=True)
+    rc = _receiver(args, st)
+    limits = Limits(idle_timeout=args.idle_timeout, frame_deadline=args.frame_deadline,
+                    max_conns_per_peer=args.max_conns_per_peer, max_conns=args.max_conns,
+                    max_batch=args.max_batch)
+    srv = Server(rc, limits, supervise_every=args.supervise_every)
+    log = logging.getLogger("receiver")
+
+    async def main():
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await srv.start(host, port, http)
+        except OSError as e:
+            raise UsageError("cannot listen: %s" % e.strerror)
+        last = None
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), args.stats_every)
+            except TimeoutError:
+                pass
+            c = srv.all_counters()
+            if c != last:
+                log.info("counters %s", json.dumps(c, sort_keys=True))
+                last = c
+        await srv.close()
+
+    asyncio.run(main())
+    st.close()
+    return 0
+
+
+# ---------------------------------------------------------------- sms
+
+
+def cmd_sms(args):
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    st = _store(args, need_key=True)
+    out = _receiver(args, st).handle_sms(args.sender, args.text)
+    st.close()
+    res = {"status": out.status, "reason": out.reason, "device_id": out.device_id, "seq": out.seq,
+           "reply": out.sms_reply(), "events": [e["kind"] for e in out.events]}
+    print(json.dumps(res))
+    return 0 if out.status in (core.ACCEPTED, core.DUPLICATE_S) else 1
+
+
+# ---------------------------------------------------------------- watch
+
+
+def cmd_watch(args):
+    st = _store(args, create=False)
+    feed = None
+    human = sys.stdout
+    if args.events == "-":
+        feed, human = sys.stdout, None
+    elif args.events:
+        try:
+            feed = open(args.events, "a")
+        except OSError as e:
+            raise UsageError("cannot open %s: %s" % (args.events, e.strerror))
+    w = Watcher(st, human=human, feed=feed)
+    w.start(from_start=args.from_start)
+    try:
+        while True:
+            w.poll()
+            if args.once:
+                break
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if feed is not None and feed is not sys.stdout:
+            feed.close()
+        st.close()
+    return 0
+
+
+# ---------------------------------------------------------------- command
+
+
+def cmd_command(args):
+    st = _store(args, create=False)
+    if args.track is not None:
+        kind, value = S.CMD_TRACK, args.track
+    elif args.stand_down:
+        kind, value = S.CMD_STAND_DOWN, None
+    else:
+        kind, value = S.CMD_LISTEN_IN, None
+    try:
+        cid = core.operator_command(st, args.device, kind, value, actor=args.actor)
+    except ReceiverError as e:
+        raise UsageError(str(e))
+    finally:
+        st.close()
+    print("queued %s%s for device %d (command %d): sent with the device's next ACK" % (
+        kind, "" if value is None else " %d s" % value, args.device, cid))
+    return 0
+
+
+# ---------------------------------------------------------------- device registry
+
+
+def cmd_device_add(args):
+    if bool(args.key_file) == bool(args.generate_key):
+        raise UsageError("give --key-file FILE (an existing key) or --generate-key FILE (write a new one)")
+    st = _store(args, need_key=True)
+    try:
+        if st.get_device(args.device_id) is not None:
+            raise UsageError("device %d is already registered" % args.device_id)
+        if args.key_file:
+            key = _read_key_file(args.key_file)
+        else:
+            key = os.urandom(32)
+            _write_secret_file(args.generate_key, binascii.hexlify(key).decode())
+        try:
+            st.add_device(args.device_id, key, args.person_ref, heartbeat_s=args.heartbeat_s, actor=args.actor)
+        except ReceiverError as e:
+            raise UsageError(str(e))
+    finally:
+        st.close()
+    print("registered device %d for %s%s" % (args.device_id, args.person_ref,
+                                             " (key written to %s, mode 0600)" % args.generate_key if args.generate_key else ""))
+    return 0
+
+
+def cmd_device_list(args):
+    st = _store(args, create=False)
+    rows = st.list_devices()
+    st.close()
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    if not rows:
+        print("no devices registered")
+    for d in rows:
+        print(format_device(d))
+    return 0
+
+
+def cmd_device_show(args):
+    st = _store(args, create=False)
+    d = st.get_device(args.device_id)
+    if d is None:
+        st.close()
+        raise UsageError("device %d is not registered" % args.device_id)
+    incs = [i for i in st.incidents() if i["device_id"] == args.device_id]
+    pending = st.pending_commands(args.device_id)
+    nframes = len(st.frames(args.device_id))
+    st.close()
+    if args.json:
+        print(json.dumps({"device": d, "incidents": incs, "pending_commands": pending, "frames": nframes}))
+        return 0
+    print(format_device(d))
+    print("  frames stored: %d, pending commands: %s" % (nframes, ", ".join(c["kind"] for c in pending) or "none"))
+    for i in incs:
+        print("  incident #%d %s %s opened %s by %s%s" % (
+            i["id"], i["kind"], i["state"].upper(), time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(i["opened_at"])),
+            i["opened_by"], " (DURESS)" if i["duress"] else ""))
+    return 0
+
+
+def cmd_device_retire(args):
+    st = _store(args, create=False)
+    try:
+        changed = st.retire_device(args.device_id, actor=args.actor)
+    except ReceiverError as e:
+        raise UsageError(str(e))
+    finally:
+        st.close()
+    print("device %d %s" % (args.device_id, "retired: its frames are now rejected" if changed else "was already retired"))
+    return 0
+
+
+def cmd_master_key(args):
+    _write_secret_file(args.out, masterkey.generate_hex())
+    print("master key written to %s (mode 0600); pass it with --master-key-file or $%s" % (args.out, masterkey.ENV))
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+
+
+def _u32(text):
+    try:
+        v = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not an integer: %r" % text)
+    if not 0 <= v < 1 << 32:
+        raise argparse.ArgumentTypeError("must be 0..4294967295")
+    return v
+
+
+def _u16(text):
+    v = _u32(text)
+    if v > 0xFFFF:
+        raise argparse.ArgumentTypeError("must be 0..65535")
+    return v
+
+
+def _db(p, key=False):
+    p.add_argument("--db", required=True, help="store path (SQLite file)")
+    if key:
+        p.add_argument("--master-key-file", help="file holding the receiver master key in hex (default: $%s)" % masterkey.ENV)
+
+
+def _core_opts(p):
+    p.add_argument("--heartbeat-s", type=int, default=core.DEFAULT_HEARTBEAT_S, help="default heartbeat interval")
+    p.add_argument("--silent-margin-s", type=int, default=core.DEFAULT_SILENT_MARGIN_S,
+                   help="how late a heartbeat may be before 'device silent'")
+    p.add_argument("--low-battery-pct", type=int, default=core.DEFAULT_LOW_BATTERY_PCT)
+
+
+def register(sub):
+    p = sub.add_parser("receiver", help="the alarm-receiving side: serve, sms, watch, command, device")
+    rs = p.add_subparsers(dest="receiver_cmd", metavar="ACTION")
+    rs.required = True
+
+    s = rs.add_parser("serve", help="accept device frames over TCP (and SMS over HTTP)")
+    _db(s, key=True)
+    s.add_argument("--listen", required=True, help="HOST:PORT for devices (port 0: any free port)")
+    s.add_argument("--http", help="HOST:PORT for the SMS gateway endpoint (POST /sms)")
+    _core_opts(s)
+    s.add_argument("--idle-timeout", type=float, default=300.0)
+    s.add_argument("--frame-deadline", type=float, default=10.0, help="seconds a started frame may take to arrive")
+    s.add_argument("--max-conns-per-peer", type=int, default=256, help="devices behind carrier NAT share addresses: keep this generous")
+    s.add_argument("--max-conns", type=int, default=8192)
+    s.add_argument("--max-batch", type=int, default=512, help="frames per group commit")
+    s.add_argument("--supervise-every", type=float, default=30.0)
+    s.add_argument("--stats-every", type=float, default=60.0)
+    s.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    s.set_defaults(func=cmd_serve)
+
+    m = rs.add_parser("sms", help="take one SMS text as a gateway would deliver it")
+    _db(m, key=True)
+    m.add_argument("--from", dest="sender", required=True, help="sender number")
+    m.add_argument("--text", required=True, help="SMS text 'PNC1 ...'")
+    _core_opts(m)
+    m.set_defaults(func=cmd_sms)
+
+    w = rs.add_parser("watch", help="show incidents live; optional JSON-lines event feed")
+    _db(w)
+    w.add_argument("--events", help="append events as JSON lines to FILE ('-': stdout, instead of the human view)")
+    w.add_argument("--from-start", action="store_true", help="replay every stored event first")
+    w.add_argument("--once", action="store_true", help="print what is there and exit")
+    w.add_argument("--interval", type=float, default=0.5)
+    w.set_defaults(func=cmd_watch)
+
+    c = rs.add_parser("command", help="queue an operator command for a device's next ACK")
+    _db(c)
+    c.add_argument("--device", type=_u32, required=True)
+    g = c.add_mutually_exclusive_group(required=True)
+    g.add_argument("--track", type=_u16, metavar="SECONDS", help="tracking interval (0 stops tracking)")
+    g.add_argument("--stand-down", action="store_true", help="close the incident; the device stops alerting")
+    g.add_argument("--listen-in", action="store_true", help="ask the device to place the covert voice call")
+    c.add_argument("--actor", default=os.environ.get("USER", "operator"))
+    c.set_defaults(func=cmd_command)
+
+    d = rs.add_parser("device", help="device registry: add, list, show, retire")
+    ds = d.add_subparsers(dest="device_cmd", metavar="ACTION")
+    ds.required = True
+    a = ds.add_parser("add", help="register a device and its key")
+    _db(a, key=True)
+    a.add_argument("--device-id", type=_u32, required=True)
+    a.add_argument("--key-file", help="existing key file (64 hex digits)")
+    a.add_argument("--generate-key", metavar="FILE", help="make a new key and write it to FILE (mode 0600)")
+    a.add_argument("--person-ref", required=True, help="reference of the person at risk, e.g. a police URN")
+    a.add_argument("--heartbeat-s", type=int, help="this device's heartbeat interval")
+    a.add_argument("--actor", default=os.environ.get("USER", "provisioning"))
+    a.set_defaults(func=cmd_device_add)
+    li = ds.add_parser("list")
+    _db(li)
+    li.add_argument("--json", action="store_true")
+    li.set_defaults(func=cmd_device_list)
+    sh = ds.add_parser("show")
+    _db(sh)
+    sh.add_argument("--device-id", type=_u32, required=True)
+    sh.add_argument("--json", action="store_true")
+    sh.set_defaults(func=cmd_device_show)
+    r = ds.add_parser("retire")
+    _db(r)
+    r.add_argument("--device-id", type=_u32, required=True)
+    r.add_argument("--actor", default=os.environ.get("USER", "operator"))
+    r.set_defaults(func=cmd_device_retire)
+
+    k = rs.add_parser("master-key", help="generate a receiver master key file (mode 0600)")
+    k.add_argument("--out", required=True)
+    k.set_defaults(func=cmd_master_key)

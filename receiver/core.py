@@ -1,0 +1,550 @@
+"""The receiver's sans-I/O core: frames in, ACK frames and events out.
+
+Owns: the order of work for every uplink frame and the incident rules.
+Never touches a socket, never sleeps, never reads a clock except through
+the `clock` callable it is given (the simulator passes virtual time).
+
+For every frame, in this order (a failing step rejects the frame; a
+rejected frame is counted, logged with its reason and never ACKed):
+  1. peek the header (malformed -> "bad length" / "unknown version" / ...)
+  2. look up the device key (absent -> "unknown device"; retired ->
+     "retired device")
+  3. verify and decrypt with protocol.frame.decode (UPLINK only;
+     -> "bad tag", "bad body", "bad tlv", "unknown type")
+  4. inside one store transaction for the whole batch: check the replay
+     window (older than the window -> "stale"; already seen -> duplicate),
+     store the frame as evidence, apply the incident rules, record events,
+     bind pending operator commands, advance the downlink seq, save the
+     window
+  5. commit (durable: WAL + synchronous=FULL), and only then build the
+     ACKs (new and duplicate frames alike) and hand out the events.
+If the commit fails nothing is ACKed and every frame of the batch reports
+status "error"; the device retries.
+
+Incident rules (one table, see _RULES): an ALERT opens an incident (a TEST
+frame or an ALERT with the test flag opens a *test* incident, never a real
+one); TRACKs attach to the open incident (or open one if the ALERT has not
+arrived yet); a plain CANCEL closes it; a duress CANCEL marks it DURESS and
+keeps it open (it reopens a closed one: a duress cancel is never lost or
+shown as a cancel); the operator's stand-down closes it. Frames that arrive
+late (seq below the seq that closed the latest incident) attach to that
+incident and raise nothing. A duplicate frame is ACKed again, raises
+nothing.
+
+Must stay in sync with: store.py (row meanings), docs/receiver.md,
+protocol/frame.py (types, flags, TLVs).
+"""
+
+import collections
+import json
+import logging
+import time
+
+from protocol import frame as F
+from protocol import jsonform, sms
+from protocol.crypto import DeviceKeys
+from protocol.errors import ProtocolError
+from protocol.replay import DUPLICATE, NEW, STALE, WINDOW, ReplayWindow
+from receiver import store as S
+from receiver.errors import ReceiverError
+
+log = logging.getLogger("receiver")
+_to_json = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+
+# Outcome statuses
+ACCEPTED = "accepted"    # new frame, stored, ACKed
+DUPLICATE_S = "duplicate"  # seen before, ACKed again, nothing raised
+REJECTED = "rejected"    # never ACKed
+ERROR = "error"          # the store failed; not ACKed, the device retries
+
+# Rejection reasons (counter keys) beyond ProtocolError.reason
+R_UNKNOWN_DEVICE = "unknown device"
+R_RETIRED = "retired device"
+R_STALE = "stale"
+R_KEY = "key does not open"
+
+DEFAULT_HEARTBEAT_S = 6 * 3600
+DEFAULT_SILENT_MARGIN_S = 30 * 60
+DEFAULT_LOW_BATTERY_PCT = 15
+_BATTERY_HYSTERESIS = 5
+
+_CMD_TLV = {S.CMD_TRACK: F.C_TRACKING, S.CMD_STAND_DOWN: F.C_STAND_DOWN, S.CMD_LISTEN_IN: F.C_LISTEN_IN}
+
+
+class Outcome:
+    """What happened to one frame. replies: ACK frames (no length prefix)
+    to send back, empty unless status is accepted or duplicate."""
+
+    __slots__ = ("status", "reason", "device_id", "seq", "type", "replies", "events", "incident_id")
+
+    def __init__(self, status, reason=None, device_id=None, seq=None, ftype=None):
+        self.status = status
+        self.reason = reason
+        self.device_id = device_id
+        self.seq = seq
+        self.type = ftype
+        self.replies = []
+        self.events = []
+        self.incident_id = None
+
+    @property
+    def acked(self):
+        return bool(self.replies)
+
+    def sms_reply(self):
+        """The ACK as SMS text, for a gateway that can answer by SMS."""
+        return sms.text_of(self.replies[0]) if self.replies else None
+
+    def __repr__(self):
+        return "<Outcome %s %s dev=%s seq=%s>" % (self.status, self.reason or "", self.device_id, self.seq)
+
+
+def _printable(s):
+    """A peer name safe for one log line (an SMS sender comes from outside)."""
+    if not s:
+        return "-"
+    s = str(s)[:64]
+    return "".join(c if " " <= c <= "~" else "?" for c in s)
+
+
+def osm_link(lat_e7, lon_e7):
+    lat = "%.7f" % (lat_e7 / 1e7)
+    lon = "%.7f" % (lon_e7 / 1e7)
+    return "https://www.openstreetmap.org/?mlat=%s&mlon=%s#map=18/%s/%s" % (lat, lon, lat, lon)
+
+
+def _position(report, frame_time, arrival):
+    """Position dict with provenance, or None. fix_time: Unix time of the
+    fix (frame time minus the age the device reported)."""
+    if report.source == F.SRC_NONE:
+        return None
+    base = frame_time if frame_time else arrival
+    age = None if report.age == F.UNKNOWN_U16 else report.age
+    fix_time = base - age if age is not None else None
+    return {
+        "lat_e7": report.lat,
+        "lon_e7": report.lon,
+        "lat": report.lat / 1e7,
+        "lon": report.lon / 1e7,
+        "source": F.SOURCE_NAMES[report.source],
+        "accuracy_m": None if report.accuracy == F.UNKNOWN_U16 else report.accuracy,
+        "fix_time": fix_time,
+        "age_s": None if fix_time is None else max(0, round(arrival - fix_time)),
+    }
+
+
+def _inc_position(inc, now):
+    if inc is None or inc["lat_e7"] is None:
+        return None
+    ft = inc["pos_time"]
+    return {
+        "lat_e7": inc["lat_e7"],
+        "lon_e7": inc["lon_e7"],
+        "lat": inc["lat_e7"] / 1e7,
+        "lon": inc["lon_e7"] / 1e7,
+        "source": inc["source"],
+        "accuracy_m": inc["accuracy_m"],
+        "fix_time": ft,
+        "age_s": None if ft is None else max(0, round(now - ft)),
+        "map": osm_link(inc["lat_e7"], inc["lon_e7"]),
+    }
+
+
+class Receiver:
+    """One receiver core over one store.
+
+    store: a store.SqliteStore opened with the master key.
+    clock: returns Unix seconds (time.time, or the simulator's virtual time).
+    events: optional callable(event_dict), called after each commit for
+        every event raised (the same dicts go into the store's event feed).
+    """
+
+    def __init__(self, store, clock=time.time, events=None, heartbeat_s=DEFAULT_HEARTBEAT_S,
+                 silent_margin_s=DEFAULT_SILENT_MARGIN_S, low_battery_pct=DEFAULT_LOW_BATTERY_PCT):
+        self.store = store
+        self.clock = clock
+        self.on_event = events
+        self.heartbeat_s = heartbeat_s
+        self.silent_margin_s = silent_margin_s
+        self.low_battery_pct = low_battery_pct
+        self.counters = collections.Counter()
+        self._keys = {}  # device_id -> (sealed, DeviceKeys)
+
+    # ------------------------------------------------------------ public API
+
+    def handle_frame(self, raw, transport="tcp", peer=None):
+        """One frame in; the list of reply frames (ACK bytes) out, or []."""
+        return self.handle_frames([(raw, transport, peer)])[0].replies
+
+    def handle_sms(self, sender, text):
+        """An SMS text in ('PNC1 ...'); an Outcome out (its sms_reply() is
+        the ACK as SMS text, if the gateway answers by SMS)."""
+        try:
+            raw = sms.from_sms(text)
+        except ProtocolError as e:
+            return self._reject(Outcome(REJECTED), e.reason, "sms", sender, str(e))
+        return self.handle_frames([(raw, "sms", sender)])[0]
+
+    def handle_frames(self, items):
+        """A batch of (raw, transport, peer); one Outcome per item, in order.
+        The whole batch is stored in one transaction (group commit)."""
+        outs = [Outcome(REJECTED) for _ in items]
+        heads = []
+        for i, (raw, transport, peer) in enumerate(items):
+            try:
+                heads.append((i, F.peek(raw)))
+            except ProtocolError as e:
+                self._reject(outs[i], e.reason, transport, peer, str(e))
+        keys = self.store.keys_for({h[1] for _, h in heads}) if heads else {}
+        verified = []  # (index, frame, raw, transport, peer, keys)
+        for i, (_ftype, device_id, seq) in heads:
+            raw, transport, peer = items[i]
+            fr, ks = self._verify(outs[i], raw, transport, peer, device_id, seq, keys.get(device_id))
+            if fr is not None:
+                verified.append((i, fr, bytes(raw), transport, peer, ks))
+        if verified:
+            try:
+                events = self._commit(verified, outs)
+            except Exception as e:  # the store failed: nothing is ACKed
+                log.error("store commit failed, %d frame(s) not ACKed: %s: %s", len(verified), e.__class__.__name__, e)
+                self.counters["store error"] += 1
+                for i, *_ in verified:
+                    o = outs[i]
+                    o.status, o.reason, o.replies, o.events, o.incident_id = ERROR, "store error", [], [], None
+                return outs
+            for ev in events:
+                self._emit(ev)
+        return outs
+
+    def tick(self, now=None):
+        """Supervision: raise 'device silent' for every active device whose
+        last frame is older than its heartbeat interval plus the margin.
+        Returns the events raised."""
+        now = self.clock() if now is None else now
+        events = []
+        with self.store.transaction():
+            for d in self.store.list_devices():
+                if d["status"] != S.ACTIVE or d["silent"]:
+                    continue
+                interval = d["heartbeat_s"] or self.heartbeat_s
+                last = d["last_seen"] if d["last_seen"] is not None else d["created"]
+                overdue = now - last - interval
+                if overdue > self.silent_margin_s:
+                    self.store.update_device(d["device_id"], silent=1)
+                    ev = self._event("device_silent", now, d, None, label="DEVICE SILENT",
+                                     silent_for_s=round(now - last), heartbeat_s=interval,
+                                     last_seen=d["last_seen"])
+                    self.store.add_event(ev)
+                    events.append(ev)
+        for ev in events:
+            self._emit(ev)
+        return events
+
+    # ------------------------------------------------------------ verification
+
+    def _reject(self, out, reason, transport, peer, detail="", device_id=None, seq=None):
+        out.status = REJECTED
+        out.reason = reason
+        out.device_id = device_id
+        out.seq = seq
+        self.counters[reason] += 1
+        log.warning("rejected frame via %s from %s: %s%s%s", transport, _printable(peer), reason,
+                    (" (%s)" % detail) if detail else "",
+                    "" if device_id is None else " claimed device %d seq %d" % (device_id, seq))
+        return out
+
+    def _verify(self, out, raw, transport, peer, device_id, seq, row):
+        if row is None:
+            self._keys.pop(device_id, None)
+            self._reject(out, R_UNKNOWN_DEVICE, transport, peer, "", device_id, seq)
+            return None, None
+        status, sealed = row
+        if status != S.ACTIVE:
+            self._reject(out, R_RETIRED, transport, peer, "", device_id, seq)
+            return None, None
+        hit = self._keys.get(device_id)
+        if hit is not None and hit[0] == sealed:
+            ks = hit[1]
+        else:
+            try:
+                ks = DeviceKeys(self.store.open_key(device_id, sealed))
+            except ReceiverError:
+                self._reject(out, R_KEY, transport, peer, "", device_id, seq)
+                return None, None
+            self._keys[device_id] = (sealed, ks)
+        try:
+            fr = F.decode(ks, raw, F.UPLINK)
+        except ProtocolError as e:
+            self._reject(out, e.reason, transport, peer, "", device_id, seq)
+            return None, None
+        out.device_id, out.seq, out.type = device_id, seq, fr.name
+        return fr, ks
+
+    # ------------------------------------------------------------ commit
+
+    def _commit(self, verified, outs):
+        """One transaction for the batch: three reads, the rules in memory,
+        then one executemany per table."""
+        st = self.store
+        now = self.clock()
+        events = []
+        frame_rows = []
+        with st.transaction():
+            devices, incs, pending = st.load_batch({v[1].device_id for v in verified})
+            windows = {}
+            dirty_incs = {}
+            touched = {}
+            for i, fr, raw, transport, peer, keys in verified:
+                out = outs[i]
+                dev = fr.device_id
+                device = devices[dev]
+                w = windows.get(dev)
+                if w is None:
+                    if device["window"] is not None:
+                        w = ReplayWindow.from_bytes(bytes(device["window"]))
+                    else:  # no saved window: rebuild it from the evidence, never trust emptiness
+                        w = ReplayWindow()
+                        for q in sorted(st.recent_seqs(dev, WINDOW)):
+                            w.mark(q)
+                    windows[dev] = w
+                    device["down_seq"] = device["down_seq"] or 0
+                verdict = w.check(fr.seq)
+                if verdict == STALE:
+                    self._reject(out, R_STALE, transport, peer, "older than the replay window", dev, fr.seq)
+                    continue
+                touched[dev] = device
+                if verdict == NEW:
+                    w.mark(fr.seq)
+                    out.status = ACCEPTED
+                    evs, inc = self._apply(fr, device, incs, dirty_incs, now, transport)
+                    out.incident_id = None if inc is None else inc["id"]
+                    frame_rows.append((dev, fr.seq, fr.name, fr.time, now, transport, peer, raw,
+                                       _to_json(jsonform.to_dict(fr)), out.incident_id))
+                    out.events = evs
+                    events.extend(evs)
+                else:
+                    out.status = DUPLICATE_S
+                    self.counters["duplicate"] += 1
+                device["down_seq"] += 1
+                if device["down_seq"] >= 1 << 32:
+                    raise ReceiverError("downlink seq of device %d exhausted" % dev)
+                cmds = ()
+                if dev in pending or verdict == DUPLICATE:
+                    cmds = st.commands_for_ack(dev, fr.seq, now)
+                    pending.discard(dev)
+                out.replies = [self._ack(keys, dev, device["down_seq"], now, fr.seq, cmds)]
+            st.insert_frames(frame_rows)
+            st.add_events(events)
+            st.save_devices(touched.values())
+            st.save_incidents(dirty_incs.values())
+            rows = []
+            for dev, d in touched.items():
+                d["window"] = windows[dev].to_bytes()
+                rows.append((dev, d["window"], d["down_seq"]))
+            st.save_replays(rows)
+        for o in outs:
+            if o.status == ACCEPTED:
+                self.counters["accepted"] += 1
+        return events
+
+    def _ack(self, keys, dev, down_seq, now, acked_seq, cmds):
+        tlvs = {}
+        for c in cmds:  # one TLV per command kind; the latest tracking interval wins
+            t = _CMD_TLV[c["kind"]]
+            tlvs[t] = c["value"] if t == F.C_TRACKING else None
+        ack = F.Frame(F.ACK, dev, down_seq, int(now) & 0xFFFFFFFF, F.Ack(acked_seq, sorted(tlvs.items())))
+        return F.encode(keys, ack)
+
+    # ------------------------------------------------------------ incident rules
+
+    def _event(self, kind, now, device, inc, **extra):
+        ev = {
+            "time": now,
+            "kind": kind,
+            "device_id": device["device_id"],
+            "person_ref": device["person_ref"],
+            "incident_id": None if inc is None else inc["id"],
+            "incident_kind": None if inc is None else inc["kind"],
+            "incident_state": None if inc is None else inc["state"],
+            "test": bool(inc is not None and inc["kind"] == S.KIND_TEST),
+        }
+        ev.update(extra)
+        return ev
+
+    def _find_incident(self, incs, dev, seq, kind):
+        """The incident a frame of `kind` belongs to: the latest one if it
+        is open, or if it was closed by a later frame (this one is late)."""
+        inc = incs.get((dev, kind))
+        if inc is None:
+            return None, False
+        if inc["state"] in S.OPEN_STATES:
+            return inc, False
+        if inc["closed_seq"] is not None and seq < inc["closed_seq"] and (inc["opened_seq"] is None or seq >= inc["opened_seq"]):
+            return inc, True
+        return None, False
+
+    def _open(self, incs, dirty, dev, kind, now, fr):
+        iid = self.store.create_incident(dev, kind, now, fr.seq, fr.name)
+        inc = {"id": iid, "device_id": dev, "kind": kind, "state": S.OPEN, "duress": 0, "opened_at": now,
+               "opened_seq": fr.seq, "opened_by": fr.name, "closed_at": None, "closed_seq": None, "closed_by": None,
+               "updated_at": now, "last_seq": fr.seq, "lat_e7": None, "lon_e7": None, "source": None,
+               "accuracy_m": None, "pos_time": None, "battery": None, "csq": None}
+        incs[(dev, kind)] = inc
+        dirty[iid] = inc
+        return inc
+
+    def _apply(self, fr, device, incs, dirty, now, transport):
+        """The incident rules for one new frame, on in-memory rows (device,
+        incidents); the caller writes the changed rows once per batch."""
+        rep = fr.body
+        dev = fr.device_id
+        pos = _position(rep, fr.time, now)
+        is_test = fr.ftype == F.TEST or rep.test
+        kind = S.KIND_TEST if is_test else S.KIND_ALERT
+        events = []
+        inc = None
+        late = False
+        ev_kind = None
+        label = None
+
+        # device-level state: seen, battery, signal, position
+        if device["silent"]:
+            events.append(self._event("device_back", now, device, None, label="DEVICE BACK",
+                                      silent_since=device["last_seen"], transport=transport))
+            device["silent"] = 0
+        device["last_seen"] = now
+        if fr.ftype == F.HEARTBEAT:
+            device["last_heartbeat"] = now
+        if rep.battery != F.UNKNOWN_BATTERY:
+            device["battery"] = rep.battery
+        if rep.csq != F.UNKNOWN_CSQ:
+            device["csq"] = rep.csq
+        if pos is not None:
+            _set_position(device, pos, now)
+        status_events = [v for t, v in rep.tlvs if t == F.T_EVENT]
+        low = rep.battery_low or (rep.battery != F.UNKNOWN_BATTERY and rep.battery <= self.low_battery_pct) or any(
+            c == F.EV_LOW_BATTERY for c, _ in status_events)
+        if low and not device["battery_low"]:
+            device["battery_low"] = 1
+            events.append(self._event("low_battery", now, device, None, label="LOW BATTERY",
+                                      battery=None if rep.battery == F.UNKNOWN_BATTERY else rep.battery,
+                                      frame={"type": fr.name, "seq": fr.seq}))
+        elif not low and device["battery_low"] and rep.battery != F.UNKNOWN_BATTERY and rep.battery > self.low_battery_pct + _BATTERY_HYSTERESIS:
+            device["battery_low"] = 0
+
+        # incident rules
+        if fr.ftype in (F.ALERT, F.TEST):
+            inc, late = self._find_incident(incs, dev, fr.seq, kind)
+            if inc is None:
+                inc = self._open(incs, dirty, dev, kind, now, fr)
+                ev_kind, label = ("test_alert", "TEST ALERT") if is_test else ("alert", "ALERT")
+            elif not late:
+                ev_kind, label = "alert_repeat", ("TEST ALERT (repeat)" if is_test else "ALERT (repeat)")
+        elif fr.ftype == F.TRACK:
+            inc, late = self._find_incident(incs, dev, fr.seq, kind)
+            if inc is None:
+                inc = self._open(incs, dirty, dev, kind, now, fr)
+                ev_kind, label = ("test_alert", "TEST ALERT") if is_test else ("alert", "ALERT (opened by TRACK)")
+            elif not late:
+                ev_kind, label = "track", ("TEST TRACK" if is_test else "TRACK")
+        elif fr.ftype == F.CANCEL:
+            if rep.duress:
+                # never lost, never shown as a cancel: mark the latest incident
+                # DURESS (reopening it if it was closed), or open one
+                inc = incs.get((dev, kind))
+                if inc is None:
+                    inc = self._open(incs, dirty, dev, kind, now, fr)
+                inc.update(state=S.DURESS, duress=1, closed_at=None, closed_seq=None, closed_by=None)
+                ev_kind, label = "duress", ("TEST DURESS" if is_test else "DURESS")
+            else:
+                inc, late = self._find_incident(incs, dev, fr.seq, kind)
+                if inc is None:
+                    ev_kind, label = "cancel", ("TEST CANCEL" if is_test else "CANCEL (no open incident)")
+                elif late:
+                    pass
+                elif inc["state"] == S.DURESS:
+                    ev_kind, label = "duress", "DURESS (a later cancel does not lift duress)"
+                else:
+                    inc.update(state=S.CANCELLED, closed_at=now, closed_seq=fr.seq, closed_by="CANCEL")
+                    ev_kind, label = "cancel", ("TEST CANCELLED" if is_test else "CANCELLED by user")
+        elif fr.ftype == F.STATUS:
+            for code, detail in status_events:
+                name = jsonform.EVENT_NAMES.get(code, "event %d" % code)
+                events.append(self._event("status", now, device, None, label="STATUS " + name.upper(),
+                                          status=name, detail=detail, frame={"type": fr.name, "seq": fr.seq}))
+
+        if inc is not None:
+            inc["updated_at"] = now
+            inc["last_seq"] = max(fr.seq, inc["last_seq"] or 0)
+            if rep.battery != F.UNKNOWN_BATTERY:
+                inc["battery"] = rep.battery
+            if rep.csq != F.UNKNOWN_CSQ:
+                inc["csq"] = rep.csq
+            if pos is not None:
+                _set_position(inc, pos, now)
+            dirty[inc["id"]] = inc
+            if ev_kind is not None:
+                events.append(self._event(
+                    ev_kind, now, device, inc, label=label, duress=bool(inc["duress"]),
+                    frame={"type": fr.name, "seq": fr.seq, "time": fr.time, "transport": transport},
+                    position=_inc_position(inc, now), position_in_frame=pos is not None,
+                    battery=inc["battery"], csq=inc["csq"],
+                ))
+        elif ev_kind is not None:
+            if pos is not None:
+                pos["map"] = osm_link(pos["lat_e7"], pos["lon_e7"])
+            events.append(self._event(ev_kind, now, device, None, label=label,
+                                      frame={"type": fr.name, "seq": fr.seq, "time": fr.time, "transport": transport},
+                                      position=pos, battery=device["battery"], csq=device["csq"]))
+        return events, inc
+
+    def _emit(self, ev):
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(ev)
+        except Exception:  # a broken listener must not break the receiver
+            log.exception("event listener failed")
+
+
+def _set_position(row, pos, now):
+    """Keep the newest fix on a device or incident row (a late frame's older
+    fix never replaces a newer one)."""
+    ft = pos["fix_time"] if pos["fix_time"] is not None else now
+    if row["pos_time"] is None or ft >= row["pos_time"]:
+        row.update(lat_e7=pos["lat_e7"], lon_e7=pos["lon_e7"], source=pos["source"], accuracy_m=pos["accuracy_m"], pos_time=ft)
+
+
+# ---------------------------------------------------------------- operator actions
+
+def operator_command(store, device_id, kind, value=None, actor="operator", clock=time.time, on_event=None):
+    """Queue a command for the device's next ACK. A stand-down also closes
+    the device's open incidents (recorded, with an event for the feed;
+    on_event(event) is called for each after the commit). Returns the
+    command id."""
+    if kind == S.CMD_TRACK and (not isinstance(value, int) or not 0 <= value <= 0xFFFF):
+        raise ReceiverError("tracking interval must be 0..65535 seconds")
+    now = clock()
+    events = []
+    with store.transaction():
+        device = store.get_device(device_id)
+        if device is None:
+            raise S.UnknownDevice("device %d is not registered" % device_id)
+        cid = store.queue_command(device_id, kind, value if kind == S.CMD_TRACK else None, actor)
+        if kind == S.CMD_STAND_DOWN:
+            for inc in store.open_incidents_of(device_id):
+                store.update_incident(inc["id"], state=S.STOOD_DOWN, closed_at=now, closed_seq=inc["last_seq"],
+                                      closed_by="operator:" + actor, updated_at=now)
+                inc = dict(inc, state=S.STOOD_DOWN)
+                ev = {
+                    "time": now, "kind": "stood_down", "label": "STOOD DOWN by " + actor,
+                    "device_id": device_id, "person_ref": device["person_ref"], "incident_id": inc["id"],
+                    "incident_kind": inc["kind"], "incident_state": inc["state"], "test": inc["kind"] == S.KIND_TEST,
+                    "duress": bool(inc["duress"]),
+                }
+                store.add_event(ev)
+                events.append(ev)
+    for ev in events:
+        if on_event is not None:
+            on_event(ev)
+    return cid

@@ -1,0 +1,596 @@
+"""The receiver's store: a small repository interface and its SQLite form.
+
+Owns: every byte the receiver keeps (devices and their sealed keys, frames
+as evidence, incidents, replay windows, downlink counters, pending operator
+commands, the event feed and the audit log) and the schema migrations.
+Never decides anything: the rules live in core.py; the store only reads and
+writes rows, inside transactions the core opens.
+
+Durability: SQLite in WAL mode with synchronous=FULL, so a transaction is
+on disk when commit() returns; the core sends an ACK only after that. Writes
+happen only inside `with store.transaction():` (BEGIN IMMEDIATE ... COMMIT,
+rolled back on any exception). `frames` has UNIQUE(device_id, seq): even if
+a replay window were lost, a frame cannot be stored twice.
+
+Hot path: load_batch / keys_for / insert_frames / add_events / save_* do
+a whole group commit in three reads and one executemany per table. Rows
+are cached between batches and dropped on any other write through this
+store, on rollback, and whenever another connection (another process: the
+`sms`, `command` or `device` commands) has committed, which SQLite reports
+through PRAGMA data_version.
+
+Interface for other back ends (PostgreSQL for several receiver nodes): the
+public methods of SqliteStore below, with the same meaning; the SQL is kept
+plain (no SQLite-only features beyond AUTOINCREMENT ids and the pragmas).
+Must stay in sync with: docs/receiver.md (schema section), masterkey.py
+(sealed key layout), core.py (row meanings).
+"""
+
+import json
+import os
+import sqlite3
+import threading
+import time
+
+from receiver import masterkey
+from receiver.errors import DuplicateDevice, MasterKeyError, ReceiverError, UnknownDevice
+
+ACTIVE = "active"
+RETIRED = "retired"
+
+# Incident kinds and states
+KIND_ALERT = "alert"
+KIND_TEST = "test"
+OPEN = "open"          # alert raised, help needed
+DURESS = "duress"      # a duress cancel arrived: still open, worse than before
+CANCELLED = "cancelled"  # a plain cancel by the user: closed
+STOOD_DOWN = "stood_down"  # closed by an operator
+OPEN_STATES = (OPEN, DURESS)
+
+# Operator commands
+CMD_TRACK = "track"
+CMD_STAND_DOWN = "stand_down"
+CMD_LISTEN_IN = "listen_in"
+COMMANDS = (CMD_TRACK, CMD_STAND_DOWN, CMD_LISTEN_IN)
+
+MIGRATIONS = [
+    # version 1
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+    CREATE TABLE devices (
+        device_id INTEGER PRIMARY KEY,
+        key_sealed BLOB NOT NULL,
+        person_ref TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('active', 'retired')),
+        created REAL NOT NULL,
+        retired REAL,
+        heartbeat_s INTEGER,
+        last_seen REAL,
+        last_heartbeat REAL,
+        battery INTEGER,
+        csq INTEGER,
+        battery_low INTEGER NOT NULL DEFAULT 0,
+        silent INTEGER NOT NULL DEFAULT 0,
+        lat_e7 INTEGER, lon_e7 INTEGER, source TEXT, accuracy_m INTEGER, pos_time REAL
+    );
+    CREATE TABLE frames (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        device_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        frame_time INTEGER NOT NULL,
+        arrival REAL NOT NULL,
+        transport TEXT NOT NULL,
+        peer TEXT,
+        raw BLOB NOT NULL,
+        decoded TEXT NOT NULL,
+        incident_id INTEGER,
+        UNIQUE (device_id, seq)
+    );
+    CREATE TABLE incidents (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        device_id INTEGER NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('alert', 'test')),
+        state TEXT NOT NULL CHECK (state IN ('open', 'duress', 'cancelled', 'stood_down')),
+        duress INTEGER NOT NULL DEFAULT 0,
+        opened_at REAL NOT NULL,
+        opened_seq INTEGER,
+        opened_by TEXT NOT NULL,
+        closed_at REAL,
+        closed_seq INTEGER,
+        closed_by TEXT,
+        updated_at REAL NOT NULL,
+        last_seq INTEGER,
+        lat_e7 INTEGER, lon_e7 INTEGER, source TEXT, accuracy_m INTEGER, pos_time REAL,
+        battery INTEGER, csq INTEGER
+    );
+    CREATE INDEX incidents_device ON incidents (device_id, id);
+    CREATE TABLE replay (
+        device_id INTEGER PRIMARY KEY,
+        window BLOB NOT NULL,
+        down_seq INTEGER NOT NULL
+    );
+    CREATE TABLE commands (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        device_id INTEGER NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('track', 'stand_down', 'listen_in')),
+        value INTEGER,
+        queued_at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        delivered_seq INTEGER,
+        delivered_at REAL
+    );
+    CREATE INDEX commands_device ON commands (device_id, delivered_seq);
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time REAL NOT NULL,
+        kind TEXT NOT NULL,
+        device_id INTEGER,
+        incident_id INTEGER,
+        body TEXT NOT NULL
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        device_id INTEGER,
+        detail TEXT
+    );
+    """,
+]
+
+_DEVICE_COLS = (
+    "device_id, person_ref, status, created, retired, heartbeat_s, last_seen, last_heartbeat, battery, csq, "
+    "battery_low, silent, lat_e7, lon_e7, source, accuracy_m, pos_time"
+)
+_INCIDENT_COLS = (
+    "id, device_id, kind, state, duress, opened_at, opened_seq, opened_by, closed_at, closed_seq, closed_by, "
+    "updated_at, last_seq, lat_e7, lon_e7, source, accuracy_m, pos_time, battery, csq"
+)
+
+
+_to_json = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+
+
+def _rowdict(cursor, row):
+    return {d[0]: row[i] for i, d in enumerate(cursor.description)}
+
+
+class SqliteStore:
+    """The default store. One instance per process; safe to use from one
+    thread at a time (the server runs all store work in one worker thread)."""
+
+    def __init__(self, path, master_key=None, clock=time.time):
+        self.path = path
+        self._master = master_key
+        self._clock = clock
+        self._in_tx = False
+        self._cache = None
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+        except sqlite3.Error as e:
+            raise ReceiverError("cannot open store %s: %s" % (path, e))
+        self._db.row_factory = _rowdict
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=10000")
+            self._migrate()
+        except sqlite3.DatabaseError as e:
+            self._db.close()
+            raise ReceiverError("cannot use store %s: %s" % (path, e))
+        if master_key is not None:
+            self._check_master()
+
+    # ------------------------------------------------------------ plumbing
+
+    def close(self):
+        self._db.close()
+
+    def schema_version(self):
+        row = self._db.execute("SELECT MAX(version) AS v FROM schema_version").fetchone()
+        return row["v"] or 0
+
+    def _migrate(self):
+        self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
+        have = self.schema_version()
+        if have > len(MIGRATIONS):
+            raise ReceiverError("store %s has schema version %d, newer than this receiver (%d)" % (self.path, have, len(MIGRATIONS)))
+        for v in range(have + 1, len(MIGRATIONS) + 1):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                # executescript would commit on its own; run statements one by one
+                for stmt in MIGRATIONS[v - 1].split(";"):
+                    if stmt.strip():
+                        self._db.execute(stmt)
+                self._db.execute("INSERT INTO schema_version VALUES (?, ?)", (v, self._clock()))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _check_master(self):
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'master_check'").fetchone()
+        if row is None:
+            with self.transaction():
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('master_check', ?)", (self._master.check_value(),))
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'master_check'").fetchone()
+        if not self._master.matches(row["value"]):
+            raise MasterKeyError("the master key does not match store %s" % self.path)
+
+    def transaction(self):
+        return _Tx(self)
+
+    def maybe_transaction(self):
+        """A transaction, or a no-op when one is already open."""
+        return _NoTx() if self._in_tx else _Tx(self)
+
+    def _x(self, sql, args=()):
+        return self._db.execute(sql, args)
+
+    def _write(self, sql, args=()):
+        """Any write outside the batch path drops the row cache."""
+        self._cache = None
+        return self._bwrite(sql, args)
+
+    def _bwrite(self, sql, args=()):
+        if not self._in_tx:
+            raise ReceiverError("store write outside a transaction (bug)")
+        return self._db.execute(sql, args)
+
+    def _need_master(self):
+        if self._master is None:
+            raise MasterKeyError("this command needs the receiver master key: set %s or pass --master-key-file FILE" % masterkey.ENV)
+        return self._master
+
+    # ------------------------------------------------------------ devices
+
+    def add_device(self, device_id, key_bytes, person_ref, heartbeat_s=None, actor="provisioning"):
+        """Register a device. Refuses an id already used (even if retired:
+        uplink seqs and evidence belong to the old registration)."""
+        if not isinstance(device_id, int) or not 0 <= device_id < 1 << 32:
+            raise ReceiverError("device id must be an integer 0..4294967295")
+        if len(key_bytes) != 32:
+            raise ReceiverError("device key must be 32 bytes")
+        if not person_ref or not isinstance(person_ref, str):
+            raise ReceiverError("a person reference is needed (for example a police URN)")
+        sealed = self._need_master().seal(device_id, key_bytes)
+        with self.transaction():
+            if self._x("SELECT 1 FROM devices WHERE device_id = ?", (device_id,)).fetchone():
+                raise DuplicateDevice("device %d is already registered" % device_id)
+            now = self._clock()
+            self._write(
+                "INSERT INTO devices (device_id, key_sealed, person_ref, status, created, heartbeat_s) VALUES (?, ?, ?, 'active', ?, ?)",
+                (device_id, sealed, person_ref, now, heartbeat_s),
+            )
+            self.audit(actor, "device add", device_id, "person_ref=%s" % person_ref)
+
+    def retire_device(self, device_id, actor="operator"):
+        with self.maybe_transaction():
+            d = self.get_device(device_id)
+            if d is None:
+                raise UnknownDevice("device %d is not registered" % device_id)
+            if d["status"] == RETIRED:
+                return False
+            self._write("UPDATE devices SET status = 'retired', retired = ? WHERE device_id = ?", (self._clock(), device_id))
+            self.audit(actor, "device retire", device_id, None)
+            return True
+
+    def get_device(self, device_id):
+        """Device row as a dict without key material, or None."""
+        return self._x("SELECT %s FROM devices WHERE device_id = ?" % _DEVICE_COLS, (device_id,)).fetchone()
+
+    def list_devices(self):
+        return self._x("SELECT %s FROM devices ORDER BY device_id" % _DEVICE_COLS).fetchall()
+
+    def device_key_sealed(self, device_id):
+        """(status, sealed key) or None: what the core needs to verify."""
+        row = self._x("SELECT status, key_sealed FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+        return None if row is None else (row["status"], row["key_sealed"])
+
+    def open_key(self, device_id, sealed):
+        return self._need_master().open(device_id, sealed)
+
+    def device_key(self, device_id):
+        """The device's 32-byte key in the clear (for provisioning checks)."""
+        r = self.device_key_sealed(device_id)
+        if r is None:
+            raise UnknownDevice("device %d is not registered" % device_id)
+        return self.open_key(device_id, r[1])
+
+    def update_device(self, device_id, **fields):
+        cols = ", ".join("%s = ?" % k for k in fields)
+        self._write("UPDATE devices SET %s WHERE device_id = ?" % cols, tuple(fields.values()) + (device_id,))
+
+    # ------------------------------------------------------------ frames
+
+    def insert_frame(self, device_id, seq, type_name, frame_time, arrival, transport, peer, raw, decoded, incident_id):
+        """Store one verified frame. Returns False if (device_id, seq) is
+        already stored (nothing is changed then)."""
+        cur = self._write(
+            "INSERT OR IGNORE INTO frames (device_id, seq, type, frame_time, arrival, transport, peer, raw, decoded, incident_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (device_id, seq, type_name, frame_time, arrival, transport, peer, bytes(raw), json.dumps(decoded, sort_keys=True), incident_id),
+        )
+        return cur.rowcount == 1
+
+    def has_frame(self, device_id, seq):
+        return self._x("SELECT 1 FROM frames WHERE device_id = ? AND seq = ?", (device_id, seq)).fetchone() is not None
+
+    def frames(self, device_id=None):
+        if device_id is None:
+            return self._x("SELECT * FROM frames ORDER BY id").fetchall()
+        return self._x("SELECT * FROM frames WHERE device_id = ? ORDER BY seq", (device_id,)).fetchall()
+
+    def count_frames(self):
+        return self._x("SELECT COUNT(*) AS n FROM frames").fetchone()["n"]
+
+    # ------------------------------------------------------------ batch access (the core's hot path)
+
+    def load_batch(self, device_ids):
+        """For a batch of frames, inside its transaction: ({device_id: device
+        row + 'window' and 'down_seq'}, {(device_id, kind): latest incident
+        row}, set of device ids with undelivered commands).
+
+        The rows are cached between batches and handed out for the core to
+        update in place (it writes them back with save_*). The cache is
+        dropped when another connection has committed anything (SQLite's
+        data_version), on any other write through this store, and on
+        rollback, so it never serves a row the database no longer holds."""
+        c = self._valid_cache()
+        ids = [i for i in device_ids if i not in c["loaded"]]
+        if ids:
+            marks = ",".join("?" * len(ids))
+            for r in self._x(
+                    "SELECT %s, r.window AS window, r.down_seq AS down_seq FROM devices d LEFT JOIN replay r "
+                    "ON r.device_id = d.device_id WHERE d.device_id IN (%s)" % (", ".join("d." + x.strip() for x in _DEVICE_COLS.split(",")), marks),
+                    ids).fetchall():
+                c["devices"][r["device_id"]] = r
+            for i in self._x(
+                    "SELECT %s FROM incidents WHERE id IN (SELECT MAX(id) FROM incidents WHERE device_id IN (%s) GROUP BY device_id, kind)"
+                    % (_INCIDENT_COLS, marks), ids).fetchall():
+                c["incs"][(i["device_id"], i["kind"])] = i
+            c["pending"].update(r["device_id"] for r in self._x(
+                "SELECT DISTINCT device_id FROM commands WHERE delivered_seq IS NULL AND device_id IN (%s)" % marks, ids).fetchall())
+            c["loaded"].update(ids)
+        return c["devices"], c["incs"], c["pending"]
+
+    def _valid_cache(self):
+        dv = self._x("PRAGMA data_version").fetchone()["data_version"]
+        c = self._cache
+        if c is None or c["dv"] != dv:
+            c = self._cache = {"dv": dv, "loaded": set(), "devices": {}, "incs": {}, "pending": set(), "keys": {}}
+        return c
+
+    def drop_cache(self):
+        self._cache = None
+
+    def keys_for(self, device_ids):
+        """{device_id: (status, sealed key)} for those registered (cached
+        like load_batch)."""
+        c = self._valid_cache()
+        keys = c["keys"]
+        ids = [i for i in device_ids if i not in keys]
+        if ids:
+            for i in ids:
+                keys[i] = None
+            for r in self._x("SELECT device_id, status, key_sealed FROM devices WHERE device_id IN (%s)" % ",".join("?" * len(ids)), ids).fetchall():
+                keys[r["device_id"]] = (r["status"], r["key_sealed"])
+        return {i: keys[i] for i in device_ids if keys.get(i) is not None}
+
+    def recent_seqs(self, device_id, n):
+        return [r["seq"] for r in self._x(
+            "SELECT seq FROM frames WHERE device_id = ? ORDER BY seq DESC LIMIT ?", (device_id, n)).fetchall()]
+
+    def insert_frames(self, rows):
+        """rows: (device_id, seq, type, frame_time, arrival, transport, peer, raw, decoded_json, incident_id).
+        A plain INSERT: (device_id, seq) already stored is a bug upstream and fails the batch."""
+        if not self._in_tx:
+            self._write("bug")
+        self._db.executemany(
+            "INSERT INTO frames (device_id, seq, type, frame_time, arrival, transport, peer, raw, decoded, incident_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def add_events(self, events):
+        if not self._in_tx:
+            self._write("bug")
+        self._db.executemany(
+            "INSERT INTO events (time, kind, device_id, incident_id, body) VALUES (?, ?, ?, ?, ?)",
+            [(e["time"], e["kind"], e.get("device_id"), e.get("incident_id"), _to_json(e)) for e in events])
+
+    _DEV_STATE = ("last_seen", "last_heartbeat", "battery", "csq", "battery_low", "silent", "lat_e7", "lon_e7",
+                  "source", "accuracy_m", "pos_time")
+    _INC_STATE = ("state", "duress", "closed_at", "closed_seq", "closed_by", "updated_at", "last_seq", "lat_e7",
+                  "lon_e7", "source", "accuracy_m", "pos_time", "battery", "csq")
+
+    def save_devices(self, devices):
+        if not self._in_tx:
+            self._write("bug")
+        self._db.executemany(
+            "UPDATE devices SET %s WHERE device_id = ?" % ", ".join("%s = ?" % c for c in self._DEV_STATE),
+            [tuple(d[c] for c in self._DEV_STATE) + (d["device_id"],) for d in devices])
+
+    def save_incidents(self, incidents):
+        if not self._in_tx:
+            self._write("bug")
+        self._db.executemany(
+            "UPDATE incidents SET %s WHERE id = ?" % ", ".join("%s = ?" % c for c in self._INC_STATE),
+            [tuple(i[c] for c in self._INC_STATE) + (i["id"],) for i in incidents])
+
+    def save_replays(self, rows):
+        """rows: (device_id, window bytes, down_seq)."""
+        if not self._in_tx:
+            self._write("bug")
+        self._db.executemany(
+            "INSERT INTO replay (device_id, window, down_seq) VALUES (?, ?, ?) "
+            "ON CONFLICT (device_id) DO UPDATE SET window = excluded.window, down_seq = excluded.down_seq", rows)
+
+    # ------------------------------------------------------------ replay state
+
+    def load_replay(self, device_id):
+        """(window bytes or None, last downlink seq used)."""
+        row = self._x("SELECT window, down_seq FROM replay WHERE device_id = ?", (device_id,)).fetchone()
+        return (None, 0) if row is None else (bytes(row["window"]), row["down_seq"])
+
+    def save_replay(self, device_id, window, down_seq):
+        self._write(
+            "INSERT INTO replay (device_id, window, down_seq) VALUES (?, ?, ?) "
+            "ON CONFLICT (device_id) DO UPDATE SET window = excluded.window, down_seq = excluded.down_seq",
+            (device_id, bytes(window), down_seq),
+        )
+
+    # ------------------------------------------------------------ incidents
+
+    def latest_incident(self, device_id, kind):
+        return self._x(
+            "SELECT %s FROM incidents WHERE device_id = ? AND kind = ? ORDER BY id DESC LIMIT 1" % _INCIDENT_COLS,
+            (device_id, kind),
+        ).fetchone()
+
+    def open_incidents_of(self, device_id):
+        return self._x(
+            "SELECT %s FROM incidents WHERE device_id = ? AND state IN ('open', 'duress') ORDER BY id DESC" % _INCIDENT_COLS,
+            (device_id,),
+        ).fetchall()
+
+    def get_incident(self, incident_id):
+        return self._x("SELECT %s FROM incidents WHERE id = ?" % _INCIDENT_COLS, (incident_id,)).fetchone()
+
+    def incidents(self, open_only=False):
+        where = " WHERE state IN ('open', 'duress')" if open_only else ""
+        return self._x("SELECT %s FROM incidents%s ORDER BY id" % (_INCIDENT_COLS, where)).fetchall()
+
+    def create_incident(self, device_id, kind, opened_at, opened_seq, opened_by):
+        """Batch path: the caller puts the new row into load_batch's dict."""
+        cur = self._bwrite(
+            "INSERT INTO incidents (device_id, kind, state, opened_at, opened_seq, opened_by, updated_at) VALUES (?, ?, 'open', ?, ?, ?, ?)",
+            (device_id, kind, opened_at, opened_seq, opened_by, opened_at),
+        )
+        return cur.lastrowid
+
+    def update_incident(self, incident_id, **fields):
+        cols = ", ".join("%s = ?" % k for k in fields)
+        self._write("UPDATE incidents SET %s WHERE id = ?" % cols, tuple(fields.values()) + (incident_id,))
+
+    # ------------------------------------------------------------ operator commands
+
+    def queue_command(self, device_id, kind, value=None, actor="operator"):
+        if kind not in COMMANDS:
+            raise ReceiverError("unknown command %r" % (kind,))
+        with self.maybe_transaction():
+            if self.get_device(device_id) is None:
+                raise UnknownDevice("device %d is not registered" % device_id)
+            cur = self._write(
+                "INSERT INTO commands (device_id, kind, value, queued_at, actor) VALUES (?, ?, ?, ?, ?)",
+                (device_id, kind, value, self._clock(), actor),
+            )
+            self.audit(actor, "command %s" % kind, device_id, None if value is None else "value=%s" % value)
+            return cur.lastrowid
+
+    def commands_for_ack(self, device_id, acked_seq, now):
+        """Commands to put into the ACK of uplink `acked_seq`: those already
+        given to that seq (a re-ACK repeats them, in case the first ACK was
+        lost) plus every undelivered one, which become bound to it. Batch
+        path: the caller drops the device from load_batch's pending set."""
+        self._bwrite(
+            "UPDATE commands SET delivered_seq = ?, delivered_at = ? WHERE device_id = ? AND delivered_seq IS NULL",
+            (acked_seq, now, device_id),
+        )
+        return self._x(
+            "SELECT id, kind, value FROM commands WHERE device_id = ? AND delivered_seq = ? ORDER BY id",
+            (device_id, acked_seq),
+        ).fetchall()
+
+    def pending_commands(self, device_id=None):
+        if device_id is None:
+            return self._x("SELECT * FROM commands WHERE delivered_seq IS NULL ORDER BY id").fetchall()
+        return self._x("SELECT * FROM commands WHERE device_id = ? AND delivered_seq IS NULL ORDER BY id", (device_id,)).fetchall()
+
+    # ------------------------------------------------------------ events and audit
+
+    def add_event(self, event):
+        cur = self._write(
+            "INSERT INTO events (time, kind, device_id, incident_id, body) VALUES (?, ?, ?, ?, ?)",
+            (event["time"], event["kind"], event.get("device_id"), event.get("incident_id"), json.dumps(event, sort_keys=True)),
+        )
+        event["event_id"] = cur.lastrowid
+        return cur.lastrowid
+
+    def events_after(self, event_id, limit=1000):
+        rows = self._x("SELECT id, body FROM events WHERE id > ? ORDER BY id LIMIT ?", (event_id, limit)).fetchall()
+        out = []
+        for r in rows:
+            e = json.loads(r["body"])
+            e["event_id"] = r["id"]
+            out.append(e)
+        return out
+
+    def audit(self, actor, action, device_id=None, detail=None):
+        with self.maybe_transaction():
+            self._write("INSERT INTO audit (time, actor, action, device_id, detail) VALUES (?, ?, ?, ?, ?)",
+                        (self._clock(), actor, action, device_id, detail))
+
+    def audit_log(self):
+        return self._x("SELECT * FROM audit ORDER BY id").fetchall()
+
+
+class _NoTx:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, et, ev, tb):
+        return False
+
+
+class _Tx:
+    def __init__(self, store):
+        self.s = store
+
+    def __enter__(self):
+        s = self.s
+        s._lock.acquire()
+        if s._in_tx:
+            s._lock.release()
+            raise ReceiverError("nested store transaction (bug)")
+        s._db.execute("BEGIN IMMEDIATE")
+        s._in_tx = True
+        return s
+
+    def __exit__(self, et, ev, tb):
+        s = self.s
+        try:
+            if et is None:
+                try:
+                    s._db.execute("COMMIT")
+                except BaseException:
+                    s._cache = None
+                    _rollback(s._db)
+                    raise
+            else:
+                s._cache = None
+                _rollback(s._db)
+        finally:
+            s._in_tx = False
+            s._lock.release()
+        return False
+
+
+def _rollback(db):
+    try:
+        db.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass
+
+
+def open_store(path, master_key=None, clock=time.time, create=True):
+    """Open (and migrate) the store at `path`. master_key: a
+    masterkey.MasterKey, needed to add devices or verify frames."""
+    if not create and not os.path.exists(path):
+        raise ReceiverError("no store at %s" % path)
+    return SqliteStore(path, master_key, clock)
+
+
+Store = SqliteStore

@@ -1,0 +1,129 @@
+"""The operator's view: incidents and supervision events as text, and the
+same events as JSON lines for other systems.
+
+Owns: how an event looks to a person. Rules that must never break:
+a duress cancel is shown as DURESS (never as a cancel), and anything from a
+test is labelled TEST. Reads the store's event feed only (any number of
+watchers can follow one receiver; they never write).
+Must stay in sync with: the event dicts built in core.py.
+"""
+
+import json
+import time
+
+_LOUD = {"alert": "ALERT", "duress": "DURESS", "device_silent": "DEVICE SILENT", "low_battery": "LOW BATTERY"}
+
+
+def _ts(t):
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(t)) if t is not None else "-"
+
+
+def headline(ev):
+    """The first word(s) an operator reads. Duress and test win over
+    anything else in the event."""
+    kind = ev.get("kind")
+    test = ev.get("test") or ev.get("incident_kind") == "test"
+    if ev.get("duress") or kind == "duress" or ev.get("incident_state") == "duress":
+        word = "DURESS"
+        if kind == "track":
+            word = "DURESS (track)"
+        elif kind == "stood_down":
+            word = "DURESS incident stood down"
+    else:
+        word = ev.get("label") or kind.upper()
+    if test and not word.startswith("TEST"):
+        word = "TEST " + word
+    return word
+
+
+def format_position(pos):
+    if not pos:
+        return "position unknown (no fix, no cell, no Wi-Fi)"
+    acc = "" if pos.get("accuracy_m") is None else ", +/-%d m" % pos["accuracy_m"]
+    age = "age unknown" if pos.get("age_s") is None else "%d s old" % pos["age_s"]
+    return "%.7f, %.7f (%s%s, %s)  %s" % (pos["lat"], pos["lon"], pos["source"], acc, age, pos["map"])
+
+
+def format_event(ev):
+    lines = ["%s  %-14s device %d  person %s%s" % (
+        _ts(ev.get("time")), headline(ev), ev["device_id"], ev.get("person_ref"),
+        "" if ev.get("incident_id") is None else "  incident #%d" % ev["incident_id"])]
+    kind = ev.get("kind")
+    if "position" in ev:
+        lines.append("    position %s" % format_position(ev.get("position")))
+    if kind in ("alert", "test_alert", "alert_repeat", "track", "duress", "cancel", "low_battery", "status"):
+        bat = ev.get("battery")
+        csq = ev.get("csq")
+        fr = ev.get("frame") or {}
+        lines.append("    battery %s  signal %s  %s" % (
+            "unknown" if bat is None else "%d%%" % bat,
+            "unknown" if csq is None else "csq %d" % csq,
+            ("via %s, %s seq %s" % (fr.get("transport"), fr.get("type"), fr.get("seq"))) if fr.get("transport") else ""))
+    if kind == "device_silent":
+        lines.append("    no frame for %d s (heartbeat every %d s); last seen %s" % (
+            ev["silent_for_s"], ev["heartbeat_s"], _ts(ev.get("last_seen"))))
+    if kind == "status":
+        lines.append("    device reports %s (detail %s)" % (ev.get("status"), ev.get("detail")))
+    return "\n".join(lines)
+
+
+def format_incident(inc, person_ref=None):
+    word = "DURESS" if inc["duress"] else inc["state"].upper()
+    if inc["kind"] == "test":
+        word = "TEST " + word
+    pos = None
+    if inc["lat_e7"] is not None:
+        from receiver.core import _inc_position
+
+        pos = _inc_position(inc, time.time())
+    return "incident #%d  %-12s device %d  person %s  opened %s by %s\n    position %s\n    battery %s  signal %s" % (
+        inc["id"], word, inc["device_id"], person_ref, _ts(inc["opened_at"]), inc["opened_by"], format_position(pos),
+        "unknown" if inc["battery"] is None else "%d%%" % inc["battery"],
+        "unknown" if inc["csq"] is None else "csq %d" % inc["csq"])
+
+
+def format_device(d):
+    flags = []
+    if d["silent"]:
+        flags.append("SILENT")
+    if d["battery_low"]:
+        flags.append("LOW BATTERY")
+    return "device %d  %-7s person %s  registered %s  last seen %s  battery %s%s" % (
+        d["device_id"], d["status"], d["person_ref"], _ts(d["created"]), _ts(d["last_seen"]),
+        "unknown" if d["battery"] is None else "%d%%" % d["battery"], ("  " + " ".join(flags)) if flags else "")
+
+
+class Watcher:
+    def __init__(self, store, human=None, feed=None):
+        self.store = store
+        self.human = human
+        self.feed = feed
+        self.last_id = 0
+
+    def start(self, from_start=False):
+        if from_start:
+            return
+        if self.human is not None:
+            open_incs = self.store.incidents(open_only=True)
+            refs = {d["device_id"]: d["person_ref"] for d in self.store.list_devices()}
+            print("open incidents: %d" % len(open_incs), file=self.human)
+            for inc in open_incs:
+                print(format_incident(inc, refs.get(inc["device_id"])), file=self.human)
+            self.human.flush()
+        row = self.store._x("SELECT MAX(id) AS m FROM events").fetchone()
+        self.last_id = row["m"] or 0
+
+    def poll(self):
+        evs = self.store.events_after(self.last_id)
+        for ev in evs:
+            self.last_id = ev["event_id"]
+            if self.feed is not None:
+                self.feed.write(json.dumps(ev, sort_keys=True) + "\n")
+            if self.human is not None:
+                print(format_event(ev), file=self.human)
+        if evs:
+            if self.feed is not None:
+                self.feed.flush()
+            if self.human is not None:
+                self.human.flush()
+        return evs

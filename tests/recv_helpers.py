@@ -1,0 +1,116 @@
+"""Shared helpers for the receiver's host tests: keys, frames, an
+in-memory receiver and a client that speaks the TCP framing."""
+
+import os
+import socket
+
+from protocol import frame as F
+from protocol import stream
+from protocol.crypto import DeviceKeys
+
+T0 = 1_800_000_000
+
+
+class Dev:
+    """A device as the receiver sees it: id, key, and a seq counter."""
+
+    def __init__(self, device_id, key=None):
+        self.id = device_id
+        self.key = key or os.urandom(32)
+        self.keys = DeviceKeys(self.key)
+        self.seq = 0
+
+    def frame(self, ftype=F.ALERT, seq=None, t=T0, **report):
+        if seq is None:
+            self.seq += 1
+            seq = self.seq
+        rep = F.Report(**report) if report else F.Report(F.SRC_GNSS, 515007292, -1246254, 5, 2, 80, 20)
+        return F.encode(self.keys, F.Frame(ftype, self.id, seq, t, rep))
+
+    def ack(self, raw):
+        """Verify an ACK with this device's downlink key; returns the Frame."""
+        fr = F.decode(self.keys, raw, F.DOWNLINK)
+        assert fr.ftype == F.ACK and fr.device_id == self.id
+        return fr
+
+
+def send_recv(sock, raw, deframer, timeout=5.0):
+    sock.settimeout(timeout)
+    sock.sendall(stream.pack(raw))
+    while True:
+        data = sock.recv(4096)
+        if not data:
+            return None
+        got = deframer.feed(data)
+        if got:
+            return got[0]
+
+
+def closed_without_reply(sock, timeout=5.0):
+    """True if the peer closes the connection without sending a byte."""
+    sock.settimeout(timeout)
+    try:
+        return sock.recv(4096) == b""
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+class ServerThread:
+    """A receiver Server on an asyncio loop in a background thread, on
+    127.0.0.1 with an ephemeral port (and HTTP if asked)."""
+
+    def __init__(self, receiver, limits=None, http=False):
+        import asyncio
+        import threading
+
+        from receiver.server import Server
+
+        self.server = Server(receiver, limits, supervise_every=0)
+        self.loop = asyncio.new_event_loop()
+        self._http = http
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        import asyncio
+
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self.server.start("127.0.0.1", 0, ("127.0.0.1", 0) if self._http else None))
+        self._ready.set()
+        self.loop.run_forever()
+
+    def __enter__(self):
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc):
+        import asyncio
+
+        fut = asyncio.run_coroutine_threadsafe(self.server.close(), self.loop)
+        fut.result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+    @property
+    def port(self):
+        return self.server.tcp_address[1]
+
+    @property
+    def http_port(self):
+        return self.server.http_address[1]
+
+    def counters(self):
+        return self.server.all_counters()
+
+
+def file_receiver(tmp_path, devs, **opts):
+    from receiver import core, masterkey
+    from receiver import store as S
+
+    st = S.open_store(str(tmp_path / "rx.db"), masterkey.MasterKey(os.urandom(32)))
+    for d in devs:
+        st.add_device(d.id, d.key, "URN %d" % d.id)
+    return core.Receiver(st, **opts)
