@@ -41,6 +41,8 @@ bench: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	@test -f typings/machine.pyi || $(PY) -m pip install -q --target typings micropython-esp32-stubs
+	$(VENV)/bin/pyright
 
 vectors: setup
 	$(PY) tools/gen_vectors.py

@@ -4,9 +4,10 @@ Owns: the only crypto code path on both interpreters.
 - HMAC is our own small implementation over hashlib.sha256 (MicroPython has
   no hmac module and its sha256 has no copy()); the padded keys are computed
   once per key, so each MAC costs two sha256 objects and nothing else.
-- AES-CTR is built from AES-ECB when `cryptolib` exists (MicroPython), and
-  uses `cryptography`'s CTR mode otherwise (CPython). One test file pins both
-  to the same vectors.
+- AES-CTR is built here from AES-ECB: `cryptolib.aes(key, 1)` on
+  MicroPython, `cryptography`'s ECB on CPython; the counter blocks and the
+  XOR are one code path on both. The vectors (sealed with `cryptography`'s
+  own CTR mode) and SP 800-38A pin it.
 - tags_equal compares in constant time (no early exit).
 Never logs or formats key material.
 """
@@ -16,14 +17,24 @@ import hashlib
 try:
     import cryptolib  # MicroPython
 
-    _aes_ctr_backend = "cryptolib"
+    def _ecb(key):
+        return cryptolib.aes(key, 1)
+
+    BACKEND = "cryptolib"
 except ImportError:  # CPython
-    cryptolib = None
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-    _aes_ctr_backend = "cryptography"
+    class _CryptographyEcb:
+        # one long-lived ECB context per key: ECB keeps no state between
+        # blocks, and building a Cipher per frame costs more than the AES
+        def __init__(self, key):
+            self._enc = Cipher(algorithms.AES(bytes(key)), modes.ECB()).encryptor()
 
-BACKEND = _aes_ctr_backend
+        def encrypt(self, data):
+            return self._enc.update(bytes(data))
+
+    _ecb = _CryptographyEcb
+    BACKEND = "cryptography"
 _BLOCK = 64  # sha256 block size
 _IPAD = bytes(0x36 for _ in range(_BLOCK))
 
@@ -87,20 +98,12 @@ class AesCtr:
     def __init__(self, key):
         if len(key) != 16:
             raise ValueError("AES-128 key must be 16 bytes")
-        if cryptolib is not None:
-            self._ecb = cryptolib.aes(key, 1)
-            self._key = None
-        else:
-            self._ecb = None
-            self._key = algorithms.AES(bytes(key))
+        self._ecb = _ecb(key)
 
     def crypt(self, block0, data):
         n = len(data)
         if n == 0:
             return b""
-        if self._ecb is None:
-            enc = Cipher(self._key, modes.CTR(bytes(block0))).encryptor()
-            return enc.update(bytes(data)) + enc.finalize()
         nblocks = (n + 15) >> 4
         last = block0[15]
         if last + nblocks <= 256:
