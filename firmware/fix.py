@@ -173,9 +173,9 @@ class FixTracker:
             self.hdop_x10 = s.hdop_x10
         self._alt_known = s.alt_m is not None
         sats = s.sats or 0
-        if s.lat_e7 is None or s.lon_e7 is None or sats == 0:
+        if s.lat_e7 is None or s.lon_e7 is None:
             self._revoke()
-        elif not s.quality:  # quality 0 or empty: the receiver disowns it
+        elif not s.quality or sats == 0:  # quality 0 / empty, or no satellites
             self._reject(s)
         else:
             self.sats = sats

@@ -1,5 +1,5 @@
 """CPython run of the gpsd corpus comparison, one test per log (the same
-comparison runs on MicroPython in tests/device/test_fw_gpsd_corpus.py).
+comparison runs on MicroPython in tests/device/test_fw_gpsd_all.py).
 What is compared and why, and the logs with known divergences: see
 tests/device/gpsd_compare.py. A missing corpus fails, it does not skip."""
 

@@ -6,9 +6,12 @@ The corpus is found at $PANIC_GPSD_CORPUS or <repo>/../shared/corpus/gpsd;
 when it is absent this test fails with a message saying so (never skips).
 """
 
+import heap
 import gc
 
 from gpsd_compare import check_result, compare_log, corpus_dir
+
+heap.release()
 
 
 def test_gpsd_corpus_agrees():
