@@ -114,7 +114,7 @@ def run_pynmea2(data, positions):
             try:
                 m = pynmea2.parse(ln, check=True)
                 if positions and isinstance(m, pynmea2.LatLonFix):
-                    m.latitude, m.longitude
+                    _ll = (m.latitude, m.longitude)  # noqa: F841
             except (pynmea2.ParseError, pynmea2.ChecksumError, pynmea2.SentenceTypeError, ValueError):
                 errors += 1
     return time.perf_counter() - t, errors
