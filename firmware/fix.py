@@ -9,15 +9,16 @@ ms count), floats, waiting for a fix (position() answers at once).
 
 Trust rules (a wrong position sends help to the wrong door):
   - A position is taken only from a sentence that says it is a fix:
-    RMC status A, GGA quality > 0, GNS with a mode character other than
-    N, GLL status A; and never when the NMEA 2.3 FAA mode is N. RMC V,
-    GGA 0 and GLL V positions are never used, however plausible.
-  - A sentence that says "no fix" (RMC V, GGA quality 0, GNS all N,
-    GLL V, GSA fix type 1, FAA N) ends the live fix at once; the last
-    known fix stays, with its age.
-  - mode follows gpsd's TPV mode: 1 no fix, 2 2D, 3 3D. GSA's fix type
-    sets it directly; GGA/GNS give 3 with an altitude and 2 without;
-    RMC/GLL A raise it to at least 2.
+    RMC status A/D, GGA quality > 0 with satellites in use, GNS whose
+    first mode character is not N, GLL status A; and never when the NMEA
+    2.3 FAA mode is N. RMC V, GGA 0 and GLL V positions are never used,
+    however plausible (the refused one is kept in `rejected`).
+  - A sentence that says "no fix" (RMC V, GGA quality 0, GNS N, GLL V,
+    GSA fix type 1) ends the live fix at once; the last known fix stays,
+    with the monotonic time it arrived.
+  - mode follows gpsd's TPV mode (1 no fix, 2 2D, 3 3D) with gpsd's
+    rules per sentence (docs/firmware-sensing.md lists them); it is
+    checked against gpsd on its whole corpus (tests/device/gpsd_compare.py).
   - A live fix is one whose last position arrived within live_max_age_ms
     and that no later sentence revoked.
 
