@@ -5,7 +5,7 @@ tests/device/gpsd_compare.py. A missing corpus fails, it does not skip."""
 
 import pytest
 
-from gpsd_compare import EXCEPTIONS, check_result, compare_log, corpus_dir
+from gpsd_compare import EXCEPTIONS, NOTHING_TO_COMPARE, check_result, compare_log, corpus_dir
 
 try:
     _DIR, _LOGS = corpus_dir()
@@ -25,4 +25,6 @@ def test_every_exception_names_a_real_log_with_a_reason():
     if _MISSING is not None:
         raise _MISSING
     for name, (_, _, reason) in EXCEPTIONS.items():
+        assert name in _LOGS and len(reason) > 20
+    for name, reason in NOTHING_TO_COMPARE.items():
         assert name in _LOGS and len(reason) > 20

@@ -63,6 +63,19 @@ def test_trailing_and_leading_junk():
     assert r.feed(b"\r\n") == [] and r.bad_checksum == 1
 
 
+def test_bytearray_chunks_split_anywhere():
+    # the UART may hand over bytearrays, cut at any byte, CR and LF apart
+    r = NmeaReader()
+    got = []
+    cut = (5, len(GGA_L) - 1, len(GGA_L) + 3, len(GGA_L + RMC_L) - 2, len(STREAM) - 40)
+    prev = 0
+    for c in cut + (len(STREAM),):
+        got.extend(r.feed(bytearray(STREAM[prev:c])))
+        prev = c
+    check_stream(got)
+    assert r.garbage == 0
+
+
 def test_line_endings_and_lowercase_checksum():
     body = "GPGLL,4916.45,N,12311.12,W,225444,A"
     c = 0
