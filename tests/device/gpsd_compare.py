@@ -76,7 +76,13 @@ def corpus_path(name=None):
     clear message when absent."""
     d = os.getenv("PANIC_GPSD_CORPUS") if hasattr(os, "getenv") else None
     if not d:
-        d = "../shared/corpus/gpsd"
+        try:  # CPython: relative to this file, whatever the working directory
+            from os import path
+
+            d = path.normpath(path.join(path.dirname(path.abspath(__file__)), "..", "..", "..", "shared", "corpus",
+                                        "gpsd"))
+        except ImportError:  # MicroPython: the runner works from the repository root
+            d = "../shared/corpus/gpsd"
     p = d if name is None else d + "/" + name
     try:
         os.stat(p)
