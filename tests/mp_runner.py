@@ -36,12 +36,16 @@ def main(argv):
         if wanted and not any(w in fname for w in wanted):
             continue
         gc.collect()
+        before = set(sys.modules)
         try:
             mod = __import__(modname)
         except Exception as e:
             failed += 1
             print("FAIL %s (import): %r" % (fname, e))
             sys.print_exception(e)
+            for k in list(sys.modules):
+                if k not in before:
+                    del sys.modules[k]
             continue
         names = sorted(n for n in dir(mod) if n.startswith("test_"))
         for name in names:
@@ -56,7 +60,11 @@ def main(argv):
                 failed += 1
                 print("FAIL %s::%s: %r" % (fname, name, e))
                 sys.print_exception(e)
-        del sys.modules[modname]
+        # drop every module this file loaded, so each file starts with the
+        # heap the previous one had (the board only loads what it runs)
+        for k in list(sys.modules):
+            if k not in before:
+                del sys.modules[k]
         mod = None
         gc.collect()
     print("micropython: %d passed, %d failed" % (passed, failed))

@@ -1,0 +1,507 @@
+"""Streaming NMEA 0183 reader for the GNSS UART.
+
+Owns: framing a byte stream into sentences, the checksum check, and turning
+GGA, RMC, GSA, GNS, GLL and VTG (any two-letter talker: GP, GN, GL, GA, GB,
+BD, GQ, ...) into Sentence objects whose numbers are all integers:
+
+    lat_e7 / lon_e7   1e-7 degrees, straight from the ddmm.mmmm text
+    alt_m             metres above mean sea level (rounded)
+    speed_cms         cm/s          course_cdeg   centidegrees (true)
+    hdop_x10          HDOP tenths   time_ms       ms since 00:00 UTC
+    date              (year, month, day) from RMC
+
+Never does: I/O, clocks, floats (ESP32 floats are 32-bit and would lose
+metres), fix decisions (firmware/fix.py decides what is trustworthy).
+
+Rules (from gpsd's corpus of real receivers, see docs/firmware-sensing.md):
+  - A sentence starts at '$' and ends at CR or LF. A '$' inside a line
+    restarts the sentence (receivers drop bytes mid-line).
+  - The checksum '*HH' is required; hex in either case. A sentence without
+    one counts as bad_checksum: a position that cannot be verified is never
+    used on this device.
+  - Lines longer than MAX_LINE are dropped and counted as too_long. The
+    longest real sentence in the corpus is 203 bytes (an MTK $POLYN line);
+    the longest of the six types used here is 91 bytes.
+  - Proprietary ($P...) and other sentence types are skipped and counted.
+  - Numeric fields are checked; a sentence with a malformed field is
+    dropped whole and counted as malformed (never half-applied).
+  - Bytes outside sentences (other than CR/LF) count as garbage.
+
+The line buffer is one preallocated bytearray; feed() copies runs of bytes
+into it with slice assignment, never builds strings per character.
+Must stay in sync with: firmware/fix.py (Sentence attributes), the
+docs/firmware-sensing.md table of counters.
+"""
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+MAX_LINE = const(256)  # bytes from '$' to the last checksum digit
+
+# Sentence kinds
+GGA = const(1)
+RMC = const(2)
+GSA = const(3)
+GNS = const(4)
+GLL = const(5)
+VTG = const(6)
+
+KINDS = {b"GGA": GGA, b"RMC": RMC, b"GSA": GSA, b"GNS": GNS, b"GLL": GLL, b"VTG": VTG}
+KIND_NAMES = {GGA: "GGA", RMC: "RMC", GSA: "GSA", GNS: "GNS", GLL: "GLL", VTG: "VTG"}
+
+_HEX = b"0123456789ABCDEF0123456789abcdef"
+
+
+class Malformed(Exception):
+    """A field of a checksummed sentence does not parse (remote garbage)."""
+
+
+class Sentence:
+    """One parsed sentence. Attributes not carried by the kind stay None.
+
+    kind, talker (str, e.g. "GN"); time_ms; date (y, m, d); lat_e7, lon_e7;
+    status ("A"/"V", RMC and GLL; GNS: NMEA 4.1 navigational status);
+    faa ("A", "D", "N", ... RMC/GLL/VTG NMEA 2.3+ mode indicator);
+    quality (GGA fix quality int); gns_mode (GNS mode characters, str);
+    fix_type (GSA 1/2/3); sats (GGA/GNS in use, GSA count of PRNs);
+    hdop_x10; alt_m; speed_cms; course_cdeg.
+    """
+
+    # defaults live on the class: a parser sets only what its kind carries
+    time_ms = None
+    date = None
+    lat_e7 = None
+    lon_e7 = None
+    status = None
+    faa = None
+    quality = None
+    gns_mode = None
+    fix_type = None
+    sats = None
+    hdop_x10 = None
+    alt_m = None
+    speed_cms = None
+    course_cdeg = None
+
+    def __init__(self, kind, talker):
+        self.kind = kind
+        self.talker = talker
+
+    def __repr__(self):
+        return "<%s%s t=%r lat=%r lon=%r>" % (self.talker, KIND_NAMES.get(self.kind, "?"), self.time_ms,
+                                             self.lat_e7, self.lon_e7)
+
+
+# ---- field parsers (bytes in, ints out; raise Malformed) -------------------
+
+_POW = (1, 10, 100, 1000, 10000, 100000, 1000000, 10000000)
+
+
+def _digits(b):
+    """Unsigned decimal integer from bytes of ASCII digits only."""
+    if not b.isdigit():  # False for b"" too
+        raise Malformed("bad digit")
+    return int(b)
+
+
+def dec(b, places):
+    """Decimal text to int scaled by 10**places (places <= 7), rounded half
+    away from zero. Empty -> None. '-1.25', '+3', '.5', '7.' are accepted."""
+    if not b:
+        return None
+    neg = False
+    c = b[0]
+    if c == 45:  # '-'
+        neg = True
+        b = b[1:]
+    elif c == 43:  # '+'
+        b = b[1:]
+    p = b.find(b".")
+    if p < 0:
+        v = _digits(b) * _POW[places]
+    else:
+        ip = b[:p]
+        fp = b[p + 1:]
+        if not ip and not fp:
+            raise Malformed("bad decimal")
+        v = _digits(ip) * _POW[places] if ip else 0
+        n = len(fp)
+        if n > places:
+            if not fp.isdigit():
+                raise Malformed("bad digit")
+            if places:
+                v += int(fp[:places])
+            if fp[places] >= 53:  # rounding digit >= '5'
+                v += 1
+        elif n:
+            v += _digits(fp) * _POW[places - n]
+    return -v if neg else v
+
+
+def coord(b, hemi, maxdeg):
+    """'ddmm.mmmm' (or 'dddmm.mmmm') + hemisphere to 1e-7 degrees.
+    Both empty -> None. Exact integer arithmetic: minutes are taken to
+    7 decimals (1e-7 minute < 2e-9 degree) and divided by 60 with rounding."""
+    if not b and not hemi:
+        return None
+    p = b.find(b".")
+    if p < 0:
+        ip = b
+        frac = 0
+    else:
+        ip = b[:p]
+        fp = b[p + 1:]
+        n = len(fp)
+        if n > 7:
+            if not fp.isdigit():
+                raise Malformed("bad digit")
+            frac = int(fp[:7])
+        elif n:
+            frac = _digits(fp) * _POW[7 - n]
+        else:
+            frac = 0
+    if len(ip) < 3:
+        raise Malformed("bad coordinate")
+    dm = _digits(ip)
+    deg = dm // 100
+    mins = dm % 100
+    if mins >= 60 or deg > maxdeg:
+        raise Malformed("coordinate out of range")
+    v = deg * 10000000 + (mins * 10000000 + frac + 30) // 60
+    if v > maxdeg * 10000000:
+        raise Malformed("coordinate out of range")
+    if hemi == b"S" or hemi == b"W":
+        return -v
+    if hemi == b"N" or hemi == b"E":
+        return v
+    raise Malformed("bad hemisphere")
+
+
+def utc_time(b):
+    """'hhmmss[.sss]' to ms since midnight (fraction digits past the third
+    are checked, then dropped); empty -> None."""
+    if not b:
+        return None
+    n = len(b)
+    if n < 6:
+        raise Malformed("bad time")
+    v = _digits(b[:6])
+    h = v // 10000
+    m = v // 100 % 100
+    s = v % 100
+    ms = 0
+    if n > 6:
+        if b[6] != 46:
+            raise Malformed("bad time")
+        if n > 7:
+            fp = b[7:]
+            if not fp.isdigit():
+                raise Malformed("bad time")
+            ms = int(fp[:3]) * _POW[3 - min(3, n - 7)]
+    if h > 23 or m > 59 or s > 60:
+        raise Malformed("time out of range")
+    return ((h * 60 + m) * 60 + s) * 1000 + ms
+
+
+def _date(b):
+    """RMC 'ddmmyy' to (year, month, day); empty -> None. Years 80-99 are
+    19xx (NMEA's two-digit year; GPS began in 1980)."""
+    if not b:
+        return None
+    if len(b) != 6:
+        raise Malformed("bad date")
+    d = _digits(b[0:2])
+    m = _digits(b[2:4])
+    y = _digits(b[4:6])
+    if not (1 <= d <= 31 and 1 <= m <= 12):
+        raise Malformed("date out of range")
+    return (y + (1900 if y >= 80 else 2000), m, d)
+
+
+def _knots_to_cms(b):
+    k = dec(b, 3)  # milli-knots
+    if k is None:
+        return None
+    # 1 kn = 1852/3600 m/s = 51.444 cm/s
+    return (abs(k) * 1852 + 18000) // 36000 * (1 if k >= 0 else -1)
+
+
+def _kmh_to_cms(b):
+    k = dec(b, 3)
+    if k is None:
+        return None
+    # 1 km/h = 100000/3600 cm/s; k is in 1/1000 km/h
+    return (abs(k) * 100 + 1800) // 3600 * (1 if k >= 0 else -1)
+
+
+# one-letter status / mode fields; any other letter reads as absent (None)
+_CH = {}
+for _c in "ACDEFMNPRSUV":
+    _CH[_c.encode()] = _c
+
+
+# ---- per-kind parsers -----------------------------------------------------
+
+def _gga(s, f, nf):
+    # $xxGGA,time,lat,N,lon,E,quality,sats,hdop,alt,M,sep,M,age,station
+    if f[1]:
+        s.time_ms = utc_time(f[1])
+    if f[2] or f[3]:
+        s.lat_e7 = coord(f[2], f[3], 90)
+    if f[4] or f[5]:
+        s.lon_e7 = coord(f[4], f[5], 180)
+    if f[6]:
+        s.quality = _digits(f[6])
+    if f[7]:
+        s.sats = _digits(f[7])
+    if f[8]:
+        s.hdop_x10 = dec(f[8], 1)
+    if f[9]:
+        s.alt_m = _dm_to_m(dec(f[9], 1))
+
+
+def _dm_to_m(a):
+    return (a + 5) // 10 if a >= 0 else -((-a + 5) // 10)
+
+
+def _rmc(s, f, nf):
+    # $xxRMC,time,status,lat,N,lon,E,sog_kn,cog,ddmmyy,magvar,E/W[,faa[,navstatus]]
+    if f[1]:
+        s.time_ms = utc_time(f[1])
+    s.status = _CH.get(f[2])
+    if f[3] or f[4]:
+        s.lat_e7 = coord(f[3], f[4], 90)
+    if f[5] or f[6]:
+        s.lon_e7 = coord(f[5], f[6], 180)
+    if f[7]:
+        s.speed_cms = _knots_to_cms(f[7])
+    if f[8]:
+        s.course_cdeg = dec(f[8], 2)
+    if f[9]:
+        s.date = _date(f[9])
+    s.faa = _CH.get(f[12][:1])
+
+
+def _gsa(s, f, nf):
+    # $xxGSA,A/M,fixtype,prn*12,pdop,hdop,vdop[,systemid]
+    # A GSA with fewer than 12 PRN slots is malformed (i.Trek M3 sends
+    # "$GPGSA,A,1,,,,*32"): fix_type stays None and the tracker ignores it.
+    s.sats = 0
+    if nf < 18:
+        return
+    s.fix_type = _digits(f[2]) if f[2] else None
+    std = nf <= 19  # 12 PRN slots, 3 DOPs, optional NMEA 4.1 system id
+    prns = f[3:15] if std else f[3:nf - 3]
+    # empty slots and PRN 0 are not satellites
+    s.sats = len(prns) - prns.count(b"") - prns.count(b"0") - prns.count(b"00")
+    if std:  # DOPs of longer forms (24 PRN slots) are not trusted
+        s.hdop_x10 = dec(f[16], 1)
+
+
+def _gns(s, f, nf):
+    # $xxGNS,time,lat,N,lon,E,modes,sats,hdop,alt,sep,age,station[,navstatus]
+    if f[1]:
+        s.time_ms = utc_time(f[1])
+    if f[2] or f[3]:
+        s.lat_e7 = coord(f[2], f[3], 90)
+    if f[4] or f[5]:
+        s.lon_e7 = coord(f[4], f[5], 180)
+    if f[6]:
+        s.gns_mode = f[6].decode()
+    if f[7]:
+        s.sats = _digits(f[7])
+    if f[8]:
+        s.hdop_x10 = dec(f[8], 1)
+    if f[9]:
+        s.alt_m = _dm_to_m(dec(f[9], 1))
+    s.status = _CH.get(f[13][:1])  # NMEA 4.1 navigational status (S/C/U/V)
+
+
+def _gll(s, f, nf):
+    # $xxGLL,lat,N,lon,E,time,status[,faa]
+    if f[1] or f[2]:
+        s.lat_e7 = coord(f[1], f[2], 90)
+    if f[3] or f[4]:
+        s.lon_e7 = coord(f[3], f[4], 180)
+    if f[5]:
+        s.time_ms = utc_time(f[5])
+    s.status = _CH.get(f[6])
+    s.faa = _CH.get(f[7][:1])
+
+
+def _vtg(s, f, nf):
+    # $xxVTG,cog,T,cogm,M,sog,N,kph,K[,faa]   (old form: $xxVTG,cog,cogm,sog,kph)
+    if f[2] == b"T":
+        s.course_cdeg = dec(f[1], 2)
+        s.speed_cms = _knots_to_cms(f[5])
+        if s.speed_cms is None:
+            s.speed_cms = _kmh_to_cms(f[7])
+        s.faa = _CH.get(f[9][:1])
+    else:
+        s.course_cdeg = dec(f[1], 2)
+        s.speed_cms = _knots_to_cms(f[3])
+
+
+_PAD = [b""] * 20  # fields are padded to 20 so parsers index without checks
+_PARSERS = {GGA: _gga, RMC: _rmc, GSA: _gsa, GNS: _gns, GLL: _gll, VTG: _vtg}
+
+
+def parse_line(line):
+    """Parse one whole sentence (bytes from '$' to the last checksum digit,
+    no line ending). Returns a Sentence, or one of the strings 'checksum',
+    'proprietary', 'unknown', 'malformed' naming why it was dropped.
+    Proprietary and unknown sentences are classified from their address
+    alone; the checksum is verified on the sentences that are used."""
+    n = len(line)
+    if n < 7:
+        return "unknown"
+    if line[1] == 80:  # 'P'
+        return "proprietary"
+    kind = KINDS.get(line[3:6])
+    if kind is None or line[6] != 44 or not (65 <= line[1] <= 90 and 65 <= line[2] <= 90):
+        return "unknown"
+    if n < 10 or line[n - 3] != 42:  # '*'
+        return "checksum"
+    hi = _HEX.find(line[n - 2:n - 1])
+    lo = _HEX.find(line[n - 1:n])
+    if hi < 0 or lo < 0:
+        return "checksum"
+    body = line[1:n - 3]
+    c = 0
+    for b in body:
+        c ^= b
+    if c != ((hi & 15) << 4 | (lo & 15)):
+        return "checksum"
+    s = Sentence(kind, line[1:3].decode())
+    f = body.split(b",")
+    nf = len(f)
+    if nf < 20:
+        f.extend(_PAD[:20 - nf])
+    try:
+        _PARSERS[kind](s, f, nf)
+    except Malformed:
+        return "malformed"
+    return s
+
+
+def _eol(data, i, end):
+    """Index of the first CR or LF at or after i, or -1."""
+    a = data.find(b"\n", i)
+    b = data.find(b"\r", i, end if a < 0 else a)
+    return a if b < 0 else b
+
+
+class NmeaReader:
+    """Frames a byte stream into sentences. feed(data) -> list of Sentence.
+
+    Counters (ints, only ever grow): ok, bad_checksum, too_long, unknown,
+    proprietary, malformed, garbage (bytes outside any sentence, CR/LF not
+    counted).
+    """
+
+    def __init__(self, max_line=MAX_LINE):
+        self._buf = bytearray(max_line)
+        self._mv = memoryview(self._buf)
+        self._max = max_line
+        self._n = 0
+        self._in = False  # inside a sentence
+        self._over = False  # current line overflowed: drop to end of line
+        self.ok = 0
+        self.bad_checksum = 0
+        self.too_long = 0
+        self.unknown = 0
+        self.proprietary = 0
+        self.malformed = 0
+        self.garbage = 0
+
+    def counters(self):
+        return {
+            "ok": self.ok,
+            "bad_checksum": self.bad_checksum,
+            "too_long": self.too_long,
+            "unknown": self.unknown,
+            "proprietary": self.proprietary,
+            "malformed": self.malformed,
+            "garbage": self.garbage,
+        }
+
+    def feed(self, data):
+        """Bytes (or bytearray) from the UART, any chunking. Returns the
+        list of Sentence objects completed by this chunk."""
+        out = []
+        i = 0
+        end = len(data)
+        while i < end:
+            if self._in:
+                # a sentence begun in an earlier chunk: copy up to its end
+                a = _eol(data, i, end)
+                stop = end if a < 0 else a
+                k = stop - i
+                if not self._over:
+                    n = self._n
+                    if n + k > self._max:
+                        self._over = True
+                    else:
+                        self._mv[n:n + k] = memoryview(data)[i:stop]
+                        self._n = n + k
+                if a < 0:
+                    return out
+                i = a
+                self._in = False
+                if self._over:
+                    self.too_long += 1
+                else:
+                    self._take(bytes(self._mv[:self._n]), out)
+                continue
+            j = data.find(b"$", i)
+            if j != i:
+                stop = end if j < 0 else j
+                seg = data[i:stop]  # outside a sentence; CR and LF are not garbage
+                self.garbage += len(seg) - seg.count(b"\r") - seg.count(b"\n")
+                if j < 0:
+                    return out
+            a = data.find(b"\n", j)
+            b = data.find(b"\r", j, end if a < 0 else a)
+            if b >= 0:
+                a = b
+            if a < 0:
+                # the sentence goes on in the next chunk: keep what we have
+                k = end - j
+                self._in = True
+                self._over = k > self._max
+                if not self._over:
+                    self._mv[:k] = memoryview(data)[j:end]
+                    self._n = k
+                return out
+            if a - j > self._max:
+                self.too_long += 1
+            else:
+                self._take(data[j:a] if isinstance(data, bytes) else bytes(data[j:a]), out)
+            i = a + 1
+            if i < end and data[i] == 10 and data[a] == 13:
+                i += 1  # CRLF
+        return out
+
+    def _take(self, line, out):
+        d = line.rfind(b"$")
+        if d > 0:  # restart at the last '$': what precedes it was cut short
+            self.garbage += d
+            line = line[d:]
+        r = parse_line(line)
+        if type(r) is str:
+            if r == "checksum":
+                self.bad_checksum += 1
+            elif r == "proprietary":
+                self.proprietary += 1
+            elif r == "unknown":
+                self.unknown += 1
+            else:
+                self.malformed += 1
+            return
+        self.ok += 1
+        out.append(r)
