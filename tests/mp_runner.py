@@ -65,7 +65,7 @@ def main(argv):
         for k in list(sys.modules):
             if k not in before:
                 del sys.modules[k]
-        mod = None
+        mod = fn = None
         gc.collect()
     print("micropython: %d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
