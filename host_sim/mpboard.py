@@ -126,7 +126,10 @@ class _QuotaVfs:
         return self.i.remove(p)
 
     def rename(self, a, b):
-        return self.i.rename(a, b)
+        # A rooted VfsPosix prefixes both paths into one shared buffer in
+        # this port, so rename through an unrooted one with full host paths.
+        raw = os.VfsPosix()
+        return raw.rename(_ROOT + "/" + a.lstrip("/"), _ROOT + "/" + b.lstrip("/"))
 
     def rmdir(self, p):
         return self.i.rmdir(p)
