@@ -15,6 +15,8 @@ COMMANDS = [
     ("frame", "tools.framecmd"),
     ("demo", "tools.demo"),
     ("flash", "tools.flash"),
+    ("provision", "tools.provision"),
+    ("field", "tools.field"),
 ]
 
 
