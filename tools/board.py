@@ -153,13 +153,22 @@ class Board:
         """{path: hex sha256 or None if unreadable} read back from the board."""
         self._need("h", _HASH_FN)
         res = {}
-        for p in paths:
-            res[p] = self.eval_json("_x", "try:\n _x=_pnc_h(%r)\nexcept OSError:\n _x=None\n" % p)
+        paths = list(paths)
+        for i in range(0, len(paths), 16):
+            part = paths[i : i + 16]
+            got = self.eval_json(
+                "_x", "_x=[]\nfor _p in %r:\n try:\n  _x.append(_pnc_h(_p))\n except OSError:\n  _x.append(None)\n" % part
+            )
+            if not isinstance(got, list) or len(got) != len(part):
+                raise DeviceError("unexpected hash answer from the board")
+            res.update(zip(part, got))
         return res
 
-    def write(self, path, data, progress=None, chunk=512):
+    def write(self, path, data, progress=None, chunk=1024):
         try:
             self.t.fs_writefile(path, data, chunk_size=chunk, progress_callback=progress)
+        except serial.SerialException as e:
+            raise DeviceError("connection to %s lost while writing %s: %s" % (self.port, path, _why(e)))
         except OSError as e:
             if getattr(e, "errno", None) == ENOSPC:
                 raise DeviceError("the board's flash is full (writing %s)" % path)
