@@ -49,7 +49,7 @@ def _pnc_boot():
     import json
     try:
         with open('/manifest.json') as f:
-            m = json.load(f)
+            m = json.loads(f.read())
     except (OSError, ValueError):
         return False
     sys.path.insert(0, '/' + m['app'])

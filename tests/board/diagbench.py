@@ -13,7 +13,7 @@ import sys
 import time
 
 with open("/manifest.json") as f:
-    MANIFEST = json.load(f)
+    MANIFEST = json.loads(f.read())
 sys.path.insert(0, "/" + MANIFEST["app"])
 
 import binascii  # noqa: E402
@@ -26,7 +26,7 @@ from protocol import stream  # noqa: E402
 from protocol.crypto import DeviceKeys  # noqa: E402
 
 with open("/data/config.json") as f:
-    CFG = json.load(f)
+    CFG = json.loads(f.read())
 
 
 class BenchProvider:
