@@ -96,7 +96,9 @@ def test_interrupted_copy_keeps_the_old_release(board, release):
 
 
 def test_interrupted_first_flash_leaves_no_release(board, release):
-    def pull(path, n=[0]):
+    n = [0]
+
+    def pull(path):
         n[0] += 1
         if n[0] == 3:
             board.kill()

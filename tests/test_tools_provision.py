@@ -13,7 +13,7 @@ from host_sim.mpboard import MpBoard
 from protocol import frame as F
 from protocol import stream
 from protocol.crypto import DeviceKeys
-from tools import cli, field
+from tools import cli
 from tools import flash as FL
 from tools import provision as PV
 from tools.board import Board, DeviceError

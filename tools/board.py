@@ -161,7 +161,7 @@ class Board:
             )
             if not isinstance(got, list) or len(got) != len(part):
                 raise DeviceError("unexpected hash answer from the board")
-            res.update(zip(part, got))
+            res.update(zip(part, got, strict=True))
         return res
 
     def write(self, path, data, progress=None, chunk=1024):
@@ -177,7 +177,7 @@ class Board:
             if "28" in str(e.error_output) or "ENOSPC" in str(e.error_output):
                 raise DeviceError("the board's flash is full (writing %s)" % path)
             raise DeviceError("cannot write %s on the board: %s" % (path, _last_line(e.error_output)))
-        except (TransportError, serial.SerialException) as e:
+        except TransportError as e:
             raise DeviceError("connection to %s lost while writing %s: %s" % (self.port, path, _why(e)))
 
     def write_atomic(self, path, data):
