@@ -102,7 +102,16 @@ class SerialConsole:
         self.port = port
         self.timeout = timeout
         try:
-            self.ser = serial.serial_for_url(port, baudrate=baud, timeout=0.1)
+            self.ser = serial.serial_for_url(port, baudrate=baud, timeout=0.1, do_not_open=True)
+            # Opening a USB-serial bridge asserts DTR/RTS, which resets an
+            # ESP32 through its auto-reset circuit: never reset a unit that
+            # may be carrying an alert just to talk to its console.
+            try:
+                self.ser.dtr = False
+                self.ser.rts = False
+            except (serial.SerialException, OSError, ValueError):
+                pass
+            self.ser.open()
         except (serial.SerialException, ValueError, OSError) as e:
             raise UsageError("cannot open port %s: %s" % (port, _why(e)))
         self.host = DiagHost(engineer_key)
