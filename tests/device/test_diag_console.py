@@ -283,3 +283,16 @@ def test_unknown_command_and_bye():
 def test_repr_shows_no_key():
     d = D.Diag(EK, FakeProvider(), rand=_rand)
     assert "0001020304" not in repr(d) and "session" not in repr(d)
+
+
+def test_fresh_hello_replaces_a_session_left_open():
+    d, h, p, out = _login()
+    h.accept(out)
+    h2 = Host(EK, b"\x55" * 16)
+    out2 = d.feed(h2.hello(), 10)
+    h2.accept(out2)
+    assert h2.open(d.feed(h2.cmd("status"), 11))["ok"]
+    assert d.feed(h.cmd("status"), 12) == b""  # the old session is gone
+    # a wrong-key hello inside a session is just a bad line: the session stays
+    assert d.feed(Host(WRONG, b"\x66" * 16).hello(), 13) == b""
+    assert d.active() and d.counters()["auth_fail"] == 0
