@@ -294,7 +294,9 @@ class Diag:
             return False
         hn = _unhex(parts[1])
         tag = _unhex(parts[2])
-        return hn is not None and tag is not None and tags_equal(self._ek.digest(L_HELLO, hn), tag)
+        if hn is None or tag is None or hn in self._seen:  # a replay must not end a live session
+            return False
+        return tags_equal(self._ek.digest(L_HELLO, hn), tag)
 
     def _end(self):
         self._state = S_SILENT

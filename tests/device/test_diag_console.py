@@ -296,3 +296,6 @@ def test_fresh_hello_replaces_a_session_left_open():
     # a wrong-key hello inside a session is just a bad line: the session stays
     assert d.feed(Host(WRONG, b"\x66" * 16).hello(), 13) == b""
     assert d.active() and d.counters()["auth_fail"] == 0
+    # nor does a replay of the hello that opened this session
+    assert d.feed(h2.hello(), 14) == b""
+    assert h2.open(d.feed(h2.cmd("status"), 15))["ok"]
