@@ -293,9 +293,12 @@ def test_fresh_hello_replaces_a_session_left_open():
     h2.accept(out2)
     assert h2.open(d.feed(h2.cmd("status"), 11))["ok"]
     assert d.feed(h.cmd("status"), 12) == b""  # the old session is gone
-    # a wrong-key hello inside a session is just a bad line: the session stays
+
+
+def test_wrong_or_replayed_hello_inside_a_session_is_just_a_bad_line():
+    d, h, p, out = _login()
+    h.accept(out)
     assert d.feed(Host(WRONG, b"\x66" * 16).hello(), 13) == b""
-    assert d.active() and d.counters()["auth_fail"] == 0
-    # nor does a replay of the hello that opened this session
-    assert d.feed(h2.hello(), 14) == b""
-    assert h2.open(d.feed(h2.cmd("status"), 15))["ok"]
+    assert d.feed(h.hello(), 14) == b""  # replay of the hello that opened this session
+    assert d.active() and d.counters()["auth_fail"] == 0 and d.counters()["bad_mac"] == 2
+    assert h.open(d.feed(h.cmd("status"), 15))["ok"]
