@@ -180,3 +180,18 @@ def test_esptool_commands_and_image_checks(tmp_path):
     with pytest.raises(UsageError):
         FL.check_image(str(tmp_path / "missing.bin"))
     assert cli.main(["flash", "--port", "x", "--erase"]) == 2
+
+
+def test_mpremote_cli_with_resume_works_against_the_bridge(board, tmp_path):
+    import subprocess
+    import sys
+
+    src = tmp_path / "hello.py"
+    src.write_text("X = 1\n")
+    exe = os.path.join(os.path.dirname(sys.executable), "mpremote")
+    p = subprocess.run([exe, "connect", board.url, "resume", "fs", "cp", str(src), ":/hello.py", "+",
+                        "exec", "import sys; sys.path.insert(0, '/'); import hello; print(hello.X + 41)"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "42" in p.stdout
+    assert open(os.path.join(board.root, "hello.py")).read() == "X = 1\n"
+    assert board.proc.poll() is None  # the "board" survived the session

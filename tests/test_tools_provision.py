@@ -226,3 +226,16 @@ def test_flash_provision_then_field_selftest_end_to_end(tmp_path, capsys):
     finally:
         board.stop()
         rx.close()
+
+
+def test_config_extra_is_checked_and_merged(flashed, tmp_path):
+    extra = tmp_path / "extra.json"
+    extra.write_text(json.dumps({"button": {"presses": 3}, "pins": {"button": 33}}))
+    cfg = PV.provision(_args(flashed.url, tmp_path, "--config-extra", str(extra), "--power-profile", "saver"),
+                       MemoryRegistry())
+    assert cfg["button"] == {"presses": 3} and cfg["pins"] == {"button": 33} and cfg["timings"] == {}
+    assert cfg["power_profile"] == "saver" and _config(flashed)["button"] == {"presses": 3}
+    extra.write_text(json.dumps({"key_hex": "00"}))
+    with pytest.raises(UsageError) as ei:
+        PV.provision(_args(flashed.url, tmp_path, "--config-extra", str(extra), "--force", device_id=7), MemoryRegistry())
+    assert "may only hold" in str(ei.value)
