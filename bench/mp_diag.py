@@ -80,12 +80,12 @@ def main(arg):
         h += a
         s += b
     t0 = ticks_us()
-    for i in range(n):
+    for _i in range(n):
         d.feed(b"AT+CGMI\r\n", 0)
     j = ticks_diff(ticks_us(), t0)
     blk = bytes(64)
     t0 = ticks_us()
-    for i in range(n):
+    for _i in range(n):
         hashlib.sha256(blk).digest()
     sh = ticks_diff(ticks_us(), t0)
     print("hello_us %.1f status_us %.1f junk_us %.1f sha256_us %.2f" % (h / n, s / n, j / n, sh / n))
