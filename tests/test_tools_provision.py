@@ -28,11 +28,22 @@ def release(tmp_path_factory):
     return FL.build(str(tmp_path_factory.mktemp("mpy")), march="")
 
 
+@pytest.fixture(scope="module")
+def flashed_root(tmp_path_factory, release):
+    """A board folder flashed once; each test gets a copy (a board is its folder)."""
+    root = str(tmp_path_factory.mktemp("flashed") / "root")
+    with MpBoard(root) as b:
+        with Board(b.url) as conn:
+            FL.install(conn, release, "9.9.9", "")
+    return root
+
+
 @pytest.fixture
-def flashed(tmp_path, release):
+def flashed(tmp_path, flashed_root):
+    import shutil
+
+    shutil.copytree(flashed_root, str(tmp_path / "root"))
     b = MpBoard(str(tmp_path / "root")).start()
-    with Board(b.url) as conn:
-        FL.install(conn, release, "9.9.9", "")
     yield b
     b.stop()
 
