@@ -210,7 +210,9 @@ class MpBoard:
         self.proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, close_fds=True, start_new_session=True)
         os.close(slave)
         self._master = master
-        # Wait for the REPL (or the script) to be up: drain start-up output.
+        if self.run:
+            return  # a boot script's output waits in the pty for the first client
+        # Wait for the REPL to be up: drain its banner.
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             r, _, _ = select.select([master], [], [], 0.2)

@@ -51,6 +51,12 @@ def test_cli_flash_installs_verifies_and_reports(board, capsys):
     # again: nothing to copy
     assert cli.main(["flash", "--port", board.url, "--march", "", "--quiet"]) == 0
     assert "already up to date" in capsys.readouterr().out
+    assert cli.main(["flash", "--port", board.url, "--check"]) == 0
+    assert "all verified by sha256" in capsys.readouterr().out
+    os.remove(os.path.join(board.root, "manifest.json"))
+    assert cli.main(["flash", "--port", board.url, "--check"]) == 1
+    cap = capsys.readouterr()
+    assert "no application installed" in cap.out and "panic flash: the board has no verified release" in cap.err
 
 
 def test_corrupted_file_on_board_is_detected_and_repaired(board, release, capsys):
@@ -195,3 +201,32 @@ def test_mpremote_cli_with_resume_works_against_the_bridge(board, tmp_path):
     assert "42" in p.stdout
     assert open(os.path.join(board.root, "hello.py")).read() == "X = 1\n"
     assert board.proc.poll() is None  # the "board" survived the session
+
+
+def test_boot_shim_runs_the_release_named_by_the_manifest(board, release, tmp_path):
+    """Boot the board through /main.py: the shim must find firmware.main in
+    the app folder the manifest names, and call its main()."""
+    import subprocess
+    import time
+
+    from tools.mpy_compile import mpy_cross_path
+
+    src = tmp_path / "main.py"
+    src.write_text("def main():\n    import sys\n    sys.stdout.write('APP RUNNING FROM ' + __file__ + chr(10))\n")
+    mpy = tmp_path / "main.mpy"
+    subprocess.run([mpy_cross_path(), "-o", str(mpy), str(src)], check=True)
+    files = dict(release)
+    files["firmware/main.mpy"] = mpy.read_bytes()
+    with Board(board.url) as b:
+        m = FL.install(b, files, "v", "")
+    board.power_cycle(run="/main.py")
+    got = b""
+    with socket.create_connection(("127.0.0.1", board.port)) as s:
+        s.settimeout(0.2)
+        deadline = time.monotonic() + 5
+        while b"RUNNING" not in got and time.monotonic() < deadline:
+            try:
+                got += s.recv(200)
+            except socket.timeout:
+                pass
+    assert b"APP RUNNING FROM /" + m["app"].encode() + b"/firmware/main" in got

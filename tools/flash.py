@@ -293,8 +293,21 @@ def flash(port, image=None, baud=115200, flash_baud=460800, march="xtensawin", e
         return m
 
 
+def check(port, baud=115200, out=print, connect=Board):
+    """Only report what is on the board and whether it verifies."""
+    with connect(port, baud=baud) as board:
+        m, bad = verify(board)
+    out(describe(m, bad))
+    if m is None or bad:
+        raise DeviceError("the board has no verified release")
+    return m
+
+
 def cmd_flash(args):
     try:
+        if args.check:
+            check(args.port, baud=args.baud)
+            return 0
         flash(args.port, image=args.micropython, baud=args.baud, flash_baud=args.flash_baud, march=args.march,
               erase=args.erase, show_progress=not args.quiet)
     except DeviceError as e:
@@ -312,4 +325,5 @@ def register(sub):
     p.add_argument("--flash-baud", type=int, default=460800, help="esptool baud rate (default 460800)")
     p.add_argument("--march", default="xtensawin", help="mpy-cross architecture ('' for portable bytecode)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--check", action="store_true", help="only report what is on the board and verify it; write nothing")
     p.set_defaults(func=cmd_flash)
