@@ -15,6 +15,9 @@ COMMANDS = [
     ("frame", "tools.framecmd"),
     ("demo", "tools.demo"),
     ("receiver", "receiver.cli"),
+    ("flash", "tools.flash"),
+    ("provision", "tools.provision"),
+    ("field", "tools.field"),
 ]
 
 

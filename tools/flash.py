@@ -1,0 +1,329 @@
+"""`panic flash`: put MicroPython (optional) and the application on a board.
+
+Owns: the on-board layout of the application and the update order that
+makes an interrupted copy harmless. The board holds
+
+    /main.py            boot shim: reads /manifest.json, puts /<app> first
+                        on sys.path, imports firmware.main (and calls its
+                        main() if it has one)
+    /manifest.json      {"format", "app", "version", "march", "files": {path: sha256}}
+    /app-XXXXXXXX/      protocol/*.mpy and firmware/*.mpy of one release
+    /data/              device data (config.json, outbox): never touched here
+
+Update order: compile on the host; check free space (statvfs) before the
+first byte is written; copy into a NEW /app-... folder; read every file's
+sha256 back from the board and compare; write /main.py and then
+/manifest.json each as .tmp + rename (atomic on LittleFS); only then remove
+older app folders. Until the manifest rename the board still runs the old
+release (or, on a bare board, nothing), so a pulled cable, a full flash or
+a bad copy leaves it either untouched or fully updated; stale folders from
+an interrupted run are removed by the next run.
+
+Never does: erase the flash or touch /data unless asked (--erase erases
+everything, only with a MicroPython image). Stays in sync with:
+tools/provision.py (reads the manifest's version), docs/tools.md.
+"""
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from tools.board import Board, DeviceError
+from tools.errors import UsageError
+from tools.mpy_compile import compile_all
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGES = ("protocol", "firmware")
+MANIFEST = "/manifest.json"
+SHIM = "/main.py"
+BLOCK = 4096  # LittleFS block: every file costs at least one
+
+SHIM_SRC = b"""# Boot shim written by `panic flash`: runs the release named by /manifest.json.
+import sys
+
+
+def _pnc_boot():
+    import json
+    try:
+        with open('/manifest.json') as f:
+            m = json.loads(f.read())
+    except (OSError, ValueError):
+        return False
+    sys.path.insert(0, '/' + m['app'])
+    return True
+
+
+if _pnc_boot():
+    import firmware.main
+    _pnc_main = getattr(firmware.main, 'main', None)
+    if _pnc_main:
+        _pnc_main()
+"""
+
+
+def release_version(src_root=REPO):
+    """The firmware version string put in the manifest."""
+    path = os.path.join(src_root, "firmware", "version.py")
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("VERSION"):
+                    return line.split("=", 1)[1].strip().strip("\"'")
+    except OSError:
+        pass
+    try:
+        from importlib.metadata import version
+
+        return version("wearable-panic")
+    except Exception:
+        return "0.0.0"
+
+
+def esptool_command(port, image, baud=460800, chip="esp32", offset="0x1000", erase=False):
+    """The esptool invocations (list of argv lists) that write a MicroPython image."""
+    base = [sys.executable, "-m", "esptool", "--chip", chip, "--port", port, "--baud", str(baud)]
+    cmds = []
+    if erase:
+        cmds.append(base + ["erase-flash"])
+    cmds.append(base + ["write-flash", "-z", offset, image])
+    return cmds
+
+
+def check_image(path):
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1)
+    except OSError as e:
+        raise UsageError("cannot read MicroPython image %s: %s" % (path, e.strerror))
+    if head != b"\xe9":
+        raise UsageError("%s is not an ESP32 firmware image (no 0xE9 magic byte)" % path)
+
+
+def write_image(port, image, baud, erase, run=subprocess.run):
+    check_image(image)
+    for cmd in esptool_command(port, image, baud=baud, erase=erase):
+        p = run(cmd, capture_output=True, text=True)
+        if p.returncode != 0:
+            lines = [x for x in (p.stderr or p.stdout or "").strip().splitlines() if x.strip()]
+            raise DeviceError("esptool failed on %s: %s" % (port, lines[-1] if lines else "exit %d" % p.returncode))
+
+
+def build(out_dir, march="xtensawin", src_root=REPO):
+    """Compile the packages; return {board-relative path: bytes}."""
+    cwd = os.getcwd()
+    try:
+        os.chdir(src_root)
+        done, errors = compile_all(list(PACKAGES), out_dir, march=march)
+    finally:
+        os.chdir(cwd)
+    if errors:
+        src, err = errors[0]
+        raise UsageError("mpy-cross failed on %s: %s" % (src, err.splitlines()[-1] if err else "?"))
+    files = {}
+    for src, dst in done:
+        rel = (os.path.splitext(src)[0] + ".mpy").replace(os.sep, "/")
+        with open(dst, "rb") as f:
+            files[rel] = f.read()
+    if not files:
+        raise UsageError("nothing to flash: no .py files under %s" % ", ".join(PACKAGES))
+    return files
+
+
+def _need_bytes(files):
+    n = 0
+    for data in files.values():
+        n += max(1, (len(data) + BLOCK - 1) // BLOCK) * BLOCK
+    return n + 2 * BLOCK + len(SHIM_SRC)
+
+
+class Progress:
+    """A one-line progress bar on stderr."""
+
+    def __init__(self, total, stream=None, width=30):
+        self.total = max(1, total)
+        self.done = 0
+        self.s = stream or sys.stderr
+        self.w = width
+        self._last = -1
+
+    def add(self, n, label=""):
+        self.done += n
+        pct = min(100, self.done * 100 // self.total)
+        if pct != self._last:
+            self._last = pct
+            fill = self.w * pct // 100
+            self.s.write("\rcopying [%s%s] %3d%% %s" % ("#" * fill, "." * (self.w - fill), pct, label[-40:].ljust(40)))
+            self.s.flush()
+
+    def end(self):
+        self.s.write("\n")
+        self.s.flush()
+
+
+def read_manifest(board):
+    import json
+
+    raw = board.read(MANIFEST)
+    if raw is None:
+        return None
+    try:
+        m = json.loads(raw)
+        if isinstance(m, dict) and isinstance(m.get("files"), dict) and isinstance(m.get("app"), str):
+            return m
+    except ValueError:
+        pass
+    return None
+
+
+def _clean_stale(board, keep):
+    for name in board.listdir("/"):
+        if name.startswith("app-") and name != keep:
+            board.remove("/" + name)
+        elif name.endswith(".tmp"):
+            board.remove("/" + name)
+
+
+def install(board, files, version, march, progress=None, on_file=None):
+    """Copy `files` to the board with the staged, verified, atomic order.
+    Returns the new manifest. Raises DeviceError, leaving the old release."""
+    import json
+
+    old = read_manifest(board)
+    _clean_stale(board, old["app"] if old else None)
+    wanted = {p: hashlib.sha256(d).hexdigest() for p, d in files.items()}
+    free = board.free_bytes("/")
+    need = _need_bytes(files)
+    if need > free:
+        raise DeviceError(
+            "not enough flash on the board: the release needs %d KB, %d KB free; nothing was changed"
+            % ((need + 1023) // 1024, free // 1024)
+        )
+    app = "app-" + os.urandom(4).hex()
+    root = "/" + app
+    try:
+        dirs = sorted({os.path.dirname(p) for p in files})
+        for d in dirs:
+            board.mkdirs(root + "/" + d)
+        for p in sorted(files):
+            data = files[p]
+            if on_file:
+                on_file(p)
+            if progress:
+                last = [0]
+
+                def cb(written, total, _l=last, _p=p):
+                    progress.add(written - _l[0], _p)
+                    _l[0] = written
+
+                board.write(root + "/" + p, data, progress=cb)
+                if not data:
+                    progress.add(0, p)
+            else:
+                board.write(root + "/" + p, data)
+        if progress:
+            progress.end()
+        got = board.sha256([root + "/" + p for p in sorted(files)])
+        bad = [p for p in sorted(files) if got.get(root + "/" + p) != wanted[p]]
+        if bad:
+            raise DeviceError("%d file(s) did not read back correctly (first: %s); the old release was kept" % (len(bad), bad[0]))
+    except DeviceError:
+        try:
+            board.remove(root)  # best effort: the next run cleans up otherwise
+        except DeviceError:
+            pass
+        raise
+    if board.read(SHIM) != SHIM_SRC:
+        board.write_atomic(SHIM, SHIM_SRC)
+    manifest = {"format": 1, "app": app, "version": version, "march": march, "files": wanted}
+    board.write_atomic(MANIFEST, json.dumps(manifest, sort_keys=True).encode())
+    _clean_stale(board, app)
+    return manifest
+
+
+def verify(board, manifest=None):
+    """Check the installed release against its manifest: (manifest, [bad paths])."""
+    m = manifest or read_manifest(board)
+    if m is None:
+        return None, []
+    got = board.sha256(["/" + m["app"] + "/" + p for p in sorted(m["files"])])
+    return m, [p for p in sorted(m["files"]) if got["/" + m["app"] + "/" + p] != m["files"][p]]
+
+
+def describe(m, bad):
+    if m is None:
+        return "board: no application installed (no /manifest.json)"
+    total = len(m["files"])
+    lines = [
+        "board: wearable-panic %s (%s, %s)" % (m.get("version", "?"), m["app"], m.get("march") or "bytecode"),
+        "files: %d, %s" % (total, "all verified by sha256" if not bad else "%d DO NOT MATCH: %s" % (len(bad), ", ".join(bad[:5]))),
+    ]
+    return "\n".join(lines)
+
+
+def flash(port, image=None, baud=115200, flash_baud=460800, march="xtensawin", erase=False, src_root=REPO,
+          show_progress=True, on_file=None, out=print, run=subprocess.run, connect=Board):
+    if erase and not image:
+        raise UsageError("--erase only makes sense with --micropython IMAGE")
+    with tempfile.TemporaryDirectory() as tmp:
+        files = build(tmp, march=march, src_root=src_root)
+    if image:
+        out("writing MicroPython image %s with esptool..." % image)
+        write_image(port, image, flash_baud, erase, run=run)
+        time.sleep(2)  # the board reboots into the new image
+    version = release_version(src_root)
+    with connect(port, baud=baud) as board:
+        old, _ = verify(board)
+        if old and old.get("files") == {p: hashlib.sha256(d).hexdigest() for p, d in files.items()}:
+            m, bad = verify(board, old)
+            if not bad:
+                out("already up to date")
+                out(describe(m, bad))
+                return m
+        total = sum(len(d) for d in files.values())
+        out("copying %d files (%d bytes) to %s" % (len(files), total, port))
+        prog = Progress(total) if show_progress else None
+        install(board, files, version, march, progress=prog, on_file=on_file)
+        m, bad = verify(board)
+        out(describe(m, bad))
+        if bad:
+            raise DeviceError("the installed release does not verify")
+        return m
+
+
+def check(port, baud=115200, out=print, connect=Board):
+    """Only report what is on the board and whether it verifies."""
+    with connect(port, baud=baud) as board:
+        m, bad = verify(board)
+    out(describe(m, bad))
+    if m is None or bad:
+        raise DeviceError("the board has no verified release")
+    return m
+
+
+def cmd_flash(args):
+    try:
+        if args.check:
+            check(args.port, baud=args.baud)
+            return 0
+        flash(args.port, image=args.micropython, baud=args.baud, flash_baud=args.flash_baud, march=args.march,
+              erase=args.erase, show_progress=not args.quiet)
+    except DeviceError as e:
+        print("panic flash: %s" % e, file=sys.stderr)
+        return 1
+    return 0
+
+
+def register(sub):
+    p = sub.add_parser("flash", help="write MicroPython (optional) and the application to a board")
+    p.add_argument("--port", required=True, help="serial port or pyserial URL (e.g. /dev/ttyUSB0, socket://host:port)")
+    p.add_argument("--micropython", metavar="IMAGE", help="first write this MicroPython firmware image with esptool")
+    p.add_argument("--erase", action="store_true", help="erase the whole flash before writing the image (destroys config)")
+    p.add_argument("--baud", type=int, default=115200, help="REPL baud rate (default 115200)")
+    p.add_argument("--flash-baud", type=int, default=460800, help="esptool baud rate (default 460800)")
+    p.add_argument("--march", default="xtensawin", help="mpy-cross architecture ('' for portable bytecode)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--check", action="store_true", help="only report what is on the board and verify it; write nothing")
+    p.set_defaults(func=cmd_flash)
