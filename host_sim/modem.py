@@ -139,6 +139,7 @@ class Sim7600:
         self._rxmode = 0
         self._cmgf = 0
         self._csclk = 0
+        self._cvhu = 1
         self.call = None
         self._ready_at = None
 
@@ -569,8 +570,18 @@ class Sim7600:
             self.call = "active"
             self._say(t, "VOICE CALL: BEGIN")
 
+    def _c_cvhu(self, now, body, up):
+        if up in ("+CVHU=0", "+CVHU=1"):
+            self._cvhu = int(up[-1])
+            self._reply(now, "OK")
+        else:
+            self._reply(now, "ERROR")
+
     def _c_hangup(self, now, body, up):
         t = self._t(now)
+        if up == "H" and self._cvhu != 0:
+            self._say(t, "OK")  # ATH is ignored unless AT+CVHU=0 (manual 2.2.7)
+            return
         if self.call is not None:
             self.events.append((t, "hangup"))
             if self.call == "active":
@@ -780,6 +791,7 @@ _HANDLERS = {
     "D": Sim7600._c_dial,
     "H": Sim7600._c_hangup,
     "+CHUP": Sim7600._c_hangup,
+    "+CVHU": Sim7600._c_cvhu,
     "+CMEE": Sim7600._c_ok,
     "+CGDCONT": Sim7600._c_ok,
     "+CLVL": Sim7600._c_ok,

@@ -41,6 +41,26 @@ except ImportError:  # CPython
 P_TIMEOUT = const(-1)
 P_PROMPT = const(-2)
 
+OKERR = ("OK", "ERROR", "+CME ERROR:")
+
+
+class Fail(Exception):
+    """A job could not do its work (reason: short text, no secrets)."""
+
+
+class Hung(Exception):
+    """The modem stopped answering."""
+
+
+def cfg(c, name, default=None):
+    """A setting from a dict or an object's attribute."""
+    if c is None:
+        return default
+    if isinstance(c, dict):
+        return c.get(name, default)
+    return getattr(c, name, default)
+
+
 _LF = const(10)
 _CR = const(13)
 _GT = const(62)
@@ -198,7 +218,7 @@ class AtChannel:
         if self._bad:
             self.rejected += 1
             return
-        line = norm(raw.decode())
+        line = norm(raw.decode().rstrip())
         self.rx_lines += 1
         pend = self.pending
         if pend is not None and self.result is None:

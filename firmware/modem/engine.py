@@ -38,7 +38,7 @@ Must stay in sync with: firmware/transport.py (events), firmware/modem/at.py
 (result indices), docs/modem.md (step table and rules).
 """
 
-from firmware.modem.at import AtChannel, P_TIMEOUT, P_PROMPT, fields, to_int
+from firmware.modem.at import OKERR, AtChannel, Fail, Hung, P_TIMEOUT, P_PROMPT, cfg as _cfg, fields, to_int
 
 try:
     from micropython import const
@@ -61,8 +61,6 @@ J_READ = const(9)
 J_STATUS = const(10)
 J_MUTE = const(11)
 
-OKERR = ("OK", "ERROR", "+CME ERROR:")
-
 DEFAULTS = {
     "pwrkey_ms": 500,  # power-on pulse (hardware design: >= 100, typ. 500)
     "pwrkey_off_ms": 3000,  # power-off hold (>= 2.5 s)
@@ -81,22 +79,6 @@ DEFAULTS = {
     "net_retry_ms": 5000,  # first data-path retry back-off (doubles, max 60 s)
     "read_chunk": 300,
 }
-
-
-class Fail(Exception):
-    """A job could not do its work (reason: short text, no secrets)."""
-
-
-class Hung(Exception):
-    """The modem stopped answering."""
-
-
-def _cfg(cfg, name, default=None):
-    if cfg is None:
-        return default
-    if isinstance(cfg, dict):
-        return cfg.get(name, default)
-    return getattr(cfg, name, default)
 
 
 def _reg_ok(line):
@@ -616,6 +598,7 @@ class Engine:
         # works once the call is connected; it is sent on VOICE CALL: BEGIN).
         yield self.cmd("AT+CLVL=0")
         yield self.cmd("AT+CMUT=0")  # the centre must hear the room
+        yield self.cmd("AT+CVHU=0")  # else ATH is ignored (manual 2.2.7)
         r = yield self.cmd("ATD%s;" % number, OKERR + ("NO CARRIER", "BUSY", "NO ANSWER"), (), self.t["call_timeout_ms"])
         if r[0] != 0:
             raise Fail("dial: %s" % (r[1] or "timeout"))

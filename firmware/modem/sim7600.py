@@ -18,8 +18,7 @@ host_sim/modem.py (the emulator speaks the same answers), docs/modem.md.
 
 import binascii
 
-from firmware.modem.at import P_PROMPT, P_TIMEOUT, fields, to_int
-from firmware.modem.engine import OKERR, Fail, _cfg
+from firmware.modem.at import OKERR, P_PROMPT, P_TIMEOUT, Fail, cfg as _cfg, fields, to_int
 from protocol.errors import BadLength
 from protocol.stream import Deframer
 

@@ -17,7 +17,8 @@ what it produced and returns ms until it next wants a poll.
 Must stay in sync with: firmware/transport.py (the contract).
 """
 
-from firmware.modem.engine import Engine, J_SEND, J_SMS, J_CALL, J_HANGUP, J_SLEEP, J_WAKE, _cfg
+from firmware.modem.at import cfg as _cfg
+from firmware.modem.engine import Engine, J_SEND, J_SMS, J_CALL, J_HANGUP, J_SLEEP, J_WAKE
 from firmware.modem.sim7600 import Sim7600
 from protocol.frame import MAX_FRAME
 
