@@ -73,10 +73,13 @@ class Rig:
         now = self.clock.now
         wait = self.transport.poll(now)
         self.polls += 1
-        for ev in self.transport.events():
+        evs = self.transport.events()
+        for ev in evs:
             self.events.append((now, ev))
             for fn in self.listeners:
                 fn(now, ev)
+        if evs:
+            return  # let the caller act on them at this same instant, as the main loop does
         t_emu = self.emu.next_event_ms()
         nxt = now + max(wait, 0)
         if t_emu is not None and t_emu < nxt:

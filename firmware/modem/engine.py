@@ -69,7 +69,7 @@ DEFAULTS = {
     "cmd_timeout_ms": 3000,
     "reg_timeout_ms": 120000,  # give up one registration round after this
     "reg_poll_ms": 1000,
-    "netopen_timeout_ms": 30000,
+    "netopen_timeout_ms": 15000,  # then AT+NETOPEN? (the answer may have been lost)
     "open_timeout_ms": 30000,
     "send_timeout_ms": 20000,
     "sms_timeout_ms": 60000,

@@ -88,6 +88,11 @@ class Sim7600:
             return to_int(fields(r[1])[0]) == 0
         if r[0] == 1 and r[2] and "already opened" in r[2][0]:
             return True
+        if r[0] == P_TIMEOUT:
+            # the +NETOPEN: line may have been lost: ask for the state
+            r = yield e.cmd("AT+NETOPEN?", OKERR, ("+NETOPEN:",))
+            if r[0] == 0 and r[2] and to_int(fields(r[2][0])[0]) == 1:
+                return True
         return False
 
     def sock_open(self, e):
