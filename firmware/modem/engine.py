@@ -454,7 +454,7 @@ class Engine:
         ok = self._rdy
         if not ok:
             for _ in range(3):
-                r = yield self.cmd("AT", OKERR, (), 1000)
+                r = yield self.cmd("AT", OKERR, ())
                 if r[0] == 0:
                     ok = True
                     break
@@ -625,9 +625,9 @@ class Engine:
         yield ("K", "dtr", 0)
         yield self.wait(60)
         self.asleep = False
-        r = yield self.cmd("AT", OKERR, (), 1000)
+        r = yield self.cmd("AT", OKERR, ())
         if r[0] != 0:
-            yield self.cmd("AT", OKERR, (), 1000)
+            yield self.cmd("AT", OKERR, ())
 
     def _j_status(self):
         r = yield self.cmd("AT+CSQ", OKERR, ("+CSQ:",))
@@ -671,9 +671,9 @@ def _j_csq(e, r):
 # retry interval ms, judge). A judge returns "ok", "retry", "pin" or "fail".
 # The dialect's own steps (dialect.steps) run after these.
 BOOT_STEPS = [
-    ("echo off", "ATE0", (), 1000, 5, 500, None),
-    ("numeric errors", "AT+CMEE=1", (), 1000, 3, 500, None),
+    ("echo off", "ATE0", (), 3000, 5, 500, None),
+    ("numeric errors", "AT+CMEE=1", (), 3000, 3, 500, None),
     ("sim", "AT+CPIN?", ("+CPIN:",), 5000, 10, 1000, _j_cpin),
-    ("sms text mode", "AT+CMGF=1", (), 1000, 5, 1000, None),
-    ("signal", "AT+CSQ", ("+CSQ:",), 1000, 3, 500, _j_csq),
+    ("sms text mode", "AT+CMGF=1", (), 3000, 5, 1000, None),
+    ("signal", "AT+CSQ", ("+CSQ:",), 3000, 3, 500, _j_csq),
 ]

@@ -40,8 +40,8 @@ class Sim7600:
         self.deframer = Deframer()
         # (name, command, info, timeout ms, tries, interval ms, judge)
         self.steps = [
-            ("apn", _apn_cmd, (), 2000, 3, 1000, None),
-            ("manual receive", "AT+CIPRXGET=1", (), 2000, 3, 1000, None),
+            ("apn", _apn_cmd, (), 3000, 3, 1000, None),
+            ("manual receive", "AT+CIPRXGET=1", (), 3000, 3, 1000, None),
         ]
 
     def reset(self):

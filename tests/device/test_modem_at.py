@@ -4,6 +4,8 @@ odd chunks. Runs on CPython and on MicroPython."""
 
 
 import sys
+from firmware.modem.at import AtChannel, P_PROMPT, P_TIMEOUT, fields, norm
+from firmware.modem.sim7600 import parse_cpsi
 
 _NAMES = []
 
@@ -33,8 +35,6 @@ def _release_after(fn):
 
     return run
 
-from firmware.modem.at import AtChannel, P_PROMPT, P_TIMEOUT, fields, norm
-from firmware.modem.sim7600 import parse_cpsi
 
 OKERR = ("OK", "ERROR", "+CME ERROR:")
 

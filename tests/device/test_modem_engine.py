@@ -6,6 +6,10 @@ import binascii
 
 
 import sys
+from firmware.modem.engine import Engine, J_SEND, J_SMS, J_CALL, J_HANGUP, J_SLEEP
+from firmware.modem.sim7600 import Sim7600
+from firmware.modem.transport import ModemTransport
+from protocol.stream import pack
 
 _NAMES = []
 
@@ -35,10 +39,6 @@ def _release_after(fn):
 
     return run
 
-from firmware.modem.engine import Engine, J_SEND, J_SMS, J_CALL, J_HANGUP, J_SLEEP
-from firmware.modem.sim7600 import Sim7600
-from firmware.modem.transport import ModemTransport
-from protocol.stream import pack
 
 REPLY = bytes(range(40, 80))  # any 40 bytes: the engine never interprets frames
 CPSI = b"+CPSI: LTE,Online,234-15,0x1A2B,30125732,257,EUTRAN-BAND20,6300,5,5,-94,-971,-545,15"
@@ -183,7 +183,7 @@ def test_send_frame_and_collect_the_reply_whole_and_bytewise():
         raw = bytes(range(100, 150))
         assert w.t.send_frame(raw, w.now)
         assert not w.t.send_frame(raw, w.now)  # busy: refused
-        assert w.run(lambda: ("frame", REPLY) in w.events)
+        assert w.run(lambda w=w: ("frame", REPLY) in w.events)
         assert ("sent", len(raw)) in w.events
         assert w.modem.payloads[-1] == pack(raw)
         assert 'AT+CIPOPEN=0,"TCP","192.0.2.1",5000' in w.modem.lines
