@@ -353,16 +353,6 @@ class Engine:
     def wait(self, ms, cond=None):
         return ("W", ms, cond)
 
-    def simple(self, text, tries=3, info=(), timeout=None):
-        """Generator: a command that must end in OK; retried; Fail otherwise."""
-        r = None
-        for _ in range(tries):
-            r = yield self.cmd(text, OKERR, info, timeout)
-            if r[0] == 0:
-                return r
-            yield self.wait(300)
-        raise Fail("%s: %s" % (text, r[1] if r and r[1] else "timeout"))
-
     # ---- URCs -----------------------------------------------------------
 
     def _urc(self, line):
