@@ -311,8 +311,8 @@ class Engine:
         if self.sim != "ready":
             return False  # a SIM fault: nothing works until someone fixes it
         req = self._req
-        if req is not None and self.asleep:
-            return self._start(J_WAKE, self._j_wake())
+        if self.asleep and (req is not None or self.rx_pending or self._mute_due):
+            return self._start(J_WAKE, self._j_wake())  # work to do, or data waiting
         if req is not None:
             self._req = None
             kind, args = req
