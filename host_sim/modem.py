@@ -24,7 +24,8 @@ sim_missing_boots, coverage schedule [(from_ms, "full"|"sms"|"none")],
 open_fail (first N CIPOPEN fail), remote_close_at / silent_close_at (ms),
 short_send (first N CIPSEND confirm fewer bytes), garbage_p / truncate_p
 (per output line), hang_at_ms / hang_after_cmds (stops answering until the
-power pin or PWRKEY power-cycles it), start_on (already booted at 0).
+power pin or PWRKEY power-cycles it), babble_at_ms (answers with printable
+noise until power-cycled), start_on (already booted at 0).
 
 Must stay in sync with: firmware/modem/sim7600.py (the engine's view of the
 same dialect), host_sim/README.md (the API), docs/modem.md.
@@ -62,6 +63,7 @@ DEFAULTS = {
     "truncate_p": 0.0,
     "hang_at_ms": None,
     "hang_after_cmds": None,
+    "babble_at_ms": None,
     "start_on": False,
     "call_answer": True,
     "rssi": 21,
@@ -119,6 +121,8 @@ class Sim7600:
             self._timer(t, self._remote_close, 0)
         if self.f["hang_at_ms"] is not None:
             self._timer(self.f["hang_at_ms"], self._hang)
+        if self.f["babble_at_ms"] is not None:
+            self._timer(self.f["babble_at_ms"], self._start_babble)
 
     def _reset_state(self):
         self._echo = self.f["echo"]
@@ -142,6 +146,7 @@ class Sim7600:
         self._cvhu = 1
         self.call = None
         self._ready_at = None
+        self.babble = False
 
     # ---- scheduling -----------------------------------------------------
 
@@ -206,6 +211,8 @@ class Sim7600:
         """Each line framed as the module frames it: <CR><LF>line<CR><LF>."""
         for line in lines:
             b = line.encode()
+            if self.babble:  # wrong baud rate / confused firmware: noise instead of answers
+                b = bytes(self.rng.randrange(32, 127) for _ in range(len(b)))
             if self.f["truncate_p"] and len(b) > 2 and self.rng.random() < self.f["truncate_p"]:
                 b = b[: self.rng.randrange(1, len(b))]
             if self.f["garbage_p"] and self.rng.random() < self.f["garbage_p"]:
@@ -262,7 +269,7 @@ class Sim7600:
         self.on = False
         self.hung = False
         self._out = []
-        self._timers = [e for e in self._timers if getattr(e[2], "__name__", "") in ("_coverage", "_remote_close", "_hang")]
+        self._timers = [e for e in self._timers if getattr(e[2], "__name__", "") in ("_coverage", "_remote_close", "_hang", "_start_babble")]
         heapq.heapify(self._timers)
         self._reset_state()
 
@@ -354,6 +361,11 @@ class Sim7600:
         else:
             self.conn.close(t)
             self._dead_sock = True
+
+    def _start_babble(self, t):
+        if self.on:
+            self.babble = True
+            self.events.append((t, "babble"))
 
     def _hang(self, t):
         if self.on:

@@ -178,6 +178,14 @@ def test_modem_that_stops_answering_until_power_cycled():
     assert w.t.stats()["power_cycles"] == 1
 
 
+def test_modem_that_babbles_noise_is_power_cycled():
+    w = World(babble_at_ms=15000)
+    d = w.deliver()
+    w.assert_delivered(d)
+    assert w.events("babble") and w.t.stats()["power_cycles"] == 1
+    assert w.t.stats()["unknown_urcs"] > 0
+
+
 def test_hung_modem_cycled_by_pwrkey_without_a_power_pin():
     w = World(hang_after_cmds=12, cfg={"has_power_pin": False})
     w.assert_delivered(w.deliver())

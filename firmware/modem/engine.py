@@ -23,7 +23,8 @@ Bring-up is a step table (BOOT_STEPS below): each step is a command with a
 timeout, a number of tries, a retry interval and a handler that judges the
 answer. Recovery rules:
   - hung: a command times out with no byte from the modem since it was sent,
-    twice running -> power-cycle (power pin off/on, or a 3 s PWRKEY hold),
+    twice running (or five commands in a row time out whatever it says)
+    -> power-cycle (power pin off/on, or a 3 s PWRKEY hold),
     then boot again; cycles back off 2 s, 4 s ... 120 s.
   - RDY out of the blue: the modem restarted; everything is re-initialised.
   - network lost (+CIPEVENT, NETOPEN failure, registration lost): the data
@@ -116,6 +117,7 @@ class Engine:
         self._cycle_at = 0
         self._backoff = 2000
         self._silent = 0
+        self._timeouts = 0
         self._down()
         self.booted = False
         self.hung = False
@@ -231,11 +233,16 @@ class Engine:
                 idx, line = r
                 val = (idx, line, self.ch.infos)
                 self.ch.result = None
-                if idx == P_TIMEOUT and self.booted:
+                if idx != P_TIMEOUT:
+                    self._timeouts = 0
+                elif self.booted:
+                    self._timeouts += 1
                     if self.ch.last_rx < self._sent_at:
                         self._silent += 1
                     if self._silent >= 2:
                         return self._kill(Hung())
+                    if self._timeouts >= 5:  # talking, but never an answer
+                        return self._kill(Hung("modem babbling"))
         try:
             req = self._job.send(val)
         except StopIteration:
