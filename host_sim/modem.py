@@ -546,12 +546,16 @@ class Sim7600:
 
     def _cmgs_done(self, now, text_bytes):
         t = self._t(now) + self.f["sms_submit_ms"]
-        if not self.cs_reg(now):
-            self._say(t, "+CMS ERROR: 331")
+        self._timer(t, self._cmgs_result, self._sms_to, text_bytes.decode("latin-1"))
+
+    def _cmgs_result(self, t, to, text):
+        if not self.on or self.hung:
             return
-        text = text_bytes.decode("latin-1")
+        if not self.cs_reg(t):
+            self._say(t, "+CMS ERROR: 331")  # no network service
+            return
         mr = (len([e for e in self.events if e[1] == "sms"]) + 1) % 256
-        self.events.append((t, "sms", self._sms_to, text))
+        self.events.append((t, "sms", to, text))
         self._say(t, "+CMGS: %d" % mr, "OK")
         arr = self.network.sms(t)
         if arr is not None and self.endpoint is not None:

@@ -120,6 +120,17 @@ def test_sms_only_coverage_falls_back_to_sms():
     assert sms and sms[0][2] == "+447700900999" and sms[0][3].startswith("PNC1 ")
 
 
+def test_sms_that_the_network_refuses_is_reported_then_retried():
+    w = World(coverage=[(0, "sms"), (18000, "none"), (40000, "sms")])
+    w.rig.run_until(w.t.sms_ready, 30000)
+    d = AlertDriver(w.rig, KEYS, alert(), sms_after_ms=0)
+    assert d.run(300000, until_sms=True)
+    assert ("sms: +CMS ERROR:331") in [r for _, r in d.failures]
+    assert d.sms_sent_at > 40000 and len(w.events("sms")) == 1
+    assert w.rig.run_until(lambda: w.ep.verified, w.rig.now + 30000)
+    assert w.ep.verified[0][1] == "sms" and w.ep.verified[0][2] == d.frame
+
+
 def test_socket_open_failures():
     w = World(open_fail=2)
     d = w.deliver()

@@ -588,6 +588,10 @@ class Engine:
         if r[0] == 0 and r[2]:
             self.events.append(("sms_sent", to_int(fields(r[2][0])[0], -1)))
             return
+        if r[1].startswith("+CMS ERROR:") and to_int(fields(r[1])[0]) in (330, 331, 332):
+            # no service / network timeout: not ready for SMS until CREG says so
+            self.cs_reg = False
+            self._status_at = self.now
         raise Fail("sms: %s" % (r[1] or "timeout"))
 
     def _j_call(self, number):
@@ -627,6 +631,9 @@ class Engine:
             yield self.cmd("AT", OKERR, ())
 
     def _j_status(self):
+        r = yield self.cmd("AT+CREG?", OKERR, ("+CREG:",))
+        if r[0] == 0 and r[2]:
+            self.cs_reg = _reg_ok(r[2][0])
         r = yield self.cmd("AT+CSQ", OKERR, ("+CSQ:",))
         if r[0] == 0 and r[2]:
             self.csq_v = to_int(fields(r[2][0])[0], 99)
