@@ -41,6 +41,8 @@ def scenario(seed):
             t += r.randrange(5000, 90000)
         cov.append((t, "full"))
         faults["coverage"] = cov
+    if r.random() < 0.08:
+        faults["coverage"] = [(0, "sms")]  # data never comes up: SMS must carry it
     if r.random() < 0.3:
         faults["open_fail"] = r.randrange(1, 4)
     if r.random() < 0.3:
