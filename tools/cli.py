@@ -14,6 +14,7 @@ import sys
 COMMANDS = [
     ("frame", "tools.framecmd"),
     ("demo", "tools.demo"),
+    ("modem", "tools.modemcmd"),
 ]
 
 
