@@ -25,7 +25,7 @@ open_fail (first N CIPOPEN fail), remote_close_at / silent_close_at (ms),
 short_send (first N CIPSEND confirm fewer bytes), garbage_p / truncate_p
 (per output line), hang_at_ms / hang_after_cmds (stops answering until the
 power pin or PWRKEY power-cycles it), babble_at_ms (answers with printable
-noise until power-cycled), start_on (already booted at 0).
+noise until power-cycled), reset_at (restarts by itself), start_on (already booted at 0).
 
 Must stay in sync with: firmware/modem/sim7600.py (the engine's view of the
 same dialect), host_sim/README.md (the API), docs/modem.md.
@@ -64,6 +64,7 @@ DEFAULTS = {
     "hang_at_ms": None,
     "hang_after_cmds": None,
     "babble_at_ms": None,
+    "reset_at": (),
     "start_on": False,
     "call_answer": True,
     "rssi": 21,
@@ -121,6 +122,8 @@ class Sim7600:
             self._timer(t, self._remote_close, 0)
         if self.f["hang_at_ms"] is not None:
             self._timer(self.f["hang_at_ms"], self._hang)
+        for t in self.f["reset_at"]:
+            self._timer(t, self._self_reset)
         if self.f["babble_at_ms"] is not None:
             self._timer(self.f["babble_at_ms"], self._start_babble)
 
@@ -269,7 +272,7 @@ class Sim7600:
         self.on = False
         self.hung = False
         self._out = []
-        self._timers = [e for e in self._timers if getattr(e[2], "__name__", "") in ("_coverage", "_remote_close", "_hang", "_start_babble")]
+        self._timers = [e for e in self._timers if getattr(e[2], "__name__", "") in ("_coverage", "_remote_close", "_hang", "_start_babble", "_self_reset")]
         heapq.heapify(self._timers)
         self._reset_state()
 
@@ -361,6 +364,13 @@ class Sim7600:
         else:
             self.conn.close(t)
             self._dead_sock = True
+
+    def _self_reset(self, t):
+        """A brown-out or firmware crash: the module restarts by itself."""
+        if self.on:
+            self.events.append((t, "self_reset"))
+            self._off(t)
+            self._boot(t)
 
     def _start_babble(self, t):
         if self.on:

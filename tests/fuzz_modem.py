@@ -5,7 +5,7 @@
 1. `runs` scenarios (default 300), each with a random mix of every fault the
    emulator and the network model have (garbage, cut lines, coverage that
    comes and goes, loss, jitter, outages, failed opens, short sends, remote
-   closes, a hang, noise instead of answers, a SIM missing at first boot), must deliver an ALERT and
+   closes, a hang, noise instead of answers, a spontaneous restart, a SIM missing at first boot), must deliver an ALERT and
    verify its ACK (or, with no data coverage at all, its SMS) within 30 min of
    virtual time. Prints the delivery-time distribution and every failure
    with the seed that replays it.
@@ -51,6 +51,8 @@ def scenario(seed):
         faults["hang_after_cmds"] = r.randrange(3, 40)
     if r.random() < 0.2:
         faults["sim_missing_boots"] = 1
+    if r.random() < 0.1:
+        faults["reset_at"] = [r.randrange(5000, 90000)]
     if r.random() < 0.1:
         faults["babble_at_ms"] = r.randrange(0, 60000)
     if r.random() < 0.3:

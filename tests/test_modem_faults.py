@@ -189,6 +189,14 @@ def test_modem_that_stops_answering_until_power_cycled():
     assert w.t.stats()["power_cycles"] == 1
 
 
+def test_modem_that_restarts_by_itself_is_reinitialised_without_a_power_cycle():
+    w = World(reset_at=[18100])  # between the socket opening and the ACK
+    d = w.deliver()
+    w.assert_delivered(d)
+    assert w.events("self_reset") and len(w.events("boot")) == 2
+    assert w.t.stats()["power_cycles"] == 0 and not w.events("off")[1:]
+
+
 def test_modem_that_babbles_noise_is_power_cycled():
     w = World(babble_at_ms=15000)
     d = w.deliver()

@@ -213,7 +213,7 @@ class Engine:
                 if t and t > now:
                     cands.append(t)
         if not cands:
-            return 1000
+            return 60000 if self.asleep and self._req is None else 1000
         dt = min(cands) - now
         return 0 if dt < 0 else (dt if dt < 60000 else 60000)
 
@@ -375,6 +375,7 @@ class Engine:
                 self._down()
                 self._rdy = True
                 self._cycle_at = 0
+                self._first = True  # it is up: initialise, no power cycle
             return
         if line.startswith("+CPIN:"):
             if line.endswith("READY"):
@@ -382,6 +383,7 @@ class Engine:
             elif self.booted:
                 self.sim = None
                 self.booted = False
+                self._first = True  # re-initialise; a power cycle only if the SIM stays away
             return
         if line in ("SMS DONE", "PB DONE", "RING") or line.startswith("+CMTI:") or line.startswith("+CLIP:"):
             return
