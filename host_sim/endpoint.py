@@ -17,9 +17,10 @@ from protocol.errors import ProtocolError
 
 
 class VerifyingEndpoint:
-    def __init__(self, keys, ack=True):
+    def __init__(self, keys, ack=True, close_after_reply=False):
         self.keys = keys
         self.ack = ack
+        self.close_after_reply = close_after_reply  # read by host_sim/tcp.py ModelTcp
         self.verified = []  # (now, "tcp"|"sms", Frame)
         self.rejected = []  # (now, via, reason)
         self.sms_seen = []  # (now, sender, text)

@@ -103,6 +103,8 @@ class _ModelConn:
                         t2 = max(t2, self._down_last)
                         self._down_last = t2
                         self._push(t2, "data", pack(reply))
+                        if getattr(self.b.endpoint, "close_after_reply", False):
+                            self._push(t2, "closed", 1)  # a server that answers, then hangs up
             elif not self.closed:
                 if kind == "data":
                     self.b.bytes_down += len(value)

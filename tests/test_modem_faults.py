@@ -148,6 +148,14 @@ def test_remote_close_between_deliveries():
     assert len(w.events("tcp_open")) == 2
 
 
+def test_server_that_acks_then_closes():
+    w = World()
+    w.ep.close_after_reply = True
+    w.assert_delivered(w.deliver(alert(1)))
+    w.assert_delivered(w.deliver(alert(2)))
+    assert len(w.events("tcp_open")) == 2 and len(w.events("tcp_closed")) == 2
+
+
 def test_silent_close_reports_minus_one_and_reopens():
     w = World(silent_close_at=[30000])
     w.assert_delivered(w.deliver(alert(1)))

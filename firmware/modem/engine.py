@@ -340,7 +340,7 @@ class Engine:
         if self._mute_due:
             self._mute_due = False
             return self._start(J_MUTE, self._j_mute())
-        if self.sock and (self.rx_pending or (self._rx_check_at and now >= self._rx_check_at)):
+        if self.rx_pending or (self.sock and self._rx_check_at and now >= self._rx_check_at):
             if not self.rx_pending:
                 self._rx_checks += 1
                 self._rx_check_at = now + (self.t["rx_check_ms"] << self._rx_checks) if self._rx_checks < 3 else 0

@@ -56,8 +56,7 @@ class Sim7600:
         if line.startswith("+IPCLOSE:"):
             f = fields(line)
             if to_int(f[0]) == LINK:
-                e.sock = False
-                self.deframer = Deframer()
+                e.sock = False  # data already buffered stays readable (an ACK, then close)
             return True
         if line.startswith("+CIPEVENT:"):
             e.net_lost()
