@@ -25,7 +25,8 @@ open_fail (first N CIPOPEN fail), remote_close_at / silent_close_at (ms),
 short_send (first N CIPSEND confirm fewer bytes), garbage_p / truncate_p
 (per output line), hang_at_ms / hang_after_cmds (stops answering until the
 power pin or PWRKEY power-cycles it), babble_at_ms (answers with printable
-noise until power-cycled), reset_at (restarts by itself), start_on (already booted at 0).
+noise until power-cycled), reset_at / quiet_reset_at (restarts by itself,
+with / without RDY), start_on (already booted at 0).
 
 Must stay in sync with: firmware/modem/sim7600.py (the engine's view of the
 same dialect), host_sim/README.md (the API), docs/modem.md.
@@ -65,6 +66,7 @@ DEFAULTS = {
     "hang_after_cmds": None,
     "babble_at_ms": None,
     "reset_at": (),
+    "quiet_reset_at": (),
     "start_on": False,
     "call_answer": True,
     "rssi": 21,
@@ -124,6 +126,8 @@ class Sim7600:
             self._timer(self.f["hang_at_ms"], self._hang)
         for t in self.f["reset_at"]:
             self._timer(t, self._self_reset)
+        for t in self.f["quiet_reset_at"]:
+            self._timer(t, self._self_reset, True)
         if self.f["babble_at_ms"] is not None:
             self._timer(self.f["babble_at_ms"], self._start_babble)
 
@@ -288,7 +292,8 @@ class Sim7600:
             return
         self._ready_at = t
         self.events.append((t, "ready"))
-        self._say(t, "RDY")
+        if not getattr(self, "_quiet", False):
+            self._say(t, "RDY")
         self._timer(t + self.f["cpin_after_ms"], self._cpin_urc)
 
     def _cpin_urc(self, t):
@@ -365,12 +370,14 @@ class Sim7600:
             self.conn.close(t)
             self._dead_sock = True
 
-    def _self_reset(self, t):
-        """A brown-out or firmware crash: the module restarts by itself."""
+    def _self_reset(self, t, quiet=False):
+        """A brown-out or firmware crash: the module restarts by itself
+        (quiet: without RDY, as with auto-bauding, manual 1.4)."""
         if self.on:
             self.events.append((t, "self_reset"))
             self._off(t)
             self._boot(t)
+            self._quiet = quiet
 
     def _start_babble(self, t):
         if self.on:

@@ -118,6 +118,7 @@ class AlertDriver:
         self._next_try = rig.now
         self._in_flight = False
         self._sms_in_flight = False
+        self._next_sms = rig.now
         rig.listeners.append(self._event)
 
     def _event(self, now, ev):
@@ -144,13 +145,15 @@ class AlertDriver:
         elif kind == "sms_failed":
             self._sms_in_flight = False
             self.failures.append((now, ev[1]))
+            self._next_sms = now + self.retry_ms
 
     def tick(self):
         t = self.rig.transport
         now = self.rig.now
         if self.acked_at is not None or t.busy():
             return
-        if self.sms_sent_at is None and not self._sms_in_flight and now - self.start >= self.sms_after_ms and t.sms_ready():
+        if (self.sms_sent_at is None and not self._sms_in_flight and now - self.start >= self.sms_after_ms
+                and now >= self._next_sms and t.sms_ready()):
             text, _ = S.to_sms(self.keys, self.frame)
             if t.send_sms(self.sms_number, text, now):
                 self._sms_in_flight = True

@@ -54,6 +54,8 @@ def scenario(seed):
     if r.random() < 0.1:
         faults["reset_at"] = [r.randrange(5000, 90000)]
     if r.random() < 0.1:
+        faults["quiet_reset_at"] = [r.randrange(5000, 90000)]
+    if r.random() < 0.1:
         faults["babble_at_ms"] = r.randrange(0, 60000)
     if r.random() < 0.3:
         faults["remote_close_at"] = [r.randrange(10000, 60000)]
@@ -75,6 +77,7 @@ def scenario(seed):
 def run(seed):
     net, faults = scenario(seed)
     w = World(net=net, seed=seed, **faults)
+    w.ep.close_after_reply = random.Random(seed + 1).random() < 0.2  # a server that ACKs, then hangs up
     d = w.deliver(alert(1), limit_ms=LIMIT_MS, sms_after_ms=120000)
     if d.acked_at is not None:
         return d.acked_at, "tcp", faults

@@ -205,6 +205,16 @@ def test_modem_that_restarts_by_itself_is_reinitialised_without_a_power_cycle():
     assert w.t.stats()["power_cycles"] == 0 and not w.events("off")[1:]
 
 
+def test_restart_without_rdy_is_noticed_by_the_echo_coming_back():
+    w = World(quiet_reset_at=[25000])
+    w.assert_delivered(w.deliver(alert(1)))
+    w.rig.run_until(lambda: False, 40000)
+    d = w.deliver(alert(2))
+    w.assert_delivered(d)
+    assert w.t.stats()["power_cycles"] == 0 and w.t.stats()["boots"] == 2
+    assert w.sent_lines().count(b"ATE0\r") == 2
+
+
 def test_modem_that_babbles_noise_is_power_cycled():
     w = World(babble_at_ms=15000)
     d = w.deliver()

@@ -117,6 +117,7 @@ class AtChannel:
         self.rejected = 0  # garbage lines dropped
         self.overflow = 0  # over-long lines dropped
         self.stray = 0  # OK/ERROR with nothing pending
+        self.echoes = 0  # command lines echoed back (echo is on: ATE0 not, or no longer, in force)
         self.last_rx = 0  # now of the last byte received
         self.rx_lines = 0
         self.pending = None  # command text while waiting
@@ -223,6 +224,7 @@ class AtChannel:
         pend = self.pending
         if pend is not None and self.result is None:
             if line == pend or (line.startswith("AT") and pend.startswith(line)):
+                self.echoes += 1
                 return  # echo (before ATE0), possibly cut short
             for i, p in enumerate(self._final):
                 if line.startswith(p):

@@ -93,9 +93,13 @@ class Engine:
     def __init__(self, dialect, cfg=None):
         self.d = dialect
         self.cfg = cfg
-        t = {}
+        t = DEFAULTS  # shared and read-only unless the config overrides a timing
         for k in DEFAULTS:
-            t[k] = _cfg(cfg, k, DEFAULTS[k])
+            v = _cfg(cfg, k, None)
+            if v is not None and v != DEFAULTS[k]:
+                if t is DEFAULTS:
+                    t = dict(DEFAULTS)
+                t[k] = v
         self.t = t
         self.has_power = bool(_cfg(cfg, "has_power_pin", True))
         self.pin = _cfg(cfg, "pin", None)
@@ -118,6 +122,7 @@ class Engine:
         self._backoff = 2000
         self._silent = 0
         self._timeouts = 0
+        self._echoes = 0
         self._down()
         self.booted = False
         self.hung = False
@@ -186,6 +191,24 @@ class Engine:
         if data:
             self._silent = 0
             self.ch.feed(data, now)
+            if self.ch.echoes != self._echoes:
+                self._echoes = self.ch.echoes
+                if self.booted and self._kind != J_BOOT:
+                    # echo is back after ATE0: it restarted and its RDY was lost
+                    self._restarted()
+
+    def _restarted(self):
+        """The modem restarted by itself: drop the job and all state, and
+        initialise again (it is up: no power cycle)."""
+        if self._job is not None:
+            self._kill(Fail("modem restarted"))
+        if self.data_up:
+            self.events.append(("link", False))
+        self.booted = False
+        self._down()
+        self._rdy = True
+        self._cycle_at = 0
+        self._first = True
 
     def poll(self, now):
         self.now = now
@@ -319,7 +342,7 @@ class Engine:
             return False  # a SIM fault: nothing works until someone fixes it
         req = self._req
         if self.asleep and (req is not None or self.rx_pending or self._mute_due):
-            return self._start(J_WAKE, self._j_wake())  # work to do, or data waiting
+            return self._start(J_WAKE, _svc().j_wake(self))  # work to do, or data waiting
         if req is not None:
             self._req = None
             kind, args = req
@@ -328,18 +351,18 @@ class Engine:
             if kind == J_SMS:
                 return self._start(kind, self._j_sms(args[0], args[1]))
             if kind == J_CALL:
-                return self._start(kind, self._j_call(args))
+                return self._start(kind, _svc().j_call(self, args))
             if kind == J_HANGUP:
-                return self._start(kind, self._j_hangup())
+                return self._start(kind, _svc().j_hangup(self))
             if kind == J_SLEEP:
-                return self._start(kind, self._j_sleep())
+                return self._start(kind, _svc().j_sleep(self))
             if kind == J_WAKE:
-                return self._start(kind, self._j_wake())
+                return self._start(kind, _svc().j_wake(self))
         if self.asleep:
             return False
         if self._mute_due:
             self._mute_due = False
-            return self._start(J_MUTE, self._j_mute())
+            return self._start(J_MUTE, _svc().j_mute(self))
         if self.rx_pending or (self.sock and self._rx_check_at and now >= self._rx_check_at):
             if not self.rx_pending:
                 self._rx_checks += 1
@@ -368,14 +391,7 @@ class Engine:
         if line == "RDY":
             self._rdy = True
             if self._kind != J_BOOT and self.booted:
-                # restarted by itself: re-initialise from scratch
-                if self.data_up:
-                    self.events.append(("link", False))
-                self.booted = False
-                self._down()
-                self._rdy = True
-                self._cycle_at = 0
-                self._first = True  # it is up: initialise, no power cycle
+                self._restarted()
             return
         if line.startswith("+CPIN:"):
             if line.endswith("READY"):
@@ -478,7 +494,7 @@ class Engine:
                     break
                 yield self.wait(interval)
             if verdict == "pin":
-                verdict = yield from self._enter_pin()
+                verdict = yield from _svc().enter_pin(self)
             if verdict == "ok":
                 continue
             if verdict == "retry" and r[0] == P_TIMEOUT:
@@ -497,23 +513,7 @@ class Engine:
         self.hung = False
         self._backoff = 2000
         self._status_at = self.now
-
-    def _enter_pin(self):
-        if not self.pin:
-            self.sim = "pin_required"
-            return "fail"
-        r = yield self.cmd('AT+CPIN="%s"' % self.pin, OKERR, (), 5000)
-        if r[0] != 0:
-            self.sim = "pin_rejected"  # never retried: three wrong PINs lock the SIM
-            return "fail"
-        for _ in range(10):
-            yield self.wait(1000)
-            r = yield self.cmd("AT+CPIN?", OKERR, ("+CPIN:",), 5000)
-            if r[0] == 0 and r[2] and r[2][0].endswith("READY"):
-                self.sim = "ready"
-                return "ok"
-        self.sim = "pin_rejected"
-        return "fail"
+        self._echoes = self.ch.echoes
 
     def _j_net(self):
         """Registration, then the dialect opens the data path."""
@@ -582,6 +582,10 @@ class Engine:
 
     def _j_sms(self, number, text):
         r = yield self.cmd('AT+CMGS="%s"' % number, ("ERROR", "+CMS ERROR:", "+CME ERROR:"), (), 10000, True)
+        if r[0] == 1 and to_int(fields(r[1])[0]) == 305:
+            # "invalid text mode parameter": text mode was lost; set it and try once more
+            yield self.cmd("AT+CMGF=1")
+            r = yield self.cmd('AT+CMGS="%s"' % number, ("ERROR", "+CMS ERROR:", "+CME ERROR:"), (), 10000, True)
         if r[0] != P_PROMPT:
             if r[0] == P_TIMEOUT:
                 self.ch.out.extend(b"\x1b")  # cancel a prompt we may have missed
@@ -596,42 +600,6 @@ class Engine:
             self._status_at = self.now
         raise Fail("sms: %s" % (r[1] or "timeout"))
 
-    def _j_call(self, number):
-        # Covert: speaker to its lowest level before dialling (AT+VMUTE only
-        # works once the call is connected; it is sent on VOICE CALL: BEGIN).
-        yield self.cmd("AT+CLVL=0")
-        yield self.cmd("AT+CMUT=0")  # the centre must hear the room
-        yield self.cmd("AT+CVHU=0")  # else ATH is ignored (manual 2.2.7)
-        r = yield self.cmd("ATD%s;" % number, OKERR + ("NO CARRIER", "BUSY", "NO ANSWER"), (), self.t["call_timeout_ms"])
-        if r[0] != 0:
-            raise Fail("dial: %s" % (r[1] or "timeout"))
-        if self.call is None:
-            self.call = "dialling"
-            self.events.append(("call", "dialling"))
-
-    def _j_mute(self):
-        yield self.cmd("AT+VMUTE=1")
-
-    def _j_hangup(self):
-        yield self.cmd("ATH", OKERR, (), 5000)
-        if self.call is not None:
-            self.call = None
-            self.events.append(("call", "ended"))
-
-    def _j_sleep(self):
-        r = yield self.cmd("AT+CSCLK=1")
-        if r[0] == 0:
-            yield ("K", "dtr", 1)
-            self.asleep = True
-
-    def _j_wake(self):
-        yield ("K", "dtr", 0)
-        yield self.wait(60)
-        self.asleep = False
-        r = yield self.cmd("AT", OKERR, ())
-        if r[0] != 0:
-            yield self.cmd("AT", OKERR, ())
-
     def _j_status(self):
         r = yield self.cmd("AT+CREG?", OKERR, ("+CREG:",))
         if r[0] == 0 and r[2]:
@@ -642,6 +610,12 @@ class Engine:
         c = yield from self.d.cell(self)
         if c is not None:
             self.cell_v = c
+
+
+def _svc():
+    from firmware.modem import services
+
+    return services
 
 
 def _j_cpin(e, r):
