@@ -23,8 +23,9 @@ Rules (TinyGSM waitResponse style):
   - Lines with bytes outside printable ASCII, or longer than the buffer, are
     garbage: counted in `rejected` / `overflow` and dropped. The channel
     never raises on input.
-  - With prompt=True a ">" at the start of a line ends the wait with P_PROMPT;
-    the caller then writes the payload with payload().
+  - With prompt=True a ">" ends the wait with P_PROMPT (noise before it on
+    the same line is dropped and counted); the caller then writes the
+    payload with payload().
 
 Must stay in sync with: firmware/modem/engine.py (result codes) and the
 dialect modules (patterns are written without the space after the colon).
@@ -200,7 +201,12 @@ class AtChannel:
                 continue
             if self._dropping:
                 continue
-            if b == _GT and not buf and self._prompt and self.result is None:
+            if b == _GT and self._prompt and self.result is None:
+                # the prompt; noise before it on the same line is dropped, counted
+                if buf:
+                    self.rejected += 1
+                    buf = self._buf = bytearray()
+                    self._bad = False
                 self._finish(P_PROMPT, ">")
                 continue
             if b == _SP and not buf:

@@ -170,6 +170,14 @@ def test_prompt_only_when_asked():
 
 
 @_release_after
+def test_prompt_after_noise_on_the_same_line():
+    ch = AtChannel(lambda line: None)
+    ch.send("AT+CIPSEND=0,5", ("ERROR",), (), 1000, 0, True)
+    ch.feed(b"\r\n\xff\x00>", 1)
+    assert ch.result == (P_PROMPT, ">") and ch.rejected == 1
+
+
+@_release_after
 def test_norm_and_fields():
     assert norm("+CSQ: 20,99") == "+CSQ:20,99"
     assert norm("+CME ERROR: 10") == "+CME ERROR:10"
