@@ -18,6 +18,7 @@ COMMANDS = [
     ("flash", "tools.flash"),
     ("provision", "tools.provision"),
     ("field", "tools.field"),
+    ("modem", "tools.modemcmd"),
 ]
 
 

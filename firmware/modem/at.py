@@ -1,0 +1,251 @@
+"""AT channel: the one response matcher between the modem engine and a UART.
+
+Owns: splitting the byte stream into lines, the `>` prompt, matching lines
+against what the pending command waits for, handing every other line to the
+URC handler, command timeouts, and counting rejected input. Never does I/O
+and never reads a clock: bytes come in through feed(), bytes to write pile
+up in `out`, and `now` is passed in.
+
+Rules (TinyGSM waitResponse style):
+  - At most one command is pending. send() writes "<cmd>\\r" and records the
+    line prefixes that end it (`final`), the prefixes whose lines belong to
+    it (`info`), and a deadline.
+  - Each complete line is first normalised (one space after the first colon
+    of a "+XXX:" line is dropped, so "+CSQ: 20,99" and "+CSQ:20,99" match the
+    same pattern), then matched in this order: echo of the pending command
+    (ignored), a final prefix (the command ends: result is its index), an
+    info prefix (kept in `infos`), a hex payload line when the command asked
+    for one, otherwise the URC handler. URCs therefore work at any point,
+    including between a command and its final result.
+  - A bare OK / ERROR with no command pending is a stray (late answer of a
+    timed-out command or the ERROR that trails "+CIPOPEN: 0,<err>"): counted
+    and dropped.
+  - Lines with bytes outside printable ASCII, or longer than the buffer, are
+    garbage: counted in `rejected` / `overflow` and dropped. The channel
+    never raises on input.
+  - With prompt=True a ">" ends the wait with P_PROMPT (noise before it on
+    the same line is dropped and counted); the caller then writes the
+    payload with payload().
+
+Must stay in sync with: firmware/modem/engine.py (result codes) and the
+dialect modules (patterns are written without the space after the colon).
+"""
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+P_TIMEOUT = const(-1)
+P_PROMPT = const(-2)
+
+OKERR = ("OK", "ERROR", "+CME ERROR:")
+
+
+class Fail(Exception):
+    """A job could not do its work (reason: short text, no secrets)."""
+
+
+class Hung(Exception):
+    """The modem stopped answering."""
+
+
+def cfg(c, name, default=None):
+    """A setting from a dict or an object's attribute."""
+    if c is None:
+        return default
+    if isinstance(c, dict):
+        return c.get(name, default)
+    return getattr(c, name, default)
+
+
+_LF = const(10)
+_CR = const(13)
+_GT = const(62)
+_SP = const(32)
+
+
+def norm(line):
+    """Drop the one space after the first colon of a "+XXX: ..." line."""
+    if line and line[0] == "+":
+        i = line.find(":")
+        if i > 0 and i + 1 < len(line) and line[i + 1] == " ":
+            return line[: i + 1] + line[i + 2 :]
+    return line
+
+
+def fields(line):
+    """Comma-separated fields after the first colon, quotes stripped."""
+    i = line.find(":")
+    rest = line[i + 1 :] if i >= 0 else line
+    out = []
+    for f in rest.split(","):
+        f = f.strip()
+        if len(f) >= 2 and f[0] == '"' and f[-1] == '"':
+            f = f[1:-1]
+        out.append(f)
+    return out
+
+
+def to_int(s, default=None):
+    """int() that returns default instead of raising on wire garbage."""
+    try:
+        return int(s)
+    except (ValueError, TypeError):
+        return default
+
+
+def _is_hex(s):
+    if not s or len(s) & 1:
+        return False
+    for c in s:
+        if not ("0" <= c <= "9" or "a" <= c <= "f" or "A" <= c <= "F"):
+            return False
+    return True
+
+
+class AtChannel:
+    def __init__(self, urc, max_line=640):
+        self._urc = urc  # callable(line) for every unclaimed line
+        self._buf = bytearray()
+        self._max = max_line
+        self._dropping = False  # inside an over-long line
+        self._bad = False  # current line holds a non-printable byte
+        self.out = bytearray()  # bytes waiting to be written to the UART
+        self.rejected = 0  # garbage lines dropped
+        self.overflow = 0  # over-long lines dropped
+        self.stray = 0  # OK/ERROR with nothing pending
+        self.echoes = 0  # command lines echoed back (echo is on: ATE0 not, or no longer, in force)
+        self.last_rx = 0  # now of the last byte received
+        self.rx_lines = 0
+        self.pending = None  # command text while waiting
+        self._final = ()
+        self._info = ()
+        self._prompt = False
+        self._hex = False
+        self._deadline = 0
+        self.infos = []
+        self.result = None  # (index, line) once the pending command ended
+
+    # ---- commands -------------------------------------------------------
+
+    def send(self, cmd, final, info, timeout, now, prompt=False, hexdata=False):
+        """Write a command line and start waiting for one of `final`."""
+        self.out.extend(cmd.encode())
+        self.out.extend(b"\r")
+        self.pending = cmd
+        self._expect(final, info, timeout, now)
+        self._prompt = prompt
+        self._hex = hexdata
+
+    def payload(self, data, final, info, timeout, now):
+        """After P_PROMPT: write raw bytes and wait for the final result."""
+        self.out.extend(data)
+        self.pending = "<payload>"
+        self._expect(final, info, timeout, now)
+        self._prompt = False
+
+    def _expect(self, final, info, timeout, now):
+        self._final = final
+        self._info = info
+        self._deadline = now + timeout
+        self.infos = []
+        self.result = None
+
+    def cancel(self):
+        self.pending = None
+        self.result = None
+        self._prompt = False
+        self._hex = False
+
+    def reset(self):
+        """Forget everything in flight (modem power-cycled)."""
+        self.cancel()
+        self._buf = bytearray()
+        self._dropping = False
+        self._bad = False
+        self.out = bytearray()
+
+    def check(self, now):
+        """End the pending command with P_TIMEOUT once its deadline passed."""
+        if self.pending is not None and self.result is None and now >= self._deadline:
+            self._finish(P_TIMEOUT, "")
+
+    def deadline(self):
+        return self._deadline if self.pending is not None and self.result is None else None
+
+    def _finish(self, idx, line):
+        self.result = (idx, line)
+        self.pending = None
+        self._prompt = False
+        self._hex = False
+
+    # ---- input ----------------------------------------------------------
+
+    def feed(self, data, now):
+        if not data:
+            return
+        self.last_rx = now
+        buf = self._buf
+        for b in data:
+            if b == _LF or b == _CR:
+                if self._dropping:
+                    self._dropping = False
+                elif buf:
+                    self._line(buf)
+                buf = self._buf = bytearray()
+                self._bad = False
+                continue
+            if self._dropping:
+                continue
+            if b == _GT and self._prompt and self.result is None:
+                # the prompt; noise before it on the same line is dropped, counted
+                if buf:
+                    self.rejected += 1
+                    buf = self._buf = bytearray()
+                    self._bad = False
+                self._finish(P_PROMPT, ">")
+                continue
+            if b == _SP and not buf:
+                continue  # leading blank (after "> " or in "\r\n OK")
+            if len(buf) >= self._max:
+                self.overflow += 1
+                self._dropping = True
+                buf = self._buf = bytearray()
+                self._bad = False
+                continue
+            if b < 32 or b > 126:
+                self._bad = True
+            buf.append(b)
+
+    def _line(self, raw):
+        if self._bad:
+            self.rejected += 1
+            return
+        line = norm(raw.decode().rstrip())
+        self.rx_lines += 1
+        pend = self.pending
+        if pend is not None and self.result is None:
+            if line == pend or (line.startswith("AT") and pend.startswith(line)):
+                self.echoes += 1
+                return  # echo (before ATE0), possibly cut short
+            for i, p in enumerate(self._final):
+                if line.startswith(p):
+                    self._finish(i, line)
+                    return
+            for p in self._info:
+                if line.startswith(p):
+                    self.infos.append(line)
+                    return
+            if self._hex and _is_hex(line):
+                self.infos.append(line)
+                return
+        elif line == "OK" or line == "ERROR":
+            self.stray += 1
+            return
+        if line.startswith("AT"):
+            return  # echo of something we sent earlier
+        self._urc(line)

@@ -1,0 +1,659 @@
+"""Modem engine: generic 3GPP (27.007 / 27.005) behaviour over one AtChannel,
+with the data path delegated to a dialect (firmware/modem/sim7600.py).
+
+Owns: modem power and bring-up, registration, recovery, and the services the
+outbox uses (frame by TCP, SMS, covert voice call, cell info, signal, sleep).
+Never does I/O and never reads a clock: feed(data, now) takes UART bytes,
+poll(now) advances and returns ms until it next wants a poll; bytes to write
+are in `ch.out`, pin changes in `actions` ("pwrkey"/"power"/"dtr", level),
+transport events in `events` (names from firmware/transport.py).
+
+How it runs: at most one job at a time. A job is a generator that yields
+requests, and the engine resumes it when the request completes:
+    ("C", cmd, final, info, timeout, prompt, hexdata) -> (index, line, infos)
+    ("P", payload, final, info, timeout)              -> (index, line, infos)
+    ("W", ms, cond)   wait ms, or until cond() is true  -> None
+    ("K", pin, level) pin action, immediate              -> None
+so every wait is "wait N ms", never a sleep. When no job runs, pick() starts
+the most urgent one, in this order: power-cycle a hung modem, boot, wake,
+the caller's request (send/sms/call/hang-up/sleep), speaker mute in a call,
+read received data, bring the data path up, refresh signal and cell.
+
+Bring-up is a step table (BOOT_STEPS below): each step is a command with a
+timeout, a number of tries, a retry interval and a handler that judges the
+answer. Recovery rules:
+  - hung: a command times out with no byte from the modem since it was sent,
+    twice running (or five commands in a row time out whatever it says)
+    -> power-cycle (power pin off/on, or a 3 s PWRKEY hold),
+    then boot again; cycles back off 2 s, 4 s ... 120 s.
+  - RDY out of the blue: the modem restarted; everything is re-initialised.
+  - network lost (+CIPEVENT, NETOPEN failure, registration lost): the data
+    path is reopened by the net job, with back-off, while SMS stays usable
+    if circuit-switched registration holds.
+  - socket: opened on demand per delivery; closed (+IPCLOSE, short send,
+    +CIPERROR, garbage in the TCP stream) it is simply reopened next time.
+A request killed by a power cycle reports send_failed/sms_failed; the outbox
+owns the retry. Every bad byte is counted (stats()), never raised.
+
+Must stay in sync with: firmware/transport.py (events), firmware/modem/at.py
+(result indices), docs/modem.md (step table and rules).
+"""
+
+from firmware.modem.at import OKERR, AtChannel, Fail, Hung, P_TIMEOUT, P_PROMPT, cfg as _cfg, fields, to_int
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+# Job kinds
+J_BOOT = const(1)
+J_NET = const(2)
+J_SEND = const(3)
+J_SMS = const(4)
+J_CALL = const(5)
+J_HANGUP = const(6)
+J_SLEEP = const(7)
+J_WAKE = const(8)
+J_READ = const(9)
+J_STATUS = const(10)
+J_MUTE = const(11)
+
+DEFAULTS = {
+    "pwrkey_ms": 500,  # power-on pulse (hardware design: >= 100, typ. 500)
+    "pwrkey_off_ms": 3000,  # power-off hold (>= 2.5 s)
+    "power_off_ms": 1500,  # supply off during a power cycle
+    "boot_timeout_ms": 25000,  # RDY is due 11-12 s after PWRKEY
+    "cmd_timeout_ms": 3000,
+    "reg_timeout_ms": 120000,  # give up one registration round after this
+    "reg_poll_ms": 1000,
+    "netopen_timeout_ms": 15000,  # then AT+NETOPEN? (the answer may have been lost)
+    "open_timeout_ms": 30000,
+    "send_timeout_ms": 20000,
+    "sms_timeout_ms": 60000,
+    "call_timeout_ms": 30000,
+    "rx_check_ms": 3000,  # poll for data that lost its URC, 3 s then 6, 12
+    "status_ms": 60000,  # idle CSQ/CPSI refresh
+    "net_retry_ms": 5000,  # first data-path retry back-off (doubles, max 60 s)
+    "read_chunk": 300,
+}
+
+
+def _reg_ok(line):
+    """+CREG:/+CGREG:/+CEREG: <n>,<stat>[...] -> registered (home or roaming)."""
+    f = fields(line)
+    st = to_int(f[1]) if len(f) > 1 else to_int(f[0])
+    return st == 1 or st == 5
+
+
+class Engine:
+    def __init__(self, dialect, cfg=None):
+        self.d = dialect
+        self.cfg = cfg
+        t = DEFAULTS  # shared and read-only unless the config overrides a timing
+        for k in DEFAULTS:
+            v = _cfg(cfg, k, None)
+            if v is not None and v != DEFAULTS[k]:
+                if t is DEFAULTS:
+                    t = dict(DEFAULTS)
+                t[k] = v
+        self.t = t
+        self.has_power = bool(_cfg(cfg, "has_power_pin", True))
+        self.pin = _cfg(cfg, "pin", None)
+        self.ch = AtChannel(self._urc)
+        self.events = []
+        self.actions = []
+        self.now = 0
+        # counters (stats)
+        self.unknown = 0  # unsolicited lines nobody understands
+        self.bad_rx = 0  # bad hex / bad TCP stream from the modem
+        self.cycles = 0
+        self.boots = 0
+        self._job = None
+        self._kind = 0
+        self._wait = None  # request the job is blocked on
+        self._until = 0
+        self._cond = None
+        self._req = None  # (kind, args) from the caller
+        self._cycle_at = 0
+        self._backoff = 2000
+        self._silent = 0
+        self._timeouts = 0
+        self._echoes = 0
+        self._down()
+        self.booted = False
+        self.hung = False
+        self.sim = None  # None unknown, "ready", or a fault word
+        self.asleep = False
+        self.csq_v = 99
+        self.cell_v = None
+        self.call = None  # None, "dialling", "active"
+        self._mute_due = False
+        self._status_at = 0
+        self._first = True
+
+    def _down(self):
+        self.cs_reg = False
+        self.ps_reg = False
+        self.data_up = False
+        self.sock = False
+        self.rx_pending = False
+        self._rx_checks = 0
+        self._rx_check_at = 0
+        self._net_at = 0
+        self._net_backoff = self.t["net_retry_ms"]
+        self._rdy = False
+        self.d.reset()
+
+    # ---- caller API -----------------------------------------------------
+
+    def busy(self):
+        return self._req is not None or self._kind in (J_SEND, J_SMS, J_CALL, J_HANGUP)
+
+    def data_ready(self):
+        return self.booted and self.data_up and not self.hung
+
+    def sms_ready(self):
+        return self.booted and self.sim == "ready" and self.cs_reg and not self.hung
+
+    def request(self, kind, args=None):
+        """Queue one caller request; False if one is already in progress."""
+        if self.busy():
+            return False
+        self._req = (kind, args)
+        return True
+
+    def stats(self):
+        ch = self.ch
+        return {
+            "garbage_lines": ch.rejected,
+            "overlong_lines": ch.overflow,
+            "stray_results": ch.stray,
+            "unknown_urcs": self.unknown,
+            "bad_rx": self.bad_rx,
+            "power_cycles": self.cycles,
+            "boots": self.boots,
+            "sim": self.sim,
+        }
+
+    def take_events(self):
+        ev = self.events
+        self.events = []
+        return ev
+
+    # ---- driving --------------------------------------------------------
+
+    def feed(self, data, now):
+        self.now = now
+        if data:
+            self._silent = 0
+            self.ch.feed(data, now)
+            if self.ch.echoes != self._echoes:
+                self._echoes = self.ch.echoes
+                if self.booted and self._kind != J_BOOT:
+                    # echo is back after ATE0: it restarted and its RDY was lost
+                    self._restarted()
+
+    def _restarted(self):
+        """The modem restarted by itself: drop the job and all state, and
+        initialise again (it is up: no power cycle)."""
+        if self._job is not None:
+            self._kill(Fail("modem restarted"))
+        if self.data_up:
+            self.events.append(("link", False))
+        self.booted = False
+        self._down()
+        self._rdy = True
+        self._cycle_at = 0
+        self._first = True
+
+    def poll(self, now):
+        self.now = now
+        self.ch.check(now)
+        for _ in range(50):  # bound the work per poll; the rest runs next poll
+            if self._job is None:
+                if not self._pick(now):
+                    break
+            if not self._step(now):
+                break
+        return self._next(now)
+
+    def _next(self, now):
+        cands = []
+        w = self._wait
+        if self._job is not None and w is not None:
+            if w[0] == "W":
+                cands.append(self._until)
+            else:
+                dl = self.ch.deadline()
+                if dl is not None:
+                    cands.append(dl)
+        elif self._job is None:
+            for t in (self._cycle_at, self._net_at, self._rx_check_at, self._status_at):
+                if t and t > now:
+                    cands.append(t)
+        if not cands:
+            return 60000 if self.asleep and self._req is None else 1000
+        dt = min(cands) - now
+        return 0 if dt < 0 else (dt if dt < 60000 else 60000)
+
+    def _step(self, now):
+        """Resume the job if what it waits for is done. True if it moved."""
+        w = self._wait
+        val = None
+        if w is not None:
+            op = w[0]
+            if op == "W":
+                if now < self._until and not (self._cond is not None and self._cond()):
+                    return False
+            else:
+                r = self.ch.result
+                if r is None:
+                    return False
+                idx, line = r
+                val = (idx, line, self.ch.infos)
+                self.ch.result = None
+                if idx != P_TIMEOUT:
+                    self._timeouts = 0
+                elif self.booted:
+                    self._timeouts += 1
+                    if self.ch.last_rx < self._sent_at:
+                        self._silent += 1
+                    if self._silent >= 2:
+                        return self._kill(Hung())
+                    if self._timeouts >= 5:  # talking, but never an answer
+                        return self._kill(Hung("modem babbling"))
+        try:
+            req = self._job.send(val)
+        except StopIteration:
+            self._end()
+            return True
+        except Hung as e:
+            return self._kill(e)
+        except Fail as e:
+            return self._kill(e)
+        op = req[0]
+        self._wait = req
+        if op == "C":
+            self._sent_at = now
+            self.ch.send(req[1], req[2], req[3], req[4], now, req[5], req[6])
+        elif op == "P":
+            self._sent_at = now
+            self.ch.payload(req[1], req[2], req[3], req[4], now)
+        elif op == "W":
+            self._until = now + req[1]
+            self._cond = req[2]
+        elif op == "K":
+            self.actions.append((req[1], req[2]))
+            self._wait = ("W",)
+            self._until = now
+            self._cond = None
+        return True
+
+    def _end(self):
+        self._job = None
+        self._kind = 0
+        self._wait = None
+        self._cond = None
+
+    def _kill(self, exc):
+        kind = self._kind
+        if self._job is not None:
+            try:
+                self._job.close()
+            except Exception:
+                pass
+        self._end()
+        self.ch.cancel()
+        reason = exc.args[0] if exc.args else "modem not answering"
+        if kind == J_SEND:
+            self.events.append(("send_failed", reason))
+        elif kind == J_SMS:
+            self.events.append(("sms_failed", reason))
+        elif kind == J_CALL:
+            self.call = None
+            self.events.append(("call", "ended"))
+        if isinstance(exc, Hung) or kind == J_BOOT:
+            # power-cycle, backing off 2 s, 4 s ... 120 s while it keeps failing
+            self.hung = isinstance(exc, Hung) or self.hung
+            if self.data_up:
+                self.events.append(("link", False))
+            self._down()
+            self.booted = False
+            self._cycle_at = self.now + self._backoff
+            self._backoff = min(self._backoff * 2, 120000)
+        return True
+
+    def _start(self, kind, gen):
+        self._job = gen
+        self._kind = kind
+        self._wait = None
+        return True
+
+    def _pick(self, now):
+        if self.hung or not self.booted:
+            if now < self._cycle_at:
+                return False
+            return self._start(J_BOOT, self._j_boot(self.hung or not self._first))
+        if self.sim != "ready":
+            return False  # a SIM fault: nothing works until someone fixes it
+        req = self._req
+        if self.asleep and (req is not None or self.rx_pending or self._mute_due):
+            return self._start(J_WAKE, _svc().j_wake(self))  # work to do, or data waiting
+        if req is not None:
+            self._req = None
+            kind, args = req
+            if kind == J_SEND:
+                return self._start(kind, self._j_send(args))
+            if kind == J_SMS:
+                return self._start(kind, self._j_sms(args[0], args[1]))
+            if kind == J_CALL:
+                return self._start(kind, _svc().j_call(self, args))
+            if kind == J_HANGUP:
+                return self._start(kind, _svc().j_hangup(self))
+            if kind == J_SLEEP:
+                return self._start(kind, _svc().j_sleep(self))
+            if kind == J_WAKE:
+                return self._start(kind, _svc().j_wake(self))
+        if self.asleep:
+            return False
+        if self._mute_due:
+            self._mute_due = False
+            return self._start(J_MUTE, _svc().j_mute(self))
+        if self.rx_pending or (self.sock and self._rx_check_at and now >= self._rx_check_at):
+            if not self.rx_pending:
+                self._rx_checks += 1
+                self._rx_check_at = now + (self.t["rx_check_ms"] << self._rx_checks) if self._rx_checks < 3 else 0
+            return self._start(J_READ, self._j_read())
+        if not self.data_up and now >= self._net_at:
+            return self._start(J_NET, self._j_net())
+        if now >= self._status_at:
+            self._status_at = now + self.t["status_ms"]
+            return self._start(J_STATUS, self._j_status())
+        return False
+
+    # ---- request builders used by jobs ----------------------------------
+
+    def cmd(self, text, final=OKERR, info=(), timeout=None, prompt=False, hexdata=False):
+        return ("C", text, final, info, timeout or self.t["cmd_timeout_ms"], prompt, hexdata)
+
+    def wait(self, ms, cond=None):
+        return ("W", ms, cond)
+
+    # ---- URCs -----------------------------------------------------------
+
+    def _urc(self, line):
+        if line == "OK" or line == "ERROR":
+            return  # the OK that precedes +CIPOPEN:/+NETOPEN:/+CIPSEND:
+        if line == "RDY":
+            self._rdy = True
+            if self._kind != J_BOOT and self.booted:
+                self._restarted()
+            return
+        if line.startswith("+CPIN:"):
+            if line.endswith("READY"):
+                self.sim = "ready" if self.sim in (None, "ready") else self.sim
+            elif self.booted:
+                self.sim = None
+                self.booted = False
+                self._first = True  # re-initialise; a power cycle only if the SIM stays away
+            return
+        if line in ("SMS DONE", "PB DONE", "RING") or line.startswith("+CMTI:") or line.startswith("+CLIP:"):
+            return
+        if line.startswith("VOICE CALL:"):
+            if "BEGIN" in line:
+                self.call = "active"
+                self._mute_due = True
+                self.events.append(("call", "active"))
+            elif "END" in line and self.call is not None:
+                self.call = None
+                self.events.append(("call", "ended"))
+            return
+        if line == "NO CARRIER" or line == "BUSY" or line == "NO ANSWER":
+            if self.call is not None:
+                self.call = None
+                self.events.append(("call", "ended"))
+            return
+        if line.startswith("+CSQ:"):
+            self.csq_v = to_int(fields(line)[0], 99)
+            return
+        if line.startswith("+CREG:"):
+            self.cs_reg = _reg_ok(line)
+            return
+        if self.d.urc(self, line):
+            return
+        self.unknown += 1
+
+    # ---- jobs -----------------------------------------------------------
+
+    def _j_boot(self, cycle):
+        self.boots += 1
+        self.ch.reset()
+        was_up = self.data_up
+        self._down()
+        if was_up:
+            self.events.append(("link", False))
+        if not cycle:
+            # after a reset of the ESP32 the modem may already be up
+            self._first = False
+            for _ in range(2):
+                r = yield self.cmd("AT", OKERR, (), 500)
+                if r[0] == 0:
+                    break
+            else:
+                r = None
+            if r is not None:
+                yield from self._init()
+                return
+        else:
+            self.cycles += 1
+            if self.has_power:
+                yield ("K", "power", 0)
+                yield self.wait(self.t["power_off_ms"])
+            else:
+                yield ("K", "pwrkey", 1)
+                yield self.wait(self.t["pwrkey_off_ms"])
+                yield ("K", "pwrkey", 0)
+                yield self.wait(self.t["power_off_ms"])
+        if self.has_power:
+            yield ("K", "power", 1)
+            yield self.wait(100)
+        self._rdy = False
+        yield ("K", "pwrkey", 1)
+        yield self.wait(self.t["pwrkey_ms"])
+        yield ("K", "pwrkey", 0)
+        yield self.wait(self.t["boot_timeout_ms"], self._is_rdy)
+        ok = self._rdy
+        if not ok:
+            for _ in range(3):
+                r = yield self.cmd("AT", OKERR, ())
+                if r[0] == 0:
+                    ok = True
+                    break
+        if not ok:
+            raise Hung("no RDY after power on")
+        yield from self._init()
+
+    def _is_rdy(self):
+        return self._rdy
+
+    def _init(self):
+        """Run the bring-up step table."""
+        for step in BOOT_STEPS + self.d.steps:
+            name, text, info, timeout, tries, interval, judge = step
+            if callable(text):
+                text = text(self)
+            verdict = "retry"
+            for _ in range(tries):
+                r = yield self.cmd(text, OKERR, info, timeout)
+                verdict = judge(self, r) if judge else ("ok" if r[0] == 0 else "retry")
+                if verdict != "retry":
+                    break
+                yield self.wait(interval)
+            if verdict == "pin":
+                verdict = yield from _svc().enter_pin(self)
+            if verdict == "ok":
+                continue
+            if verdict == "retry" and r[0] == P_TIMEOUT:
+                raise Hung("%s: no answer" % name)
+            if name == "sim":
+                if self.sim in (None, "ready"):
+                    self.sim = "missing"
+                if self.sim in ("pin_required", "pin_rejected", "puk_required"):
+                    # never guess or retry a PIN: three wrong ones lock the SIM
+                    self.booted = True
+                    self.hung = False
+                    return
+                raise Fail("sim: %s" % self.sim)  # missing/failure: power-cycle later
+            raise Fail("%s failed" % name)
+        self.booted = True
+        self.hung = False
+        self._backoff = 2000
+        self._status_at = self.now
+        self._echoes = self.ch.echoes
+
+    def _j_net(self):
+        """Registration, then the dialect opens the data path."""
+        deadline = self.now + self.t["reg_timeout_ms"]
+        while True:
+            r = yield self.cmd("AT+CREG?", OKERR, ("+CREG:",))
+            self.cs_reg = r[0] == 0 and bool(r[2]) and _reg_ok(r[2][0])
+            ps = False
+            for q, p in (("AT+CEREG?", "+CEREG:"), ("AT+CGREG?", "+CGREG:")):
+                r = yield self.cmd(q, OKERR, (p,))
+                if r[0] == 0 and r[2] and _reg_ok(r[2][0]):
+                    ps = True
+                    break
+            self.ps_reg = ps
+            if ps:
+                break
+            if self.now >= deadline:
+                return self._net_later()
+            if self._req is not None:
+                self._net_at = self.now  # let the caller's SMS or call go first
+                return
+            yield self.wait(self.t["reg_poll_ms"])
+        ok = yield from self.d.net_open(self)
+        if ok:
+            self.data_up = True
+            self._net_backoff = self.t["net_retry_ms"]
+            self.events.append(("link", True))
+        else:
+            self._net_later()
+
+    def _net_later(self):
+        self._net_at = self.now + self._net_backoff
+        self._net_backoff = min(self._net_backoff * 2, 60000)
+
+    def net_lost(self):
+        """Called by the dialect when the data path went away."""
+        was = self.data_up
+        self.data_up = False
+        self.sock = False
+        self.rx_pending = False
+        self._rx_check_at = 0
+        self._net_at = self.now
+        if was:
+            self.events.append(("link", False))
+
+    def _j_send(self, raw):
+        from protocol.stream import pack
+
+        if not self.data_up:
+            raise Fail("no data path")
+        if not self.sock:
+            yield from self.d.sock_open(self)
+        n = yield from self.d.sock_send(self, pack(raw))
+        self.events.append(("sent", len(raw)))
+        self._rx_checks = 0
+        self._rx_check_at = self.now + self.t["rx_check_ms"]
+        return n
+
+    def _j_read(self):
+        self.rx_pending = False
+        yield from self.d.sock_read(self)
+
+    def frames_in(self, frames):
+        for f in frames:
+            self.events.append(("frame", f))
+
+    def _j_sms(self, number, text):
+        r = yield self.cmd('AT+CMGS="%s"' % number, ("ERROR", "+CMS ERROR:", "+CME ERROR:"), (), 10000, True)
+        if r[0] == 1 and to_int(fields(r[1])[0]) == 305:
+            # "invalid text mode parameter": text mode was lost; set it and try once more
+            yield self.cmd("AT+CMGF=1")
+            r = yield self.cmd('AT+CMGS="%s"' % number, ("ERROR", "+CMS ERROR:", "+CME ERROR:"), (), 10000, True)
+        if r[0] != P_PROMPT:
+            if r[0] == P_TIMEOUT:
+                self.ch.out.extend(b"\x1b")  # cancel a prompt we may have missed
+            raise Fail("cmgs: %s" % (r[1] or "no prompt"))
+        r = yield ("P", text.encode() + b"\x1a", OKERR + ("+CMS ERROR:",), ("+CMGS:",), self.t["sms_timeout_ms"])
+        if r[0] == 0 and r[2]:
+            self.events.append(("sms_sent", to_int(fields(r[2][0])[0], -1)))
+            return
+        if r[1].startswith("+CMS ERROR:") and to_int(fields(r[1])[0]) in (330, 331, 332):
+            # no service / network timeout: not ready for SMS until CREG says so
+            self.cs_reg = False
+            self._status_at = self.now
+        raise Fail("sms: %s" % (r[1] or "timeout"))
+
+    def _j_status(self):
+        r = yield self.cmd("AT+CREG?", OKERR, ("+CREG:",))
+        if r[0] == 0 and r[2]:
+            self.cs_reg = _reg_ok(r[2][0])
+        r = yield self.cmd("AT+CSQ", OKERR, ("+CSQ:",))
+        if r[0] == 0 and r[2]:
+            self.csq_v = to_int(fields(r[2][0])[0], 99)
+        c = yield from self.d.cell(self)
+        if c is not None:
+            self.cell_v = c
+
+
+def _svc():
+    from firmware.modem import services
+
+    return services
+
+
+def _j_cpin(e, r):
+    if r[0] == 0 and r[2]:
+        s = r[2][0]
+        if s.endswith("READY"):
+            e.sim = "ready"
+            return "ok"
+        if "SIM PIN" in s:
+            return "pin"
+        if "PUK" in s:
+            e.sim = "puk_required"
+            return "fail"
+        return "retry"
+    if r[0] == 2:  # +CME ERROR: <n>
+        code = to_int(fields(r[1])[0])
+        if code == 10:
+            e.sim = "missing"
+        elif code == 13 or code == 15:
+            e.sim = "failure"
+        return "retry"  # 14 SIM busy and the rest: ask again
+    return "retry"
+
+
+def _j_csq(e, r):
+    if r[0] == 0 and r[2]:
+        e.csq_v = to_int(fields(r[2][0])[0], 99)
+        return "ok"
+    return "retry"
+
+
+# Bring-up step table: (name, command, info prefixes, timeout ms, tries,
+# retry interval ms, judge). A judge returns "ok", "retry", "pin" or "fail".
+# The dialect's own steps (dialect.steps) run after these.
+BOOT_STEPS = [
+    ("echo off", "ATE0", (), 3000, 5, 500, None),
+    ("numeric errors", "AT+CMEE=1", (), 3000, 3, 500, None),
+    ("sim", "AT+CPIN?", ("+CPIN:",), 5000, 10, 1000, _j_cpin),
+    ("sms text mode", "AT+CMGF=1", (), 3000, 5, 1000, None),
+    ("signal", "AT+CSQ", ("+CSQ:",), 3000, 3, 500, _j_csq),
+]

@@ -1,0 +1,219 @@
+"""SIM7600 dialect: the data path and cell info of SIMCom's SIM7500/SIM7600
+AT manual V3.00 (AT+NETOPEN, AT+CIPOPEN, AT+CIPSEND, AT+CIPRXGET,
+AT+CIPCLOSE, AT+CPSI?), over the generic engine.
+
+Owns: the SIM7600 commands, their answers and URCs (+CIPRXGET: 1,<link>,
++IPCLOSE, +CIPEVENT, late +NETOPEN:). Never does I/O; all its methods are
+generators run inside an engine job, or plain parsers.
+
+A dialect provides: steps (bring-up steps after the generic ones), reset(),
+urc(engine, line) -> handled?, net_open(e) -> bool, sock_open(e),
+sock_send(e, data) -> bytes sent, sock_read(e), cell(e) -> tuple or None.
+Link 0 is the only socket. Received data is read in hex (AT+CIPRXGET=3), so
+a binary frame can never be mistaken for a line end, a prompt or a URC.
+
+Must stay in sync with: firmware/modem/engine.py (job protocol),
+host_sim/modem.py (the emulator speaks the same answers), docs/modem.md.
+"""
+
+import binascii
+
+from firmware.modem.at import OKERR, P_PROMPT, P_TIMEOUT, Fail, cfg as _cfg, fields, to_int
+from protocol.errors import BadLength
+from protocol.stream import Deframer
+
+LINK = 0
+# +CIPOPEN:/+CIPERROR: <err> values (manual 11.6) that mean the PDP context is gone
+_NET_GONE = (1, 2)
+
+
+def _apn_cmd(e):
+    return 'AT+CGDCONT=1,"IP","%s"' % (_cfg(e.cfg, "apn", "") or "")
+
+
+class Sim7600:
+    name = "SIM7600"
+
+    def __init__(self, host, port):
+        self.host = host
+        self.port = port
+        self.deframer = Deframer()
+        # (name, command, info, timeout ms, tries, interval ms, judge)
+        self.steps = [
+            ("apn", _apn_cmd, (), 3000, 3, 1000, None),
+            ("manual receive", "AT+CIPRXGET=1", (), 3000, 3, 1000, None),
+        ]
+
+    def reset(self):
+        self.deframer = Deframer()
+
+    # ---- URCs -----------------------------------------------------------
+
+    def urc(self, e, line):
+        if line.startswith("+CIPRXGET:1,"):
+            e.rx_pending = True
+            return True
+        if line.startswith("+IPCLOSE:"):
+            f = fields(line)
+            if to_int(f[0]) == LINK:
+                e.sock = False  # data already buffered stays readable (an ACK, then close)
+            return True
+        if line.startswith("+CIPEVENT:"):
+            e.net_lost()
+            self.deframer = Deframer()
+            return True
+        if line.startswith("+NETOPEN:"):
+            return True  # late answer of a NETOPEN that timed out: the net job asks again
+        if line.startswith("+CIPOPEN:") or line.startswith("+CIPSEND:") or line.startswith("+CIPCLOSE:"):
+            return True  # late answers of commands that timed out
+        if line.startswith("+CIPERROR:") or line.startswith("+IP ERROR:"):
+            return True
+        if line.startswith("+NETCLOSE:"):
+            return True
+        if line.startswith("+CPSI:"):
+            c = parse_cpsi(line)
+            if c is not None:
+                e.cell_v = c
+            return True
+        if line.startswith("+CGREG:") or line.startswith("+CEREG:"):
+            return True
+        return False
+
+    # ---- data path ------------------------------------------------------
+
+    def net_open(self, e):
+        r = yield e.cmd("AT+NETOPEN", ("+NETOPEN:", "ERROR", "+CME ERROR:"), ("+IP ERROR:",), e.t["netopen_timeout_ms"])
+        if r[0] == 0:
+            return to_int(fields(r[1])[0]) == 0
+        if r[0] == 1 and r[2] and "already opened" in r[2][0]:
+            return True
+        if r[0] == P_TIMEOUT:
+            # the +NETOPEN: line may have been lost: ask for the state
+            r = yield e.cmd("AT+NETOPEN?", OKERR, ("+NETOPEN:",))
+            if r[0] == 0 and r[2] and to_int(fields(r[2][0])[0]) == 1:
+                return True
+        return False
+
+    def sock_open(self, e):
+        self.deframer = Deframer()
+        cmd = 'AT+CIPOPEN=%d,"TCP","%s",%d' % (LINK, self.host, self.port)
+        r = yield e.cmd(cmd, ("+CIPOPEN:", "ERROR", "+CME ERROR:"), ("+IP ERROR:",), e.t["open_timeout_ms"])
+        if r[0] == 0:
+            f = fields(r[1])
+            err = to_int(f[1]) if len(f) > 1 else None
+            if err == 0:
+                e.sock = True
+                return
+            if err == 4 or err == 9:
+                # the link is still held from before: close it, open next time
+                yield from self.sock_close(e)
+            elif err in _NET_GONE:
+                e.net_lost()
+            yield e.wait(200)  # the ERROR that trails a failed +CIPOPEN
+            raise Fail("open: error %s" % f[1] if len(f) > 1 else "open: bad answer")
+        if r[0] == P_TIMEOUT:
+            yield from self.sock_close(e)
+            raise Fail("open: timeout")
+        if r[2] and "opened" not in r[2][0]:
+            e.net_lost()
+        raise Fail("open: %s" % (r[2][0] if r[2] else r[1]))
+
+    def sock_send(self, e, data):
+        r = yield e.cmd("AT+CIPSEND=%d,%d" % (LINK, len(data)), ("ERROR", "+CME ERROR:"),
+                        ("+CIPERROR:", "+IP ERROR:"), 5000, True)
+        if r[0] != P_PROMPT:
+            e.sock = False
+            if r[2]:
+                err = to_int(fields(r[2][0])[0])
+                if err in _NET_GONE:
+                    e.net_lost()
+            raise Fail("send: no prompt")
+        r = yield ("P", data, ("+CIPSEND:", "ERROR", "+CME ERROR:"), ("+CIPERROR:",), e.t["send_timeout_ms"])
+        if r[0] == 0:
+            f = fields(r[1])
+            req = to_int(f[1]) if len(f) > 2 else None
+            cnf = to_int(f[2]) if len(f) > 2 else None
+            if req == len(data) and cnf == req:
+                return cnf
+            # fewer bytes (or -1: disconnected): the manual says the socket
+            # cannot be used further
+            yield from self.sock_close(e)
+            raise Fail("send: %s of %d bytes" % (f[2] if len(f) > 2 else "?", len(data)))
+        yield from self.sock_close(e)
+        raise Fail("send: %s" % (r[1] or "timeout"))
+
+    def sock_close(self, e):
+        e.sock = False
+        self.deframer = Deframer()
+        yield e.cmd("AT+CIPCLOSE=%d" % LINK, ("+CIPCLOSE:", "ERROR", "+CME ERROR:"), ("+IP ERROR:",), 5000)
+
+    def sock_read(self, e):
+        """Drain the modem's receive buffer, handing whole frames out."""
+        for _ in range(20):
+            r = yield e.cmd("AT+CIPRXGET=3,%d,%d" % (LINK, e.t["read_chunk"]), OKERR, ("+CIPRXGET:3,", "+IP ERROR:"),
+                            5000, False, True)
+            if r[0] != 0:
+                if r[0] == 1 and r[2] and "No data" not in r[2][0]:
+                    e.sock = False  # link not there any more
+                return
+            infos = r[2]
+            if not infos or not infos[0].startswith("+CIPRXGET:3,"):
+                e.bad_rx += 1
+                return
+            f = fields(infos[0])
+            n = to_int(f[2]) if len(f) > 3 else None
+            rest = to_int(f[3]) if len(f) > 3 else 0
+            hexline = infos[1] if len(infos) > 1 else ""
+            if n is None or len(hexline) != 2 * n:
+                e.bad_rx += 1  # cut or corrupted: the frame is lost, the outbox resends
+                yield from self.sock_close(e)
+                return
+            try:
+                frames = self.deframer.feed(binascii.unhexlify(hexline))
+            except (BadLength, ValueError):
+                e.bad_rx += 1  # no way to resynchronise a length-prefixed stream
+                yield from self.sock_close(e)
+                return
+            e.frames_in(frames)
+            if not rest:
+                return
+
+    # ---- cell -----------------------------------------------------------
+
+    def cell(self, e):
+        r = yield e.cmd("AT+CPSI?", OKERR, ("+CPSI:",), 3000)
+        if r[0] == 0 and r[2]:
+            return parse_cpsi(r[2][0])
+        return None
+
+
+def parse_cpsi(line):
+    """+CPSI: LTE,Online,<mcc>-<mnc>,<tac hex>,<cell id>,<pci>,<band>,<earfcn>,
+    <dlbw>,<ulbw>,<rsrq>,<rsrp x10>,<rssi x10>,<rssnr> -> (mcc, mnc, tac,
+    cell_id, rsrp_dbm); GSM gives (mcc, mnc, lac, cell_id, rx level dBm).
+    None for no service or anything that does not parse."""
+    f = fields(line)
+    if len(f) < 5:
+        return None
+    mm = f[2].split("-")
+    if len(mm) != 2:
+        return None
+    mcc = to_int(mm[0])
+    mnc = to_int(mm[1])
+    try:
+        tac = int(f[3], 16)
+    except ValueError:
+        return None
+    cid = to_int(f[4])
+    if mcc is None or mnc is None or cid is None:
+        return None
+    if f[0] == "LTE" and len(f) >= 12:
+        rsrp = to_int(f[11])
+        if rsrp is None:
+            return None
+        rsrp = -((-rsrp + 5) // 10) if rsrp < 0 else rsrp // 10
+        return (mcc, mnc, tac, cid, rsrp)
+    if f[0] == "GSM" and len(f) >= 7:
+        rx = to_int(f[6])
+        return (mcc, mnc, tac, cid, rx if rx is not None else 0)
+    return None

@@ -1,0 +1,143 @@
+"""ModemTransport: the transport contract of firmware/transport.py on top of
+the modem engine, a UART-like stream and the board's modem pins.
+
+Owns: moving bytes between the stream and the engine, applying the engine's
+pin actions to the board, and turning calls into engine requests. Never
+blocks: poll(now) reads what the stream has, advances the engine, writes
+what it produced and returns ms until it next wants a poll.
+
+    stream: read(n) -> bytes or None (non-blocking), write(b)
+    pins:   modem_pwrkey(level) (1 = key pressed, i.e. PWRKEY pulled low at
+            the modem; the board maps it to its GPIO polarity),
+            modem_power(on); optional modem_dtr(level) for UART sleep
+    cfg:    apn, receiver_host, receiver_port, optional pin, has_power_pin
+            and any timing of firmware/modem/engine.py DEFAULTS (dict or
+            object attributes)
+
+Must stay in sync with: firmware/transport.py (the contract).
+"""
+
+from firmware.modem.at import cfg as _cfg
+from firmware.modem.engine import Engine, J_SEND, J_SMS, J_CALL, J_HANGUP, J_SLEEP, J_WAKE
+from firmware.modem.sim7600 import Sim7600
+from protocol.frame import MAX_FRAME
+
+_READ = 512
+
+
+def _valid_number(number):
+    if not isinstance(number, str) or not 3 <= len(number) <= 20:
+        return False
+    for i, c in enumerate(number):
+        if not ("0" <= c <= "9" or (c == "+" and i == 0)):
+            return False
+    return True
+
+
+def _valid_sms(text):
+    if not isinstance(text, str) or not 0 < len(text) <= 160:
+        return False
+    for c in text:
+        o = ord(c)
+        if o < 32 or o > 126:
+            return False
+    return True
+
+
+class ModemTransport:
+    def __init__(self, stream, pins, cfg, dialect=None):
+        self.stream = stream
+        self.pins = pins
+        host = _cfg(cfg, "receiver_host")
+        port = _cfg(cfg, "receiver_port")
+        self.engine = Engine(dialect or Sim7600(host, port), cfg)
+
+    # ---- driving --------------------------------------------------------
+
+    def poll(self, now):
+        e = self.engine
+        for _ in range(8):
+            data = self.stream.read(_READ)
+            if not data:
+                break
+            e.feed(data, now)
+        wait = e.poll(now)
+        self._flush()
+        return wait
+
+    def _flush(self):
+        e = self.engine
+        out = e.ch.out
+        if out:
+            self.stream.write(bytes(out))
+            e.ch.out = bytearray()
+        if e.actions:
+            p = self.pins
+            for name, level in e.actions:
+                if name == "pwrkey":
+                    p.modem_pwrkey(level)
+                elif name == "power":
+                    fn = getattr(p, "modem_power", None)
+                    if fn is not None:
+                        fn(bool(level))
+                elif name == "dtr":
+                    fn = getattr(p, "modem_dtr", None)
+                    if fn is not None:
+                        fn(level)
+            e.actions = []
+
+    # ---- contract -------------------------------------------------------
+
+    def data_ready(self):
+        return self.engine.data_ready()
+
+    def sms_ready(self):
+        return self.engine.sms_ready()
+
+    def busy(self):
+        return self.engine.busy()
+
+    def send_frame(self, raw, now):
+        if not self.engine.data_ready() or not isinstance(raw, (bytes, bytearray)) or not 0 < len(raw) <= MAX_FRAME:
+            return False
+        return self.engine.request(J_SEND, bytes(raw))
+
+    def send_sms(self, number, text, now):
+        if not self.engine.sms_ready() or not _valid_number(number) or not _valid_sms(text):
+            return False
+        return self.engine.request(J_SMS, (number, text))
+
+    def start_call(self, number, now):
+        if not self.engine.sms_ready() or not _valid_number(number):
+            return False
+        return self.engine.request(J_CALL, number)
+
+    def hang_up(self, now):
+        e = self.engine
+        old = e._req
+        e._req = (J_HANGUP, None)  # wins over a queued request, which is reported
+        if old is not None:
+            if old[0] == J_SEND:
+                e.events.append(("send_failed", "superseded by hang-up"))
+            elif old[0] == J_SMS:
+                e.events.append(("sms_failed", "superseded by hang-up"))
+
+    def sleep(self, now):
+        if not self.engine.busy():
+            self.engine.request(J_SLEEP)
+
+    def wake(self, now):
+        if self.engine.asleep and not self.engine.busy():
+            self.engine.request(J_WAKE)
+
+    def cell(self):
+        return self.engine.cell_v
+
+    def csq(self):
+        return self.engine.csq_v
+
+    def events(self):
+        return self.engine.take_events()
+
+    def stats(self):
+        return self.engine.stats()

@@ -1,0 +1,848 @@
+"""SIM7600 emulator in virtual time: the AT dialogue of SIMCom's SIM7500/
+SIM7600 AT manual V3.00 on a byte stream, carrying TCP through a pluggable
+backend (host_sim/tcp.py) and SMS through the network model to an endpoint.
+
+Owns: what the modem says and when. Device side:
+    write(data, now)        bytes from the device's UART TX
+    read(now) -> bytes      bytes due on the device's UART RX by `now`
+    next_event_ms() -> int or None   when something next happens (for a
+                            discrete-event loop to jump to)
+    power(on, now), pwrkey(level, now), dtr(level, now)   the board's pins
+                            (pwrkey level 1 = key pressed, PWRKEY pulled low)
+Never sleeps and never reads a clock. All randomness (garbage, truncation)
+comes from one seeded random.Random.
+
+Timings (defaults from the hardware design and the AT manual): PWRKEY pulse
+>= 100 ms powers on, RDY 11.5 s later (UART ready 11-12 s); a >= 2.5 s pulse
+powers off; +CPIN: READY 1 s after RDY, SMS DONE 4 s, PB DONE 5 s;
+registration 3 s after the SIM is ready (and after coverage returns);
+20 ms per command; NETOPEN 1 s; SMS submit 2.5 s.
+
+Faults (keyword arguments, see DEFAULTS): boot_ms, reg_ms, cmd_latency_ms,
+echo (on until ATE0, like the real module), sim ("ok", "missing", "pin"),
+sim_missing_boots, coverage schedule [(from_ms, "full"|"sms"|"none")],
+open_fail (first N CIPOPEN fail), remote_close_at / silent_close_at (ms),
+short_send (first N CIPSEND confirm fewer bytes), garbage_p / truncate_p
+(per output line), hang_at_ms / hang_after_cmds (stops answering until the
+power pin or PWRKEY power-cycles it), babble_at_ms (answers with printable
+noise until power-cycled), reset_at / quiet_reset_at (restarts by itself,
+with / without RDY), start_on (already booted at 0).
+
+Must stay in sync with: firmware/modem/sim7600.py (the engine's view of the
+same dialect), host_sim/README.md (the API), docs/modem.md.
+"""
+
+import binascii
+import heapq
+import random
+
+from host_sim.network import Network
+from host_sim.tcp import ModelTcp
+
+DEFAULTS = {
+    "boot_ms": 11500,
+    "cpin_after_ms": 1000,
+    "sms_done_after_ms": 4000,
+    "pb_done_after_ms": 5000,
+    "reg_ms": 3000,
+    "cmd_latency_ms": 20,
+    "netopen_ms": 1000,
+    "send_ms": 20,
+    "sms_submit_ms": 2500,
+    "call_setup_ms": 3000,
+    "open_fail_ms": 7000,
+    "echo": True,
+    "sim": "ok",
+    "sim_missing_boots": 0,
+    "pin_code": "1234",
+    "coverage": ((0, "full"),),
+    "open_fail": 0,
+    "remote_close_at": (),
+    "silent_close_at": (),
+    "short_send": 0,
+    "garbage_p": 0.0,
+    "truncate_p": 0.0,
+    "hang_at_ms": None,
+    "hang_after_cmds": None,
+    "babble_at_ms": None,
+    "reset_at": (),
+    "quiet_reset_at": (),
+    "start_on": False,
+    "call_answer": True,
+    "rssi": 21,
+    "cell": ("LTE", 234, 15, 0x1A2B, 30125732, -971),
+    "own_number": "+447700900123",
+}
+
+_CTRL_Z = 0x1A
+_ESC = 0x1B
+
+
+class Sim7600:
+    def __init__(self, endpoint=None, network=None, tcp=None, seed=0, **faults):
+        bad = [k for k in faults if k not in DEFAULTS]
+        if bad:
+            raise ValueError("unknown modem fault/setting: %s" % ", ".join(sorted(bad)))
+        self.f = dict(DEFAULTS)
+        self.f.update(faults)
+        self.endpoint = endpoint
+        self.network = network if network is not None else Network(seed=seed)
+        self.tcp = tcp if tcp is not None else ModelTcp(self.network, endpoint)
+        self.rng = random.Random(seed ^ 0x5A5A)
+        self.events = []  # (t, kind, ...) for tests and the scenario runner
+        self.transcript = []  # (t, ">"|"<", bytes): ">" to the modem, "<" from it
+        self.record = True
+        self._timers = []
+        self._tn = 0
+        self._out = []  # (t, bytes) in time order
+        self._last_out = 0
+        self.powered = True
+        self.on = False
+        self.hung = False
+        self._key_down = None
+        self._dtr = 0
+        self._boots = 0
+        self._cmds = 0
+        self._open_fails = 0
+        self._short_sends = 0
+        self._draining = []  # connections the modem closed, with data still in flight
+        self.cov = self._cov_at(0)
+        self._reset_state()
+        if self.f["start_on"]:
+            self.on = True
+            self._boots = 1
+            self._ready_at = 0
+            self._sim_ready(0)
+            self._cs_at = 0
+            self._ps_at = 0 if self.cov == "full" else None
+            self._echo = False
+        for t in self.f["coverage"]:
+            self._timer(t[0], self._coverage, t[1])
+        for t in self.f["remote_close_at"]:
+            self._timer(t, self._remote_close, 1)
+        for t in self.f["silent_close_at"]:
+            self._timer(t, self._remote_close, 0)
+        if self.f["hang_at_ms"] is not None:
+            self._timer(self.f["hang_at_ms"], self._hang)
+        for t in self.f["reset_at"]:
+            self._timer(t, self._self_reset)
+        for t in self.f["quiet_reset_at"]:
+            self._timer(t, self._self_reset, True)
+        if self.f["babble_at_ms"] is not None:
+            self._timer(self.f["babble_at_ms"], self._start_babble)
+
+    def _reset_state(self):
+        self._echo = self.f["echo"]
+        self._line = bytearray()
+        self._mode = "cmd"  # "cmd", "cipsend", "cmgs"
+        self._need = 0
+        self._payload = bytearray()
+        self._sms_to = None
+        self._busy_until = 0
+        self.sim_state = None  # None, "ready", "pin", "missing"
+        self._cs_at = None
+        self._ps_at = None
+        self.net_open = False
+        self.conn = None
+        self.sock = False
+        self._dead_sock = False
+        self._rx = bytearray()
+        self._rxmode = 0
+        self._cmgf = 0
+        self._csclk = 0
+        self._cvhu = 1
+        self.call = None
+        self._ready_at = None
+        self.babble = False
+
+    # ---- scheduling -----------------------------------------------------
+
+    def _timer(self, t, fn, *args):
+        self._tn += 1
+        heapq.heappush(self._timers, (t, self._tn, fn, args))
+
+    def next_event_ms(self):
+        c = []
+        if self._out:
+            c.append(self._out[0][0])
+        for d in self._draining:
+            t = d.next_event_ms()
+            if t is not None:
+                c.append(t)
+        if self._timers:
+            c.append(self._timers[0][0])
+        if self.conn is not None:
+            t = self.conn.next_event_ms()
+            if t is not None:
+                c.append(t)
+        return min(c) if c else None
+
+    def _advance(self, now):
+        while True:
+            t_timer = self._timers[0][0] if self._timers else None
+            t_conn = self.conn.next_event_ms() if self.conn is not None else None
+            if t_timer is not None and t_timer <= now and (t_conn is None or t_timer <= t_conn):
+                t, _, fn, args = heapq.heappop(self._timers)
+                fn(t, *args)
+                continue
+            if t_conn is not None and t_conn <= now:
+                conn = self.conn
+                for t, kind, value in conn.poll(t_conn):
+                    self._conn_event(conn, t, kind, value)
+                continue
+            t_drain = None
+            for c in self._draining:
+                tc = c.next_event_ms()
+                if tc is not None and tc <= now:
+                    t_drain = c
+                    break
+            if t_drain is not None:
+                t_drain.poll(now)  # in-flight data reaches the server; the modem no longer listens
+                if t_drain.next_event_ms() is None:
+                    self._draining.remove(t_drain)
+                continue
+            if self.conn is not None and self.conn.next_event_ms() is None:
+                conn = self.conn
+                for t, kind, value in conn.poll(now):  # real-time backend
+                    self._conn_event(conn, t, kind, value)
+            break
+
+    # ---- output ---------------------------------------------------------
+
+    def _raw(self, t, data):
+        t = max(t, self._last_out)
+        self._last_out = t
+        self._out.append((t, bytes(data)))
+
+    def _say(self, t, *lines):
+        """Each line framed as the module frames it: <CR><LF>line<CR><LF>."""
+        for line in lines:
+            b = line.encode()
+            if self.babble:  # wrong baud rate / confused firmware: noise instead of answers
+                b = bytes(self.rng.randrange(32, 127) for _ in range(len(b)))
+            if self.f["truncate_p"] and len(b) > 2 and self.rng.random() < self.f["truncate_p"]:
+                b = b[: self.rng.randrange(1, len(b))]
+            if self.f["garbage_p"] and self.rng.random() < self.f["garbage_p"]:
+                n = self.rng.randrange(1, 24)
+                self._raw(t, bytes(self.rng.randrange(256) for _ in range(n)))
+            self._raw(t, b"\r\n" + b + b"\r\n")
+
+    def read(self, now):
+        self._advance(now)
+        if not self._out or self._out[0][0] > now:
+            return b""
+        chunks = []
+        while self._out and self._out[0][0] <= now:
+            chunks.append(self._out.pop(0)[1])
+        data = b"".join(chunks)
+        if self.record:
+            self.transcript.append((now, "<", data))
+        return data
+
+    # ---- pins -----------------------------------------------------------
+
+    def power(self, on, now):
+        self._advance(now)
+        self.events.append((now, "power", bool(on)))
+        if not on and self.powered:
+            self._off(now)
+        self.powered = bool(on)
+
+    def pwrkey(self, level, now):
+        self._advance(now)
+        if not self.powered:
+            return
+        if level and self._key_down is None:
+            self._key_down = now
+        elif not level and self._key_down is not None:
+            held = now - self._key_down
+            t0 = self._key_down
+            self._key_down = None
+            if self.on and held >= 2500:
+                self._off(now)
+            elif not self.on and held >= 100:
+                self._boot(t0)
+
+    def dtr(self, level, now):
+        self._advance(now)
+        self._dtr = 1 if level else 0
+
+    def asleep(self):
+        return self.on and self._csclk == 1 and self._dtr == 1
+
+    def _off(self, now):
+        self.events.append((now, "off"))
+        self._drop_conn(now)
+        self.on = False
+        self.hung = False
+        self._out = []
+        self._timers = [e for e in self._timers if getattr(e[2], "__name__", "") in ("_coverage", "_remote_close", "_hang", "_start_babble", "_self_reset")]
+        heapq.heapify(self._timers)
+        self._reset_state()
+
+    def _boot(self, t0):
+        self.on = True
+        self._boots += 1
+        self._reset_state()
+        self.events.append((t0, "boot"))
+        self._timer(t0 + self.f["boot_ms"], self._rdy)
+
+    def _rdy(self, t):
+        if not self.on:
+            return
+        self._ready_at = t
+        self.events.append((t, "ready"))
+        if not getattr(self, "_quiet", False):
+            self._say(t, "RDY")
+        self._timer(t + self.f["cpin_after_ms"], self._cpin_urc)
+
+    def _cpin_urc(self, t):
+        sim = self.f["sim"]
+        if sim == "ok" and self._boots <= self.f["sim_missing_boots"]:
+            sim = "missing"
+        if sim == "missing":
+            self.sim_state = "missing"
+            return  # nothing: the module stays silent without a SIM
+        if sim == "pin":
+            self.sim_state = "pin"
+            self._say(t, "+CPIN: SIM PIN")
+            return
+        self._sim_ready(t)
+        self._say(t, "+CPIN: READY")
+
+    def _sim_ready(self, t):
+        self.sim_state = "ready"
+        self._timer(t + self.f["sms_done_after_ms"] - self.f["cpin_after_ms"], self._say_urc, "SMS DONE")
+        self._timer(t + self.f["pb_done_after_ms"] - self.f["cpin_after_ms"], self._say_urc, "PB DONE")
+        self._coverage(t, self._cov_at(t))
+
+    def _say_urc(self, t, text):
+        if self.on and not self.hung:
+            self._say(t, text)
+
+    def _cov_at(self, t):
+        mode = "none"
+        for a, m in self.f["coverage"]:
+            if a <= t:
+                mode = m
+        return mode
+
+    def _coverage(self, t, mode):
+        self.cov = mode
+        if not self.on or self.sim_state != "ready":
+            return
+        reg = t + self.f["reg_ms"]
+        if mode == "none":
+            self._cs_at = None
+            self._ps_at = None
+        else:
+            if self._cs_at is None:
+                self._cs_at = reg
+            if mode == "full":
+                if self._ps_at is None:
+                    self._ps_at = reg
+            else:
+                self._ps_at = None
+        if mode != "full" and self.net_open:
+            self.events.append((t, "network_lost"))
+            if self.conn is not None:
+                self._drop_conn(t)
+            self.sock = False
+            self.net_open = False
+            if not self.hung:
+                self._say(t, "+CIPEVENT: NETWORK CLOSED UNEXPECTEDLY")
+
+    def _drop_conn(self, t):
+        c = self.conn
+        self.conn = None
+        if c is not None:
+            c.close(t)
+            if c.next_event_ms() is not None:
+                self._draining.append(c)
+
+    def _remote_close(self, t, loud):
+        if self.conn is None or not self.sock:
+            return
+        self.events.append((t, "remote_close" if loud else "silent_close"))
+        if loud:
+            self.conn.remote_close(t)
+        else:
+            self.conn.close(t)
+            self._dead_sock = True
+
+    def _self_reset(self, t, quiet=False):
+        """A brown-out or firmware crash: the module restarts by itself
+        (quiet: without RDY, as with auto-bauding, manual 1.4)."""
+        if self.on:
+            self.events.append((t, "self_reset"))
+            self._off(t)
+            self._boot(t)
+            self._quiet = quiet
+
+    def _start_babble(self, t):
+        if self.on:
+            self.babble = True
+            self.events.append((t, "babble"))
+
+    def _hang(self, t):
+        if self.on:
+            self.hung = True
+            self.events.append((t, "hang"))
+            self._out = [o for o in self._out if o[0] <= t]
+
+    def cs_reg(self, t):
+        return self._cs_at is not None and t >= self._cs_at
+
+    def ps_reg(self, t):
+        return self._ps_at is not None and t >= self._ps_at
+
+    # ---- input ----------------------------------------------------------
+
+    def write(self, data, now):
+        self._advance(now)
+        if self.record:
+            self.transcript.append((now, ">", bytes(data)))
+        if not self.on or self.hung or self._ready_at is None or now < self._ready_at or self.asleep():
+            return  # nobody listening: the bytes are lost, as on the wire
+        for b in data:
+            if self._mode == "cipsend":
+                self._payload.append(b)
+                if len(self._payload) >= self._need:
+                    self._mode = "cmd"
+                    self._cipsend_done(now, bytes(self._payload))
+                continue
+            if self._mode == "cmgs":
+                if b == _CTRL_Z:
+                    self._mode = "cmd"
+                    self._cmgs_done(now, bytes(self._payload))
+                elif b == _ESC:
+                    self._mode = "cmd"
+                    self._reply(now, "OK")
+                else:
+                    self._payload.append(b)
+                continue
+            if b == 13:
+                line = bytes(self._line)
+                self._line = bytearray()
+                if self._echo:
+                    self._raw(now, line + b"\r")
+                self._command(now, line)
+            elif b == 10:
+                continue
+            elif len(self._line) < 600:
+                self._line.append(b)
+
+    def _t(self, now):
+        t = max(now, self._busy_until) + self.f["cmd_latency_ms"]
+        self._busy_until = t
+        return t
+
+    def _reply(self, now, *lines):
+        self._say(self._t(now), *lines)
+
+    def _command(self, now, raw):
+        try:
+            line = raw.decode("ascii").strip()
+        except UnicodeDecodeError:
+            self._reply(now, "ERROR")
+            return
+        if not line:
+            return
+        if not line.upper().startswith("AT"):
+            self._reply(now, "ERROR")
+            return
+        self._cmds += 1
+        hc = self.f["hang_after_cmds"]
+        if hc is not None and self._cmds > hc and self._boots <= 1:
+            self._hang(now)
+            return
+        body = line[2:]
+        up = body.upper()
+        h = _HANDLERS.get(_name(up))
+        if h is None:
+            self._reply(now, "ERROR")
+            return
+        h(self, now, body, up)
+
+    # ---- command handlers --------------------------------------------------
+
+    def _c_at(self, now, body, up):
+        self._reply(now, "OK")
+
+    def _c_e(self, now, body, up):
+        if up in ("E0", "E1", "E"):
+            self._echo = up == "E1"
+            self._reply(now, "OK")
+        else:
+            self._reply(now, "ERROR")
+
+    def _c_ok(self, now, body, up):
+        self._reply(now, "OK")
+
+    def _c_vmute(self, now, body, up):
+        self._reply(now, "OK" if self.call == "active" else "ERROR")
+
+    def _sim_err(self, now):
+        if self.sim_state == "missing":
+            self._reply(now, "+CME ERROR: 10")
+            return True
+        if self.sim_state == "pin":
+            self._reply(now, "+CME ERROR: 11")
+            return True
+        if self.sim_state is None:
+            self._reply(now, "+CME ERROR: 14")
+            return True
+        return False
+
+    def _c_cpin(self, now, body, up):
+        if up == "+CPIN?":
+            if self.sim_state == "ready":
+                self._reply(now, "+CPIN: READY", "OK")
+            elif self.sim_state == "pin":
+                self._reply(now, "+CPIN: SIM PIN", "OK")
+            elif self.sim_state == "missing":
+                self._reply(now, "+CME ERROR: 10")
+            else:
+                self._reply(now, "+CME ERROR: 14")
+            return
+        if up.startswith("+CPIN="):
+            code = body[6:].strip().strip('"')
+            if self.sim_state != "pin":
+                self._reply(now, "+CME ERROR: 3")
+            elif code == self.f["pin_code"]:
+                t = self._t(now)
+                self._say(t, "OK")
+                self._sim_ready(t + 1000)
+                self._timer(t + 1000, self._say_urc, "+CPIN: READY")
+            else:
+                self._reply(now, "+CME ERROR: 16")
+            return
+        self._reply(now, "ERROR")
+
+    def _c_csq(self, now, body, up):
+        rssi = self.f["rssi"] if self.cov != "none" and self.sim_state == "ready" else 99
+        self._reply(now, "+CSQ: %d,99" % rssi, "OK")
+
+    def _c_reg(self, now, body, up):
+        name = _name(up)
+        if not up.endswith("?"):
+            self._reply(now, "OK")
+            return
+        ok = self.cs_reg(now) if name == "+CREG" else self.ps_reg(now)
+        searching = self.sim_state == "ready" and self.cov != "none"
+        st = 1 if ok else (2 if searching else 0)
+        self._reply(now, "%s: 0,%d" % (name, st), "OK")
+
+    def _c_cpsi(self, now, body, up):
+        if self.cov == "none" or not self.cs_reg(now):
+            self._reply(now, "+CPSI: NO SERVICE,Online", "OK")
+            return
+        sysm, mcc, mnc, tac, cid, rsrp = self.f["cell"]
+        self._reply(now, "+CPSI: %s,Online,%03d-%02d,0x%04X,%d,257,EUTRAN-BAND20,6300,5,5,-94,%d,-545,15"
+                    % (sysm, mcc, mnc, tac, cid, rsrp), "OK")
+
+    def _c_cmgf(self, now, body, up):
+        if up in ("+CMGF=0", "+CMGF=1"):
+            self._cmgf = int(up[-1])
+            self._reply(now, "OK")
+        elif up == "+CMGF?":
+            self._reply(now, "+CMGF: %d" % self._cmgf, "OK")
+        else:
+            self._reply(now, "ERROR")
+
+    def _c_cmgs(self, now, body, up):
+        if self._sim_err(now):
+            return
+        if self._cmgf != 1 or not up.startswith('+CMGS="'):
+            self._reply(now, "+CMS ERROR: 305")
+            return
+        self._sms_to = body[6:].split(",")[0].strip().strip('"')
+        self._payload = bytearray()
+        self._mode = "cmgs"
+        self._raw(self._t(now), b"\r\n> ")
+
+    def _cmgs_done(self, now, text_bytes):
+        t = self._t(now) + self.f["sms_submit_ms"]
+        self._timer(t, self._cmgs_result, self._sms_to, text_bytes.decode("latin-1"))
+
+    def _cmgs_result(self, t, to, text):
+        if not self.on or self.hung:
+            return
+        if not self.cs_reg(t):
+            self._say(t, "+CMS ERROR: 331")  # no network service
+            return
+        mr = (len([e for e in self.events if e[1] == "sms"]) + 1) % 256
+        self.events.append((t, "sms", to, text))
+        self._say(t, "+CMGS: %d" % mr, "OK")
+        arr = self.network.sms(t)
+        if arr is not None and self.endpoint is not None:
+            self._timer(arr, self._deliver_sms, self.f["own_number"], text)
+
+    def _deliver_sms(self, t, sender, text):
+        self.endpoint.on_sms(sender, text, t)
+
+    def _c_dial(self, now, body, up):
+        number = body[1:].rstrip(";")
+        if not body.endswith(";"):
+            self._reply(now, "NO CARRIER")  # data calls are not emulated
+            return
+        if self._sim_err(now):
+            return
+        if not self.cs_reg(now):
+            self._reply(now, "NO CARRIER")
+            return
+        self.call = "dialling"
+        t = self._t(now)
+        self.events.append((t, "call", number))
+        self._say(t, "OK")
+        if self.f["call_answer"]:
+            self._timer(t + self.f["call_setup_ms"], self._call_up)
+
+    def _call_up(self, t):
+        if self.call == "dialling" and self.on and not self.hung:
+            self.call = "active"
+            self._say(t, "VOICE CALL: BEGIN")
+
+    def _c_cvhu(self, now, body, up):
+        if up in ("+CVHU=0", "+CVHU=1"):
+            self._cvhu = int(up[-1])
+            self._reply(now, "OK")
+        else:
+            self._reply(now, "ERROR")
+
+    def _c_hangup(self, now, body, up):
+        t = self._t(now)
+        if up == "H" and self._cvhu != 0:
+            self._say(t, "OK")  # ATH is ignored unless AT+CVHU=0 (manual 2.2.7)
+            return
+        if self.call is not None:
+            self.events.append((t, "hangup"))
+            if self.call == "active":
+                self._say(t, "VOICE CALL: END: 000017")
+            self.call = None
+        self._say(t, "OK")
+
+    def _c_csclk(self, now, body, up):
+        if up in ("+CSCLK=0", "+CSCLK=1", "+CSCLK=2"):
+            self._csclk = int(up[-1])
+            self._reply(now, "OK")
+        else:
+            self._reply(now, "ERROR")
+
+    # ---- TCP/IP (manual chapter 11) ---------------------------------------
+
+    def _c_netopen(self, now, body, up):
+        if up == "+NETOPEN?":
+            self._reply(now, "+NETOPEN: %d" % (1 if self.net_open else 0), "OK")
+            return
+        if self.net_open:
+            self._reply(now, "+IP ERROR: Network is already opened", "ERROR")
+            return
+        t = self._t(now)
+        self._say(t, "OK")
+        self._timer(t + self.f["netopen_ms"], self._netopen_done)
+
+    def _netopen_done(self, t):
+        if not self.on or self.hung:
+            return
+        if self.ps_reg(t):
+            self.net_open = True
+            self._say(t, "+NETOPEN: 0")
+        else:
+            self._say(t, "+NETOPEN: 1")
+
+    def _c_netclose(self, now, body, up):
+        if not self.net_open:
+            self._reply(now, "+NETCLOSE: 2", "ERROR")
+            return
+        if self.conn is not None:
+            self._drop_conn(now)
+        self.sock = False
+        self.net_open = False
+        self._reply(now, "OK", "+NETCLOSE: 0")
+
+    def _c_cipopen(self, now, body, up):
+        args = _args(body)
+        if len(args) < 4 or args[0] != "0" or args[1].upper() != "TCP":
+            self._reply(now, "+IP ERROR: Invalid parameter", "ERROR")
+            return
+        if not self.net_open:
+            self._reply(now, "+CIPOPEN: 0,2", "ERROR")
+            return
+        if self.sock or self.conn is not None:
+            self._reply(now, "+CIPOPEN: 0,4", "ERROR")
+            return
+        host, port = args[2], int(args[3]) if args[3].isdigit() else 0
+        t = self._t(now)
+        self._say(t, "OK")
+        self._dead_sock = False
+        self._rx = bytearray()
+        if self._open_fails < self.f["open_fail"]:
+            self._open_fails += 1
+            self.events.append((t, "open_failed"))
+            self._timer(t + self.f["open_fail_ms"], self._say_urc, "+CIPOPEN: 0,10")
+            return
+        self.conn = self.tcp.connect(host, port, t)
+
+    def _conn_event(self, conn, t, kind, value):
+        if conn is not self.conn or not self.on:
+            return
+        if kind == "open":
+            if self.hung:
+                return
+            if value:
+                self.sock = True
+                self.events.append((t, "tcp_open"))
+                self._say(t, "+CIPOPEN: 0,0")
+            else:
+                self.conn = None
+                self._say(t, "+CIPOPEN: 0,10")
+        elif kind == "data":
+            was_empty = not self._rx
+            self._rx.extend(value)
+            if self.hung:
+                return
+            if self._rxmode == 1:
+                if was_empty:
+                    self._say(t, "+CIPRXGET: 1,0")
+            else:
+                self._say(t, "RECV FROM:0.0.0.0:0")
+                self._raw(t, b"+IPD%d\r\n" % len(self._rx) + bytes(self._rx))
+                self._rx = bytearray()
+        elif kind == "closed":
+            self.sock = False
+            self.conn = None
+            self.events.append((t, "tcp_closed", value))
+            if not self.hung:
+                self._say(t, "+IPCLOSE: 0,%d" % value)
+
+    def _c_cipsend(self, now, body, up):
+        args = _args(body)
+        if up == "+CIPSEND?" or len(args) < 2 or args[0] != "0":
+            self._reply(now, "ERROR")
+            return
+        n = int(args[1]) if args[1].isdigit() else 0
+        if not self.sock:
+            self._reply(now, "+CIPERROR: 4", "ERROR")
+            return
+        if not 1 <= n <= 1500:
+            self._reply(now, "ERROR")
+            return
+        self._need = n
+        self._payload = bytearray()
+        self._mode = "cipsend"
+        self._raw(self._t(now), b"\r\n>")
+
+    def _cipsend_done(self, now, data):
+        t = self._t(now)
+        self._say(t, "OK")
+        n = len(data)
+        if self._dead_sock:
+            cnf = -1
+        elif self._short_sends < self.f["short_send"]:
+            self._short_sends += 1
+            cnf = n // 2
+            self.events.append((t, "short_send", cnf))
+        else:
+            cnf = n
+        if cnf > 0 and self.conn is not None:
+            self.conn.send(data[:cnf], t)
+        t2 = t + self.f["send_ms"]
+        self._timer(t2, self._say_urc, "+CIPSEND: 0,%d,%d" % (n, cnf))
+
+    def _c_ciprxget(self, now, body, up):
+        args = _args(body)
+        if up == "+CIPRXGET?":
+            self._reply(now, "+CIPRXGET: %d" % self._rxmode, "OK")
+            return
+        if not args or not args[0].isdigit():
+            self._reply(now, "ERROR")
+            return
+        mode = int(args[0])
+        if mode in (0, 1) and len(args) == 1:
+            self._rxmode = mode
+            self._reply(now, "OK")
+            return
+        if mode not in (2, 3, 4) or len(args) < 2 or args[1] != "0" or self._rxmode != 1:
+            self._reply(now, "+IP ERROR: Invalid parameter", "ERROR")
+            return
+        if mode == 4:
+            self._reply(now, "+CIPRXGET: 4,0,%d" % len(self._rx), "OK")
+            return
+        if not self._rx:
+            self._reply(now, "+IP ERROR: No data", "ERROR")
+            return
+        cap = 1500 if mode == 2 else 750
+        want = int(args[2]) if len(args) > 2 and args[2].isdigit() else cap
+        k = min(want, cap, len(self._rx))
+        chunk = bytes(self._rx[:k])
+        del self._rx[:k]
+        t = self._t(now)
+        self._say(t, "+CIPRXGET: %d,0,%d,%d" % (mode, k, len(self._rx)))
+        if mode == 2:
+            self._raw(t, chunk + b"\r\n")
+            self._say(t, "OK")
+        else:
+            self._say(t, binascii.hexlify(chunk).decode().upper(), "OK")
+
+    def _c_cipclose(self, now, body, up):
+        args = _args(body)
+        if not args or args[0] != "0":
+            self._reply(now, "ERROR")
+            return
+        if self.conn is None and not self.sock:
+            self._reply(now, "+CIPCLOSE: 0,4", "ERROR")
+            return
+        if self.conn is not None:
+            self._drop_conn(now)
+        self.sock = False
+        self._reply(now, "OK", "+CIPCLOSE: 0,0")
+
+
+def _name(up):
+    """Command name of the text after "AT": "+CSQ", "+CPIN", "D", "E", ""."""
+    if not up:
+        return ""
+    if up[0] == "+":
+        i = 1
+        while i < len(up) and up[i].isalnum():
+            i += 1
+        return up[:i]
+    return up[0]
+
+
+def _args(body):
+    i = body.find("=")
+    if i < 0:
+        return []
+    return [a.strip().strip('"') for a in body[i + 1 :].split(",")]
+
+
+_HANDLERS = {
+    "": Sim7600._c_at,
+    "E": Sim7600._c_e,
+    "D": Sim7600._c_dial,
+    "H": Sim7600._c_hangup,
+    "+CHUP": Sim7600._c_hangup,
+    "+CVHU": Sim7600._c_cvhu,
+    "+CMEE": Sim7600._c_ok,
+    "+CGDCONT": Sim7600._c_ok,
+    "+CLVL": Sim7600._c_ok,
+    "+CMUT": Sim7600._c_ok,
+    "+VMUTE": Sim7600._c_vmute,
+    "+CPIN": Sim7600._c_cpin,
+    "+CSQ": Sim7600._c_csq,
+    "+CREG": Sim7600._c_reg,
+    "+CGREG": Sim7600._c_reg,
+    "+CEREG": Sim7600._c_reg,
+    "+CPSI": Sim7600._c_cpsi,
+    "+CMGF": Sim7600._c_cmgf,
+    "+CMGS": Sim7600._c_cmgs,
+    "+CSCLK": Sim7600._c_csclk,
+    "+NETOPEN": Sim7600._c_netopen,
+    "+NETCLOSE": Sim7600._c_netclose,
+    "+CIPOPEN": Sim7600._c_cipopen,
+    "+CIPSEND": Sim7600._c_cipsend,
+    "+CIPRXGET": Sim7600._c_ciprxget,
+    "+CIPCLOSE": Sim7600._c_cipclose,
+}

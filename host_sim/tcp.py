@@ -1,0 +1,202 @@
+"""TCP backends for the modem emulator: where AT+CIPOPEN's socket really goes.
+
+Owns: one connection's life on the far side of the modem. Two backends:
+
+  ModelTcp(network, endpoint)   virtual time: segments cross host_sim/network.py,
+                                the endpoint's on_tcp_frame() answers.
+  SocketTcp(redirect=None)      real time: a real non-blocking socket to the
+                                address the firmware asked for (optionally
+                                redirected), for faithful runs against a real
+                                receiver.
+
+A backend has connect(host, port, now) -> conn. A conn has:
+    send(data, now)          bytes the modem pushed into the stream
+    poll(now) -> [(t, kind, value)]   what happened by `now`, in time order:
+        ("open", ok)  ("data", bytes)  ("closed", reason)
+    next_event_ms() -> int or None    when poll() next has something (None:
+                                      real time, just poll again)
+    remote_close(now)        the far end closes (fault injection)
+    close(now)               the modem closes
+Never used by firmware; the emulator (host_sim/modem.py) is the only caller.
+"""
+
+import heapq
+import select
+import socket
+
+from protocol.errors import BadLength
+from protocol.stream import Deframer, pack
+from host_sim.network import DOWN, UP
+
+
+class ModelTcp:
+    def __init__(self, network, endpoint):
+        self.network = network
+        self.endpoint = endpoint
+        self.bytes_up = 0
+        self.bytes_down = 0
+
+    def connect(self, host, port, now):
+        return _ModelConn(self, now)
+
+
+class _ModelConn:
+    def __init__(self, backend, now):
+        self.b = backend
+        self._q = []
+        self._n = 0
+        self.closed = False
+        self._up_last = 0
+        self._down_last = 0
+        self._deframer = Deframer()
+        ok, t = backend.network.connect(now)
+        self._push(t, "open", ok)
+
+    def _push(self, t, kind, value):
+        self._n += 1
+        heapq.heappush(self._q, (t, self._n, kind, value))
+
+    def next_event_ms(self):
+        return self._q[0][0] if self._q else None
+
+    def send(self, data, now):
+        if self.closed:
+            return
+        t = self.b.network.transit(UP, now)
+        if t is None:
+            net = self.b.network
+            self._push(now + net.rto_ms * (2 ** (net.max_retries + 1) - 1), "closed", 2)  # sending timeout
+            return
+        t = max(t, self._up_last)
+        self._up_last = t
+        self._push(t, "arrive", bytes(data))
+
+    def remote_close(self, now):
+        if not self.closed:
+            self._push(now, "closed", 1)
+
+    def close(self, now):
+        self.closed = True
+        # what is already in flight upstream still reaches the server
+        self._q = [e for e in self._q if e[2] == "arrive"]
+        heapq.heapify(self._q)
+
+    def poll(self, now):
+        out = []
+        while self._q and self._q[0][0] <= now:
+            t, _, kind, value = heapq.heappop(self._q)
+            if kind == "arrive":
+                self.b.bytes_up += len(value)
+                try:
+                    frames = self._deframer.feed(value)
+                except BadLength:
+                    if not self.closed:  # the server drops a garbage stream
+                        self._push(t + self.b.network.floor(DOWN), "closed", 1)
+                    continue
+                for raw in frames:
+                    for reply in self.b.endpoint.on_tcp_frame(raw, t) or ():
+                        if self.closed:
+                            continue
+                        t2 = self.b.network.transit(DOWN, t)
+                        if t2 is None:
+                            continue
+                        t2 = max(t2, self._down_last)
+                        self._down_last = t2
+                        self._push(t2, "data", pack(reply))
+                        if getattr(self.b.endpoint, "close_after_reply", False):
+                            self._push(t2, "closed", 1)  # a server that answers, then hangs up
+            elif not self.closed:
+                if kind == "data":
+                    self.b.bytes_down += len(value)
+                if kind == "closed":
+                    self.closed = True
+                out.append((t, kind, value))
+        return out
+
+
+class SocketTcp:
+    """Real sockets. redirect: optional {(host, port): (host, port)} so a
+    device configured for the production receiver can be pointed at a local
+    one without touching its configuration."""
+
+    def __init__(self, redirect=None):
+        self.redirect = redirect or {}
+
+    def connect(self, host, port, now):
+        return _SocketConn(self.redirect.get((host, port), (host, port)), now)
+
+
+class _SocketConn:
+    def __init__(self, addr, now):
+        self.closed = False
+        self._opened = False
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setblocking(False)
+        self._pending = []
+        self._remote_close = False
+        try:
+            self._sock.connect(addr)
+            self._opened = True
+            self._pending.append((now, "open", True))
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            self._pending.append((now, "open", False))
+            self.closed = True
+
+    def next_event_ms(self):
+        return None
+
+    def send(self, data, now):
+        if self.closed:
+            return
+        try:
+            self._sock.setblocking(True)
+            self._sock.settimeout(5)
+            self._sock.sendall(data)
+        except OSError:
+            self._pending.append((now, "closed", 2))
+            self.closed = True
+        finally:
+            if not self.closed:
+                self._sock.setblocking(False)
+
+    def remote_close(self, now):
+        self._pending.append((now, "closed", 1))
+        self.close(now)
+
+    def close(self, now):
+        if not self.closed:
+            self.closed = True
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+
+    def poll(self, now):
+        out, self._pending = self._pending, []
+        if self.closed:
+            return out
+        if not self._opened:
+            _, w, _ = select.select([], [self._sock], [], 0)
+            if not w:
+                return out
+            err = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            self._opened = True
+            out.append((now, "open", err == 0))
+            if err:
+                self.close(now)
+                return out
+        while True:
+            try:
+                data = self._sock.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                data = b""
+            if not data:
+                out.append((now, "closed", 1))
+                self.close(now)
+                break
+            out.append((now, "data", data))
+        return out

@@ -1,0 +1,96 @@
+"""Modem engine against a scripted SIM7600 (tests/device/modem_script.py):
+bring-up, a frame out and its reply back, recovery. Runs on CPython and
+MicroPython; the full emulator runs in the host tests (tests/test_modem_*.py)."""
+
+import sys
+
+from modem_script import REPLY, World, _bringup
+from protocol.stream import pack
+
+_NAMES = []
+
+
+def _release_after(fn):
+    """On MicroPython, after the last test of this file (the runner goes in
+    name order) drop the modem modules and this file's globals, so the heap
+    is free for the files that follow even while the runner still holds the
+    last test function. CPython (pytest) gets the test unchanged."""
+    if sys.implementation.name != "micropython":
+        return fn
+    name = fn.__name__
+    _NAMES.append(name)
+
+    def run():
+        try:
+            fn()
+        finally:
+            if name == max(_NAMES):
+                for k in list(sys.modules):
+                    if k.startswith("firmware.modem") or k == "modem_script":
+                        del sys.modules[k]
+                pkg = sys.modules.get("firmware")
+                if pkg is not None and hasattr(pkg, "modem"):
+                    delattr(pkg, "modem")
+                globals().clear()
+
+    return run
+
+
+@_release_after
+def test_bringup_runs_the_step_table_then_opens_the_network():
+    for bytewise in (False, True):
+        w = _bringup(World(bytewise))
+        lines = w.modem.lines
+        order = ["AT", "ATE0", "AT+CMEE=1", "AT+CPIN?", "AT+CMGF=1", "AT+CSQ", 'AT+CGDCONT=1,"IP","internet"',
+                 "AT+CIPRXGET=1", "AT+CREG?", "AT+CEREG?", "AT+NETOPEN"]
+        assert lines[: len(order)] == order, lines
+        assert ("link", True) in w.events
+        assert w.t.sms_ready() and w.t.csq() == 22
+        assert w.pins.log == []  # the modem answered AT: no power-on pulse needed
+
+@_release_after
+def test_send_frame_and_collect_the_reply_whole_and_bytewise():
+    for bytewise in (False, True):
+        w = _bringup(World(bytewise))
+        raw = bytes(range(100, 150))
+        assert w.t.send_frame(raw, w.now)
+        assert not w.t.send_frame(raw, w.now)  # busy: refused
+        assert w.run(lambda w=w: ("frame", REPLY) in w.events)
+        assert ("sent", len(raw)) in w.events
+        assert w.modem.payloads[-1] == pack(raw)
+        assert 'AT+CIPOPEN=0,"TCP","192.0.2.1",5000' in w.modem.lines
+        assert w.t.cell() == (234, 15, 0x1A2B, 30125732, -97)
+
+@_release_after
+def test_hung_modem_is_power_cycled_and_comes_back():
+    w = _bringup(World())
+    w.modem.alive = False
+    assert w.t.send_frame(b"x" * 40, w.now)
+    assert w.run(lambda: ("send_failed", "modem not answering") in w.events or any(
+        e[0] == "send_failed" for e in w.events))
+    assert w.run(lambda: ("power", False) in w.pins.log)
+    assert w.run(lambda: w.t.data_ready() and w.t.engine.cycles == 1)
+    assert ("pwrkey", 1) in w.pins.log
+    assert w.t.stats()["power_cycles"] == 1
+
+@_release_after
+def test_random_bytes_then_a_normal_exchange_still_works():
+    # a small deterministic fuzz that also runs on the board's interpreter
+    # (hypothesis does the wide one on the host: tests/test_modem_fuzz.py)
+    w = _bringup(World())
+    x = 12345
+    for _ in range(40):
+        junk = bytearray()
+        for _ in range(16):
+            x = (x * 1103515245 + 12345) & 0x7FFFFFFF
+            junk.append((x >> 16) & 0xFF)
+        w.stream.rx += bytes(junk)
+        w.t.poll(w.now)
+        w.now += 7
+    w.stream.rx += b"\r\n"
+    s = w.t.stats()
+    assert s["garbage_lines"] + s["unknown_urcs"] + s["overlong_lines"] > 0
+    w.events = []
+    assert w.run(lambda: w.t.data_ready() and not w.t.busy())
+    assert w.t.send_frame(b"z" * 40, w.now)
+    assert w.run(lambda: ("frame", REPLY) in w.events)

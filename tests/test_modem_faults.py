@@ -1,0 +1,309 @@
+"""The engine against the SIM7600 emulator in virtual time: an ALERT is
+delivered and its ACK verified under each fault, one test per fault."""
+
+import socket
+import threading
+import time
+
+from host_sim.modem import Sim7600
+from host_sim.modem_rig import AlertDriver, Rig
+from host_sim.network import Network
+from host_sim.tcp import SocketTcp
+from protocol import frame as F
+from protocol import stream
+from modem_world import CFG, KEYS, World, alert
+
+
+def test_default_timings():
+    w = World()
+    d = w.deliver()
+    took = w.assert_delivered(d)
+    boot = w.events("boot")[0][0]
+    ready = w.events("ready")[0][0]
+    assert ready - boot == 11500  # UART ready 11-12 s after PWRKEY
+    assert 15000 < took < 25000, took
+    assert d.failures == []
+    assert w.t.cell() == (234, 15, 0x1A2B, 30125732, -97) and w.t.csq() == 21
+    assert w.t.stats()["garbage_lines"] == 0 and w.t.stats()["unknown_urcs"] == 0
+
+
+def test_modem_already_on_after_esp32_reset():
+    w = World(start_on=True)
+    d = w.deliver()
+    assert w.assert_delivered(d) < 2000
+    assert w.events("boot") == []  # no PWRKEY pulse: it answered AT
+
+
+def test_slow_boot():
+    w = World(boot_ms=21000)
+    took = w.assert_delivered(w.deliver())
+    assert took > 21000 and w.t.stats()["power_cycles"] == 0
+
+
+def test_slow_registration():
+    w = World(reg_ms=45000)
+    took = w.assert_delivered(w.deliver())
+    assert took > 45000 + 11500
+
+
+def test_slow_commands():
+    w = World(cmd_latency_ms=900)
+    w.assert_delivered(w.deliver())
+    assert w.t.stats()["power_cycles"] == 0
+
+
+def test_echo_until_ate0():
+    w = World(echo=True)
+    w.assert_delivered(w.deliver())
+    rx = b"".join(b for (_, d, b) in w.emu.transcript if d == "<")
+    i = rx.index(b"ATE0\r")  # the module echoed the ATE0 line itself...
+    assert b"AT+CPIN?\r" not in rx[i:]  # ...and nothing after it
+
+
+def test_sim_missing_on_first_boot_is_power_cycled():
+    w = World(sim_missing_boots=1)
+    w.assert_delivered(w.deliver())
+    assert w.t.stats()["power_cycles"] >= 1
+    assert len(w.events("boot")) >= 2
+
+
+def test_sim_missing_for_good_is_reported_without_spinning():
+    w = World(sim="missing")
+    d = w.deliver(limit_ms=300000)
+    assert d.acked_at is None and d.sms_sent_at is None
+    assert w.t.stats()["sim"] == "missing"
+    assert 3 <= len(w.events("boot")) <= 8  # backs off 2, 4, 8 ... 120 s
+
+
+def test_sim_pin_entered_from_configuration():
+    w = World(sim="pin", cfg={"pin": "1234"})
+    w.assert_delivered(w.deliver())
+    assert b'AT+CPIN="1234"\r' in w.sent_lines()
+
+
+def test_sim_pin_never_guessed_without_configuration():
+    w = World(sim="pin")
+    d = w.deliver(limit_ms=120000)
+    assert d.acked_at is None
+    assert not any(b.startswith(b"AT+CPIN=") for b in w.sent_lines())
+    assert w.t.stats()["sim"] == "pin_required"
+    assert len(w.events("boot")) == 1
+
+
+def test_no_coverage_until_it_arrives():
+    w = World(coverage=[(0, "none"), (90000, "full")])
+    took = w.assert_delivered(w.deliver())
+    assert took > 90000
+
+
+def test_coverage_that_comes_and_goes():
+    flaps = [(0, "full")]
+    for k in range(1, 12):
+        flaps.append((16000 + 9000 * k - 9000, "none"))
+        flaps.append((16000 + 9000 * k - 4000, "full"))
+    net = Network(seed=3, up_ms=700, down_ms=700)
+    w = World(net=net, coverage=flaps, reg_ms=1500)
+    w.assert_delivered(w.deliver())
+    assert w.events("network_lost")
+    assert ("link", False) in [e for _, e in w.rig.events]
+
+
+def test_sms_only_coverage_falls_back_to_sms():
+    w = World(coverage=[(0, "sms")])
+    d = AlertDriver(w.rig, KEYS, alert(), sms_after_ms=60000)
+    assert d.run(300000, until_sms=True)
+    w.rig.run_until(lambda: w.ep.verified, w.rig.now + 30000)
+    (t, via, fr), = w.ep.verified
+    assert via == "sms" and fr.seq == 1 and fr.ftype == F.ALERT
+    assert not any(e == ("link", True) for _, e in w.rig.events)
+    sms = w.events("sms")
+    assert sms and sms[0][2] == "+447700900999" and sms[0][3].startswith("PNC1 ")
+
+
+def test_sms_that_the_network_refuses_is_reported_then_retried():
+    w = World(coverage=[(0, "sms"), (18000, "none"), (40000, "sms")])
+    w.rig.run_until(w.t.sms_ready, 30000)
+    d = AlertDriver(w.rig, KEYS, alert(), sms_after_ms=0)
+    assert d.run(300000, until_sms=True)
+    assert ("sms: +CMS ERROR:331") in [r for _, r in d.failures]
+    assert d.sms_sent_at > 40000 and len(w.events("sms")) == 1
+    assert w.rig.run_until(lambda: w.ep.verified, w.rig.now + 30000)
+    assert w.ep.verified[0][1] == "sms" and w.ep.verified[0][2] == d.frame
+
+
+def test_socket_open_failures():
+    w = World(open_fail=2)
+    d = w.deliver()
+    w.assert_delivered(d)
+    assert len(w.events("open_failed")) == 2
+    assert [r for _, r in d.failures] == ["open: error 10", "open: error 10"]
+
+
+def test_remote_close_between_deliveries():
+    w = World(remote_close_at=[30000])
+    w.assert_delivered(w.deliver(alert(1)))
+    w.rig.run_until(lambda: False, 35000)
+    assert w.events("remote_close") and not w.t.engine.sock
+    w.assert_delivered(w.deliver(alert(2)))
+    assert len(w.events("tcp_open")) == 2
+
+
+def test_server_that_acks_then_closes():
+    w = World()
+    w.ep.close_after_reply = True
+    w.assert_delivered(w.deliver(alert(1)))
+    w.assert_delivered(w.deliver(alert(2)))
+    assert len(w.events("tcp_open")) == 2 and len(w.events("tcp_closed")) == 2
+
+
+def test_silent_close_reports_minus_one_and_reopens():
+    w = World(silent_close_at=[30000])
+    w.assert_delivered(w.deliver(alert(1)))
+    w.rig.run_until(lambda: False, 35000)
+    d = w.deliver(alert(2))
+    w.assert_delivered(d)
+    assert any(r.startswith("send: -1") for _, r in d.failures)
+    assert len(w.events("tcp_open")) == 2
+
+
+def test_send_that_reports_fewer_bytes():
+    w = World(short_send=1)
+    d = w.deliver()
+    w.assert_delivered(d)
+    assert [r for _, r in d.failures] == ["send: %d of %d bytes" % ((len(d.raw) + 2) // 2, len(d.raw) + 2)]
+    assert len(w.events("tcp_open")) == 2
+    assert w.ep.rejected == []  # the half frame never decodes as anything
+
+
+def test_garbage_on_the_uart():
+    w = World(garbage_p=0.15, seed=11)
+    w.assert_delivered(w.deliver())
+    s = w.t.stats()
+    assert s["garbage_lines"] + s["unknown_urcs"] > 0
+
+
+def test_truncated_lines_on_the_uart():
+    w = World(truncate_p=0.1, seed=5)
+    w.assert_delivered(w.deliver())
+    assert w.t.stats()["unknown_urcs"] > 0  # the cut lines were seen, counted and dropped
+
+
+def test_modem_that_stops_answering_until_power_cycled():
+    w = World(hang_after_cmds=12)
+    d = w.deliver()
+    w.assert_delivered(d)
+    (t_hang, _), = w.events("hang")
+    assert [t for (t, _, on) in w.events("power") if not on and t > t_hang]
+    assert w.t.stats()["power_cycles"] == 1
+
+
+def test_modem_that_restarts_by_itself_is_reinitialised_without_a_power_cycle():
+    w = World(reset_at=[18100])  # between the socket opening and the ACK
+    d = w.deliver()
+    w.assert_delivered(d)
+    assert w.events("self_reset") and len(w.events("boot")) == 2
+    assert w.t.stats()["power_cycles"] == 0 and not w.events("off")[1:]
+
+
+def test_restart_without_rdy_is_noticed_by_the_echo_coming_back():
+    w = World(quiet_reset_at=[25000])
+    w.assert_delivered(w.deliver(alert(1)))
+    w.rig.run_until(lambda: False, 40000)
+    d = w.deliver(alert(2))
+    w.assert_delivered(d)
+    assert w.t.stats()["power_cycles"] == 0 and w.t.stats()["boots"] == 2
+    assert w.sent_lines().count(b"ATE0\r") == 2
+
+
+def test_modem_that_babbles_noise_is_power_cycled():
+    w = World(babble_at_ms=15000)
+    d = w.deliver()
+    w.assert_delivered(d)
+    assert w.events("babble") and w.t.stats()["power_cycles"] == 1
+    assert w.t.stats()["unknown_urcs"] > 0
+
+
+def test_hung_modem_cycled_by_pwrkey_without_a_power_pin():
+    w = World(hang_after_cmds=12, cfg={"has_power_pin": False})
+    w.assert_delivered(w.deliver())
+    assert w.events("off") and not w.events("power")
+
+
+def test_network_loss_and_jitter():
+    net = Network(seed=9, up_ms=120, down_ms=90, jitter_ms=300, loss=0.3)
+    w = World(net=net)
+    w.assert_delivered(w.deliver())
+    assert net.retransmits > 0
+
+
+def test_network_outage_on_a_schedule():
+    net = Network(seed=2, outages=[(15000, 70000)])
+    w = World(net=net)
+    took = w.assert_delivered(w.deliver())
+    assert took > 70000 - 1000
+
+
+def test_covert_voice_call_recorded():
+    w = World()
+    w.rig.run_until(w.t.sms_ready, 60000)
+    assert w.t.start_call("+447700900111", w.rig.now)
+    w.rig.run_until(lambda: b"AT+VMUTE=1\r" in w.sent_lines(), w.rig.now + 20000)
+    assert w.events("call")[0][2] == "+447700900111"
+    lines = w.sent_lines()
+    assert lines.index(b"AT+CLVL=0\r") < lines.index(b"ATD+447700900111;\r")
+    w.t.hang_up(w.rig.now)
+    assert w.rig.run_until(lambda: ("call", "ended") in [e for _, e in w.rig.events], w.rig.now + 10000)
+    assert w.events("hangup")
+
+
+def test_sleep_then_wake_for_an_alert():
+    w = World()
+    w.rig.run_until(w.t.data_ready, 60000)
+    w.rig.run_until(lambda: not w.t.busy() and w.t.engine._job is None, w.rig.now + 10000)
+    w.t.sleep(w.rig.now)
+    w.rig.run_until(lambda: w.emu.asleep(), w.rig.now + 5000)
+    assert w.emu.asleep()
+    w.assert_delivered(w.deliver())
+    assert not w.emu.asleep()
+
+
+def _receiver(server, seen):
+    conn, _ = server.accept()
+    with conn:
+        conn.settimeout(10)
+        d = stream.Deframer()
+        while True:
+            data = conn.recv(512)
+            if not data:
+                return
+            for raw in d.feed(data):
+                fr = F.decode(KEYS, raw, F.UPLINK)
+                seen.append(fr)
+                ack = F.Frame(F.ACK, fr.device_id, 1, fr.time, F.Ack(fr.seq))
+                conn.sendall(stream.pack(F.encode(KEYS, ack)))
+
+
+def test_real_socket_backend_in_real_time():
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+    seen = []
+    th = threading.Thread(target=_receiver, args=(server, seen), daemon=True)
+    th.start()
+    tcp = SocketTcp(redirect={("203.0.113.5", 5000): ("127.0.0.1", port)})
+    emu = Sim7600(None, Network(seed=1), tcp=tcp, start_on=True)
+    rig = Rig(emu, CFG)
+    d = AlertDriver(rig, KEYS, alert())
+    t0 = time.monotonic()
+    while d.acked_at is None and time.monotonic() - t0 < 10:
+        rig.clock.now = int((time.monotonic() - t0) * 1000)
+        d.tick()
+        rig.transport.poll(rig.clock.now)
+        for ev in rig.transport.events():
+            d._event(rig.clock.now, ev)
+        time.sleep(0.002)
+    server.close()
+    assert d.acked_at is not None
+    assert seen and seen[0] == d.frame
