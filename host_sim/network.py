@@ -9,7 +9,7 @@ TCP is reliable, so loss and outages show up as delay: a segment lost (with
 probability `loss`) or sent during an outage is retransmitted after the
 retransmission timeout, which doubles each time (1 s, 2 s, 4 s ...); after
 `max_retries` the connection is dead (transit() returns None). Jitter is
-uniform in [0, jitter_ms] on top of the one-way latency. Arrival order
+uniform in [0, jitter_ms] on top of the one-way latency; times are whole ms. Arrival order
 within one connection is kept by the connection (host_sim/modem.py).
 
 SMS does not use the packet core: data outages do not stop it; it takes
@@ -19,6 +19,7 @@ Must stay in sync with: host_sim/modem.py (the only caller), bench/bench_modem.p
 (which reads floor()).
 """
 
+import math
 import random
 
 UP = "up"
@@ -61,7 +62,7 @@ class Network:
 
     def _one_way(self, direction):
         j = self.rng.uniform(0, self.jitter_ms) if self.jitter_ms else 0
-        return self.latency[direction] + j
+        return int(math.ceil(self.latency[direction] + j))  # whole ms, like every clock here
 
     def transit(self, direction, now):
         """Arrival time of a segment sent at `now`, or None if TCP gives up."""
@@ -90,4 +91,4 @@ class Network:
         """Arrival time of an SMS submitted at `now`, or None if lost."""
         if self.sms_loss and self.rng.random() < self.sms_loss:
             return None
-        return now + self.sms_ms + (self.rng.uniform(0, self.sms_jitter_ms) if self.sms_jitter_ms else 0)
+        return now + int(math.ceil(self.sms_ms + (self.rng.uniform(0, self.sms_jitter_ms) if self.sms_jitter_ms else 0)))

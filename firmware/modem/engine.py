@@ -333,12 +333,27 @@ class Engine:
         self._wait = None
         return True
 
+    def _fail_req(self, reason):
+        """Answer a queued request that cannot run now, so the caller is
+        never left waiting on busy() (it owns the retry)."""
+        req = self._req
+        self._req = None
+        if req is not None:
+            if req[0] == J_SEND:
+                self.events.append(("send_failed", reason))
+            elif req[0] == J_SMS:
+                self.events.append(("sms_failed", reason))
+            elif req[0] == J_CALL:
+                self.events.append(("call", "ended"))
+
     def _pick(self, now):
         if self.hung or not self.booted:
+            self._fail_req("modem not ready")
             if now < self._cycle_at:
                 return False
             return self._start(J_BOOT, self._j_boot(self.hung or not self._first))
         if self.sim != "ready":
+            self._fail_req("sim: %s" % self.sim)
             return False  # a SIM fault: nothing works until someone fixes it
         req = self._req
         if self.asleep and (req is not None or self.rx_pending or self._mute_due):

@@ -82,6 +82,17 @@ def test_sleep_asks_for_uart_sleep():
     assert not w.t.engine.asleep
 
 @_release_after
+def test_request_queued_when_the_modem_restarts_is_answered_not_left_hanging():
+    w = _bringup(World())
+    w.run(lambda: w.t.engine._job is None)
+    assert w.t.send_frame(b"q" * 40, w.now)
+    w.stream.rx += b"\r\nRDY\r\n"  # restarts before the request could run
+    assert w.run(lambda: ("send_failed", "modem not ready") in w.events)
+    assert not w.t.busy()
+    assert w.run(w.t.data_ready)
+
+
+@_release_after
 def test_engine_requests_are_refused_while_busy():
     e = Engine(Sim7600("h", 1), CFG)
     assert e.request(J_SEND, b"a")
