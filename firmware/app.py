@@ -45,6 +45,7 @@ EV_CANCEL = 2
 EV_DURESS_CANCEL = 3
 EV_TEST = 4
 _BUTTON_TO_ALERT = {EV_SOS: A.SOS, EV_CANCEL: A.CANCEL, EV_DURESS_CANCEL: A.DURESS, EV_TEST: A.TEST}
+_LOG_LINES = 32  # event log kept in RAM for the diagnostics console
 
 
 def record_fault(fs, code):
@@ -89,10 +90,16 @@ class App:
         self.pending_call = None
         self.asleep = False
         self.next_battery = now
+        self.now = now  # the latest `now` step() saw (for the console provider)
+        self.evlog = []  # "<s> <what>" lines, oldest first, RAM only
+        self.faults = []  # fault codes reported at boot
+        self.ack_hook = None  # fn(ftype, ack_frame, now): the console's TEST round trip
         self.fs.cleanup()
         if not config.usable:
             # no key: nothing can be signed. Record, idle, never crash.
             self.dead = True
+            self.faults = [A.FAULT_CONFIG]
+            self.note("config unusable: idle")
             record_fault(self.fs, A.FAULT_CONFIG)
             return
         faults = []
@@ -138,11 +145,22 @@ class App:
         left = _read_fault(self.fs)
         if left is not None:
             faults.append(left)
+        self.faults = faults[:4]
+        self.note("boot, reset cause %d" % cause)
         for code in faults[:4]:
             events.append((F.EV_FAULT, code))
+            self.note("fault %d" % code)
         self.ctl.status(now, events)
         if left is not None:
             self.fs.remove(FAULT_FILE)
+
+    def note(self, what):
+        """Add a line to the RAM event log (read by an authenticated
+        engineer only; never printed, never on flash)."""
+        log = self.evlog
+        log.append("%d %s" % (self.now // 1000, what))
+        if len(log) > _LOG_LINES:
+            log.pop(0)
 
     # ------------------------------------------------------------ env for the controller
     def position(self, now):
@@ -175,6 +193,7 @@ class App:
     # ------------------------------------------------------------ the loop body
     def step(self, now):
         """Do everything due at `now`; return ms until the next step."""
+        self.now = now
         if self.dead:
             return _IDLE_MAX_MS
         b = self.board
@@ -247,6 +266,7 @@ class App:
         if a is None or (a == A.TEST and not self.cfg.test_enabled) or not self.ctl.allowed(a):
             self.ignored_events += 1
             return
+        self.note("button %s" % A.EVENT_NAMES[a])
         if self.asleep:
             self.asleep = False
             self.t.wake(now)
@@ -260,8 +280,12 @@ class App:
                 ftype, fr = res
                 if self.board.time() is None and fr.time:
                     self.board.set_time(fr.time)
+                self.note("ack %s %d" % (F.TYPE_NAMES.get(ftype, "?"), fr.body.acked_seq))
                 self.ctl.on_ack(ftype, fr, now)
+                if self.ack_hook is not None:
+                    self.ack_hook(ftype, fr, now)
         else:
+            self.note(str(kind))
             self.outbox.on_event(e, now)
 
     def _actions(self, now):

@@ -25,8 +25,11 @@ docs/firmware.md.
 
 import time as _time
 
-UNIX_2000 = 946684800
-IDLE_SLICE_MS = 10  # button sampling while idle (debounce is ~30 ms)  # seconds from 1970-01-01 to 2000-01-01
+UNIX_2000 = 946684800  # seconds from 1970-01-01 to 2000-01-01
+IDLE_SLICE_MS = 10  # button sampling while idle (debounce is ~30 ms)
+# Where the firmware keeps its files on every board: config.json (written
+# there by tools/provision.py as /data/config.json), the outbox, the stores.
+FLASH_DIR = "/data"
 
 
 def epoch_offset():
@@ -55,7 +58,7 @@ class Board:
     """Documented base class. Every method has a safe default so a partial
     board (a test double) only overrides what it needs."""
 
-    flash_dir = "/flash"
+    flash_dir = FLASH_DIR
     gnss = None  # stream from the GNSS receiver
     modem = None  # stream to/from the modem UART
     console = None  # USB serial, for the diagnostics console

@@ -41,6 +41,7 @@ import network
 from firmware.board import (
     CLOCK_VALID_AFTER,
     EPOCH_OFFSET,
+    FLASH_DIR,
     RESET_BROWNOUT,
     RESET_DEEP_SLEEP,
     RESET_HARD,
@@ -69,7 +70,6 @@ MODEM_BAUD = 115200
 GNSS_BAUD = 9600
 RXBUF = 1024
 WDT_MS = 60000
-FLASH_DIR = "/data"
 _MODEM_OUTPUTS = ("modem_pwrkey", "modem_power", "modem_dtr", "modem_flight")
 
 

@@ -17,14 +17,61 @@ The modem engine is built separately: make_transport() is the one place
 that imports it (firmware.modem.make_transport(board, config) -> transport
 object per firmware/transport.py).
 
+Diagnostics console (firmware/diag.py, docs/diag.md): when the config has
+an engineer key and the board a console stream, each pass reads at most
+CONSOLE_READ bytes from it without blocking, feeds them to the Diag with
+`now` and writes back what Diag returns (nothing at all until an engineer
+has authenticated). The lock-out counters go to flash when they change
+(firmware/diagprov.py), so a power cycle does not lift a lock-out. While a
+session is open the loop wakes at least every SESSION_WAKE_MS (and never
+light-sleeps) so answers come promptly; boards whose idle() can return on
+console input (board_unix.py) answer sooner.
+
 On the board, the root /main.py is one line:
     from firmware.main import main; main()
+(`panic flash` writes a shim that does the same for the release it
+installed; the config is /data/config.json: FLASH_DIR of the board module
+plus config.CONFIG_FILE, as tools/provision.py writes it).
 
 Must stay in sync with: firmware/app.py, firmware/board_esp32.py.
 """
 
 MAX_SLEEP_MS = 30000  # half the board watchdog period
 MAX_BACKOFF_MS = 60000
+CONSOLE_READ = 256  # bytes per pass at most: a flood cannot starve the alert path
+SESSION_WAKE_MS = 50
+
+
+def make_console(app, board, fs):
+    """(Diag, Provider) for the App, or None when the console is off (no
+    engineer key, no console stream, or a dead App)."""
+    if app.dead or app.cfg.engineer_key is None or board.console is None:
+        return None
+    from firmware.diag import Diag
+    from firmware.diagprov import Provider, load_lock
+
+    fails, lockouts = load_lock(fs)
+    return Diag(app.cfg.engineer_key, Provider(app), fails=fails, lockouts=lockouts)
+
+
+def serve_console(diag, board, fs, now, lock):
+    """One pass of the console; returns the lock-out state now on flash."""
+    data = board.console.read(CONSOLE_READ)
+    if data:
+        out = diag.feed(data, now)
+        if out:
+            board.console.write(out)
+    else:
+        diag.poll(now)
+    st = diag.persist_state()
+    if st != lock:
+        from firmware.diagprov import save_lock
+
+        try:
+            save_lock(fs, st)
+        except OSError:
+            pass  # flash trouble: the lock still holds in RAM
+    return st
 
 
 def make_transport(board, cfg):
@@ -53,6 +100,8 @@ def run(board, fs=None, transport_factory=make_transport, steps=-1, app_kw=None)
             last = board.ticks_ms()
             now = 0
             app = App(board, cfg, t, now, fs=fs, **(app_kw or {}))
+            diag = make_console(app, board, fs)
+            lock = diag.persist_state() if diag is not None else None
             while steps != 0:
                 if steps > 0:
                     steps -= 1
@@ -60,12 +109,16 @@ def run(board, fs=None, transport_factory=make_transport, steps=-1, app_kw=None)
                 now += board.ticks_diff(tk, last)
                 last = tk
                 wait = app.step(now)
+                if diag is not None:
+                    lock = serve_console(diag, board, fs, now, lock)
+                    if diag.active() and wait > SESSION_WAKE_MS:
+                        wait = SESSION_WAKE_MS
                 board.feed_watchdog()
                 failures = 0
                 if wait > MAX_SLEEP_MS:
                     wait = MAX_SLEEP_MS
                 if wait > 0:
-                    if app.can_light_sleep():
+                    if app.can_light_sleep() and (diag is None or not diag.active()):
                         board.light_sleep(wait)
                     else:
                         board.idle(wait)
@@ -84,11 +137,19 @@ def run(board, fs=None, transport_factory=make_transport, steps=-1, app_kw=None)
 
 
 def main():
+    import sys
+
     import micropython
 
     micropython.kbd_intr(-1)
+    if sys.platform == "linux":  # the unix port: faithful mode (firmware/board_unix.py)
+        from firmware.board_unix import main as unix_main
+
+        unix_main()
+        return
     from firmware import config as C
-    from firmware.board_esp32 import FLASH_DIR, Esp32Board
+    from firmware.board import FLASH_DIR
+    from firmware.board_esp32 import Esp32Board
     from firmware.fs import Fs
 
     fs = Fs(FLASH_DIR)

@@ -29,7 +29,10 @@ from tools.errors import UsageError
 from tools.flash import read_manifest
 from tools.registry import RegistryError, ReceiverRegistry
 
-CONFIG_PATH = "/data/config.json"
+from firmware.board import FLASH_DIR  # noqa: E402  (the device's flash directory)
+from firmware.config import CONFIG_FILE  # noqa: E402
+
+CONFIG_PATH = FLASH_DIR + "/" + CONFIG_FILE  # "/data/config.json", where firmware/main.py loads it
 CONFIG_FIELDS = (
     "device_id", "key_hex", "engineer_key_hex", "receiver_host", "receiver_port", "sms_number", "listen_number",
     "apn", "button", "timings", "pins", "power_profile", "wifi_scan", "test_enabled",

@@ -139,5 +139,23 @@ class ModemTransport:
     def events(self):
         return self.engine.take_events()
 
+    def modem_status(self):
+        """What the diagnostics console reports about the modem (no I/O:
+        the engine's last known view). The engine does not ask for the
+        operator name, so "operator" is None."""
+        e = self.engine
+        sim = e.sim
+        cell = e.cell_v
+        return {
+            "on": bool(e.booted),
+            "sim": "READY" if sim == "ready" else ("UNKNOWN" if sim is None else str(sim).upper()),
+            "registered": bool(e.cs_reg or e.ps_reg),
+            "data": bool(e.data_up),
+            "operator": None,
+            "csq": e.csq_v,
+            "cell": list(cell) if cell else None,
+            "asleep": bool(e.asleep),
+        }
+
     def stats(self):
         return self.engine.stats()

@@ -1,0 +1,273 @@
+"""A Board for the MicroPython unix port: the real firmware in the real VM,
+its peripherals emulated on the host and reached over TCP (faithful mode).
+
+Owns: the device end of the faithful-mode wire (host end:
+host_sim/faithful.py, PeriphServer). Never decides anything: the app does.
+Imports `socket` and `select`, never `machine`.
+
+Wire: the board opens TCP connections to the host's peripheral server
+(address from the environment variable PANIC_PERIPH, "host:port"); each
+starts with one line naming its channel:
+  "ctrl\\n"    control lines, one per line, ASCII:
+               host -> board  "c <time_scale> <unix_ms or -1> <reset cause>"
+                              (once, first), "b <0|1>" button level,
+                              "v <mV>" battery
+               board -> host  "p <pin name> <level>" an output pin changed,
+                              "s <unix>" the firmware set its clock
+  "gnss\\n"    raw bytes of the GNSS UART (both directions)
+  "modem\\n"   raw bytes of the modem UART (both directions)
+The console (the USB serial) is the process's own stdin/stdout, as on a
+board whose USB serial is the REPL port: host_sim/mpboard.py puts the
+process on a pseudo-terminal and serves it as socket://127.0.0.1:PORT.
+Nothing is written to it except what firmware/diag.py returns.
+
+Time: ticks_ms() is the VM's tick count times the host's time_scale, so a
+scenario can run faster than real time; idle() waits ms / time_scale.
+If the host goes away (ctrl channel closed) the board stops with
+SystemExit, like a board losing power.
+
+Flash: FLASH_DIR ("/data") on the VM's filesystem; host_sim/mpboard.py
+mounts a host folder as "/", so /data/config.json is where
+tools/provision.py writes it.
+
+Must stay in sync with: firmware/board.py (the contract),
+host_sim/faithful.py (the host end of the wire).
+"""
+
+import os
+import select
+import socket
+import sys
+import time
+
+from firmware.board import FLASH_DIR, Board
+
+ENV_ADDR = "PANIC_PERIPH"
+_CTRL_MAX = 128  # longest control line kept
+_MODEM_PINS = ("modem_pwrkey", "modem_power", "modem_dtr")
+
+
+def _connect(addr, name):
+    s = socket.socket()
+    s.connect(addr)
+    s.send(name + b"\n")
+    return s
+
+
+class _SockStream:
+    """A UART as a non-blocking socket: read(n) -> bytes or None."""
+
+    def __init__(self, sock):
+        self.s = sock
+        sock.setblocking(False)
+
+    def read(self, n=256):
+        try:
+            data = self.s.recv(n)
+        except OSError:
+            return None
+        if data == b"":
+            raise SystemExit  # the host (the hardware) is gone
+        return data
+
+    def write(self, b):
+        mv = memoryview(b)
+        done = 0
+        while done < len(b):
+            try:
+                k = self.s.send(mv[done:])
+            except OSError:
+                select.poll().poll(1)
+                continue
+            done += k or 0
+        return done
+
+
+class _Console:
+    """stdin/stdout of the process (the pty mpboard.py serves)."""
+
+    def __init__(self):
+        self.i = sys.stdin.buffer
+        self.o = sys.stdout.buffer
+        self.p = select.poll()
+        self.p.register(sys.stdin, select.POLLIN)
+
+    def waiting(self):
+        for _, ev in self.p.poll(0):
+            if ev & select.POLLIN:
+                return True
+        return False
+
+    def read(self, n=256):
+        out = b""
+        while len(out) < n and self.waiting():
+            b = self.i.read(1)
+            if not b:
+                break
+            out += b
+        return out or None
+
+    def write(self, b):
+        n = self.o.write(b)
+        try:
+            self.o.flush()
+        except AttributeError:
+            pass
+        return n
+
+
+class UnixBoard(Board):
+    flash_dir = FLASH_DIR
+
+    def __init__(self, addr=None, console=True):
+        if addr is None:
+            host, _, port = (os.getenv(ENV_ADDR) or "").rpartition(":")
+            addr = socket.getaddrinfo(host, int(port))[0][-1]
+        self._ctrl = _connect(addr, b"ctrl")
+        self._cbuf = b""
+        self.scale = None
+        self._unix_ms = None  # unix ms at self._t0 (None: clock unknown)
+        self._cause = 0
+        self._button = 1
+        self._mv = None
+        self._pins = {"modem_pwrkey": 0, "modem_power": 0, "modem_dtr": 0}
+        self._ctrl.setblocking(False)
+        deadline = time.ticks_add(time.ticks_ms(), 10000)
+        while self.scale is None:
+            if time.ticks_diff(deadline, time.ticks_ms()) <= 0:
+                raise SystemExit
+            select.poll().poll(10)
+            self._pump()
+        self._last = time.ticks_ms()
+        self._real = 0  # real ms since boot, accumulated (never wraps)
+        self._t0 = 0
+        self.gnss = _SockStream(_connect(addr, b"gnss"))
+        self.modem = _SockStream(_connect(addr, b"modem"))
+        self.console = _Console() if console else None
+        self._poll = select.poll()
+        self._poll.register(self._ctrl, select.POLLIN)
+        if self.console is not None:
+            self._poll.register(sys.stdin, select.POLLIN)
+
+    # -- control channel -------------------------------------------------
+    def _pump(self):
+        while True:
+            try:
+                data = self._ctrl.recv(256)
+            except OSError:
+                break
+            if data == b"":
+                raise SystemExit
+            self._cbuf += data
+        while b"\n" in self._cbuf:
+            line, self._cbuf = self._cbuf.split(b"\n", 1)
+            self._on_line(line)
+        if len(self._cbuf) > _CTRL_MAX:
+            self._cbuf = b""
+
+    def _on_line(self, line):
+        f = line.split()
+        try:
+            if f[0] == b"b":
+                self._button = 1 if int(f[1]) else 0
+            elif f[0] == b"v":
+                self._mv = int(f[1])
+            elif f[0] == b"c":
+                self.scale = float(f[1])
+                u = int(f[2])
+                self._unix_ms = None if u < 0 else u
+                self._cause = int(f[3])
+        except (IndexError, ValueError):
+            pass  # a bad control line is dropped
+
+    def _say(self, text):
+        b = text.encode()
+        done = 0
+        while done < len(b):
+            try:
+                done += self._ctrl.send(b[done:]) or 0
+            except OSError:
+                select.poll().poll(1)
+
+    # -- inputs --------------------------------------------------------------
+    def button_level(self):
+        self._pump()
+        return self._button
+
+    def battery_mv(self):
+        self._pump()
+        return self._mv
+
+    def reset_cause(self):
+        return self._cause
+
+    # -- modem control ---------------------------------------------------------
+    def _pin(self, name, level):
+        level = 1 if level else 0
+        if self._pins.get(name) != level:
+            self._pins[name] = level
+            self._say("p %s %d\n" % (name, level))
+
+    def modem_power(self, on):
+        self._pin("modem_power", on)
+
+    def modem_pwrkey(self, level):
+        self._pin("modem_pwrkey", level)
+
+    def modem_dtr(self, level):
+        self._pin("modem_dtr", level)
+
+    def output_pins(self):
+        return dict(self._pins)
+
+    def modem_pins(self):
+        return _MODEM_PINS
+
+    # -- time ----------------------------------------------------------------------
+    def ticks_ms(self):
+        t = time.ticks_ms()
+        self._real += time.ticks_diff(t, self._last)
+        self._last = t
+        return int(self._real * self.scale)
+
+    def ticks_diff(self, a, b):
+        return a - b
+
+    def time(self):
+        if self._unix_ms is None:
+            return None
+        return (self._unix_ms + self.ticks_ms() - self._t0) // 1000
+
+    def set_time(self, unix):
+        self._unix_ms = unix * 1000
+        self._t0 = self.ticks_ms()
+        self._say("s %d\n" % unix)
+
+    # -- waiting -----------------------------------------------------------------------
+    def idle(self, ms):
+        """Wait up to ms (scaled), returning early when the button level
+        changes or console bytes arrive."""
+        lvl = self.button_level()
+        end = self.ticks_ms() + ms
+        while True:
+            left = end - self.ticks_ms()
+            if left <= 0:
+                return
+            real = int(left / self.scale) + 1
+            if real > 100:
+                real = 100
+            ready = self._poll.poll(real)
+            if self.button_level() != lvl:
+                return
+            for obj, ev in ready:
+                if obj is not self._ctrl and ev & select.POLLIN:
+                    return  # console input: let the loop feed it now
+
+
+def main():
+    """The unix-port entry point (firmware.main.main picks it there)."""
+    from firmware.main import run
+
+    board = UnixBoard()
+    while True:
+        run(board)

@@ -1,0 +1,163 @@
+"""The App's provider for the diagnostics console (firmware/diag.py).
+
+Owns: what the console may see of a running App (the status schema of
+docs/diag.md, built from the App's parts without any I/O that blocks), the
+console's TEST alert round trip (a TEST frame queued through the App's
+own alert controller and outbox, its ACK matched by seq), and the event
+log view. Never touches the alert controller except through fire(TEST),
+which its transition table allows only in IDLE: a running alert (COVERT
+included) is never disturbed, and the console refuses `test` then anyway.
+Never reports key material: status carries no key fields (and diag.scrub
+removes any that slipped in).
+
+Also: the lock-out counters of the console kept on flash (DIAG_FILE) so a
+power cycle does not reset a lock-out (load_lock / save_lock).
+
+Must stay in sync with: docs/diag.md (status schema, provider interface),
+firmware/app.py (fields read here: cfg, ctl, outbox, fix, t, button, board,
+fs, faults, evlog, ack_hook), tools/field.py (what selftest checks).
+"""
+
+from protocol import frame as F
+
+from firmware import alert as A
+from firmware.version import VERSION
+
+DIAG_FILE = "diaglock"
+TEST_TIMEOUT_MS = 120000  # a console TEST without an ACK by then is reported failed
+_KEEP_TESTS = 4
+
+
+def load_lock(fs):
+    """(fails, lockouts) kept on flash, (0, 0) when absent or unreadable."""
+    raw = fs.read(DIAG_FILE)
+    try:
+        a, b = raw.decode().split()
+        return int(a), int(b)
+    except Exception:
+        return 0, 0
+
+
+def save_lock(fs, state):
+    fs.write_atomic(DIAG_FILE, b"%d %d\n" % (state[0], state[1]))
+
+
+class Provider:
+    def __init__(self, app):
+        self.app = app
+        self.tests = []  # [seq, sent_ms, result dict or None], newest last
+        app.ack_hook = self._on_ack
+
+    # -- status ------------------------------------------------------------
+    def status(self):
+        app = self.app
+        cfg = app.cfg
+        now = app.now
+        st = {
+            "firmware": VERSION,
+            "device_id": cfg.device_id,
+            "config": {
+                "receiver": "%s:%d" % (cfg.receiver_host, cfg.receiver_port),
+                "sms_number": cfg.sms_number,
+                "apn": cfg.apn,
+                "power_profile": cfg.power_profile,
+                "wifi_scan": cfg.wifi_scan,
+                "test_enabled": cfg.test_enabled,
+                "errors": len(cfg.errors),
+            },
+            "faults": list(app.faults),
+            "outbox": 0,
+            "alert_active": False,
+        }
+        b = app.board
+        try:
+            lvl = b.button_level()
+        except Exception:
+            lvl = None
+        btn = getattr(app, "button", None)
+        active_low = btn.cfg.active_low if btn is not None else True
+        st["button"] = {"level": lvl, "pressed": None if lvl is None else (lvl == 0) == active_low}
+        try:
+            mv = b.battery_mv()
+        except Exception:
+            mv = None
+        st["battery"] = {"mv": mv, "low": bool(app.ctl.battery_low) if not app.dead else None}
+        st["flash"] = self._flash()
+        if app.dead:
+            st["faults"].append("config unusable: not provisioned?")
+            return st
+        fix = app.fix
+        pos = fix.position(now)
+        st["gnss"] = {"fix": bool(fix.has_live_fix(now)), "sats": fix.sats,
+                      "age_s": None if pos is None else pos.age_s}
+        ms = getattr(app.t, "modem_status", None)
+        if ms is not None:
+            st["modem"] = ms()
+        else:
+            st["modem"] = {"csq": app.csq(), "cell": app.cell()}
+        ob = app.outbox
+        st["outbox"] = ob.count()
+        st["alert_active"] = self.alert_active()
+        if ob.flash_errors or ob.corrupt:
+            st["flash"]["ok"] = False
+            st["flash"]["outbox_errors"] = ob.flash_errors + ob.corrupt
+        return st
+
+    def _flash(self):
+        d = {"ok": True, "free_kb": None, "writes": self.app.fs.writes}
+        try:
+            import os
+
+            v = os.statvfs(self.app.fs.root)
+            d["free_kb"] = v[0] * v[3] // 1024
+        except Exception:
+            d["ok"] = False
+        return d
+
+    # -- alert state ---------------------------------------------------------
+    def alert_active(self):
+        app = self.app
+        return (not app.dead) and app.ctl.active()
+
+    # -- TEST round trip -------------------------------------------------------
+    def send_test(self, now):
+        app = self.app
+        if app.dead or not app.ctl.allowed(A.TEST) or app.ctl.active():
+            return None
+        before = [e.seq for e in app.outbox.entries if e.ftype == F.TEST]
+        if app.asleep:
+            app.asleep = False
+            app.t.wake(now)
+        app.ctl.fire(A.TEST, now)
+        seq = None
+        for e in app.outbox.entries:
+            if e.ftype == F.TEST and e.seq not in before:
+                seq = e.seq
+        if seq is None:
+            return None
+        app.note("console test %d" % seq)
+        self.tests.append([seq, now, None])
+        if len(self.tests) > _KEEP_TESTS:
+            self.tests.pop(0)
+        return seq
+
+    def _on_ack(self, ftype, fr, now):
+        if ftype != F.TEST:
+            return
+        for t in self.tests:
+            if t[0] == fr.body.acked_seq and t[2] is None:
+                t[2] = {"acked": True, "via": "tcp", "rtt_ms": now - t[1], "seq": t[0]}
+
+    def test_result(self, token):
+        now = self.app.now
+        for t in self.tests:
+            if t[0] == token:
+                if t[2] is None and now - t[1] > TEST_TIMEOUT_MS:
+                    queued = self.app.outbox.find(token) is not None
+                    t[2] = {"acked": False, "seq": token, "rtt_ms": now - t[1],
+                            "error": "no ACK within %d s%s" % (TEST_TIMEOUT_MS // 1000, ", still queued" if queued else "")}
+                return t[2]
+        return {"acked": False, "error": "unknown token"}
+
+    def events(self):
+        return list(self.app.evlog)
