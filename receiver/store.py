@@ -325,6 +325,18 @@ class SqliteStore:
             return self._x("SELECT * FROM frames ORDER BY id").fetchall()
         return self._x("SELECT * FROM frames WHERE device_id = ? ORDER BY seq", (device_id,)).fetchall()
 
+    def test_frames(self, device_id, since=0):
+        """Frames of the device stored since `since` (arrival, Unix s) that
+        belong to a *test* incident: what a field self-test looks for.
+        Rows: device_id, seq, type, frame_time, arrival, transport,
+        incident_id, incident_kind (always "test")."""
+        return self._x(
+            "SELECT f.device_id, f.seq, f.type, f.frame_time, f.arrival, f.transport, f.incident_id, i.kind AS incident_kind "
+            "FROM frames f JOIN incidents i ON i.id = f.incident_id "
+            "WHERE f.device_id = ? AND i.kind = ? AND f.arrival >= ? ORDER BY f.seq",
+            (device_id, KIND_TEST, since),
+        ).fetchall()
+
     def count_frames(self):
         return self._x("SELECT COUNT(*) AS n FROM frames").fetchone()["n"]
 

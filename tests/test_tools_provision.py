@@ -141,21 +141,58 @@ def test_bad_arguments_are_usage_errors_before_touching_anything(tmp_path, field
     assert msg in str(ei.value)
 
 
-def test_cli_errors_are_one_line(tmp_path, capsys):
+def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    # no receiver master key: refused before the board is even contacted
+    monkeypatch.delenv("PANIC_RECEIVER_KEY", raising=False)
     rc = cli.main(["provision", "--port", "socket://127.0.0.1:1", "--device-id", "5", "--receiver", "h:1",
                    "--sms-number", "+447700900123", "--listen-number", "+447700900456", "--apn", "internet",
                    "--person-ref", "urn:arc:case:1", "--db", str(tmp_path / "rx.db")])
     err = capsys.readouterr().err
     assert rc == 1 and err.count("\n") == 1 and err.startswith("panic provision: receiver registry:")
+    assert "master key" in err and "PANIC_RECEIVER_KEY" in err
+    # with a key but no board at that port: one line naming the port
+    mk = tmp_path / "master.key"
+    mk.write_text("11" * 32 + "\n")
+    rc = cli.main(["provision", "--port", "socket://127.0.0.1:1", "--device-id", "5", "--receiver", "h:1",
+                   "--sms-number", "+447700900123", "--listen-number", "+447700900456", "--apn", "internet",
+                   "--person-ref", "urn:arc:case:1", "--db", str(tmp_path / "rx.db"), "--master-key-file", str(mk)])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and err.startswith("panic provision:") and "127.0.0.1:1" in err
+    assert "11" * 16 not in err
 
 
-def test_receiver_adapter_names_what_it_needs(tmp_path):
-    try:
-        ReceiverRegistry(str(tmp_path / "rx.db"))
-    except RegistryError as e:
-        assert "receiver" in str(e) and ("open_store" in str(e) or "receiver.store" in str(e))
-    else:  # the receiver package is present: the adapter must work with it
-        pass
+def test_receiver_registry_over_the_real_store(tmp_path):
+    from receiver import core, masterkey
+    from receiver import store as S
+
+    mk = tmp_path / "master.key"
+    mk.write_text(masterkey.generate_hex() + "\n")
+    db = str(tmp_path / "rx.db")
+    with pytest.raises(RegistryError) as ei:  # the self-test reads only: the store must exist
+        ReceiverRegistry(db, need_key=False)
+    assert "no store" in str(ei.value)
+    reg = ReceiverRegistry(db, str(mk))
+    key = bytes(range(32))
+    assert not reg.has_device(42)
+    reg.add_device(42, key, "urn:arc:case:A-1")
+    assert reg.has_device(42)
+    with pytest.raises(RegistryError) as ei:
+        reg.add_device(42, key, "urn:arc:case:A-1")
+    assert "already registered" in str(ei.value) and key.hex() not in str(ei.value)
+    # a TEST frame and an ALERT through the real receiver core: only the TEST is labelled test
+    st = S.open_store(db, masterkey.load(str(mk)))
+    rc = core.Receiver(st)
+    keys = DeviceKeys(key)
+    for ftype, seq in ((F.TEST, 1), (F.ALERT, 2)):
+        raw = F.encode(keys, F.Frame(ftype, 42, seq, 1773524400, F.Report(test=ftype == F.TEST)))
+        assert rc.handle_frame(raw)
+    ro = ReceiverRegistry(db, need_key=False)
+    seen = ro.test_alerts(42, 0)
+    assert [(r["type"], r["seq"], r["test"], r["label"]) for r in seen] == [("TEST", 1, True, "test")]
+    assert ro.test_alerts(42, 2**40) == [] and ro.test_alerts(43, 0) == []
+    with pytest.raises(RegistryError) as ei:
+        ReceiverRegistry(db, str(tmp_path / "missing.key"))
+    assert "missing.key" in str(ei.value)
 
 
 class FakeReceiver:

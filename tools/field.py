@@ -183,15 +183,8 @@ def cmd_selftest(a):
     ekey = load_engineer_key(a.engineer_key)
     registry = None
     if a.receiver_db:
-        master = None
-        if a.master_key_file:
-            try:
-                with open(a.master_key_file, "rb") as f:
-                    master = f.read().strip()
-            except OSError as e:
-                raise UsageError("cannot read %s: %s" % (a.master_key_file, e.strerror))
         try:
-            registry = ReceiverRegistry(a.receiver_db, master)
+            registry = ReceiverRegistry(a.receiver_db, a.master_key_file, need_key=False)
         except RegistryError as e:
             raise UsageError("receiver store: %s" % e)
     report = selftest(a.port, ekey, registry=registry, expect_id=a.device_id, test_timeout=a.test_timeout, baud=a.baud)
@@ -268,7 +261,7 @@ def register(sub):
     s.add_argument("--port", required=True, help="serial port or pyserial URL")
     s.add_argument("--engineer-key", required=True, metavar="FILE")
     s.add_argument("--receiver-db", metavar="PATH", help="confirm the receiver stored the TEST alert")
-    s.add_argument("--master-key-file", help="receiver store master key file, if the store needs one")
+    s.add_argument("--master-key-file", help="receiver master key file (default: $PANIC_RECEIVER_KEY)")
     s.add_argument("--device-id", type=int, help="the device id the unit must report")
     s.add_argument("--report", metavar="OUT", help="write OUT.txt and OUT.json")
     s.add_argument("--test-timeout", type=float, default=90.0, help="seconds to wait for the TEST ACK (default 90)")

@@ -170,15 +170,8 @@ def provision(a, registry, connect=Board, out=print, rand=os.urandom):
 def cmd_provision(a, registry=None):
     try:
         if registry is None:
-            master = None
-            if a.master_key_file:
-                try:
-                    with open(a.master_key_file, "rb") as f:
-                        master = f.read().strip()
-                except OSError as e:
-                    raise UsageError("cannot read %s: %s" % (a.master_key_file, e.strerror))
             try:
-                registry = ReceiverRegistry(a.db, master)
+                registry = ReceiverRegistry(a.db, a.master_key_file, need_key=True)
             except RegistryError as e:
                 raise DeviceError("receiver registry: %s" % e)
         provision(a, registry)
@@ -199,7 +192,7 @@ def register(sub):
     p.add_argument("--apn", required=True)
     p.add_argument("--person-ref", required=True, metavar="URN", help="reference of the person (URN, no name)")
     p.add_argument("--db", required=True, metavar="RECEIVER_DB", help="receiver store to register the device in")
-    p.add_argument("--master-key-file", help="receiver store master key file, if the store needs one")
+    p.add_argument("--master-key-file", help="receiver master key file (default: $PANIC_RECEIVER_KEY)")
     p.add_argument("--engineer-key-out", metavar="FILE", help="where to write the engineer key (default engineer-keys/device-N.key)")
     p.add_argument("--config-extra", metavar="JSON", help="JSON file with button, timings and pins objects")
     p.add_argument("--power-profile", choices=("ready", "saver"), default="ready")

@@ -8,10 +8,10 @@ tools can be built and tested without it:
         add_device(device_id, key_bytes, person_ref) -> None   (RegistryError on duplicate)
         test_alerts(device_id, since_unix) -> list of dict      (alerts labelled as test)
 
-`ReceiverRegistry` implements it over the receiver package's API by name
-(`receiver.store.open_store(db_path, master_key)` with add_device /
-get_device); if those names are missing or differ, it raises RegistryError
-naming exactly what it looked for, so the one place to adjust is here.
+`ReceiverRegistry` implements it over the receiver package:
+`receiver.store.open_store(path, receiver.masterkey.load(key_file))`,
+`add_device`, `get_device` and `test_frames` (frames filed under a test
+incident). Every receiver error becomes a one-line RegistryError.
 `MemoryRegistry` is the in-memory implementation the tests use.
 
 Never does: print, log or put in an error message the device key.
@@ -52,37 +52,42 @@ class MemoryRegistry:
 
 
 class ReceiverRegistry:
-    """The receiver's store, reached through receiver.store by name."""
+    """The receiver's store (receiver.store.open_store) as a Registry.
 
-    def __init__(self, db_path, master_key=None):
+    need_key=True (provisioning): the receiver master key is loaded with
+    receiver.masterkey.load(master_key_file) (file, else $PANIC_RECEIVER_KEY)
+    at once, so a missing or wrong key is reported before anything else is
+    touched; the store is created if it does not exist.
+    need_key=False (the field self-test only reads): the store must exist;
+    a master key is used only if a file is given."""
+
+    def __init__(self, db_path, master_key_file=None, need_key=True):
         try:
+            from receiver import masterkey
             from receiver import store as S
+            from receiver.errors import ReceiverError
         except ImportError as e:
             raise RegistryError("receiver store not available (import receiver.store failed: %s)" % e)
-        opener = getattr(S, "open_store", None)
-        if opener is None:
-            raise RegistryError("receiver.store has no open_store(db_path, master_key): update tools/registry.py")
+        self._err = ReceiverError
+        self._unknown = S.UnknownDevice if hasattr(S, "UnknownDevice") else ReceiverError
         try:
-            self.s = opener(db_path, master_key)
-        except TypeError:
-            raise RegistryError("receiver.store.open_store does not take (db_path, master_key): update tools/registry.py")
-        except Exception as e:
+            mk = masterkey.load(master_key_file) if (need_key or master_key_file) else None
+            self.s = S.open_store(db_path, mk, create=need_key)
+        except ReceiverError as e:
+            raise RegistryError(_safe(e))
+        except Exception as e:  # sqlite or OS trouble opening the file
             raise RegistryError("cannot open the receiver store %s: %s" % (db_path, _safe(e)))
-        for name in ("add_device", "get_device"):
-            if not callable(getattr(self.s, name, None)):
-                raise RegistryError("the receiver store has no %s(): update tools/registry.py" % name)
 
     def __repr__(self):
         return "<ReceiverRegistry>"
 
+    def close(self):
+        self.s.close()
+
     def has_device(self, device_id):
         try:
             return self.s.get_device(device_id) is not None
-        except KeyError:
-            return False
         except Exception as e:
-            if e.__class__.__name__ in ("NotFound", "UnknownDevice", "DeviceNotFound"):
-                return False
             raise RegistryError("receiver store lookup failed: %s" % _safe(e))
 
     def add_device(self, device_id, key_bytes, person_ref):
@@ -92,19 +97,14 @@ class ReceiverRegistry:
             raise RegistryError("the receiver store refused device %d: %s" % (device_id, _safe(e)))
 
     def test_alerts(self, device_id, since_unix):
-        fn = getattr(self.s, "test_alerts", None) or getattr(self.s, "alerts", None)
-        if fn is None:
-            raise RegistryError("the receiver store has no test_alerts(device_id, since) or alerts(): update tools/registry.py")
+        """TEST alerts the receiver stored for the device since a time:
+        frames filed under a test incident (receiver.store.test_frames),
+        each a dict with "test": True and "label": "test"."""
         try:
-            rows = fn(device_id, since_unix)
-        except TypeError:
-            rows = fn(device_id=device_id)
-        out = []
-        for r in rows or []:
-            d = r if isinstance(r, dict) else getattr(r, "__dict__", {})
-            if d.get("test") or d.get("kind") == "test" or d.get("label") == "test":
-                out.append(d)
-        return out
+            rows = self.s.test_frames(device_id, since_unix)
+        except Exception as e:
+            raise RegistryError("receiver store query failed: %s" % _safe(e))
+        return [dict(r, test=True, label="test") for r in rows if r.get("type") in ("TEST", "ALERT")]
 
 
 def _safe(e):
