@@ -117,14 +117,20 @@ class Board:
 
     def idle(self, ms):
         """Wait up to ms with every peripheral running (UARTs receive).
-        Returns early when the button level changes: a press during a wait
-        must reach the pattern detector at once."""
+        Returns early when the button level changes (a press during a wait
+        must reach the pattern detector at once) or when the modem stream
+        has bytes waiting (its optional waiting() method), so an AT answer
+        is handled when it comes, not when the engine's timeout ends."""
         lvl = self.button_level()
         end = _time.ticks_add(_time.ticks_ms(), ms)  # type: ignore[attr-defined]
+        m = self.modem
+        waiting = getattr(m, "waiting", None) if m is not None else None
         while True:
             left = _time.ticks_diff(end, _time.ticks_ms())  # type: ignore[attr-defined]
             if left <= 0 or self.button_level() != lvl:
                 return
+            if waiting is not None and waiting():
+                return  # a modem answer: the engine must not sit out its timeout
             _time.sleep_ms(left if left < IDLE_SLICE_MS else IDLE_SLICE_MS)  # type: ignore[attr-defined]
 
     def light_sleep(self, ms):

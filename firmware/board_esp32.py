@@ -85,6 +85,10 @@ class _UartStream:
     def write(self, b):
         return self.uart.write(b) or 0
 
+    def waiting(self):
+        """Bytes are in the UART buffer (Board.idle returns on them)."""
+        return self.uart.any() > 0
+
 
 class _ConsoleStream:
     """USB serial (the REPL's port). Non-blocking read via select."""

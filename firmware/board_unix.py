@@ -146,6 +146,7 @@ class UnixBoard(Board):
         self.console = _Console() if console else None
         self._poll = select.poll()
         self._poll.register(self._ctrl, select.POLLIN)
+        self._poll.register(self.modem.s, select.POLLIN)
         if self.console is not None:
             self._poll.register(sys.stdin, select.POLLIN)
 
@@ -246,7 +247,8 @@ class UnixBoard(Board):
     # -- waiting -----------------------------------------------------------------------
     def idle(self, ms):
         """Wait up to ms (scaled), returning early when the button level
-        changes or console bytes arrive."""
+        changes, or modem or console bytes arrive (a modem answer must not
+        wait for the engine's timeout)."""
         lvl = self.button_level()
         end = self.ticks_ms() + ms
         while True:
@@ -261,7 +263,7 @@ class UnixBoard(Board):
                 return
             for obj, ev in ready:
                 if obj is not self._ctrl and ev & select.POLLIN:
-                    return  # console input: let the loop feed it now
+                    return  # modem or console input: let the loop handle it now
 
 
 def main():

@@ -158,17 +158,20 @@ def micropython_path():
 class MpBoard:
     """A unix-port MicroPython process on a pty behind a one-client TCP bridge."""
 
-    def __init__(self, root, quota=None, heap="256k", micropython=None, run=None):
+    def __init__(self, root, quota=None, heap="256k", micropython=None, run=None, env=None):
         """root: host folder that is the board's "/". quota: bytes the board's
         flash may hold (None: unlimited). run: optional board-side script
         (a path on the board, e.g. "/main.py") executed instead of the REPL,
-        as a board runs main.py at boot."""
+        as a board runs main.py at boot. env: extra environment variables of
+        the process (faithful mode: PANIC_PERIPH, where firmware/board_unix.py
+        finds its peripherals)."""
         self.root = os.path.abspath(root)
         os.makedirs(self.root, exist_ok=True)
         self.quota = quota
         self.heap = heap
         self.exe = micropython or micropython_path()
         self.run = run
+        self.env = dict(env or {})
         self.proc = None
         self._master = None
         self._lsock = None
@@ -207,7 +210,9 @@ class MpBoard:
         tty.setraw(slave)
         args = [self.exe, "-X", "heapsize=" + self.heap]
         args += [self._startup] if self.run else ["-i", self._startup]
-        self.proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, close_fds=True, start_new_session=True)
+        env = dict(os.environ, **self.env) if self.env else None
+        self.proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, close_fds=True, start_new_session=True,
+                                     env=env)
         os.close(slave)
         self._master = master
         if self.run:

@@ -1,0 +1,800 @@
+"""Faithful mode: the real firmware inside the real MicroPython VM, the
+world around it served over sockets in real time, a real receiver over TCP.
+
+Owns: one faithful run. The pieces:
+- the board: a MicroPython unix-port process (host_sim/mpboard.py) whose
+  "/" is a host folder holding the flashed release (the .mpy files and the
+  boot shim `panic flash` writes) and /data/config.json; its /main.py runs
+  firmware.main.main(), which on the unix port builds
+  firmware/board_unix.py's UnixBoard. Its stdin/stdout are the USB serial,
+  served as socket://127.0.0.1:PORT (`console_url`) for the tools.
+- PeriphServer: the host end of board_unix.py's wire (ctrl, gnss, modem
+  channels over TCP; format in firmware/board_unix.py).
+- the world (host_sim/world.py) paced against the wall clock
+  (host_sim/pacer.py, the scenario's time_scale): button edges, GNSS NMEA
+  bytes, battery mV, coverage, power cuts (the VM process is killed and
+  restarted: RAM and clock lost, the folder kept), brown-out.
+- the modem: host_sim/modem.py's Sim7600 emulator on the modem channel,
+  its sockets real (host_sim/tcp.py SocketTcp, redirected from the
+  receiver address in the config to the receiver below), taps on both
+  directions recording frames as they cross the air.
+- the receiver: receiver/server.py's asyncio Server over a real
+  receiver/store.py SQLite store, in a thread of this process, with its
+  clock on scenario time (start + simulated ms); SMS from the emulator go
+  to its core.
+Results go through host_sim/results.py's Recorder, so the invariants and
+[expect] checks are the virtual-time mode's.
+
+Not faithful (said in the results' events as "faithful_note"): modem
+faults whose names are not host_sim/modem.py settings, power cuts armed at
+a flash write (cut at once instead), and the energy model (the ESP32 is
+counted idle throughout; the modem off / asleep / idle as the emulator
+shows it).
+
+Entry points:
+    run_faithful(scenario_path, json_out=None, report_out=None,
+                 time_scale=None, duration_ms=None, heap=None) -> results
+    Rig(...)  start() / run_until(t_ms) / run() / stop()  (tests, tools)
+
+Stays in sync with: firmware/board_unix.py (the wire), host_sim/results.py
+(what is recorded), host_sim/world.py (handlers), tools/flash.py (board
+layout: manifest, shim).
+"""
+
+import asyncio
+import hashlib
+import json
+import os
+import queue
+import select
+import shutil
+import socket
+import tempfile
+import threading
+import time
+
+from protocol import frame as F
+from protocol.crypto import DeviceKeys
+from protocol.errors import ProtocolError
+from protocol.sms import from_sms
+from protocol.stream import Deframer
+
+from host_sim import scenario as SC
+from host_sim.modem import DEFAULTS as MODEM_SETTINGS
+from host_sim.modem import Sim7600
+from host_sim.mpboard import MpBoard
+from host_sim.pacer import Pacer
+from host_sim.results import Recorder
+from host_sim.tcp import SocketTcp
+from host_sim.world import World
+
+# Measured with bench/bench_faithful.py: the smallest heap the firmware
+# runs a scenario in, with the console session open, plus headroom.
+DEFAULT_HEAP = "128k"
+PUBLIC_RX = ("203.0.113.5", 5000)  # what the config names; redirected to the real receiver
+DEVICE_ID = 4242
+RESET_POWER_ON = 1
+_COVERAGE = {"data+sms": "full", "sms-only": "sms", "none": "none"}
+_TIMINGS_FW = None
+
+
+def button_patterns(bcfg=None):
+    """Press timings {kind: [(offset_ms, hold_ms)]} the firmware's button
+    config recognises (firmware/button.py), with presses long enough to be
+    sampled at a scaled clock."""
+    from firmware.button import ButtonConfig
+
+    c = bcfg if bcfg is not None else ButtonConfig()
+    tap, gap = 300, 700
+    return {
+        "sos": [(i * gap, tap) for i in range(c.sos_presses)],
+        "duress_cancel": [(i * gap, tap) for i in range(c.duress_presses)],
+        "cancel": [(0, c.cancel_hold_ms + 700)],
+        "test": [(i * gap, tap) for i in range(c.test_presses)] + [(c.test_presses * gap, c.test_hold_ms + 700)],
+    }
+
+
+def device_config(sc, device_id, key, ekey, receiver=PUBLIC_RX):
+    """The /data/config.json of a run: firmware defaults, the scenario's
+    profile and [device] overrides (timings by name, or top-level fields)."""
+    from firmware import config as C
+
+    cfg = {
+        "device_id": device_id, "key_hex": key.hex(), "engineer_key_hex": ekey.hex(),
+        "receiver_host": receiver[0], "receiver_port": receiver[1],
+        "sms_number": "+447700900999", "listen_number": "+447700900998", "apn": "internet",
+        "button": {}, "timings": {}, "pins": {}, "power_profile": sc.profile, "wifi_scan": False,
+        "test_enabled": any(a.kind == "test" for a in sc.actions),
+    }
+    for k, v in (sc.device or {}).items():
+        if k in C.TIMINGS:
+            cfg["timings"][k] = v
+        elif k == "button" and isinstance(v, dict):
+            cfg["button"].update(v)
+        elif k in cfg and k not in ("key_hex", "engineer_key_hex", "device_id"):
+            cfg[k] = v
+        else:
+            raise SC.ScenarioError("[device] %s: not a firmware setting" % k, sc.path)
+    if cfg["test_enabled"]:
+        cfg["button"]["test_enabled"] = True
+    return cfg
+
+
+def install_release(root, version=None):
+    """Put the compiled release on a board folder as `panic flash` does
+    (files under /app-<id>/, /manifest.json, the boot shim /main.py)."""
+    from tools import flash as FL
+
+    tmp = tempfile.mkdtemp(prefix="faithful-mpy-")
+    try:
+        files = FL.build(tmp, march="")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    app = "app-faithful"
+    for rel, data in files.items():
+        p = os.path.join(root, app, rel)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "wb") as f:
+            f.write(data)
+    with open(os.path.join(root, "main.py"), "wb") as f:
+        f.write(FL.SHIM_SRC)
+    manifest = {"format": 1, "app": app, "version": version or FL.release_version(), "march": "",
+                "files": {p: hashlib.sha256(d).hexdigest() for p, d in files.items()}}
+    with open(os.path.join(root, "manifest.json"), "w") as f:
+        json.dump(manifest, f, sort_keys=True)
+    return manifest
+
+
+# ---------------------------------------------------------------------------- receiver
+
+
+class ReceiverThread:
+    """receiver.server.Server + core.Receiver on a store, in a thread."""
+
+    def __init__(self, db_path, master, clock, on_event, supervise_every=0.5, heartbeat_s=3600, silent_margin_s=600):
+        from receiver import core
+        from receiver import store as S
+        from receiver.server import Limits, Server
+
+        self.store = S.open_store(db_path, master, clock=clock)
+        self.core = core.Receiver(self.store, clock=clock, events=on_event, heartbeat_s=heartbeat_s,
+                                  silent_margin_s=silent_margin_s)
+        self.server = Server(self.core, Limits(), supervise_every=supervise_every)
+        self.loop = asyncio.new_event_loop()
+        self.port = None
+        self._ready = threading.Event()
+        self._err = None
+        self._t = threading.Thread(target=self._main, daemon=True)
+
+    def start(self):
+        self._t.start()
+        self._ready.wait(10)
+        if self._err is not None:
+            raise self._err
+        return self
+
+    def _main(self):
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self.server.start("127.0.0.1", 0))
+            self.port = self.server.tcp_address[1]
+        except Exception as e:  # noqa: BLE001 - reported to start()
+            self._err = e
+            self._ready.set()
+            return
+        self._ready.set()
+        self.loop.run_forever()
+        self.loop.run_until_complete(self.server.close())
+        self.loop.close()
+
+    def sms(self, sender, text):
+        self.loop.call_soon_threadsafe(self._sms, sender, text)
+
+    def _sms(self, sender, text):
+        try:
+            self.core.handle_sms(sender, text)
+        except Exception:  # noqa: BLE001 - the core counts; a run goes on
+            pass
+
+    def stop(self):
+        if self._t.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._t.join(10)
+        self.store.close()
+
+
+# ---------------------------------------------------------------------------- taps
+
+
+class _TapTcp(SocketTcp):
+    def __init__(self, rig):
+        super().__init__({})
+        self.rig = rig
+
+    def connect(self, host, port, now):
+        addr = self.rig.rx_addr_for(host, port)
+        self.redirect = {(host, port): addr}
+        return _TapConn(super().connect(host, port, now), self.rig)
+
+
+class _TapConn:
+    def __init__(self, inner, rig):
+        self.i = inner
+        self.rig = rig
+        self.up = Deframer()
+        self.down = Deframer()
+
+    def __getattr__(self, name):
+        return getattr(self.i, name)
+
+    def send(self, data, now):
+        try:
+            for raw in self.up.feed(data):
+                self.rig.on_air_up(raw, now, "tcp")
+        except ProtocolError:
+            self.rig.note(now, "uplink stream broken")
+        return self.i.send(data, now)
+
+    def poll(self, now):
+        evs = self.i.poll(now)
+        for t, kind, value in evs:
+            if kind == "data":
+                try:
+                    for raw in self.down.feed(value):
+                        self.rig.on_air_down(raw, now)
+                except ProtocolError:
+                    self.rig.note(now, "downlink stream broken")
+        return evs
+
+
+class _SmsEndpoint:
+    def __init__(self, rig):
+        self.rig = rig
+
+    def on_sms(self, sender, text, now):
+        self.rig.deliver_sms(sender, text, now)
+
+    def on_tcp_frame(self, raw, now):
+        return []
+
+
+# ---------------------------------------------------------------------------- peripherals
+
+
+class PeriphServer:
+    """Accepts the board's channel connections (ctrl, gnss, modem)."""
+
+    NAMES = (b"ctrl", b"gnss", b"modem")
+
+    def __init__(self):
+        self.ls = socket.socket()
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(8)
+        self.ls.setblocking(False)
+        self.port = self.ls.getsockname()[1]
+        self.pending = {}  # sock -> bytes of its hello so far
+        self.ch = {}  # name -> sock
+        self.ctrl_buf = b""
+
+    def sockets(self):
+        return [self.ls] + list(self.pending) + list(self.ch.values())
+
+    def name_of(self, s):
+        for k, v in self.ch.items():
+            if v is s:
+                return k
+        return None
+
+    def drop_all(self):
+        for s in list(self.pending) + list(self.ch.values()):
+            try:
+                s.close()
+            except OSError:
+                pass
+        self.pending = {}
+        self.ch = {}
+        self.ctrl_buf = b""
+
+    def send(self, name, data):
+        s = self.ch.get(name)
+        if s is None or not data:
+            return False
+        try:
+            s.setblocking(True)
+            s.settimeout(2)
+            s.sendall(data)
+            s.setblocking(False)
+            return True
+        except OSError:
+            self._close(name)
+            return False
+
+    def _close(self, name):
+        s = self.ch.pop(name, None)
+        if s is not None:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def close(self):
+        self.drop_all()
+        self.ls.close()
+
+
+# ---------------------------------------------------------------------------- the rig
+
+
+class Rig:
+    """One faithful run. root: the board folder (None: a temp folder with a
+    fresh release and config); db: the receiver store (None: temp);
+    master: receiver.masterkey.MasterKey (None: a fresh one). With root
+    given, the device's key is read from its /data/config.json (the
+    device must already be registered in db, as `panic provision` does)."""
+
+    def __init__(self, scenario, root=None, db=None, master=None, time_scale=None, heap=None, start_utc_ms=None,
+                 duration_ms=None, device_id=DEVICE_ID):
+        from receiver import masterkey
+
+        self.sc = scenario if isinstance(scenario, SC.Scenario) else SC.load(scenario)
+        if start_utc_ms is not None:
+            self.sc.start_utc_ms = int(start_utc_ms)
+        if duration_ms is not None:
+            self.sc.duration_ms = int(duration_ms)
+        self.scale = float(time_scale or self.sc.time_scale or 1.0)
+        self.heap = heap or DEFAULT_HEAP
+        self._tmp = tempfile.mkdtemp(prefix="faithful-")
+        self.root = root or os.path.join(self._tmp, "board")
+        self.db = db or os.path.join(self._tmp, "receiver.db")
+        self.master = master or masterkey.MasterKey(os.urandom(32))
+        self.rec = Recorder(self.sc)
+        self.notes = []
+        self._q = queue.Queue()  # receiver events, from its thread
+        self.seen_up = {}  # seq -> first on-air sim ms
+        self.battery_low_seen = False
+        self.rx_up = True
+        self._sms_held = []
+        self.board = None
+        self.rx = None
+        self.periph = None
+        self.world = None
+        self.pacer = None
+        self.emu = None
+        self.stats = {"boots": 0, "max_lag_ms": 0, "wall_s": 0.0, "console_bytes_unauth": 0}
+        self._emu_ev = 0
+        self._next_batt = 0
+        self._last_mv = None
+        self._button_level = 1
+        self._powered = True
+        self._dead_port = None
+        if root is None:
+            os.makedirs(os.path.join(self.root, "data"), exist_ok=True)
+            install_release(self.root)
+            self.device_id = device_id
+            self.key = os.urandom(32)
+            self.ekey = os.urandom(32)
+            self.cfg = device_config(self.sc, device_id, self.key, self.ekey)
+            with open(os.path.join(self.root, "data", "config.json"), "w") as f:
+                json.dump(self.cfg, f, sort_keys=True)
+            self._register = True
+        else:
+            with open(os.path.join(self.root, "data", "config.json")) as f:
+                self.cfg = json.load(f)
+            self.device_id = self.cfg["device_id"]
+            self.key = bytes.fromhex(self.cfg["key_hex"])
+            self.ekey = bytes.fromhex(self.cfg["engineer_key_hex"])
+            self._register = False
+        self.keys = DeviceKeys(self.key)
+        from firmware.button import ButtonConfig
+
+        try:
+            self.patterns = button_patterns(ButtonConfig.from_dict(self.cfg.get("button") or {}))
+        except ValueError:
+            self.patterns = button_patterns()
+        self.active_low = (self.cfg.get("button") or {}).get("active_low", True)
+
+    # -- clocks -----------------------------------------------------------------
+    def sim_now(self):
+        return self.pacer.sim_now() if self.pacer is not None else 0
+
+    def unix_now(self):
+        """The receiver's clock: scenario start + simulated time (s)."""
+        return (self.sc.start_utc_ms + self.sim_now()) / 1000.0
+
+    def note(self, t, text):
+        self.notes.append((t, text))
+        self.rec.event(t, "faithful_note", text)
+
+    # -- start / stop ---------------------------------------------------------------
+    def start(self):
+        from host_sim.clock import Clock
+
+        clock = Clock()
+        self.world = World(self.sc, clock=clock, patterns=self.patterns)
+        self.pacer = Pacer(clock, self.scale)
+        self.rx = ReceiverThread(self.db, self.master, self.unix_now, self._q.put,
+                                 supervise_every=max(0.05, min(1.0, 30.0 / self.scale)),
+                                 heartbeat_s=self.cfg.get("timings", {}).get("heartbeat_s", 3600)).start()
+        if self._register:
+            hb = self.cfg["timings"].get("heartbeat_s")
+            self.rx.store.add_device(self.device_id, self.key, "urn:sim:faithful:%d" % self.device_id, heartbeat_s=hb)
+        dead = socket.socket()
+        dead.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        self._dead_sock = dead
+        self._dead_port = dead.getsockname()[1]
+        self.periph = PeriphServer()
+        self.emu = self._make_modem()
+        self.world.start({
+            "button": self._on_button, "power": self._on_power, "arm_flash_cut": self._on_flash_cut,
+            "receiver": self._on_receiver, "brownout": self._on_brownout, "action": self._on_action,
+            "modem_faults": self._on_faults,
+        })
+        self.world.set_state("esp32", "idle")
+        self.board = MpBoard(self.root, heap=self.heap, run="/main.py",
+                             env={"PANIC_PERIPH": "127.0.0.1:%d" % self.periph.port}).start()
+        self.stats["boots"] += 1
+        self._t0 = time.monotonic()
+        return self
+
+    @property
+    def console_url(self):
+        return self.board.url
+
+    def _make_modem(self):
+        sc = self.sc
+        faults = {}
+        for k, v in (sc.modem_faults or {}).items():
+            if k in MODEM_SETTINGS:
+                faults[k] = v
+            else:
+                self.note(0, "modem fault %s not emulated in faithful mode" % k)
+        for f in sc.modem_fault_windows:
+            self.note(f.from_ms, "timed modem fault %s not emulated in faithful mode" % f.name)
+        cov = [(c.from_ms, _COVERAGE.get(c.mode, "full")) for c in sc.coverage] or [(0, "full")]
+        if cov[0][0] > 0:
+            cov.insert(0, (0, "full"))
+        faults.setdefault("coverage", cov)
+        if sc.coverage:
+            faults.setdefault("rssi", sc.coverage[0].csq)
+        return Sim7600(_SmsEndpoint(self), tcp=_TapTcp(self), seed=sc.seed, **faults)
+
+    def rx_addr_for(self, host, port):
+        if not self.rx_up:
+            return ("127.0.0.1", self._dead_port)
+        return ("127.0.0.1", self.rx.port)
+
+    def stop(self):
+        if self.board is not None:
+            self.board.stop()
+        if self.periph is not None:
+            self.periph.close()
+        if self.rx is not None:
+            self.rx.stop()
+        if getattr(self, "_dead_sock", None) is not None:
+            self._dead_sock.close()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *a):
+        self.stop()
+
+    # -- world handlers ------------------------------------------------------------------
+    def _on_action(self, kind, now):
+        if kind != "raw":
+            self.rec.press(kind, now, device_id=self.device_id)
+
+    def _on_button(self, pressed, now):
+        self._button_level = (0 if pressed else 1) if self.active_low else (1 if pressed else 0)
+        self.periph.send(b"ctrl", b"b %d\n" % self._button_level)
+
+    def _on_power(self, on, now):
+        if not on:
+            self._power_off(now)
+        else:
+            self._powered = True
+            self.board.power_cycle()
+            self.stats["boots"] += 1
+
+    def _power_off(self, now):
+        self._powered = False
+        self.board.kill()
+        self.periph.drop_all()
+        self.emu.power(False, now)
+
+    def _on_flash_cut(self, n, now):
+        self.note(now, "power cut armed at flash write %d: cut at once in faithful mode" % n)
+        self.world.flash_cut()
+
+    def _on_brownout(self, now):
+        self._power_off(now)
+
+    def _on_receiver(self, up, now):
+        self.rx_up = up
+        if not up and self.emu.conn is not None:
+            try:
+                self.emu._remote_close(now, 1)  # the receiver went away: its side of the socket closes
+            except Exception:  # noqa: BLE001
+                pass
+        if up:
+            held, self._sms_held = self._sms_held, []
+            for sender, text in held:
+                self.rx.sms(sender, text)
+
+    def _on_faults(self, faults, now):
+        pass  # noted at start: only static settings of the emulator apply
+
+    # -- taps ------------------------------------------------------------------------------
+    def _decode_up(self, raw):
+        try:
+            return F.decode(self.keys, raw, F.UPLINK)
+        except ProtocolError:
+            return None
+
+    def on_air_up(self, raw, now, path):
+        fr = self._decode_up(raw)
+        if fr is None:
+            self.rec.frame(now, "up", "on_air", "?", None, self.device_id, path=path, size=len(raw), note="did not verify")
+            return
+        if fr.seq not in self.seen_up:
+            self.seen_up[fr.seq] = now
+            # built: the firmware's outbox is inside the VM; the first time a
+            # frame is on the air is the closest the host can see
+            self.rec.frame(now, "up", "built", fr.name, fr.seq, fr.device_id, path=path, size=len(raw))
+            b = fr.body
+            if fr.ftype != F.ACK and hasattr(b, "source"):
+                self.rec.position(now, fr.name, fr.seq, b.source, b.lat, b.lon, b.accuracy, b.age)
+                if b.battery_low:
+                    self.battery_low_seen = True
+        self.rec.frame(now, "up", "on_air", fr.name, fr.seq, fr.device_id, path=path, size=len(raw))
+
+    def on_air_down(self, raw, now):
+        try:
+            fr = F.decode(self.keys, raw, F.DOWNLINK)
+        except ProtocolError:
+            self.rec.frame(now, "down", "rejected", "?", None, self.device_id, path="tcp", size=len(raw))
+            return
+        acked = fr.body.acked_seq if isinstance(fr.body, F.Ack) else None
+        self.rec.frame(now, "down", "acked", fr.name, fr.seq, fr.device_id, path="tcp", size=len(raw), acked_seq=acked)
+
+    def deliver_sms(self, sender, text, now):
+        if self.rx_up:
+            self.rx.sms(sender, text)
+        else:
+            self._sms_held.append((sender, text))
+
+    def _emu_events(self, now):
+        evs = self.emu.events
+        while self._emu_ev < len(evs):
+            e = evs[self._emu_ev]
+            self._emu_ev += 1
+            if e[1] == "sms":
+                try:
+                    raw = from_sms(e[3])
+                except ProtocolError:
+                    continue
+                self.on_air_up(raw, e[0], "sms")
+
+    # -- the loop ---------------------------------------------------------------------------
+    def _accept(self):
+        p = self.periph
+        try:
+            s, _ = p.ls.accept()
+        except OSError:
+            return
+        s.setblocking(False)
+        p.pending[s] = b""
+
+    def _hello(self, s, now):
+        p = self.periph
+        try:
+            data = s.recv(64)
+        except OSError:
+            return
+        if not data:
+            p.pending.pop(s, None)
+            s.close()
+            return
+        buf = p.pending[s] + data
+        if b"\n" not in buf:
+            p.pending[s] = buf[:64]
+            return
+        name, rest = buf.split(b"\n", 1)
+        del p.pending[s]
+        if name not in PeriphServer.NAMES:
+            s.close()
+            return
+        old = p.ch.get(name)
+        if old is not None:
+            old.close()
+        p.ch[name] = s
+        if name == b"ctrl":
+            p.ctrl_buf = rest
+            # a fresh boot: the clock is known unless the scenario says so or a power cut lost it
+            unix_ms = -1
+            if self.stats["boots"] == 1 and not self.sc.clock_unknown_at_boot:
+                unix_ms = self.sc.start_utc_ms + now
+            self.periph.send(b"ctrl", b"c %r %d %d\n" % (self.scale, unix_ms, RESET_POWER_ON))
+            self.periph.send(b"ctrl", b"b %d\n" % self._button_level)
+            mv = self.world.battery_mv()
+            self.periph.send(b"ctrl", b"v %d\n" % mv)
+        elif name == b"modem":
+            if rest:
+                self.emu.write(rest, now)
+
+    def _ctrl_lines(self, data, now):
+        p = self.periph
+        p.ctrl_buf += data
+        while b"\n" in p.ctrl_buf:
+            line, p.ctrl_buf = p.ctrl_buf.split(b"\n", 1)
+            f = line.split()
+            if len(f) == 3 and f[0] == b"p":
+                name = f[1].decode("ascii", "replace")
+                level = int(f[2]) if f[2].isdigit() else f[2].decode("ascii", "replace")
+                self.rec.pin(now, name, level)
+                if name == "modem_pwrkey":
+                    self.emu.pwrkey(level, now)
+                elif name == "modem_power":
+                    self.emu.power(bool(level), now)
+                elif name == "modem_dtr":
+                    self.emu.dtr(level, now)
+            elif len(f) == 2 and f[0] == b"s":
+                self.rec.event(now, "clock_set", f[1].decode("ascii", "replace"))
+        if len(p.ctrl_buf) > 256:
+            p.ctrl_buf = b""
+
+    def _modem_energy(self, now):
+        e = self.emu
+        st = "off" if not e.on else ("sleep" if e.asleep() else "idle")
+        if self.world.energy.state.get("modem") != st:
+            self.world.set_state("modem", st)
+
+    def pump(self, max_block_s=0.005):
+        """One pass: fire due world events, move bytes both ways."""
+        pc = self.pacer
+        end = self.sc.duration_ms
+        w = pc.wait_s(end)
+        w = max_block_s if w is None else min(w, max_block_s)
+        p = self.periph
+        try:
+            r, _, _ = select.select(p.sockets(), [], [], w)
+        except (OSError, ValueError):
+            r = []
+        pc.tick(end)
+        now = self.pacer.clock.now
+        for s in r:
+            if s is p.ls:
+                self._accept()
+            elif s in p.pending:
+                self._hello(s, now)
+            else:
+                name = p.name_of(s)
+                if name is None:
+                    continue
+                try:
+                    data = s.recv(4096)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if not data:
+                    p._close(name)
+                    continue
+                if name == b"ctrl":
+                    self._ctrl_lines(data, now)
+                elif name == b"gnss":
+                    self.world.gnss.write(data, now)
+                elif name == b"modem":
+                    self.emu.write(data, now)
+        g = self.world.gnss.read(now)
+        if g and self._powered:
+            p.send(b"gnss", g)
+        m = self.emu.read(now)
+        if m and self._powered:
+            p.send(b"modem", m)
+        self._emu_events(now)
+        if now >= self._next_batt:
+            self._next_batt = now + 1000
+            mv = self.world.battery_mv()
+            if mv != self._last_mv and p.send(b"ctrl", b"v %d\n" % mv):
+                self._last_mv = mv
+            self._modem_energy(now)
+        while True:
+            try:
+                ev = self._q.get_nowait()
+            except queue.Empty:
+                break
+            if ev.get("kind") == "device_silent":
+                self.rec.silent(int(ev.get("time", self.unix_now()) * 1000 - self.sc.start_utc_ms), ev.get("device_id"))
+        return now
+
+    def run_until(self, t_ms):
+        t_ms = min(t_ms, self.sc.duration_ms)
+        while self.pacer.clock.now < t_ms:
+            self.pump()
+        return self.pacer.clock.now
+
+    def run(self):
+        self.run_until(self.sc.duration_ms)
+        return self.finish()
+
+    # -- results ------------------------------------------------------------------------------
+    def _drain_console(self):
+        """What the board wrote on its USB serial that nobody authenticated
+        for (read only when no tool is connected)."""
+        if self.board is None or self.board._client is not None or self.board.proc is None:
+            return b""
+        try:
+            with socket.create_connection(("127.0.0.1", self.board.port), timeout=2) as c:
+                c.settimeout(0.3)
+                out = b""
+                while True:
+                    try:
+                        d = c.recv(4096)
+                    except socket.timeout:
+                        break
+                    if not d:
+                        break
+                    out += d
+                return out
+        except OSError:
+            return b""
+
+    def finish(self):
+        from receiver import store as S
+
+        now = self.pacer.clock.now
+        self.stats["wall_s"] = round(time.monotonic() - self._t0, 2)
+        self.stats["max_lag_ms"] = self.pacer.max_lag_ms
+        junk = self._drain_console()
+        if junk:
+            self.stats["console_bytes_unauth"] = len(junk)
+            self.rec.print_(now, junk.decode("latin-1"), authenticated=False)
+        time.sleep(0.2)  # the receiver's last group commit
+        st = S.open_store(self.db, None)
+        try:
+            rows = st.frames(self.device_id)
+        finally:
+            st.close()
+        for r in rows:
+            t = int(round(r["arrival"] * 1000 - self.sc.start_utc_ms))
+            try:
+                dec = json.loads(r["decoded"])
+            except ValueError:
+                dec = {}
+            self.rec.frame(t, "up", "committed", r["type"], r["seq"], r["device_id"], path=r["transport"])
+            self.rec.raise_(t, r["device_id"], r["seq"], r["type"], duress=bool(dec.get("duress")))
+        pending = []
+        ddir = os.path.join(self.root, "data")
+        for name in os.listdir(ddir) if os.path.isdir(ddir) else ():
+            if len(name) == 9 and name[0] == "o":
+                try:
+                    pending.append(int(name[1:], 16))
+                except ValueError:
+                    pass
+        self.rec.summary["low_battery"] = self.battery_low_seen
+        self.rec.summary["device_dead"] = bool(self.world.dead)
+        res = self.rec.finish(energy=self.world.energy.summary(now), pending_seqs=pending, extra_events=self.world.events)
+        res["faithful"] = dict(self.stats, heap=self.heap, time_scale=self.scale, notes=[n[1] for n in self.notes])
+        return res
+
+
+def run_faithful(scenario_path, json_out=None, report_out=None, time_scale=None, duration_ms=None, heap=None):
+    """Run one scenario in faithful mode; write the JSON / HTML reports if
+    asked; return the results dict (host_sim/results.py shape, plus a
+    "faithful" entry: boots, wall_s, max_lag_ms, heap, time_scale, notes)."""
+    from host_sim import report as R
+
+    rig = Rig(scenario_path, time_scale=time_scale, duration_ms=duration_ms, heap=heap)
+    try:
+        rig.start()
+        res = rig.run()
+    finally:
+        rig.stop()
+    if json_out:
+        R.write_json(res, json_out)
+    if report_out:
+        R.write_html(res, report_out)
+    return res
