@@ -69,41 +69,53 @@ class Provider:
             "outbox": 0,
             "alert_active": False,
         }
-        b = app.board
-        try:
-            lvl = b.button_level()
-        except Exception:
-            lvl = None
-        btn = getattr(app, "button", None)
-        active_low = btn.cfg.active_low if btn is not None else True
-        st["button"] = {"level": lvl, "pressed": None if lvl is None else (lvl == 0) == active_low}
-        try:
-            mv = b.battery_mv()
-        except Exception:
-            mv = None
-        st["battery"] = {"mv": mv, "low": bool(app.ctl.battery_low) if not app.dead else None}
-        st["flash"] = self._flash()
+        for name in ("button", "battery", "flash", "gnss", "modem"):
+            if app.dead and name in ("gnss", "modem"):
+                continue
+            try:
+                st[name] = getattr(self, "_" + name)(now)
+            except Exception:  # one part failing must not hide the others
+                st[name] = {"error": "not available"}
         if app.dead:
             st["faults"].append("config unusable: not provisioned?")
             return st
-        fix = app.fix
-        pos = fix.position(now)
-        st["gnss"] = {"fix": bool(fix.has_live_fix(now)), "sats": fix.sats,
-                      "age_s": None if pos is None else pos.age_s}
-        ms = getattr(app.t, "modem_status", None)
-        if ms is not None:
-            st["modem"] = ms()
-        else:
-            st["modem"] = {"csq": app.csq(), "cell": app.cell()}
         ob = app.outbox
         st["outbox"] = ob.count()
         st["alert_active"] = self.alert_active()
         if ob.flash_errors or ob.corrupt:
-            st["flash"]["ok"] = False
-            st["flash"]["outbox_errors"] = ob.flash_errors + ob.corrupt
+            fl = st["flash"]
+            fl["ok"] = False
+            fl["outbox_errors"] = ob.flash_errors + ob.corrupt
         return st
 
-    def _flash(self):
+    def _button(self, now):
+        app = self.app
+        lvl = app.board.button_level()
+        cfg = getattr(app.button, "cfg", None) if not app.dead else None
+        active_low = cfg.active_low if cfg is not None else True
+        return {"level": lvl, "pressed": (lvl == 0) == active_low}
+
+    def _battery(self, now):
+        app = self.app
+        return {"mv": app.board.battery_mv(), "low": None if app.dead else bool(app.ctl.battery_low)}
+
+    def _gnss(self, now):
+        fix = self.app.fix
+        pos = fix.position(now)
+        live = fix.has_live_fix(now) if hasattr(fix, "has_live_fix") else (pos is not None and pos.source == F.SRC_GNSS)
+        sats = getattr(fix, "sats", None)
+        if sats is None and pos is not None:
+            sats = pos.sats
+        return {"fix": bool(live), "sats": sats, "age_s": None if pos is None else getattr(pos, "age_s", None)}
+
+    def _modem(self, now):
+        app = self.app
+        ms = getattr(app.t, "modem_status", None)
+        if ms is not None:
+            return ms()
+        return {"csq": app.csq(), "cell": app.cell()}
+
+    def _flash(self, now):
         d = {"ok": True, "free_kb": None, "writes": self.app.fs.writes}
         try:
             import os
