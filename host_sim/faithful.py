@@ -238,7 +238,7 @@ class _TapConn:
 
     def poll(self, now):
         evs = self.i.poll(now)
-        for t, kind, value in evs:
+        for _t, kind, value in evs:
             if kind == "data":
                 try:
                     for raw in self.down.feed(value):

@@ -5,7 +5,6 @@ firmware on it in faithful mode (host_sim/faithful.py), then
 labelled as test."""
 
 import json
-import os
 import socket
 import threading
 import time
@@ -33,7 +32,7 @@ points = [ { at = "0s", lat = 51.50330, lon = -0.11960 } ]
 """
 
 
-def _wait(pred, timeout, rig):
+def _wait(pred, timeout):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if pred():
@@ -83,7 +82,7 @@ def test_flash_provision_boot_then_field_selftest_and_receiver_shows_test(tmp_pa
             finally:
                 s.close()
 
-        assert _wait(booted, 30, rig), "the firmware never delivered its boot STATUS"
+        assert _wait(booted, 30), "the firmware never delivered its boot STATUS"
         time.sleep(0.5)
         # 3. without the key the console says nothing at all
         with socket.create_connection(("127.0.0.1", rig.board.port)) as s:
