@@ -27,7 +27,8 @@ test-mp: setup
 	@echo "== MicroPython suite (heap $(MP_HEAP)) =="
 	@rm -rf build/mp
 	@$(PY) tools/mpy_compile.py firmware protocol tests/device --march '' --out build/mp >/dev/null
-	$(MP) -X heapsize=$(MP_HEAP) tests/mp_runner.py --mpy build/mp
+	@mkdir -p build
+	$(MP) -X heapsize=$(MP_HEAP) tests/mp_runner.py --mpy build/mp --heap $(MP_HEAP)
 
 compile: setup
 	@echo "== mpy-cross compile =="
