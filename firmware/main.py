@@ -28,7 +28,7 @@ MAX_BACKOFF_MS = 60000
 
 
 def make_transport(board, cfg):
-    from firmware.modem import make_transport as build  # pyright: ignore[reportMissingImports]
+    from firmware.modem import make_transport as build
 
     return build(board, cfg)
 
