@@ -6,7 +6,7 @@ MP     := $(VENV)/bin/micropython
 STAMP  := $(VENV)/.installed
 MP_HEAP ?= 96k
 
-.PHONY: setup test test-cpython test-mp compile demo bench lint vectors clean
+.PHONY: setup test test-cpython test-mp compile demo bench lint vectors fuzz clean
 
 setup: $(STAMP)
 
@@ -27,7 +27,8 @@ test-mp: setup
 	@echo "== MicroPython suite (heap $(MP_HEAP)) =="
 	@rm -rf build/mp
 	@$(PY) tools/mpy_compile.py firmware protocol tests/device --march '' --out build/mp >/dev/null
-	$(MP) -X heapsize=$(MP_HEAP) tests/mp_runner.py --mpy build/mp
+	@mkdir -p build
+	$(MP) -X heapsize=$(MP_HEAP) tests/mp_runner.py --mpy build/mp --heap $(MP_HEAP)
 
 compile: setup
 	@echo "== mpy-cross compile =="
@@ -43,6 +44,11 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	@test -f typings/machine.pyi || $(PY) -m pip install -q --target typings micropython-esp32-stubs
 	$(VENV)/bin/pyright
+
+fuzz: setup
+	$(PY) tests/fuzz_modem.py 3000 2000
+	PANIC_PROPS_EXAMPLES=2000 FW_EXAMPLES=2000 $(PY) -m pytest -q -p no:cacheprovider \
+		tests/test_fw_button_props.py tests/test_fw_nmea_props.py tests/test_fw_host.py tests/test_protocol_props.py
 
 vectors: setup
 	$(PY) tools/gen_vectors.py

@@ -47,7 +47,7 @@ docs/firmware-sensing.md (pattern table).
 """
 
 try:
-    from micropython import const
+    from micropython import const  # pyright: ignore[reportAssignmentType]
 except ImportError:  # CPython
 
     def const(x):
@@ -117,6 +117,21 @@ _FIELDS = (
 class ButtonConfig:
     """Pattern settings. Build from JSON with from_dict (validated)."""
 
+    # set from _FIELDS by __init__; declared here for the type checker
+    active_low: bool
+    debounce_ms: int
+    sos_presses: int
+    sos_window_ms: int
+    sos_hold_ms: int
+    cancel_hold_ms: int
+    duress_presses: int
+    duress_window_ms: int
+    test_enabled: bool
+    test_presses: int
+    test_hold_ms: int
+    rearm_ms: int
+    press_max_ms: int
+
     def __init__(self, **kw):
         for name, default, _, _ in _FIELDS:
             setattr(self, name, kw.pop(name, default))
@@ -144,7 +159,7 @@ class ButtonConfig:
                     raise ValueError("button: %s must be true or false" % name)
             elif type(v) is not int:
                 raise ValueError("button: %s must be an integer" % name)
-            elif not lo <= v <= hi:
+            elif not lo <= v <= hi:  # pyright: ignore[reportOperatorIssue]
                 raise ValueError("button: %s must be %d..%d, not %d" % (name, lo, hi, v))
         d = self.debounce_ms
         if self.sos_window_ms < (self.sos_presses - 1) * 4 * d:
@@ -270,7 +285,7 @@ class ButtonDetector:
             thr, ev = self._hold_plan()
             # a release being debounced ends the hold at its first sample
             end = now_ms if self._raw else self._raw_since
-            if end - self._down_ms >= thr:
+            if end - self._down_ms >= thr:  # pyright: ignore[reportOptionalOperand]
                 self._downs = []
                 self._go(I_HOLD_FIRE)
                 return ev

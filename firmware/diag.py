@@ -41,7 +41,7 @@ import json
 from protocol.crypto import Hmac, tags_equal
 
 try:
-    from micropython import const
+    from micropython import const  # pyright: ignore[reportAssignmentType]
 except ImportError:  # CPython
 
     def const(x):
@@ -334,7 +334,7 @@ class Diag:
             resp = self._run(cmd, req, now)
         except Exception:  # a provider fault must not take the App down
             self.n["provider_errors"] += 1
-            resp = {"ok": False, "error": "provider failed"}
+            resp = {"ok": False, "error": "provider failed"}  # type: dict
         resp["seq"] = seq
         resp["cmd"] = cmd
         out = self._reply(resp)

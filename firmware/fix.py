@@ -32,7 +32,7 @@ Report position fields (accuracy and age are u16, 0xFFFF unknown).
 from firmware.nmea import GGA, GLL, GNS, GSA, RMC, VTG, NmeaReader
 
 try:
-    from micropython import const
+    from micropython import const  # pyright: ignore[reportAssignmentType]
 except ImportError:  # CPython
 
     def const(x):

@@ -75,7 +75,7 @@ def serve_console(diag, board, fs, now, lock):
 
 
 def make_transport(board, cfg):
-    from firmware.modem import make_transport as build  # pyright: ignore[reportMissingImports]
+    from firmware.modem import make_transport as build
 
     return build(board, cfg)
 

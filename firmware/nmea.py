@@ -34,7 +34,7 @@ docs/firmware-sensing.md table of counters.
 """
 
 try:
-    from micropython import const
+    from micropython import const  # pyright: ignore[reportAssignmentType]
 except ImportError:  # CPython
 
     def const(x):

@@ -1,9 +1,8 @@
-"""The cellular modem: AT engine (engine.py), SIM7600 dialect (sim7600.py)
-and the transport contract on top (transport.py).
+"""SIM7600 AT engine (sans-I/O) behind the firmware transport contract.
 
-make_transport(board, cfg) is the one factory firmware/main.py calls: the
-board's modem UART stream and modem pins under a ModemTransport. Imports
-are inside the function so importing the package costs no heap.
+make_transport(board, cfg) is what firmware/main.py calls: the board's
+modem UART stream and control pins, the device config (apn, receiver host
+and port, timings). Another dialect (SIM7080G) would be chosen here.
 """
 
 

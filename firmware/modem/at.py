@@ -32,7 +32,7 @@ dialect modules (patterns are written without the space after the colon).
 """
 
 try:
-    from micropython import const
+    from micropython import const  # pyright: ignore[reportAssignmentType]
 except ImportError:  # CPython
 
     def const(x):

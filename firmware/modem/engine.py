@@ -42,7 +42,7 @@ Must stay in sync with: firmware/transport.py (events), firmware/modem/at.py
 from firmware.modem.at import OKERR, AtChannel, Fail, Hung, P_TIMEOUT, P_PROMPT, cfg as _cfg, fields, to_int
 
 try:
-    from micropython import const
+    from micropython import const  # pyright: ignore[reportAssignmentType]
 except ImportError:  # CPython
 
     def const(x):
@@ -267,7 +267,7 @@ class Engine:
                     if self._timeouts >= 5:  # talking, but never an answer
                         return self._kill(Hung("modem babbling"))
         try:
-            req = self._job.send(val)
+            req = self._job.send(val)  # pyright: ignore[reportOptionalMemberAccess]
         except StopIteration:
             self._end()
             return True
@@ -364,7 +364,7 @@ class Engine:
             if kind == J_SEND:
                 return self._start(kind, self._j_send(args))
             if kind == J_SMS:
-                return self._start(kind, self._j_sms(args[0], args[1]))
+                return self._start(kind, self._j_sms(args[0], args[1]))  # pyright: ignore[reportOptionalSubscript]
             if kind == J_CALL:
                 return self._start(kind, _svc().j_call(self, args))
             if kind == J_HANGUP:

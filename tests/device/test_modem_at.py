@@ -3,36 +3,8 @@ manual V3.00 (section in each comment), fed whole, one byte at a time and in
 odd chunks. Runs on CPython and on MicroPython."""
 
 
-import sys
 from firmware.modem.at import AtChannel, P_PROMPT, P_TIMEOUT, fields, norm
 
-_NAMES = []
-
-
-def _release_after(fn):
-    """On MicroPython, after the last test of this file (the runner goes in
-    name order) drop the modem modules and this file's globals, so the heap
-    is free for the files that follow even while the runner still holds the
-    last test function. CPython (pytest) gets the test unchanged."""
-    if sys.implementation.name != "micropython":
-        return fn
-    name = fn.__name__
-    _NAMES.append(name)
-
-    def run():
-        try:
-            fn()
-        finally:
-            if name == max(_NAMES):
-                for k in list(sys.modules):
-                    if k.startswith("firmware.modem") or k == "modem_script":
-                        del sys.modules[k]
-                pkg = sys.modules.get("firmware")
-                if pkg is not None and hasattr(pkg, "modem"):
-                    delattr(pkg, "modem")
-                globals().clear()
-
-    return run
 
 
 OKERR = ("OK", "ERROR", "+CME ERROR:")
@@ -105,7 +77,6 @@ def _run(t, chunk):
     return ch.result, ch.infos, urcs, ch
 
 
-@_release_after
 def test_transcripts_whole_bytewise_and_chunked():
     for t in TRANSCRIPTS:
         for chunk in (0, 1, 3, 7):
@@ -116,7 +87,6 @@ def test_transcripts_whole_bytewise_and_chunked():
             assert ch.rejected == 0 and ch.overflow == 0
 
 
-@_release_after
 def test_trailing_junk_after_result_goes_to_urc_handler_and_counts_strays():
     urcs = []
     ch = AtChannel(urcs.append)
@@ -126,7 +96,6 @@ def test_trailing_junk_after_result_goes_to_urc_handler_and_counts_strays():
     assert urcs == ["RDY"] and ch.stray == 1
 
 
-@_release_after
 def test_echo_before_ate0_is_ignored():
     urcs = []
     ch = AtChannel(urcs.append)
@@ -136,7 +105,6 @@ def test_echo_before_ate0_is_ignored():
     assert ch.result == (0, "OK") and ch.infos == ["+CSQ:31,99"] and urcs == []
 
 
-@_release_after
 def test_garbage_is_counted_and_next_command_works():
     urcs = []
     ch = AtChannel(urcs.append)
@@ -149,7 +117,6 @@ def test_garbage_is_counted_and_next_command_works():
     assert ch.result == (0, "OK")
 
 
-@_release_after
 def test_timeout_ends_the_command():
     ch = AtChannel(lambda line: None)
     ch.send("AT", OKERR, (), 500, 100)
@@ -160,7 +127,6 @@ def test_timeout_ends_the_command():
     assert ch.deadline() is None
 
 
-@_release_after
 def test_prompt_only_when_asked():
     urcs = []
     ch = AtChannel(urcs.append)
@@ -169,7 +135,6 @@ def test_prompt_only_when_asked():
     assert ch.result == (0, "OK") and urcs == [">"]
 
 
-@_release_after
 def test_prompt_after_noise_on_the_same_line():
     ch = AtChannel(lambda line: None)
     ch.send("AT+CIPSEND=0,5", ("ERROR",), (), 1000, 0, True)
@@ -177,7 +142,6 @@ def test_prompt_after_noise_on_the_same_line():
     assert ch.result == (P_PROMPT, ">") and ch.rejected == 1
 
 
-@_release_after
 def test_norm_and_fields():
     assert norm("+CSQ: 20,99") == "+CSQ:20,99"
     assert norm("+CME ERROR: 10") == "+CME ERROR:10"

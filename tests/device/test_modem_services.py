@@ -2,43 +2,14 @@
 SMS, covert call, sleep, unexpected restart, busy rules, +CPSI parsing.
 Runs on CPython and MicroPython."""
 
-import sys
 
 from firmware.modem.engine import Engine, J_SEND, J_SMS, J_CALL, J_HANGUP, J_SLEEP
 from firmware.modem.sim7600 import Sim7600, parse_cpsi
 from firmware.modem.at import norm
 from modem_script import CFG, World, _bringup
 
-_NAMES = []
 
 
-def _release_after(fn):
-    """On MicroPython, after the last test of this file (the runner goes in
-    name order) drop the modem modules and this file's globals, so the heap
-    is free for the files that follow even while the runner still holds the
-    last test function. CPython (pytest) gets the test unchanged."""
-    if sys.implementation.name != "micropython":
-        return fn
-    name = fn.__name__
-    _NAMES.append(name)
-
-    def run():
-        try:
-            fn()
-        finally:
-            if name == max(_NAMES):
-                for k in list(sys.modules):
-                    if k.startswith("firmware.modem") or k == "modem_script":
-                        del sys.modules[k]
-                pkg = sys.modules.get("firmware")
-                if pkg is not None and hasattr(pkg, "modem"):
-                    delattr(pkg, "modem")
-                globals().clear()
-
-    return run
-
-
-@_release_after
 def test_sms_text_mode_with_prompt_and_ctrl_z():
     w = _bringup(World(True))
     assert not w.t.send_sms("+44 7700", "PNC1 AAAA", w.now)  # not a number
@@ -48,7 +19,6 @@ def test_sms_text_mode_with_prompt_and_ctrl_z():
     assert 'AT+CMGS="+447700900999"' in w.modem.lines
     assert w.modem.payloads[-1] == b"PNC1 AAAA\x1a"
 
-@_release_after
 def test_covert_call_mutes_speaker_then_hangs_up():
     w = _bringup(World())
     assert w.t.start_call("112", w.now)
@@ -61,7 +31,6 @@ def test_covert_call_mutes_speaker_then_hangs_up():
     assert w.run(lambda: ("call", "ended") in w.events)
     assert "ATH" in w.modem.lines
 
-@_release_after
 def test_urc_rdy_out_of_the_blue_reinitialises():
     w = _bringup(World())
     n = len(w.modem.lines)
@@ -70,7 +39,6 @@ def test_urc_rdy_out_of_the_blue_reinitialises():
     assert w.run(w.t.data_ready)
     assert w.modem.lines[n:].count("AT+NETOPEN") == 1
 
-@_release_after
 def test_sleep_asks_for_uart_sleep():
     w = _bringup(World())
     w.run(lambda: not w.t.busy() and w.t.engine._job is None)
@@ -81,7 +49,6 @@ def test_sleep_asks_for_uart_sleep():
     assert w.run(lambda: any(e[0] == "sent" for e in w.events))
     assert not w.t.engine.asleep
 
-@_release_after
 def test_request_queued_when_the_modem_restarts_is_answered_not_left_hanging():
     w = _bringup(World())
     w.run(lambda: w.t.engine._job is None)
@@ -92,7 +59,6 @@ def test_request_queued_when_the_modem_restarts_is_answered_not_left_hanging():
     assert w.run(w.t.data_ready)
 
 
-@_release_after
 def test_engine_requests_are_refused_while_busy():
     e = Engine(Sim7600("h", 1), CFG)
     assert e.request(J_SEND, b"a")
@@ -100,7 +66,6 @@ def test_engine_requests_are_refused_while_busy():
         assert not e.request(k, None)
 
 
-@_release_after
 def test_parse_cpsi():
     # 4.2.x AT+CPSI? (LTE form; RSRP in tenths of a dBm)
     line = norm("+CPSI: LTE,Online,460-00,0x5A1E,187214780,257,EUTRAN-BAND3,1300,5,5,-94,-850,-545,15")
