@@ -546,7 +546,13 @@ class Rig:
             self.rec.frame(now, "up", "built", fr.name, fr.seq, fr.device_id, path=path, size=len(raw))
             b = fr.body
             if fr.ftype != F.ACK and hasattr(b, "source"):
-                self.rec.position(now, fr.name, fr.seq, b.source, b.lat, b.lon, b.accuracy, b.age)
+                # measured at the time the frame was sealed: its own timestamp
+                # (whole seconds: the middle of that second) when the device
+                # knew the time, else the first time it was on the air
+                t_pos = now
+                if fr.time:
+                    t_pos = min(now, max(0, fr.time * 1000 - self.sc.start_utc_ms + 500))
+                self.rec.position(t_pos, fr.name, fr.seq, b.source, b.lat, b.lon, b.accuracy, b.age)
                 if b.battery_low:
                     self.battery_low_seen = True
         self.rec.frame(now, "up", "on_air", fr.name, fr.seq, fr.device_id, path=path, size=len(raw))
