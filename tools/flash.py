@@ -57,10 +57,18 @@ def _pnc_boot():
 
 
 if _pnc_boot():
-    import firmware.main
-    _pnc_main = getattr(firmware.main, 'main', None)
-    if _pnc_main:
-        _pnc_main()
+    try:
+        import firmware.main
+        _pnc_main = getattr(firmware.main, 'main', None)
+        if _pnc_main:
+            _pnc_main()
+    except Exception:
+        # A release that cannot start (a broken file, too little heap) must
+        # not print a traceback on the USB serial: the port stays silent.
+        # Ctrl-C still reaches the REPL here, so `panic flash` can repair it.
+        import time
+        while True:
+            time.sleep(60)
 """
 
 
