@@ -14,7 +14,8 @@ starts with one line naming its channel:
                               "v <mV>" battery
                board -> host  "p <pin name> <level>" an output pin changed,
                               "s <unix>" the firmware set its clock
-  "gnss\\n"    raw bytes of the GNSS UART (both directions)
+  "gnss\\n"    raw bytes of the GNSS UART (both directions); the board keeps
+               a 1 KB receive buffer that drops bytes when full (_UartSock)
   "modem\\n"   raw bytes of the modem UART (both directions)
 The console (the USB serial) is the process's own stdin/stdout, as on a
 board whose USB serial is the REPL port: host_sim/mpboard.py puts the
@@ -45,6 +46,7 @@ from firmware.board import FLASH_DIR, Board
 ENV_ADDR = "PANIC_PERIPH"
 _CTRL_MAX = 128  # longest control line kept
 _MODEM_PINS = ("modem_pwrkey", "modem_power", "modem_dtr")
+GNSS_RXBUF = 1024  # board_esp32.RXBUF: the GNSS UART's receive buffer
 
 
 def _connect(addr, name):
@@ -81,6 +83,46 @@ class _SockStream:
                 continue
             done += k or 0
         return done
+
+
+class _UartSock(_SockStream):
+    """A UART with a bounded receive buffer, as the ESP32 board's (RXBUF):
+    bytes that arrive while it is full are lost (counted in `overrun`).
+    pump() moves what the socket holds into the buffer; idle() calls it
+    whenever bytes arrive, as the UART hardware fills its buffer while the
+    CPU waits, so a firmware that reads late gets old bytes and loses new
+    ones, exactly as on the board (never a growing backlog)."""
+
+    def __init__(self, sock, rxbuf):
+        _SockStream.__init__(self, sock)
+        self.rxbuf = rxbuf
+        self.buf = b""
+        self.overrun = 0
+
+    def pump(self, discard=False):
+        while True:
+            try:
+                data = self.s.recv(512)
+            except OSError:
+                return
+            if data == b"":
+                raise SystemExit
+            if discard:
+                self.overrun += len(data)
+                continue
+            room = self.rxbuf - len(self.buf)
+            if room > 0:
+                self.buf += data[:room]
+            if len(data) > room:
+                self.overrun += len(data) - max(room, 0)
+
+    def read(self, n=256):
+        self.pump()
+        if not self.buf:
+            return None
+        out = self.buf[:n]
+        self.buf = self.buf[n:]
+        return out
 
 
 class _Console:
@@ -141,12 +183,13 @@ class UnixBoard(Board):
         self._last = time.ticks_ms()
         self._real = 0  # real ms since boot, accumulated (never wraps)
         self._t0 = 0
-        self.gnss = _SockStream(_connect(addr, b"gnss"))
+        self.gnss = _UartSock(_connect(addr, b"gnss"), GNSS_RXBUF)
         self.modem = _SockStream(_connect(addr, b"modem"))
         self.console = _Console() if console else None
         self._poll = select.poll()
         self._poll.register(self._ctrl, select.POLLIN)
         self._poll.register(self.modem.s, select.POLLIN)
+        self._poll.register(self.gnss.s, select.POLLIN)
         if self.console is not None:
             self._poll.register(sys.stdin, select.POLLIN)
 
@@ -245,7 +288,12 @@ class UnixBoard(Board):
         self._say("s %d\n" % unix)
 
     # -- waiting -----------------------------------------------------------------------
-    def idle(self, ms):
+    def light_sleep(self, ms):
+        """As idle(), but the UARTs do not receive while the CPU sleeps
+        (ESP32 light sleep): GNSS bytes of that time are lost."""
+        self.idle(ms, True)
+
+    def idle(self, ms, sleeping=False):
         """Wait up to ms (scaled), returning early when the button level
         changes, or modem or console bytes arrive (a modem answer must not
         wait for the engine's timeout)."""
@@ -261,9 +309,14 @@ class UnixBoard(Board):
             ready = self._poll.poll(real)
             if self.button_level() != lvl:
                 return
+            wake = False
             for obj, ev in ready:
-                if obj is not self._ctrl and ev & select.POLLIN:
-                    return  # modem or console input: let the loop handle it now
+                if obj is self.gnss.s:
+                    self.gnss.pump(sleeping)  # the UART fills its buffer (idle) or is off (light sleep)
+                elif obj is not self._ctrl and ev & select.POLLIN:
+                    wake = True
+            if wake:
+                return  # modem or console input: let the loop handle it now
 
 
 def main():
