@@ -20,6 +20,7 @@ from tools.registry import ReceiverRegistry, RegistryError
 
 MIN_BATTERY_MV = 3600
 MIN_CSQ = 10
+GNSS_WAKE_S = 5.0  # how long a status may take to show a GNSS fix after the console woke the unit
 
 
 def _get(d, *path):
@@ -62,7 +63,8 @@ def check_status(st, expect_id=None):
     add("sim", sim == "READY", "SIM %s" % sim if sim == "READY" else "SIM state %s: check the card and its PIN lock" % sim)
     reg = _get(st, "modem", "registered")
     op = _get(st, "modem", "operator")
-    add("network", bool(reg), "registered on %s" % op if reg else "not registered on a network (operator %s)" % op)
+    add("network", bool(reg), ("registered on %s" % op if op else "registered") if reg else
+        "not registered on a network (operator %s)" % op)
     csq = _get(st, "modem", "csq")
     if not isinstance(csq, int) or csq == 99:
         add("signal", False, "signal unknown (CSQ %s)" % csq)
@@ -134,6 +136,14 @@ def selftest(port, ekey, registry=None, expect_id=None, test_timeout=90.0, baud=
         add("console", "pass", "authenticated; responses verified")
         try:
             st = con.call("status").get("status") or {}
+            # A unit that was light-sleeping has not listened to its GNSS
+            # (the UART is off then); the open session keeps it awake, so
+            # a fix shows within a few NMEA epochs: ask again briefly.
+            waited = 0.0
+            while not _get(st, "gnss", "fix") and waited < GNSS_WAKE_S:
+                time.sleep(0.5)
+                waited += 0.5
+                st = con.call("status").get("status") or st
             report["status"] = st
             for name, res, why in check_status(st, expect_id):
                 add(name, res, why)
