@@ -95,7 +95,9 @@ def button_patterns(cfg=None):
 
 def device_config(scenario, key):
     """config.json contents for the scenario: [device] keys are firmware
-    config fields, or timings (heartbeat_s ...) by their timing name."""
+    config fields, timings (heartbeat_s ...) or button settings
+    (sos_hold_ms ...) by their own names; test_enabled turns on both the
+    config flag and the button's TEST pattern, as an engineer would."""
     d = {
         "device_id": DEVICE_ID,
         "key_hex": key.hex(),
@@ -107,15 +109,24 @@ def device_config(scenario, key):
         "wifi_scan": False,
     }
     timings = {}
+    button = {}
+    bfields = ButtonConfig().to_dict()
     for k, v in scenario.device.items():
         if k in C.TIMINGS:
             timings[k] = v
+        elif k == "test_enabled":
+            d[k] = v
+            button[k] = v
+        elif k in bfields:
+            button[k] = v
         elif k in ("device_id", "key_hex", "engineer_key_hex"):
             raise ValueError("[device] %s is set by the simulator" % k)
         else:
             d[k] = v
     if timings:
         d["timings"] = timings
+    if button:
+        d["button"] = button
     cfg = C.validate(d)
     if cfg.errors:
         raise ValueError("[device]: " + "; ".join(cfg.errors))
