@@ -37,6 +37,7 @@ import contextlib
 import hashlib
 import io
 import os
+import random
 import shutil
 import tempfile
 import traceback
@@ -326,6 +327,8 @@ class Runner:
         self._done = False
         self.results = None
         self._stdout = io.StringIO()
+        rng = random.Random(self.seed ^ 0x51D)
+        self._rand = lambda n: rng.randrange(n) if n > 1 else 0  # the firmware's jitter, seeded: runs repeat
         # config.json on the simulated flash, as provisioning leaves it
         self.board.fs.write_atomic(C.CONFIG_FILE, _json(self.cfg_dict))
 
@@ -342,7 +345,7 @@ class Runner:
         self.t = _Transport(ModemTransport(b.modem, b, cfg), self)
         now = self.clock.now - b.boot_ms
         try:
-            self.app = App(b, cfg, self.t, now, fs=b.fs)
+            self.app = App(b, cfg, self.t, now, fs=b.fs, rand=self._rand)
         except PowerCut:
             self.app = None
             return
@@ -432,6 +435,8 @@ class Runner:
         if out:
             b.printed(out)
             self._stdout = io.StringIO()
+        rng = random.Random(self.seed ^ 0x51D)
+        self._rand = lambda n: rng.randrange(n) if n > 1 else 0  # the firmware's jitter, seeded: runs repeat
         wait = min(wait, MAX_SLEEP_MS)
         if self.app.can_light_sleep():
             b.light_sleep(wait)

@@ -14,6 +14,7 @@ import sys
 COMMANDS = [
     ("frame", "tools.framecmd"),
     ("demo", "tools.demo"),
+    ("sim", "host_sim.cli"),
     ("receiver", "receiver.cli"),
     ("flash", "tools.flash"),
     ("provision", "tools.provision"),
