@@ -324,6 +324,9 @@ class Runner:
         self._last_gnss_wake = -10**9
         self._tx_timer = None
         self._mstate = None
+        self._actions = []  # (kind, at_ms, the device could take it)
+        self._cut_times = []
+        self._lost_with_power = 0
         self._done = False
         self.results = None
         self._stdout = io.StringIO()
@@ -510,6 +513,18 @@ class Runner:
         self._modem_state()
 
     # -- world handlers
+    def _h_action(self, kind, now):
+        """Note whether the device could take this action when it began:
+        powered and running, and the pattern means something in its state
+        (SOS only when no alert is active, TEST only with test enabled)."""
+        app = self.app
+        ok = self.world.powered and app is not None and not app.dead
+        if ok and kind == "sos":
+            ok = not app.ctl.looks_active()
+        elif ok and kind == "test":
+            ok = bool(app.cfg.test_enabled) and not app.ctl.looks_active()
+        self._actions.append((kind, now, ok))
+
     def _h_button(self, pressed, now):
         self.board.level = 0 if pressed else 1
         self._schedule(now)
@@ -517,6 +532,8 @@ class Runner:
     def _h_power(self, on, now):
         b = self.board
         if not on:
+            self._cut_times.append(now)
+            self._drop_uncommitted_presses(now)
             self.app = None
             self.t = None
             if self._timer is not None:
@@ -530,6 +547,22 @@ class Runner:
             self.world.set_state("esp32", "active")
             b.esp32 = "active"
             self._boot()
+
+    def _drop_uncommitted_presses(self, now):
+        """A press whose alert the power took before it reached flash (the
+        cut came in the very step that handled it, or tore its write)
+        cannot be delivered by any device: it is logged, not counted."""
+        rec = self.rec
+        for a in list(rec.alerts):
+            if a["kind"] not in ("sos", "test") or now - a["press_ms"] > 1000:
+                continue
+            want = "ALERT" if a["kind"] == "sos" else "TEST"
+            committed = any(f["event"] == "committed" and f["type"] == want and f["t_ms"] >= a["press_ms"]
+                            for f in rec.frames if f["dir"] == "up")
+            if not committed:
+                rec.alerts.remove(a)
+                self._lost_with_power += 1
+                rec.event(now, "press_lost_with_power", "%s pressed at %d ms" % (a["kind"], a["press_ms"]))
 
     def _h_arm_flash_cut(self, n, now):
         self.board.arm_flash_cut(n)
@@ -579,6 +612,7 @@ class Runner:
     def run(self):
         w = self.world
         w.start({
+            "action": self._h_action,
             "button": self._h_button,
             "power": self._h_power,
             "arm_flash_cut": self._h_arm_flash_cut,
@@ -611,15 +645,22 @@ class Runner:
         return out
 
     def _unmatched_actions(self):
-        """A scenario SOS/TEST whose button pattern the firmware never
-        recognised is a lost alert too: add it as a press at the action."""
+        """A scenario SOS/TEST the device could take (powered, running, the
+        pattern valid in its state, power held through the pattern) whose
+        pattern the firmware never recognised is a lost alert too: it is
+        added as a press at the action's time."""
         got = [a["press_ms"] for a in self.rec.alerts]
-        for a in self.sc.actions:
-            if a.kind not in ("sos", "test"):
+        for kind, at, ok in self._actions:
+            if kind not in ("sos", "test") or not ok:
                 continue
-            if not any(a.at_ms <= t <= a.at_ms + 15000 for t in got):
-                self.rec.press(a.kind, a.at_ms, DEVICE_ID)
-                self.rec.event(a.at_ms, "press_not_recognised", a.kind)
+            end = at + sum(o + h for o, h in self.patterns[kind][-1:]) + 2000
+            if any(at <= t <= end for t in self._cut_times) or (self.world.dead and self.clock.now <= end):
+                continue
+            if end > self.sc.duration_ms:
+                continue
+            if not any(at <= t <= at + 15000 for t in got):
+                self.rec.press(kind, at, DEVICE_ID)
+                self.rec.event(at, "press_not_recognised", kind)
 
     def finish(self):
         now = self.clock.now
@@ -633,7 +674,7 @@ class Runner:
         self.rec.summary.update({
             "boots": self.boots, "firmware_exceptions": len(self.crashes), "app_steps": self.steps,
             "haptic_calls": self.board.haptics, "max_watchdog_gap_ms": self.board.max_feed_gap_ms,
-            "wifi_scans": self.board.scans,
+            "wifi_scans": self.board.scans, "presses_lost_with_power": self._lost_with_power,
         })
         res = self.rec.finish(energy=en, pending_seqs=self.pending_seqs(), profiles=prof, strict=self.strict,
                               visible=("haptic",) + _visible_words(), extra_events=self.world.events)
