@@ -415,7 +415,8 @@ class Runner:
             return
         b = self.board
         now = self.clock.now
-        b.set_esp32("active")
+        # a step takes no virtual time: the ESP32's state is what it does
+        # between steps (idle with the UARTs on, or light sleep)
         n0 = self.t.n_events
         self.steps += 1
         try:
