@@ -545,6 +545,8 @@ class Runner:
         else:
             self.emu.power(True, now)
             b.power_back()
+            if self.sc.gnss.on_at_boot:  # the board powers the GNSS at boot, as at t = 0
+                self.world.set_state("gnss", "acquire")
             self.world.set_state("esp32", "active")
             b.esp32 = "active"
             self._boot()
