@@ -22,8 +22,8 @@ Trust rules (a wrong position sends help to the wrong door):
   - A live fix is one whose last position arrived within live_max_age_ms
     and that no later sentence revoked.
 
-Accuracy estimate: accuracy_m = ceil(HDOP * 7.5 m), at least 1 m; 100 m
-when HDOP is unknown. 7.5 m is three times the typical 2.5 m RMS user range
+Accuracy estimate: accuracy_m = ceil((HDOP + 0.05) * 7.5 m), at least 1 m;
+100 m when HDOP is unknown (the 0.05: HDOP arrives rounded to tenths). 7.5 m is three times the typical 2.5 m RMS user range
 error of a consumer receiver: the claim is a radius responders can search
 inside, not a 1- or 2-sigma figure (HDOP x 5 m is exceeded by ~2 % of
 fixes, and an understated radius sends people to the wrong door).
@@ -68,7 +68,9 @@ def days_from_civil(y, m, d):
 def accuracy_from_hdop(hdop_x10):
     if hdop_x10 is None:
         return ACCURACY_UNKNOWN_HDOP_M
-    a = (hdop_x10 * UERE_DM + 99) // 100  # hdop/10 * 7.5 m, rounded up
+    # hdop_x10 was rounded to tenths from the sentence (0.81 -> 8): claim
+    # for the largest HDOP that rounds to it (+0.05), then round the metres up
+    a = ((2 * hdop_x10 + 1) * UERE_DM + 199) // 200
     if a < 1:
         return 1
     return ACC_CAP_M if a > ACC_CAP_M else a
