@@ -107,7 +107,6 @@ def device_config(scenario, key):
         "sms_number": SMS_NUMBER,
         "apn": "internet",
         "power_profile": scenario.profile,
-        "wifi_scan": False,
     }
     timings = {}
     button = {}
