@@ -160,8 +160,11 @@ class SimBoard(Board):
         return self.cause
 
     def wifi_scan(self):
+        """The scenario's access points in range now (none by default)."""
         self.scans += 1
-        return list(self.wifi)
+        if self.wifi:
+            return list(self.wifi)
+        return self.world.scenario.wifi_at(self.now())
 
     # -- modem control (pins recorded, then to the emulator)
     def _set(self, name, level):

@@ -144,3 +144,29 @@ def test_panic_sim_run_rejects_a_bad_file_with_one_line(tmp_path):
     assert rc == 2 and "kind" in err and "Traceback" not in err
     rc, out, err = panic("sim", "run", str(tmp_path / "missing.toml"))
     assert rc == 2 and "cannot read" in err
+
+
+def test_wifi_access_points_from_the_scenario_reach_the_alert():
+    from protocol import frame as F
+
+    text = open(os.path.join(SCEN, "duress_cancel.toml")).read() + (
+        '\n[[wifi]]\nbssid = "02:11:22:33:44:55"\nrssi = -48\n\n[[wifi]]\nbssid = "02:aa:bb:cc:dd:ee"\nrssi = -80\nto = "1m"\n')
+    sc = scenario.loads(text, os.path.join(SCEN, "wifi.toml"))
+    assert sc.wifi_at(0) == [(bytes.fromhex("021122334455"), -48), (bytes.fromhex("02aabbccddee"), -80)]
+    assert sc.wifi_at(120_000) == [(bytes.fromhex("021122334455"), -48)]
+    r = runner.Runner(sc)
+    seen = []
+    orig = r.receiver.core.handle_frames
+
+    def spy(items):
+        for raw, _, _ in items:
+            fr = F.decode(r.keys, raw, F.UPLINK)
+            seen.extend(v for t, v in fr.body.tlvs if t == F.T_WIFI)
+        return orig(items)
+
+    r.receiver.core.handle_frames = spy
+    res = r.run()
+    assert runner.failures(res) == []
+    assert (bytes.fromhex("021122334455"), -48) in seen
+    with pytest.raises(scenario.ScenarioError, match="bssid"):
+        scenario.loads(text.replace("02:11:22:33:44:55", "02:11:22"), "w.toml")
