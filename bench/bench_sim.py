@@ -7,12 +7,11 @@ Day figures:
                heartbeat every 4 h, one SOS with 30 min of TRACKs
   GNSS-on day  the same with the GNSS on all day at 1 Hz: the device is
                woken by every NMEA burst (the worst case for the simulator)
-Latency (press of the last SOS tap -> frame on air -> authenticated ACK),
-over several seeds:
-  ready  modem registered and asleep when the SOS comes (10 min after boot)
-  saver  modem off when the SOS comes: measured as an SOS 1 s after
-         power-on, the path a modem-off-until-press device pays on every
-         alert (the firmware does not yet switch the modem off in standby)
+Latency (release of the last SOS tap -> frame on air -> authenticated
+ACK), over several seeds, SOS 10 min after boot:
+  ready  modem registered and asleep (UART sleep, DTR)
+  saver  modem switched off: the press boots it (RDY, registration, PDP, TCP)
+Plus the standby day's energy per profile (GNSS off, heartbeat every 4 h).
 
 Run from the repository root: .venv/bin/python bench/bench_sim.py
 """
@@ -32,7 +31,7 @@ DAY = """
 name = "device day"
 duration = "24h"
 seed = %(seed)d
-profile = "ready"
+profile = "%(profile)s"
 [device]
 heartbeat_s = 14400
 heartbeat_jitter_s = 600
@@ -62,8 +61,8 @@ kind = "sos"
 """
 
 
-def day(gnss):
-    sc = S.loads(DAY % {"seed": 1, "gnss": "true" if gnss else "false"}, "day.toml")
+def day(gnss, profile="ready"):
+    sc = S.loads(DAY % {"seed": 1, "gnss": "true" if gnss else "false", "profile": profile}, "day.toml")
     t0 = time.perf_counter()
     c0 = time.process_time()
     r = runner.Runner(sc)
@@ -71,14 +70,13 @@ def day(gnss):
     wall = time.perf_counter() - t0
     cpu = time.process_time() - c0
     bad = runner.failures(res)
-    return sc.duration_ms / 1000.0, wall, cpu, r.steps, bad
+    return sc.duration_ms / 1000.0, wall, cpu, r.steps, bad, res["energy"]
 
 
 def latencies(profile, seeds=range(1, 8)):
     first, ack = [], []
     for seed in seeds:
-        at, dur = ("10m", "15m") if profile == "ready" else ("1s", "5m")
-        res = runner.run(S.loads(PRESS % {"seed": seed, "profile": profile, "at": at, "dur": dur}, "p.toml"))
+        res = runner.run(S.loads(PRESS % {"seed": seed, "profile": profile, "at": "10m", "dur": "15m"}, "p.toml"))
         (a,) = [a for a in res["alerts"] if a["kind"] == "sos"]
         if a["first_frame_ms"] is not None:
             first.append((a["first_frame_ms"] - a["press_ms"]) / 1000.0)
@@ -90,10 +88,16 @@ def latencies(profile, seeds=range(1, 8)):
 def main():
     print("== whole simulation, 24 h device day ==")
     for name, gnss in (("standby day (GNSS off between alerts)", False), ("GNSS-on day (1 Hz all day)", True)):
-        sim_s, wall, cpu, steps, bad = day(gnss)
+        sim_s, wall, cpu, steps, bad, _ = day(gnss)
         print("%-40s %8.0f x real time (wall %.2f s, cpu %.2f s, %d App steps)%s" % (
             name, sim_s / wall, wall, cpu, steps, "" if not bad else "  FAILURES: %s" % bad))
     print("target: >= 10,000x for the standby day")
+    print()
+    print("== standby day energy per profile (GNSS off, heartbeat 4 h, one SOS + 30 min of TRACKs) ==")
+    for profile in ("ready", "saver"):
+        _, _, _, _, bad, en = day(False, profile)
+        print("%-6s %.1f mAh/day (%.2f mA average; modem %.1f mAh)%s" % (
+            profile, en["used_mah"], en["avg_ma"], en["by_part_mah"].get("modem", 0.0), "" if not bad else "  FAILURES: %s" % bad))
     print()
     print("== press -> first frame on air / -> ACK (s), 7 seeds ==")
     for profile in ("ready", "saver"):
