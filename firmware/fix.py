@@ -23,7 +23,10 @@ Trust rules (a wrong position sends help to the wrong door):
     and that no later sentence revoked.
 
 Accuracy estimate: accuracy_m = ceil((HDOP + 0.05) * 7.5 m), at least 1 m;
-100 m when HDOP is unknown (the 0.05: HDOP arrives rounded to tenths). 7.5 m is three times the typical 2.5 m RMS user range
+100 m when HDOP is unknown (the 0.05: HDOP arrives rounded to tenths);
+plus one second of motion at the fix's speed (ceil(speed m/s) metres): the
+age counts whole seconds from the sentence's arrival, and the epoch it
+describes is up to a second before that. 7.5 m is three times the typical 2.5 m RMS user range
 error of a consumer receiver: the claim is a radius responders can search
 inside, not a 1- or 2-sigma figure (HDOP x 5 m is exceeded by ~2 % of
 fixes, and an understated radius sends people to the wrong door).
@@ -319,7 +322,14 @@ class FixTracker:
             age = 0
         elif age > AGE_CAP_S:
             age = AGE_CAP_S
-        return Position(SRC_GNSS if live else SRC_LAST_FIX, lat, lon, accuracy_from_hdop(hdop), age, alt,
+        acc = accuracy_from_hdop(hdop)
+        if speed:
+            # the age counts from the sentence's arrival, but the fix is of
+            # its epoch, up to a second earlier: cover a second of motion
+            acc += (speed + 99) // 100
+            if acc > ACC_CAP_M:
+                acc = ACC_CAP_M
+        return Position(SRC_GNSS if live else SRC_LAST_FIX, lat, lon, acc, age, alt,
                         speed, course, sats, hdop)
 
     def utc_seconds(self, now_ms):
