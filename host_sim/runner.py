@@ -14,8 +14,9 @@ App(board, config, ModemTransport(...)) stepped at its own deadlines.
 Event-driven: the App is stepped only when something can have changed for
 it: its own deadline (capped like main.py at 30 s), the emulator's next
 output, a button edge, the end of each GNSS burst while the receiver is
-powered (the UART wakes the CPU, so the fix tracker always sees the latest
-epoch), power returning. After a step that produced transport events or
+powered (the UART wakes the CPU; the App reads the burst as soon as it is
+complete, so the fix tracker always holds the latest epoch), power
+returning. After a step that produced transport events or
 left a request for the engine, it is stepped again at the same instant
 (as the device's main loop would). A 24 h day is a few hundred thousand
 events.
@@ -67,7 +68,7 @@ RECEIVER_HOST = "203.0.113.5"
 RECEIVER_PORT = 5000
 MAX_SLEEP_MS = 30000  # firmware/main.py
 TICK_MS = 60000  # receiver supervision
-GNSS_READ_AFTER_MS = 800  # the device reads a GNSS burst this long after it starts
+GNSS_READ_AFTER_MS = 5  # the device reads a GNSS burst this long after its last byte
 SAME_INSTANT_MAX = 8
 _EVENT_KIND = {EV_SOS: "sos", EV_CANCEL: "cancel", EV_DURESS_CANCEL: "duress_cancel", EV_TEST: "test"}
 _COVERAGE = {"data+sms": "full", "sms-only": "sms", "none": "none"}
@@ -468,10 +469,10 @@ class Runner:
         g = self.world.gnss
         if not self.world.powered or not g.on:
             return
-        nb = g.next_output_ms(self.clock.now)
+        nb = g.burst_end_ms(self.clock.now)
         if nb is None:
             return
-        t = max(nb + GNSS_READ_AFTER_MS, self._last_gnss_wake + 1000, self.clock.now + 1)
+        t = max(nb + GNSS_READ_AFTER_MS, self._last_gnss_wake + 500, self.clock.now + 1)
         if self._gnss_wake is not None and self._gnss_wake.active and self._gnss_wake.at <= t:
             return
         if self._gnss_wake is not None:
