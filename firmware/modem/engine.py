@@ -352,9 +352,10 @@ class Engine:
     def _pick(self, now):
         if self.off:
             # saver profile: switched off on purpose; only a request boots it
-            if self._req is None:
+            req = self._req
+            if req is None:
                 return False
-            if self._req[0] in (J_WAKE, J_SLEEP):
+            if req[0] in (J_WAKE, J_SLEEP):
                 self._req = None
             self.off = False
             self.asleep = False
