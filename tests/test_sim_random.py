@@ -11,7 +11,7 @@ from host_sim import runner
 from host_sim import scenario as S
 from sim_strategies import scenario_texts
 
-EXAMPLES = int(os.environ.get("SIM_RANDOM_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("SIM_RANDOM_EXAMPLES", "20"))
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
