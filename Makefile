@@ -35,7 +35,7 @@ compile: setup
 	$(PY) tools/mpy_compile.py firmware protocol
 
 demo: setup
-	$(VENV)/bin/panic demo
+	$(VENV)/bin/panic sim demo
 
 bench: setup
 	$(PY) bench/run.py
