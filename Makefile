@@ -35,7 +35,7 @@ compile: setup
 	$(PY) tools/mpy_compile.py firmware protocol
 
 demo: setup
-	$(VENV)/bin/panic demo
+	$(VENV)/bin/panic sim demo
 
 bench: setup
 	$(PY) bench/run.py
@@ -47,6 +47,7 @@ lint: setup
 
 fuzz: setup
 	$(PY) tests/fuzz_modem.py 3000 2000
+	SIM_RANDOM_EXAMPLES=400 $(PY) -m pytest -q -p no:cacheprovider tests/test_sim_random.py
 	PANIC_PROPS_EXAMPLES=2000 FW_EXAMPLES=2000 $(PY) -m pytest -q -p no:cacheprovider \
 		tests/test_fw_button_props.py tests/test_fw_nmea_props.py tests/test_fw_host.py tests/test_protocol_props.py
 

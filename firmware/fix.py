@@ -22,8 +22,14 @@ Trust rules (a wrong position sends help to the wrong door):
   - A live fix is one whose last position arrived within live_max_age_ms
     and that no later sentence revoked.
 
-Accuracy estimate: accuracy_m = ceil(HDOP * 5 m) (a typical UERE of 5 m
-for a consumer receiver), at least 1 m; 100 m when HDOP is unknown.
+Accuracy estimate: accuracy_m = ceil((HDOP + 0.05) * 7.5 m), at least 1 m;
+100 m when HDOP is unknown (the 0.05: HDOP arrives rounded to tenths);
+plus one second of motion at the fix's speed (ceil(speed m/s) metres): the
+age counts whole seconds from the sentence's arrival, and the epoch it
+describes is up to a second before that. 7.5 m is three times the typical 2.5 m RMS user range
+error of a consumer receiver: the claim is a radius responders can search
+inside, not a 1- or 2-sigma figure (HDOP x 5 m is exceeded by ~2 % of
+fixes, and an understated radius sends people to the wrong door).
 
 Must stay in sync with: protocol/frame.py SRC_GNSS / SRC_LAST_FIX, the
 Report position fields (accuracy and age are u16, 0xFFFF unknown).
@@ -46,7 +52,7 @@ MODE_NO_FIX = const(1)
 MODE_2D = const(2)
 MODE_3D = const(3)
 
-UERE_DM = const(50)  # assumed user range error, decimetres (5 m)
+UERE_DM = const(75)  # claimed radius per unit HDOP, decimetres (3 x 2.5 m RMS)
 ACCURACY_UNKNOWN_HDOP_M = const(100)
 AGE_CAP_S = const(0xFFFE)
 ACC_CAP_M = const(0xFFFE)
@@ -65,7 +71,9 @@ def days_from_civil(y, m, d):
 def accuracy_from_hdop(hdop_x10):
     if hdop_x10 is None:
         return ACCURACY_UNKNOWN_HDOP_M
-    a = (hdop_x10 * UERE_DM + 99) // 100  # hdop/10 * 5 m, rounded up
+    # hdop_x10 was rounded to tenths from the sentence (0.81 -> 8): claim
+    # for the largest HDOP that rounds to it (+0.05), then round the metres up
+    a = ((2 * hdop_x10 + 1) * UERE_DM + 199) // 200
     if a < 1:
         return 1
     return ACC_CAP_M if a > ACC_CAP_M else a
@@ -314,7 +322,14 @@ class FixTracker:
             age = 0
         elif age > AGE_CAP_S:
             age = AGE_CAP_S
-        return Position(SRC_GNSS if live else SRC_LAST_FIX, lat, lon, accuracy_from_hdop(hdop), age, alt,
+        acc = accuracy_from_hdop(hdop)
+        if speed:
+            # the age counts from the sentence's arrival, but the fix is of
+            # its epoch, up to a second earlier: cover a second of motion
+            acc += (speed + 99) // 100
+            if acc > ACC_CAP_M:
+                acc = ACC_CAP_M
+        return Position(SRC_GNSS if live else SRC_LAST_FIX, lat, lon, acc, age, alt,
                         speed, course, sats, hdop)
 
     def utc_seconds(self, now_ms):

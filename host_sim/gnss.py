@@ -406,6 +406,24 @@ class GnssEmulator:
             return None
         return max(now, self._next_epoch + self.out_delay_ms + (10000 + self.baud - 1) // self.baud)
 
+    def burst_end_ms(self, now):
+        """Sim ms at which the burst carrying the next byte has fully
+        arrived (>= now), or None if off: when a device woken by the UART
+        has the whole epoch to read."""
+        t = self.next_output_ms(now)
+        if t is None:
+            return None
+        self.advance(t)
+        if not self._q:
+            return t
+        s0 = self._q[0][0]
+        end = self._q[0][1]
+        for s, e, _ in self._q:  # one epoch's burst may be queued in pieces
+            if s > end + 50 or s - s0 >= 1000:
+                break
+            end = e
+        return max(now, end)
+
     def advance(self, now):
         """Produce every epoch whose time is <= now."""
         if not self.on:

@@ -94,11 +94,30 @@ def no_duplicates(results):
             viol.append("device %s seq %s (%s) raised twice, at %s ms and %s ms" % (k[0], k[1], r.get("type"), seen[k], r.get("t_ms")))
         else:
             seen[k] = r.get("t_ms")
-    # per press: count raises of its type between this press and the next one of the same kind
+    # per press: when every press of a kind has its frame's seq, a raised
+    # frame belongs to the press with the largest seq not above its own
+    # (seqs grow with build time; a frame held back by an outage is raised
+    # late but still belongs to its press). Otherwise: raises of its type
+    # between this press and the next one of the same kind.
     alerts = [a for a in (results.get("alerts") or []) if a.get("kind") in _RAISE_TYPE]
     for kind, typ in _RAISE_TYPE.items():
-        presses = sorted(a.get("press_ms") or 0 for a in alerts if a.get("kind") == kind)
-        rs = sorted({(r.get("device_id"), r.get("seq")): r.get("t_ms") or 0 for r in raised if r.get("type") == typ}.values())
+        mine = [a for a in alerts if a.get("kind") == kind]
+        byseq = {(r.get("device_id"), r.get("seq")): r.get("t_ms") or 0 for r in raised if r.get("type") == typ}
+        if mine and all(isinstance(a.get("seq"), int) for a in mine):
+            pseqs = sorted((a["seq"], a.get("press_ms") or 0) for a in mine)
+            counts = [0] * len(pseqs)
+            for _dev, s in byseq:
+                if not isinstance(s, int):
+                    continue
+                i = max((j for j, (ps, _) in enumerate(pseqs) if ps <= s), default=None)
+                if i is not None:
+                    counts[i] += 1
+            for (_, p), n in zip(pseqs, counts, strict=True):
+                if n > 1:
+                    viol.append("%d %s frames raised for the one %s press at %d ms" % (n, typ, kind, p))
+            continue
+        presses = sorted(a.get("press_ms") or 0 for a in mine)
+        rs = sorted(byseq.values())
         for i, p in enumerate(presses):
             end = presses[i + 1] if i + 1 < len(presses) else math.inf
             n = sum(1 for t in rs if p <= t < end)

@@ -179,6 +179,7 @@ class Scenario:
     power_cuts: list = field(default_factory=list)
     modem_faults: dict = field(default_factory=dict)
     modem_fault_windows: list = field(default_factory=list)
+    wifi: list = field(default_factory=list)  # [(from_ms, to_ms, bssid 6 bytes, rssi dBm)]
     expect: dict = field(default_factory=dict)
 
     # -- queries ------------------------------------------------------------------
@@ -224,6 +225,11 @@ class Scenario:
             if c.from_ms <= t_ms < c.to_ms:
                 return c
         return Coverage(0, self.duration_ms, "data+sms")
+
+    def wifi_at(self, t_ms):
+        """[(bssid, rssi)] a Wi-Fi scan finds at t_ms, strongest first."""
+        aps = [(b, r) for f, to, b, r in self.wifi if f <= t_ms < to]
+        return sorted(aps, key=lambda a: -a[1])
 
     def receiver_up(self, t_ms):
         return not any(w.from_ms <= t_ms < w.to_ms for w in self.receiver_down)
@@ -388,7 +394,7 @@ class _Ctx:
 
 _TOP = {
     "scenario", "device", "battery", "gnss", "route", "indoor", "sky", "coverage", "action",
-    "receiver_down", "power_cut", "modem_faults", "modem_fault", "expect",
+    "receiver_down", "power_cut", "modem_faults", "modem_fault", "wifi", "expect",
 }
 
 
@@ -636,6 +642,18 @@ def loads(text, path=None):
         params = c.typed(w, "params", (dict,), {})
         to = c.dur(w, "to", None, allow_never=True)
         sc.modem_fault_windows.append(ModemFault(c.dur(w, "from", 0), to, c.typed(w, "name", (str,), required=True), params))
+
+    for i, w in enumerate(array("wifi")):
+        c = _Ctx(path, loc, "wifi", i)
+        c.check_keys(w, {"from", "to", "bssid", "rssi"})
+        txt = c.typed(w, "bssid", (str,), required=True)
+        parts = txt.split(":")
+        if len(parts) != 6 or not all(len(x) == 2 and all(ch in "0123456789abcdefABCDEF" for ch in x) for x in parts):
+            raise c.err("expected six hex pairs like 'aa:bb:cc:dd:ee:ff'", "bssid")
+        f, t = c.dur(w, "from", 0), c.dur(w, "to", sc.duration_ms)
+        if t <= f:
+            raise c.err("ends before it starts", "to")
+        sc.wifi.append((f, t, bytes(int(x, 16) for x in parts), c.typed(w, "rssi", (int,), -70, lo=-127, hi=0)))
 
     e = table("expect")
     c = _Ctx(path, loc, "expect")

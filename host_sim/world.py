@@ -20,7 +20,8 @@ the handlers the runner gives it; every handler is optional:
     receiver(up, now)           receiver outage starts (False) / ends (True)
     modem_faults(faults, now)   the merged fault dict changed
     brownout(now)               the cell can no longer hold the board up
-    end(now)                    the run's duration is over
+    end(now)                    the run's duration is over (always the last
+                                event at that instant)
 
 Stays in sync with: host_sim/scenario.py (what a scenario can say),
 host_sim/energy.py (parts and states), docs/scenarios.md.
@@ -74,7 +75,7 @@ class World:
             c.at(0, self._faults, name="modem_faults")
         for t in edges:
             c.at(t, self._faults, name="modem_faults")
-        c.at(sc.duration_ms, self._call, "end", name="end")
+        c.at(sc.duration_ms, self._end, name="end")
         self._arm_brownout()
 
     # -- the world's own effects ---------------------------------------------------
@@ -100,6 +101,15 @@ class World:
             end = next((w.to_ms for w in self.scenario.receiver_down if w.from_ms == self.clock.now), self.scenario.duration_ms)
             self._log("receiver_down", "", end)
         self._call("receiver", up)
+
+    def _end(self):
+        # the end is the last thing at its instant: whatever else falls due
+        # then (a power restore, a button edge) happens first, so the end
+        # handler sees the world as it is at the end of the run
+        if self.clock.next_time() == self.clock.now:
+            self.clock.at(self.clock.now, self._end, name="end")
+            return
+        self._call("end")
 
     def _faults(self):
         self._call("modem_faults", self.scenario.faults_at(self.clock.now))

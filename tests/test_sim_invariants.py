@@ -176,3 +176,18 @@ def test_malformed_results_fail_as_a_whole_instead_of_crashing():
     res = I.check_all({"alerts": "sos", "positions": [{"t_ms": "x"}]}, ROUTE.true_position)
     assert res[0]["name"] == "well_formed" and not res[0]["ok"]
     assert all(not r["ok"] for r in res)
+
+
+def test_an_alert_held_back_by_an_outage_still_belongs_to_its_own_press():
+    # SOS (seq 10), cancel, SOS (seq 12); the receiver was down, so both ALERTs
+    # are raised after the second press: one each, not two for the second
+    r = base()
+    r["alerts"] = [{"kind": "sos", "press_ms": 1000, "device_id": 7, "seq": 10},
+                   {"kind": "sos", "press_ms": 30000, "device_id": 7, "seq": 12}]
+    r["receiver"]["raised"] = [{"t_ms": 116000, "device_id": 7, "seq": 10, "type": "ALERT"},
+                               {"t_ms": 116100, "device_id": 7, "seq": 12, "type": "ALERT"}]
+    assert I.no_duplicates(r)["ok"]
+    # a third ALERT built for the second press is still caught
+    r["receiver"]["raised"].append({"t_ms": 117000, "device_id": 7, "seq": 13, "type": "ALERT"})
+    res = I.no_duplicates(r)
+    assert not res["ok"] and "2 ALERT frames raised for the one sos press at 30000 ms" in res["violations"][0]

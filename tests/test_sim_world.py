@@ -173,3 +173,16 @@ def test_generated_scenarios_load_and_their_world_runs_with_valid_nmea(text):
     # power cuts alternate off/on, never two restores in a row
     states = [on for k, on, _ in (e for e in seen if e[0] == "power")]
     assert all(a != b for a, b in zip(states, states[1:], strict=False))
+
+
+def test_end_is_the_last_event_at_its_instant():
+    # a 1 s cut at 156 s of a 157 s run: power comes back at the very end,
+    # and the end handler sees the device powered again
+    text = ('[scenario]\nname = "tie"\nduration = 157\n[route]\npoints = [ { at = "0s", lat = 54.3, lon = -2.7 } ]\n'
+            '[[power_cut]]\nat = 156\nduration = 1\n')
+    w = World(S.loads(text, "tie.toml"), patterns=PATTERNS)
+    seen = []
+    w.start({"power": lambda on, now: seen.append(("power", on, now)),
+             "end": lambda now: seen.append(("end", now, w.powered))})
+    w.run()
+    assert seen == [("power", False, 156000), ("power", True, 157000), ("end", 157000, True)]

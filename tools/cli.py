@@ -13,7 +13,7 @@ import sys
 # (subcommand, module). Each module's register() adds its parser.
 COMMANDS = [
     ("frame", "tools.framecmd"),
-    ("demo", "tools.demo"),
+    ("sim", "host_sim.cli"),
     ("receiver", "receiver.cli"),
     ("flash", "tools.flash"),
     ("provision", "tools.provision"),

@@ -102,6 +102,9 @@ class Engine:
                 t[k] = v
         self.t = t
         self.has_power = bool(_cfg(cfg, "has_power_pin", True))
+        # power profile "saver": sleep() switches the modem off, wake() boots it
+        self.saver = _cfg(cfg, "power_profile", "ready") == "saver"
+        self.off = False
         self.pin = _cfg(cfg, "pin", None)
         self.ch = AtChannel(self._urc)
         self.events = []
@@ -231,12 +234,12 @@ class Engine:
                 dl = self.ch.deadline()
                 if dl is not None:
                     cands.append(dl)
-        elif self._job is None:
+        elif self._job is None and not self.off:
             for t in (self._cycle_at, self._net_at, self._rx_check_at, self._status_at):
                 if t and t > now:
                     cands.append(t)
         if not cands:
-            return 60000 if self.asleep and self._req is None else 1000
+            return 60000 if (self.asleep or self.off) and self._req is None else 1000
         dt = min(cands) - now
         return 0 if dt < 0 else (dt if dt < 60000 else 60000)
 
@@ -347,6 +350,16 @@ class Engine:
                 self.events.append(("call", "ended"))
 
     def _pick(self, now):
+        if self.off:
+            # saver profile: switched off on purpose; only a request boots it
+            req = self._req
+            if req is None:
+                return False
+            if req[0] in (J_WAKE, J_SLEEP):
+                self._req = None
+            self.off = False
+            self.asleep = False
+            return self._start(J_BOOT, self._j_boot(False, False))
         if self.hung or not self.booted:
             self._fail_req("modem not ready")
             if now < self._cycle_at:
@@ -444,14 +457,14 @@ class Engine:
 
     # ---- jobs -----------------------------------------------------------
 
-    def _j_boot(self, cycle):
+    def _j_boot(self, cycle, probe=True):
         self.boots += 1
         self.ch.reset()
         was_up = self.data_up
         self._down()
         if was_up:
             self.events.append(("link", False))
-        if not cycle:
+        if not cycle and probe:
             # after a reset of the ESP32 the modem may already be up
             self._first = False
             for _ in range(2):

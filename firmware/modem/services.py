@@ -1,6 +1,6 @@
 """Rarely used engine jobs, loaded on first use to keep the engine's
 resident size down: SIM PIN entry, covert voice call, hang-up, UART sleep
-and wake. Each is a generator run as an engine job (see engine.py).
+and wake (power profile "saver": sleep switches the modem off). Each is a generator run as an engine job (see engine.py).
 
 Must stay in sync with: firmware/modem/engine.py (job protocol), docs/modem.md.
 """
@@ -52,10 +52,30 @@ def j_hangup(e):
 
 
 def j_sleep(e):
+    if e.saver:
+        yield from _power_off(e)
+        return
     r = yield e.cmd("AT+CSCLK=1")
     if r[0] == 0:
         yield ("K", "dtr", 1)
         e.asleep = True
+
+
+def _power_off(e):
+    # saver profile: the modem off until there is work (0 mA instead of
+    # 4.6 mA asleep; the next alert pays boot, registration and PDP)
+    if e.has_power:
+        yield ("K", "power", 0)
+    else:
+        yield ("K", "pwrkey", 1)
+        yield e.wait(e.t["pwrkey_off_ms"])
+        yield ("K", "pwrkey", 0)
+    if e.data_up:
+        e.events.append(("link", False))
+    e._down()
+    e.booted = False
+    e.off = True
+    e.asleep = True  # the transport's wake() asks for J_WAKE, which boots it
 
 
 def j_wake(e):

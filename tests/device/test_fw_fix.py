@@ -32,7 +32,7 @@ def test_live_fix_then_last_known():
     assert t.mode == 3 and t.valid
     p = t.position(1500)
     assert (p.source, p.lat, p.lon, p.alt_m, p.sats, p.hdop_x10, p.age_s) == (1, LAT, LON, 35, 8, 9, 0)
-    assert p.speed_cms == 154 and p.course_cdeg == 9000 and p.accuracy_m == 5  # 0.9 * 5 m, rounded up
+    assert p.speed_cms == 154 and p.course_cdeg == 9000 and p.accuracy_m == 8 + 2  # (0.9 + 0.05) * 7.5 m rounded up, + 1 s at 1.54 m/s
     # silence: after 3 s the fix is no longer live, it is the last known one
     p = t.position(1000 + 3001)
     assert (p.source, p.lat, p.age_s) == (2, LAT, 3)
@@ -116,7 +116,9 @@ def test_days_from_civil():
 def test_accuracy_and_age_caps():
     assert accuracy_from_hdop(None) == 100
     assert accuracy_from_hdop(0) == 1  # never 0
-    assert accuracy_from_hdop(9) == 5 and accuracy_from_hdop(13) == 7 and accuracy_from_hdop(999) == 500
+    assert accuracy_from_hdop(9) == 8 and accuracy_from_hdop(13) == 11 and accuracy_from_hdop(999) == 750
+    # HDOP 0.81 prints as 0.81 but is kept as 8 tenths: the claim still covers 7.5 m x 0.81
+    assert accuracy_from_hdop(8) >= 7.5 * 0.849
     t = FixTracker()
     t.feed(GGA1, 0)
     assert t.position(0xFFFF * 1000 + 5000).age_s == 0xFFFE
