@@ -32,6 +32,7 @@ counted idle throughout; the modem off / asleep / idle as the emulator
 shows it).
 
 Entry points:
+    run(scenario, args)    what `panic sim run FILE --faithful` calls
     run_faithful(scenario_path, json_out=None, report_out=None,
                  time_scale=None, duration_ms=None, heap=None) -> results
     Rig(...)  start() / run_until(t_ms) / run() / stop()  (tests, tools)
@@ -805,3 +806,18 @@ def run_faithful(scenario_path, json_out=None, report_out=None, time_scale=None,
     if report_out:
         R.write_html(res, report_out)
     return res
+
+
+def run(scenario, args=None):
+    """`panic sim run FILE --faithful` (host_sim/cli.py calls run(sc, args)
+    and writes the reports itself). args: the parsed options; `seed` and
+    `time_scale` are used when present."""
+    seed = getattr(args, "seed", None)
+    if seed is not None:
+        scenario.seed = seed
+    rig = Rig(scenario, time_scale=getattr(args, "time_scale", None))
+    try:
+        rig.start()
+        return rig.run()
+    finally:
+        rig.stop()

@@ -5,6 +5,7 @@ peripherals over sockets in real time, the real receiver over TCP.
 shipped scenario in full runs from tests/faithful_full.py (`make test-full`).
 """
 
+import json
 import os
 
 from host_sim import scenario as SC
@@ -73,3 +74,19 @@ def test_button_patterns_are_what_the_detector_recognises():
     assert events(cfg, p["sos"]) == [EV_SOS]
     assert events(cfg, p["test"]) == [EV_TEST]
     assert events(cfg, p["duress_cancel"], active=True) == [EV_DURESS_CANCEL]
+
+
+def test_panic_sim_run_faithful_runs_the_vm(tmp_path, capsys):
+    from tools import cli
+
+    f = tmp_path / "short.toml"
+    f.write_text('[scenario]\nname = "short"\nduration = "50s"\ntime_scale = 10\n'
+                 '[gnss]\nstart = "hot"\n[route]\npoints = [ { at = "0s", lat = 54.3212, lon = -2.7535 } ]\n'
+                 '[[action]]\nat = "30s"\nkind = "sos"\n[expect]\nalerts = 1\n')
+    rc = cli.main(["sim", "run", str(f), "--faithful", "--json", str(tmp_path / "r.json")])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert res["faithful"]["boots"] == 1 and res["faithful"]["time_scale"] == 10
+    (a,) = res["alerts"]
+    assert a["kind"] == "sos" and a["ack_ms"] is not None and a["ack_ms"] - a["press_ms"] < 10000
