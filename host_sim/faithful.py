@@ -26,7 +26,9 @@ Results go through host_sim/results.py's Recorder, so the invariants and
 [expect] checks are the virtual-time mode's.
 
 Not faithful (said in the results' events as "faithful_note"): modem
-faults whose names are not host_sim/modem.py settings, power cuts armed at
+faults whose names are not host_sim/modem.py settings (timed ones that are
+change the emulator's settings in place, as the virtual-time runner does),
+power cuts armed at
 a flash write (cut at once instead), and the energy model (the ESP32 is
 counted idle throughout; the modem off / asleep / idle as the emulator
 shows it).
@@ -78,6 +80,13 @@ DEVICE_ID = 4242
 RESET_POWER_ON = 1
 _COVERAGE = {"data+sms": "full", "sms-only": "sms", "none": "none"}
 _TIMINGS_FW = None
+
+
+def _fault_value(v):
+    """Timed faults give params as a table: { value = x } means x."""
+    if isinstance(v, dict) and set(v) == {"value"}:
+        return v["value"]
+    return v
 
 
 def button_patterns(bcfg=None):
@@ -452,7 +461,8 @@ class Rig:
             else:
                 self.note(0, "modem fault %s not emulated in faithful mode" % k)
         for f in sc.modem_fault_windows:
-            self.note(f.from_ms, "timed modem fault %s not emulated in faithful mode" % f.name)
+            if f.name not in MODEM_SETTINGS:
+                self.note(f.from_ms, "timed modem fault %s not emulated in faithful mode" % f.name)
         cov = [(c.from_ms, _COVERAGE.get(c.mode, "full")) for c in sc.coverage] or [(0, "full")]
         if cov[0][0] > 0:
             cov.insert(0, (0, "full"))
@@ -526,7 +536,16 @@ class Rig:
                 self.rx.sms(sender, text)
 
     def _on_faults(self, faults, now):
-        pass  # noted at start: only static settings of the emulator apply
+        """Timed faults come into force (and end) as in the virtual-time
+        runner: the emulator's settings change in place."""
+        f = self.emu.f
+        for k, v in faults.items():
+            if k == "coverage" or k not in MODEM_SETTINGS:
+                continue
+            f[k] = _fault_value(v)
+        for w in self.sc.modem_fault_windows:
+            if w.name not in faults and w.name in MODEM_SETTINGS:
+                f[w.name] = _fault_value(self.sc.modem_faults.get(w.name, MODEM_SETTINGS[w.name]))
 
     # -- taps ------------------------------------------------------------------------------
     def _decode_up(self, raw):
