@@ -6,7 +6,7 @@ MP     := $(VENV)/bin/micropython
 STAMP  := $(VENV)/.installed
 MP_HEAP ?= 96k
 
-.PHONY: setup test test-cpython test-mp compile demo bench lint vectors fuzz clean
+.PHONY: setup test test-full test-cpython test-mp compile demo bench lint vectors fuzz clean
 
 setup: $(STAMP)
 
@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 test: setup test-cpython test-mp compile
+
+test-full: test
+	@echo "== faithful mode: every shipped scenario in the MicroPython VM =="
+	$(PY) tests/faithful_full.py
 
 test-cpython: setup
 	@echo "== CPython suite =="
