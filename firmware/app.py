@@ -280,7 +280,8 @@ class App:
                 ftype, fr = res
                 if self.board.time() is None and fr.time:
                     self.board.set_time(fr.time)
-                self.note("ack %s %d" % (F.TYPE_NAMES.get(ftype, "?"), fr.body.acked_seq))
+                # on_frame returns only verified ACK frames: the body is an Ack
+                self.note("ack %s %d" % (F.TYPE_NAMES.get(ftype, "?"), fr.body.acked_seq))  # pyright: ignore[reportAttributeAccessIssue]
                 self.ctl.on_ack(ftype, fr, now)
                 if self.ack_hook is not None:
                     self.ack_hook(ftype, fr, now)

@@ -167,7 +167,7 @@ class UnixBoard(Board):
             addr = socket.getaddrinfo(host, int(port))[0][-1]
         self._ctrl = _connect(addr, b"ctrl")
         self._cbuf = b""
-        self.scale = None
+        self.scale = None  # set by the host's hello before any tick
         self._unix_ms = None  # unix ms at self._t0 (None: clock unknown)
         self._cause = 0
         self._button = 1
@@ -272,7 +272,7 @@ class UnixBoard(Board):
         t = time.ticks_ms()
         self._real += time.ticks_diff(t, self._last)
         self._last = t
-        return int(self._real * self.scale)
+        return int(self._real * self.scale)  # pyright: ignore[reportOperatorIssue]  (set before __init__ returns)
 
     def ticks_diff(self, a, b):
         return a - b
