@@ -99,7 +99,8 @@ def main(argv):
         print("%-34s %3d passed, %d failed" % (fname, p, fl))
         passed += p
         failed += fl
-    print("micropython (heap %s per file): %d passed, %d failed" % (heap, passed, failed))
+    print("(each file in its own MicroPython VM with a %s heap)" % heap)
+    print("micropython: %d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 
 
