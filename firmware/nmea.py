@@ -247,14 +247,19 @@ for _c in "ACDEFMNPRSUV":
 
 # ---- per-kind parsers -----------------------------------------------------
 
+def _position(s, f, i):
+    # lat, N/S, lon, E/W in fields i..i+3 (the layout every position sentence shares)
+    if f[i] or f[i + 1]:
+        s.lat_e7 = coord(f[i], f[i + 1], 90)
+    if f[i + 2] or f[i + 3]:
+        s.lon_e7 = coord(f[i + 2], f[i + 3], 180)
+
+
 def _gga(s, f, nf):
     # $xxGGA,time,lat,N,lon,E,quality,sats,hdop,alt,M,sep,M,age,station
     if f[1]:
         s.time_ms = utc_time(f[1])
-    if f[2] or f[3]:
-        s.lat_e7 = coord(f[2], f[3], 90)
-    if f[4] or f[5]:
-        s.lon_e7 = coord(f[4], f[5], 180)
+    _position(s, f, 2)
     if f[6]:
         s.quality = _digits(f[6])
     if f[7]:
@@ -274,10 +279,7 @@ def _rmc(s, f, nf):
     if f[1]:
         s.time_ms = utc_time(f[1])
     s.status = _CH.get(f[2])
-    if f[3] or f[4]:
-        s.lat_e7 = coord(f[3], f[4], 90)
-    if f[5] or f[6]:
-        s.lon_e7 = coord(f[5], f[6], 180)
+    _position(s, f, 3)
     if f[7]:
         s.speed_cms = _knots_to_cms(f[7])
     if f[8]:
@@ -307,10 +309,7 @@ def _gns(s, f, nf):
     # $xxGNS,time,lat,N,lon,E,modes,sats,hdop,alt,sep,age,station[,navstatus]
     if f[1]:
         s.time_ms = utc_time(f[1])
-    if f[2] or f[3]:
-        s.lat_e7 = coord(f[2], f[3], 90)
-    if f[4] or f[5]:
-        s.lon_e7 = coord(f[4], f[5], 180)
+    _position(s, f, 2)
     if f[6]:
         s.gns_mode = f[6].decode()
     if f[7]:
@@ -324,10 +323,7 @@ def _gns(s, f, nf):
 
 def _gll(s, f, nf):
     # $xxGLL,lat,N,lon,E,time,status[,faa]
-    if f[1] or f[2]:
-        s.lat_e7 = coord(f[1], f[2], 90)
-    if f[3] or f[4]:
-        s.lon_e7 = coord(f[3], f[4], 180)
+    _position(s, f, 1)
     if f[5]:
         s.time_ms = utc_time(f[5])
     s.status = _CH.get(f[6])
