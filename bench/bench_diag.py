@@ -8,29 +8,14 @@ impose per line), a hello or a status round under 250x, so feeding the
 console from the main loop never holds up the alert path."""
 
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mp_util  # noqa: E402
 
 
-def parse(line):
-    f = line.split()
-    return dict(zip(f[0::2], f[1::2], strict=False))
-
-
 def main():
-    mp_util.compile_device_code()
-    rc, out, err = mp_util.run_mp("bench/mp_diag.py", "256k", ["300"])
-    if rc:
-        raise SystemExit("micropython bench failed: " + err)
-    mp = parse(out.strip())
-    p = subprocess.run([sys.executable, "bench/mp_diag.py", "2000"], cwd=mp_util.ROOT, capture_output=True, text=True,
-                       env=dict(os.environ, PYTHONPATH=mp_util.ROOT))
-    if p.returncode:
-        raise SystemExit("cpython bench failed: " + p.stderr)
-    cp = parse(p.stdout.strip())
+    mp, cp = mp_util.run_both("bench/mp_diag.py", 300, 2000)
     heap = mp_util.min_heap("bench/mp_diag.py", args=["once"])
     print("diagnostics console, per operation (and in sha256-of-64-bytes equivalents):")
     for name, r in (("micropython", mp), ("cpython", cp)):

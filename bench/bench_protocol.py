@@ -5,29 +5,14 @@ heap MicroPython needs to import the protocol and build one ALERT.
 Target: ratio <= 6x on MicroPython."""
 
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mp_util  # noqa: E402
 
 
-def parse(line):
-    f = line.split()
-    return dict(zip(f[0::2], f[1::2]))
-
-
 def main():
-    mp_util.compile_device_code()
-    rc, out, err = mp_util.run_mp("bench/mp_protocol.py", "256k", ["2000"])
-    if rc:
-        raise SystemExit("micropython bench failed: " + err)
-    mp = parse(out.strip())
-    p = subprocess.run([sys.executable, "bench/mp_protocol.py", "20000"], cwd=mp_util.ROOT, capture_output=True, text=True,
-                       env=dict(os.environ, PYTHONPATH=mp_util.ROOT))
-    if p.returncode:
-        raise SystemExit("cpython bench failed: " + p.stderr)
-    cp = parse(p.stdout.strip())
+    mp, cp = mp_util.run_both("bench/mp_protocol.py", 2000, 20000)
     heap = mp_util.min_heap("bench/mp_protocol.py", args=["once"])
     print("ALERT build+sign (%s-byte frame), ratio to one sha256 of the same bytes:" % mp["bytes"])
     for name, r in (("micropython", mp), ("cpython", cp)):

@@ -44,3 +44,22 @@ def min_heap(script, lo_kb=8, hi_kb=512, args=()):
         else:
             lo_kb = mid
     return hi_kb
+
+
+def _pairs(line):
+    f = line.split()
+    return dict(zip(f[0::2], f[1::2]))
+
+
+def run_both(script, mp_n, cp_n, heap="256k"):
+    """Run a bench script that prints 'name value ...' pairs on MicroPython
+    (compiled device code) and on CPython; return (mp dict, cp dict)."""
+    compile_device_code()
+    rc, out, err = run_mp(script, heap, [str(mp_n)])
+    if rc:
+        raise SystemExit("micropython bench failed: " + err)
+    p = subprocess.run([sys.executable, script, str(cp_n)], cwd=ROOT, capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    if p.returncode:
+        raise SystemExit("cpython bench failed: " + p.stderr)
+    return _pairs(out.strip()), _pairs(p.stdout.strip())
