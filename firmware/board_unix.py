@@ -10,8 +10,8 @@ Wire: the board opens TCP connections to the host's peripheral server
 starts with one line naming its channel:
   "ctrl\\n"    control lines, one per line, ASCII:
                host -> board  "c <time_scale> <unix_ms or -1> <reset cause>"
-                              (once, first), "b <0|1>" button level,
-                              "v <mV>" battery
+                              (once, first), "b <0|1> <ms>" a button
+                              edge at scenario time ms, "v <mV>" battery
                board -> host  "p <pin name> <level>" an output pin changed,
                               "s <unix>" the firmware set its clock
   "gnss\\n"    raw bytes of the GNSS UART (both directions); the board keeps
@@ -24,6 +24,13 @@ Nothing is written to it except what firmware/diag.py returns.
 
 Time: ticks_ms() is the VM's tick count times the host's time_scale, so a
 scenario can run faster than real time; idle() waits ms / time_scale.
+
+Button edges are latched, as a GPIO edge interrupt would latch them: each
+edge the host sends is shown to the firmware in order, and each level is
+held for at least as long as the host held it (the gap between the edges'
+scenario times). A VM or host that stalls for longer than a press (easy at
+10x, where a 300 ms tap is 30 ms of wall time) therefore delays the press
+but never swallows it or shortens it below the debounce.
 If the host goes away (ctrl channel closed) the board stops with
 SystemExit, like a board losing power.
 
@@ -45,6 +52,7 @@ from firmware.board import FLASH_DIR, Board
 
 ENV_ADDR = "PANIC_PERIPH"
 _CTRL_MAX = 128  # longest control line kept
+_EDGES_MAX = 64  # latched button edges held at most (a host flooding edges loses the newest)
 _MODEM_PINS = ("modem_pwrkey", "modem_power", "modem_dtr")
 GNSS_RXBUF = 1024  # board_esp32.RXBUF: the GNSS UART's receive buffer
 
@@ -171,6 +179,8 @@ class UnixBoard(Board):
         self._unix_ms = None  # unix ms at self._t0 (None: clock unknown)
         self._cause = 0
         self._button = 1
+        self._edges = []  # latched button edges not shown yet: [level, host ms]
+        self._shown = None  # (local ticks, host ms) when the shown level began
         self._mv = None
         self._pins = {"modem_pwrkey": 0, "modem_power": 0, "modem_dtr": 0}
         self._ctrl.setblocking(False)
@@ -213,7 +223,10 @@ class UnixBoard(Board):
         f = line.split()
         try:
             if f[0] == b"b":
-                self._button = 1 if int(f[1]) else 0
+                level = 1 if int(f[1]) else 0
+                at = int(f[2])
+                if len(self._edges) < _EDGES_MAX:
+                    self._edges.append((level, at))
             elif f[0] == b"v":
                 self._mv = int(f[1])
             elif f[0] == b"c":
@@ -236,7 +249,23 @@ class UnixBoard(Board):
     # -- inputs --------------------------------------------------------------
     def button_level(self):
         self._pump()
+        while self._edges:
+            due = self._edge_due()
+            now = self.ticks_ms()
+            if due is not None and now < due:
+                break
+            level, at = self._edges.pop(0)
+            self._shown = (now, at)
+            self._button = level
         return self._button
+
+    def _edge_due(self):
+        """Local ticks at which the next latched edge may show: the shown
+        level has then lasted as long as the host held it."""
+        if not self._edges or self._shown is None:
+            return None
+        since, at = self._shown
+        return since + (self._edges[0][1] - at)
 
     def battery_mv(self):
         self._pump()
@@ -303,6 +332,9 @@ class UnixBoard(Board):
             left = end - self.ticks_ms()
             if left <= 0:
                 return
+            due = self._edge_due()
+            if due is not None and due - self.ticks_ms() < left:
+                left = max(0, due - self.ticks_ms())
             real = int(left / self.scale) + 1
             if real > 100:
                 real = 100

@@ -77,6 +77,7 @@ from host_sim.world import World
 DEFAULT_HEAP = "320k"
 PUBLIC_RX = ("203.0.113.5", 5000)  # what the config names; redirected to the real receiver
 DEVICE_ID = 4242
+BOOT_TIMEOUT_S = 60  # wall seconds the VM may take to load the release and say hello
 RESET_POWER_ON = 1
 _COVERAGE = {"data+sms": "full", "sms-only": "sms", "none": "none"}
 _TIMINGS_FW = None
@@ -423,7 +424,7 @@ class Rig:
 
         clock = Clock()
         self.world = World(self.sc, clock=clock, patterns=self.patterns)
-        self.pacer = Pacer(clock, self.scale)
+        self.pacer = Pacer(clock, self.scale, paused=True)
         self.rx = ReceiverThread(self.db, self.master, self.unix_now, self._q.put,
                                  supervise_every=max(0.05, min(1.0, 30.0 / self.scale)),
                                  heartbeat_s=self.cfg.get("timings", {}).get("heartbeat_s", 3600)).start()
@@ -500,7 +501,7 @@ class Rig:
 
     def _on_button(self, pressed, now):
         self._button_level = (0 if pressed else 1) if self.active_low else (1 if pressed else 0)
-        self.periph.send(b"ctrl", b"b %d\n" % self._button_level)
+        self.periph.send(b"ctrl", b"b %d %d\n" % (self._button_level, now))
 
     def _on_power(self, on, now):
         if not on:
@@ -644,7 +645,12 @@ class Rig:
             if self.stats["boots"] == 1 and not self.sc.clock_unknown_at_boot:
                 unix_ms = self.sc.start_utc_ms + now
             self.periph.send(b"ctrl", b"c %r %d %d\n" % (self.scale, unix_ms, RESET_POWER_ON))
-            self.periph.send(b"ctrl", b"b %d\n" % self._button_level)
+            self.periph.send(b"ctrl", b"b %d %d\n" % (self._button_level, now))
+            if self.pacer.paused:
+                # the scenario starts when the board first speaks: the
+                # interpreter's own start-up is not device time
+                self.pacer.resume()
+                self.stats["vm_start_s"] = round(time.monotonic() - self._t0, 2)
             mv = self.world.battery_mv()
             self.periph.send(b"ctrl", b"v %d\n" % mv)
         elif name == b"modem":
@@ -691,6 +697,8 @@ class Rig:
             r = []
         pc.tick(end)
         now = self.pacer.clock.now
+        if pc.paused:
+            self._check_boot()
         for s in r:
             if s is p.ls:
                 self._accept()
@@ -736,6 +744,15 @@ class Rig:
             if ev.get("kind") == "device_silent":
                 self.rec.silent(int(ev.get("time", self.unix_now()) * 1000 - self.sc.start_utc_ms), ev.get("device_id"))
         return now
+
+    def _check_boot(self):
+        """Before the board's first hello: fail clearly, never wait forever."""
+        proc = self.board.proc if self.board is not None else None
+        code = proc.poll() if proc is not None else None
+        if code is not None:
+            raise RuntimeError("the MicroPython board exited (code %d) before it connected to the peripherals" % code)
+        if time.monotonic() - self._t0 > BOOT_TIMEOUT_S:
+            raise RuntimeError("the MicroPython board did not connect to the peripherals within %d s" % BOOT_TIMEOUT_S)
 
     def run_until(self, t_ms):
         t_ms = min(t_ms, self.sc.duration_ms)
@@ -811,7 +828,8 @@ class Rig:
 def run_faithful(scenario_path, json_out=None, report_out=None, time_scale=None, duration_ms=None, heap=None):
     """Run one scenario in faithful mode; write the JSON / HTML reports if
     asked; return the results dict (host_sim/results.py shape, plus a
-    "faithful" entry: boots, wall_s, max_lag_ms, heap, time_scale, notes)."""
+    "faithful" entry: boots, wall_s, vm_start_s, max_lag_ms, heap, time_scale,
+    notes)."""
     from host_sim import report as R
 
     rig = Rig(scenario_path, time_scale=time_scale, duration_ms=duration_ms, heap=heap)

@@ -18,7 +18,7 @@ import time
 
 
 class Pacer:
-    def __init__(self, clock, time_scale=1.0, monotonic=time.monotonic, sleep=time.sleep):
+    def __init__(self, clock, time_scale=1.0, monotonic=time.monotonic, sleep=time.sleep, paused=False):
         if time_scale <= 0:
             raise ValueError("time_scale must be > 0, got %r" % time_scale)
         self.clock = clock
@@ -28,9 +28,20 @@ class Pacer:
         self._wall0 = monotonic()
         self._sim0 = clock.now
         self.max_lag_ms = 0
+        self.paused = paused
+
+    def resume(self):
+        """Start (or restart) simulated time from the clock's now, at the
+        wall clock's now: a paused pacer holds simulated time still."""
+        self._wall0 = self._mono()
+        self._sim0 = self.clock.now
+        self.paused = False
 
     def sim_now(self):
-        """Simulated ms that correspond to the wall clock now."""
+        """Simulated ms that correspond to the wall clock now (the clock's
+        now while paused)."""
+        if self.paused:
+            return self._sim0
         return self._sim0 + int((self._mono() - self._wall0) * 1000 * self.time_scale)
 
     def wait_s(self, until_ms=None):
@@ -39,7 +50,7 @@ class Pacer:
         nxt = self.clock.next_time()
         if until_ms is not None:
             nxt = until_ms if nxt is None else min(nxt, until_ms)
-        if nxt is None:
+        if nxt is None or self.paused:
             return None
         return max(0.0, (nxt - self.sim_now()) / 1000.0 / self.time_scale)
 

@@ -62,3 +62,24 @@ def test_poll_replaces_sleep_so_sockets_can_be_served():
 def test_bad_scale_is_refused():
     with pytest.raises(ValueError):
         Pacer(Clock(), time_scale=0)
+
+
+def test_a_paused_pacer_holds_simulated_time_until_resumed():
+    # faithful mode pauses until the VM says hello: its start-up is not device time
+    w = FakeWall()
+    c = Clock()
+    seen = []
+    c.at(0, seen.append, 0)
+    c.at(5000, seen.append, 5000)
+    p = Pacer(c, time_scale=10.0, monotonic=w.monotonic, sleep=w.sleep, paused=True)
+    w.t += 3.0  # the interpreter took 3 s of wall time to start (30 s of sim time at 10x)
+    assert p.wait_s(60_000) is None
+    p.tick()
+    assert seen == [0] and p.sim_now() == 0
+    p.resume()
+    w.t += 0.4
+    p.tick()
+    assert seen == [0] and p.sim_now() == 4000
+    w.t += 0.1
+    p.tick()
+    assert seen == [0, 5000] and p.max_lag_ms == 0
