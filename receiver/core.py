@@ -36,8 +36,8 @@ protocol/frame.py (types, flags, TLVs).
 """
 
 import collections
-import json
 import logging
+import struct
 import time
 
 from protocol import frame as F
@@ -49,7 +49,8 @@ from receiver import store as S
 from receiver.errors import ReceiverError
 
 log = logging.getLogger("receiver")
-_to_json = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+_to_json = S.to_json
+_ACK_SEQ = struct.Struct(">I").pack  # an ACK body without commands: just the acked seq
 
 # Outcome statuses
 ACCEPTED = "accepted"    # new frame, stored, ACKed
@@ -67,6 +68,8 @@ DEFAULT_HEARTBEAT_S = 6 * 3600
 DEFAULT_SILENT_MARGIN_S = 30 * 60
 DEFAULT_LOW_BATTERY_PCT = 15
 _BATTERY_HYSTERESIS = 5
+
+_WINDOW_OBJ = "replay_window"  # key of the parsed ReplayWindow on a cached device row
 
 _CMD_TLV = {S.CMD_TRACK: F.C_TRACKING, S.CMD_STAND_DOWN: F.C_STAND_DOWN, S.CMD_LISTEN_IN: F.C_LISTEN_IN}
 
@@ -291,14 +294,16 @@ class Receiver:
         frame_rows = []
         with st.transaction():
             devices, incs, pending = st.load_batch({v[1].device_id for v in verified})
-            windows = {}
             dirty_incs = {}
             touched = {}
             for i, fr, raw, transport, peer, keys in verified:
                 out = outs[i]
                 dev = fr.device_id
                 device = devices[dev]
-                w = windows.get(dev)
+                # the window object lives on the cached device row between
+                # batches (the store drops the rows on rollback or when another
+                # process wrote), so it is parsed once, not once per batch
+                w = device.get(_WINDOW_OBJ)
                 if w is None:
                     if device["window"] is not None:
                         w = ReplayWindow.from_bytes(bytes(device["window"]))
@@ -306,7 +311,7 @@ class Receiver:
                         w = ReplayWindow()
                         for q in sorted(st.recent_seqs(dev, WINDOW)):
                             w.mark(q)
-                    windows[dev] = w
+                    device[_WINDOW_OBJ] = w
                     device["down_seq"] = device["down_seq"] or 0
                 verdict = w.check(fr.seq)
                 if verdict == STALE:
@@ -318,7 +323,7 @@ class Receiver:
                     out.status = ACCEPTED
                     evs, inc = self._apply(fr, device, incs, dirty_incs, now, transport)
                     out.incident_id = None if inc is None else inc["id"]
-                    frame_rows.append((dev, fr.seq, fr.name, fr.time, now, transport, peer, raw,
+                    frame_rows.append((dev, fr.seq, out.type, fr.time, now, transport, peer, raw,
                                        _to_json(jsonform.to_dict(fr)), out.incident_id))
                     out.events = evs
                     events.extend(evs)
@@ -339,7 +344,7 @@ class Receiver:
             st.save_incidents(dirty_incs.values())
             rows = []
             for dev, d in touched.items():
-                d["window"] = windows[dev].to_bytes()
+                d["window"] = d[_WINDOW_OBJ].to_bytes()
                 rows.append((dev, d["window"], d["down_seq"]))
             st.save_replays(rows)
         for o in outs:
@@ -348,6 +353,8 @@ class Receiver:
         return events
 
     def _ack(self, keys, dev, down_seq, now, acked_seq, cmds):
+        if not cmds:  # the common case: the body is the acked seq alone (F.ack_bytes of Ack(seq, []))
+            return F.encode_raw(keys, F.ACK, dev, down_seq, int(now) & 0xFFFFFFFF, _ACK_SEQ(acked_seq))
         tlvs = {}
         for c in cmds:  # one TLV per command kind; the latest tracking interval wins
             t = _CMD_TLV[c["kind"]]

@@ -27,6 +27,8 @@ Must stay in sync with: docs/receiver.md (schema section), masterkey.py
 """
 
 import json
+import json.encoder
+import operator
 import os
 import sqlite3
 import threading
@@ -150,7 +152,37 @@ _INCIDENT_COLS = (
 )
 
 
-_to_json = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+def _compact_encoder():
+    """json.dumps(obj, separators=(",", ":")) without building an encoder per
+    call: one C encoder, made once and reused (json.JSONEncoder.encode makes
+    a new one every call, which costs as much as encoding a frame). Output
+    is byte-identical; falls back to JSONEncoder where the C accelerator is
+    missing."""
+    fallback = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+    make = getattr(json.encoder, "c_make_encoder", None)
+    esc = getattr(json.encoder, "c_encode_basestring_ascii", None)
+    if make is None or esc is None:
+        return fallback
+
+    def default(o):
+        raise TypeError("Object of type %s is not JSON serializable" % o.__class__.__name__)
+
+    try:
+        enc = make(None, default, esc, None, ":", ",", False, False, True)
+        join = "".join
+        if join(enc({"a": [1, -2.5, None, True, "\u00e9\n"]}, 0)) != fallback({"a": [1, -2.5, None, True, "\u00e9\n"]}):
+            return fallback
+    except Exception:  # an interpreter whose private encoder differs
+        return fallback
+
+    def encode(obj):
+        return join(enc(obj, 0))
+
+    return encode
+
+
+to_json = _compact_encoder()  # also used by core.py for the decoded-frame column
+_to_json = to_json
 
 
 def _rowdict(cursor, row):
@@ -418,19 +450,20 @@ class SqliteStore:
     _INC_STATE = ("state", "duress", "closed_at", "closed_seq", "closed_by", "updated_at", "last_seq", "lat_e7",
                   "lon_e7", "source", "accuracy_m", "pos_time", "battery", "csq")
 
+    _DEV_ROW = operator.itemgetter(*_DEV_STATE, "device_id")
+    _INC_ROW = operator.itemgetter(*_INC_STATE, "id")
+    _DEV_SQL = "UPDATE devices SET %s WHERE device_id = ?" % ", ".join("%s = ?" % c for c in _DEV_STATE)
+    _INC_SQL = "UPDATE incidents SET %s WHERE id = ?" % ", ".join("%s = ?" % c for c in _INC_STATE)
+
     def save_devices(self, devices):
         if not self._in_tx:
             self._write("bug")
-        self._db.executemany(
-            "UPDATE devices SET %s WHERE device_id = ?" % ", ".join("%s = ?" % c for c in self._DEV_STATE),
-            [tuple(d[c] for c in self._DEV_STATE) + (d["device_id"],) for d in devices])
+        self._db.executemany(self._DEV_SQL, map(self._DEV_ROW, devices))
 
     def save_incidents(self, incidents):
         if not self._in_tx:
             self._write("bug")
-        self._db.executemany(
-            "UPDATE incidents SET %s WHERE id = ?" % ", ".join("%s = ?" % c for c in self._INC_STATE),
-            [tuple(i[c] for c in self._INC_STATE) + (i["id"],) for i in incidents])
+        self._db.executemany(self._INC_SQL, map(self._INC_ROW, incidents))
 
     def save_replays(self, rows):
         """rows: (device_id, window bytes, down_seq)."""
