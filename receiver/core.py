@@ -102,6 +102,52 @@ class Outcome:
         return "<Outcome %s %s dev=%s seq=%s>" % (self.status, self.reason or "", self.device_id, self.seq)
 
 
+# ---------------------------------------------------------------- the decoded-frame column
+
+_FALSE_TRUE = ("false", "true")
+_REPORT_JSON = (
+    '{"type":"%s","device_id":%d,"seq":%d,"time":%d,"flags":%d,"duress":%s,"battery_low":%s,"charging":%s,'
+    '"test":%s,"source":"%s","lat_e7":%d,"lon_e7":%d,"lat":%r,"lon":%r,"accuracy_m":%s,"age_s":%s,"battery":%s,'
+    '"csq":%s,"tlvs":[%s]}')
+_TLV_JSON = {
+    F.T_CELL: lambda v: '{"tlv":"cell","mcc":%d,"mnc":%d,"tac":%d,"cell_id":%d,"rsrp":%d}' % v,
+    F.T_WIFI: lambda v: '{"tlv":"wifi","bssid":"%s","rssi":%d}' % (jsonform.bssid_str(v[0]), v[1]),
+    F.T_MOTION: lambda v: '{"tlv":"motion","alt_m":%d,"speed_cms":%d,"course_cdeg":%d}' % v,
+    F.T_GNSS: lambda v: '{"tlv":"gnss","sats":%d,"hdop_x10":%d}' % v,
+    F.T_EVENT: lambda v: '{"tlv":"event","code":%d,"event":"%s","detail":%d}' % (
+        v[0], jsonform.EVENT_NAMES.get(v[0], "unknown"), v[1]),
+}
+
+
+def _opt(v, unknown):
+    return "null" if v == unknown else "%d" % v
+
+
+def frame_json(fr, name):
+    """The `decoded` column of a stored frame: the JSON of
+    jsonform.to_dict(fr), compact, formatted from one template instead of
+    building a dict and encoding it (which cost as much as verifying the
+    frame). tests/test_receiver_fastpath.py holds the two together over
+    random frames. One deliberate difference: an uplink TLV of an unknown
+    type is always stored as {"tlv": type, "hex": ...}; to_dict names types
+    0x81..0x83 as downlink commands even in an uplink, losing their bytes
+    (0x81 even yields bytes that JSON cannot encode, which failed the
+    whole group commit). Uplink frames from F.decode only (a Report body,
+    bool flags); anything else takes the dict path."""
+    b = fr.body
+    if type(b) is not F.Report:
+        return _to_json(jsonform.to_dict(fr))
+    tlvs = []
+    for t, v in b.tlvs:
+        f = _TLV_JSON.get(t)
+        tlvs.append(f(v) if f is not None else '{"tlv":%d,"hex":"%s"}' % (t, v.hex()))
+    return _REPORT_JSON % (
+        name, fr.device_id, fr.seq, fr.time, b.flags, _FALSE_TRUE[b.duress is True], _FALSE_TRUE[b.battery_low is True],
+        _FALSE_TRUE[b.charging is True], _FALSE_TRUE[b.test is True], F.SOURCE_NAMES[b.source], b.lat, b.lon,
+        b.lat / 1e7, b.lon / 1e7, _opt(b.accuracy, F.UNKNOWN_U16), _opt(b.age, F.UNKNOWN_U16),
+        _opt(b.battery, F.UNKNOWN_BATTERY), _opt(b.csq, F.UNKNOWN_CSQ), ",".join(tlvs))
+
+
 def _printable(s):
     """A peer name safe for one log line (an SMS sender comes from outside)."""
     if not s:
@@ -324,7 +370,7 @@ class Receiver:
                     evs, inc = self._apply(fr, device, incs, dirty_incs, now, transport)
                     out.incident_id = None if inc is None else inc["id"]
                     frame_rows.append((dev, fr.seq, out.type, fr.time, now, transport, peer, raw,
-                                       _to_json(jsonform.to_dict(fr)), out.incident_id))
+                                       frame_json(fr, out.type), out.incident_id))
                     out.events = evs
                     events.extend(evs)
                 else:

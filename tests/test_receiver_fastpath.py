@@ -1,0 +1,125 @@
+"""The receiver's hot-path shortcuts must store and send exactly what the
+plain path would: the decoded-frame column, the event JSON, the ACK bytes,
+and the replay window kept between batches."""
+
+import json
+import sqlite3
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocol import frame as F
+from protocol import jsonform
+from protocol.crypto import DeviceKeys
+from receiver import core
+from receiver import store as S
+from receiver.endpoint import Endpoint
+from recv_helpers import T0, Dev
+
+KEYS = DeviceKeys(bytes(range(32)))
+u16 = st.integers(0, 0xFFFF)
+u32 = st.integers(0, 0xFFFFFFFF)
+tlv = st.one_of(
+    st.tuples(u16, u16, u32, u32, st.integers(-32768, 32767)).map(lambda v: (F.T_CELL, v)),
+    st.tuples(st.integers(-32768, 32767), u16, st.integers(0, 35999)).map(lambda v: (F.T_MOTION, v)),
+    st.tuples(st.integers(0, 255), st.integers(0, 255)).map(lambda v: (F.T_GNSS, v)),
+    st.tuples(st.integers(0, 255), u16).map(lambda v: (F.T_EVENT, v)),
+    st.tuples(st.integers(0x06, 0xFF), st.binary(max_size=20)),
+)
+wifi = st.tuples(st.binary(min_size=6, max_size=6), st.integers(-128, 127)).map(lambda v: (F.T_WIFI, v))
+
+
+@st.composite
+def decoded_uplinks(draw):
+    """An uplink as the receiver sees it: sealed, then opened by F.decode."""
+    tlvs = draw(st.lists(tlv, max_size=5)) + draw(st.lists(wifi, max_size=3))
+    source = draw(st.integers(0, 4))
+    rep = F.Report(source, draw(st.integers(-900000000, 900000000)), draw(st.integers(-1800000000, 1800000000)),
+                   draw(u16), draw(u16), draw(st.one_of(st.integers(0, 100), st.just(F.UNKNOWN_BATTERY))),
+                   draw(st.one_of(st.integers(0, 31), st.just(F.UNKNOWN_CSQ))), draw(st.booleans()),
+                   draw(st.booleans()), draw(st.booleans()), draw(st.booleans()), draw(st.permutations(tlvs)))
+    fr = F.Frame(draw(st.sampled_from(sorted(t for t in F.TYPE_NAMES if t < 0x80))), draw(u32), draw(u32), draw(u32), rep)
+    return F.decode(KEYS, F.encode(KEYS, fr), F.UPLINK)
+
+
+@settings(max_examples=300, deadline=None)
+@given(decoded_uplinks())
+def test_the_decoded_column_is_the_json_of_the_frame_dict(fr):
+    got = core.frame_json(fr, fr.name)
+    want = jsonform.to_dict(fr)
+    # an unknown uplink TLV is kept as its hex, whatever its type number
+    # (to_dict reads 0x81..0x83 as downlink commands even in an uplink)
+    want["tlvs"] = [{"tlv": t, "hex": v.hex()} if t in (F.C_TRACKING, F.C_STAND_DOWN, F.C_LISTEN_IN) else d
+                    for (t, v), d in zip(fr.body.tlvs, want["tlvs"], strict=True)]
+    assert got == json.dumps(want, separators=(",", ":"))
+
+
+def test_an_unknown_tlv_numbered_like_a_command_is_stored_and_spoils_no_batch():
+    """A newer firmware may send an uplink TLV this receiver does not know,
+    numbered like a downlink command (0x81). It is stored with its bytes and
+    ACKed, and the other devices' frames in the same group commit are too."""
+    a, b = Dev(21), Dev(22)
+    ep = Endpoint.in_memory({21: a.key, 22: b.key}, now=T0)
+    odd = a.frame(F.ALERT, source=F.SRC_NONE, tlvs=[(F.C_TRACKING, b"\x00\x3c"), (F.C_STAND_DOWN, b"")])
+    outs = ep.receiver.handle_frames([(odd, "tcp", "a"), (b.frame(F.ALERT), "tcp", "b")])
+    assert [o.status for o in outs] == [core.ACCEPTED, core.ACCEPTED] and all(o.replies for o in outs)
+    stored = json.loads(ep.store.frames(21)[0]["decoded"])
+    assert stored["tlvs"] == [{"tlv": 0x81, "hex": "003c"}, {"tlv": 0x82, "hex": ""}]
+    assert len(ep.store.incidents()) == 2
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text()),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_the_reused_encoder_writes_what_json_dumps_writes(v):
+    assert S.to_json(v) == json.dumps(v, separators=(",", ":"))
+
+
+def test_the_reused_encoder_refuses_what_json_refuses():
+    for bad in ({"a": b"bytes"}, {"a": object()}, {(1, 2): 3}):
+        try:
+            S.to_json(bad)
+            raise AssertionError("encoded %r" % (bad,))
+        except TypeError:
+            pass
+
+
+def test_a_plain_ack_is_byte_identical_to_the_protocol_encoder():
+    d = Dev(7)
+    ep = Endpoint.in_memory({7: d.key}, {7: "URN 7"}, now=T0)
+    for i in range(3):
+        raw = d.frame(F.TRACK if i else F.ALERT)
+        reply = ep.on_tcp_frame(raw, T0 + i)[0]
+        ack = d.ack(reply)
+        want = F.encode(d.keys, F.Frame(F.ACK, 7, ack.seq, T0 + i, F.Ack(i + 1, [])))
+        assert reply == want and ack.body.commands == []
+
+
+def test_a_window_kept_between_batches_is_dropped_with_a_failed_batch():
+    """The parsed replay window stays on the cached device row between
+    batches. A batch whose commit fails must not leave its seqs marked:
+    the device's retry is then a new frame (stored, raised), never a
+    'duplicate' that would be ACKed without being stored."""
+    d = Dev(8)
+    ep = Endpoint.in_memory({8: d.key}, {8: "URN 8"}, now=T0)
+    assert ep.on_tcp_frame(d.frame(F.ALERT), T0)  # the window is now cached on the row
+    real = ep.store.insert_frames
+
+    def broken(rows):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    ep.store.insert_frames = broken
+    raws = [d.frame(F.TRACK) for _ in range(3)]
+    outs = ep.receiver.handle_frames([(r, "tcp", "x") for r in raws])
+    assert [o.status for o in outs] == [core.ERROR] * 3 and not any(o.replies for o in outs)
+    ep.store.insert_frames = real
+    outs = ep.receiver.handle_frames([(r, "tcp", "x") for r in raws])
+    assert [o.status for o in outs] == [core.ACCEPTED] * 3
+    assert [f["seq"] for f in ep.store.frames(8)] == [1, 2, 3, 4]
+    assert ep.receiver.counters["duplicate"] == 0
