@@ -199,6 +199,36 @@ def _inc_position(inc, now):
     }
 
 
+class Batch:
+    """One group commit between Receiver.prepare and Receiver.finish."""
+
+    __slots__ = ("store", "outs", "verified", "events", "open", "committed", "error")
+
+    def __init__(self, store, outs, verified):
+        self.store = store
+        self.outs = outs
+        self.verified = verified
+        self.events = []
+        self.open = False       # a transaction is open (begun, not yet ended)
+        self.committed = False  # COMMIT returned: the batch is on disk
+        self.error = None
+
+    @property
+    def needs_commit(self):
+        return self.open and self.error is None
+
+    def commit(self):
+        """Make the batch durable (any thread). Never raises: a failure is
+        kept in .error and finish() turns it into 'store error' outcomes."""
+        if not self.needs_commit:
+            return
+        try:
+            self.store.commit_durable()
+            self.committed = True
+        except Exception as e:
+            self.error = e
+
+
 class Receiver:
     """One receiver core over one store.
 
@@ -237,6 +267,19 @@ class Receiver:
     def handle_frames(self, items):
         """A batch of (raw, transport, peer); one Outcome per item, in order.
         The whole batch is stored in one transaction (group commit)."""
+        batch = self.prepare(items)
+        batch.commit()
+        return self.finish(batch)
+
+    # The same in three steps, for a server that waits for the disk off its
+    # event loop: prepare() verifies and writes the batch inside an open
+    # transaction (ACKs built but not handed out), batch.commit() makes it
+    # durable (it touches only the store connection, so it may run on a
+    # worker thread; nothing else may use the store until finish()), and
+    # finish() hands out the ACKs only if the commit succeeded. finish()
+    # runs on the thread that called prepare().
+
+    def prepare(self, items):
         outs = [Outcome(REJECTED) for _ in items]
         heads = []
         for i, (raw, transport, peer) in enumerate(items):
@@ -251,18 +294,41 @@ class Receiver:
             fr, ks = self._verify(outs[i], raw, transport, peer, device_id, seq, keys.get(device_id))
             if fr is not None:
                 verified.append((i, fr, bytes(raw), transport, peer, ks))
+        batch = Batch(self.store, outs, verified)
         if verified:
             try:
-                events = self._commit(verified, outs)
-            except Exception as e:  # the store failed: nothing is ACKed
-                log.error("store commit failed, %d frame(s) not ACKed: %s: %s", len(verified), e.__class__.__name__, e)
-                self.counters["store error"] += 1
-                for i, *_ in verified:
-                    o = outs[i]
-                    o.status, o.reason, o.replies, o.events, o.incident_id = ERROR, "store error", [], [], None
-                return outs
-            for ev in events:
-                self._emit(ev)
+                self.store.begin()
+            except Exception as e:
+                batch.error = e
+                return batch
+            batch.open = True
+            try:
+                batch.events = self._write(verified, outs)
+            except Exception as e:
+                batch.error = e
+        return batch
+
+    def finish(self, batch):
+        """End the batch's transaction; its Outcomes, with ACKs only if it
+        is durable. Events go to the listener after the commit."""
+        outs = batch.outs
+        if batch.open:
+            batch.open = False
+            self.store.end(batch.committed)
+        if batch.verified and not batch.committed:  # the store failed: nothing is ACKed
+            e = batch.error
+            log.error("store commit failed, %d frame(s) not ACKed: %s: %s", len(batch.verified),
+                      e.__class__.__name__, e)
+            self.counters["store error"] += 1
+            for i, *_ in batch.verified:
+                o = outs[i]
+                o.status, o.reason, o.replies, o.events, o.incident_id = ERROR, "store error", [], [], None
+            return outs
+        for o in outs:
+            if o.status == ACCEPTED:
+                self.counters["accepted"] += 1
+        for ev in batch.events:
+            self._emit(ev)
         return outs
 
     def tick(self, now=None):
@@ -331,71 +397,67 @@ class Receiver:
 
     # ------------------------------------------------------------ commit
 
-    def _commit(self, verified, outs):
-        """One transaction for the batch: three reads, the rules in memory,
-        then one executemany per table."""
+    def _write(self, verified, outs):
+        """The batch inside its open transaction: three reads, the rules in
+        memory, then one executemany per table. Returns the events."""
         st = self.store
         now = self.clock()
         events = []
         frame_rows = []
-        with st.transaction():
-            devices, incs, pending = st.load_batch({v[1].device_id for v in verified})
-            dirty_incs = {}
-            touched = {}
-            for i, fr, raw, transport, peer, keys in verified:
-                out = outs[i]
-                dev = fr.device_id
-                device = devices[dev]
-                # the window object lives on the cached device row between
-                # batches (the store drops the rows on rollback or when another
-                # process wrote), so it is parsed once, not once per batch
-                w = device.get(_WINDOW_OBJ)
-                if w is None:
-                    if device["window"] is not None:
-                        w = ReplayWindow.from_bytes(bytes(device["window"]))
-                    else:  # no saved window: rebuild it from the evidence, never trust emptiness
-                        w = ReplayWindow()
-                        for q in sorted(st.recent_seqs(dev, WINDOW)):
-                            w.mark(q)
-                    device[_WINDOW_OBJ] = w
-                    device["down_seq"] = device["down_seq"] or 0
-                verdict = w.check(fr.seq)
-                if verdict == STALE:
-                    self._reject(out, R_STALE, transport, peer, "older than the replay window", dev, fr.seq)
-                    continue
-                touched[dev] = device
-                if verdict == NEW:
-                    w.mark(fr.seq)
-                    out.status = ACCEPTED
-                    evs, inc = self._apply(fr, device, incs, dirty_incs, now, transport)
-                    out.incident_id = None if inc is None else inc["id"]
-                    frame_rows.append((dev, fr.seq, out.type, fr.time, now, transport, peer, raw,
-                                       frame_json(fr, out.type), out.incident_id))
-                    out.events = evs
-                    events.extend(evs)
-                else:
-                    out.status = DUPLICATE_S
-                    self.counters["duplicate"] += 1
-                device["down_seq"] += 1
-                if device["down_seq"] >= 1 << 32:
-                    raise ReceiverError("downlink seq of device %d exhausted" % dev)
-                cmds = ()
-                if dev in pending or verdict == DUPLICATE:
-                    cmds = st.commands_for_ack(dev, fr.seq, now)
-                    pending.discard(dev)
-                out.replies = [self._ack(keys, dev, device["down_seq"], now, fr.seq, cmds)]
-            st.insert_frames(frame_rows)
-            st.add_events(events)
-            st.save_devices(touched.values())
-            st.save_incidents(dirty_incs.values())
-            rows = []
-            for dev, d in touched.items():
-                d["window"] = d[_WINDOW_OBJ].to_bytes()
-                rows.append((dev, d["window"], d["down_seq"]))
-            st.save_replays(rows)
-        for o in outs:
-            if o.status == ACCEPTED:
-                self.counters["accepted"] += 1
+        devices, incs, pending = st.load_batch({v[1].device_id for v in verified})
+        dirty_incs = {}
+        touched = {}
+        for i, fr, raw, transport, peer, keys in verified:
+            out = outs[i]
+            dev = fr.device_id
+            device = devices[dev]
+            # the window object lives on the cached device row between
+            # batches (the store drops the rows on rollback or when another
+            # process wrote), so it is parsed once, not once per batch
+            w = device.get(_WINDOW_OBJ)
+            if w is None:
+                if device["window"] is not None:
+                    w = ReplayWindow.from_bytes(bytes(device["window"]))
+                else:  # no saved window: rebuild it from the evidence, never trust emptiness
+                    w = ReplayWindow()
+                    for q in sorted(st.recent_seqs(dev, WINDOW)):
+                        w.mark(q)
+                device[_WINDOW_OBJ] = w
+                device["down_seq"] = device["down_seq"] or 0
+            verdict = w.check(fr.seq)
+            if verdict == STALE:
+                self._reject(out, R_STALE, transport, peer, "older than the replay window", dev, fr.seq)
+                continue
+            touched[dev] = device
+            if verdict == NEW:
+                w.mark(fr.seq)
+                out.status = ACCEPTED
+                evs, inc = self._apply(fr, device, incs, dirty_incs, now, transport)
+                out.incident_id = None if inc is None else inc["id"]
+                frame_rows.append((dev, fr.seq, out.type, fr.time, now, transport, peer, raw,
+                                   frame_json(fr, out.type), out.incident_id))
+                out.events = evs
+                events.extend(evs)
+            else:
+                out.status = DUPLICATE_S
+                self.counters["duplicate"] += 1
+            device["down_seq"] += 1
+            if device["down_seq"] >= 1 << 32:
+                raise ReceiverError("downlink seq of device %d exhausted" % dev)
+            cmds = ()
+            if dev in pending or verdict == DUPLICATE:
+                cmds = st.commands_for_ack(dev, fr.seq, now)
+                pending.discard(dev)
+            out.replies = [self._ack(keys, dev, device["down_seq"], now, fr.seq, cmds)]
+        st.insert_frames(frame_rows)
+        st.add_events(events)
+        st.save_devices(touched.values())
+        st.save_incidents(dirty_incs.values())
+        rows = []
+        for dev, d in touched.items():
+            d["window"] = d[_WINDOW_OBJ].to_bytes()
+            rows.append((dev, d["window"], d["down_seq"]))
+        st.save_replays(rows)
         return events
 
     def _ack(self, keys, dev, down_seq, now, acked_seq, cmds):

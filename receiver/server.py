@@ -30,6 +30,7 @@ connection is closed):
 
 import asyncio
 import collections
+import concurrent.futures
 import json
 import logging
 import urllib.parse
@@ -184,7 +185,9 @@ class Server:
         self._live = set()
         self._conns = 0
         self._pending = []
-        self._flush_scheduled = False
+        self._wake = None  # asyncio.Event: frames are pending
+        self._store_lock = None  # asyncio.Lock: one store user at a time (batch, SMS, tick)
+        self._committer = None  # the one thread that waits for COMMIT (the disk)
         self._loop = None
         self._servers = []
         self._tasks = []
@@ -195,6 +198,10 @@ class Server:
 
     async def start(self, host, port, http=None):
         self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._store_lock = asyncio.Lock()
+        self._committer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="receiver-commit")
+        self._tasks.append(asyncio.create_task(self._flusher()))
         self._tasks.append(asyncio.create_task(self._sweeper()))
         if self.supervise_every:
             self._tasks.append(asyncio.create_task(self._supervisor()))
@@ -218,6 +225,8 @@ class Server:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._committer is not None:
+            self._committer.shutdown(wait=True)
 
     def all_counters(self):
         c = collections.Counter(self.receiver.counters)
@@ -235,39 +244,59 @@ class Server:
 
     def _enqueue(self, raw, transport, peer, sink):
         self._pending.append((raw, transport, peer, sink))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+        self._wake.set()
 
-    def _flush(self):
-        """One group commit: every frame that arrived since the last one (up
-        to max_batch) in one transaction, then each connection gets its
-        ACKs. Runs on the loop; what arrives meanwhile is the next batch."""
-        self._flush_scheduled = False
-        batch = self._pending[: self.limits.max_batch]
-        del self._pending[: len(batch)]
-        if self._pending:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-        if not batch:
-            return
+    async def _flusher(self):
+        """The group-commit loop: every frame that arrived since the last
+        batch (up to max_batch) is verified and written in one transaction
+        on the loop; the COMMIT (the fsync) runs on the committer thread
+        while the loop keeps reading sockets, so what arrives meanwhile is
+        the next batch (bigger when the disk is slow, one frame when the
+        load is light); then, and only if the commit succeeded, each
+        connection gets its ACKs."""
+        while True:
+            if not self._pending:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = self._pending[: self.limits.max_batch]
+            del self._pending[: len(batch)]
+            async with self._store_lock:
+                outs = await self._group_commit([(r, t, p) for r, t, p, _ in batch])
+            self.counters["batches"] += 1
+            for (_, _, _, sink), o in zip(batch, outs, strict=True):
+                sink.deliver(o)
+
+    async def _group_commit(self, items):
+        rx = self.receiver
         try:
-            outs = self.receiver.handle_frames([(r, t, p) for r, t, p, _ in batch])
+            b = rx.prepare(items)
         except Exception as e:  # a bug, not a store failure (the core handles those): never ACK
-            log.exception("batch of %d frames failed: %s", len(batch), e.__class__.__name__)
-            outs = [core.Outcome(core.ERROR, "internal error") for _ in batch]
-        self.counters["batches"] += 1
-        for (_, _, _, sink), o in zip(batch, outs, strict=True):
-            sink.deliver(o)
+            log.exception("batch of %d frames failed: %s", len(items), e.__class__.__name__)
+            return [core.Outcome(core.ERROR, "internal error") for _ in items]
+        if b.needs_commit:
+            fut = self._loop.run_in_executor(self._committer, b.commit)
+            try:
+                await asyncio.shield(fut)
+            except asyncio.CancelledError:  # shutting down: let the commit end, close the transaction, ACK nothing
+                await asyncio.wait([fut])
+                rx.finish(b)
+                raise
+        try:
+            return rx.finish(b)
+        except Exception as e:
+            log.exception("batch of %d frames failed after commit: %s", len(items), e.__class__.__name__)
+            return [core.Outcome(core.ERROR, "internal error") for _ in items]
 
     async def _store_call(self, fn, *args):
-        return fn(*args)
+        async with self._store_lock:
+            return fn(*args)
 
     async def _supervisor(self):
         while True:
             await asyncio.sleep(self.supervise_every)
             try:
-                self.receiver.tick()
+                await self._store_call(self.receiver.tick)
             except Exception as e:
                 log.error("supervision tick failed: %s", e.__class__.__name__)
 

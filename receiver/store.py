@@ -256,6 +256,44 @@ class SqliteStore:
     def transaction(self):
         return _Tx(self)
 
+    # A transaction in three steps, for a caller that waits for the disk
+    # elsewhere (the server runs commit_durable in a worker thread so the
+    # event loop keeps reading sockets during the fsync). begin() and end()
+    # run on the same thread; between them nothing else may use the store.
+
+    def begin(self):
+        """BEGIN IMMEDIATE; the store is this caller's until end()."""
+        self._lock.acquire()
+        if self._in_tx:
+            self._lock.release()
+            raise ReceiverError("nested store transaction (bug)")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._lock.release()
+            raise
+        self._in_tx = True
+
+    def commit_durable(self):
+        """COMMIT: on disk (WAL, synchronous=FULL) when this returns; raises
+        if not. Touches only the connection, so it may run on another thread
+        while the thread that called begin() waits for it."""
+        if not self._in_tx:
+            raise ReceiverError("commit outside a transaction (bug)")
+        self._db.execute("COMMIT")
+
+    def end(self, committed):
+        """Close the transaction begun by begin(): after a successful
+        commit_durable (committed=True), or roll it back and drop the row
+        cache (the core changed cached rows in place)."""
+        try:
+            if not committed:
+                self._cache = None
+                _rollback(self._db)
+        finally:
+            self._in_tx = False
+            self._lock.release()
+
     def maybe_transaction(self):
         """A transaction, or a no-op when one is already open."""
         return _NoTx() if self._in_tx else _Tx(self)
@@ -595,31 +633,20 @@ class _Tx:
         self.s = store
 
     def __enter__(self):
-        s = self.s
-        s._lock.acquire()
-        if s._in_tx:
-            s._lock.release()
-            raise ReceiverError("nested store transaction (bug)")
-        s._db.execute("BEGIN IMMEDIATE")
-        s._in_tx = True
-        return s
+        self.s.begin()
+        return self.s
 
     def __exit__(self, et, ev, tb):
         s = self.s
+        if et is not None:
+            s.end(False)
+            return False
         try:
-            if et is None:
-                try:
-                    s._db.execute("COMMIT")
-                except BaseException:
-                    s._cache = None
-                    _rollback(s._db)
-                    raise
-            else:
-                s._cache = None
-                _rollback(s._db)
-        finally:
-            s._in_tx = False
-            s._lock.release()
+            s.commit_durable()
+        except BaseException:
+            s.end(False)
+            raise
+        s.end(True)
         return False
 
 
