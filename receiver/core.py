@@ -105,6 +105,7 @@ class Outcome:
 # ---------------------------------------------------------------- the decoded-frame column
 
 _FALSE_TRUE = ("false", "true")
+_U16, _NO_BATTERY, _NO_CSQ = F.UNKNOWN_U16, F.UNKNOWN_BATTERY, F.UNKNOWN_CSQ
 _REPORT_JSON = (
     '{"type":"%s","device_id":%d,"seq":%d,"time":%d,"flags":%d,"duress":%s,"battery_low":%s,"charging":%s,'
     '"test":%s,"source":"%s","lat_e7":%d,"lon_e7":%d,"lat":%r,"lon":%r,"accuracy_m":%s,"age_s":%s,"battery":%s,'
@@ -117,10 +118,6 @@ _TLV_JSON = {
     F.T_EVENT: lambda v: '{"tlv":"event","code":%d,"event":"%s","detail":%d}' % (
         v[0], jsonform.EVENT_NAMES.get(v[0], "unknown"), v[1]),
 }
-
-
-def _opt(v, unknown):
-    return "null" if v == unknown else "%d" % v
 
 
 def frame_json(fr, name):
@@ -144,8 +141,8 @@ def frame_json(fr, name):
     return _REPORT_JSON % (
         name, fr.device_id, fr.seq, fr.time, b.flags, _FALSE_TRUE[b.duress is True], _FALSE_TRUE[b.battery_low is True],
         _FALSE_TRUE[b.charging is True], _FALSE_TRUE[b.test is True], F.SOURCE_NAMES[b.source], b.lat, b.lon,
-        b.lat / 1e7, b.lon / 1e7, _opt(b.accuracy, F.UNKNOWN_U16), _opt(b.age, F.UNKNOWN_U16),
-        _opt(b.battery, F.UNKNOWN_BATTERY), _opt(b.csq, F.UNKNOWN_CSQ), ",".join(tlvs))
+        b.lat / 1e7, b.lon / 1e7, "null" if b.accuracy == _U16 else b.accuracy, "null" if b.age == _U16 else b.age,
+        "null" if b.battery == _NO_BATTERY else b.battery, "null" if b.csq == _NO_CSQ else b.csq, ",".join(tlvs))
 
 
 def _printable(s):

@@ -4,17 +4,23 @@ gateway, and the group-commit loop between them and the core.
 Owns: sockets, deadlines, per-peer limits, and batching. Never decides
 whether a frame is good (core.py does) and never writes the store itself.
 
-Flow: each TCP connection (an asyncio Protocol, _Conn) deframes its bytes
-(protocol/stream.py u16 framing) and appends whole frames to one pending
-list. The first frame schedules a flush on the loop; the flush takes what
-is pending (up to max_batch), runs core.handle_frames on it (one
-transaction), and hands each connection its Outcomes in order; only then
-are ACKs written: an ACK never leaves before its batch is durable. While a
-commit runs, new frames wait in kernel buffers and form the next batch.
-The core runs on the loop thread: a worker thread measured slower, since
-every socket call then waits for the GIL behind the CPU-bound core. The
-HTTP SMS endpoint and supervision ticks also call the core on the loop, so
-the store has one caller at a time.
+Flow: each TCP connection (an asyncio BufferedProtocol, _Conn) reads into
+one buffer shared by all connections, deframes (protocol/stream.py u16
+framing) and appends whole frames to one pending list. One flusher task
+takes what is pending (up to max_batch) and, holding the store lock:
+core.Receiver.prepare verifies the frames and writes the batch inside one
+open transaction on the loop thread; Batch.commit (the COMMIT: WAL write,
+fsync, checkpoints) runs on the committer thread while the loop keeps
+reading sockets; core.Receiver.finish ends the transaction. Only then, and
+only if the commit succeeded, does each connection get its Outcomes and
+ACKs, in order: an ACK never leaves before its batch is durable. What
+arrives during a batch forms the next one, so batches grow with the load
+and the disk's latency and shrink to one frame when it is light (the group
+commit is adaptive without a timer). The CPU work stays on the loop thread:
+a worker thread running the whole core measured slower, since every socket
+call then waits for the GIL behind it; only the disk wait moved. The HTTP
+SMS endpoint and supervision ticks take the same store lock, so the store
+has one user at a time.
 
 Limits (Limits below; every breach is counted and logged, then the
 connection is closed):

@@ -123,3 +123,42 @@ def test_a_window_kept_between_batches_is_dropped_with_a_failed_batch():
     assert [o.status for o in outs] == [core.ACCEPTED] * 3
     assert [f["seq"] for f in ep.store.frames(8)] == [1, 2, 3, 4]
     assert ep.receiver.counters["duplicate"] == 0
+
+
+def test_incident_state_changes_reach_the_disk_after_track_only_writes(tmp_path):
+    """TRACKs write an incident without its state columns; a later cancel,
+    a duress cancel, and a cancel whose first commit failed must still land
+    in the database (read back through a second connection)."""
+    d = Dev(9)
+    path = str(tmp_path / "rx.db")
+    ep = Endpoint.in_memory({9: d.key}, {9: "URN 9"}, now=T0, path=path)
+    other = S.open_store(path)
+
+    def state():
+        return other.incidents()[0]
+
+    ep.on_tcp_frame(d.frame(F.ALERT), T0)
+    for i in range(3):
+        ep.on_tcp_frame(d.frame(F.TRACK, source=F.SRC_GNSS, lat=515000000 + i, lon=-1250000, age=0), T0 + 1 + i)
+    assert state()["state"] == S.OPEN and state()["lat_e7"] == 515000002 and state()["last_seq"] == 4
+    real = ep.store.insert_frames
+
+    def broken(rows):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    ep.store.insert_frames = broken
+    cancel = d.frame(F.CANCEL)
+    assert ep.on_tcp_frame(cancel, T0 + 10) == []
+    ep.store.insert_frames = real
+    assert state()["state"] == S.OPEN
+    assert ep.on_tcp_frame(d.frame(F.TRACK), T0 + 11)  # a TRACK between the failed cancel and its retry
+    assert ep.on_tcp_frame(cancel, T0 + 12)
+    row = state()
+    assert row["state"] == S.CANCELLED and row["closed_seq"] == 5 and row["closed_by"] == "CANCEL"
+    ep.on_tcp_frame(d.frame(F.CANCEL, duress=True), T0 + 13)
+    row = state()
+    assert row["state"] == S.DURESS and row["duress"] == 1 and row["closed_at"] is None and row["closed_seq"] is None
+    ep.on_tcp_frame(d.frame(F.TRACK, source=F.SRC_GNSS, lat=515100000, lon=-1250000, age=0), T0 + 14)
+    row = state()
+    assert row["state"] == S.DURESS and row["lat_e7"] == 515100000
+    other.close()
