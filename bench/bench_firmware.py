@@ -110,7 +110,7 @@ def flash_per_alert():
     """Flash operations (atomic writes, removes) for one boot and one alert
     with 30 minutes of tracking, on CPython with the RAM filesystem."""
     sys.path.insert(0, os.path.join(ROOT, "tests", "device"))
-    from fw_fakes import FakeReceiver, make_app, presses, run_until
+    from fw_world import FakeReceiver, make_app, presses, run_until
 
     from firmware.fs import MemFs
 

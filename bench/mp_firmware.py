@@ -9,6 +9,9 @@ reader and fix tracker fed 1 Hz GGA/RMC/GSA, a Wi-Fi scan, the outbox with
 the ALERT's first six transmissions unanswered (retries and the SMS
 fallback run), TRACKs, and an ACK asking for listen-in.
 
+A crash (any exception the main loop would survive by restarting, such
+as a MemoryError) ends the run with exit status 1.
+
 Prints `RESULT base B peak P at T frames F sms S calls C acks A`: B is the
 heap in use before any firmware module is imported (this harness's own
 code), P the highest heap in use after a loop pass (measured after
@@ -188,7 +191,7 @@ def main():
                 peak[1] = self.now
                 peak[2] = [k for k in sys.modules if k.startswith("firmware") or k.startswith("protocol")]
             if self.now >= END:
-                raise SystemExit
+                raise SystemExit(0)
 
     peak = [0, 0, []]
     board = Board()
@@ -210,15 +213,26 @@ def main():
     fs = MemFs()
     fs.write_atomic("config.json", CONFIG)
     modem.drop = 6  # the ALERT's first tries go unanswered: retries and SMS fallback
-    cap = []
-    def fac(b, c):
-        t = M.make_transport(b, c)
-        cap.append(t)
-        return t
+
+    # main.run survives any exception (a MemoryError included) by recording a
+    # fault and rebuilding the App. Here that must fail the run, or too small
+    # a heap would pass as quiet restarts. Nothing below may allocate.
+    crash = [False]
+    stop = SystemExit(3)
+
+    def crashed(fs, code):
+        crash[0] = True
+        raise stop
+
+    import firmware.app
+    firmware.app.record_fault = crashed
     try:
-        M.run(board, fs, transport_factory=fac)
+        M.run(board, fs)
     except SystemExit:
         pass
+    if crash[0]:
+        print("CRASHED: the main loop restarted (out of memory?)")
+        sys.exit(1)
     print("RESULT base %d peak %d at %d frames %d sms %d calls %d acks %d" % (
         BASE, peak[0], peak[1], modem.frames, modem.sms, modem.calls, modem.acks))
     print("LOADED " + " ".join(sorted(peak[2])))
