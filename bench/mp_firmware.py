@@ -78,6 +78,7 @@ class Modem:
         self.sms = 0
         self.calls = 0
         self.listen = False
+        self.acked = []
 
     def read(self, n):
         if self.rdy:
@@ -99,7 +100,12 @@ class Modem:
         self.down += 1
         self.acks += 1
         cmds = []
-        if self.b.now >= SOS_AT + 40000 and not self.listen:
+        # a retransmitted frame gets a second ACK; the device drops the
+        # commands of an ACK naming a seq it has already seen acknowledged,
+        # so the listen-in request goes on the first ACK of a seq
+        first = seq not in self.acked
+        self.acked.append(seq)
+        if self.b.now >= SOS_AT + 40000 and not self.listen and first:
             self.listen = True
             cmds = [(F.C_LISTEN_IN, None)]
         body = F.Ack(seq, cmds)
