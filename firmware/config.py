@@ -19,13 +19,18 @@ timings (dict, TIMINGS below), pins (dict, PINS below; board-specific
 defaults live in the board module), power_profile ("ready" or "saver"),
 wifi_scan (bool), test_enabled (bool).
 
-Must stay in sync with: docs/firmware.md (field table), firmware/board_esp32.py
+Boot-only: firmware/main.py drops this module once the Config (a
+firmware/settings.py record) is built; nothing may keep a reference to it.
+
+Must stay in sync with: firmware/settings.py (the record), docs/firmware.md (field table), firmware/board_esp32.py
 (pin names), firmware/app.py (how timings are used).
 """
 
 import json
 
 import binascii
+
+from firmware.settings import Config
 
 CONFIG_FILE = "config.json"
 
@@ -76,32 +81,8 @@ _RULE = {
 _HEX = "0123456789abcdefABCDEF"
 
 
-class Config:
-    """A validated configuration. repr() never shows keys."""
-
-    def __init__(self):
-        self.usable = False
-        self.errors = []
-        self.device_id = 0
-        self.key = None  # type: bytes | None
-        self.engineer_key = None  # type: bytes | None
-        self.receiver_host = ""
-        self.receiver_port = 0
-        self.sms_number = ""
-        self.listen_number = ""
-        self.apn = ""
-        self.button = {}
-        self.timings = {k: v[0] for k, v in TIMINGS.items()}
-        self.pins = {}
-        self.power_profile = "ready"
-        self.wifi_scan = True
-        self.test_enabled = False
-
-    def t(self, name):
-        return self.timings[name]
-
-    def __repr__(self):
-        return "<Config device=%d usable=%s errors=%d>" % (self.device_id, self.usable, len(self.errors))
+def _new():
+    return Config({k: v[0] for k, v in TIMINGS.items()})
 
 
 def _isint(v, lo, hi):
@@ -148,7 +129,7 @@ def _name(k):
 
 def validate(d):
     """Config from a parsed JSON value. Never raises."""
-    cfg = Config()
+    cfg = _new()
     err = cfg.errors.append
     if not isinstance(d, dict):
         err("config: must be a JSON object")
@@ -201,7 +182,7 @@ def parse(text):
     try:
         d = json.loads(text)
     except (ValueError, TypeError):
-        cfg = Config()
+        cfg = _new()
         cfg.errors.append("config: not valid JSON")
         return cfg
     return validate(d)
@@ -210,7 +191,7 @@ def parse(text):
 def load(fs):
     """Config from the flash directory's config.json. Never raises."""
     raw = fs.read(CONFIG_FILE)
-    cfg = Config()
+    cfg = _new()
     if raw is None:
         cfg.errors.append("config: %s missing" % CONFIG_FILE)
         return cfg

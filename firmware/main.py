@@ -20,7 +20,8 @@ object per firmware/transport.py).
 Diagnostics console (firmware/diag.py, docs/diag.md): when the config has
 an engineer key and the board a console stream, each pass reads at most
 CONSOLE_READ bytes from it without blocking, feeds them to the Diag with
-`now` and writes back what Diag returns (nothing at all until an engineer
+`now` (imported and built at the first byte: LazyConsole) and writes back
+what Diag returns (nothing at all until an engineer
 has authenticated). The lock-out counters go to flash when they change
 (firmware/diagprov.py), so a power cycle does not lift a lock-out. While a
 session is open the loop wakes at least every SESSION_WAKE_MS (and never
@@ -42,25 +43,55 @@ CONSOLE_READ = 256  # bytes per pass at most: a flood cannot starve the alert pa
 SESSION_WAKE_MS = 50
 
 
+class LazyConsole:
+    """The diagnostics console until an engineer speaks: firmware.diag and
+    firmware.diagprov (about 18 KB of loaded code on the unix port) are
+    imported at the first byte on the console, never on a device nobody
+    plugs into. Lock-out counters are read from flash at that moment, so a
+    power cycle still does not lift a lock-out."""
+
+    def __init__(self, app, fs):
+        self.app = app
+        self.fs = fs
+        self.diag = None
+
+    def load(self):
+        from firmware.diag import Diag
+        from firmware.diagprov import Provider, load_lock
+
+        fails, lockouts = load_lock(self.fs)
+        self.diag = Diag(self.app.cfg.engineer_key, Provider(self.app), fails=fails, lockouts=lockouts)
+        return self.diag
+
+    def active(self):
+        return self.diag is not None and self.diag.active()
+
+    def persist_state(self):
+        """(fails, lockouts), or None before the console was first used."""
+        return None if self.diag is None else self.diag.persist_state()
+
+
 def make_console(app, board, fs):
-    """(Diag, Provider) for the App, or None when the console is off (no
+    """A LazyConsole for the App, or None when the console is off (no
     engineer key, no console stream, or a dead App)."""
     if app.dead or app.cfg.engineer_key is None or board.console is None:
         return None
-    from firmware.diag import Diag
-    from firmware.diagprov import Provider, load_lock
-
-    fails, lockouts = load_lock(fs)
-    return Diag(app.cfg.engineer_key, Provider(app), fails=fails, lockouts=lockouts)
+    return LazyConsole(app, fs)
 
 
-def serve_console(diag, board, fs, now, lock):
+def serve_console(con, board, fs, now, lock):
     """One pass of the console; returns the lock-out state now on flash."""
     data = board.console.read(CONSOLE_READ)
+    diag = con.diag
     if data:
+        if diag is None:
+            diag = con.load()
+            lock = diag.persist_state()  # what load() just read from flash
         out = diag.feed(data, now)
         if out:
             board.console.write(out)
+    elif diag is None:
+        return lock
     else:
         diag.poll(now)
     st = diag.persist_state()
@@ -74,6 +105,33 @@ def serve_console(diag, board, fs, now, lock):
     return st
 
 
+def forget(name):
+    """Drop a boot-only module (e.g. "firmware.config") so its code can be
+    freed once nothing refers to it; its interned names stay (MicroPython
+    never frees those). A later import loads it again."""
+    import sys
+
+    sys.modules.pop(name, None)
+    pkg, _, attr = name.rpartition(".")
+    parent = sys.modules.get(pkg)
+    if parent is not None:
+        try:
+            delattr(parent, attr)
+        except AttributeError:
+            pass
+
+
+def load_config(fs):
+    """config.json from flash, validated (firmware/config.py, never raises),
+    then the validator dropped: the running firmware keeps only the
+    Config record (firmware/settings.py)."""
+    from firmware import config as C
+
+    cfg = C.load(fs)
+    forget("firmware.config")
+    return cfg
+
+
 def make_transport(board, cfg):
     from firmware.modem import make_transport as build
 
@@ -83,7 +141,6 @@ def make_transport(board, cfg):
 def run(board, fs=None, transport_factory=make_transport, steps=-1, app_kw=None):
     """The loop. steps < 0: forever (the device); a test or the simulator
     passes a count and app_kw (extra App arguments: fix, button, rand)."""
-    from firmware import config as C
     from firmware.alert import FAULT_EXCEPTION
     from firmware.app import App, record_fault
     from firmware.fs import Fs
@@ -93,7 +150,7 @@ def run(board, fs=None, transport_factory=make_transport, steps=-1, app_kw=None)
     failures = 0
     while steps != 0:
         try:
-            cfg = C.load(fs)
+            cfg = load_config(fs)
             t = transport_factory(board, cfg) if cfg.usable else None
             # `now` for the firmware never wraps: ticks_ms() wraps (2^30 ms,
             # 12.4 days on ESP32), so it is accumulated through ticks_diff()
@@ -147,13 +204,12 @@ def main():
 
         unix_main()
         return
-    from firmware import config as C
     from firmware.board import FLASH_DIR
     from firmware.board_esp32 import Esp32Board
     from firmware.fs import Fs
 
     fs = Fs(FLASH_DIR)
-    pins = C.load(fs).pins
+    pins = load_config(fs).pins
     board = Esp32Board(pins)
     while True:
         run(board, fs)

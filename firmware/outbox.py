@@ -48,7 +48,6 @@ Must stay in sync with: firmware/transport.py (events), firmware/alert.py
 
 from protocol import frame as F
 from protocol.errors import ProtocolError
-from protocol.sms import to_sms
 
 try:
     from micropython import const  # pyright: ignore[reportAssignmentType]
@@ -329,6 +328,10 @@ class Outbox:
 
     def _send_sms(self, e, now):
         try:
+            # imported here: only an unanswered ALERT/CANCEL/TRACK needs the
+            # SMS form (protocol/sms.py), so an idle device never loads it
+            from protocol.sms import to_sms
+
             fr = F.decode(self.keys, e.raw, F.UPLINK)
             text = to_sms(self.keys, fr)[0]
         except Exception:

@@ -9,7 +9,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "device"))
 
-from fw_fakes import DEV, KEY_HEX, FakeButton, FakeFix, FakeReceiver, make_app  # noqa: E402
+from fw_fakes import DEV, KEY_HEX  # noqa: E402
+from fw_world import FakeButton, FakeFix, FakeReceiver, make_app  # noqa: E402
 
 from firmware import alert as A  # noqa: E402
 from firmware import main as M  # noqa: E402

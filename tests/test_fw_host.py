@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "device"))
 
-from fw_fakes import FakeReceiver, make_app, presses, run_until  # noqa: E402
+from fw_world import FakeReceiver, make_app, presses, run_until  # noqa: E402
 
 from firmware import alert as A  # noqa: E402
 from firmware.fs import Fs, PowerCut  # noqa: E402

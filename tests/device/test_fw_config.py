@@ -113,3 +113,14 @@ def test_weird_json_values_never_raise():
               {"device_id": 1, "key_hex": KEY, 5: 1}, {"device_id": 1.5, "key_hex": KEY}):
         c = C.validate(v)
         assert c.errors
+
+
+def test_the_device_tests_config_is_what_the_validator_makes():
+    # tests/device/fw_fakes.py starts the device tests from VALIDATED
+    # instead of running the boot-only validator in every test VM
+    from fw_fakes import CONFIG, VALIDATED, make_config
+
+    cfg = C.validate(CONFIG)
+    assert dict(cfg.__dict__) == VALIDATED
+    assert dict(make_config().__dict__) == VALIDATED
+    assert type(cfg) is type(make_config())

@@ -1,9 +1,12 @@
 """The board's main loop builds the real modem transport (not a fake):
 firmware.main.make_transport gives a ModemTransport on the board's modem
-UART and pins, configured from the device config."""
+UART and pins, configured from the device config as main.load_config
+reads it from flash at boot."""
 
-from firmware import config as C
-from firmware.main import make_transport
+import json
+import sys
+
+from firmware.main import load_config, make_transport
 from firmware.modem.transport import ModemTransport
 
 
@@ -17,6 +20,16 @@ class _Stream:
     def write(self, b):
         self.out.extend(b)
         return len(b)
+
+
+class _Flash:
+    """Holds config.json only (what load_config reads; firmware/fs.py API)."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def read(self, name):
+        return self.data if name == "config.json" else None
 
 
 class _Board:
@@ -35,8 +48,11 @@ class _Board:
 
 
 def test_main_builds_the_modem_transport_from_the_config():
-    cfg = C.validate({"device_id": 7, "key_hex": "11" * 32, "receiver_host": "192.0.2.9", "receiver_port": 7700,
-                              "sms_number": "+447700900000", "apn": "internet"})
+    cfg = load_config(_Flash(json.dumps({
+        "device_id": 7, "key_hex": "11" * 32, "receiver_host": "192.0.2.9", "receiver_port": 7700,
+        "sms_number": "+447700900000", "apn": "internet"}).encode()))
+    assert cfg.usable and not cfg.errors and cfg.receiver_port == 7700
+    assert "firmware.config" not in sys.modules  # the validator is boot-only: dropped
     b = _Board()
     t = make_transport(b, cfg)
     assert isinstance(t, ModemTransport)

@@ -1,17 +1,16 @@
 """Outbox: retry until an authenticated ACK, priorities, coalescing, the
 drop policy, SMS fallback."""
 
-from fw_fakes import DEV, KEYS, T0, FakeReceiver, delegate, fits
+from fw_fakes import DEV, KEYS, T0
 
+from fw_world import FakeReceiver
+
+from firmware.fake_transport import FakeTransport
+from firmware.fs import MemFs
+from firmware.outbox import Outbox
 from protocol import frame as F
 from protocol.crypto import DeviceKeys
 from protocol.sms import SMS_MAX_FRAME, from_sms
-
-PLACE = fits(30)  # KB this file needs: its modules and its data
-if PLACE:
-    from firmware.fake_transport import FakeTransport
-    from firmware.fs import MemFs
-    from firmware.outbox import Outbox
 
 OTHER = DeviceKeys(bytes(range(1, 33)))
 
@@ -301,5 +300,3 @@ def test_busy_transport_is_never_hammered():
     run(ob, t, 100)
     assert len(t.sent) == 1
 
-
-delegate(globals(), "test_fw_outbox", PLACE)

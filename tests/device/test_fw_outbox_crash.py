@@ -3,11 +3,12 @@ remove) of an alert's life, restart from the same flash, and prove that no
 ALERT (or CANCEL) is lost, none is raised twice under different seqs, and
 no seq is ever reused for different bytes."""
 
-from fw_fakes import IN_PLACE, FakeReceiver, delegate, make_app, presses, run_until
+from fw_child import IN_PLACE, delegate
+from fw_world import FakeReceiver, make_app, presses, run_until
 
 from protocol import frame as F
 
-if IN_PLACE:
+if IN_PLACE:  # else the tests run in a child VM (fw_child.py)
     from firmware import alert as A
     from firmware.fs import MemFs, PowerCut
 

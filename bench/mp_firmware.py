@@ -1,0 +1,247 @@
+"""Runs on MicroPython: the whole firmware through one alert, for
+bench/bench_firmware.py (which compiles it to .mpy and finds its min heap).
+
+firmware.main.run() on a FakeBoard with everything the device has busy at
+once: config.json read from flash and validated, the real SIM7600 engine
+(firmware.modem) on a scripted modem, the real button detector fed pin
+levels (3 presses: SOS; later 5 presses: duress cancel), the real NMEA
+reader and fix tracker fed 1 Hz GGA/RMC/GSA, a Wi-Fi scan, the outbox with
+the ALERT's first six transmissions unanswered (retries and the SMS
+fallback run), TRACKs, and an ACK asking for listen-in.
+
+A crash (any exception the main loop would survive by restarting, such
+as a MemoryError) ends the run with exit status 1.
+
+Prints `RESULT base B peak P at T frames F sms S calls C acks A`: B is the
+heap in use before any firmware module is imported (this harness's own
+code), P the highest heap in use after a loop pass (measured after
+gc.collect() at every watchdog feed), T when; then `LOADED` and the project
+modules loaded at that peak.
+"""
+
+import binascii
+import gc
+import sys
+
+gc.collect()
+BASE = gc.mem_alloc()
+
+
+def nmea(body):
+    c = 0
+    for ch in body:
+        c ^= ch
+    return b"$%s*%02X\r\n" % (body, c)
+
+
+class Gnss:
+    """1 Hz GGA + RMC + GSA, moving slowly north (real sentence shapes)."""
+
+    def __init__(self, board):
+        self.b = board
+        self.t = 0
+        self.rx = b""
+
+    def read(self, n):
+        now = self.b.now
+        if now - self.t >= 1000 and not self.rx:
+            self.t = now
+            s = now // 1000
+            hh, mm, ss = 12 + s // 3600, s // 60 % 60, s % 60
+            lat = "5130.%04d" % (s % 10000)
+            self.rx = (nmea(b"GPGGA,%02d%02d%02d.00,%s,N,00007.4800,W,1,08,1.1,35.2,M,47.0,M,," % (hh, mm, ss, lat.encode()))
+                       + nmea(b"GPRMC,%02d%02d%02d.00,A,%s,N,00007.4800,W,0.4,90.0,291126,,,A" % (hh, mm, ss, lat.encode()))
+                       + nmea(b"GPGSA,A,3,04,05,09,12,24,25,29,31,,,,,1.9,1.1,1.5"))
+        if not self.rx:
+            return None
+        out, self.rx = self.rx[:n], self.rx[n:]
+        return out
+
+
+class Modem:
+    """A SIM7600 that is up and registered; the receiving centre behind it
+    ACKs each frame except the first `drop` ones (retries and the SMS
+    fallback run), the third ACK asks for listen-in."""
+
+    def __init__(self, board, keys):
+        self.b = board
+        self.keys = keys
+        self.rx = b""
+        self.payload = False
+        self.alive = False
+        self.rdy = False
+        self.pending = []
+        self.drop = 0
+        self.down = 100
+        self.acks = 0
+        self.frames = 0
+        self.sms = 0
+        self.calls = 0
+        self.listen = False
+        self.acked = []
+
+    def read(self, n):
+        if self.rdy:
+            self.rdy = False
+            self.rx += b"\r\nRDY\r\n"
+        if not self.rx:
+            return None
+        out, self.rx = self.rx[:n], self.rx[n:]
+        return out
+
+    def write(self, b):
+        self.rx += self.answer(bytes(b))
+        return len(b)
+
+    def ack(self, raw):
+        from protocol import frame as F
+        from protocol.stream import pack
+        seq = int.from_bytes(raw[6:10], "big")
+        self.down += 1
+        self.acks += 1
+        cmds = []
+        # a retransmitted frame gets a second ACK; the device drops the
+        # commands of an ACK naming a seq it has already seen acknowledged,
+        # so the listen-in request goes on the first ACK of a seq
+        first = seq not in self.acked
+        self.acked.append(seq)
+        if self.b.now >= SOS_AT + 40000 and not self.listen and first:
+            self.listen = True
+            cmds = [(F.C_LISTEN_IN, None)]
+        body = F.Ack(seq, cmds)
+        return pack(F.encode(self.keys, F.Frame(F.ACK, 4242, self.down, 1795900000, body)))
+
+    def answer(self, out):
+        if self.payload:
+            self.payload = False
+            if out.endswith(b"\x1a"):
+                self.sms += 1
+                return b"\r\n+CMGS: 46\r\n\r\nOK\r\n"
+            self.frames += 1
+            if self.drop > 0 and self.b.now >= SOS_AT:
+                self.drop -= 1
+                return b"\r\nOK\r\n\r\n+CIPSEND: 0,%d,%d\r\n" % (len(out), len(out))
+            self.pending.append(self.ack(out[2:]))
+            return b"\r\nOK\r\n\r\n+CIPSEND: 0,%d,%d\r\n\r\n+CIPRXGET: 1,0\r\n" % (len(out), len(out))
+        r = b""
+        for cmd in out.split(b"\r"):
+            if cmd:
+                r += self.one(cmd.decode())
+        return r
+
+    def one(self, c):
+        if c.startswith("AT+CPIN?"):
+            return b"\r\n+CPIN: READY\r\n\r\nOK\r\n"
+        if c == "AT+CSQ":
+            return b"\r\n+CSQ: 22,0\r\n\r\nOK\r\n"
+        if c in ("AT+CREG?", "AT+CEREG?", "AT+CGREG?"):
+            return b"\r\n%s: 0,1\r\n\r\nOK\r\n" % c[2:-1].encode()
+        if c == "AT+NETOPEN":
+            return b"\r\nOK\r\n\r\n+NETOPEN: 0\r\n"
+        if c == "AT+CPSI?":
+            return b"\r\n+CPSI: LTE,Online,234-15,0x1A2B,30125732,257,EUTRAN-BAND20,6300,5,5,-94,-971,-545,15\r\n\r\nOK\r\n"
+        if c.startswith("AT+CIPOPEN="):
+            return b"\r\nOK\r\n\r\n+CIPOPEN: 0,0\r\n"
+        if c.startswith("AT+CIPSEND=") or c.startswith("AT+CMGS="):
+            self.payload = True
+            return b"\r\n>" if c[3] == "C" and c[4] == "I" else b"\r\n> "
+        if c.startswith("AT+CIPRXGET=3"):
+            if not self.pending:
+                return b"\r\n+CIPRXGET: 3,0,0,0\r\n\r\nOK\r\n"
+            data = self.pending.pop(0)
+            return b"\r\n+CIPRXGET: 3,0,%d,%d\r\n\r\n%s\r\n\r\nOK\r\n" % (
+                len(data), len(self.pending), binascii.hexlify(data).upper())
+        if c.startswith("ATD"):
+            self.calls += 1
+            return b"\r\nOK\r\n\r\nVOICE CALL: BEGIN\r\n"
+        if c == "ATH":
+            return b"\r\nVOICE CALL: END: 000017\r\n\r\nOK\r\n"
+        return b"\r\nOK\r\n"
+
+
+CONFIG = (b'{"device_id": 4242, "key_hex": "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",'
+          b' "receiver_host": "192.0.2.1", "receiver_port": 7400, "sms_number": "+447700900001",'
+          b' "listen_number": "+447700900002", "apn": "internet", "wifi_scan": true,'
+          b' "timings": {"track_interval_s": 30, "backoff_base_ms": 4000, "backoff_max_ms": 32000}}')
+SOS_AT = 60000      # three presses (modem up and registered by then)
+DURESS_AT = 300000  # five presses: duress cancel (keeps tracking covertly)
+END = 420000
+
+
+def presses(at, n):
+    return [(at + 400 * i, at + 400 * i + 150) for i in range(n)]
+
+
+PRESSES = presses(SOS_AT, 3) + presses(DURESS_AT, 5)
+
+
+def main():
+    from firmware.board_fake import FakeBoard
+    from firmware.fs import MemFs
+    from firmware import main as M
+    from protocol.crypto import DeviceKeys
+
+    class Board(FakeBoard):
+        def button_level(self):
+            for a, b in PRESSES:
+                if a <= self.now < b:
+                    return 0
+            return 1
+
+        def feed_watchdog(self):
+            self.feeds += 1
+            gc.collect()
+            a = gc.mem_alloc()
+            if a > peak[0]:
+                peak[0] = a
+                peak[1] = self.now
+                peak[2] = [k for k in sys.modules if k.startswith("firmware") or k.startswith("protocol")]
+            if self.now >= END:
+                raise SystemExit(0)
+
+    peak = [0, 0, []]
+    board = Board()
+    for a, b in PRESSES:
+        board.wakes += [a, b]
+    board.scan = [(bytes([i] * 6), -60 - i) for i in range(5)]
+    board.gnss = Gnss(board)
+    modem = Modem(board, DeviceKeys(bytes(range(32))))
+    board.modem = modem
+    board.console = None
+
+    def pwrkey(level):
+        FakeBoard.modem_pwrkey(board, level)
+        if not level and not modem.alive:
+            modem.alive = True
+            modem.rdy = True
+
+    board.modem_pwrkey = pwrkey
+    fs = MemFs()
+    fs.write_atomic("config.json", CONFIG)
+    modem.drop = 6  # the ALERT's first tries go unanswered: retries and SMS fallback
+
+    # main.run survives any exception (a MemoryError included) by recording a
+    # fault and rebuilding the App. Here that must fail the run, or too small
+    # a heap would pass as quiet restarts. Nothing below may allocate.
+    crash = [False]
+    stop = SystemExit(3)
+
+    def crashed(fs, code):
+        crash[0] = True
+        raise stop
+
+    import firmware.app
+    firmware.app.record_fault = crashed
+    try:
+        M.run(board, fs)
+    except SystemExit:
+        pass
+    if crash[0]:
+        print("CRASHED: the main loop restarted (out of memory?)")
+        sys.exit(1)
+    print("RESULT base %d peak %d at %d frames %d sms %d calls %d acks %d" % (
+        BASE, peak[0], peak[1], modem.frames, modem.sms, modem.calls, modem.acks))
+    print("LOADED " + " ".join(sorted(peak[2])))
+
+
+main()
