@@ -335,7 +335,7 @@ class UnixBoard(Board):
             due = self._edge_due()
             if due is not None and due - self.ticks_ms() < left:
                 left = max(0, due - self.ticks_ms())
-            real = int(left / self.scale) + 1
+            real = int(left / (self.scale or 1.0)) + 1
             if real > 100:
                 real = 100
             ready = self._poll.poll(real)
