@@ -230,7 +230,8 @@ class Outbox:
     def on_frame(self, raw, now):
         """A downlink frame from the transport. Returns (ftype, ack_frame)
         when it is an authenticated ACK for something we sent (ftype is the
-        acked entry's type), else None."""
+        acked entry's type; None for a fresh ACK with commands naming a seq
+        already acknowledged), else None."""
         try:
             fr = F.decode(self.keys, raw, F.DOWNLINK)
         except ProtocolError:
@@ -249,6 +250,11 @@ class Outbox:
             if seq in self.recent:
                 self.recent.remove(seq)
                 return self._accept(F.TRACK, fr)
+            if body.commands and fr.seq > self.high_down:
+                # the ACK of a retransmission of something already ACKed:
+                # nothing to discard, but an operator command on it is new
+                # (listen-in, stand-down must not be lost to a slow first ACK)
+                return self._accept(None, fr)
             self.unmatched += 1
             return None
         self._discard(e, False)

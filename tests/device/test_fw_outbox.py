@@ -171,6 +171,23 @@ def test_replayed_old_ack_commands_are_ignored():
     assert ftype == F.ALERT and fr.body.commands == [] and ob.count() == 0
 
 
+def test_commands_on_the_ack_of_a_retransmission_are_acted_on_once():
+    # the ALERT was sent twice (slow first ACK); the receiver put a listen-in
+    # on its ACK of the second copy: the device must still place the call
+    rx = FakeReceiver()
+    rx.ack_types = ()
+    ob, t, fs = make(rx)
+    ob.add(F.ALERT, 1, seal(F.ALERT, 1), 0)
+    first = rx.ack_for(1, [], down=10)
+    second = rx.ack_for(1, [(F.C_LISTEN_IN, None)], down=11)
+    assert ob.on_frame(first, 0)[0] == F.ALERT and ob.count() == 0
+    ftype, fr = ob.on_frame(second, 0)
+    assert ftype is None and fr.body.commands == [(F.C_LISTEN_IN, None)]
+    # the same ACK again (a replay) acts on nothing; one without commands is unmatched
+    assert ob.on_frame(second, 0) is None
+    assert ob.on_frame(rx.ack_for(1, [], down=12), 0) is None and ob.unmatched == 2
+
+
 def test_bound_drops_heartbeat_then_status_then_track_never_alert_or_cancel():
     ob, t, fs = make(limit=4)
     t.data_up = False
