@@ -35,6 +35,12 @@ def _tlv_dict(t, v):
         return {"tlv": "gnss", "sats": v[0], "hdop_x10": v[1]}
     if t == F.T_EVENT:
         return {"tlv": "event", "code": v[0], "event": EVENT_NAMES.get(v[0], "unknown"), "detail": v[1]}
+    return {"tlv": t, "hex": _hex(v)}
+
+
+def _cmd_dict(t, v):
+    """A downlink command TLV (only ACK bodies: an uplink TLV with the
+    same number is an unknown uplink TLV, kept as hex)."""
     if t == F.C_TRACKING:
         return {"tlv": "tracking", "interval_s": v}
     if t in _CMD_NAMES:
@@ -47,7 +53,7 @@ def to_dict(fr):
     b = fr.body
     if isinstance(b, F.Ack):
         d["acked_seq"] = b.acked_seq
-        d["commands"] = [_tlv_dict(t, v) for t, v in b.commands]
+        d["commands"] = [_cmd_dict(t, v) for t, v in b.commands]
         return d
     d["flags"] = b.flags
     d["duress"] = b.duress

@@ -125,11 +125,8 @@ def frame_json(fr, name):
     jsonform.to_dict(fr), compact, formatted from one template instead of
     building a dict and encoding it (which cost as much as verifying the
     frame). tests/test_receiver_fastpath.py holds the two together over
-    random frames. One deliberate difference: an uplink TLV of an unknown
-    type is always stored as {"tlv": type, "hex": ...}; to_dict names types
-    0x81..0x83 as downlink commands even in an uplink, losing their bytes
-    (0x81 even yields bytes that JSON cannot encode, which failed the
-    whole group commit). Uplink frames from F.decode only (a Report body,
+    random frames, including unknown uplink TLVs numbered like downlink
+    commands (0x81..0x83), stored as {"tlv": type, "hex": ...}. Uplink frames from F.decode only (a Report body,
     bool flags); anything else takes the dict path."""
     b = fr.body
     if type(b) is not F.Report:

@@ -101,3 +101,17 @@ def test_vectors_file_is_what_the_generator_writes(tmp_path, monkeypatch):
     with open(os.path.join(ROOT, "protocol", "vectors.json")) as a, open(tmp_path / "v.json") as b:
         assert a.read() == b.read(), "protocol/vectors.json is stale: run `make vectors` and review the diff"
     json.load(open(tmp_path / "v.json"))
+
+
+def test_decode_shows_an_uplink_tlv_numbered_like_a_command_as_hex():
+    # an uplink TLV 0x81 is not a tracking command: decoding it must not crash
+    from protocol import frame as F
+    from protocol import jsonform
+    from protocol.crypto import DeviceKeys
+
+    keys = DeviceKeys(bytes(32))
+    rep = F.Report(F.SRC_GNSS, 515007292, -1246254, 5, 0, 80, 20, tlvs=[(0x81, b"\x00\x3c"), (0x82, b"")])
+    fr = F.decode(keys, F.encode(keys, F.Frame(F.ALERT, 1, 1, 0, rep)), F.UPLINK)
+    d = jsonform.to_dict(fr)
+    assert d["tlvs"] == [{"tlv": 0x81, "hex": "003c"}, {"tlv": 0x82, "hex": ""}]
+    assert json.loads(json.dumps(d)) == d
