@@ -37,6 +37,9 @@ from firmware.store import SeqStore, StateStore, StoreError
 FAULT_FILE = "fault"
 _GNSS_CHUNK = 256
 _GNSS_CHUNKS = 8  # at most 2 KB of NMEA per step (the UART rxbuf size)
+# NMEA fills the 1 KB UART buffer in about 2 s; bytes read after a longer
+# gap may have waited there since the last read, so they count as that old
+_GNSS_BACKLOG_MS = 2000
 _BATTERY_EVERY_MS = 60000
 _IDLE_MAX_MS = 60000
 # button events (firmware/button.py)
@@ -87,6 +90,8 @@ class App:
         self.dead = False
         self.ignored_events = 0
         self.gnss_errors = 0
+        self.gnss_read_at = None  # ticks of the last GNSS read
+        self.gnss_backlog = 0  # reads after a gap, stamped with the gap's start
         self.pending_call = None
         self.asleep = False
         self.next_battery = now
@@ -234,8 +239,8 @@ class App:
         bd = self.button.next_deadline(now)
         if bd is not None and bd < wait:
             wait = bd
-        if self.pending_call is not None and wait > 1000:
-            wait = 1000
+        if wait > 1000 and (self.pending_call is not None or self.ctl.active()):
+            wait = 1000  # during an alert GNSS is read while fresh (see _read_gnss)
         return wait if wait > 0 else 0
 
     def can_light_sleep(self):
@@ -248,14 +253,25 @@ class App:
         s = self.board.gnss
         if s is None:
             return
+        # after a long gap (the loop idled) the buffered sentences may be
+        # that old: stamp them with the gap's start, so a stale position is
+        # never reported live and never sets the clock
+        last = self.gnss_read_at
+        self.gnss_read_at = now
+        stamp = now
+        if last is not None and now - last > _GNSS_BACKLOG_MS:
+            stamp = last
         for _ in range(_GNSS_CHUNKS):
             data = s.read(_GNSS_CHUNK)
             if not data:
                 break
             try:
-                self.fix.feed(data, now)
+                self.fix.feed(data, stamp)
             except Exception:
                 self.gnss_errors += 1  # the tracker should count, not raise
+        if stamp != now:
+            self.gnss_backlog += 1
+            return
         if self.board.time() is None:
             utc = self.fix.utc_seconds(now)
             if utc:
