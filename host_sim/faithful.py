@@ -136,16 +136,36 @@ def device_config(sc, device_id, key, ekey, receiver=PUBLIC_RX):
     return cfg
 
 
+_RELEASE_CACHE = {}  # sources' (path, mtime, size) -> compiled files: one mpy-cross pass per process
+
+
+def _sources_key(FL):
+    key = []
+    for pkg in FL.PACKAGES:
+        for d, _dirs, names in os.walk(os.path.join(FL.REPO, pkg)):
+            for n in sorted(names):
+                if n.endswith(".py"):
+                    st = os.stat(os.path.join(d, n))
+                    key.append((os.path.join(d, n), st.st_mtime_ns, st.st_size))
+    return tuple(sorted(key))
+
+
 def install_release(root, version=None):
     """Put the compiled release on a board folder as `panic flash` does
-    (files under /app-<id>/, /manifest.json, the boot shim /main.py)."""
+    (files under /app-<id>/, /manifest.json, the boot shim /main.py).
+    The compiled files are kept for the process while no source changes."""
     from tools import flash as FL
 
-    tmp = tempfile.mkdtemp(prefix="faithful-mpy-")
-    try:
-        files = FL.build(tmp, march="")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    key = _sources_key(FL)
+    files = _RELEASE_CACHE.get(key)
+    if files is None:
+        tmp = tempfile.mkdtemp(prefix="faithful-mpy-")
+        try:
+            files = FL.build(tmp, march="")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        _RELEASE_CACHE.clear()
+        _RELEASE_CACHE[key] = files
     app = "app-faithful"
     for rel, data in files.items():
         p = os.path.join(root, app, rel)
