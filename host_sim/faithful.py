@@ -25,13 +25,18 @@ Owns: one faithful run. The pieces:
 Results go through host_sim/results.py's Recorder, so the invariants and
 [expect] checks are the virtual-time mode's.
 
+Power cuts armed at a flash write are exact: the board's VFS shim
+(host_sim/mpboard.py, flash_gate) reports each mutating flash step on a
+"flash" channel and waits for the host's go-ahead, so the host kills the
+VM at the n-th atomic write's step, as host_sim/simboard.py's _SimFs
+tears it in virtual time. Once the device is gone for good (brown-out, a
+cut never restored) the rest of the run is paced fast (DEAD_WALL_S).
+
 Not faithful (said in the results' events as "faithful_note"): modem
 faults whose names are not host_sim/modem.py settings (timed ones that are
 change the emulator's settings in place, as the virtual-time runner does),
-power cuts armed at
-a flash write (cut at once instead), and the energy model (the ESP32 is
-counted idle throughout; the modem off / asleep / idle as the emulator
-shows it).
+and the energy model (the ESP32 is counted idle throughout; the modem off /
+asleep / idle as the emulator shows it).
 
 Entry points:
     run(scenario, args)    what `panic sim run FILE --faithful` calls
