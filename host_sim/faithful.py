@@ -434,9 +434,10 @@ class Rig:
         from firmware.button import ButtonConfig
 
         try:
-            self.patterns = button_patterns(ButtonConfig.from_dict(self.cfg.get("button") or {}))
+            self.bcfg = ButtonConfig.from_dict(self.cfg.get("button") or {})
         except ValueError:
-            self.patterns = button_patterns()
+            self.bcfg = ButtonConfig()
+        self.patterns = button_patterns(self.bcfg)
         self.active_low = (self.cfg.get("button") or {}).get("active_low", True)
 
     # -- clocks -----------------------------------------------------------------
@@ -531,7 +532,18 @@ class Rig:
     # -- world handlers ------------------------------------------------------------------
     def _on_action(self, kind, now):
         if kind != "raw":
-            self.rec.press(kind, now, device_id=self.device_id)
+            self.rec.press(kind, now + self._fires_after(kind), device_id=self.device_id)
+
+    def _fires_after(self, kind):
+        """When the firmware's detector fires, from the pattern's start: a
+        press is "pressed" then, as in virtual time (the release of the last
+        tap; a hold's threshold), so latencies mean the same in both modes."""
+        p = self.patterns.get(kind) or [(0, 0)]
+        if kind == "cancel":
+            return p[-1][0] + self.bcfg.cancel_hold_ms
+        if kind == "test":
+            return p[-1][0] + self.bcfg.test_hold_ms
+        return max(o + h for o, h in p)
 
     def _on_button(self, pressed, now):
         self._button_level = (0 if pressed else 1) if self.active_low else (1 if pressed else 0)
