@@ -25,13 +25,18 @@ Owns: one faithful run. The pieces:
 Results go through host_sim/results.py's Recorder, so the invariants and
 [expect] checks are the virtual-time mode's.
 
+Power cuts armed at a flash write are exact: the board's VFS shim
+(host_sim/mpboard.py, flash_gate) reports each mutating flash step on a
+"flash" channel and waits for the host's go-ahead, so the host kills the
+VM at the n-th atomic write's step, as host_sim/simboard.py's _SimFs
+tears it in virtual time. Once the device is gone for good (brown-out, a
+cut never restored) the rest of the run is paced fast (DEAD_WALL_S).
+
 Not faithful (said in the results' events as "faithful_note"): modem
 faults whose names are not host_sim/modem.py settings (timed ones that are
 change the emulator's settings in place, as the virtual-time runner does),
-power cuts armed at
-a flash write (cut at once instead), and the energy model (the ESP32 is
-counted idle throughout; the modem off / asleep / idle as the emulator
-shows it).
+and the energy model (the ESP32 is counted idle throughout; the modem off /
+asleep / idle as the emulator shows it).
 
 Entry points:
     run(scenario, args)    what `panic sim run FILE --faithful` calls
@@ -78,6 +83,10 @@ DEFAULT_HEAP = "320k"
 PUBLIC_RX = ("203.0.113.5", 5000)  # what the config names; redirected to the real receiver
 DEVICE_ID = 4242
 BOOT_TIMEOUT_S = 60  # wall seconds the VM may take to load the release and say hello
+# Once the device is gone for good (brown-out, a cut never restored) no
+# firmware runs: the rest of the run is the receiver's supervision alone,
+# paced to end within DEAD_WALL_S wall seconds (never slower than before).
+DEAD_WALL_S = 10.0
 RESET_POWER_ON = 1
 _COVERAGE = {"data+sms": "full", "sms-only": "sms", "none": "none"}
 _TIMINGS_FW = None
@@ -132,16 +141,36 @@ def device_config(sc, device_id, key, ekey, receiver=PUBLIC_RX):
     return cfg
 
 
+_RELEASE_CACHE = {}  # sources' (path, mtime, size) -> compiled files: one mpy-cross pass per process
+
+
+def _sources_key(FL):
+    key = []
+    for pkg in FL.PACKAGES:
+        for d, _dirs, names in os.walk(os.path.join(FL.REPO, pkg)):
+            for n in sorted(names):
+                if n.endswith(".py"):
+                    st = os.stat(os.path.join(d, n))
+                    key.append((os.path.join(d, n), st.st_mtime_ns, st.st_size))
+    return tuple(sorted(key))
+
+
 def install_release(root, version=None):
     """Put the compiled release on a board folder as `panic flash` does
-    (files under /app-<id>/, /manifest.json, the boot shim /main.py)."""
+    (files under /app-<id>/, /manifest.json, the boot shim /main.py).
+    The compiled files are kept for the process while no source changes."""
     from tools import flash as FL
 
-    tmp = tempfile.mkdtemp(prefix="faithful-mpy-")
-    try:
-        files = FL.build(tmp, march="")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    key = _sources_key(FL)
+    files = _RELEASE_CACHE.get(key)
+    if files is None:
+        tmp = tempfile.mkdtemp(prefix="faithful-mpy-")
+        try:
+            files = FL.build(tmp, march="")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        _RELEASE_CACHE.clear()
+        _RELEASE_CACHE[key] = files
     app = "app-faithful"
     for rel, data in files.items():
         p = os.path.join(root, app, rel)
@@ -276,7 +305,7 @@ class _SmsEndpoint:
 class PeriphServer:
     """Accepts the board's channel connections (ctrl, gnss, modem)."""
 
-    NAMES = (b"ctrl", b"gnss", b"modem")
+    NAMES = (b"ctrl", b"gnss", b"modem", b"flash")
 
     def __init__(self):
         self.ls = socket.socket()
@@ -288,6 +317,7 @@ class PeriphServer:
         self.pending = {}  # sock -> bytes of its hello so far
         self.ch = {}  # name -> sock
         self.ctrl_buf = b""
+        self.flash_buf = b""
 
     def sockets(self):
         return [self.ls] + list(self.pending) + list(self.ch.values())
@@ -307,6 +337,7 @@ class PeriphServer:
         self.pending = {}
         self.ch = {}
         self.ctrl_buf = b""
+        self.flash_buf = b""
 
     def send(self, name, data):
         s = self.ch.get(name)
@@ -380,6 +411,8 @@ class Rig:
         self._button_level = 1
         self._powered = True
         self._dead_port = None
+        self._cut_in = 0  # atomic flash writes to go before the torn one (0: none armed)
+        self.flash = {"open": 0, "rename": 0, "remove": 0, "atomic_writes": 0}
         if root is None:
             os.makedirs(os.path.join(self.root, "data"), exist_ok=True)
             install_release(self.root)
@@ -401,9 +434,10 @@ class Rig:
         from firmware.button import ButtonConfig
 
         try:
-            self.patterns = button_patterns(ButtonConfig.from_dict(self.cfg.get("button") or {}))
+            self.bcfg = ButtonConfig.from_dict(self.cfg.get("button") or {})
         except ValueError:
-            self.patterns = button_patterns()
+            self.bcfg = ButtonConfig()
+        self.patterns = button_patterns(self.bcfg)
         self.active_low = (self.cfg.get("button") or {}).get("active_low", True)
 
     # -- clocks -----------------------------------------------------------------
@@ -444,7 +478,8 @@ class Rig:
         })
         self.world.set_state("esp32", "idle")
         self.board = MpBoard(self.root, heap=self.heap, run="/main.py",
-                             env={"PANIC_PERIPH": "127.0.0.1:%d" % self.periph.port}).start()
+                             env={"PANIC_PERIPH": "127.0.0.1:%d" % self.periph.port},
+                             flash_gate="127.0.0.1:%d" % self.periph.port).start()
         self.stats["boots"] += 1
         self._t0 = time.monotonic()
         return self
@@ -497,7 +532,18 @@ class Rig:
     # -- world handlers ------------------------------------------------------------------
     def _on_action(self, kind, now):
         if kind != "raw":
-            self.rec.press(kind, now, device_id=self.device_id)
+            self.rec.press(kind, now + self._fires_after(kind), device_id=self.device_id)
+
+    def _fires_after(self, kind):
+        """When the firmware's detector fires, from the pattern's start: a
+        press is "pressed" then, as in virtual time (the release of the last
+        tap; a hold's threshold), so latencies mean the same in both modes."""
+        p = self.patterns.get(kind) or [(0, 0)]
+        if kind == "cancel":
+            return p[-1][0] + self.bcfg.cancel_hold_ms
+        if kind == "test":
+            return p[-1][0] + self.bcfg.test_hold_ms
+        return max(o + h for o, h in p)
 
     def _on_button(self, pressed, now):
         self._button_level = (0 if pressed else 1) if self.active_low else (1 if pressed else 0)
@@ -516,10 +562,51 @@ class Rig:
         self.board.kill()
         self.periph.drop_all()
         self.emu.power(False, now)
+        if self.world.dead or self.world.never_back:
+            self._fast_forward(now)
+
+    def _fast_forward(self, now):
+        left_s = max(0, self.sc.duration_ms - now) / 1000.0
+        scale = max(self.pacer.time_scale, left_s / DEAD_WALL_S)
+        if scale > self.pacer.time_scale:
+            self.pacer.set_scale(scale)
+            self.rx.server.supervise_every = max(0.02, min(1.0, 60.0 / scale))  # a check every <= 60 simulated s
+            self.stats["fast_forward"] = {"from_ms": now, "time_scale": round(scale, 1)}
 
     def _on_flash_cut(self, n, now):
-        self.note(now, "power cut armed at flash write %d: cut at once in faithful mode" % n)
-        self.world.flash_cut()
+        """As host_sim/simboard.py's _SimFs: the n-th atomic write from now
+        is torn (the power goes after its temp file was opened)."""
+        self._cut_in = max(1, int(n))
+
+    def _flash_lines(self, data, now):
+        """The board's flash gate: one line per mutating step ("open",
+        "rename", "remove" and the board path), each waiting for our "."
+        before the VM goes on. An atomic write (firmware/fs.py) opens
+        "<name>.tmp"; the armed one is torn here: the power goes with the
+        temp file open and nothing written, exactly as in virtual time."""
+        p = self.periph
+        p.flash_buf += data
+        while b"\n" in p.flash_buf:
+            line, p.flash_buf = p.flash_buf.split(b"\n", 1)
+            kind, _, path = line.decode("utf-8", "replace").partition(" ")
+            if kind not in ("open", "rename", "remove"):
+                self.note(now, "flash gate: bad line %r (not counted)" % line[:40])
+                p.send(b"flash", b".")
+                continue
+            self.flash[kind] += 1
+            if kind == "rename":
+                self._outbox_commit(path, now)
+            if kind == "open" and path.endswith(".tmp"):
+                self.flash["atomic_writes"] += 1
+                if self._cut_in > 0:
+                    self._cut_in -= 1
+                    if self._cut_in == 0:
+                        self.rec.event(now, "flash_cut", "torn write of %s" % path.rsplit("/", 1)[-1][:-4])
+                        self.world.flash_cut()  # kills the VM: it never gets the go-ahead
+                        return
+            p.send(b"flash", b".")
+        if len(p.flash_buf) > 512:
+            p.flash_buf = b""
 
     def _on_brownout(self, now):
         self._power_off(now)
@@ -560,23 +647,44 @@ class Rig:
         if fr is None:
             self.rec.frame(now, "up", "on_air", "?", None, self.device_id, path=path, size=len(raw), note="did not verify")
             return
-        if fr.seq not in self.seen_up:
-            self.seen_up[fr.seq] = now
-            # built: the firmware's outbox is inside the VM; the first time a
-            # frame is on the air is the closest the host can see
-            self.rec.frame(now, "up", "built", fr.name, fr.seq, fr.device_id, path=path, size=len(raw))
-            b = fr.body
-            if fr.ftype != F.ACK and hasattr(b, "source"):
-                # measured at the time the frame was sealed: its own timestamp
-                # (whole seconds: the middle of that second) when the device
-                # knew the time, else the first time it was on the air
-                t_pos = now
-                if fr.time:
-                    t_pos = min(now, max(0, fr.time * 1000 - self.sc.start_utc_ms + 500))
-                self.rec.position(t_pos, fr.name, fr.seq, b.source, b.lat, b.lon, b.accuracy, b.age)
-                if b.battery_low:
-                    self.battery_low_seen = True
+        self._built(fr, raw, now, path)
         self.rec.frame(now, "up", "on_air", fr.name, fr.seq, fr.device_id, path=path, size=len(raw))
+
+    def _built(self, fr, raw, now, path):
+        """First sight of a frame: when the outbox committed it to flash
+        (ALERT, CANCEL, TEST: the flash gate sees the rename), else the
+        first time it was on the air; the firmware's outbox is inside the
+        VM, so these are the closest the host can see to "built"."""
+        if fr.seq in self.seen_up:
+            return
+        self.seen_up[fr.seq] = now
+        self.rec.frame(now, "up", "built", fr.name, fr.seq, fr.device_id, path=path, size=len(raw))
+        b = fr.body
+        if fr.ftype != F.ACK and hasattr(b, "source"):
+            # measured at the time the frame was sealed: its own timestamp
+            # (whole seconds: the middle of that second) when the device
+            # knew the time, else the first time it was seen
+            t_pos = now
+            if fr.time:
+                t_pos = min(now, max(0, fr.time * 1000 - self.sc.start_utc_ms + 500))
+            self.rec.position(t_pos, fr.name, fr.seq, b.source, b.lat, b.lon, b.accuracy, b.age)
+            if b.battery_low:
+                self.battery_low_seen = True
+
+    def _outbox_commit(self, board_path, now):
+        """The gate holds the VM before it renames "oXXXXXXXX.tmp" over its
+        outbox file: the temp file is closed and whole, so read it here."""
+        name = board_path.rsplit("/", 1)[-1]
+        if len(name) != 9 or name[0] != "o":
+            return
+        try:
+            with open(os.path.join(self.root, board_path.lstrip("/") + ".tmp"), "rb") as f:
+                raw = f.read()
+        except OSError:
+            return
+        fr = self._decode_up(raw)
+        if fr is not None:
+            self._built(fr, raw, now, None)
 
     def on_air_down(self, raw, now):
         try:
@@ -656,6 +764,10 @@ class Rig:
         elif name == b"modem":
             if rest:
                 self.emu.write(rest, now)
+        elif name == b"flash":
+            p.flash_buf = b""
+            if rest:
+                self._flash_lines(rest, now)
 
     def _ctrl_lines(self, data, now):
         p = self.periph
@@ -723,6 +835,8 @@ class Rig:
                     self.world.gnss.write(data, now)
                 elif name == b"modem":
                     self.emu.write(data, now)
+                elif name == b"flash":
+                    self._flash_lines(data, now)
         g = self.world.gnss.read(now)
         if g and self._powered:
             p.send(b"gnss", g)
@@ -821,7 +935,8 @@ class Rig:
         self.rec.summary["low_battery"] = self.battery_low_seen
         self.rec.summary["device_dead"] = bool(self.world.dead)
         res = self.rec.finish(energy=self.world.energy.summary(now), pending_seqs=pending, extra_events=self.world.events)
-        res["faithful"] = dict(self.stats, heap=self.heap, time_scale=self.scale, notes=[n[1] for n in self.notes])
+        res["faithful"] = dict(self.stats, heap=self.heap, time_scale=self.scale, flash=dict(self.flash),
+                               notes=[n[1] for n in self.notes])
         return res
 
 

@@ -2,7 +2,10 @@
 
 Owns: one real MicroPython unix-port process on a pseudo-terminal whose
 filesystem root "/" is a host folder (a Python VFS mounted at start-up, with
-an optional byte quota so "flash full" can be shown), and a TCP bridge that
+an optional byte quota so "flash full" can be shown, and an optional flash
+gate that reports every mutating step to the host and waits for its
+go-ahead, so faithful mode can cut the power at an exact flash write), and
+a TCP bridge that
 shuttles bytes between the pty and one TCP client at a time. The process
 outlives client connections, like a board staying powered while a cable is
 re-plugged; `power_cycle()` restarts it, `kill()` pulls the plug mid-transfer.
@@ -31,6 +34,26 @@ _STARTUP = r'''
 import os
 _ROOT = %(root)r
 _QUOTA = %(quota)r
+_GATE = %(gate)r
+_gate = None
+
+
+def _step(kind, p):
+    # The flash gate (faithful mode): report a mutating step to the host and
+    # wait for its go-ahead. A host that cuts the power here kills the
+    # process instead of answering, so nothing past this step happens.
+    global _gate
+    if _GATE is None:
+        return
+    import socket
+    if _gate is None:
+        h, _, port = _GATE.rpartition(":")
+        _gate = socket.socket()
+        _gate.connect(socket.getaddrinfo(h, int(port))[0][-1])
+        _gate.send(b"flash\n")
+    _gate.send(("%%s %%s\n" %% (kind, p)).encode())
+    if _gate.recv(1) != b".":
+        raise SystemExit  # the host (the power) is gone
 
 
 class _QFile:
@@ -96,14 +119,19 @@ class _QuotaVfs:
         pass
 
     def open(self, p, m):
-        if _QUOTA is None or not ("w" in m or "a" in m or "+" in m):
-            return self.i.open(p, m)  # a native stream: import and json.load need one
-        if "w" in m:
-            try:
-                self.used -= self.i.stat(p)[6]
-            except OSError:
-                pass
-        return _QFile(self, self.i.open(p, m))
+        writing = "w" in m or "a" in m or "+" in m
+        if _QUOTA is None or not writing:
+            f = self.i.open(p, m)  # a native stream: import and json.load need one
+        else:
+            if "w" in m:
+                try:
+                    self.used -= self.i.stat(p)[6]
+                except OSError:
+                    pass
+            f = _QFile(self, self.i.open(p, m))
+        if writing:
+            _step("open", p)  # after the open: the (empty) file exists, as LittleFS commits the entry
+        return f
 
     def ilistdir(self, p):
         return self.i.ilistdir(p)
@@ -121,6 +149,7 @@ class _QuotaVfs:
         return self.i.mkdir(p)
 
     def remove(self, p):
+        _step("remove", p)
         try:
             self.used -= self.i.stat(p)[6]
         except OSError:
@@ -130,6 +159,7 @@ class _QuotaVfs:
     def rename(self, a, b):
         # A rooted VfsPosix prefixes both paths into one shared buffer in
         # this port, so rename through an unrooted one with full host paths.
+        _step("rename", b)
         raw = os.VfsPosix()
         return raw.rename(_ROOT + "/" + a.lstrip("/"), _ROOT + "/" + b.lstrip("/"))
 
@@ -158,13 +188,18 @@ def micropython_path():
 class MpBoard:
     """A unix-port MicroPython process on a pty behind a one-client TCP bridge."""
 
-    def __init__(self, root, quota=None, heap="256k", micropython=None, run=None, env=None):
+    def __init__(self, root, quota=None, heap="256k", micropython=None, run=None, env=None, flash_gate=None):
         """root: host folder that is the board's "/". quota: bytes the board's
         flash may hold (None: unlimited). run: optional board-side script
         (a path on the board, e.g. "/main.py") executed instead of the REPL,
         as a board runs main.py at boot. env: extra environment variables of
         the process (faithful mode: PANIC_PERIPH, where firmware/board_unix.py
-        finds its peripherals)."""
+        finds its peripherals). flash_gate: "host:port" of a flash gate
+        (faithful mode): the board's filesystem then reports every mutating
+        step (a line "open|rename|remove <path>") on a TCP connection that
+        starts with the line "flash", and waits for one byte "." before it
+        goes on, so the host can count flash writes and pull the power at an
+        exact step (None: no gate)."""
         self.root = os.path.abspath(root)
         os.makedirs(self.root, exist_ok=True)
         self.quota = quota
@@ -172,6 +207,7 @@ class MpBoard:
         self.exe = micropython or micropython_path()
         self.run = run
         self.env = dict(env or {})
+        self.flash_gate = flash_gate
         self.proc = None
         self._master = None
         self._lsock = None
@@ -201,7 +237,7 @@ class MpBoard:
         import tempfile
 
         fd, self._startup = tempfile.mkstemp(suffix=".py", prefix="mpboard-")
-        body = _STARTUP % {"root": self.root, "quota": self.quota}
+        body = _STARTUP % {"root": self.root, "quota": self.quota, "gate": self.flash_gate}
         if self.run:
             body += "\nexec(open(%r).read())\n" % self.run
         with os.fdopen(fd, "w") as f:

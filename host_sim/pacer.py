@@ -37,6 +37,15 @@ class Pacer:
         self._sim0 = self.clock.now
         self.paused = False
 
+    def set_scale(self, time_scale):
+        """Run faster (or slower) from now on; simulated time so far is kept."""
+        if time_scale <= 0:
+            raise ValueError("time_scale must be > 0, got %r" % time_scale)
+        if not self.paused:
+            self._sim0 = self.sim_now()
+            self._wall0 = self._mono()
+        self.time_scale = float(time_scale)
+
     def sim_now(self):
         """Simulated ms that correspond to the wall clock now (the clock's
         now while paused)."""

@@ -41,6 +41,7 @@ class World:
         self.events = []  # [{t_ms, end_ms, kind, detail}] as they happened
         self.powered = True
         self.dead = False
+        self.never_back = False  # the last power cut is never restored (the device is gone for good)
         self._h = {}
         self._brown_timer = None
         self._flash_cuts = []  # durations of armed at_flash_write cuts
@@ -121,6 +122,7 @@ class World:
             return
         now = self.clock.now
         self.powered = False
+        self.never_back = duration_ms is None
         self.energy.set_connected(False, now)
         self.gnss.power(False, now)
         self.gnss.lose_backup()

@@ -83,3 +83,17 @@ def test_a_paused_pacer_holds_simulated_time_until_resumed():
     w.t += 0.1
     p.tick()
     assert seen == [0, 5000] and p.max_lag_ms == 0
+
+
+def test_set_scale_keeps_the_time_so_far_and_runs_faster_from_now():
+    w = FakeWall()
+    c = Clock()
+    p = Pacer(c, time_scale=10.0, monotonic=w.monotonic, sleep=w.sleep)
+    w.t += 2.0
+    assert p.sim_now() == 20_000
+    p.set_scale(1000.0)  # e.g. the device died: only the receiver's supervision is left
+    assert p.sim_now() == 20_000
+    w.t += 1.0
+    assert p.sim_now() == 1_020_000
+    with pytest.raises(ValueError):
+        p.set_scale(0)

@@ -65,7 +65,7 @@ def test_power_cut_disconnects_battery_and_gnss_then_restores():
     w.clock.run_until(61_000)
     assert not w.powered and not w.gnss.on and w.battery_mv() == 0
     w.clock.run_until(71_000)
-    assert w.powered and w.battery_mv() > 3000
+    assert w.powered and w.battery_mv() > 3000 and not w.never_back
     assert [e[:2] for e in log if e[0] == "power"] == [("power", False), ("power", True)]
     # the GNSS lost its backup: the next start is cold
     w.set_state("gnss", "acquire")
@@ -77,9 +77,9 @@ def test_flash_write_cut_is_armed_then_taken_by_the_flash():
     log, h = recorder()
     w.start(h)
     w.clock.run_until(90_000)
-    assert ("arm_flash_cut", 2, 60_000) in log and w.powered
+    assert ("arm_flash_cut", 2, 60_000) in log and w.powered and not w.never_back
     w.flash_cut()  # the simulated flash reached its 2nd write
-    assert not w.powered
+    assert not w.powered and w.never_back  # the device is gone for good
     w.run()
     assert not w.powered  # never restored
     assert w.events[-1]["detail"] == "at flash write"
