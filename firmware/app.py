@@ -297,7 +297,7 @@ class App:
                 if self.board.time() is None and fr.time:
                     self.board.set_time(fr.time)
                 # on_frame returns only verified ACK frames: the body is an Ack
-                self.note("ack %s %d" % (F.TYPE_NAMES.get(ftype, "?"), fr.body.acked_seq))  # pyright: ignore[reportAttributeAccessIssue]
+                self.note("ack %s %d" % (F.TYPE_NAMES.get(ftype or 0, "?"), fr.body.acked_seq))  # pyright: ignore[reportAttributeAccessIssue]
                 self.ctl.on_ack(ftype, fr, now)
                 if self.ack_hook is not None:
                     self.ack_hook(ftype, fr, now)
