@@ -235,6 +235,10 @@ class App:
         elif not quiet and self.asleep:
             self.asleep = False
             self.t.wake(now)
+        # what this step queued (a send, a wake, an SMS) starts now, not at
+        # the next step: that could be a retry back-off later, making the
+        # first ALERT late and its retry a duplicate right behind it
+        t_wait = min(t_wait, self.t.poll(now))
         wait = min(t_wait, c_wait, o_wait, _IDLE_MAX_MS, self.next_battery - now)
         bd = self.button.next_deadline(now)
         if bd is not None and bd < wait:

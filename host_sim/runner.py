@@ -16,9 +16,10 @@ it: its own deadline (capped like main.py at 30 s), the emulator's next
 output, a button edge, the end of each GNSS burst while the receiver is
 powered (the UART wakes the CPU; the App reads the burst as soon as it is
 complete, so the fix tracker always holds the latest epoch), power
-returning. After a step that produced transport events or
-left a request for the engine, it is stepped again at the same instant
-(as the device's main loop would). A 24 h day is a few hundred thousand
+returning. After a step that produced transport events it is stepped
+again at the same instant. A request the App left for the engine is not
+re-stepped for: the App starts it in the same step (App.step polls the
+transport again at its end), and a regression there shows as latency. A 24 h day is a few hundred thousand
 events.
 
 Power cuts: the world cuts the battery (at a time, or at the n-th flash
@@ -447,8 +448,7 @@ class Runner:
         else:
             b.idle(wait)
         self._modem_state()
-        eng = self.t.inner.engine
-        if (self.t.n_events != n0 or (eng._req is not None and eng._job is None)) and self._same < SAME_INSTANT_MAX:
+        if self.t.n_events != n0 and self._same < SAME_INSTANT_MAX:
             self._same += 1
             self._schedule(now)
             return

@@ -1,0 +1,77 @@
+"""The whole device's main-loop step: sentences that waited in the UART
+buffer while the loop idled are never reported as a live fix, and a request
+the step queued for the transport starts in that same step. (Its own file so
+each fits the MicroPython heap; the alert's life is in test_fw_app.py.)"""
+
+from fw_child import IN_PLACE, delegate
+from fw_world import FakeReceiver, make_app, presses, run_until
+
+from protocol import frame as F
+
+if IN_PLACE:  # else the tests run in a child VM (fw_child.py)
+    from firmware.fs import MemFs
+
+
+def test_sentences_that_waited_in_the_uart_while_idle_are_never_reported_live():
+    # the loop idled 40 s; the UART buffer kept the sentences of that gap's
+    # start. An SOS then must report them as a last fix of that age, not live.
+    from firmware.fix import FixTracker
+    from nmeautil import ck
+
+    rx = FakeReceiver()
+    app, board, tr = make_app(MemFs(), rx, fix=FixTracker())
+    def epoch(hms):
+        return (ck("GPGGA,%s.00,5130.0000,N,00007.5000,W,1,08,0.9,35.0,M,45.0,M,," % hms)
+                + ck("GPRMC,%s.00,A,5130.0000,N,00007.5000,W,0.0,0.0,281126,,,A" % hms))
+
+    board.gnss.feed(epoch("120000"))
+    run_until(app, board, 3000)  # boot, fix read while fresh
+    board.gnss.feed(epoch("120003"))  # the next epoch, then nothing read for 40 s
+    now = presses(app, board, 3, 43000)
+    run_until(app, board, now + 2000)
+    (alert,) = rx.of(F.ALERT)
+    b = alert.body
+    assert b.source == F.SRC_LAST_FIX and b.age >= 38, (b.source, b.age)
+    assert app.gnss_backlog >= 1
+
+
+def test_an_alert_queued_in_a_step_starts_on_the_transport_in_that_step():
+    # the modem engine starts a queued request only when polled: a step that
+    # queues the ALERT and then sleeps its whole wait would put it on the air
+    # a retry back-off late, and its retry right behind it
+    from firmware.fake_transport import FakeTransport
+
+    class Engine(FakeTransport):
+        """Queues sends as the engine does; poll() starts them."""
+
+        def __init__(self, rx):
+            FakeTransport.__init__(self, rx.deliver, rx.deliver_sms)
+            self.queued = []
+            self.started = []
+
+        def send_frame(self, raw, now):
+            self.queued.append(bytes(raw))
+            return True
+
+        def poll(self, now):
+            while self.queued:
+                raw = self.queued.pop(0)
+                self.started.append((now, raw))
+                FakeTransport.send_frame(self, raw, now)
+            return FakeTransport.poll(self, now)
+
+    rx = FakeReceiver()
+    t = Engine(rx)
+    app, board, _ = make_app(MemFs(), rx, tr=t)
+    run_until(app, board, 3000)
+    n = len(t.started)
+    board.level = 0
+    end = presses(app, board, 3, 5000)
+    sos = end - 100 + 1000  # the detector decides 1 s after the last release
+    board.now = sos
+    app.step(sos)  # the step in which the SOS fires and the ALERT is queued
+    started = [(at, raw) for at, raw in t.started[n:] if F.peek(raw)[0] == F.ALERT]
+    assert started and started[0][0] == sos, (started[:1], sos)
+
+
+delegate(globals(), "test_fw_app_loop")
