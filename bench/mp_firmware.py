@@ -100,9 +100,9 @@ class Modem:
         self.down += 1
         self.acks += 1
         cmds = []
-        # a retransmitted frame gets a second ACK; the device drops the
-        # commands of an ACK naming a seq it has already seen acknowledged,
-        # so the listen-in request goes on the first ACK of a seq
+        # a retransmitted frame gets a second ACK; the listen-in request
+        # goes on the first ACK of a seq, once (the device would act on it
+        # on either: firmware/outbox.py on_frame)
         first = seq not in self.acked
         self.acked.append(seq)
         if self.b.now >= SOS_AT + 40000 and not self.listen and first:
