@@ -203,16 +203,16 @@ def test_mpremote_cli_with_resume_works_against_the_bridge(board, tmp_path):
     assert board.proc.poll() is None  # the "board" survived the session
 
 
-def test_boot_shim_runs_the_release_named_by_the_manifest(board, release, tmp_path):
-    """Boot the board through /main.py: the shim must find firmware.main in
-    the app folder the manifest names, and call its main()."""
+def _install_with_main(board, release, tmp_path, source):
+    """Install `release` with firmware/main replaced by `source` (compiled
+    with mpy-cross) and power-cycle the board through /main.py; returns the
+    manifest."""
     import subprocess
-    import time
 
     from tools.mpy_compile import mpy_cross_path
 
     src = tmp_path / "main.py"
-    src.write_text("def main():\n    import sys\n    sys.stdout.write('APP RUNNING FROM ' + __file__ + chr(10))\n")
+    src.write_text(source)
     mpy = tmp_path / "main.mpy"
     subprocess.run([mpy_cross_path(), "-o", str(mpy), str(src)], check=True)
     files = dict(release)
@@ -220,6 +220,16 @@ def test_boot_shim_runs_the_release_named_by_the_manifest(board, release, tmp_pa
     with Board(board.url) as b:
         m = FL.install(b, files, "v", "")
     board.power_cycle(run="/main.py")
+    return m
+
+
+def test_boot_shim_runs_the_release_named_by_the_manifest(board, release, tmp_path):
+    """Boot the board through /main.py: the shim must find firmware.main in
+    the app folder the manifest names, and call its main()."""
+    import time
+
+    m = _install_with_main(board, release, tmp_path,
+                           "def main():\n    import sys\n    sys.stdout.write('APP RUNNING FROM ' + __file__ + chr(10))\n")
     got = b""
     with socket.create_connection(("127.0.0.1", board.port)) as s:
         s.settimeout(0.2)
@@ -236,19 +246,7 @@ def test_boot_shim_stays_silent_when_the_release_cannot_start(board, release, tm
     """A release whose firmware.main raises at import (here: MemoryError,
     as on a board with too little heap) prints no traceback on the USB
     serial: a probe sees a dead port."""
-    import subprocess
-
-    from tools.mpy_compile import mpy_cross_path
-
-    src = tmp_path / "main.py"
-    src.write_text("raise MemoryError('memory allocation failed')\n")
-    mpy = tmp_path / "main.mpy"
-    subprocess.run([mpy_cross_path(), "-o", str(mpy), str(src)], check=True)
-    files = dict(release)
-    files["firmware/main.mpy"] = mpy.read_bytes()
-    with Board(board.url) as b:
-        FL.install(b, files, "v", "")
-    board.power_cycle(run="/main.py")
+    _install_with_main(board, release, tmp_path, "raise MemoryError('memory allocation failed')\n")
     with socket.create_connection(("127.0.0.1", board.port)) as s:
         s.sendall(b"help\r\n")
         s.settimeout(1.5)
