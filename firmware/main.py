@@ -1,7 +1,8 @@
 """The device's main loop: build the board, load the config, run the App
 forever.
 
-Owns: the outermost loop, the firmware's clock and crash recovery. Each
+Owns: the outermost loop, the firmware's clock and crash recovery (one
+pass at a time in firmware/loop.py, which run() steps forever). Each
 pass: now = ms since the App was built (accumulated with ticks_diff, so it
 never wraps), wait = app.step(now), feed the watchdog, then sleep until the next deadline (light
 sleep when only the button can need us, otherwise a plain wait so the UARTs
@@ -140,57 +141,16 @@ def make_transport(board, cfg):
 
 def run(board, fs=None, transport_factory=make_transport, steps=-1, app_kw=None):
     """The loop. steps < 0: forever (the device); a test or the simulator
-    passes a count and app_kw (extra App arguments: fix, button, rand)."""
-    from firmware.alert import FAULT_EXCEPTION
-    from firmware.app import App, record_fault
-    from firmware.fs import Fs
+    passes a count and app_kw (extra App arguments: fix, button, rand).
+    Returns the number of failures in a row at the end."""
+    from firmware.loop import Loop
 
-    if fs is None:
-        fs = Fs(board.flash_dir)
-    failures = 0
+    loop = Loop(board, fs, transport_factory, app_kw)
     while steps != 0:
-        try:
-            cfg = load_config(fs)
-            t = transport_factory(board, cfg) if cfg.usable else None
-            # `now` for the firmware never wraps: ticks_ms() wraps (2^30 ms,
-            # 12.4 days on ESP32), so it is accumulated through ticks_diff()
-            last = board.ticks_ms()
-            now = 0
-            app = App(board, cfg, t, now, fs=fs, **(app_kw or {}))
-            diag = make_console(app, board, fs)
-            lock = diag.persist_state() if diag is not None else None
-            while steps != 0:
-                if steps > 0:
-                    steps -= 1
-                tk = board.ticks_ms()
-                now += board.ticks_diff(tk, last)
-                last = tk
-                wait = app.step(now)
-                if diag is not None:
-                    lock = serve_console(diag, board, fs, now, lock)
-                    if diag.active() and wait > SESSION_WAKE_MS:
-                        wait = SESSION_WAKE_MS
-                board.feed_watchdog()
-                failures = 0
-                if wait > MAX_SLEEP_MS:
-                    wait = MAX_SLEEP_MS
-                if wait > 0:
-                    if app.can_light_sleep() and (diag is None or not diag.active()):
-                        board.light_sleep(wait)
-                    else:
-                        board.idle(wait)
-        except Exception:  # noqa: BLE001 - anything at all: record, back off, restart
-            if steps > 0:
-                steps -= 1
-            failures += 1
-            try:
-                record_fault(fs, FAULT_EXCEPTION)
-            except Exception:
-                pass
-            board.feed_watchdog()
-            back = 1000 << (failures - 1 if failures < 7 else 6)
-            board.idle(back if back < MAX_BACKOFF_MS else MAX_BACKOFF_MS)
-    return failures
+        if steps > 0:
+            steps -= 1
+        loop.step()
+    return loop.failures
 
 
 def main():
