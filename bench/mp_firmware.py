@@ -1,7 +1,11 @@
 """Runs on MicroPython: the whole firmware through one alert, for
 bench/bench_firmware.py (which compiles it to .mpy and finds its min heap).
+On the unix port it runs itself when imported; on the webassembly port
+bench/wasm_firmware.mjs drives it pass by pass (rebase, setup, tick, note,
+report: see the end of this file).
 
-firmware.main.run() on a FakeBoard with everything the device has busy at
+The device's main loop (firmware.loop.Loop, what firmware.main.run steps
+forever) on a FakeBoard with everything the device has busy at
 once: config.json read from flash and validated, the real SIM7600 engine
 (firmware.modem) on a scripted modem, the real button detector fed pin
 levels (3 presses: SOS; later 5 presses: duress cancel), the real NMEA
@@ -15,8 +19,10 @@ as a MemoryError) ends the run with exit status 1.
 Prints `RESULT base B peak P at T frames F sms S calls C acks A`: B is the
 heap in use before any firmware module is imported (this harness's own
 code), P the highest heap in use after a loop pass (measured after
-gc.collect() at every watchdog feed), T when; then `LOADED` and the project
-modules loaded at that peak.
+gc.collect() at every watchdog feed, or on webassembly after the collection
+that follows each pass), T when; then `LOADED` and the project modules
+loaded at that peak; on webassembly also `DIRTY D`, the most in use at the
+end of a pass before its garbage was collected.
 """
 
 import binascii
@@ -175,10 +181,25 @@ def presses(at, n):
 PRESSES = presses(SOS_AT, 3) + presses(DURESS_AT, 5)
 
 
-def main():
+WASM = sys.platform == "webassembly"
+peak = [0, 0, []]   # heap in use, when, project modules loaded then
+state = {"loop": None, "modem": None, "crash": False, "total": 0, "grew": False, "dirty": 0}
+
+
+def sample(now):
+    a = gc.mem_alloc()
+    if a > peak[0]:
+        peak[0] = a
+        peak[1] = now
+        peak[2] = [k for k in sys.modules if k.startswith("firmware") or k.startswith("protocol")]
+
+
+def setup():
+    """The device as firmware.main builds it, on the harness's board;
+    returns its main loop (firmware.loop.Loop)."""
     from firmware.board_fake import FakeBoard
     from firmware.fs import MemFs
-    from firmware import main as M
+    from firmware.loop import Loop
     from protocol.crypto import DeviceKeys
 
     class Board(FakeBoard):
@@ -190,16 +211,11 @@ def main():
 
         def feed_watchdog(self):
             self.feeds += 1
-            gc.collect()
-            a = gc.mem_alloc()
-            if a > peak[0]:
-                peak[0] = a
-                peak[1] = self.now
-                peak[2] = [k for k in sys.modules if k.startswith("firmware") or k.startswith("protocol")]
+            gc.collect()  # webassembly: a collection when the pass returns to JS
+            if not WASM:
+                sample(self.now)
             if self.now >= END:
                 raise SystemExit(0)
-
-    peak = [0, 0, []]
     board = Board()
     for a, b in PRESSES:
         board.wakes += [a, b]
@@ -220,28 +236,82 @@ def main():
     fs.write_atomic("config.json", CONFIG)
     modem.drop = 6  # the ALERT's first tries go unanswered: retries and SMS fallback
 
-    # main.run survives any exception (a MemoryError included) by recording a
-    # fault and rebuilding the App. Here that must fail the run, or too small
-    # a heap would pass as quiet restarts. Nothing below may allocate.
-    crash = [False]
+    # The main loop survives any exception (a MemoryError included) by
+    # recording a fault and rebuilding the App. Here that must fail the
+    # run, or too small a heap would pass as quiet restarts.
     stop = SystemExit(3)
 
     def crashed(fs, code):
-        crash[0] = True
+        state["crash"] = True
         raise stop
 
     import firmware.app
     firmware.app.record_fault = crashed
-    try:
-        M.run(board, fs)
-    except SystemExit:
-        pass
-    if crash[0]:
+    state["modem"] = modem
+    state["loop"] = Loop(board, fs)
+    return state["loop"]
+
+
+def report():
+    if state["crash"]:
         print("CRASHED: the main loop restarted (out of memory?)")
-        sys.exit(1)
+        return 1
+    if state["grew"]:
+        print("GREW: the heap had to grow past its size")
+        return 1
+    modem = state["modem"]
     print("RESULT base %d peak %d at %d frames %d sms %d calls %d acks %d" % (
         BASE, peak[0], peak[1], modem.frames, modem.sms, modem.calls, modem.acks))
     print("LOADED " + " ".join(sorted(peak[2])))
+    if WASM:
+        print("DIRTY %d" % state["dirty"])
+    return 0
 
 
-main()
+def main():
+    loop = setup()
+    try:
+        while True:
+            loop.step()
+    except SystemExit:
+        pass
+    if report():
+        sys.exit(1)
+
+
+# The webassembly VM (bench/wasm_firmware.mjs) collects garbage only when a
+# call from JS returns, so there JS drives: rebase(), then tick() and
+# note() by turns until tick() says the scenario is over, then report().
+
+def rebase():
+    """After a collection: the harness's own heap, and the heap's size (its
+    free space counts what it could still grow by, which stays constant)."""
+    global BASE
+    BASE = gc.mem_alloc()
+    state["total"] = gc.mem_alloc() + gc.mem_free()
+
+
+def tick():
+    """One pass of the device's main loop; False when the run is over."""
+    try:
+        state["loop"].step()
+    except SystemExit:
+        return False
+    a = gc.mem_alloc()  # nothing was collected since the last pass: live + this pass's garbage
+    if a > state["dirty"]:
+        state["dirty"] = a
+    gc.collect()
+    return True
+
+
+def note():
+    """After the collection that follows a pass: the peak, and whether the
+    heap had to grow (where a fixed heap would have raised MemoryError)."""
+    sample(state["loop"].board.now)
+    if gc.mem_alloc() + gc.mem_free() > state["total"]:
+        state["grew"] = True
+    return not state["grew"]
+
+
+if not WASM:
+    main()
