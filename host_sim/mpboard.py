@@ -179,6 +179,80 @@ os.chdir("/")
 
 '''
 
+# A ROM partition, as on a port built with MICROPY_VFS_ROM: vfs.rom_ioctl
+# (the calls `mpremote romfs deploy` makes) on a bytearray saved to a host
+# file when a write ends; at start a valid image is mounted at /rom and
+# /rom, /rom/lib go on sys.path, as mp_init does on such a board.
+_ROM = r'''
+import sys
+import vfs as _real_vfs
+_ROMDIR, _ROMNAME, _ROMSIZE = %(romdir)r, %(romname)r, %(romsize)r
+_ROMBLOCK = 4096
+_romhost = _real_vfs.VfsPosix(_ROMDIR)
+_FF = b"\xff" * _ROMBLOCK
+_rom = bytearray(_ROMSIZE)
+
+
+def _erase(off, n):
+    for i in range(off, off + n, _ROMBLOCK):
+        k = min(_ROMBLOCK, off + n - i)
+        _rom[i:i + k] = _FF[:k]
+
+
+_erase(0, _ROMSIZE)
+try:
+    with _romhost.open("/" + _ROMNAME, "rb") as _f:
+        _f.readinto(_rom)
+except OSError:
+    pass
+
+
+def _rom_ioctl(op, *a):
+    if op == 1:
+        return 1
+    if a[0] != 0:
+        return -19  # ENODEV: one partition only
+    if op == 2:
+        return memoryview(_rom)
+    if op == 3:  # prepare (erase) (id, length) or (id, offset, length)
+        off, n = (0, a[1]) if len(a) == 2 else (a[1], a[2])
+        if off < 0 or off + n > _ROMSIZE:
+            return -22
+        _erase(off, n)
+        return 4
+    if op == 4:  # write (id, offset, buf)
+        off, buf = a[1], a[2]
+        if off < 0 or off + len(buf) > _ROMSIZE:
+            return -22
+        _rom[off:off + len(buf)] = buf
+        return 0
+    if op == 5:  # end of writing: the partition keeps it through a power cycle
+        with _romhost.open("/" + _ROMNAME, "wb") as f:
+            f.write(_rom)
+        return 0
+    if op == 6:
+        return _ROMBLOCK
+    return -22
+
+
+class _VfsWithRom:
+    pass
+
+
+_v = _VfsWithRom()
+for _k in dir(_real_vfs):
+    if not _k.startswith("__"):
+        setattr(_v, _k, getattr(_real_vfs, _k))
+_v.rom_ioctl = _rom_ioctl
+sys.modules["vfs"] = _v
+if _rom[:3] == b"\xd2\xcd\x31":
+    try:
+        _real_vfs.mount(_real_vfs.VfsRom(memoryview(_rom)), "/rom")
+        sys.path[1:1] = ["/rom", "/rom/lib"]
+    except OSError:
+        pass
+'''
+
 
 def micropython_path():
     cand = os.path.join(os.path.dirname(sys.executable), "micropython")
@@ -188,7 +262,8 @@ def micropython_path():
 class MpBoard:
     """A unix-port MicroPython process on a pty behind a one-client TCP bridge."""
 
-    def __init__(self, root, quota=None, heap="256k", micropython=None, run=None, env=None, flash_gate=None):
+    def __init__(self, root, quota=None, heap="256k", micropython=None, run=None, env=None, flash_gate=None,
+                 rom=None):
         """root: host folder that is the board's "/". quota: bytes the board's
         flash may hold (None: unlimited). run: optional board-side script
         (a path on the board, e.g. "/main.py") executed instead of the REPL,
@@ -199,7 +274,9 @@ class MpBoard:
         step (a line "open|rename|remove <path>") on a TCP connection that
         starts with the line "flash", and waits for one byte "." before it
         goes on, so the host can count flash writes and pull the power at an
-        exact step (None: no gate)."""
+        exact step (None: no gate). rom: bytes of a ROM partition
+        (vfs.rom_ioctl, as a port built with ROMFS has; kept in the host file
+        root + ".rom" across power cycles; None: a build without ROMFS)."""
         self.root = os.path.abspath(root)
         os.makedirs(self.root, exist_ok=True)
         self.quota = quota
@@ -208,6 +285,8 @@ class MpBoard:
         self.run = run
         self.env = dict(env or {})
         self.flash_gate = flash_gate
+        self.rom = rom
+        self.rom_file = self.root + ".rom"
         self.proc = None
         self._master = None
         self._lsock = None
@@ -238,6 +317,9 @@ class MpBoard:
 
         fd, self._startup = tempfile.mkstemp(suffix=".py", prefix="mpboard-")
         body = _STARTUP % {"root": self.root, "quota": self.quota, "gate": self.flash_gate}
+        if self.rom:
+            d, n = os.path.split(self.rom_file)
+            body += _ROM % {"romdir": d, "romname": n, "romsize": self.rom}
         if self.run:
             body += "\nexec(open(%r).read())\n" % self.run
         with os.fdopen(fd, "w") as f:

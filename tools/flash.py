@@ -271,8 +271,71 @@ def describe(m, bad):
     return "\n".join(lines)
 
 
+ROM = "rom"  # manifest "app" of a release in the ROM partition (mounted at /rom)
+
+
+def _mount_rom(board):
+    board.exec("import vfs\ntry:\n vfs.umount('/rom')\nexcept OSError:\n pass\n"
+               "vfs.mount(vfs.VfsRom(vfs.rom_ioctl(2, 0)), '/rom')")
+
+
+def flash_romfs(port, files, version, march, baud=115200, out=print, run=subprocess.run, connect=Board):
+    """Install `files` as a ROMFS image in the board's ROM partition
+    (`mpremote romfs deploy`), verify every file's sha256 under /rom, then
+    point the boot shim at it. Bytecode then runs in place from flash
+    instead of being loaded into the heap (docs/firmware.md: memory)."""
+    import json
+
+    from tools.romfs import image
+
+    wanted = {p: hashlib.sha256(d).hexdigest() for p, d in files.items()}
+    with connect(port, baud=baud) as board:
+        if not board.eval_json("hasattr(vfs, 'rom_ioctl') and vfs.rom_ioctl(1) > 0", setup="import vfs\n"):
+            raise DeviceError("this board's MicroPython has no ROM partition (vfs.rom_ioctl): flash a build "
+                              "with ROMFS enabled, or install without --romfs; nothing was changed")
+        old = read_manifest(board)
+        if old and old["app"] == ROM and old.get("files") == wanted:
+            m, bad = verify(board, old)
+            if not bad:
+                out("already up to date")
+                out(describe(m, bad))
+                return m
+        if old and old["app"] == ROM:
+            # the partition is about to be rewritten: until it verifies the
+            # board must not boot a half-written release
+            board.remove(MANIFEST)
+    data = image(files)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "release.romfs")
+        with open(path, "wb") as f:
+            f.write(data)
+        out("writing a %d-byte ROMFS image (%d files) to %s with mpremote" % (len(data), len(files), port))
+        p = run([sys.executable, "-m", "mpremote", "connect", port, "resume", "romfs", "deploy", path],
+                capture_output=True, text=True)
+    if p.returncode != 0 or "ROMFS image deployed" not in (p.stdout or ""):
+        said = ((p.stderr or "") + (p.stdout or "")).strip().splitlines()
+        raise DeviceError("mpremote romfs deploy failed: %s" % (said[-1] if said else "exit status %d" % p.returncode))
+    with connect(port, baud=baud) as board:
+        _mount_rom(board)
+        got = board.sha256(["/rom/" + q for q in sorted(files)])
+        bad = [q for q in sorted(files) if got.get("/rom/" + q) != wanted[q]]
+        if bad:
+            raise DeviceError("%d file(s) in the ROM partition did not read back correctly (first: %s); the board "
+                              "has no bootable release until this succeeds" % (len(bad), bad[0]))
+        if board.read(SHIM) != SHIM_SRC:
+            board.write_atomic(SHIM, SHIM_SRC)
+        manifest = {"format": 1, "app": ROM, "version": version, "march": march, "files": wanted}
+        board.write_atomic(MANIFEST, json.dumps(manifest, sort_keys=True).encode())
+        _clean_stale(board, ROM)
+        m, bad = verify(board)
+    out(describe(m, bad))
+    if bad:
+        raise DeviceError("the installed release does not verify")
+    return m
+
+
 def flash(port, image=None, baud=115200, flash_baud=460800, march="xtensawin", erase=False, src_root=REPO,
-          show_progress=True, on_file=None, out=print, run=subprocess.run, connect=Board):
+          show_progress=True, on_file=None, out=print, run=subprocess.run, connect=Board, romfs=False):
     if erase and not image:
         raise UsageError("--erase only makes sense with --micropython IMAGE")
     with tempfile.TemporaryDirectory() as tmp:
@@ -282,6 +345,8 @@ def flash(port, image=None, baud=115200, flash_baud=460800, march="xtensawin", e
         write_image(port, image, flash_baud, erase, run=run)
         time.sleep(2)  # the board reboots into the new image
     version = release_version(src_root)
+    if romfs:
+        return flash_romfs(port, files, version, march, baud=baud, out=out, run=run, connect=connect)
     with connect(port, baud=baud) as board:
         old, _ = verify(board)
         if old and old.get("files") == {p: hashlib.sha256(d).hexdigest() for p, d in files.items()}:
@@ -317,7 +382,7 @@ def cmd_flash(args):
             check(args.port, baud=args.baud)
             return 0
         flash(args.port, image=args.micropython, baud=args.baud, flash_baud=args.flash_baud, march=args.march,
-              erase=args.erase, show_progress=not args.quiet)
+              erase=args.erase, show_progress=not args.quiet, romfs=args.romfs)
     except DeviceError as e:
         print("panic flash: %s" % e, file=sys.stderr)
         return 1
@@ -333,5 +398,8 @@ def register(sub):
     p.add_argument("--flash-baud", type=int, default=460800, help="esptool baud rate (default 460800)")
     p.add_argument("--march", default="xtensawin", help="mpy-cross architecture ('' for portable bytecode)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--romfs", action="store_true",
+                   help="install into the board's ROM partition (MicroPython built with ROMFS): the code then runs "
+                        "in place from flash and leaves the heap to data")
     p.add_argument("--check", action="store_true", help="only report what is on the board and verify it; write nothing")
     p.set_defaults(func=cmd_flash)
