@@ -52,7 +52,7 @@ MODULES = [
     "protocol.errors", "protocol.crypto", "protocol.frame", "protocol.stream", "protocol.sms",
     "firmware.fs", "firmware.store", "firmware.board", "firmware.transport", "firmware.outbox", "firmware.settings",
     "firmware.alert", "firmware.nmea", "firmware.fix", "firmware.button", "firmware.app",
-    "firmware.config", "firmware.main", "firmware.modem.at", "firmware.modem.engine",
+    "firmware.config", "firmware.main", "firmware.loop", "firmware.modem.at", "firmware.modem.engine",
     "firmware.modem.sim7600", "firmware.modem.transport", "firmware.modem", "firmware.modem.services",
     "firmware.version", "firmware.diag", "firmware.diagprov",
     "firmware.board_fake", "firmware.fake_transport",
@@ -90,9 +90,20 @@ def _mp(script, heap, args):
     return out
 
 
-def import_cost(mod):
+ROM_MOUNT = """import os, sys, vfs
+_n = os.stat(%r)[6]
+_img = bytearray(_n)
+with open(%r, "rb") as _f:
+    _f.readinto(_img)
+vfs.mount(vfs.VfsRom(_img), "/rom")
+sys.path[:] = ["/rom"]
+"""
+
+
+def import_cost(mod, rom_image=None):
     """(bytes retained by importing mod after its dependencies, of which
-    interned-string pool bytes, number of new strings) in a fresh VM."""
+    interned-string pool bytes, number of new strings, the same bytes with
+    the modules imported in place from the ROMFS image) in a fresh VM."""
     out = _mp(_script("bench_fw_import.py", PROBE % ("", mod)), "1024k", [])
     deps = [m for m in out.split("MODS ")[1].split()[0].split(",") if m and m != mod]
     # importing the dependencies first isolates mod's own cost
@@ -100,7 +111,12 @@ def import_cost(mod):
     out = _mp(_script("bench_fw_import.py", PROBE % (pre, mod)), "1024k", [])
     q = _QSTR.findall(out)
     cost = int(out.split("COST ")[1].split()[0])
-    return cost, int(q[1][2]) - int(q[0][2]), int(q[1][0]) - int(q[0][0])
+    rom = None
+    if rom_image:
+        rout = _mp(_script("bench_fw_import.py", PROBE % (ROM_MOUNT % (rom_image, rom_image) + pre, mod)),
+                   "1024k", [])
+        rom = int(rout.split("COST ")[1].split()[0])
+    return cost, int(q[1][2]) - int(q[0][2]), int(q[1][0]) - int(q[0][0]), rom
 
 
 def _preload(mods):
@@ -286,15 +302,14 @@ def main():
         print("  smallest heap that never had to grow with GC only between passes: %d KB, of which harness %.1f KB"
               " (an upper bound: a board collects whenever an allocation fails)" % (wmin, kb(wbase)))
     print()
-    print("per-module import cost (fresh VM, dependencies imported first; .mpy loaded into the heap):")
-    print("%-26s %8s %8s %8s %6s" % ("module", "heap B", "strings", "n_str", ".mpy B"))
-    total = 0
+    print("per-module import cost (64-bit unix port, fresh VM, dependencies imported first; heap B: .mpy loaded"
+          " into the heap; ROMFS B: run in place from the release image):")
+    print("%-26s %8s %8s %8s %6s %8s" % ("module", "heap B", "strings", "n_str", ".mpy B", "ROMFS B"))
     for mod in MODULES:
-        cost, qbytes, nq = import_cost(mod)
+        cost, qbytes, nq, rom = import_cost(mod, img)
         path = _mpy_path(mod)
         mark = "*" if mod in loaded_mods else " "
-        print("%-26s %8d %8d %8d %6d %s" % (mod, cost, qbytes, nq, os.path.getsize(path), mark))
-        total += cost
+        print("%-26s %8d %8d %8d %6d %8d %s" % (mod, cost, qbytes, nq, os.path.getsize(path), rom, mark))
     print("(* loaded at the scenario's peak; 'strings' = growth of the interned-string pools, which "
           "MicroPython never frees; pools grow in steps, so one module may pay for its neighbours)")
     boot, alert, nframes = flash_per_alert()

@@ -34,6 +34,7 @@ def _tables():
 
 
 _S = _tables()
+_SHIFT = bytes((j + 4 * (j % 4)) % 16 for j in range(16))
 
 
 def _xt(a):
@@ -62,37 +63,37 @@ class aes:
             w.extend(bytes((w[b] ^ t[0], w[b + 1] ^ t[1], w[b + 2] ^ t[2], w[b + 3] ^ t[3])))
             i += 1
         self.w = bytes(w)
+        self.t = bytearray(16)
 
-    def _block(self, s):
-        w = self.w
+    def _block(self, s, o):
+        """Encrypt s[o:o+16] in place; allocates nothing (the C module's
+        only allocation is its output, and so is encrypt()'s here)."""
+        w, S, t, nr = self.w, _S, self.t, self.nr
         for j in range(16):
-            s[j] ^= w[j]
-        for r in range(1, self.nr + 1):
-            t = bytes(_S[s[(j + 4 * (j % 4)) % 16]] for j in range(16))  # SubBytes + ShiftRows
-            if r < self.nr:
+            s[o + j] ^= w[j]
+        for r in range(1, nr + 1):
+            for j in range(16):
+                t[j] = S[s[o + _SHIFT[j]]]  # SubBytes + ShiftRows
+            k = 16 * r
+            if r < nr:
                 for c in range(0, 16, 4):
                     a0, a1, a2, a3 = t[c], t[c + 1], t[c + 2], t[c + 3]
                     x = a0 ^ a1 ^ a2 ^ a3
-                    s[c] = a0 ^ x ^ _xt(a0 ^ a1)
-                    s[c + 1] = a1 ^ x ^ _xt(a1 ^ a2)
-                    s[c + 2] = a2 ^ x ^ _xt(a2 ^ a3)
-                    s[c + 3] = a3 ^ x ^ _xt(a3 ^ a0)
+                    s[o + c] = a0 ^ x ^ _xt(a0 ^ a1) ^ w[k + c]
+                    s[o + c + 1] = a1 ^ x ^ _xt(a1 ^ a2) ^ w[k + c + 1]
+                    s[o + c + 2] = a2 ^ x ^ _xt(a2 ^ a3) ^ w[k + c + 2]
+                    s[o + c + 3] = a3 ^ x ^ _xt(a3 ^ a0) ^ w[k + c + 3]
             else:
-                s[:] = t
-            k = 16 * r
-            for j in range(16):
-                s[j] ^= w[k + j]
+                for j in range(16):
+                    s[o + j] = t[j] ^ w[k + j]
 
     def encrypt(self, data):
         if len(data) % 16:
             raise ValueError("blocks of 16")
         out = bytearray(data)
-        blk = bytearray(16)
         for i in range(0, len(out), 16):
-            blk[:] = out[i:i + 16]
-            self._block(blk)
-            out[i:i + 16] = blk
-        return bytes(out)
+            self._block(out, i)
+        return out
 
 
 def selftest():

@@ -14,6 +14,12 @@ Used by the tool tests: `mpremote connect socket://127.0.0.1:PORT resume ...`
 and tools/flash.py work against it exactly as against a board (without
 `resume`, mpremote's soft reset would end the unix process).
 
+With `rom=BYTES` the board also has a ROM partition (vfs.rom_ioctl, as a
+port built with ROMFS has), so `mpremote romfs deploy` and `panic flash
+--romfs` work against it; the partition is a bytearray in the VM's heap,
+saved to the host file `<root>.rom`, and a valid image in it is mounted at
+/rom when the board starts.
+
 Never does: anything a real board would not (no host paths leak: "/" on the
 board is the root folder only). Stays in sync with: the unix port's
 user-VFS protocol (open, ilistdir, stat, statvfs, mkdir, remove, rename,
@@ -456,8 +462,10 @@ def main(argv=None):
     ap.add_argument("root", help="host folder that is the board's /")
     ap.add_argument("--quota", type=int, help="bytes of flash the board has")
     ap.add_argument("--run", help="board-side script to run instead of the REPL (e.g. /main.py)")
+    ap.add_argument("--rom", type=int, help="bytes of a ROM partition (for panic flash --romfs)")
+    ap.add_argument("--heap", default="256k", help="MicroPython heap (the ROM partition lives in it: add its size)")
     a = ap.parse_args(argv)
-    b = MpBoard(a.root, quota=a.quota, run=a.run).start()
+    b = MpBoard(a.root, quota=a.quota, run=a.run, rom=a.rom, heap=a.heap).start()
     print(b.url, flush=True)
     try:
         while True:
