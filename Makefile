@@ -31,7 +31,7 @@ test-mp: setup
 	@echo "== MicroPython suite (heap $(MP_HEAP)) =="
 	@rm -rf build/mp
 	@$(PY) tools/mpy_compile.py firmware protocol tests/device --march '' --out build/mp >/dev/null
-	@mkdir -p build
+	@$(PY) tools/romfs.py build/mp build/mp.romfs firmware protocol tests/device
 	$(MP) -X heapsize=$(MP_HEAP) tests/mp_runner.py --mpy build/mp --heap $(MP_HEAP)
 
 compile: setup

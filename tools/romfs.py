@@ -42,3 +42,43 @@ def image(files):
 
     add(tree)
     return w.finalise()
+
+
+def image_of_tree(root, tops):
+    """ROMFS image of every .mpy file under root/<top> for each top."""
+    import os
+
+    files = {}
+    for top in tops:
+        for d, _, names in os.walk(os.path.join(root, top)):
+            for n in names:
+                if n.endswith(".mpy"):
+                    p = os.path.join(d, n)
+                    with open(p, "rb") as f:
+                        files[os.path.relpath(p, root).replace(os.sep, "/")] = f.read()
+    if not files:
+        raise ValueError("no .mpy files under %s" % ", ".join(os.path.join(root, t) for t in tops))
+    return image(files)
+
+
+def main(argv=None):
+    """python tools/romfs.py ROOT OUT TOP [TOP ...]: image the .mpy files
+    under ROOT/TOP... (as compiled by tools/mpy_compile.py --out ROOT)."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) < 3:
+        print("usage: python tools/romfs.py ROOT OUT TOP [TOP ...]", file=sys.stderr)
+        return 2
+    try:
+        data = image_of_tree(args[0], args[2:])
+    except (OSError, ValueError) as e:
+        print("romfs: %s" % e, file=sys.stderr)
+        return 1
+    with open(args[1], "wb") as f:
+        f.write(data)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
