@@ -374,10 +374,13 @@ class Rig:
     fresh release and config); db: the receiver store (None: temp);
     master: receiver.masterkey.MasterKey (None: a fresh one). With root
     given, the device's key is read from its /data/config.json (the
-    device must already be registered in db, as `panic provision` does)."""
+    device must already be registered in db, as `panic provision` does).
+    rom: bytes of the board's ROM partition, for a root flashed with
+    `panic flash --romfs` (its image is in root + ".rom"); the VM's heap is
+    then `heap` plus the partition, which lives in it."""
 
     def __init__(self, scenario, root=None, db=None, master=None, time_scale=None, heap=None, start_utc_ms=None,
-                 duration_ms=None, device_id=DEVICE_ID):
+                 duration_ms=None, device_id=DEVICE_ID, rom=None):
         from receiver import masterkey
 
         self.sc = scenario if isinstance(scenario, SC.Scenario) else SC.load(scenario)
@@ -387,6 +390,7 @@ class Rig:
             self.sc.duration_ms = int(duration_ms)
         self.scale = float(time_scale or self.sc.time_scale or 1.0)
         self.heap = heap or DEFAULT_HEAP
+        self.rom = rom  # bytes of the board's ROM partition (a root flashed with --romfs), or None
         self._tmp = tempfile.mkdtemp(prefix="faithful-")
         self.root = root or os.path.join(self._tmp, "board")
         self.db = db or os.path.join(self._tmp, "receiver.db")
@@ -477,7 +481,12 @@ class Rig:
             "modem_faults": self._on_faults,
         })
         self.world.set_state("esp32", "idle")
-        self.board = MpBoard(self.root, heap=self.heap, run="/main.py",
+        heap = self.heap
+        if self.rom:  # the partition is a bytearray in the VM's heap: the firmware keeps `heap` beside it
+            h = self.heap.lower()
+            kb = int(h[:-1]) * (1024 if h.endswith("m") else 1) if h[-1:] in ("k", "m") else int(h) // 1024
+            heap = "%dk" % (kb + (self.rom + 1023) // 1024 + 1)
+        self.board = MpBoard(self.root, heap=heap, run="/main.py", rom=self.rom,
                              env={"PANIC_PERIPH": "127.0.0.1:%d" % self.periph.port},
                              flash_gate="127.0.0.1:%d" % self.periph.port).start()
         self.stats["boots"] += 1

@@ -9,6 +9,8 @@ import socket
 import threading
 import time
 
+import pytest
+
 from host_sim.faithful import Rig
 from host_sim.mpboard import MpBoard
 from host_sim import scenario as SC
@@ -41,7 +43,13 @@ def _wait(pred, timeout):
     return False
 
 
-def test_flash_provision_boot_then_field_selftest_and_receiver_shows_test(tmp_path, capsys):
+ROM = 256 * 1024
+
+
+@pytest.mark.parametrize("romfs", [False, True], ids=["files", "romfs"])
+def test_flash_provision_boot_then_field_selftest_and_receiver_shows_test(tmp_path, capsys, romfs):
+    """Once with the release copied as files, once in the ROM partition
+    (`panic flash --romfs`): the firmware then runs from /rom."""
     t_start = time.monotonic()
     root = str(tmp_path / "board")
     db = str(tmp_path / "receiver.db")
@@ -49,8 +57,8 @@ def test_flash_provision_boot_then_field_selftest_and_receiver_shows_test(tmp_pa
     mk.write_text(masterkey.generate_hex() + "\n")
     ekf = tmp_path / "keys" / "dev42.key"
     # 1. flash and provision over the board's serial URL, registering with a real receiver store
-    with MpBoard(root) as b:
-        assert cli.main(["flash", "--port", b.url, "--march", "", "--quiet"]) == 0
+    with MpBoard(root, rom=ROM if romfs else None, heap="640k" if romfs else "256k") as b:
+        assert cli.main(["flash", "--port", b.url, "--march", "", "--quiet"] + (["--romfs"] if romfs else [])) == 0
         assert cli.main(["provision", "--port", b.url, "--device-id", "42", "--receiver", "203.0.113.5:5000",
                          "--sms-number", "+447700900123", "--listen-number", "+447700900456", "--apn", "internet",
                          "--person-ref", "urn:arc:case:E2E-1", "--db", db, "--master-key-file", str(mk),
@@ -64,7 +72,8 @@ def test_flash_provision_boot_then_field_selftest_and_receiver_shows_test(tmp_pa
     st.close()
     # 2. power the board up with the real firmware, its world and the receiver on that store
     sc = SC.loads(SCENARIO, str(tmp_path / "desk.toml"))
-    rig = Rig(sc, root=root, db=db, master=masterkey.load(str(mk)), start_utc_ms=int(time.time() * 1000))
+    rig = Rig(sc, root=root, db=db, master=masterkey.load(str(mk)), start_utc_ms=int(time.time() * 1000),
+              rom=ROM if romfs else None)
     stop = threading.Event()
     rig.start()
 
@@ -103,6 +112,12 @@ def test_flash_provision_boot_then_field_selftest_and_receiver_shows_test(tmp_pa
         assert "labelled test" in text
         rep = json.loads((tmp_path / "rep.json").read_text())
         assert rep["passed"] and rep["status"]["firmware"] == FL.release_version()
+        m = json.loads((tmp_path / "board" / "manifest.json").read_text())
+        copies = [p.name for p in (tmp_path / "board").iterdir() if p.name.startswith("app-")]
+        if romfs:  # no copy of the code on the filesystem: the firmware that answered ran from /rom
+            assert m["app"] == "rom" and copies == []
+        else:
+            assert copies == [m["app"]]
         assert rep["status"]["device_id"] == 42 and rep["status"]["modem"]["sim"] == "READY"
         for secret in (cfg["key_hex"], cfg["engineer_key_hex"]):
             assert secret not in text and secret not in (tmp_path / "rep.json").read_text()
