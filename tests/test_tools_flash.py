@@ -352,3 +352,17 @@ def test_a_failed_rom_write_leaves_no_release_to_boot(rom_board, release, capsys
     assert not os.path.exists(os.path.join(rom_board.root, "manifest.json"))
     assert cli.main(["flash", "--port", rom_board.url, "--check"]) == 1
     assert "no application installed" in capsys.readouterr().out
+
+
+def test_a_rom_partition_too_small_is_refused_before_anything_changes(tmp_path, release, capsys):
+    b = MpBoard(str(tmp_path / "root"), heap="384k", rom=32 * 1024).start()
+    try:
+        with Board(b.url) as bd:
+            FL.install(bd, release, "v0", "")
+        before = open(os.path.join(b.root, "manifest.json")).read()
+        assert cli.main(["flash", "--port", b.url, "--march", "", "--romfs", "--quiet"]) == 1
+        err = capsys.readouterr().err
+        assert "ROM partition 32 KB" in err and "nothing was changed" in err
+        assert open(os.path.join(b.root, "manifest.json")).read() == before  # the copied release still boots
+    finally:
+        b.stop()

@@ -293,6 +293,13 @@ def flash_romfs(port, files, version, march, baud=115200, out=print, run=subproc
         if not board.eval_json("hasattr(vfs, 'rom_ioctl') and vfs.rom_ioctl(1) > 0", setup="import vfs\n"):
             raise DeviceError("this board's MicroPython has no ROM partition (vfs.rom_ioctl): flash a build "
                               "with ROMFS enabled, or install without --romfs; nothing was changed")
+        size = board.eval_json("len(_d) if not hasattr(_d, 'ioctl') else _d.ioctl(4, 0) * _d.ioctl(5, 0)",
+                               setup="import vfs\n_d = vfs.rom_ioctl(2, 0)\n")
+        data = image(files)
+        if not isinstance(size, int) or len(data) > size:
+            raise DeviceError("the release image is %d KB and the board's ROM partition %s; nothing was changed"
+                              % ((len(data) + 1023) // 1024,
+                                 "%d KB" % (size // 1024) if isinstance(size, int) and size >= 0 else "unusable"))
         old = read_manifest(board)
         if old and old["app"] == ROM and old.get("files") == wanted:
             m, bad = verify(board, old)
@@ -304,7 +311,6 @@ def flash_romfs(port, files, version, march, baud=115200, out=print, run=subproc
             # the partition is about to be rewritten: until it verifies the
             # board must not boot a half-written release
             board.remove(MANIFEST)
-    data = image(files)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "release.romfs")
         with open(path, "wb") as f:
