@@ -182,6 +182,8 @@ def _compact_encoder():
 
 
 to_json = _compact_encoder()  # also used by core.py for the decoded-frame column
+json_string = getattr(json.encoder, "c_encode_basestring_ascii", None) or json.encoder.encode_basestring_ascii
+"""A str as the encoder writes it, quotes included (for core.py's templates)."""
 _to_json = to_json
 
 
@@ -476,12 +478,11 @@ class SqliteStore:
             "INSERT INTO frames (device_id, seq, type, frame_time, arrival, transport, peer, raw, decoded, incident_id) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
-    def add_events(self, events):
+    def add_events(self, rows):
+        """rows: (time, kind, device_id, incident_id, body as JSON text)."""
         if not self._in_tx:
             self._write("bug")
-        self._db.executemany(
-            "INSERT INTO events (time, kind, device_id, incident_id, body) VALUES (?, ?, ?, ?, ?)",
-            [(e["time"], e["kind"], e.get("device_id"), e.get("incident_id"), _to_json(e)) for e in events])
+        self._db.executemany("INSERT INTO events (time, kind, device_id, incident_id, body) VALUES (?, ?, ?, ?, ?)", rows)
 
     _DEV_STATE = ("last_seen", "last_heartbeat", "battery", "csq", "battery_low", "silent", "lat_e7", "lon_e7",
                   "source", "accuracy_m", "pos_time")
