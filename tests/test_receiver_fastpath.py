@@ -170,6 +170,7 @@ steps = st.lists(st.tuples(
     st.one_of(st.integers(0, 31), st.just(F.UNKNOWN_CSQ)),
     st.one_of(st.integers(0, 3), st.floats(0, 5)),  # receiver clock step
     st.one_of(st.just(0), u32),  # frame time (0: the device had no clock)
+    st.integers(0, 2),  # how far the device moved
 ), min_size=1, max_size=8)
 
 
@@ -184,10 +185,11 @@ def test_an_incident_event_is_the_json_of_its_dict(script, person):
     d = Dev(31)
     ep = Endpoint.in_memory({31: d.key}, {31: person}, now=T0)
     now = T0
-    for ftype, duress, source, age, battery, csq, step, ftime in script:
+    for ftype, duress, source, age, battery, csq, step, ftime, moved in script:
         now += step
         ep.events.clear()
-        raw = d.frame(ftype, t=ftime, source=source, lat=515007292 if source else 0, lon=-1246254 if source else 0,
+        lat, lon = (515007292 + moved, -1246254 - 3 * moved) if source else (0, 0)
+        raw = d.frame(ftype, t=ftime, source=source, lat=lat, lon=lon,
                       accuracy=7, age=age, battery=battery, csq=csq, duress=duress and ftype == F.CANCEL)
         assert ep.on_tcp_frame(raw, now)
         for ev in ep.events:
