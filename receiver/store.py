@@ -21,7 +21,8 @@ through PRAGMA data_version.
 
 Interface for other back ends (PostgreSQL for several receiver nodes): the
 public methods of SqliteStore below, with the same meaning; the SQL is kept
-plain (no SQLite-only features beyond AUTOINCREMENT ids and the pragmas).
+plain (no SQLite-only features beyond AUTOINCREMENT ids on the rarely
+written tables and the pragmas).
 Must stay in sync with: docs/receiver.md (schema section), masterkey.py
 (sealed key layout), core.py (row meanings).
 """
@@ -139,6 +140,46 @@ MIGRATIONS = [
         device_id INTEGER,
         detail TEXT
     );
+    """,
+    # version 2: frames and events take their ids without AUTOINCREMENT.
+    # AUTOINCREMENT reads and rewrites sqlite_sequence for every row (about
+    # a third of the cost of inserting one). Without it a new id is the
+    # largest id + 1, which only repeats an id if the newest row were
+    # deleted, and the receiver never deletes frames (evidence) or events
+    # (watchers follow them by id). SQLite cannot drop AUTOINCREMENT from
+    # a table, so both are copied into new tables, ids kept.
+    """
+    CREATE TABLE frames_v2 (
+        id INTEGER PRIMARY KEY,
+        device_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        frame_time INTEGER NOT NULL,
+        arrival REAL NOT NULL,
+        transport TEXT NOT NULL,
+        peer TEXT,
+        raw BLOB NOT NULL,
+        decoded TEXT NOT NULL,
+        incident_id INTEGER,
+        UNIQUE (device_id, seq)
+    );
+    INSERT INTO frames_v2 (id, device_id, seq, type, frame_time, arrival, transport, peer, raw, decoded, incident_id)
+        SELECT id, device_id, seq, type, frame_time, arrival, transport, peer, raw, decoded, incident_id FROM frames ORDER BY id;
+    DROP TABLE frames;
+    ALTER TABLE frames_v2 RENAME TO frames;
+    CREATE TABLE events_v2 (
+        id INTEGER PRIMARY KEY,
+        time REAL NOT NULL,
+        kind TEXT NOT NULL,
+        device_id INTEGER,
+        incident_id INTEGER,
+        body TEXT NOT NULL
+    );
+    INSERT INTO events_v2 (id, time, kind, device_id, incident_id, body)
+        SELECT id, time, kind, device_id, incident_id, body FROM events ORDER BY id;
+    DROP TABLE events;
+    ALTER TABLE events_v2 RENAME TO events;
+    DELETE FROM sqlite_sequence WHERE name IN ('frames', 'events')
     """,
 ]
 
