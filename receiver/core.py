@@ -115,7 +115,7 @@ _FALSE_TRUE = ("false", "true")
 _U16, _NO_BATTERY, _NO_CSQ = F.UNKNOWN_U16, F.UNKNOWN_BATTERY, F.UNKNOWN_CSQ
 _REPORT_JSON = (
     '{"type":"%s","device_id":%d,"seq":%d,"time":%d,"flags":%d,"duress":%s,"battery_low":%s,"charging":%s,'
-    '"test":%s,"source":"%s","lat_e7":%d,"lon_e7":%d,"lat":%r,"lon":%r,"accuracy_m":%s,"age_s":%s,"battery":%s,'
+    '"test":%s,"source":"%s",%s,"accuracy_m":%s,"age_s":%s,"battery":%s,'
     '"csq":%s,"tlvs":[%s]}')
 _TLV_JSON = {
     F.T_CELL: lambda v: '{"tlv":"cell","mcc":%d,"mnc":%d,"tac":%d,"cell_id":%d,"rsrp":%d}' % v,
@@ -127,14 +127,22 @@ _TLV_JSON = {
 }
 
 
-def frame_json(fr, name):
+def _latlon(lat, lon):
+    """A position as '"lat_e7":..,"lon_e7":..,"lat":..,"lon":..' (JSON),
+    formatted once per frame for its decoded column and its event (float
+    formatting is much of their cost)."""
+    return '"lat_e7":%d,"lon_e7":%d,"lat":%r,"lon":%r' % (lat, lon, lat / 1e7, lon / 1e7)
+
+
+def frame_json(fr, name, latlon=None):
     """The `decoded` column of a stored frame: the JSON of
     jsonform.to_dict(fr), compact, formatted from one template instead of
     building a dict and encoding it (which cost as much as verifying the
     frame). tests/test_receiver_fastpath.py holds the two together over
     random frames, including unknown uplink TLVs numbered like downlink
     commands (0x81..0x83), stored as {"tlv": type, "hex": ...}. Uplink frames from F.decode only (a Report body,
-    bool flags); anything else takes the dict path."""
+    bool flags); anything else takes the dict path. latlon: _latlon() of
+    the frame's position, when the caller has it already."""
     b = fr.body
     if type(b) is not F.Report:
         return _to_json(jsonform.to_dict(fr))
@@ -144,8 +152,8 @@ def frame_json(fr, name):
         tlvs.append(f(v) if f is not None else '{"tlv":%d,"hex":"%s"}' % (t, v.hex()))
     return _REPORT_JSON % (
         name, fr.device_id, fr.seq, fr.time, b.flags, _FALSE_TRUE[b.duress is True], _FALSE_TRUE[b.battery_low is True],
-        _FALSE_TRUE[b.charging is True], _FALSE_TRUE[b.test is True], F.SOURCE_NAMES[b.source], b.lat, b.lon,
-        b.lat / 1e7, b.lon / 1e7, "null" if b.accuracy == _U16 else b.accuracy, "null" if b.age == _U16 else b.age,
+        _FALSE_TRUE[b.charging is True], _FALSE_TRUE[b.test is True], F.SOURCE_NAMES[b.source],
+        latlon or _latlon(b.lat, b.lon), "null" if b.accuracy == _U16 else b.accuracy, "null" if b.age == _U16 else b.age,
         "null" if b.battery == _NO_BATTERY else b.battery, "null" if b.csq == _NO_CSQ else b.csq, ",".join(tlvs))
 
 
@@ -264,25 +272,30 @@ _INC_EVENT_JSON = (
     '"test":%s,"label":%s,"duress":%s,"frame":{"type":%s,"seq":%d,"time":%d,"transport":%s},"position":%s,'
     '"position_in_frame":%s,"battery":%s,"csq":%s}')
 _POS_JSON = '{%s,"source":%s,"accuracy_m":%s,"fix_time":%s,"age_s":%s,"map":%s}'
-_LATLON = "_latlon"  # on a cached incident row: (lat_e7, lon_e7, their JSON, the map link's JSON)
 
 
-def _inc_event(kind, now, now_s, device, inc, label, fr, name, transport, pos_in_frame):
+_MAP = "_map"
+
+
+def _inc_event(kind, now, now_s, device, inc, label, fr, name, transport, pos_in_frame, latlon):
     """The Event for a frame that belongs to an incident, formatted from
     the rows without building its dict. now_s: str(now), formatted once
-    per batch (a 17-digit float costs about a microsecond to format)."""
+    per batch (a 17-digit float costs about a microsecond to format);
+    latlon: _latlon() of the frame's own position."""
     lat = inc["lat_e7"]
     if lat is None:
         pos = "null"
     else:
         lon = inc["lon_e7"]
-        c = inc.get(_LATLON)
-        if c is None or c[0] != lat or c[1] != lon:  # the position moved: format it again
-            c = inc[_LATLON] = (lat, lon, '"lat_e7":%d,"lon_e7":%d,"lat":%r,"lon":%r' % (lat, lon, lat / 1e7, lon / 1e7),
-                                _str(osm_link(lat, lon)))
+        rep = fr.body
+        if lat != rep.lat or lon != rep.lon:  # the incident keeps a newer fix than this frame's
+            latlon = _latlon(lat, lon)
+        link = inc.get(_MAP)  # (lat_e7, lon_e7, the map link's JSON) on the incident row
+        if link is None or link[0] != lat or link[1] != lon:
+            link = inc[_MAP] = (lat, lon, _str(osm_link(lat, lon)))
         ft = inc["pos_time"]
-        pos = _POS_JSON % (c[2], _str(inc["source"]), _num(inc["accuracy_m"]), _num(ft),
-                           "null" if ft is None else max(0, round(now - ft)), c[3])
+        pos = _POS_JSON % (latlon, _str(inc["source"]), _num(inc["accuracy_m"]), _num(ft),
+                           "null" if ft is None else max(0, round(now - ft)), link[2])
     iid = inc["id"]
     ikind = inc["kind"]
     body = _INC_EVENT_JSON % (
@@ -529,9 +542,11 @@ class Receiver:
                 w.mark(fr.seq)
                 out.status = ACCEPTED
                 name = out.type
-                evs, inc = self._apply(fr, name, device, incs, dirty_incs, now, transport)
+                latlon = _latlon(fr.body.lat, fr.body.lon)
+                evs, inc = self._apply(fr, name, device, incs, dirty_incs, now, transport, latlon)
                 iid = out.incident_id = None if inc is None else inc["id"]
-                frame_rows.append((dev, fr.seq, name, fr.time, now, transport, peer, raw, frame_json(fr, name), iid))
+                frame_rows.append((dev, fr.seq, name, fr.time, now, transport, peer, raw, frame_json(fr, name, latlon),
+                                   iid))
                 if evs:
                     out.raised = evs
                     events.extend(evs)
@@ -591,7 +606,7 @@ class Receiver:
         dirty[iid] = inc
         return inc
 
-    def _apply(self, fr, name, device, incs, dirty, now, transport):
+    def _apply(self, fr, name, device, incs, dirty, now, transport, latlon):
         """The incident rules for one new frame, on in-memory rows (device,
         incidents); the caller writes the changed rows once per batch.
         Returns ([Event], the incident the frame belongs to or None)."""
@@ -689,7 +704,7 @@ class Receiver:
             dirty[inc["id"]] = inc
             if ev_kind is not None:
                 events.append(_inc_event(ev_kind, now, self._now_s, device, inc, label, fr, name, transport,
-                                         pos is not None))
+                                         pos is not None, latlon))
         elif ev_kind is not None:
             p = _pos_dict(pos, now)
             if p is not None:
