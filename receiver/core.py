@@ -516,9 +516,12 @@ class Receiver:
         devices, incs, pending = st.load_batch({v[1].device_id for v in verified})
         dirty_incs = {}
         touched = {}
+        ack_time = int(now) & 0xFFFFFFFF
+        encode_raw, ack_type = F.encode_raw, F.ACK
         for i, fr, raw, transport, peer, keys in verified:
             out = outs[i]
             dev = fr.device_id
+            seq = fr.seq
             device = devices[dev]
             # the window object lives on the cached device row between
             # batches (the store drops the rows on rollback or when another
@@ -533,34 +536,36 @@ class Receiver:
                         w.mark(q)
                 device[_WINDOW_OBJ] = w
                 device["down_seq"] = device["down_seq"] or 0
-            verdict = w.check(fr.seq)
+            verdict = w.check(seq)
             if verdict == STALE:
-                self._reject(out, R_STALE, transport, peer, "older than the replay window", dev, fr.seq)
+                self._reject(out, R_STALE, transport, peer, "older than the replay window", dev, seq)
                 continue
             touched[dev] = device
             if verdict == NEW:
-                w.mark(fr.seq)
+                w.mark(seq)
                 out.status = ACCEPTED
                 name = out.type
                 latlon = _latlon(fr.body.lat, fr.body.lon)
                 evs, inc = self._apply(fr, name, device, incs, dirty_incs, now, transport, latlon)
                 iid = out.incident_id = None if inc is None else inc["id"]
-                frame_rows.append((dev, fr.seq, name, fr.time, now, transport, peer, raw, frame_json(fr, name, latlon),
-                                   iid))
+                frame_rows.append((dev, seq, name, fr.time, now, transport, peer, raw, frame_json(fr, name, latlon), iid))
                 if evs:
                     out.raised = evs
                     events.extend(evs)
             else:
                 out.status = DUPLICATE_S
                 self.counters["duplicate"] += 1
-            device["down_seq"] += 1
-            if device["down_seq"] >= 1 << 32:
+            down = device["down_seq"] = device["down_seq"] + 1
+            if down >= 1 << 32:
                 raise ReceiverError("downlink seq of device %d exhausted" % dev)
             cmds = ()
             if dev in pending or verdict == DUPLICATE:
-                cmds = st.commands_for_ack(dev, fr.seq, now)
+                cmds = st.commands_for_ack(dev, seq, now)
                 pending.discard(dev)
-            out.replies = [self._ack(keys, dev, device["down_seq"], now, fr.seq, cmds)]
+            if cmds:
+                out.replies = [self._ack(keys, dev, down, now, seq, cmds)]
+            else:  # the common case: the body is the acked seq alone (F.ack_bytes of Ack(seq, []))
+                out.replies = [encode_raw(keys, ack_type, dev, down, ack_time, _ACK_SEQ(seq))]
         st.insert_frames(frame_rows)
         st.add_events(map(_EVENT_ROW, events))
         st.save_devices(touched.values())
@@ -573,8 +578,7 @@ class Receiver:
         return events
 
     def _ack(self, keys, dev, down_seq, now, acked_seq, cmds):
-        if not cmds:  # the common case: the body is the acked seq alone (F.ack_bytes of Ack(seq, []))
-            return F.encode_raw(keys, F.ACK, dev, down_seq, int(now) & 0xFFFFFFFF, _ACK_SEQ(acked_seq))
+        """An ACK carrying operator commands (one without is sealed in _write)."""
         tlvs = {}
         for c in cmds:  # one TLV per command kind; the latest tracking interval wins
             t = _CMD_TLV[c["kind"]]
