@@ -31,8 +31,9 @@ late (seq below the seq that closed the latest incident) attach to that
 incident and raise nothing. A duplicate frame is ACKed again, raises
 nothing.
 
-Must stay in sync with: store.py (row meanings), docs/receiver.md,
-protocol/frame.py (types, flags, TLVs).
+Must stay in sync with: store.py (row meanings), docs/receiver.md (the
+event fields), watch.py (reads the events), protocol/frame.py (types,
+flags, TLVs).
 """
 
 import collections
