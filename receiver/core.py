@@ -273,9 +273,7 @@ _INC_EVENT_JSON = (
     '"test":%s,"label":%s,"duress":%s,"frame":{"type":%s,"seq":%d,"time":%d,"transport":%s},"position":%s,'
     '"position_in_frame":%s,"battery":%s,"csq":%s}')
 _POS_JSON = '{%s,"source":%s,"accuracy_m":%s,"fix_time":%s,"age_s":%s,"map":%s}'
-
-
-_MAP = "_map"
+_MAP = "_map"  # on a cached incident row: (lat_e7, lon_e7, the JSON of their map link)
 
 
 def _inc_event(kind, now, now_s, device, inc, label, fr, name, transport, pos_in_frame, latlon):
