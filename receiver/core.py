@@ -31,12 +31,15 @@ late (seq below the seq that closed the latest incident) attach to that
 incident and raise nothing. A duplicate frame is ACKed again, raises
 nothing.
 
-Must stay in sync with: store.py (row meanings), docs/receiver.md,
-protocol/frame.py (types, flags, TLVs).
+Must stay in sync with: store.py (row meanings), docs/receiver.md (the
+event fields), watch.py (reads the events), protocol/frame.py (types,
+flags, TLVs).
 """
 
 import collections
+import json
 import logging
+import operator
 import struct
 import time
 
@@ -78,7 +81,7 @@ class Outcome:
     """What happened to one frame. replies: ACK frames (no length prefix)
     to send back, empty unless status is accepted or duplicate."""
 
-    __slots__ = ("status", "reason", "device_id", "seq", "type", "replies", "events", "incident_id")
+    __slots__ = ("status", "reason", "device_id", "seq", "type", "replies", "raised", "incident_id")
 
     def __init__(self, status, reason=None, device_id=None, seq=None, ftype=None):
         self.status = status
@@ -87,8 +90,13 @@ class Outcome:
         self.seq = seq
         self.type = ftype
         self.replies = []
-        self.events = []
+        self.raised = ()  # the Events this frame raised
         self.incident_id = None
+
+    @property
+    def events(self):
+        """The events this frame raised, as dicts."""
+        return [e.as_dict() for e in self.raised]
 
     @property
     def acked(self):
@@ -108,7 +116,7 @@ _FALSE_TRUE = ("false", "true")
 _U16, _NO_BATTERY, _NO_CSQ = F.UNKNOWN_U16, F.UNKNOWN_BATTERY, F.UNKNOWN_CSQ
 _REPORT_JSON = (
     '{"type":"%s","device_id":%d,"seq":%d,"time":%d,"flags":%d,"duress":%s,"battery_low":%s,"charging":%s,'
-    '"test":%s,"source":"%s","lat_e7":%d,"lon_e7":%d,"lat":%r,"lon":%r,"accuracy_m":%s,"age_s":%s,"battery":%s,'
+    '"test":%s,"source":"%s",%s,"accuracy_m":%s,"age_s":%s,"battery":%s,'
     '"csq":%s,"tlvs":[%s]}')
 _TLV_JSON = {
     F.T_CELL: lambda v: '{"tlv":"cell","mcc":%d,"mnc":%d,"tac":%d,"cell_id":%d,"rsrp":%d}' % v,
@@ -120,14 +128,22 @@ _TLV_JSON = {
 }
 
 
-def frame_json(fr, name):
+def _latlon(lat, lon):
+    """A position as '"lat_e7":..,"lon_e7":..,"lat":..,"lon":..' (JSON),
+    formatted once per frame for its decoded column and its event (float
+    formatting is much of their cost)."""
+    return '"lat_e7":%d,"lon_e7":%d,"lat":%r,"lon":%r' % (lat, lon, lat / 1e7, lon / 1e7)
+
+
+def frame_json(fr, name, latlon=None):
     """The `decoded` column of a stored frame: the JSON of
     jsonform.to_dict(fr), compact, formatted from one template instead of
     building a dict and encoding it (which cost as much as verifying the
     frame). tests/test_receiver_fastpath.py holds the two together over
     random frames, including unknown uplink TLVs numbered like downlink
     commands (0x81..0x83), stored as {"tlv": type, "hex": ...}. Uplink frames from F.decode only (a Report body,
-    bool flags); anything else takes the dict path."""
+    bool flags); anything else takes the dict path. latlon: _latlon() of
+    the frame's position, when the caller has it already."""
     b = fr.body
     if type(b) is not F.Report:
         return _to_json(jsonform.to_dict(fr))
@@ -137,8 +153,8 @@ def frame_json(fr, name):
         tlvs.append(f(v) if f is not None else '{"tlv":%d,"hex":"%s"}' % (t, v.hex()))
     return _REPORT_JSON % (
         name, fr.device_id, fr.seq, fr.time, b.flags, _FALSE_TRUE[b.duress is True], _FALSE_TRUE[b.battery_low is True],
-        _FALSE_TRUE[b.charging is True], _FALSE_TRUE[b.test is True], F.SOURCE_NAMES[b.source], b.lat, b.lon,
-        b.lat / 1e7, b.lon / 1e7, "null" if b.accuracy == _U16 else b.accuracy, "null" if b.age == _U16 else b.age,
+        _FALSE_TRUE[b.charging is True], _FALSE_TRUE[b.test is True], F.SOURCE_NAMES[b.source],
+        latlon or _latlon(b.lat, b.lon), "null" if b.accuracy == _U16 else b.accuracy, "null" if b.age == _U16 else b.age,
         "null" if b.battery == _NO_BATTERY else b.battery, "null" if b.csq == _NO_CSQ else b.csq, ",".join(tlvs))
 
 
@@ -157,20 +173,29 @@ def osm_link(lat_e7, lon_e7):
 
 
 def _position(report, frame_time, arrival):
-    """Position dict with provenance, or None. fix_time: Unix time of the
-    fix (frame time minus the age the device reported)."""
+    """The frame's position as (lat_e7, lon_e7, source name, accuracy_m,
+    fix_time), or None. fix_time: Unix time of the fix (frame time minus
+    the age the device reported), None when the age is unknown."""
     if report.source == F.SRC_NONE:
         return None
-    base = frame_time if frame_time else arrival
-    age = None if report.age == F.UNKNOWN_U16 else report.age
-    fix_time = base - age if age is not None else None
+    age = report.age
+    return (report.lat, report.lon, F.SOURCE_NAMES[report.source],
+            None if report.accuracy == _U16 else report.accuracy,
+            None if age == _U16 else (frame_time if frame_time else arrival) - age)
+
+
+def _pos_dict(pos, arrival):
+    """A frame's position (from _position) as an event shows it."""
+    if pos is None:
+        return None
+    lat_e7, lon_e7, source, acc, fix_time = pos
     return {
-        "lat_e7": report.lat,
-        "lon_e7": report.lon,
-        "lat": report.lat / 1e7,
-        "lon": report.lon / 1e7,
-        "source": F.SOURCE_NAMES[report.source],
-        "accuracy_m": None if report.accuracy == F.UNKNOWN_U16 else report.accuracy,
+        "lat_e7": lat_e7,
+        "lon_e7": lon_e7,
+        "lat": lat_e7 / 1e7,
+        "lon": lon_e7 / 1e7,
+        "source": source,
+        "accuracy_m": acc,
         "fix_time": fix_time,
         "age_s": None if fix_time is None else max(0, round(arrival - fix_time)),
     }
@@ -191,6 +216,92 @@ def _inc_position(inc, now):
         "age_s": None if ft is None else max(0, round(now - ft)),
         "map": osm_link(inc["lat_e7"], inc["lon_e7"]),
     }
+
+
+# ---------------------------------------------------------------- events
+
+class Event:
+    """One event on its way to the store's feed and the listeners: its
+    columns and its JSON body (what `watch` and the JSON-lines feed read
+    back). The dict form is json.loads(body), made only when someone asks
+    (Outcome.events, the on_event listener): the server has no listener,
+    so an incident event is formatted once, straight from its values."""
+
+    __slots__ = ("time", "kind", "device_id", "incident_id", "body", "_dict")
+
+    def __init__(self, time, kind, device_id, incident_id, body, as_dict=None):
+        self.time = time
+        self.kind = kind
+        self.device_id = device_id
+        self.incident_id = incident_id
+        self.body = body
+        self._dict = as_dict
+
+    @classmethod
+    def of(cls, ev):
+        return cls(ev["time"], ev["kind"], ev.get("device_id"), ev.get("incident_id"), _to_json(ev), ev)
+
+    def as_dict(self):
+        d = self._dict
+        if d is None:
+            d = self._dict = json.loads(self.body)
+        return d
+
+    def __repr__(self):
+        return "<Event %s dev=%s incident=%s>" % (self.kind, self.device_id, self.incident_id)
+
+
+_EVENT_ROW = operator.attrgetter("time", "kind", "device_id", "incident_id", "body")
+_str = S.json_string  # a str as the JSON encoder writes it (quoted, escaped)
+
+
+def _num(v):
+    """A number or None as the JSON encoder writes it (str() of an int or a
+    finite float is what json writes)."""
+    return "null" if v is None else str(v)
+
+
+# An incident event (alert, alert_repeat, track, duress, cancel ...): the
+# JSON of the dict {time, kind, device_id, person_ref, incident_id,
+# incident_kind, incident_state, test, label, duress, frame: {type, seq,
+# time, transport}, position: {lat_e7, lon_e7, lat, lon, source,
+# accuracy_m, fix_time, age_s, map} or null, position_in_frame, battery,
+# csq}, keys in that order. tests/test_receiver_fastpath.py holds it to
+# json.dumps of that dict over random frames.
+_INC_EVENT_JSON = (
+    '{"time":%s,"kind":%s,"device_id":%d,"person_ref":%s,"incident_id":%d,"incident_kind":%s,"incident_state":%s,'
+    '"test":%s,"label":%s,"duress":%s,"frame":{"type":%s,"seq":%d,"time":%d,"transport":%s},"position":%s,'
+    '"position_in_frame":%s,"battery":%s,"csq":%s}')
+_POS_JSON = '{%s,"source":%s,"accuracy_m":%s,"fix_time":%s,"age_s":%s,"map":%s}'
+_MAP = "_map"  # on a cached incident row: (lat_e7, lon_e7, the JSON of their map link)
+
+
+def _inc_event(kind, now, now_s, device, inc, label, fr, name, transport, pos_in_frame, latlon):
+    """The Event for a frame that belongs to an incident, formatted from
+    the rows without building its dict. now_s: str(now), formatted once
+    per batch (a 17-digit float costs about a microsecond to format);
+    latlon: _latlon() of the frame's own position."""
+    lat = inc["lat_e7"]
+    if lat is None:
+        pos = "null"
+    else:
+        lon = inc["lon_e7"]
+        rep = fr.body
+        if lat != rep.lat or lon != rep.lon:  # the incident keeps a newer fix than this frame's
+            latlon = _latlon(lat, lon)
+        link = inc.get(_MAP)  # (lat_e7, lon_e7, the map link's JSON) on the incident row
+        if link is None or link[0] != lat or link[1] != lon:
+            link = inc[_MAP] = (lat, lon, _str(osm_link(lat, lon)))
+        ft = inc["pos_time"]
+        pos = _POS_JSON % (latlon, _str(inc["source"]), _num(inc["accuracy_m"]), _num(ft),
+                           "null" if ft is None else max(0, round(now - ft)), link[2])
+    iid = inc["id"]
+    ikind = inc["kind"]
+    body = _INC_EVENT_JSON % (
+        now_s, _str(kind), device["device_id"], _str(device["person_ref"]), iid, _str(ikind), _str(inc["state"]),
+        _FALSE_TRUE[ikind == S.KIND_TEST], _str(label), _FALSE_TRUE[bool(inc["duress"])], _str(name), fr.seq,
+        fr.time, _str(transport), pos, _FALSE_TRUE[pos_in_frame], _num(inc["battery"]), _num(inc["csq"]))
+    return Event(now, kind, device["device_id"], iid, body)
 
 
 class Batch:
@@ -242,6 +353,7 @@ class Receiver:
         self.low_battery_pct = low_battery_pct
         self.counters = collections.Counter()
         self._keys = {}  # device_id -> (sealed, DeviceKeys)
+        self._now_s = None  # the batch's clock reading as JSON (set by _write)
 
     # ------------------------------------------------------------ public API
 
@@ -316,13 +428,14 @@ class Receiver:
             self.counters["store error"] += 1
             for i, *_ in batch.verified:
                 o = outs[i]
-                o.status, o.reason, o.replies, o.events, o.incident_id = ERROR, "store error", [], [], None
+                o.status, o.reason, o.replies, o.raised, o.incident_id = ERROR, "store error", [], (), None
             return outs
         for o in outs:
             if o.status == ACCEPTED:
                 self.counters["accepted"] += 1
-        for ev in batch.events:
-            self._emit(ev)
+        if self.on_event is not None:
+            for ev in batch.events:
+                self._emit(ev.as_dict())
         return outs
 
     def tick(self, now=None):
@@ -340,7 +453,7 @@ class Receiver:
                 overdue = now - last - interval
                 if overdue > self.silent_margin_s:
                     self.store.update_device(d["device_id"], silent=1)
-                    ev = self._event("device_silent", now, d, None, label="DEVICE SILENT",
+                    ev = _event_dict("device_silent", now, d, None, label="DEVICE SILENT",
                                      silent_for_s=round(now - last), heartbeat_s=interval,
                                      last_seen=d["last_seen"])
                     self.store.add_event(ev)
@@ -396,14 +509,18 @@ class Receiver:
         memory, then one executemany per table. Returns the events."""
         st = self.store
         now = self.clock()
+        self._now_s = _num(now)
         events = []
         frame_rows = []
         devices, incs, pending = st.load_batch({v[1].device_id for v in verified})
         dirty_incs = {}
         touched = {}
+        ack_time = int(now) & 0xFFFFFFFF
+        encode_raw, ack_type = F.encode_raw, F.ACK
         for i, fr, raw, transport, peer, keys in verified:
             out = outs[i]
             dev = fr.device_id
+            seq = fr.seq
             device = devices[dev]
             # the window object lives on the cached device row between
             # batches (the store drops the rows on rollback or when another
@@ -418,33 +535,38 @@ class Receiver:
                         w.mark(q)
                 device[_WINDOW_OBJ] = w
                 device["down_seq"] = device["down_seq"] or 0
-            verdict = w.check(fr.seq)
+            verdict = w.check(seq)
             if verdict == STALE:
-                self._reject(out, R_STALE, transport, peer, "older than the replay window", dev, fr.seq)
+                self._reject(out, R_STALE, transport, peer, "older than the replay window", dev, seq)
                 continue
             touched[dev] = device
             if verdict == NEW:
-                w.mark(fr.seq)
+                w.mark(seq)
                 out.status = ACCEPTED
-                evs, inc = self._apply(fr, device, incs, dirty_incs, now, transport)
-                out.incident_id = None if inc is None else inc["id"]
-                frame_rows.append((dev, fr.seq, out.type, fr.time, now, transport, peer, raw,
-                                   frame_json(fr, out.type), out.incident_id))
-                out.events = evs
-                events.extend(evs)
+                name = out.type
+                latlon = _latlon(fr.body.lat, fr.body.lon)
+                evs, inc = self._apply(fr, name, device, incs, dirty_incs, now, transport, latlon)
+                iid = out.incident_id = None if inc is None else inc["id"]
+                frame_rows.append((dev, seq, name, fr.time, now, transport, peer, raw, frame_json(fr, name, latlon), iid))
+                if evs:
+                    out.raised = evs
+                    events.extend(evs)
             else:
                 out.status = DUPLICATE_S
                 self.counters["duplicate"] += 1
-            device["down_seq"] += 1
-            if device["down_seq"] >= 1 << 32:
+            down = device["down_seq"] = device["down_seq"] + 1
+            if down >= 1 << 32:
                 raise ReceiverError("downlink seq of device %d exhausted" % dev)
             cmds = ()
             if dev in pending or verdict == DUPLICATE:
-                cmds = st.commands_for_ack(dev, fr.seq, now)
+                cmds = st.commands_for_ack(dev, seq, now)
                 pending.discard(dev)
-            out.replies = [self._ack(keys, dev, device["down_seq"], now, fr.seq, cmds)]
+            if cmds:
+                out.replies = [self._ack(keys, dev, down, now, seq, cmds)]
+            else:  # the common case: the body is the acked seq alone (F.ack_bytes of Ack(seq, []))
+                out.replies = [encode_raw(keys, ack_type, dev, down, ack_time, _ACK_SEQ(seq))]
         st.insert_frames(frame_rows)
-        st.add_events(events)
+        st.add_events(map(_EVENT_ROW, events))
         st.save_devices(touched.values())
         st.save_incidents(dirty_incs.values())
         rows = []
@@ -455,8 +577,7 @@ class Receiver:
         return events
 
     def _ack(self, keys, dev, down_seq, now, acked_seq, cmds):
-        if not cmds:  # the common case: the body is the acked seq alone (F.ack_bytes of Ack(seq, []))
-            return F.encode_raw(keys, F.ACK, dev, down_seq, int(now) & 0xFFFFFFFF, _ACK_SEQ(acked_seq))
+        """An ACK carrying operator commands (one without is sealed in _write)."""
         tlvs = {}
         for c in cmds:  # one TLV per command kind; the latest tracking interval wins
             t = _CMD_TLV[c["kind"]]
@@ -465,20 +586,6 @@ class Receiver:
         return F.encode(keys, ack)
 
     # ------------------------------------------------------------ incident rules
-
-    def _event(self, kind, now, device, inc, **extra):
-        ev = {
-            "time": now,
-            "kind": kind,
-            "device_id": device["device_id"],
-            "person_ref": device["person_ref"],
-            "incident_id": None if inc is None else inc["id"],
-            "incident_kind": None if inc is None else inc["kind"],
-            "incident_state": None if inc is None else inc["state"],
-            "test": bool(inc is not None and inc["kind"] == S.KIND_TEST),
-        }
-        ev.update(extra)
-        return ev
 
     def _find_incident(self, incs, dev, seq, kind):
         """The incident a frame of `kind` belongs to: the latest one if it
@@ -502,14 +609,18 @@ class Receiver:
         dirty[iid] = inc
         return inc
 
-    def _apply(self, fr, device, incs, dirty, now, transport):
+    def _apply(self, fr, name, device, incs, dirty, now, transport, latlon):
         """The incident rules for one new frame, on in-memory rows (device,
-        incidents); the caller writes the changed rows once per batch."""
+        incidents); the caller writes the changed rows once per batch.
+        Returns ([Event], the incident the frame belongs to or None)."""
         rep = fr.body
         dev = fr.device_id
+        ftype = fr.ftype
         pos = _position(rep, fr.time, now)
-        is_test = fr.ftype == F.TEST or rep.test
+        is_test = ftype == F.TEST or rep.test
         kind = S.KIND_TEST if is_test else S.KIND_ALERT
+        battery = rep.battery
+        csq = rep.csq
         events = []
         inc = None
         late = False
@@ -518,45 +629,45 @@ class Receiver:
 
         # device-level state: seen, battery, signal, position
         if device["silent"]:
-            events.append(self._event("device_back", now, device, None, label="DEVICE BACK",
-                                      silent_since=device["last_seen"], transport=transport))
+            events.append(Event.of(_event_dict("device_back", now, device, None, label="DEVICE BACK",
+                                               silent_since=device["last_seen"], transport=transport)))
             device["silent"] = 0
         device["last_seen"] = now
-        if fr.ftype == F.HEARTBEAT:
+        if ftype == F.HEARTBEAT:
             device["last_heartbeat"] = now
-        if rep.battery != F.UNKNOWN_BATTERY:
-            device["battery"] = rep.battery
-        if rep.csq != F.UNKNOWN_CSQ:
-            device["csq"] = rep.csq
+        if battery != _NO_BATTERY:
+            device["battery"] = battery
+        if csq != _NO_CSQ:
+            device["csq"] = csq
         if pos is not None:
             _set_position(device, pos, now)
-        status_events = [v for t, v in rep.tlvs if t == F.T_EVENT]
-        low = rep.battery_low or (rep.battery != F.UNKNOWN_BATTERY and rep.battery <= self.low_battery_pct) or any(
+        status_events = [v for t, v in rep.tlvs if t == F.T_EVENT] if rep.tlvs else ()
+        low = rep.battery_low or (battery != _NO_BATTERY and battery <= self.low_battery_pct) or any(
             c == F.EV_LOW_BATTERY for c, _ in status_events)
         if low and not device["battery_low"]:
             device["battery_low"] = 1
-            events.append(self._event("low_battery", now, device, None, label="LOW BATTERY",
-                                      battery=None if rep.battery == F.UNKNOWN_BATTERY else rep.battery,
-                                      frame={"type": fr.name, "seq": fr.seq}))
-        elif not low and device["battery_low"] and rep.battery != F.UNKNOWN_BATTERY and rep.battery > self.low_battery_pct + _BATTERY_HYSTERESIS:
+            events.append(Event.of(_event_dict("low_battery", now, device, None, label="LOW BATTERY",
+                                               battery=None if battery == _NO_BATTERY else battery,
+                                               frame={"type": name, "seq": fr.seq})))
+        elif not low and device["battery_low"] and battery != _NO_BATTERY and battery > self.low_battery_pct + _BATTERY_HYSTERESIS:
             device["battery_low"] = 0
 
         # incident rules
-        if fr.ftype in (F.ALERT, F.TEST):
-            inc, late = self._find_incident(incs, dev, fr.seq, kind)
-            if inc is None:
-                inc = self._open(incs, dirty, dev, kind, now, fr)
-                ev_kind, label = ("test_alert", "TEST ALERT") if is_test else ("alert", "ALERT")
-            elif not late:
-                ev_kind, label = "alert_repeat", ("TEST ALERT (repeat)" if is_test else "ALERT (repeat)")
-        elif fr.ftype == F.TRACK:
+        if ftype == F.TRACK:
             inc, late = self._find_incident(incs, dev, fr.seq, kind)
             if inc is None:
                 inc = self._open(incs, dirty, dev, kind, now, fr)
                 ev_kind, label = ("test_alert", "TEST ALERT") if is_test else ("alert", "ALERT (opened by TRACK)")
             elif not late:
                 ev_kind, label = "track", ("TEST TRACK" if is_test else "TRACK")
-        elif fr.ftype == F.CANCEL:
+        elif ftype == F.ALERT or ftype == F.TEST:
+            inc, late = self._find_incident(incs, dev, fr.seq, kind)
+            if inc is None:
+                inc = self._open(incs, dirty, dev, kind, now, fr)
+                ev_kind, label = ("test_alert", "TEST ALERT") if is_test else ("alert", "ALERT")
+            elif not late:
+                ev_kind, label = "alert_repeat", ("TEST ALERT (repeat)" if is_test else "ALERT (repeat)")
+        elif ftype == F.CANCEL:
             if rep.duress:
                 # never lost, never shown as a cancel: mark the latest incident
                 # DURESS (reopening it if it was closed), or open one
@@ -576,35 +687,34 @@ class Receiver:
                 else:
                     inc.update(state=S.CANCELLED, closed_at=now, closed_seq=fr.seq, closed_by="CANCEL")
                     ev_kind, label = "cancel", ("TEST CANCELLED" if is_test else "CANCELLED by user")
-        elif fr.ftype == F.STATUS:
+        elif ftype == F.STATUS:
             for code, detail in status_events:
-                name = jsonform.EVENT_NAMES.get(code, "event %d" % code)
-                events.append(self._event("status", now, device, None, label="STATUS " + name.upper(),
-                                          status=name, detail=detail, frame={"type": fr.name, "seq": fr.seq}))
+                sname = jsonform.EVENT_NAMES.get(code, "event %d" % code)
+                events.append(Event.of(_event_dict("status", now, device, None, label="STATUS " + sname.upper(),
+                                                   status=sname, detail=detail, frame={"type": name, "seq": fr.seq})))
 
         if inc is not None:
             inc["updated_at"] = now
-            inc["last_seq"] = max(fr.seq, inc["last_seq"] or 0)
-            if rep.battery != F.UNKNOWN_BATTERY:
-                inc["battery"] = rep.battery
-            if rep.csq != F.UNKNOWN_CSQ:
-                inc["csq"] = rep.csq
+            last = inc["last_seq"]
+            if last is None or fr.seq > last:
+                inc["last_seq"] = fr.seq
+            if battery != _NO_BATTERY:
+                inc["battery"] = battery
+            if csq != _NO_CSQ:
+                inc["csq"] = csq
             if pos is not None:
                 _set_position(inc, pos, now)
             dirty[inc["id"]] = inc
             if ev_kind is not None:
-                events.append(self._event(
-                    ev_kind, now, device, inc, label=label, duress=bool(inc["duress"]),
-                    frame={"type": fr.name, "seq": fr.seq, "time": fr.time, "transport": transport},
-                    position=_inc_position(inc, now), position_in_frame=pos is not None,
-                    battery=inc["battery"], csq=inc["csq"],
-                ))
+                events.append(_inc_event(ev_kind, now, self._now_s, device, inc, label, fr, name, transport,
+                                         pos is not None, latlon))
         elif ev_kind is not None:
-            if pos is not None:
-                pos["map"] = osm_link(pos["lat_e7"], pos["lon_e7"])
-            events.append(self._event(ev_kind, now, device, None, label=label,
-                                      frame={"type": fr.name, "seq": fr.seq, "time": fr.time, "transport": transport},
-                                      position=pos, battery=device["battery"], csq=device["csq"]))
+            p = _pos_dict(pos, now)
+            if p is not None:
+                p["map"] = osm_link(p["lat_e7"], p["lon_e7"])
+            events.append(Event.of(_event_dict(ev_kind, now, device, None, label=label,
+                                               frame={"type": name, "seq": fr.seq, "time": fr.time, "transport": transport},
+                                               position=p, battery=device["battery"], csq=device["csq"])))
         return events, inc
 
     def _emit(self, ev):
@@ -617,11 +727,31 @@ class Receiver:
 
 
 def _set_position(row, pos, now):
-    """Keep the newest fix on a device or incident row (a late frame's older
-    fix never replaces a newer one)."""
-    ft = pos["fix_time"] if pos["fix_time"] is not None else now
-    if row["pos_time"] is None or ft >= row["pos_time"]:
-        row.update(lat_e7=pos["lat_e7"], lon_e7=pos["lon_e7"], source=pos["source"], accuracy_m=pos["accuracy_m"], pos_time=ft)
+    """Keep the newest fix (a _position tuple) on a device or incident row
+    (a late frame's older fix never replaces a newer one)."""
+    ft = pos[4]
+    if ft is None:
+        ft = now
+    old = row["pos_time"]
+    if old is None or ft >= old:
+        row["lat_e7"], row["lon_e7"], row["source"], row["accuracy_m"] = pos[:4]
+        row["pos_time"] = ft
+
+
+def _event_dict(kind, now, device, inc, **extra):
+    """An event other than an incident's (see _inc_event) as a dict."""
+    ev = {
+        "time": now,
+        "kind": kind,
+        "device_id": device["device_id"],
+        "person_ref": device["person_ref"],
+        "incident_id": None if inc is None else inc["id"],
+        "incident_kind": None if inc is None else inc["kind"],
+        "incident_state": None if inc is None else inc["state"],
+        "test": bool(inc is not None and inc["kind"] == S.KIND_TEST),
+    }
+    ev.update(extra)
+    return ev
 
 
 # ---------------------------------------------------------------- operator actions

@@ -21,7 +21,8 @@ through PRAGMA data_version.
 
 Interface for other back ends (PostgreSQL for several receiver nodes): the
 public methods of SqliteStore below, with the same meaning; the SQL is kept
-plain (no SQLite-only features beyond AUTOINCREMENT ids and the pragmas).
+plain (no SQLite-only features beyond AUTOINCREMENT ids on the rarely
+written tables and the pragmas).
 Must stay in sync with: docs/receiver.md (schema section), masterkey.py
 (sealed key layout), core.py (row meanings).
 """
@@ -140,6 +141,46 @@ MIGRATIONS = [
         detail TEXT
     );
     """,
+    # version 2: frames and events take their ids without AUTOINCREMENT.
+    # AUTOINCREMENT reads and rewrites sqlite_sequence for every row (about
+    # a third of the cost of inserting one). Without it a new id is the
+    # largest id + 1, which only repeats an id if the newest row were
+    # deleted, and the receiver never deletes frames (evidence) or events
+    # (watchers follow them by id). SQLite cannot drop AUTOINCREMENT from
+    # a table, so both are copied into new tables, ids kept.
+    """
+    CREATE TABLE frames_v2 (
+        id INTEGER PRIMARY KEY,
+        device_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        frame_time INTEGER NOT NULL,
+        arrival REAL NOT NULL,
+        transport TEXT NOT NULL,
+        peer TEXT,
+        raw BLOB NOT NULL,
+        decoded TEXT NOT NULL,
+        incident_id INTEGER,
+        UNIQUE (device_id, seq)
+    );
+    INSERT INTO frames_v2 (id, device_id, seq, type, frame_time, arrival, transport, peer, raw, decoded, incident_id)
+        SELECT id, device_id, seq, type, frame_time, arrival, transport, peer, raw, decoded, incident_id FROM frames ORDER BY id;
+    DROP TABLE frames;
+    ALTER TABLE frames_v2 RENAME TO frames;
+    CREATE TABLE events_v2 (
+        id INTEGER PRIMARY KEY,
+        time REAL NOT NULL,
+        kind TEXT NOT NULL,
+        device_id INTEGER,
+        incident_id INTEGER,
+        body TEXT NOT NULL
+    );
+    INSERT INTO events_v2 (id, time, kind, device_id, incident_id, body)
+        SELECT id, time, kind, device_id, incident_id, body FROM events ORDER BY id;
+    DROP TABLE events;
+    ALTER TABLE events_v2 RENAME TO events;
+    DELETE FROM sqlite_sequence WHERE name IN ('frames', 'events')
+    """,
 ]
 
 _DEVICE_COLS = (
@@ -182,6 +223,8 @@ def _compact_encoder():
 
 
 to_json = _compact_encoder()  # also used by core.py for the decoded-frame column
+json_string = getattr(json.encoder, "c_encode_basestring_ascii", None) or json.encoder.encode_basestring_ascii
+"""A str as the encoder writes it, quotes included (for core.py's templates)."""
 _to_json = to_json
 
 
@@ -476,12 +519,11 @@ class SqliteStore:
             "INSERT INTO frames (device_id, seq, type, frame_time, arrival, transport, peer, raw, decoded, incident_id) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
-    def add_events(self, events):
+    def add_events(self, rows):
+        """rows: (time, kind, device_id, incident_id, body as JSON text)."""
         if not self._in_tx:
             self._write("bug")
-        self._db.executemany(
-            "INSERT INTO events (time, kind, device_id, incident_id, body) VALUES (?, ?, ?, ?, ?)",
-            [(e["time"], e["kind"], e.get("device_id"), e.get("incident_id"), _to_json(e)) for e in events])
+        self._db.executemany("INSERT INTO events (time, kind, device_id, incident_id, body) VALUES (?, ?, ?, ?, ?)", rows)
 
     _DEV_STATE = ("last_seen", "last_heartbeat", "battery", "csq", "battery_low", "silent", "lat_e7", "lon_e7",
                   "source", "accuracy_m", "pos_time")

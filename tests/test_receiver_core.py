@@ -344,3 +344,49 @@ def test_changes_made_by_another_process_are_seen_at_once(tmp_path):
     assert rx.counters["duplicate"] == 1 and d2.seq > d1.seq
     cli.retire_device(102)
     assert rx.handle_frame(b.frame(F.TRACK)) == [] and rx.counters["retired device"] == 1
+
+
+def test_a_version_1_store_with_data_migrates_and_keeps_every_frame_and_event(tmp_path, monkeypatch):
+    """Version 2 rebuilds frames and events without AUTOINCREMENT. A store
+    written by the version-1 receiver keeps its evidence (ids, raw bytes,
+    decoded JSON, event bodies), a watcher's position in the event feed
+    stays valid, retries of stored frames stay duplicates, and new rows
+    take larger ids."""
+    d = Dev(95)
+    mk = masterkey.MasterKey(os.urandom(32))
+    path = str(tmp_path / "v1.db")
+    monkeypatch.setattr(S, "MIGRATIONS", S.MIGRATIONS[:1])
+    old = S.open_store(path, mk)
+    old.add_device(95, d.key, "URN 95")
+    rx = core.Receiver(old, clock=lambda: T0)
+    sent = [d.frame(F.ALERT)] + [d.frame(F.TRACK) for _ in range(3)]
+    for raw in sent:
+        assert rx.handle_frame(raw)
+    frames_before = [dict(r) for r in old.frames()]
+    events_before = old.events_after(0)
+    assert old.schema_version() == 1 and len(frames_before) == 4 and len(events_before) == 4
+    old.close()
+    monkeypatch.undo()
+
+    st_ = S.open_store(path, mk)
+    assert st_.schema_version() == len(S.MIGRATIONS) == 2
+    for table in ("frames", "events"):
+        sql = st_._x("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()["sql"]
+        assert "AUTOINCREMENT" not in sql.upper()
+    assert [dict(r) for r in st_.frames()] == frames_before
+    assert st_.events_after(0) == events_before
+    rx = core.Receiver(st_, clock=lambda: T0 + 5)
+    out = rx.handle_frames([(sent[1], "tcp", "retry")])[0]
+    assert out.status == core.DUPLICATE_S and out.replies and st_.count_frames() == 4
+    try:
+        with st_.transaction():
+            st_.insert_frames([(95, 2, "TRACK", T0, T0, "tcp", None, b"x", "{}", None)])
+        raise AssertionError("a second frame 95/2 was stored")
+    except sqlite3.IntegrityError:
+        pass
+    assert rx.handle_frame(d.frame(F.TRACK))
+    new = st_.frames(95)[-1]
+    assert new["seq"] == 5 and new["id"] > max(f["id"] for f in frames_before)
+    later = st_.events_after(events_before[-1]["event_id"])
+    assert [e["kind"] for e in later] == ["track"] and later[0]["frame"]["seq"] == 5
+    st_.close()

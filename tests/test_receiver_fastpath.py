@@ -158,3 +158,54 @@ def test_incident_state_changes_reach_the_disk_after_track_only_writes(tmp_path)
     row = state()
     assert row["state"] == S.DURESS and row["lat_e7"] == 515100000
     other.close()
+
+
+INCIDENT_EVENTS = ("alert", "test_alert", "alert_repeat", "track", "duress", "cancel")
+steps = st.lists(st.tuples(
+    st.sampled_from([F.ALERT, F.TRACK, F.TRACK, F.TEST, F.CANCEL, F.HEARTBEAT]),
+    st.booleans(),  # duress flag
+    st.integers(0, 4),  # position source
+    st.one_of(u16, st.just(F.UNKNOWN_U16)),  # age
+    st.one_of(st.integers(0, 100), st.just(F.UNKNOWN_BATTERY)),
+    st.one_of(st.integers(0, 31), st.just(F.UNKNOWN_CSQ)),
+    st.one_of(st.integers(0, 3), st.floats(0, 5)),  # receiver clock step
+    st.one_of(st.just(0), u32),  # frame time (0: the device had no clock)
+    st.integers(0, 2),  # how far the device moved
+), min_size=1, max_size=8)
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps, st.text(min_size=1, max_size=12))
+def test_an_incident_event_is_the_json_of_its_dict(script, person):
+    """Incident events are formatted from a template, not a dict: what the
+    feed and `watch` read back must be the JSON of the dict the docs
+    describe, built here from the rows the event speaks of, whatever the
+    frame (no position, unknown age/battery/signal, a device without a
+    clock, late frames) and whatever the person reference holds."""
+    d = Dev(31)
+    ep = Endpoint.in_memory({31: d.key}, {31: person}, now=T0)
+    now = T0
+    for ftype, duress, source, age, battery, csq, step, ftime, moved in script:
+        now += step
+        ep.events.clear()
+        lat, lon = (515007292 + moved, -1246254 - 3 * moved) if source else (0, 0)
+        raw = d.frame(ftype, t=ftime, source=source, lat=lat, lon=lon,
+                      accuracy=7, age=age, battery=battery, csq=csq, duress=duress and ftype == F.CANCEL)
+        assert ep.on_tcp_frame(raw, now)
+        for ev in ep.events:
+            if ev["incident_id"] is None or ev["kind"] not in INCIDENT_EVENTS:
+                continue
+            inc = ep.store.get_incident(ev["incident_id"])
+            want = {
+                "time": now, "kind": ev["kind"], "device_id": 31, "person_ref": person, "incident_id": inc["id"],
+                "incident_kind": inc["kind"], "incident_state": inc["state"], "test": inc["kind"] == S.KIND_TEST,
+                "label": ev["label"], "duress": bool(inc["duress"]),
+                "frame": {"type": F.TYPE_NAMES[ftype], "seq": d.seq, "time": ftime, "transport": "tcp"},
+                "position": core._inc_position(inc, now), "position_in_frame": source != F.SRC_NONE,
+                "battery": inc["battery"], "csq": inc["csq"],
+            }
+            assert ev == want and list(ev) == list(want)
+        bodies = [r["body"] for r in ep.store._x("SELECT body FROM events ORDER BY id DESC LIMIT ?", (len(ep.events),))]
+        for body, ev in zip(reversed(bodies), ep.events, strict=True):
+            assert body == json.dumps(json.loads(body), separators=(",", ":"))  # compact, keys in the dict's order
+            assert json.loads(body) == ev
