@@ -8,11 +8,17 @@ Owns: the only crypto code path on both interpreters.
   MicroPython, `cryptography`'s ECB on CPython; the counter blocks and the
   XOR are one code path on both. The vectors (sealed with `cryptography`'s
   own CTR mode) and SP 800-38A pin it.
-- tags_equal compares in constant time (no early exit).
+- tags_equal compares in constant time (no early exit; on CPython
+  hmac.compare_digest, in C).
 Never logs or formats key material.
 """
 
 import hashlib
+
+try:
+    from hmac import compare_digest as _compare  # CPython: constant time, in C
+except ImportError:  # MicroPython has no hmac module
+    _compare = None
 
 try:
     import cryptolib  # MicroPython
@@ -77,6 +83,8 @@ def tags_equal(a, b):
     """Constant-time comparison of two byte strings (length is not secret)."""
     if len(a) != len(b):
         return False
+    if _compare is not None:
+        return _compare(a, b)
     acc = 0
     for i in range(len(a)):
         acc |= a[i] ^ b[i]
