@@ -376,8 +376,8 @@ class Rig:
     given, the device's key is read from its /data/config.json (the
     device must already be registered in db, as `panic provision` does).
     rom: bytes of the board's ROM partition, for a root flashed with
-    `panic flash --romfs` (its image is in root + ".rom"); the VM's heap is
-    then `heap` plus the partition, which lives in it."""
+    `panic flash --romfs` (its image is in root + ".rom"); the firmware
+    keeps `heap` beside it (MpBoard.vm_heap)."""
 
     def __init__(self, scenario, root=None, db=None, master=None, time_scale=None, heap=None, start_utc_ms=None,
                  duration_ms=None, device_id=DEVICE_ID, rom=None):
@@ -481,12 +481,7 @@ class Rig:
             "modem_faults": self._on_faults,
         })
         self.world.set_state("esp32", "idle")
-        heap = self.heap
-        if self.rom:  # the partition is a bytearray in the VM's heap: the firmware keeps `heap` beside it
-            h = self.heap.lower()
-            kb = int(h[:-1]) * (1024 if h.endswith("m") else 1) if h[-1:] in ("k", "m") else int(h) // 1024
-            heap = "%dk" % (kb + (self.rom + 1023) // 1024 + 1)
-        self.board = MpBoard(self.root, heap=heap, run="/main.py", rom=self.rom,
+        self.board = MpBoard(self.root, heap=self.heap, run="/main.py", rom=self.rom,
                              env={"PANIC_PERIPH": "127.0.0.1:%d" % self.periph.port},
                              flash_gate="127.0.0.1:%d" % self.periph.port).start()
         self.stats["boots"] += 1

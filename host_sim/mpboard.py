@@ -17,8 +17,9 @@ and tools/flash.py work against it exactly as against a board (without
 With `rom=BYTES` the board also has a ROM partition (vfs.rom_ioctl, as a
 port built with ROMFS has), so `mpremote romfs deploy` and `panic flash
 --romfs` work against it; the partition is a bytearray in the VM's heap,
-saved to the host file `<root>.rom`, and a valid image in it is mounted at
-/rom when the board starts.
+saved to the host file `<root>.rom` (the VM's -X heapsize is `heap` plus
+the partition), and a valid image in it is mounted at /rom when the board
+starts.
 
 Never does: anything a real board would not (no host paths leak: "/" on the
 board is the root folder only). Stays in sync with: the unix port's
@@ -314,6 +315,15 @@ class MpBoard:
         self._thread.start()
         return self
 
+    def vm_heap(self):
+        """-X heapsize of the process: `heap`, plus the ROM partition, which
+        is a bytearray in the VM's heap (the board keeps `heap` beside it)."""
+        if not self.rom:
+            return self.heap
+        h = self.heap.lower()
+        kb = int(h[:-1]) * (1024 if h.endswith("m") else 1) if h[-1:] in ("k", "m") else int(h) // 1024
+        return "%dk" % (kb + (self.rom + 1023) // 1024 + 1)
+
     @property
     def url(self):
         return "socket://127.0.0.1:%d" % self.port
@@ -332,7 +342,7 @@ class MpBoard:
             f.write(body)
         master, slave = pty.openpty()
         tty.setraw(slave)
-        args = [self.exe, "-X", "heapsize=" + self.heap]
+        args = [self.exe, "-X", "heapsize=" + self.vm_heap()]
         args += [self._startup] if self.run else ["-i", self._startup]
         env = dict(os.environ, **self.env) if self.env else None
         self.proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, close_fds=True, start_new_session=True,
@@ -463,7 +473,7 @@ def main(argv=None):
     ap.add_argument("--quota", type=int, help="bytes of flash the board has")
     ap.add_argument("--run", help="board-side script to run instead of the REPL (e.g. /main.py)")
     ap.add_argument("--rom", type=int, help="bytes of a ROM partition (for panic flash --romfs)")
-    ap.add_argument("--heap", default="256k", help="MicroPython heap (the ROM partition lives in it: add its size)")
+    ap.add_argument("--heap", default="256k", help="MicroPython heap beside the ROM partition, if any")
     a = ap.parse_args(argv)
     b = MpBoard(a.root, quota=a.quota, run=a.run, rom=a.rom, heap=a.heap).start()
     print(b.url, flush=True)

@@ -57,7 +57,7 @@ def test_flash_provision_boot_then_field_selftest_and_receiver_shows_test(tmp_pa
     mk.write_text(masterkey.generate_hex() + "\n")
     ekf = tmp_path / "keys" / "dev42.key"
     # 1. flash and provision over the board's serial URL, registering with a real receiver store
-    with MpBoard(root, rom=ROM if romfs else None, heap="640k" if romfs else "256k") as b:
+    with MpBoard(root, rom=ROM if romfs else None) as b:
         assert cli.main(["flash", "--port", b.url, "--march", "", "--quiet"] + (["--romfs"] if romfs else [])) == 0
         assert cli.main(["provision", "--port", b.url, "--device-id", "42", "--receiver", "203.0.113.5:5000",
                          "--sms-number", "+447700900123", "--listen-number", "+447700900456", "--apn", "internet",

@@ -258,7 +258,7 @@ def test_boot_shim_stays_silent_when_the_release_cannot_start(board, release, tm
 @pytest.fixture
 def rom_board(tmp_path):
     """A board whose MicroPython has a 256 KB ROM partition (host_sim.mpboard)."""
-    b = MpBoard(str(tmp_path / "root"), heap="640k", rom=256 * 1024).start()
+    b = MpBoard(str(tmp_path / "root"), rom=256 * 1024).start()
     yield b
     b.stop()
 
@@ -355,7 +355,7 @@ def test_a_failed_rom_write_leaves_no_release_to_boot(rom_board, release, capsys
 
 
 def test_a_rom_partition_too_small_is_refused_before_anything_changes(tmp_path, release, capsys):
-    b = MpBoard(str(tmp_path / "root"), heap="384k", rom=32 * 1024).start()
+    b = MpBoard(str(tmp_path / "root"), rom=32 * 1024).start()
     try:
         with Board(b.url) as bd:
             FL.install(bd, release, "v0", "")

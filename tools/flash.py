@@ -274,6 +274,19 @@ def describe(m, bad):
 ROM = "rom"  # manifest "app" of a release in the ROM partition (mounted at /rom)
 
 
+def _up_to_date(board, old, wanted, out):
+    """True (and says so) when the installed release is `wanted` and every
+    file verifies: nothing needs writing."""
+    if old.get("files") != wanted:
+        return False
+    m, bad = verify(board, old)
+    if bad:
+        return False
+    out("already up to date")
+    out(describe(m, bad))
+    return True
+
+
 def _mount_rom(board):
     board.exec("import vfs\ntry:\n vfs.umount('/rom')\nexcept OSError:\n pass\n"
                "vfs.mount(vfs.VfsRom(vfs.rom_ioctl(2, 0)), '/rom')")
@@ -301,12 +314,8 @@ def flash_romfs(port, files, version, march, baud=115200, out=print, run=subproc
                               % ((len(data) + 1023) // 1024,
                                  "%d KB" % (size // 1024) if isinstance(size, int) and size >= 0 else "unusable"))
         old = read_manifest(board)
-        if old and old["app"] == ROM and old.get("files") == wanted:
-            m, bad = verify(board, old)
-            if not bad:
-                out("already up to date")
-                out(describe(m, bad))
-                return m
+        if old and old["app"] == ROM and _up_to_date(board, old, wanted, out):
+            return old
         if old and old["app"] == ROM:
             # the partition is about to be rewritten: until it verifies the
             # board must not boot a half-written release
@@ -354,13 +363,10 @@ def flash(port, image=None, baud=115200, flash_baud=460800, march="xtensawin", e
     if romfs:
         return flash_romfs(port, files, version, march, baud=baud, out=out, run=run, connect=connect)
     with connect(port, baud=baud) as board:
-        old, _ = verify(board)
-        if old and old.get("files") == {p: hashlib.sha256(d).hexdigest() for p, d in files.items()}:
-            m, bad = verify(board, old)
-            if not bad:
-                out("already up to date")
-                out(describe(m, bad))
-                return m
+        old = read_manifest(board)
+        wanted = {p: hashlib.sha256(d).hexdigest() for p, d in files.items()}
+        if old and old["app"] != ROM and _up_to_date(board, old, wanted, out):
+            return old
         total = sum(len(d) for d in files.values())
         out("copying %d files (%d bytes) to %s" % (len(files), total, port))
         prog = Progress(total) if show_progress else None
