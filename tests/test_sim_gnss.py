@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gpsd_compare import corpus_path
 from host_sim.gnss import STYLES, GnssEmulator, GnssError, checksum, fmt_latlon, sentence
 from host_sim.route import Route, distance_m
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CORPUS = os.path.join(HERE, "..", "..", "shared", "corpus", "gpsd")
 WALK = os.path.join(HERE, "..", "host_sim", "scenarios", "walk_home.gpx")
 START_UTC = 1773524400000  # 2026-03-14T21:40:00Z
 
@@ -230,7 +230,7 @@ def test_rmc_date_and_time_follow_the_start_time():
 
 def test_ublox_style_matches_real_neo_m8n_capture_field_counts():
     real = {}
-    with open(os.path.join(CORPUS, "neo-m8n.log"), "rb") as f:
+    with open(corpus_path("neo-m8n.log"), "rb") as f:
         for ln in f.read().decode("ascii", "replace").splitlines():
             if ln.startswith("$G") and "*" in ln:
                 real.setdefault(ln[3:6], set()).add(ln.count(","))

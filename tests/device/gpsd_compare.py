@@ -71,18 +71,17 @@ EXCEPTIONS = {
 
 
 def corpus_path(name=None):
-    """The gpsd corpus folder ($PANIC_GPSD_CORPUS, else
-    <repo>/../shared/corpus/gpsd), or a file in it. Raises OSError with a
-    clear message when absent."""
+    """The gpsd corpus folder ($PANIC_GPSD_CORPUS, else the copy kept in
+    the repository at tests/data/gpsd), or a file in it. Raises OSError
+    with a clear message when absent."""
     d = os.getenv("PANIC_GPSD_CORPUS") if hasattr(os, "getenv") else None
     if not d:
         try:  # CPython: relative to this file, whatever the working directory
             from os import path
 
-            d = path.normpath(path.join(path.dirname(path.abspath(__file__)), "..", "..", "..", "shared", "corpus",
-                                        "gpsd"))
+            d = path.normpath(path.join(path.dirname(path.abspath(__file__)), "..", "data", "gpsd"))
         except ImportError:  # MicroPython: the runner works from the repository root
-            d = "../shared/corpus/gpsd"
+            d = "tests/data/gpsd"
     p = d if name is None else d + "/" + name
     try:
         os.stat(p)

@@ -2,7 +2,7 @@
 (MicroPython runs this file at 96 KB heap; CPython runs the per-log form in
 tests/test_fw_gpsd_corpus.py). What is compared and why: gpsd_compare.py.
 
-The corpus is found at $PANIC_GPSD_CORPUS or <repo>/../shared/corpus/gpsd;
+The corpus is found at $PANIC_GPSD_CORPUS or tests/data/gpsd (kept in the repository);
 when it is absent this test fails with a message saying so (never skips).
 """
 
