@@ -47,7 +47,7 @@ import mp_util  # noqa: E402
 TARGET_KB = 64
 
 # What the device imports, in dependency order (firmware.main and what it
-# loads on the ESP32, plus the lazily loaded parts), then the test doubles.
+# loads on the ESP32, plus the lazily loaded parts).
 MODULES = [
     "protocol.errors", "protocol.crypto", "protocol.frame", "protocol.stream", "protocol.sms",
     "firmware.fs", "firmware.store", "firmware.board", "firmware.transport", "firmware.outbox", "firmware.settings",
@@ -55,7 +55,6 @@ MODULES = [
     "firmware.config", "firmware.main", "firmware.loop", "firmware.modem.at", "firmware.modem.engine",
     "firmware.modem.sim7600", "firmware.modem.transport", "firmware.modem", "firmware.modem.services",
     "firmware.version", "firmware.diag", "firmware.diagprov",
-    "firmware.board_fake", "firmware.fake_transport",
 ]
 
 # Imports are written out as statements (a fresh script per measurement):

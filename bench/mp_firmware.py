@@ -197,7 +197,7 @@ def sample(now):
 def setup():
     """The device as firmware.main builds it, on the harness's board;
     returns its main loop (firmware.loop.Loop)."""
-    from firmware.board_fake import FakeBoard
+    from board_fake import FakeBoard
     from firmware.fs import MemFs
     from firmware.loop import Loop
     from protocol.crypto import DeviceKeys

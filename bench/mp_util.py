@@ -11,11 +11,13 @@ BUILD = os.path.join(ROOT, "build", "bench-mp")
 
 
 def compile_device_code():
-    """Compile firmware/ and protocol/ to portable .mpy under build/bench-mp."""
+    """Compile firmware/ and protocol/ (and the device test doubles in
+    tests/device: board_fake, fake_transport) to portable .mpy under
+    build/bench-mp."""
     sys.path.insert(0, ROOT)
     from tools.mpy_compile import compile_all
 
-    done, errors = compile_all(["firmware", "protocol"], BUILD, march="")
+    done, errors = compile_all(["firmware", "protocol", "tests/device"], BUILD, march="")
     if errors:
         raise SystemExit("mpy-cross failed: %r" % errors)
     return BUILD
@@ -24,7 +26,7 @@ def compile_device_code():
 def run_mp(script, heap="96k", args=(), timeout=600):
     """Run a MicroPython script with the compiled device code on sys.path.
     Returns (returncode, stdout, stderr)."""
-    env = dict(os.environ, MICROPYPATH=BUILD + ":" + ROOT + ":.frozen")
+    env = dict(os.environ, MICROPYPATH=BUILD + ":" + os.path.join(BUILD, "tests", "device") + ":" + ROOT + ":.frozen")
     p = subprocess.run([MICROPYTHON, "-X", "heapsize=%s" % heap, script] + list(args),
                        cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
     return p.returncode, p.stdout, p.stderr

@@ -19,7 +19,7 @@ on ESP32 counts from 2000-01-01, the unix port from 1970-01-01:
 EPOCH_OFFSET (from gmtime(0)) converts, so the rest of the firmware only
 ever sees Unix time.
 
-Must stay in sync with: firmware/board_esp32.py, firmware/board_fake.py,
+Must stay in sync with: firmware/board_esp32.py, tests/device/board_fake.py,
 docs/firmware.md.
 """
 

@@ -14,9 +14,9 @@ from fw_world import FakeButton, FakeFix, FakeReceiver, make_app  # noqa: E402
 
 from firmware import alert as A  # noqa: E402
 from firmware import main as M  # noqa: E402
-from firmware.board_fake import FakeBoard  # noqa: E402
+from board_fake import FakeBoard  # noqa: E402
 from firmware.diagprov import DIAG_FILE  # noqa: E402
-from firmware.fake_transport import FakeTransport  # noqa: E402
+from fake_transport import FakeTransport  # noqa: E402
 from firmware.fs import Fs  # noqa: E402
 from firmware.version import VERSION  # noqa: E402
 from protocol import frame as F  # noqa: E402

@@ -198,8 +198,8 @@ class FakeReceiver:
 
 def make_app(fs, rx, cfg=None, board=None, tr=None, now=0, fix=None):
     from firmware.app import App
-    from firmware.board_fake import FakeBoard
-    from firmware.fake_transport import FakeTransport
+    from board_fake import FakeBoard
+    from fake_transport import FakeTransport
 
     if fix is None:
         fix = FakeFix()

@@ -18,8 +18,8 @@ HOME = b"FIX 515007292 -1246254\n"
 
 def test_unusable_config_idles_records_the_fault_once_and_never_crashes():
     from firmware.app import FAULT_FILE, App
-    from firmware.board_fake import FakeBoard
-    from firmware.fake_transport import FakeTransport
+    from board_fake import FakeBoard
+    from fake_transport import FakeTransport
 
     cfg = make_config()
     cfg.usable = False
@@ -49,7 +49,7 @@ def test_config_errors_and_crash_faults_reach_the_boot_status():
 
 def test_watchdog_reset_is_reported():
     from firmware.board import RESET_WATCHDOG
-    from firmware.board_fake import FakeBoard
+    from board_fake import FakeBoard
 
     rx = FakeReceiver()
     b = FakeBoard()
@@ -62,8 +62,8 @@ def test_watchdog_reset_is_reported():
 
 def test_main_loop_light_sleeps_when_idle_and_feeds_the_watchdog():
     from firmware import main as M
-    from firmware.board_fake import FakeBoard
-    from firmware.fake_transport import FakeTransport
+    from board_fake import FakeBoard
+    from fake_transport import FakeTransport
 
     fs = MemFs()
     import json
@@ -98,8 +98,8 @@ def test_main_loop_restarts_after_an_exception_and_reports_it():
     from fw_world import FakeButton
 
     from firmware import main as M
-    from firmware.board_fake import FakeBoard
-    from firmware.fake_transport import FakeTransport
+    from board_fake import FakeBoard
+    from fake_transport import FakeTransport
 
     fs = MemFs()
     fs.files["config.json"] = json.dumps({"device_id": DEV, "key_hex": KEY_HEX}).encode()
@@ -135,8 +135,8 @@ def test_alert_keeps_tracking_across_a_ticks_wraparound():
     from fw_world import FakeButton
 
     from firmware import main as M
-    from firmware.board_fake import FakeBoard
-    from firmware.fake_transport import FakeTransport
+    from board_fake import FakeBoard
+    from fake_transport import FakeTransport
 
     period = 1 << 30  # ESP32 ticks_ms wraps here (12.4 days)
     start = period - 20000
@@ -167,7 +167,7 @@ def test_alert_keeps_tracking_across_a_ticks_wraparound():
 
 def test_broken_config_file_never_crash_loops():
     from firmware import main as M
-    from firmware.board_fake import FakeBoard
+    from board_fake import FakeBoard
 
     fs = MemFs()
     fs.files["config.json"] = b"{not json"

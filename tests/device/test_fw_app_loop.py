@@ -39,7 +39,7 @@ def test_an_alert_queued_in_a_step_starts_on_the_transport_in_that_step():
     # the modem engine starts a queued request only when polled: a step that
     # queues the ALERT and then sleeps its whole wait would put it on the air
     # a retry back-off late, and its retry right behind it
-    from firmware.fake_transport import FakeTransport
+    from fake_transport import FakeTransport
 
     class Engine(FakeTransport):
         """Queues sends as the engine does; poll() starts them."""

@@ -5,7 +5,7 @@ from fw_fakes import DEV, KEYS, T0
 
 from fw_world import FakeReceiver
 
-from firmware.fake_transport import FakeTransport
+from fake_transport import FakeTransport
 from firmware.fs import MemFs
 from firmware.outbox import Outbox
 from protocol import frame as F
