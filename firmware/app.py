@@ -4,12 +4,17 @@
 from the board's wrapping ticks); every part compares times by plain
 subtraction.
 
-Owns: the wiring and the order of work in one step. Each step: read GNSS
-bytes into the fix tracker, sample the button, poll the transport and route
-its events (downlink frames to the outbox, authenticated ACKs to the alert
+Owns: the wiring and the order of work in one step. Each step: tell the
+transport when the board woke on the modem's RI (a URC was lost), read
+GNSS (an NMEA UART, or the modem's own GNSS through the transport) into
+the fix tracker, feed the button's latched edges (with their own times)
+and its level to the pattern detector, poll the transport and route its
+events (downlink frames to the outbox, authenticated ACKs to the alert
 controller), run the controller's timers, pump the outbox, scan Wi-Fi if
-an alert wants it (after the ALERT has been handed to the transport),
-carry out controller actions (listen-in call), top up the seq reservation.
+an alert wants it (after the ALERT has been handed to the transport, and
+never in the middle of someone's presses), carry out controller actions
+(listen-in call), switch the modem's GNSS on for an alert and off after,
+top up the seq reservation.
 step() returns the ms until something next needs doing; the caller sleeps
 that long (or less) and calls step() again. Never sleeps, never touches
 `machine`: the board does.
@@ -42,6 +47,10 @@ _GNSS_CHUNKS = 8  # at most 2 KB of NMEA per step (the UART rxbuf size)
 _GNSS_BACKLOG_MS = 2000
 _BATTERY_EVERY_MS = 60000
 _IDLE_MAX_MS = 60000
+# a standby GNSS session ends at its first live fix, or after this: a cold
+# start takes < 35 s under open sky (SIM7600 Hardware Design 3.12); indoors
+# it never comes
+_REFRESH_MAX_MS = 90000
 # button events (firmware/button.py)
 EV_SOS = 1
 EV_CANCEL = 2
@@ -94,6 +103,12 @@ class App:
         self.gnss_backlog = 0  # reads after a gap, stamped with the gap's start
         self.pending_call = None
         self.asleep = False
+        self.btn_at = None  # time of the last button sample fed (edges never go back before it)
+        # GNSS from the modem (no NMEA UART on this board, and a transport that has one)
+        self.modem_gnss = board.gnss is None and getattr(transport, "gnss", None) is not None
+        self.gnss_want = False
+        self.refresh_at = now  # the next standby GNSS session (one at boot)
+        self.refresh_until = None  # the current one ends by then
         self.next_battery = now
         self.now = now  # the latest `now` step() saw (for the console provider)
         self.evlog = []  # "<s> <what>" lines, oldest first, RAM only
@@ -202,10 +217,12 @@ class App:
         if self.dead:
             return _IDLE_MAX_MS
         b = self.board
+        if b.take_ri_wake():
+            fn = getattr(self.t, "ri_wake", None)
+            if fn is not None:
+                fn(now)
         self._read_gnss(now)
-        ev = self.button.update(b.button_level(), now)
-        if ev is not None:
-            self._on_button(ev, now)
+        self._sample_button(now)
         t_wait = self.t.poll(now)
         for e in self.t.events():
             self._on_transport(e, now)
@@ -218,7 +235,7 @@ class App:
             self.ctl.check_battery(mv, now)
         c_wait = self.ctl.step(now)
         o_wait = self.outbox.pump(now)
-        if self.ctl.want_scan(now):
+        if self.ctl.want_scan(now) and self.button.pattern_idle(now):
             self.ctl.on_scan(b.wifi_scan(), now)
             c_wait = self.ctl.step(now)
             o_wait = self.outbox.pump(now)
@@ -228,6 +245,11 @@ class App:
         except StoreError:
             pass  # seq space exhausted: take() reports it when it matters
         self.button.set_alert_active(self.ctl.looks_active())
+        if self.modem_gnss:
+            want = self._refreshing(now) or self.ctl.active() or self.pending_call is not None
+            if want != self.gnss_want:
+                self.gnss_want = want
+                self.t.gnss(want)  # pyright: ignore[reportAttributeAccessIssue]
         quiet = self.outbox.count() == 0 and not self.ctl.active() and self.pending_call is None
         if quiet and not self.asleep and not self.t.busy():
             self.asleep = True
@@ -243,19 +265,72 @@ class App:
         bd = self.button.next_deadline(now)
         if bd is not None and bd < wait:
             wait = bd
-        if wait > 1000 and (self.pending_call is not None or self.ctl.active()):
-            wait = 1000  # during an alert GNSS is read while fresh (see _read_gnss)
+        if wait > 1000 and (self.pending_call is not None or self.ctl.active() or self.gnss_want):
+            wait = 1000  # while GNSS runs it is read while fresh (see _read_gnss)
         return wait if wait > 0 else 0
 
     def can_light_sleep(self):
-        """True when nothing but the button can need us before the next
-        deadline (no alert, empty outbox, transport idle)."""
-        return (not self.dead and self.outbox.count() == 0 and not self.ctl.active()
-                and not self.t.busy() and self.pending_call is None)
+        """True when nothing but the button (or the modem's RI) can need us
+        before the next deadline: no alert, empty outbox, no call to place,
+        and no AT command outstanding or queued (light sleep stops the
+        UART's clock: a reply arriving then would be lost)."""
+        if self.dead or self.outbox.count() or self.ctl.active() or self.pending_call is not None or self.gnss_want:
+            return False  # (GNSS on the modem: its NMEA comes every second, and pulses RI)
+        q = getattr(self.t, "quiet", None)
+        return q() if q is not None else not self.t.busy()
+
+    def _refreshing(self, now):
+        """A standby GNSS session (the modem's GNSS is off otherwise): due
+        every fix_refresh_s, over at the first live fix or _REFRESH_MAX_MS."""
+        until = self.refresh_until
+        if until is None:
+            every = self.cfg.t("fix_refresh_s")
+            if every and now - self.refresh_at >= 0:
+                self.refresh_until = now + _REFRESH_MAX_MS
+                return True
+            return False
+        pos = self.fix.position(now)
+        if now - until >= 0 or (pos is not None and pos.source == F.SRC_GNSS):
+            self.refresh_until = None
+            self.refresh_at = now + self.cfg.t("fix_refresh_s") * 1000
+            return False
+        return True
+
+    def _sample_button(self, now):
+        """Latched edges first, each at its own time (never before the last
+        sample: an edge latched after that sample was already seen in it),
+        then the level now."""
+        b = self.board
+        edges = b.button_edges()
+        last = self.btn_at
+        if edges:
+            tk = b.ticks_ms()
+            for level, at in edges:
+                t = now - b.ticks_diff(tk, at)
+                if last is not None and t < last:
+                    t = last
+                if t > now:
+                    t = now
+                last = t
+                ev = self.button.update(level, t)
+                if ev is not None:
+                    self._on_button(ev, now)
+        self.btn_at = now
+        ev = self.button.update(b.button_level(), now)
+        if ev is not None:
+            self._on_button(ev, now)
 
     def _read_gnss(self, now):
         s = self.board.gnss
         if s is None:
+            if self.modem_gnss:
+                data = self.t.nmea()  # pyright: ignore[reportAttributeAccessIssue]
+                if data:
+                    try:
+                        self.fix.feed(data, now)
+                    except Exception:
+                        self.gnss_errors += 1
+                    self._gnss_clock(now)
             return
         # after a long gap (the loop idled) the buffered sentences may be
         # that old: stamp them with the gap's start, so a stale position is
@@ -276,6 +351,9 @@ class App:
         if stamp != now:
             self.gnss_backlog += 1
             return
+        self._gnss_clock(now)
+
+    def _gnss_clock(self, now):
         if self.board.time() is None:
             utc = self.fix.utc_seconds(now)
             if utc:

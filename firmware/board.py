@@ -12,7 +12,19 @@ Covert rule: no method here may light, sound or show anything while an
 alert runs. haptic() exists for boards that have a motor; the app never
 calls it during an alert (a buzz could be felt by someone holding the
 wearer). output_pins() lets a test prove that no output pin other than the
-modem's control pins changes during an alert.
+modem's control pins changes during an alert; which pins are lights is in
+the board's table (firmware/boards/).
+
+The button is read two ways: button_level() now, and button_edges(), the
+edges an interrupt latched since the last call with the tick each happened
+at, so a press during anything that blocks (a Wi-Fi scan, a flash write,
+light sleep) is seen with its true timing, never swallowed.
+
+Sleep: idle(ms) keeps every peripheral running; light_sleep(ms) stops the
+CPU and, on the ESP32, the UART clocks: bytes that arrive are lost
+(esp-idf#8098), and only the timer, the button and the modem's RI wake it.
+take_ri_wake() says once that the last light sleep ended on RI (the URC
+that pulsed it was lost).
 
 Wall clock: time() is Unix seconds (UTC) or None when unknown. MicroPython
 on ESP32 counts from 2000-01-01, the unix port from 1970-01-01:
@@ -27,6 +39,9 @@ import time as _time
 
 UNIX_2000 = 946684800  # seconds from 1970-01-01 to 2000-01-01
 IDLE_SLICE_MS = 10  # button sampling while idle (debounce is ~30 ms)
+# The hardware watchdog's period on every board; the main loop never
+# sleeps or backs off for more than half of it (firmware/loop.py).
+WATCHDOG_MS = 60000
 # Where the firmware keeps its files on every board: config.json (written
 # there by tools/provision.py as /data/config.json), the outbox, the stores.
 FLASH_DIR = "/data"
@@ -83,9 +98,20 @@ class Board:
         alert. Default: nothing."""
         return []
 
+    def button_edges(self):
+        """[(level, ticks_ms)] latched since the last call, oldest first.
+        Default: none (a board without an interrupt is only sampled)."""
+        return ()
+
+    def take_ri_wake(self):
+        """True once after a light sleep that the modem's RI ended."""
+        return False
+
     # --- modem control
-    def modem_power(self, on):
-        """Switch the modem supply (if the board can)."""
+    def modem_status(self):
+        """The modem's STATUS line (1 on, 0 off), or None when the board
+        does not wire it."""
+        return None
 
     def modem_pwrkey(self, level):
         """Drive the modem PWRKEY line: level 1 = key pressed (the board

@@ -1,37 +1,53 @@
-"""The LilyGO T-SIM7600E board (ESP32-WROVER + SIM7600E) as a Board.
+"""ESP32 boards as a Board: the driver that turns a board table
+(firmware/boards/, e.g. the LilyGO T-SIM7600E) into machine calls.
 
-Owns: pins, UARTs, ADC, RTC, watchdog and radio power of this one board.
+Owns: pins, UARTs, ADC, RTC, watchdog, sleep and radio power of the board.
 Never decides anything: the app does. Only this module and main.py import
-`machine`.
+`machine`. The simulator runs this very module over a model of
+MicroPython's ESP32 port (host_sim/esp32.py), so what is written here about
+the port is what the simulator does.
 
-Pins (config "pins" overrides any of them; -1 = not fitted):
-  modem UART1  tx 27, rx 26, 115200 baud, 1 KB rxbuf (SIM7600 bursts)
-  modem_pwrkey 4   through the board's transistor: pin high = key pressed
-                   (SIM7600 hardware design: >= 100 ms, typ. 500 ms on;
-                   >= 2.5 s off; UART ready ~12 s after power-on)
-  modem_power  12  supply switch of the modem (high = on). On some board
-                   revisions the same net lights an LED: remove that LED
-                   (or its resistor) before field use.
-  modem_dtr    32  high lets the modem sleep (AT+CSCLK=1), low wakes it
-  modem_flight 25  high = normal operation (low = flight mode)
-  modem_ri     33  RTC GPIO, ext1 wake on low: a URC wakes light sleep
-  GNSS UART2   rx 19, tx 18, 9600 baud, 1 KB rxbuf (an external NMEA
-               module; wire to suit)
-  button       39  RTC GPIO (ext0 wake on low), input only, needs an
-                   external pull-up; pressed = low (an active-high button
-                   needs esp32.WAKEUP_ANY_HIGH here). idle() polls it every
-                   10 ms and returns on any change.
-  battery_adc  35  behind a 2:1 divider
-  led          -1  not driven (the covert build never lights anything)
+Facts of MicroPython's ESP32 port this driver is built on (micropython
+1.29 source; each repeated where the simulator models it):
+- Pin interrupts are soft: the handler is scheduled and runs later, at a
+  bytecode boundary or inside poll/sleep_ms, and reads the pin as it is
+  then (ports/esp32/machine_pin.c: mp_sched_schedule; no `hard=`); the
+  queue holds 8 (mpconfigport.h MICROPY_SCHEDULER_DEPTH) and drops events
+  silently when full (py/scheduler.c). During a blocking C call such as
+  WLAN.scan() nothing runs. So each handler run latches one edge (the
+  level toggles from the last latched one) at the tick it runs; edges
+  latched just after a blocking call are spread over the time it blocked
+  (they happened then); the level read afterwards settles any edge the
+  queue dropped.
+- machine.lightsleep(): wakes on the timer and the sources set by
+  esp32.wake_on_ext0/ext1 (modmachine.c machine_sleep_helper); edge
+  interrupts do not run in light sleep; the UARTs' clock is gated, so
+  bytes that arrive are lost (esp-idf#8098), and there is no UART wake.
+  The button (ext0, RTC GPIO) and the modem's RI (ext1) wake it.
+- After an ext0/ext1 wake the pad stays on the RTC mux and reads 0
+  (esp-idf#245, micropython#3835): Pin(n, Pin.IN) with an explicit mode
+  calls rtc_gpio_deinit (machine_pin.c), so both wake pins are built anew
+  after every light sleep.
+- machine.reset_cause() reports a brown-out as PWRON_RESET (modmachine.c):
+  the two cannot be told apart here.
+- WLAN.scan() blocks (all channels, active, default dwell: about 1.6 s on
+  13 channels, network_wlan.c); the app never starts one in the middle of
+  someone's presses.
+
+Pins come from the board table (config "pins" overrides; -1 = not
+fitted). The board LED is driven low at boot and never again. PWRKEY,
+DTR and FLIGHT are the only outputs that move.
 
 Wi-Fi: the radio is off except inside wifi_scan() (only called during an
-alert), which switches the station interface on, scans once, and switches
-it off again. Bluetooth is never started.
+alert). Bluetooth is never started.
 
 Must stay in sync with: firmware/board.py (the contract),
-firmware/config.py (pin names), docs/firmware.md.
+firmware/boards/ (the tables), host_sim/esp32.py (the model of the port),
+docs/hardware.md.
 """
 
+import io
+import select
 import time
 
 import esp32
@@ -42,35 +58,22 @@ from firmware.board import (
     CLOCK_VALID_AFTER,
     EPOCH_OFFSET,
     FLASH_DIR,
-    RESET_BROWNOUT,
     RESET_DEEP_SLEEP,
     RESET_HARD,
     RESET_POWER_ON,
     RESET_SOFT,
     RESET_UNKNOWN,
     RESET_WATCHDOG,
+    WATCHDOG_MS,
     Board,
 )
 
-PINS = {
-    "button": 39,
-    "modem_tx": 27,
-    "modem_rx": 26,
-    "modem_pwrkey": 4,
-    "modem_power": 12,
-    "modem_dtr": 32,
-    "modem_flight": 25,
-    "modem_ri": 33,
-    "gnss_tx": 18,
-    "gnss_rx": 19,
-    "battery_adc": 35,
-    "led": -1,
-}
-MODEM_BAUD = 115200
-GNSS_BAUD = 9600
 RXBUF = 1024
-WDT_MS = 60000
-_MODEM_OUTPUTS = ("modem_pwrkey", "modem_power", "modem_dtr", "modem_flight")
+GNSS_BAUD = 9600
+EDGES = 16  # latched button edges held between two reads (a ring)
+_POLL = 3  # MP_STREAM_POLL
+_POLLIN = 1
+_MODEM_OUTPUTS = ("modem_pwrkey", "modem_dtr", "modem_flight")
 
 
 class _UartStream:
@@ -86,15 +89,42 @@ class _UartStream:
         return self.uart.write(b) or 0
 
     def waiting(self):
-        """Bytes are in the UART buffer (Board.idle returns on them)."""
         return self.uart.any() > 0
+
+
+class _Latch(io.IOBase):
+    """Button edges as the soft interrupt latches them: a ring of (tick,
+    level), preallocated. Pollable (ioctl), so idle() returns on a press."""
+
+    def __init__(self, level):
+        self.ticks = [0] * EDGES
+        self.levels = bytearray(EDGES)
+        self.w = 0  # edges written
+        self.r = 0  # edges read
+        self.level = level  # the last latched level
+        self.lost = 0  # edges overwritten before they were read
+
+    def irq(self, pin):
+        lvl = self.level ^ 1
+        i = self.w % EDGES
+        self.ticks[i] = time.ticks_ms()
+        self.levels[i] = lvl
+        self.level = lvl
+        self.w += 1
+
+    def pending(self):
+        return self.w - self.r
+
+    def ioctl(self, req, arg):
+        if req == _POLL:
+            return arg & _POLLIN if self.w != self.r else 0
+        return 0
 
 
 class _ConsoleStream:
     """USB serial (the REPL's port). Non-blocking read via select."""
 
     def __init__(self):
-        import select
         import sys
 
         self._in = sys.stdin
@@ -117,44 +147,54 @@ class _ConsoleStream:
 
 
 class Esp32Board(Board):
-    def __init__(self, pins=None, flash_dir=FLASH_DIR, watchdog=True):
-        p = dict(PINS)
+    def __init__(self, table, pins=None, flash_dir=FLASH_DIR, watchdog=True, console=None):
+        """table: a board module of firmware/boards/ (read here, not kept);
+        pins: the config's overrides {name: gpio}."""
+        p = {}
+        for name, spec in table.PINS.items():
+            p[name] = spec[0]
         if pins:
-            p.update(pins)
+            for k, v in pins.items():
+                if k in p:
+                    p[k] = v
         self.p = p
+        self.button_active = table.PINS["button"][2]
+        self.divider = table.FACTS["battery_divider"][0]
+        baud = table.FACTS["modem_baud"][0]
         self.flash_dir = flash_dir
         self._cause = self._map_cause(machine.reset_cause())
         self._outs = {}
-        # every output at its quiet level first: modem off, key released
-        self._out("modem_power", 0)
+        # the board LED off first (GPIO12 high is also the 1.8 V flash
+        # strap: never hold it high across a reset), then the modem's
+        # lines at rest: key released, DTR low (awake), not in flight mode
+        self._out("led", 0)
         self._out("modem_pwrkey", 0)
         self._out("modem_dtr", 0)
         self._out("modem_flight", 1)
-        self._out("led", 0)
-        bp = p["button"]
-        if bp >= 34:  # 34..39 are input only, without pulls: external pull-up
-            self._button = machine.Pin(bp, machine.Pin.IN)
-        else:
-            self._button = machine.Pin(bp, machine.Pin.IN, machine.Pin.PULL_UP)
-        esp32.wake_on_ext0(self._button, esp32.WAKEUP_ALL_LOW)
-        if p["modem_ri"] >= 0:
-            # the modem pulls RI low for a URC (downlink data, SMS, call):
-            # it must wake a light-sleeping ESP32 before the UART overflows
-            self._ri = machine.Pin(p["modem_ri"], machine.Pin.IN)
-            esp32.wake_on_ext1((self._ri,), esp32.WAKEUP_ALL_LOW)
-        self.modem = _UartStream(machine.UART(1, baudrate=MODEM_BAUD, tx=p["modem_tx"], rx=p["modem_rx"],
+        self._button = None
+        self._ri = None
+        self._ri_woke = False
+        self._latch = None
+        self._arm_inputs()
+        self._latch = _Latch(self._button.value())  # pyright: ignore[reportOptionalMemberAccess]
+        self._arm_button_irq()
+        self._status = machine.Pin(p["modem_status"], machine.Pin.IN) if p["modem_status"] >= 0 else None
+        self.modem = _UartStream(machine.UART(1, baudrate=baud, tx=p["modem_tx"], rx=p["modem_rx"],
                                               rxbuf=RXBUF, timeout=0))
         self.gnss = None
         if p["gnss_rx"] >= 0:
             self.gnss = _UartStream(machine.UART(2, baudrate=GNSS_BAUD, tx=p["gnss_tx"], rx=p["gnss_rx"],
                                                  rxbuf=RXBUF, timeout=0))
-        self.console = _ConsoleStream()
+        self.console = console if console is not None else _ConsoleStream()
+        self._poll = select.poll()
+        self._poll.register(self._latch, _POLLIN)
+        self._poll.register(self.modem.uart, _POLLIN)
         self._adc = None
         if p["battery_adc"] >= 0:
             self._adc = machine.ADC(machine.Pin(p["battery_adc"]))
             self._adc.atten(machine.ADC.ATTN_11DB)
         self._radio_off()
-        self._wdt = machine.WDT(timeout=WDT_MS) if watchdog else None
+        self._wdt = machine.WDT(timeout=WATCHDOG_MS) if watchdog else None
 
     # ------------------------------------------------------------ helpers
     def _out(self, name, level):
@@ -167,18 +207,43 @@ class Esp32Board(Board):
             self._outs[name] = pin
         pin.value(level)
 
+    def _arm_inputs(self):
+        """(Re)build the wake pins with an explicit mode, which takes them
+        back from the RTC mux after a wake (esp-idf#245), and (re)arm the
+        wake sources. GPIO34-39 have no pulls: the button needs an external
+        pull-up (docs/hardware.md); RI is a level-shifter output, held up
+        by the internal pull-up while the modem is off."""
+        p = self.p
+        bp = p["button"]
+        pull = machine.Pin.PULL_UP if self.button_active == 0 and bp < 34 else None
+        self._button = machine.Pin(bp, machine.Pin.IN, pull)
+        level = esp32.WAKEUP_ALL_LOW if self.button_active == 0 else esp32.WAKEUP_ANY_HIGH
+        esp32.wake_on_ext0(self._button, level)
+        if p["modem_ri"] >= 0:
+            self._ri = machine.Pin(p["modem_ri"], machine.Pin.IN, machine.Pin.PULL_UP)
+            esp32.wake_on_ext1((self._ri,), esp32.WAKEUP_ALL_LOW)
+
+    def _arm_button_irq(self):
+        self._button.irq(handler=self._latch.irq,  # pyright: ignore[reportOptionalMemberAccess]
+                         trigger=machine.Pin.IRQ_FALLING | machine.Pin.IRQ_RISING)
+
+    def _settle_button(self):
+        """After anything that may have lost an edge (a full scheduler
+        queue, light sleep): if the pin is not at the last latched level,
+        latch the difference now."""
+        lat = self._latch
+        if self._button.value() != lat.level:  # pyright: ignore[reportOptionalMemberAccess]
+            lat.irq(None)
+
     @staticmethod
     def _map_cause(c):
         m = {
-            machine.PWRON_RESET: RESET_POWER_ON,
+            machine.PWRON_RESET: RESET_POWER_ON,  # a brown-out too (modmachine.c)
             machine.HARD_RESET: RESET_HARD,
             machine.WDT_RESET: RESET_WATCHDOG,
             machine.DEEPSLEEP_RESET: RESET_DEEP_SLEEP,
             machine.SOFT_RESET: RESET_SOFT,
         }
-        bo = getattr(machine, "BROWN_OUT_RESET", None)
-        if bo is not None:
-            m[bo] = RESET_BROWNOUT
         return m.get(c, RESET_UNKNOWN)
 
     def _radio_off(self):
@@ -190,17 +255,46 @@ class Esp32Board(Board):
 
     # ------------------------------------------------------------ Board
     def button_level(self):
-        return self._button.value()
+        return self._button.value()  # pyright: ignore[reportOptionalMemberAccess]
+
+    def button_edges(self):
+        lat = self._latch
+        n = lat.w - lat.r
+        if n <= 0:
+            return ()
+        if n > EDGES:
+            lat.lost += n - EDGES
+            lat.r = lat.w - EDGES
+        out = []
+        while lat.r < lat.w:
+            i = lat.r % EDGES
+            out.append((lat.levels[i], lat.ticks[i]))
+            lat.r += 1
+        return out
+
+    def take_ri_wake(self):
+        w = self._ri_woke
+        self._ri_woke = False
+        return w
+
+    def modem_status(self):
+        return None if self._status is None else self._status.value()
 
     def battery_mv(self):
         if self._adc is None:
             return None
-        return self._adc.read_uv() * 2 // 1000  # 2:1 divider
+        return self._adc.read_uv() * self.divider // 1000
 
     def reset_cause(self):
         return self._cause
 
     def wifi_scan(self):
+        """Scan once with the radio on only for the scan. WLAN.scan()
+        blocks: no handler runs meanwhile; edges the button made then are
+        latched when it returns and spread over the time it took."""
+        lat = self._latch
+        w0 = lat.w
+        t0 = time.ticks_ms()
         wlan = network.WLAN(network.STA_IF)
         try:
             wlan.active(True)
@@ -212,12 +306,18 @@ class Esp32Board(Board):
                 wlan.active(False)
             except Exception:
                 pass
+        t1 = time.ticks_ms()
+        time.sleep_ms(0)  # run the handlers the scan held back
+        self._settle_button()
+        n = lat.w - w0
+        if n > 0:
+            span = time.ticks_diff(t1, t0)
+            for k in range(n if n <= EDGES else EDGES):
+                i = (lat.w - n + k) % EDGES
+                lat.ticks[i] = time.ticks_add(t0, span * (k + 1) // (n + 1))
         out = [(bytes(r[1]), r[3]) for r in found]
         out.sort(key=lambda x: -x[1])
         return out[:3]
-
-    def modem_power(self, on):
-        self._out("modem_power", 1 if on else 0)
 
     def modem_pwrkey(self, level):
         self._out("modem_pwrkey", 1 if level else 0)
@@ -245,14 +345,27 @@ class Esp32Board(Board):
         if self._wdt is not None:
             self._wdt.feed()
 
+    def idle(self, ms):
+        """Wait up to ms with everything running: poll returns on a button
+        edge (its handler wakes the main task), on modem bytes (within a
+        FreeRTOS tick) or at the deadline."""
+        if ms > 0 and not self._latch.pending():
+            self._poll.poll(ms)
+
     def light_sleep(self, ms):
-        if self._button.value() == 0:
-            # held: ext0 (wake on low) would wake at once; wait awake instead
+        if self.button_level() == self.button_active:
+            # held: ext0 would wake at once; wait awake instead
             self.idle(ms)
             return
         self.feed_watchdog()
         machine.lightsleep(ms)
+        woke = machine.wake_reason()
+        self._arm_inputs()
+        self._arm_button_irq()
         self.feed_watchdog()
+        self._settle_button()  # the press that woke it ran no handler
+        if woke == machine.EXT1_WAKE:
+            self._ri_woke = True
 
     def deep_sleep(self, ms):
         machine.deepsleep(ms)

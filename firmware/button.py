@@ -294,6 +294,20 @@ class ButtonDetector:
             self._go(I_REARM)
         return None
 
+    def pattern_idle(self, now_ms):
+        """True when no press is down and none that could still belong to a
+        pattern was counted: a blocking job (a Wi-Fi scan) may start without
+        sitting in the middle of someone's presses. (Edges that come during
+        it are latched by the board and fed afterwards with their times.)"""
+        if self.state != S_IDLE or self._raw:
+            return False
+        ds = self._downs
+        if not ds:
+            return True
+        c = self.cfg
+        w = c.duress_window_ms if self.alert_active else c.sos_window_ms
+        return now_ms - ds[-1] > w
+
     # ---- scheduling -------------------------------------------------------
 
     def next_deadline(self, now_ms):

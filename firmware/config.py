@@ -15,9 +15,10 @@ Outcome of load(), never an exception:
 Fields: device_id (int), key_hex (64 hex, master key), engineer_key_hex (64
 hex or absent: diagnostics console disabled), receiver_host, receiver_port,
 sms_number, listen_number, apn, button (dict for ButtonConfig.from_dict),
-timings (dict, TIMINGS below), pins (dict, PINS below; board-specific
-defaults live in the board module), power_profile ("ready" or "saver"),
-wifi_scan (bool), test_enabled (bool).
+timings (dict, TIMINGS below), board (BOARDS below: which table of
+firmware/boards/ describes the hardware), pins (dict, PINS below:
+overrides of that table), power_profile ("ready" or "saver"), wifi_scan
+(bool), test_enabled (bool).
 
 Boot-only: firmware/main.py drops this module once the Config (a
 firmware/settings.py record) is built; nothing may keep a reference to it.
@@ -45,11 +46,15 @@ TIMINGS = {
     "sms_track_s": (300, 30, 86400),
     "wifi_rescan_s": (120, 10, 86400),
     "low_battery_mv": (3500, 3000, 4200),
+    # boards whose GNSS is the modem's (off in standby): a session this often
+    # keeps a last known fix for an alert raised indoors (0: never)
+    "fix_refresh_s": (900, 0, 86400),
 }
 PINS = (
-    "button", "modem_tx", "modem_rx", "modem_pwrkey", "modem_power", "modem_dtr",
-    "modem_flight", "modem_ri", "gnss_tx", "gnss_rx", "battery_adc", "led",
+    "button", "modem_tx", "modem_rx", "modem_pwrkey", "modem_dtr", "modem_ri", "modem_status",
+    "modem_flight", "gnss_tx", "gnss_rx", "battery_adc", "led",
 )
+BOARDS = ("t-sim7600e", "t-sim7600e-ext-gnss")  # firmware/boards/__init__.py load()
 # field: (attribute, kind); kinds are checked by _check and explained by _RULE
 _FIELDS = {
     "device_id": ("device_id", "u32"),
@@ -63,6 +68,7 @@ _FIELDS = {
     "button": ("button", "dict"),
     "timings": ("timings", "dict"),
     "pins": ("pins", "dict"),
+    "board": ("board", "board"),
     "power_profile": ("power_profile", "profile"),
     "wifi_scan": ("wifi_scan", "bool"),
     "test_enabled": ("test_enabled", "bool"),
@@ -76,6 +82,7 @@ _RULE = {
     "apn": "at most 62 printable characters without quotes or commas",
     "dict": "an object",
     "profile": "\"ready\" or \"saver\"",
+    "board": "one of " + ", ".join(BOARDS),
     "bool": "true or false",
 }
 _HEX = "0123456789abcdefABCDEF"
@@ -108,6 +115,8 @@ def _check(kind, v):
         return isinstance(v, dict), v
     if kind == "profile":
         return v in ("ready", "saver"), v
+    if kind == "board":
+        return v in BOARDS, v
     if not isinstance(v, str):
         return False, None
     if kind == "key":

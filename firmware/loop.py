@@ -40,6 +40,9 @@ class Loop:
         self.app_kw = app_kw
         self.app = None
         self.failures = 0
+        # observers for the simulator (host_sim/runner.py); None on a board
+        self.on_app = None  # fn(app) after each App is built
+        self.on_fault = None  # fn(exception) when a pass raised
 
     def step(self):
         board = self.board
@@ -57,6 +60,8 @@ class Loop:
                 self.app = App(board, cfg, t, 0, fs=fs, **(self.app_kw or {}))
                 self.diag = make_console(self.app, board, fs)
                 self.lock = self.diag.persist_state() if self.diag is not None else None
+                if self.on_app is not None:
+                    self.on_app(self.app)
             app, diag = self.app, self.diag
             tk = board.ticks_ms()
             self.now += board.ticks_diff(tk, self.last)
@@ -76,10 +81,12 @@ class Loop:
                     board.light_sleep(wait)
                 else:
                     board.idle(wait)
-        except Exception:  # noqa: BLE001 - anything at all: record, back off, restart
+        except Exception as e:  # noqa: BLE001 - anything at all: record, back off, restart
             self.app = None
             self.diag = None
             self.failures += 1
+            if self.on_fault is not None:
+                self.on_fault(e)
             try:
                 self.record_fault(self.fs, self.fault_code)
             except Exception:

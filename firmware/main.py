@@ -12,7 +12,8 @@ Never returns. Ctrl-C is disabled (micropython.kbd_intr(-1)) so nobody at
 the USB port can stop it. Any exception: record a fault on flash
 (app.record_fault, read back into the next boot STATUS), back off (1 s,
 doubling to 60 s while it keeps failing, so a persistent fault is not a
-hot crash loop), rebuild the App from flash and go on.
+hot crash loop; capped at half the watchdog period), rebuild the App from
+flash and go on.
 
 The modem engine is built separately: make_transport() is the one place
 that imports it (firmware.modem.make_transport(board, config) -> transport
@@ -38,8 +39,12 @@ plus config.CONFIG_FILE, as tools/provision.py writes it).
 Must stay in sync with: firmware/app.py, firmware/board_esp32.py.
 """
 
-MAX_SLEEP_MS = 30000  # half the board watchdog period
-MAX_BACKOFF_MS = 60000
+from firmware.board import WATCHDOG_MS
+
+# Both derived from the watchdog's period, so neither a sleep nor the fault
+# back-off can ever outlast it (the loop feeds it before each)
+MAX_SLEEP_MS = WATCHDOG_MS // 2
+MAX_BACKOFF_MS = WATCHDOG_MS // 2
 CONSOLE_READ = 256  # bytes per pass at most: a flood cannot starve the alert path
 SESSION_WAKE_MS = 50
 
@@ -164,12 +169,17 @@ def main():
 
         unix_main()
         return
+    from firmware import boards
     from firmware.board import FLASH_DIR
     from firmware.board_esp32 import Esp32Board
     from firmware.fs import Fs
 
     fs = Fs(FLASH_DIR)
-    pins = load_config(fs).pins
-    board = Esp32Board(pins)
+    cfg = load_config(fs)
+    table = boards.load(cfg.board)  # validated by load_config: a known name
+    board = Esp32Board(table, cfg.pins)
+    del table, cfg
+    for name in ("firmware.boards.t_sim7600e_ext_gnss", "firmware.boards.t_sim7600e"):
+        forget(name)  # the table is read: its text need not stay in RAM
     while True:
         run(board, fs)

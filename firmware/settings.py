@@ -27,6 +27,7 @@ class Config:
         self.button = {}
         self.timings = timings if timings is not None else {}
         self.pins = {}
+        self.board = "t-sim7600e"
         self.power_profile = "ready"
         self.wifi_scan = True
         self.test_enabled = False

@@ -18,7 +18,15 @@ Methods (all take `now`, a monotonic ms count, where timing matters):
     send_sms(number, text, now) -> bool   start sending one SMS
     start_call(number, now) -> bool       covert voice call, speaker muted
     hang_up(now) -> None
-    sleep(now) / wake(now)     low-power hints (may be ignored)
+    sleep(now) / wake(now)     nothing for the modem until wake(): it may
+                               sleep (or, in the saver profile, switch off)
+    quiet() -> bool            no command outstanding or queued: the board
+                               may stop the UART clock (light sleep)
+    ri_wake(now)               the board woke from light sleep on the
+                               modem's RI: a URC was lost (optional)
+    gnss(on) / nmea() -> bytes or None   the modem's own GNSS, and the NMEA
+                               it reported since the last call (optional:
+                               boards whose GNSS is the modem's)
     cell() -> (mcc, mnc, tac, cell_id, rsrp_dbm) or None   serving cell
     csq() -> int               AT+CSQ rssi 0..31, 99 unknown
     events() -> list           drains events since the last call:

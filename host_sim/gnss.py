@@ -83,6 +83,33 @@ STYLES = {
         "ttff_hot": 1.0,
         "baud": 9600,
     },
+    # The SIM7600's own receiver as AT+CGPSINFOCFG reports it on the AT
+    # port, shaped like the manual's capture (AT Command Manual V3.00,
+    # 17.2.16, example of AT+CGPSINFOCFG=10,31):
+    #   $GPGGA,051147.0,3113.320991,N,12121.248076,E,1,10,0.8,47.5,M,0,M,,*45
+    #   $GPVTG,NaN,T,,M,0.0,N,0.0,K,A*42
+    #   $GPRMC,051147.0,A,3113.320991,N,12121.248076,E,0.0,0.0,211211,,,A*66
+    #   $GPGSA,A,3,02,04,05,10,12,13,17,23,25,26,,,1.4,0.8,1.2*3B
+    # GP talker, 6 decimals of minutes, time to 0.1 s, one decimal for
+    # HDOP/DOPs, speed and course, geoid separation "0". TTFF: Hardware
+    # Design V1.02 3.12 "Hot start <1s, Cold start<35s" (warm: assumed as
+    # cold, pessimistic). The "baud" is the AT UART's, which carries it.
+    "sim7600": {
+        "talker": "GP",
+        "sentences": ("GGA", "VTG", "RMC", "GSA", "GSV"),
+        "lat_dec": 6,
+        "time_dec": 1,
+        "gsa_talker_per_system": False,
+        "stale_on_loss": False,
+        "banner": (),
+        "ttff_cold": 35.0,
+        "ttff_warm": 35.0,
+        "ttff_hot": 1.0,
+        "baud": 115200,
+        "dop_dec": 1,
+        "geoid": "0",
+        "nan_course": True,
+    },
 }
 SENTENCE_TYPES = ("GGA", "RMC", "GSA", "GSV", "VTG", "GLL")
 TALKERS = ("GP", "GN", "GL")
@@ -185,6 +212,11 @@ class GnssEmulator:
         self.rxbuf = rxbuf
         self.out_delay_ms = int(out_delay_ms)
         self._dec = st["lat_dec"]
+        self._dopf = "%%.%df" % st.get("dop_dec", 2)
+        self._geoid = st.get("geoid", "47.0")
+        self._kn = "%.1f" if st.get("dop_dec") == 1 else "%.3f"
+        self._nan_crs = st.get("nan_course", False)
+        self._last_info = None  # (t, fix, lat, lon, alt, spd, crs, used, hdop) of the last epoch
         self._tfmt = "%02d%02d%02d." + "0" * st["time_dec"]
         self._rng = random.Random(seed)
         # systems tracked by this talker choice
@@ -555,14 +587,15 @@ class GnssEmulator:
             lo, ew = fmt_latlon(lon, False, dec)
             nused = len(used_gp) + len(used_gl)
             kn = spd * 1.943844
-            spd_s = "%.3f" % kn
-            crs_s = "%.2f" % crs if kn > 0.1 else ""
+            spd_s = self._kn % kn
+            crs_s = ("%.1f" if self._nan_crs else "%.2f") % crs if kn > 0.1 else ("NaN" if self._nan_crs else "")
         out = []
         add = out.append
         for s in self.sentences:
             if s == "GGA":
                 if fix:
-                    body = "%sGGA,%s,%s,%s,%s,%s,1,%02d,%.2f,%.1f,M,47.0,M,," % (T, tstr, la, ns, lo, ew, nused, hdop, alt)
+                    body = ("%sGGA,%s,%s,%s,%s,%s,1,%02d," + self._dopf + ",%.1f,M,%s,M,,") % (
+                        T, tstr, la, ns, lo, ew, nused, hdop, alt, self._geoid)
                 else:
                     body = "%sGGA,%s,,,,,0,00,99.99,,,,,," % (T, tstr)
             elif s == "RMC":
@@ -576,7 +609,7 @@ class GnssEmulator:
                     body = "%sRMC,%s,V,,,,,,,%s,,,N" % (T, tstr, dstr)
             elif s == "VTG":
                 if fix:
-                    body = "%sVTG,%s,T,,M,%s,N,%.3f,K,A" % (T, crs_s, spd_s, spd * 3.6)
+                    body = ("%sVTG,%s,T,,M,%s,N," + self._kn + ",K,A") % (T, crs_s, spd_s, spd * 3.6)
                 else:
                     body = "%sVTG,,,,,,,,,N" % T
             elif s == "GLL":
@@ -588,8 +621,24 @@ class GnssEmulator:
                 add(self._sat_block(s, fix, used_gp, used_gl, view_gp, view_gl, hdop))
                 continue
             add(sentence(body))
+        self._last_info = (t, fix, lat, lon, alt, spd, crs, len(used_gp), len(used_gl), hdop, tstr, dstr)
         text = "".join(out)
         self._emit(text, t + self.out_delay_ms, text.count("\n"))
+
+    def cgnssinfo(self, now):
+        """The fields of the SIM7600's +CGNSSINFO: for the last epoch, in
+        the manual's shape (AT Command Manual V3.00 17.2.21 example:
+        2,09,05,00,3113.330650,N,12121.262554,E,131117,091918.0,32.9,0.0,255.0,1.1,0.8,0.7)."""
+        self.advance(now)
+        li = self._last_info
+        if li is None or not li[1]:
+            return ",,,,,,,,,,,,,,"
+        t, fix, lat, lon, alt, spd, crs, ngp, ngl, hdop, tstr, dstr = li
+        la, ns = fmt_latlon(lat, True, 6)
+        lo, ew = fmt_latlon(lon, False, 6)
+        return "3,%02d,%02d,00,%s,%s,%s,%s,%s,%s,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f" % (
+            ngp, ngl, la, ns, lo, ew, dstr, tstr, alt, spd * 1.943844, crs, min(99.9, hdop * 1.6), hdop,
+            min(99.9, hdop * 1.3))
 
     def _sat_block(self, s, fix, used_gp, used_gl, view_gp, view_gl, hdop):
         key = (s, fix, self._sky_cache[0])
@@ -598,7 +647,8 @@ class GnssEmulator:
             return hit[1]
         parts = []
         if s == "GSA":
-            pd = "%.2f,%.2f,%.2f" % (min(99.99, hdop * 1.6), hdop, min(99.99, hdop * 1.3)) if fix else "99.99,99.99,99.99"
+            f3 = ",".join([self._dopf] * 3)
+            pd = f3 % (min(99.99, hdop * 1.6), hdop, min(99.99, hdop * 1.3)) if fix else "99.99,99.99,99.99"
             groups = []
             if "GP" in self._systems:
                 groups.append(("GP", used_gp))

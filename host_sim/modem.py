@@ -40,7 +40,12 @@ from host_sim.network import Network
 from host_sim.tcp import ModelTcp
 
 DEFAULTS = {
-    "boot_ms": 11500,
+    # Hardware Design V1.02 Table 8: UART ready 11-12 s (typ. 12) and STATUS
+    # high 12-13 s (typ. 13) after the PWRKEY press; Table 9: STATUS low
+    # 25-26 s (typ. 26) after a power-off (PWRKEY >= 2.5 s or AT+CPOF)
+    "boot_ms": 12000,
+    "status_on_ms": 13000,
+    "status_off_ms": 26000,
     "cpin_after_ms": 1000,
     "sms_done_after_ms": 4000,
     "pb_done_after_ms": 5000,
@@ -63,6 +68,9 @@ DEFAULTS = {
     "garbage_p": 0.0,
     "truncate_p": 0.0,
     "hang_at_ms": None,
+    # from then on the module ignores PWRKEY too (only a battery cycle helps;
+    # the board has no supply switch and RESET is not wired: t_sim7600e.py)
+    "wedged_at_ms": None,
     "hang_after_cmds": None,
     "babble_at_ms": None,
     "reset_at": (),
@@ -72,14 +80,29 @@ DEFAULTS = {
     "rssi": 21,
     "cell": ("LTE", 234, 15, 0x1A2B, 30125732, -971),
     "own_number": "+447700900123",
+    # RI low per URC after AT+CFGRI=1 (manual 19.2.16 default <URC time> 60;
+    # Sleep Mode application note 5)
+    "ri_urc_ms": 60,
+    # the UART line rate: every byte takes 10 bits each way (8N1)
+    "uart_baud": 115200,
+    # UART sleep entered this long after DTR high with AT+CSCLK=1 and
+    # nothing to do ("about 15 to 20 seconds", Sleep Mode application note 2)
+    "sleep_entry_ms": 20000,
+    # an LTE-only network (coverage "lte"): CREG never registers (EPS-only
+    # attach, as seen on SIMCom's SIM7000 and Quectel's BG96: research
+    # notes in docs/modem.md); SMS (over SGs or IMS) and VoLTE calls work
+    # unless these say otherwise: the manual has no command for either
+    "lte_sms": True,
+    "volte": True,
 }
+_GNSS_BIT = {"GGA": 0, "RMC": 1, "GSV": 2, "GSA": 3, "VTG": 4}  # AT+CGPSINFOCFG <config> bits (manual 17.2.16)
 
 _CTRL_Z = 0x1A
 _ESC = 0x1B
 
 
 class Sim7600:
-    def __init__(self, endpoint=None, network=None, tcp=None, seed=0, **faults):
+    def __init__(self, endpoint=None, network=None, tcp=None, seed=0, gnss=None, **faults):
         bad = [k for k in faults if k not in DEFAULTS]
         if bad:
             raise ValueError("unknown modem fault/setting: %s" % ", ".join(sorted(bad)))
@@ -106,12 +129,20 @@ class Sim7600:
         self._open_fails = 0
         self._short_sends = 0
         self._draining = []  # connections the modem closed, with data still in flight
+        self.gnss = gnss  # a GnssEmulator in the "sim7600" style: the module's own receiver
+        self._line_free = 0  # the UART towards the device is busy until then
+        self._ri_lows = []  # (from, to) ms: RI held low
+        self._status_since = None  # STATUS high from (None: low)
+        self._off_at = None  # shutting down: STATUS low then
+        self._dtr_high_at = None
+        self.wedged = False
         self.cov = self._cov_at(0)
         self._reset_state()
         if self.f["start_on"]:
             self.on = True
             self._boots = 1
             self._ready_at = 0
+            self._status_since = 0
             self._sim_ready(0)
             self._cs_at = 0
             self._ps_at = 0 if self.cov == "full" else None
@@ -130,6 +161,8 @@ class Sim7600:
             self._timer(t, self._self_reset, True)
         if self.f["babble_at_ms"] is not None:
             self._timer(self.f["babble_at_ms"], self._start_babble)
+        if self.f["wedged_at_ms"] is not None:
+            self._timer(self.f["wedged_at_ms"], self._wedge)
 
     def _reset_state(self):
         self._echo = self.f["echo"]
@@ -154,6 +187,12 @@ class Sim7600:
         self.call = None
         self._ready_at = None
         self.babble = False
+        self._cfgri = 0  # AT+CFGRI: not kept across a restart (unknown: assumed not)
+        self._cvaux = 0  # AT+CVAUXS: VDD_AUX feeds the GNSS antenna's LNA
+        self._gps = 0  # AT+CGPS
+        self._nmea_period = 0  # AT+CGPSINFOCFG <time> s (0: off)
+        self._nmea_mask = 0
+        self._nmea_timer_on = False
 
     # ---- scheduling -----------------------------------------------------
 
@@ -175,6 +214,28 @@ class Sim7600:
             t = self.conn.next_event_ms()
             if t is not None:
                 c.append(t)
+        return min(c) if c else None
+
+    def next_event_after(self, now):
+        """The first instant after `now` at which anything happens: a timer,
+        a connection event, a byte that is still on its way (bytes already
+        due and not yet read do not count: they are waiting for the reader)."""
+        self._advance(now)
+        c = []
+        for t, _ in self._out:
+            if t > now:
+                c.append(t)
+                break
+        for d in self._draining:
+            t = d.next_event_ms()
+            if t is not None and t > now:
+                c.append(t)
+        if self._timers:
+            c.append(max(self._timers[0][0], now + 1))
+        if self.conn is not None:
+            t = self.conn.next_event_ms()
+            if t is not None:
+                c.append(max(t, now + 1))
         return min(c) if c else None
 
     def _advance(self, now):
@@ -209,10 +270,27 @@ class Sim7600:
 
     # ---- output ---------------------------------------------------------
 
+    def _xfer(self, n):
+        """ms the UART needs for n bytes (10 bits a byte, rounded up)."""
+        return (n * 10000 + self.f["uart_baud"] - 1) // self.f["uart_baud"]
+
     def _raw(self, t, data):
-        t = max(t, self._last_out)
-        self._last_out = t
-        self._out.append((t, bytes(data)))
+        """Bytes leave in order, one after another at the line rate; each
+        chunk is due at the device when its last byte has arrived."""
+        start = max(t, self._line_free)
+        end = start + self._xfer(len(data))
+        self._line_free = end
+        self._last_out = end
+        self._out.append((end, bytes(data)))
+
+    def _urc(self, t, *lines):
+        """Unsolicited lines: RI pulses low for each (AT+CFGRI=1; by
+        default only SMS and calls move it: Sleep Mode application note 5)."""
+        if self._cfgri:
+            self._ri_lows.append((t, t + self.f["ri_urc_ms"]))
+            if len(self._ri_lows) > 64:
+                del self._ri_lows[:32]
+        self._say(t, *lines)
 
     def _say(self, t, *lines):
         """Each line framed as the module frames it: <CR><LF>line<CR><LF>."""
@@ -242,15 +320,50 @@ class Sim7600:
     # ---- pins -----------------------------------------------------------
 
     def power(self, on, now):
+        """The board's battery (the T-SIM7600E has no modem supply switch):
+        a cut is the only thing that clears a wedged module."""
         self._advance(now)
         self.events.append((now, "power", bool(on)))
         if not on and self.powered:
             self._off(now)
+            self.wedged = False
         self.powered = bool(on)
 
-    def pwrkey(self, level, now):
+    def status(self, now):
+        """The STATUS line: high from Ton(status) after power-on until
+        Toff(status) after a power-off (Hardware Design Tables 8, 9)."""
         self._advance(now)
-        if not self.powered:
+        return 1 if self._status_since is not None and now >= self._status_since else 0
+
+    def ri(self, now):
+        """The RI line: 0 while a URC pulse holds it low."""
+        self._advance(now)
+        for a, b in self._ri_lows:
+            if a <= now < b:
+                return 0
+        return 1
+
+    def next_ri_fall(self, after, until):
+        """The first time in (after, until] RI goes low, or None."""
+        best = None
+        for a, b in self._ri_lows:
+            if after < a <= until and (best is None or a < best):
+                best = a
+            elif a <= after < b:
+                return after  # already low
+        return best
+
+    def shutting_down(self):
+        return self._off_at is not None
+
+    def pwrkey(self, level, now):
+        """PWRKEY (1 = pressed, pulled low at the module): a press of
+        >= 100 ms switches an off module on, a hold of >= 2.5 s switches a
+        running one off (Hardware Design 3.2.1-3.2.2, Tables 8, 9). While it
+        shuts down (until STATUS falls) a press does nothing (an assumption:
+        the manual gives Toff-on >= 0 s but not what a press then does)."""
+        self._advance(now)
+        if not self.powered or self.wedged:
             return
         if level and self._key_down is None:
             self._key_down = now
@@ -258,25 +371,57 @@ class Sim7600:
             held = now - self._key_down
             t0 = self._key_down
             self._key_down = None
+            if self._off_at is not None:
+                return
             if self.on and held >= 2500:
-                self._off(now)
+                self._shutdown(now)
             elif not self.on and held >= 100:
                 self._boot(t0)
 
+    def _shutdown(self, now):
+        """Power-off issued: the module stops answering at once (its UART
+        is "undefined" until off, Table 9) and STATUS falls Toff(status)
+        later, when it is off."""
+        self.events.append((now, "shutdown"))
+        self._drop_conn(now)
+        self.hung = False
+        self._out = [o for o in self._out if o[0] <= now]
+        self._off_at = now + self.f["status_off_ms"]
+        self._timer(self._off_at, self._shutdown_done)
+
+    def _shutdown_done(self, t):
+        if self._off_at is not None and t >= self._off_at:
+            self._off(t)
+
     def dtr(self, level, now):
         self._advance(now)
-        self._dtr = 1 if level else 0
+        level = 1 if level else 0
+        if level and not self._dtr:
+            self._dtr_high_at = now
+        self._dtr = level
 
     def asleep(self):
+        """UART asleep: input is ignored (the host must pull DTR low and
+        wait 20 ms first: UART application note 3.1.4)."""
         return self.on and self._csclk == 1 and self._dtr == 1
+
+    def low_power(self, now):
+        """Drawing sleep current: asleep for long enough to have entered
+        sleep mode, and nothing keeping it awake (GNSS, a call)."""
+        return (self.asleep() and self._dtr_high_at is not None and now - self._dtr_high_at >= self.f["sleep_entry_ms"]
+                and not self._gps and self.call is None)
 
     def _off(self, now):
         self.events.append((now, "off"))
         self._drop_conn(now)
         self.on = False
         self.hung = False
+        self._off_at = None
+        self._status_since = None
+        if self._gps and self.gnss is not None:
+            self.gnss.power(False, now)
         self._out = []
-        self._timers = [e for e in self._timers if getattr(e[2], "__name__", "") in ("_coverage", "_remote_close", "_hang", "_start_babble", "_self_reset")]
+        self._timers = [e for e in self._timers if getattr(e[2], "__name__", "") in ("_coverage", "_remote_close", "_hang", "_start_babble", "_self_reset", "_wedge")]
         heapq.heapify(self._timers)
         self._reset_state()
 
@@ -285,6 +430,7 @@ class Sim7600:
         self._boots += 1
         self._reset_state()
         self.events.append((t0, "boot"))
+        self._status_since = t0 + self.f["status_on_ms"]
         self._timer(t0 + self.f["boot_ms"], self._rdy)
 
     def _rdy(self, t):
@@ -293,7 +439,7 @@ class Sim7600:
         self._ready_at = t
         self.events.append((t, "ready"))
         if not getattr(self, "_quiet", False):
-            self._say(t, "RDY")
+            self._urc(t, "RDY")
         self._timer(t + self.f["cpin_after_ms"], self._cpin_urc)
 
     def _cpin_urc(self, t):
@@ -305,10 +451,10 @@ class Sim7600:
             return  # nothing: the module stays silent without a SIM
         if sim == "pin":
             self.sim_state = "pin"
-            self._say(t, "+CPIN: SIM PIN")
+            self._urc(t, "+CPIN: SIM PIN")
             return
         self._sim_ready(t)
-        self._say(t, "+CPIN: READY")
+        self._urc(t, "+CPIN: READY")
 
     def _sim_ready(self, t):
         self.sim_state = "ready"
@@ -318,7 +464,7 @@ class Sim7600:
 
     def _say_urc(self, t, text):
         if self.on and not self.hung:
-            self._say(t, text)
+            self._urc(t, text)
 
     def _cov_at(self, t):
         mode = "none"
@@ -328,6 +474,9 @@ class Sim7600:
         return mode
 
     def _coverage(self, t, mode):
+        """"full" (LTE with combined attach: CREG and CEREG registered),
+        "lte" (LTE-only, EPS attach: CEREG registered, CREG never), "sms"
+        (circuit services only: no data), "none"."""
         self.cov = mode
         if not self.on or self.sim_state != "ready":
             return
@@ -336,21 +485,23 @@ class Sim7600:
             self._cs_at = None
             self._ps_at = None
         else:
-            if self._cs_at is None:
+            if mode == "lte":
+                self._cs_at = None
+            elif self._cs_at is None:
                 self._cs_at = reg
-            if mode == "full":
+            if mode in ("full", "lte"):
                 if self._ps_at is None:
                     self._ps_at = reg
             else:
                 self._ps_at = None
-        if mode != "full" and self.net_open:
+        if mode not in ("full", "lte") and self.net_open:
             self.events.append((t, "network_lost"))
             if self.conn is not None:
                 self._drop_conn(t)
             self.sock = False
             self.net_open = False
             if not self.hung:
-                self._say(t, "+CIPEVENT: NETWORK CLOSED UNEXPECTEDLY")
+                self._urc(t, "+CIPEVENT: NETWORK CLOSED UNEXPECTEDLY")
 
     def _drop_conn(self, t):
         c = self.conn
@@ -384,6 +535,13 @@ class Sim7600:
             self.babble = True
             self.events.append((t, "babble"))
 
+    def _wedge(self, t):
+        if self.on:
+            self.wedged = True
+            self.hung = True
+            self.events.append((t, "wedged"))
+            self._out = [o for o in self._out if o[0] <= t]
+
     def _hang(self, t):
         if self.on:
             self.hung = True
@@ -402,8 +560,10 @@ class Sim7600:
         self._advance(now)
         if self.record:
             self.transcript.append((now, ">", bytes(data)))
-        if not self.on or self.hung or self._ready_at is None or now < self._ready_at or self.asleep():
+        if not self.on or self.hung or self._ready_at is None or now < self._ready_at or self.asleep() \
+                or self._off_at is not None:
             return  # nobody listening: the bytes are lost, as on the wire
+        now += self._xfer(len(data))  # the module has the bytes when the last one arrived
         for b in data:
             if self._mode == "cipsend":
                 self._payload.append(b)
@@ -528,7 +688,12 @@ class Sim7600:
         if not up.endswith("?"):
             self._reply(now, "OK")
             return
-        ok = self.cs_reg(now) if name == "+CREG" else self.ps_reg(now)
+        if name == "+CREG":
+            ok = self.cs_reg(now)
+        elif name == "+CGREG":
+            ok = self.ps_reg(now) and self.cov != "lte"  # pessimistic: only CEREG on an EPS-only attach
+        else:
+            ok = self.ps_reg(now)
         searching = self.sim_state == "ready" and self.cov != "none"
         st = 1 if ok else (2 if searching else 0)
         self._reply(now, "%s: 0,%d" % (name, st), "OK")
@@ -565,10 +730,15 @@ class Sim7600:
         t = self._t(now) + self.f["sms_submit_ms"]
         self._timer(t, self._cmgs_result, self._sms_to, text_bytes.decode("latin-1"))
 
+    def _sms_service(self, t):
+        """SMS can go: circuit-switched registration, or LTE-only with SMS
+        over SGs/IMS (the network's business, fault "lte_sms")."""
+        return self.cs_reg(t) or (self.cov == "lte" and self.ps_reg(t) and self.f["lte_sms"])
+
     def _cmgs_result(self, t, to, text):
         if not self.on or self.hung:
             return
-        if not self.cs_reg(t):
+        if not self._sms_service(t):
             self._say(t, "+CMS ERROR: 331")  # no network service
             return
         mr = (len([e for e in self.events if e[1] == "sms"]) + 1) % 256
@@ -588,7 +758,7 @@ class Sim7600:
             return
         if self._sim_err(now):
             return
-        if not self.cs_reg(now):
+        if not (self.cs_reg(now) or (self.cov == "lte" and self.ps_reg(now) and self.f["volte"])):
             self._reply(now, "NO CARRIER")
             return
         self.call = "dialling"
@@ -601,7 +771,7 @@ class Sim7600:
     def _call_up(self, t):
         if self.call == "dialling" and self.on and not self.hung:
             self.call = "active"
-            self._say(t, "VOICE CALL: BEGIN")
+            self._urc(t, "VOICE CALL: BEGIN")
 
     def _c_cvhu(self, now, body, up):
         if up in ("+CVHU=0", "+CVHU=1"):
@@ -629,6 +799,157 @@ class Sim7600:
         else:
             self._reply(now, "ERROR")
 
+    def _c_cfgri(self, now, body, up):
+        """AT+CFGRI=<status>[,<URC time>[,<SMS time>]] (manual 19.2.16)."""
+        args = _args(body)
+        if up == "+CFGRI?":
+            self._reply(now, "+CFGRI: %d,%d,120" % (self._cfgri, self.f["ri_urc_ms"]), "OK")
+        elif args and args[0] in ("0", "1"):
+            self._cfgri = int(args[0])
+            self._reply(now, "OK")
+        elif up == "+CFGRI":
+            self._cfgri = 0
+            self._reply(now, "OK")
+        else:
+            self._reply(now, "ERROR")
+
+    def _c_cpof(self, now, body, up):
+        """AT+CPOF: OK, then power-off as with a PWRKEY hold (manual 3.2.12;
+        Hardware Design 3.2.2)."""
+        t = self._t(now)
+        self._say(t, "OK")
+        self._timer(t, self._cpof)
+
+    def _cpof(self, t):
+        if self.on and self._off_at is None:
+            self._shutdown(t)
+
+    def _c_cmut(self, now, body, up):
+        """AT+CMUT (manual 5.2.20): "If there is not a connected call, write
+        command can't be used"."""
+        if up.startswith("+CMUT=") and self.call != "active":
+            self._reply(now, "ERROR")
+        else:
+            self._reply(now, "OK")
+
+    def _c_chup(self, now, body, up):
+        """AT+CHUP ends a voice call whatever AT+CVHU says (manual 5.2.2)."""
+        t = self._t(now)
+        if self.call is not None:
+            self.events.append((t, "hangup"))
+            if self.call == "active":
+                self._say(t, "VOICE CALL: END: 000017")
+            self.call = None
+        self._say(t, "OK")
+
+    def _c_ciptimeout(self, now, body, up):
+        args = _args(body)
+        if up == "+CIPTIMEOUT?":
+            self._reply(now, "+CIPTIMEOUT: 120000,120000,120000", "OK")
+        elif 1 <= len(args) <= 3 and all(a == "" or (a.isdigit() and 3000 <= int(a) <= 120000) for a in args):
+            self._reply(now, "OK")
+        else:
+            self._reply(now, "ERROR")
+
+    # ---- GNSS (manual chapter 17; GNSS application note) ----------------------
+
+    def _c_cvauxs(self, now, body, up):
+        """AT+CVAUXS=<0|1>: VDD_AUX, which feeds the antenna's LNA on the
+        T-SIM7600E (manual 19.2.2; LilyGO "GPS Enabled: Modem AUXVDD")."""
+        if up in ("+CVAUXS=0", "+CVAUXS=1"):
+            self._cvaux = int(up[-1])
+            self._antenna(now)
+            self._reply(now, "OK")
+        elif up == "+CVAUXS?":
+            self._reply(now, "+CVAUXS: %d" % self._cvaux, "OK")
+        else:
+            self._reply(now, "ERROR")
+
+    def _c_cvauxv(self, now, body, up):
+        args = _args(body)
+        if args and args[0].isdigit() and 1700 <= int(args[0]) <= 3050 and int(args[0]) % 50 == 0:
+            self._reply(now, "OK")
+        elif up == "+CVAUXV?":
+            self._reply(now, "+CVAUXV: 2850", "OK")
+        else:
+            self._reply(now, "ERROR")
+
+    def _antenna(self, now):
+        """GNSS hears satellites only with the session on and the active
+        antenna fed (an unfed active antenna: no fix, pessimistically)."""
+        g = self.gnss
+        if g is not None:
+            g.power(bool(self._gps and self._cvaux), now)
+
+    def _c_cgps(self, now, body, up):
+        """AT+CGPS=<on/off>[,<mode>] (manual 17.2.1): OK; a stop is reported
+        later by +CGPS: 0."""
+        args = _args(body)
+        if up == "+CGPS?":
+            self._reply(now, "+CGPS: %d,1" % self._gps, "OK")
+            return
+        if not args or args[0] not in ("0", "1"):
+            self._reply(now, "ERROR")
+            return
+        on = int(args[0])
+        if on == self._gps:
+            self._reply(now, "ERROR")  # already in that state (manual: ERROR)
+            return
+        self._gps = on
+        t = self._t(now)
+        self._say(t, "OK")
+        self._antenna(t)
+        if not on:
+            self._timer(t + 1000, self._say_urc, "+CGPS: 0")
+        self._nmea_schedule(t)
+
+    def _c_cgpsinfocfg(self, now, body, up):
+        """AT+CGPSINFOCFG=<time>[,<config>] (manual 17.2.16): NMEA on the AT
+        port every <time> s, sentences by the <config> bit mask."""
+        args = _args(body)
+        if not args or not args[0].isdigit() or int(args[0]) > 255:
+            self._reply(now, "ERROR")
+            return
+        self._nmea_period = int(args[0])
+        if len(args) > 1:
+            if not args[1].isdigit() or int(args[1]) > 262143:
+                self._reply(now, "ERROR")
+                return
+            self._nmea_mask = int(args[1])
+        t = self._t(now)
+        self._say(t, "OK")
+        self._nmea_schedule(t)
+
+    def _nmea_schedule(self, t):
+        if self._gps and self._nmea_period and not self._nmea_timer_on and self.gnss is not None:
+            self._nmea_timer_on = True
+            self._timer(t + 1000 * self._nmea_period, self._nmea_out)
+
+    def _nmea_out(self, t):
+        self._nmea_timer_on = False
+        if not self.on or not self._gps or not self._nmea_period or self.gnss is None:
+            return
+        data = self.gnss.read(t)
+        lines = []
+        for raw in data.split(b"\r\n"):
+            if len(raw) < 7 or raw[:1] != b"$":
+                continue
+            kind = raw[3:6].decode("ascii", "replace")
+            bit = _GNSS_BIT.get(kind)
+            if bit is not None and self._nmea_mask >> bit & 1:
+                lines.append(raw.decode("ascii"))
+        if lines and not self.hung:
+            self._urc(t, *lines)
+        self._nmea_schedule(t)
+
+    def _c_cgnssinfo(self, now, body, up):
+        """AT+CGNSSINFO (manual 17.2.21): without a fix 15 empty fields."""
+        g = self.gnss
+        if g is None or not self._gps or not g.has_fix():
+            self._reply(now, "+CGNSSINFO: ,,,,,,,,,,,,,,,", "OK")
+            return
+        self._reply(now, "+CGNSSINFO: " + g.cgnssinfo(now), "OK")
+
     # ---- TCP/IP (manual chapter 11) ---------------------------------------
 
     def _c_netopen(self, now, body, up):
@@ -647,9 +968,9 @@ class Sim7600:
             return
         if self.ps_reg(t):
             self.net_open = True
-            self._say(t, "+NETOPEN: 0")
+            self._urc(t, "+NETOPEN: 0")
         else:
-            self._say(t, "+NETOPEN: 1")
+            self._urc(t, "+NETOPEN: 1")
 
     def _c_netclose(self, now, body, up):
         if not self.net_open:
@@ -693,10 +1014,10 @@ class Sim7600:
             if value:
                 self.sock = True
                 self.events.append((t, "tcp_open"))
-                self._say(t, "+CIPOPEN: 0,0")
+                self._urc(t, "+CIPOPEN: 0,0")
             else:
                 self.conn = None
-                self._say(t, "+CIPOPEN: 0,10")
+                self._urc(t, "+CIPOPEN: 0,10")
         elif kind == "data":
             was_empty = not self._rx
             self._rx.extend(value)
@@ -704,9 +1025,9 @@ class Sim7600:
                 return
             if self._rxmode == 1:
                 if was_empty:
-                    self._say(t, "+CIPRXGET: 1,0")
+                    self._urc(t, "+CIPRXGET: 1,0")
             else:
-                self._say(t, "RECV FROM:0.0.0.0:0")
+                self._urc(t, "RECV FROM:0.0.0.0:0")
                 self._raw(t, b"+IPD%d\r\n" % len(self._rx) + bytes(self._rx))
                 self._rx = bytearray()
         elif kind == "closed":
@@ -714,7 +1035,7 @@ class Sim7600:
             self.conn = None
             self.events.append((t, "tcp_closed", value))
             if not self.hung:
-                self._say(t, "+IPCLOSE: 0,%d" % value)
+                self._urc(t, "+IPCLOSE: 0,%d" % value)
 
     def _c_cipsend(self, now, body, up):
         args = _args(body)
@@ -823,12 +1144,20 @@ _HANDLERS = {
     "E": Sim7600._c_e,
     "D": Sim7600._c_dial,
     "H": Sim7600._c_hangup,
-    "+CHUP": Sim7600._c_hangup,
     "+CVHU": Sim7600._c_cvhu,
     "+CMEE": Sim7600._c_ok,
     "+CGDCONT": Sim7600._c_ok,
     "+CLVL": Sim7600._c_ok,
-    "+CMUT": Sim7600._c_ok,
+    "+CMUT": Sim7600._c_cmut,
+    "+CHUP": Sim7600._c_chup,
+    "+CFGRI": Sim7600._c_cfgri,
+    "+CPOF": Sim7600._c_cpof,
+    "+CIPTIMEOUT": Sim7600._c_ciptimeout,
+    "+CVAUXS": Sim7600._c_cvauxs,
+    "+CVAUXV": Sim7600._c_cvauxv,
+    "+CGPS": Sim7600._c_cgps,
+    "+CGPSINFOCFG": Sim7600._c_cgpsinfocfg,
+    "+CGNSSINFO": Sim7600._c_cgnssinfo,
     "+VMUTE": Sim7600._c_vmute,
     "+CPIN": Sim7600._c_cpin,
     "+CSQ": Sim7600._c_csq,

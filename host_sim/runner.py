@@ -1,42 +1,49 @@
-"""Run one scenario in virtual time: the real firmware App, the real modem
-engine (ModemTransport) against the SIM7600 emulator, the network model and
-the real receiver core, all on one discrete-event clock.
+"""Run one scenario in virtual time: the real firmware main loop
+(firmware/loop.py Loop, over the real App, ModemTransport and modem engine)
+on the real board driver (firmware/board_esp32.py) over a model of
+MicroPython's ESP32 port (host_sim/esp32.py), against the SIM7600 emulator,
+the network model and the real receiver core, all on one virtual clock.
 
 Owns: wiring and event order of one run, and what gets recorded.
     res = run(scenario)              # results dict (host_sim/report.py format)
     r = Runner(scenario); r.run(); r.results
-Pieces: World (clock, route, GNSS, energy, scenario events), SimBoard (the
-Board), Sim7600 + Network + ModelTcp (modem and network), SimReceiver (the
-receiver core over an in-memory store, in virtual wall time, ticking its
-silent-device supervision every minute, SMS through the same door), and
-App(board, config, ModemTransport(...)) stepped at its own deadlines.
+Pieces: World (clock, route, GNSS, energy, scenario events), Chip (the
+ESP32 and its wiring, from the board table), Esp32Board (the firmware's
+own driver, executed over the chip's modules), Sim7600 + Network +
+ModelTcp (modem and network), SimReceiver (the receiver core over an
+in-memory store, in virtual wall time, ticking its silent-device
+supervision every minute, SMS through the same door), and Loop.
 
-Event-driven: the App is stepped only when something can have changed for
-it: its own deadline (capped like main.py at 30 s), the emulator's next
-output, a button edge, the end of each GNSS burst while the receiver is
-powered (the UART wakes the CPU; the App reads the burst as soon as it is
-complete, so the fix tracker always holds the latest epoch), power
-returning. After a step that produced transport events it is stepped
-again at the same instant. A request the App left for the engine is not
-re-stepped for: the App starts it in the same step (App.step polls the
-transport again at its end), and a regression there shows as latency. A 24 h day is a few hundred thousand
-events.
+The firmware drives: the runner only calls Loop.step() again and again,
+as firmware/main.py does. Time passes where the firmware blocks: the
+board's idle() (select.poll), light_sleep() (machine.lightsleep), a
+Wi-Fi scan, the fault back-off; there the chip asks advance() to run the
+world (its events, the emulator's output, the receiver) until the wake
+condition the silicon has (a Pin interrupt, UART bytes at a poll tick,
+ext0/ext1 levels in light sleep, the timer). So the loop's sleep choice,
+back-off, fault recording and never-wrapping clock are the firmware's own,
+and a firmware that sleeps through a modem reply loses it here as it
+would on the board.
 
 Power cuts: the world cuts the battery (at a time, or at the n-th flash
-write, where the write is torn by firmware.fs PowerCut); the App, the
-modem and RAM are gone; when power returns the App is rebuilt from the
-same flash as after a reset (config.json re-read, outbox reloaded).
+write, torn by firmware.fs PowerCut); advance() raises PowerCut through
+whatever the firmware was doing (a BaseException: no `except Exception`
+runs after the power went); when power returns the chip resets and main's
+start is replayed (config read, board built, a new Loop). A watchdog that
+was not fed in time resets the chip the same way (cause WDT). The modem
+is on the battery rail: an ESP32 reset leaves it running.
 
-Never does: change firmware behaviour. It observes through thin wrappers
-on the App's instance (button events, outbox add/ACK, transport calls and
-events) and never alters their results.
+Never does: change firmware behaviour. It observes through the Loop's
+on_app/on_fault hooks and thin wrappers on the App's instance (button
+events, outbox add/ACK, transport calls and events) and never alters their
+results.
 
-Must stay in sync with: firmware/main.py (loop, sleep cap, crash recovery),
-firmware/app.py, host_sim/world.py, host_sim/results.py, docs/simulator.md.
+Must stay in sync with: firmware/main.py (what main() builds),
+firmware/loop.py, host_sim/esp32.py, host_sim/world.py, host_sim/results.py,
+docs/simulator.md.
 """
 
 import contextlib
-import hashlib
 import io
 import os
 import random
@@ -44,17 +51,18 @@ import shutil
 import tempfile
 import traceback
 
+from firmware import boards
 from firmware import config as C
-from firmware.app import App, record_fault
-from firmware.alert import FAULT_EXCEPTION
 from firmware.button import EV_CANCEL, EV_DURESS_CANCEL, EV_SOS, EV_TEST, ButtonConfig
 from firmware.fs import PowerCut
-from firmware.modem.transport import ModemTransport
+from firmware.loop import Loop
+from firmware.main import load_config, make_transport
 from host_sim import energy as E
+from host_sim.esp32 import Chip, ConsoleSink, RunEnd, SimFs, WatchdogReset, load_board_module
 from host_sim.modem import Sim7600
 from host_sim.network import Network
 from host_sim.results import Recorder
-from host_sim.simboard import SimBoard
+from host_sim.setup import DEVICE_ID, OWN_NUMBER, PERSON_REF, button_patterns, device_config, device_key
 from host_sim.world import World
 from protocol import frame as F
 from protocol.crypto import DeviceKeys
@@ -62,77 +70,13 @@ from protocol.errors import ProtocolError
 from receiver import core, masterkey
 from receiver import store as S
 
-DEVICE_ID = 1001
-PERSON_REF = "URN 01/1234/26"
-SMS_NUMBER = "+447700900999"
-RECEIVER_HOST = "203.0.113.5"
-RECEIVER_PORT = 5000
-MAX_SLEEP_MS = 30000  # firmware/main.py
+__all__ = ["DEVICE_ID", "PERSON_REF", "Runner", "button_patterns", "device_config", "device_key", "failures", "run"]
+
 TICK_MS = 60000  # receiver supervision
-GNSS_READ_AFTER_MS = 5  # the device reads a GNSS burst this long after its last byte
-SAME_INSTANT_MAX = 8
+# machine.reset_cause() codes (MicroPython's ESP32 port, modmachine.c)
+_PWRON, _WDT = 1, 3
 _EVENT_KIND = {EV_SOS: "sos", EV_CANCEL: "cancel", EV_DURESS_CANCEL: "duress_cancel", EV_TEST: "test"}
-_COVERAGE = {"data+sms": "full", "sms-only": "sms", "none": "none"}
-
-
-def device_key(seed):
-    """The simulated device's 32-byte master key (derived from the seed; a
-    simulation, never a real device's key)."""
-    return hashlib.sha256(b"wearable-panic sim device key %d" % seed).digest()
-
-
-def button_patterns(cfg=None):
-    """{kind: [(offset_ms, hold_ms), ...]} a person would press for each
-    named action, from the firmware's own button configuration."""
-    b = cfg or ButtonConfig()
-    tap, gap = 150, 250
-    taps = lambda n: [(i * (tap + gap), tap) for i in range(n)]  # noqa: E731
-    test = taps(b.test_presses) + [(b.test_presses * (tap + gap), b.test_hold_ms + 300)]
-    return {
-        "sos": taps(b.sos_presses),
-        "cancel": [(0, b.cancel_hold_ms + 500)],
-        "duress_cancel": taps(b.duress_presses),
-        "test": test,
-    }
-
-
-def device_config(scenario, key):
-    """config.json contents for the scenario: [device] keys are firmware
-    config fields, timings (heartbeat_s ...) or button settings
-    (sos_hold_ms ...) by their own names; test_enabled turns on both the
-    config flag and the button's TEST pattern, as an engineer would."""
-    d = {
-        "device_id": DEVICE_ID,
-        "key_hex": key.hex(),
-        "receiver_host": RECEIVER_HOST,
-        "receiver_port": RECEIVER_PORT,
-        "sms_number": SMS_NUMBER,
-        "apn": "internet",
-        "power_profile": scenario.profile,
-    }
-    timings = {}
-    button = {}
-    bfields = ButtonConfig().to_dict()
-    for k, v in scenario.device.items():
-        if k in C.TIMINGS:
-            timings[k] = v
-        elif k == "test_enabled":
-            d[k] = v
-            button[k] = v
-        elif k in bfields:
-            button[k] = v
-        elif k in ("device_id", "key_hex", "engineer_key_hex"):
-            raise ValueError("[device] %s is set by the simulator" % k)
-        else:
-            d[k] = v
-    if timings:
-        d["timings"] = timings
-    if button:
-        d["button"] = button
-    cfg = C.validate(d)
-    if cfg.errors:
-        raise ValueError("[device]: " + "; ".join(cfg.errors))
-    return d, cfg
+_COVERAGE = {"data+sms": "full", "sms-only": "sms", "lte-only": "lte", "none": "none"}
 
 
 def _fault_value(v):
@@ -292,6 +236,7 @@ class Runner:
         self.key = device_key(self.seed)
         self.keys = DeviceKeys(self.key)
         self.cfg_dict, cfg = device_config(scenario, self.key)
+        self.table = boards.load(cfg.board)
         self.patterns = button_patterns(ButtonConfig.from_dict(cfg.button))
         self.world = World(scenario, patterns=self.patterns)
         self.clock = self.world.clock
@@ -306,65 +251,149 @@ class Runner:
         if schedule[0][0] > 0:
             schedule.insert(0, (0, "full"))
         faults.setdefault("coverage", tuple(schedule))
-        faults.setdefault("own_number", "+447700900123")
+        faults.setdefault("own_number", OWN_NUMBER)
         faults.setdefault("rssi", cov.csq)
-        self.emu = Sim7600(self.receiver, self.net, seed=self.seed, **faults)
+        # the board's GNSS: the modem's own receiver (world.gnss in the
+        # "sim7600" style, switched by AT+CGPS), or an external module on UART2
+        self.modem_gnss = self.table.FACTS["gnss"][0] == "modem"
+        self.emu = Sim7600(self.receiver, self.net, seed=self.seed, gnss=self.world.gnss if self.modem_gnss else None,
+                           **faults)
         self.emu.record = False
         self._own_tmp = flash_root is None
         self.flash_root = flash_root or tempfile.mkdtemp(prefix="panic-sim-")
-        self.board = SimBoard(self.world, self.emu, os.path.join(self.flash_root, "flash"), self.rec,
-                              clock_known=not scenario.clock_unknown_at_boot)
-        self.app = None
-        self.t = None
+        self.fs = SimFs(os.path.join(self.flash_root, "flash"), self._flash_cut)
+        self.level = 1 if self.table.PINS["button"][2] == 0 else 0  # released
+        self.chip = Chip(self, self.table, cfg.pins)
+        self.board_mod = load_board_module(self.chip)
+        self.loop = None
+        self.board = None
+        self.transports = []  # every ModemTransport built (engine counters over the run)
         self.boots = 0
         self.crashes = []
         self.steps = 0
-        self._timer = None
-        self._same = 0
-        self._gnss_wake = None
-        self._last_gnss_wake = -10**9
+        self.haptics = 0
         self._tx_timer = None
         self._mstate = None
+        self._gstate = None
         self._actions = []  # (kind, at_ms, the device could take it)
         self._cut_times = []
         self._lost_with_power = 0
         self._done = False
+        self._boot_due = False
+        self._off = False  # the device has no power (advance() then only waits)
         self.results = None
         self._stdout = io.StringIO()
         rng = random.Random(self.seed ^ 0x51D)
         self._rand = lambda n: rng.randrange(n) if n > 1 else 0  # the firmware's jitter, seeded: runs repeat
         # config.json on the simulated flash, as provisioning leaves it
-        self.board.fs.write_atomic(C.CONFIG_FILE, _json(self.cfg_dict))
+        self.fs.write_atomic(C.CONFIG_FILE, _json(self.cfg_dict))
 
-    # -- time
+    # -- what the chip asks of its host
+    @property
+    def start_utc_ms(self):
+        return self.sc.start_utc_ms
+
+    def button_level(self):
+        return self.level
+
+    def wifi_at(self, t):
+        return self.sc.wifi_at(t)
+
+    def on_pin(self, name, level):
+        pass
+
+    def on_clock_set(self, unix):
+        pass
+
+    def printed(self, text):
+        if text:
+            self.rec.print_(self.clock.now, text)
+
     def unix(self):
         return self.sc.start_utc_ms / 1000.0 + self.clock.now / 1000.0
 
-    # -- the App's life
-    def _boot(self):
-        b = self.board
-        b.fs.cleanup()
-        cfg = C.load(b.fs)
+    def advance(self, until, stop=None):
+        """Run the world until `until` (virtual ms; None: no limit) or until
+        stop() is true, stopping at every instant something happens (a world
+        event, the emulator's output or timers, the watchdog's deadline).
+        Raises PowerCut when the power goes (unless the device is already
+        off), RunEnd at the scenario's end, WatchdogReset when it bites."""
+        clock, emu, chip = self.clock, self.emu, self.chip
+        while True:
+            if self._done:
+                raise RunEnd()
+            if not self._off:
+                if not self.world.powered:
+                    raise PowerCut()
+                wd = chip.wdt_deadline()
+                if wd is not None and clock.now > wd:
+                    raise WatchdogReset()
+            if stop is not None and stop():
+                return
+            now = clock.now
+            if until is not None and now >= until:
+                return
+            nxt = until
+            t = clock.next_time()
+            if t is not None and (nxt is None or t < nxt):
+                nxt = t
+            t = emu.next_event_after(now) if self.world.powered else None
+            if t is not None and (nxt is None or t < nxt):
+                nxt = t
+            if not self._off:
+                wd = chip.wdt_deadline()
+                if wd is not None and (nxt is None or wd + 1 < nxt):
+                    nxt = wd + 1
+            if nxt is None:
+                raise RunEnd()
+            clock.run_until(max(nxt, now))
+
+    # -- the device's life
+    def _boot(self, cause):
+        """A reset: the chip starts again and main() runs: the config is
+        read, the board table chosen, the board built, the loop started."""
+        chip = self.chip
+        self._off = False
+        chip.power_on(self.clock.now, clock_known=self.boots == 0 and not self.sc.clock_unknown_at_boot, cause=cause)
         self.boots += 1
-        self.t = _Transport(ModemTransport(b.modem, b, cfg), self)
-        now = self.clock.now - b.boot_ms
+        self.rec.event(self.clock.now, "boot", "boot %d (reset cause %d)" % (self.boots, cause))
         try:
-            self.app = App(b, cfg, self.t, now, fs=b.fs, rand=self._rand)
+            cfg = load_config(self.fs)
+            table = boards.load(cfg.board)
+            board = self.board_mod.Esp32Board(table, cfg.pins, flash_dir=self.fs.root, console=ConsoleSink(self))
         except PowerCut:
-            self.app = None
+            self.loop = None
             return
-        self._instrument(self.app)
-        self.rec.event(self.clock.now, "boot", "boot %d" % self.boots)
-        self._schedule(self.clock.now)
+        board.haptic = self._haptic
+        self.board = board
+        loop = Loop(board, self.fs, transport_factory=self._make_transport, app_kw={"rand": self._rand})
+        loop.on_app = self._instrument
+        loop.on_fault = self._on_fault
+        self.loop = loop
+
+    def _make_transport(self, board, cfg):
+        t = _Transport(make_transport(board, cfg), self)
+        self.transports.append(t.inner)
+        return t
+
+    def _haptic(self, ms):
+        self.haptics += 1
+        self.rec.pin(self.clock.now, "haptic", 1)
+
+    def _on_fault(self, e):
+        now = self.clock.now
+        self.crashes.append("%d ms: %s: %s" % (now, e.__class__.__name__, e))
+        self.rec.event(now, "firmware_exception", "".join(traceback.format_exception(e, limit=3))[-300:])
 
     def _instrument(self, app):
-        rec, clock, keys, fs = self.rec, self.clock, self.keys, self.board.fs
+        rec, clock, keys, fs = self.rec, self.clock, self.keys, self.fs
         btn_update = app.button.update
 
-        def update(level, now):
-            ev = btn_update(level, now)
+        def update(level, t):
+            ev = btn_update(level, t)
             if ev is not None and ev in _EVENT_KIND:
-                rec.press(_EVENT_KIND[ev], clock.now, DEVICE_ID)
+                # when it happened: the edge's time (latched edges are fed late)
+                rec.press(_EVENT_KIND[ev], clock.now - max(0, app.now - t), DEVICE_ID)
             return ev
 
         app.button.update = update
@@ -401,105 +430,28 @@ class Runner:
 
         ob.on_frame = on_frame_
 
-    def _schedule(self, t):
-        t = max(t, self.clock.now)
-        tm = self._timer
-        if tm is not None and tm.active and tm.at <= t:
-            return
-        if tm is not None:
-            tm.cancel()
-        self._timer = self.clock.at(t, self._step, name="app_step")
-
-    def _step(self):
-        self._timer = None
-        if self.app is None or not self.world.powered:
-            return
-        b = self.board
-        now = self.clock.now
-        # a step takes no virtual time: the ESP32's state is what it does
-        # between steps (idle with the UARTs on, or light sleep)
-        n0 = self.t.n_events
-        self.steps += 1
-        try:
-            with contextlib.redirect_stdout(self._stdout):
-                wait = self.app.step(now - b.boot_ms)
-        except PowerCut:
-            return  # the world already cut the power
-        except Exception as e:  # noqa: BLE001 - main.py: record, back off, rebuild
-            self.crashes.append("%d ms: %s: %s" % (now, e.__class__.__name__, e))
-            self.rec.event(now, "firmware_exception", traceback.format_exc(limit=3)[-300:])
-            try:
-                record_fault(b.fs, FAULT_EXCEPTION)
-            except PowerCut:
-                return
-            self.app = None
-            self.clock.after(1000, self._reboot_after_crash, name="reboot")
-            return
-        b.feed_watchdog()
-        out = self._stdout.getvalue()
-        if out:
-            b.printed(out)
-            self._stdout = io.StringIO()
-        rng = random.Random(self.seed ^ 0x51D)
-        self._rand = lambda n: rng.randrange(n) if n > 1 else 0  # the firmware's jitter, seeded: runs repeat
-        wait = min(wait, MAX_SLEEP_MS)
-        if self.app.can_light_sleep():
-            b.light_sleep(wait)
-        else:
-            b.idle(wait)
-        self._modem_state()
-        if self.t.n_events != n0 and self._same < SAME_INSTANT_MAX:
-            self._same += 1
-            self._schedule(now)
-            return
-        self._same = 0
-        nxt = now + max(1, wait)
-        te = self.emu.next_event_ms()
-        if te is not None:
-            nxt = min(nxt, max(now + 1, te))
-        self._schedule(nxt)
-        self._arm_gnss()
-
-    def _reboot_after_crash(self):
-        if self.world.powered and self.app is None:
-            self.board.cause = 5  # RESET_SOFT
-            self._boot()
-
-    def _arm_gnss(self):
-        g = self.world.gnss
-        if not self.world.powered or not g.on:
-            return
-        nb = g.burst_end_ms(self.clock.now)
-        if nb is None:
-            return
-        t = max(nb + GNSS_READ_AFTER_MS, self._last_gnss_wake + 500, self.clock.now + 1)
-        if self._gnss_wake is not None and self._gnss_wake.active and self._gnss_wake.at <= t:
-            return
-        if self._gnss_wake is not None:
-            self._gnss_wake.cancel()
-        self._gnss_wake = self.clock.at(t, self._gnss_read, name="gnss_burst")
-
-    def _gnss_read(self):
-        self._gnss_wake = None
-        self._last_gnss_wake = self.clock.now
-        self._schedule(self.clock.now)
-
-    # -- energy of the modem, from what the emulator is doing
+    # -- energy of the modem and its GNSS, from what the emulator is doing
     def _modem_state(self):
         e = self.emu
         if not self.world.powered:
             return
+        now = self.clock.now
         if self._tx_timer is not None and self._tx_timer.active:
             st = "tx"
         elif not e.powered or not e.on:
             st = "off"
-        elif e.asleep():
+        elif e.low_power(now):
             st = "sleep"
         else:
             st = "idle"
         if st != self._mstate:
             self._mstate = st
             self.world.set_state("modem", st)
+        if self.modem_gnss:
+            g = "acquire" if e.on and e._gps and e._cvaux else "off"
+            if g != self._gstate:
+                self._gstate = g
+                self.world.energy.set_state("gnss", g, now)
 
     def modem_tx(self):
         """A frame or SMS went out: the modem transmitted (~1 s of TX current)."""
@@ -518,38 +470,32 @@ class Runner:
         """Note whether the device could take this action when it began:
         powered and running, and the pattern means something in its state
         (SOS only when no alert is active, TEST only with test enabled)."""
-        app = self.app
+        app = self.loop.app if self.loop is not None else None
         ok = self.world.powered and app is not None and not app.dead
         if ok and kind == "sos":
-            ok = not app.ctl.looks_active()
+            ok = not app.ctl.looks_active()  # pyright: ignore[reportOptionalMemberAccess]
         elif ok and kind == "test":
-            ok = bool(app.cfg.test_enabled) and not app.ctl.looks_active()
+            ok = bool(app.cfg.test_enabled) and not app.ctl.looks_active()  # pyright: ignore[reportOptionalMemberAccess]
         self._actions.append((kind, now, ok))
 
     def _h_button(self, pressed, now):
-        self.board.level = 0 if pressed else 1
-        self._schedule(now)
+        old = self.level
+        active = self.table.PINS["button"][2]
+        self.level = active if pressed else 1 - active
+        if self.level != old and self.world.powered:
+            self.chip.input_changed(self.chip.gpio_of["button"], old, self.level)
 
     def _h_power(self, on, now):
-        b = self.board
         if not on:
             self._cut_times.append(now)
             self._drop_uncommitted_presses(now)
-            self.app = None
-            self.t = None
-            if self._timer is not None:
-                self._timer.cancel()
             self.emu.power(False, now)
-            b.power_lost()
             self.rec.event(now, "power_off", "")
         else:
             self.emu.power(True, now)
-            b.power_back()
-            if self.sc.gnss.on_at_boot:  # the board powers the GNSS at boot, as at t = 0
+            if self.sc.gnss.on_at_boot:  # the board powers an external GNSS module at boot, as at t = 0
                 self.world.set_state("gnss", "acquire")
-            self.world.set_state("esp32", "active")
-            b.esp32 = "active"
-            self._boot()
+            self._boot_due = True
 
     def _drop_uncommitted_presses(self, now):
         """A press whose alert the power took before it reached flash (the
@@ -568,14 +514,17 @@ class Runner:
                 rec.event(now, "press_lost_with_power", "%s pressed at %d ms" % (a["kind"], a["press_ms"]))
 
     def _h_arm_flash_cut(self, n, now):
-        self.board.arm_flash_cut(n)
+        self.fs.cut_in = max(1, int(n))
+
+    def _flash_cut(self):
+        if self.world.powered:
+            self.world.flash_cut()
 
     def _h_coverage(self, cov, now):
         self.net.latency = {"up": cov.latency_ms, "down": cov.latency_ms}
         self.net.loss = min(cov.loss, 0.95)
         self.net.sms_ms = cov.sms_latency_ms
         self.emu.f["rssi"] = cov.csq
-        self._schedule(now)
 
     def _h_receiver(self, up, now):
         self.receiver.set_up(up)
@@ -594,14 +543,9 @@ class Runner:
         for w in self.sc.modem_fault_windows:
             if w.name not in faults and w.name in DEFAULTS:
                 self.emu.f[w.name] = _fault_value(self.sc.modem_faults.get(w.name, DEFAULTS[w.name]))
-        self._schedule(now)
 
     def _h_brownout(self, now):
-        self.app = None
-        if self._timer is not None:
-            self._timer.cancel()
         self.emu.power(False, now)
-        self.board.power_lost()
         self.rec.summary["device_dead"] = True
         self.rec.event(now, "device_dead", "brown-out")
 
@@ -625,22 +569,40 @@ class Runner:
             "brownout": self._h_brownout,
             "end": self._h_end,
         })
-        self.board.set_esp32("active")
         self.clock.every(TICK_MS, self._tick, first_ms=TICK_MS, name="receiver_tick")
-        self._boot()
+        self._boot(_PWRON)
         try:
-            w.run()
-        finally:
+            while True:
+                if self.loop is None:
+                    self._off = True
+                    self.advance(None, lambda: self._boot_due)
+                    self._boot_due = False
+                    self._boot(_PWRON)
+                    continue
+                try:
+                    with contextlib.redirect_stdout(self._stdout):
+                        self.steps += 1
+                        self.loop.step()
+                except PowerCut:
+                    self.loop = None
+                except WatchdogReset:
+                    self.chip.wdt_resets += 1
+                    self.rec.event(self.clock.now, "watchdog_reset", "not fed for %d ms" % self.chip.wdt_ms)
+                    self._boot(_WDT)
+                out = self._stdout.getvalue()
+                if out:
+                    self.printed(out)
+                    self._stdout = io.StringIO()
+                self._modem_state()
+        except RunEnd:
             pass
         return self.finish()
 
     def pending_seqs(self):
-        from firmware.outbox import entry_name  # noqa: F401
-
         out = []
-        for name in self.board.fs.listdir():
+        for name in self.fs.listdir():
             if name.startswith("o") and not name.endswith(".tmp"):
-                raw = self.board.fs.read(name)
+                raw = self.fs.read(name)
                 try:
                     out.append(F.peek(raw)[2])
                 except (ProtocolError, TypeError):
@@ -665,6 +627,15 @@ class Runner:
                 self.rec.press(kind, at, DEVICE_ID)
                 self.rec.event(at, "press_not_recognised", kind)
 
+    def engine_totals(self):
+        """Counters of every modem engine the run built, added up."""
+        tot = {"timeouts": 0, "power_cycles": 0, "boots": 0, "ri_syncs": 0, "nmea_dropped": 0}
+        for t in self.transports:
+            st = t.stats()
+            for k in tot:
+                tot[k] += st.get(k) or 0
+        return tot
+
     def finish(self):
         now = self.clock.now
         self._unmatched_actions()
@@ -674,13 +645,20 @@ class Runner:
         bq = self.sc.battery
         prof = E.profile_tradeoff(capacity_mah=bq.capacity_mah, heartbeat_s=4 * 3600, modem=bq.modem,
                                   board_quiescent_ma=bq.board_quiescent_ma)
+        chip = self.chip
+        eng = self.engine_totals()
         self.rec.summary.update({
             "boots": self.boots, "firmware_exceptions": len(self.crashes), "app_steps": self.steps,
-            "haptic_calls": self.board.haptics, "max_watchdog_gap_ms": self.board.max_feed_gap_ms,
-            "wifi_scans": self.board.scans, "presses_lost_with_power": self._lost_with_power,
+            "haptic_calls": self.haptics, "max_watchdog_gap_ms": chip.max_feed_gap_ms,
+            "wifi_scans": chip.scans, "presses_lost_with_power": self._lost_with_power,
+            "board": self.table.NAME, "light_sleeps": chip.lightsleeps, "uart_bytes_lost": chip.uart_lost,
+            "uart_overrun_bytes": chip.uart_overrun, "irq_dropped": chip.irq_dropped,
+            "watchdog_resets": chip.wdt_resets, "modem_power_cycles": eng["power_cycles"],
+            "at_timeouts": eng["timeouts"], "ri_syncs": eng["ri_syncs"],
         })
+        visible = ("haptic",) + tuple(n for n in self.table.LIGHTS if n in self.table.PINS) + _visible_words()
         res = self.rec.finish(energy=en, pending_seqs=self.pending_seqs(), profiles=prof, strict=self.strict,
-                              visible=("haptic",) + _visible_words(), extra_events=self.world.events)
+                              visible=visible, extra_events=self.world.events)
         res["receiver"]["events"] = [_clean_event(e) for e in self.receiver.events]
         self.results = res
         if self._own_tmp:

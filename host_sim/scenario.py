@@ -27,6 +27,7 @@ import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from firmware.config import BOARDS
 from host_sim import energy, gnss
 from host_sim.route import CONDITIONS, Route, RouteError
 
@@ -138,7 +139,7 @@ class ModemFault:
 
 @dataclass
 class GnssConfig:
-    style: str = "ublox-m8"
+    style: str = "sim7600"
     talker: object = None
     sentences: object = None
     start: str = "auto"
@@ -167,6 +168,7 @@ class Scenario:
     clock_unknown_at_boot: bool = False
     profile: str = "ready"
     device: dict = field(default_factory=dict)
+    board: str = "t-sim7600e"  # [device] board: firmware/boards/
     battery: BatteryConfig = field(default_factory=BatteryConfig)
     gnss: GnssConfig = field(default_factory=GnssConfig)
     route_points: object = None  # [(t_ms, lat, lon, alt, condition)]
@@ -492,14 +494,28 @@ def loads(text, path=None):
         for x in sents:
             if x not in gnss.SENTENCE_TYPES:
                 raise c.err("%r is not one of %s" % (x, ", ".join(gnss.SENTENCE_TYPES)), "sentences")
+    # the board decides what the GNSS is: the SIM7600's own receiver
+    # (t-sim7600e: style "sim7600", off until the firmware starts it), or an
+    # external NMEA module on UART2 (t-sim7600e-ext-gnss: its style)
+    sc.board = sc.device.get("board", "t-sim7600e")
+    if sc.board not in BOARDS:
+        raise _Ctx(path, loc, "device").err("board %r is not one of %s" % (sc.board, ", ".join(BOARDS)), "board")
+    ext = sc.board != "t-sim7600e"
+    style = c.typed(g, "style", (str,), "ublox-m8" if ext else "sim7600", choices=tuple(gnss.STYLES))
+    if ext == (style == "sim7600"):
+        raise c.err(("style %r is the SIM7600's own receiver: an external module needs another style" if ext else
+                     "style %r is an external NMEA module: set [device] board = \"t-sim7600e-ext-gnss\" to fit one")
+                    % style, "style")
+    if not ext and "on_at_boot" in g:
+        raise c.err("the SIM7600's GNSS is off until the firmware starts it (AT+CGPS=1)", "on_at_boot")
     sc.gnss = GnssConfig(
-        style=c.typed(g, "style", (str,), "ublox-m8", choices=tuple(gnss.STYLES)),
+        style=style,
         talker=c.typed(g, "talker", (str,), None, choices=gnss.TALKERS),
         sentences=sents,
         start=c.typed(g, "start", (str,), "auto", choices=gnss.STARTS),
         baud=c.typed(g, "baud", (int,), None, choices=(4800, 9600, 19200, 38400, 57600, 115200)),
         uere_m=float(c.typed(g, "uere_m", (int, float), 2.5, lo=0.1, hi=100)),
-        on_at_boot=c.typed(g, "on_at_boot", (bool,), True),
+        on_at_boot=c.typed(g, "on_at_boot", (bool,), True) if ext else False,
     )
 
     # [route]

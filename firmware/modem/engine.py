@@ -1,12 +1,14 @@
 """Modem engine: generic 3GPP (27.007 / 27.005) behaviour over one AtChannel,
 with the data path delegated to a dialect (firmware/modem/sim7600.py).
 
-Owns: modem power and bring-up, registration, recovery, and the services the
-outbox uses (frame by TCP, SMS, covert voice call, cell info, signal, sleep).
-Never does I/O and never reads a clock: feed(data, now) takes UART bytes,
-poll(now) advances and returns ms until it next wants a poll; bytes to write
-are in `ch.out`, pin changes in `actions` ("pwrkey"/"power"/"dtr", level),
-transport events in `events` (names from firmware/transport.py).
+Owns: modem power and bring-up, registration, recovery, sleep, and the
+services the outbox uses (frame by TCP, SMS, covert voice call, cell info,
+signal, GNSS). Never does I/O and never reads a clock: feed(data, now)
+takes UART bytes, poll(now) advances and returns ms until it next wants a
+poll; bytes to write are in `ch.out`, pin changes in `actions`
+("pwrkey"/"dtr", level), transport events in `events` (names from
+firmware/transport.py). The board's STATUS line comes in through
+`status` (1 on, 0 off, None when the board does not wire it).
 
 How it runs: at most one job at a time. A job is a generator that yields
 requests, and the engine resumes it when the request completes:
@@ -16,27 +18,54 @@ requests, and the engine resumes it when the request completes:
     ("K", pin, level) pin action, immediate              -> None
 so every wait is "wait N ms", never a sleep. When no job runs, pick() starts
 the most urgent one, in this order: power-cycle a hung modem, boot, wake,
-the caller's request (send/sms/call/hang-up/sleep), speaker mute in a call,
-read received data, bring the data path up, refresh signal and cell.
+re-synchronise after an RI wake, the caller's request
+(send/sms/call/hang-up), speaker mute in a call, read received data, GNSS
+on/off, bring the data path up, refresh signal and cell, and last, sleep
+when the caller asked for it.
+
+Power (SIM7600 Hardware Design V1.02 3.2, Tables 8 and 9; the T-SIM7600E
+has no supply switch, firmware/boards/t_sim7600e.py): on is a PWRKEY press
+of pwrkey_ms (>= 100, typ. 500 ms), then RDY on the UART 11-12 s later;
+off is AT+CPOF when the modem answers, else a PWRKEY hold of pwrkey_off_ms
+(>= 2.5 s); either way STATUS falls 25-26 s later, and off counts as done
+only when STATUS is seen low (without a STATUS line: after the whole
+off_timeout_ms). A modem whose STATUS stays high after a power-off is
+wedged: only a battery cycle helps; it is retried with back-off.
 
 Bring-up is a step table (BOOT_STEPS below): each step is a command with a
 timeout, a number of tries, a retry interval and a handler that judges the
 answer. Recovery rules:
   - hung: a command times out with no byte from the modem since it was sent,
     twice running (or five commands in a row time out whatever it says)
-    -> power-cycle (power pin off/on, or a 3 s PWRKEY hold),
+    -> power-cycle (PWRKEY hold, STATUS low, PWRKEY press),
     then boot again; cycles back off 2 s, 4 s ... 120 s.
   - RDY out of the blue: the modem restarted; everything is re-initialised.
   - network lost (+CIPEVENT, NETOPEN failure, registration lost): the data
     path is reopened by the net job, with back-off, while SMS stays usable
-    if circuit-switched registration holds.
+    if registration holds (CREG, or CEREG on an LTE-only network).
   - socket: opened on demand per delivery; closed (+IPCLOSE, short send,
     +CIPERROR, garbage in the TCP stream) it is simply reopened next time.
+  - an RI wake (the board woke from light sleep on the modem's RI, so the
+    URC that pulsed it was lost with the UART off): a sync job asks what
+    the URC could have said (dialect.resync: data path, buffered data).
 A request killed by a power cycle reports send_failed/sms_failed; the outbox
 owns the retry. Every bad byte is counted (stats()), never raised.
 
+Sleep: the caller says what it wants (want_sleep); the engine puts the
+modem to sleep (AT+CSCLK=1, DTR high; the saver profile powers it off)
+whenever it has nothing else to do, and wakes it (DTR low, 20 ms: UART
+application note 3.1.4) when there is. quiet() is true when no command is
+outstanding and none is queued: only then may the board stop the UART's
+clock (ESP32 light sleep loses UART bytes, esp-idf#8098).
+
+GNSS (boards whose GNSS is the modem's): want_gnss switches it on and off
+(dialect.gnss); its NMEA arrives on the AT port and is kept in `nmea`
+(at most NMEA_MAX bytes, newest dropped and counted when full) for the
+caller's fix tracker. The modem is never put to sleep with GNSS on.
+
 Must stay in sync with: firmware/transport.py (events), firmware/modem/at.py
-(result indices), docs/modem.md (step table and rules).
+(result indices), docs/modem.md (step table and rules),
+firmware/boards/t_sim7600e.py (timings).
 """
 
 from firmware.modem.at import OKERR, AtChannel, Fail, Hung, P_TIMEOUT, P_PROMPT, cfg as _cfg, fields, to_int
@@ -61,29 +90,41 @@ J_WAKE = const(8)
 J_READ = const(9)
 J_STATUS = const(10)
 J_MUTE = const(11)
+J_SYNC = const(12)
+J_GNSS = const(13)
+
+NMEA_MAX = const(2048)  # NMEA held for the caller at most (the UART rxbuf size)
 
 DEFAULTS = {
-    "pwrkey_ms": 500,  # power-on pulse (hardware design: >= 100, typ. 500)
-    "pwrkey_off_ms": 3000,  # power-off hold (>= 2.5 s)
-    "power_off_ms": 1500,  # supply off during a power cycle
-    "boot_timeout_ms": 25000,  # RDY is due 11-12 s after PWRKEY
+    "pwrkey_ms": 500,  # power-on press (Hardware Design Table 8: Ton >= 100, typ. 500 ms)
+    "pwrkey_off_ms": 3000,  # power-off hold (Table 9: Toff >= 2.5 s)
+    "off_timeout_ms": 30000,  # STATUS low 25-26 s after power-off (Table 9 Toff(status))
+    "boot_timeout_ms": 30000,  # RDY 11-12 s after PWRKEY (Table 8 Ton(uart)); no maximum given
+    "dtr_wake_ms": 20,  # DTR low, then 20 ms before sending (UART application note 3.1.4)
     "cmd_timeout_ms": 3000,
     "reg_timeout_ms": 120000,  # give up one registration round after this
     "reg_poll_ms": 1000,
-    "netopen_timeout_ms": 15000,  # then AT+NETOPEN? (the answer may have been lost)
-    "open_timeout_ms": 30000,
+    # the module's own NETOPEN/CIPOPEN/CIPSEND timeouts are set by
+    # AT+CIPTIMEOUT (manual 11.2.12) to these minus IP_MARGIN_MS, so the
+    # engine never gives up before the module does (its default is 120 s)
+    "netopen_timeout_ms": 35000,
+    "open_timeout_ms": 20000,
     "send_timeout_ms": 20000,
-    "sms_timeout_ms": 60000,
+    "sms_timeout_ms": 120000,  # AT+CMGS: no maximum in the manual; the IP commands have 120 s
     "call_timeout_ms": 30000,
+    "hangup_timeout_ms": 120000,  # AT+CHUP: 120000 ms (manual 5.2.2)
     "rx_check_ms": 3000,  # poll for data that lost its URC, 3 s then 6, 12
     "status_ms": 60000,  # idle CSQ/CPSI refresh
     "net_retry_ms": 5000,  # first data-path retry back-off (doubles, max 60 s)
+    "gnss_retry_ms": 5000,  # AT+CGPS may refuse for 2-30 s after a stop (manual 17.2.1)
     "read_chunk": 300,
 }
+IP_MARGIN_MS = const(5000)
 
 
 def _reg_ok(line):
-    """+CREG:/+CGREG:/+CEREG: <n>,<stat>[...] -> registered (home or roaming)."""
+    """+CREG:/+CGREG:/+CEREG: <n>,<stat>[...] -> registered (home or roaming,
+    stat 1 or 5: manual 4.2.1, 4.2.16)."""
     f = fields(line)
     st = to_int(f[1]) if len(f) > 1 else to_int(f[0])
     return st == 1 or st == 5
@@ -101,10 +142,18 @@ class Engine:
                     t = dict(DEFAULTS)
                 t[k] = v
         self.t = t
-        self.has_power = bool(_cfg(cfg, "has_power_pin", True))
-        # power profile "saver": sleep() switches the modem off, wake() boots it
+        # power profile "saver": sleep switches the modem off, a wake boots it
         self.saver = _cfg(cfg, "power_profile", "ready") == "saver"
         self.off = False
+        self.status = None  # the board's STATUS line: 1 on, 0 off, None not wired
+        self.want_sleep = False  # the caller has nothing for the modem: sleep when idle
+        self.want_gnss = False
+        self.gnss_on = False
+        self.nmea = bytearray()  # NMEA lines from the AT port, for the caller
+        self.nmea_dropped = 0
+        self.wedged = False  # STATUS stayed high after a power-off: needs a battery cycle
+        self._sync = False  # an RI wake: what did the lost URC say?
+        self._gnss_at = 0
         self.pin = _cfg(cfg, "pin", None)
         self.ch = AtChannel(self._urc)
         self.events = []
@@ -115,6 +164,8 @@ class Engine:
         self.bad_rx = 0  # bad hex / bad TCP stream from the modem
         self.cycles = 0
         self.boots = 0
+        self.timeouts = 0  # commands that got no final answer in time
+        self.syncs = 0
         self._job = None
         self._kind = 0
         self._wait = None  # request the job is blocked on
@@ -160,7 +211,30 @@ class Engine:
         return self.booted and self.data_up and not self.hung
 
     def sms_ready(self):
-        return self.booted and self.sim == "ready" and self.cs_reg and not self.hung
+        """SMS (and a voice call) may be tried: registered for circuit
+        services (CREG) or, on an LTE-only network that never gives CREG, on
+        LTE (CEREG): SMS over SGs or IMS and VoLTE are the network's
+        business (the manual has no command for either); a failure is
+        reported like any other and the outbox retries."""
+        return self.booted and self.sim == "ready" and (self.cs_reg or self.ps_reg) and not self.hung
+
+    def quiet(self):
+        """No command outstanding, none queued, nothing the modem is about
+        to answer: the UART may lose its clock (the board may light-sleep)."""
+        return self._job is None and self._req is None and not self._sync
+
+    def ri(self):
+        """The board woke from light sleep on the modem's RI: the URC that
+        pulsed it was lost with the UART clock stopped."""
+        self._sync = True
+        self.syncs += 1
+
+    def take_nmea(self):
+        n = self.nmea
+        if not n:
+            return None
+        self.nmea = bytearray()
+        return bytes(n)
 
     def request(self, kind, args=None):
         """Queue one caller request; False if one is already in progress."""
@@ -179,6 +253,10 @@ class Engine:
             "bad_rx": self.bad_rx,
             "power_cycles": self.cycles,
             "boots": self.boots,
+            "timeouts": self.timeouts,
+            "ri_syncs": self.syncs,
+            "nmea_dropped": self.nmea_dropped,
+            "wedged": self.wedged,
             "sim": self.sim,
         }
 
@@ -230,12 +308,14 @@ class Engine:
         if self._job is not None and w is not None:
             if w[0] == "W":
                 cands.append(self._until)
+                if self._cond is not None:
+                    cands.append(now + 500)  # a pin (STATUS) cannot wake anyone: look again
             else:
                 dl = self.ch.deadline()
                 if dl is not None:
                     cands.append(dl)
         elif self._job is None and not self.off:
-            for t in (self._cycle_at, self._net_at, self._rx_check_at, self._status_at):
+            for t in (self._cycle_at, self._net_at, self._rx_check_at, self._status_at, self._gnss_at):
                 if t and t > now:
                     cands.append(t)
         if not cands:
@@ -261,7 +341,9 @@ class Engine:
                 self.ch.result = None
                 if idx != P_TIMEOUT:
                     self._timeouts = 0
-                elif self.booted:
+                else:
+                    self.timeouts += 1
+                if idx == P_TIMEOUT and self.booted:
                     self._timeouts += 1
                     if self.ch.last_rx < self._sent_at:
                         self._silent += 1
@@ -351,15 +433,12 @@ class Engine:
 
     def _pick(self, now):
         if self.off:
-            # saver profile: switched off on purpose; only a request boots it
-            req = self._req
-            if req is None:
+            # saver profile: switched off on purpose; work boots it
+            if self.want_sleep and self._req is None and not self.want_gnss:
                 return False
-            if req[0] in (J_WAKE, J_SLEEP):
-                self._req = None
             self.off = False
             self.asleep = False
-            return self._start(J_BOOT, self._j_boot(False, False))
+            return self._start(J_BOOT, self._j_boot(False))
         if self.hung or not self.booted:
             self._fail_req("modem not ready")
             if now < self._cycle_at:
@@ -369,8 +448,14 @@ class Engine:
             self._fail_req("sim: %s" % self.sim)
             return False  # a SIM fault: nothing works until someone fixes it
         req = self._req
-        if self.asleep and (req is not None or self.rx_pending or self._mute_due):
-            return self._start(J_WAKE, _svc().j_wake(self))  # work to do, or data waiting
+        gnss_due = self.want_gnss != self.gnss_on and now >= self._gnss_at
+        if self.asleep:
+            if req is not None or self.rx_pending or self._mute_due or self._sync or gnss_due or not self.want_sleep \
+                    or (not self.data_up and self._net_at and now >= self._net_at):
+                return self._start(J_WAKE, _svc().j_wake(self))  # work to do, or data waiting
+            return False
+        if self._sync:
+            return self._start(J_SYNC, self._j_sync())
         if req is not None:
             self._req = None
             kind, args = req
@@ -382,12 +467,6 @@ class Engine:
                 return self._start(kind, _svc().j_call(self, args))
             if kind == J_HANGUP:
                 return self._start(kind, _svc().j_hangup(self))
-            if kind == J_SLEEP:
-                return self._start(kind, _svc().j_sleep(self))
-            if kind == J_WAKE:
-                return self._start(kind, _svc().j_wake(self))
-        if self.asleep:
-            return False
         if self._mute_due:
             self._mute_due = False
             return self._start(J_MUTE, _svc().j_mute(self))
@@ -396,11 +475,15 @@ class Engine:
                 self._rx_checks += 1
                 self._rx_check_at = now + (self.t["rx_check_ms"] << self._rx_checks) if self._rx_checks < 3 else 0
             return self._start(J_READ, self._j_read())
+        if gnss_due:
+            return self._start(J_GNSS, self._j_gnss(self.want_gnss))
         if not self.data_up and now >= self._net_at:
             return self._start(J_NET, self._j_net())
         if now >= self._status_at:
             self._status_at = now + self.t["status_ms"]
             return self._start(J_STATUS, self._j_status())
+        if self.want_sleep and not self.gnss_on and self.call is None:
+            return self._start(J_SLEEP, _svc().j_sleep(self))
         return False
 
     # ---- request builders used by jobs ----------------------------------
@@ -414,6 +497,9 @@ class Engine:
     # ---- URCs -----------------------------------------------------------
 
     def _urc(self, line):
+        if line[:1] == "$":
+            self.nmea_in(line)  # the modem's GNSS on the AT port (AT+CGPSINFOCFG)
+            return
         if line == "OK" or line == "ERROR":
             return  # the OK that precedes +CIPOPEN:/+NETOPEN:/+CIPSEND:
         if line == "RDY":
@@ -451,45 +537,46 @@ class Engine:
         if line.startswith("+CREG:"):
             self.cs_reg = _reg_ok(line)
             return
+        if line.startswith("+CEREG:") or line.startswith("+CGREG:"):
+            self.ps_reg = _reg_ok(line)
+            return
         if self.d.urc(self, line):
             return
         self.unknown += 1
 
     # ---- jobs -----------------------------------------------------------
 
-    def _j_boot(self, cycle, probe=True):
+    def _j_boot(self, cycle):
+        """Bring the modem up. cycle: it is (or may be) on and not answering:
+        switch it off first. Otherwise it may already be on (the ESP32
+        reset under a running modem): STATUS (or, without it, an AT) says."""
         self.boots += 1
         self.ch.reset()
         was_up = self.data_up
         self._down()
         if was_up:
             self.events.append(("link", False))
-        if not cycle and probe:
-            # after a reset of the ESP32 the modem may already be up
+        if self.gnss_on:
+            self.gnss_on = False  # a restarted modem has GNSS off (manual 17.2.1: off by default)
+        if not cycle:
             self._first = False
-            for _ in range(2):
-                r = yield self.cmd("AT", OKERR, (), 500)
-                if r[0] == 0:
-                    break
-            else:
-                r = None
-            if r is not None:
-                yield from self._init()
-                return
-        else:
+            if self.status != 0:
+                for _ in range(2):
+                    r = yield self.cmd("AT", OKERR, (), 500)
+                    if r[0] == 0:
+                        yield from self._init()
+                        return
+                cycle = self.status == 1  # on, but silent: hung
+        if cycle:
             self.cycles += 1
-            if self.has_power:
-                yield ("K", "power", 0)
-                yield self.wait(self.t["power_off_ms"])
-            else:
-                yield ("K", "pwrkey", 1)
-                yield self.wait(self.t["pwrkey_off_ms"])
-                yield ("K", "pwrkey", 0)
-                yield self.wait(self.t["power_off_ms"])
-        if self.has_power:
-            yield ("K", "power", 1)
-            yield self.wait(100)
+            yield from self.power_off(False)
+        yield from self._power_on()
+        yield from self._init()
+
+    def _power_on(self):
+        """PWRKEY press, then RDY (Hardware Design Table 8)."""
         self._rdy = False
+        self.ch.reset()
         yield ("K", "pwrkey", 1)
         yield self.wait(self.t["pwrkey_ms"])
         yield ("K", "pwrkey", 0)
@@ -503,10 +590,37 @@ class Engine:
                     break
         if not ok:
             raise Hung("no RDY after power on")
-        yield from self._init()
+
+    def power_off(self, graceful):
+        """Switch the modem off and see it off: AT+CPOF when it answers
+        (graceful), else a PWRKEY hold of >= 2.5 s; then STATUS low, which
+        comes 25-26 s later (Hardware Design 3.2.2, Table 9). Without a
+        STATUS line the whole off_timeout_ms is waited out. STATUS still
+        high after that: the modem is wedged (Hung; retried with back-off)."""
+        ok = False
+        if graceful:
+            r = yield self.cmd("AT+CPOF", OKERR, (), 3000)
+            ok = r[0] == 0
+        if not ok:
+            yield ("K", "pwrkey", 1)
+            yield self.wait(self.t["pwrkey_off_ms"])
+            yield ("K", "pwrkey", 0)
+        self.ch.reset()  # what it says while shutting down is not an answer
+        if self.status is None:
+            yield self.wait(self.t["off_timeout_ms"])
+        else:
+            yield self.wait(self.t["off_timeout_ms"], self._is_off)
+            if self.status != 0:
+                self.wedged = True
+                raise Hung("modem will not power off")
+        self.wedged = False
+        self.gnss_on = False
 
     def _is_rdy(self):
         return self._rdy
+
+    def _is_off(self):
+        return self.status == 0
 
     def _init(self):
         """Run the bring-up step table."""
@@ -574,7 +688,11 @@ class Engine:
 
     def _net_later(self):
         self._net_at = self.now + self._net_backoff
-        self._net_backoff = min(self._net_backoff * 2, 60000)
+        # asleep with nobody waiting, a data path that will not come up is
+        # retried more slowly: each wake keeps the modem awake for the
+        # 15-20 s it takes to sleep again (Sleep Mode application note 2)
+        cap = 600000 if self.want_sleep else 60000
+        self._net_backoff = min(self._net_backoff * 2, cap)
 
     def net_lost(self):
         """Called by the dialect when the data path went away."""
@@ -628,10 +746,39 @@ class Engine:
             self._status_at = self.now
         raise Fail("sms: %s" % (r[1] or "timeout"))
 
+    def _j_sync(self):
+        """After an RI wake: the URC that pulsed RI was lost, so ask what
+        it could have said. An echo of this AT shows a modem that restarted
+        (feed() notices); the dialect asks about the data path and any
+        buffered data."""
+        self._sync = False
+        yield self.cmd("AT", OKERR, ())
+        yield from self.d.resync(self)
+
+    def _j_gnss(self, on):
+        ok = yield from self.d.gnss(self, on)
+        if ok:
+            self.gnss_on = on
+            self._gnss_at = 0
+        else:
+            self._gnss_at = self.now + self.t["gnss_retry_ms"]
+
+    def nmea_in(self, line):
+        """An NMEA sentence from the AT port (the modem's GNSS)."""
+        n = self.nmea
+        if len(n) + len(line) + 2 > NMEA_MAX:
+            self.nmea_dropped += 1
+            return
+        n.extend(line.encode())
+        n.extend(b"\r\n")
+
     def _j_status(self):
         r = yield self.cmd("AT+CREG?", OKERR, ("+CREG:",))
         if r[0] == 0 and r[2]:
             self.cs_reg = _reg_ok(r[2][0])
+        r = yield self.cmd("AT+CEREG?", OKERR, ("+CEREG:",))
+        if r[0] == 0 and r[2]:
+            self.ps_reg = _reg_ok(r[2][0])
         r = yield self.cmd("AT+CSQ", OKERR, ("+CSQ:",))
         if r[0] == 0 and r[2]:
             self.csq_v = to_int(fields(r[2][0])[0], 99)

@@ -1,6 +1,7 @@
 """Rarely used engine jobs, loaded on first use to keep the engine's
 resident size down: SIM PIN entry, covert voice call, hang-up, UART sleep
-and wake (power profile "saver": sleep switches the modem off). Each is a generator run as an engine job (see engine.py).
+and wake (power profile "saver": sleep switches the modem off). Each is a
+generator run as an engine job (see engine.py).
 
 Must stay in sync with: firmware/modem/engine.py (job protocol), docs/modem.md.
 """
@@ -27,11 +28,13 @@ def enter_pin(e):
 
 
 def j_call(e, number):
-    # Covert: speaker to its lowest level before dialling (AT+VMUTE only
-    # works once the call is connected; it is sent on VOICE CALL: BEGIN).
+    # Covert: speaker volume to its lowest before dialling (AT+CLVL, stored
+    # in the module, manual 5.2.22); AT+CMUT and AT+VMUTE can only be written
+    # during a connected call (manual: "If there is not a connected call,
+    # write command can't be used"), so the speaker is muted when VOICE
+    # CALL: BEGIN arrives (j_mute) and the microphone is never muted (CMUT
+    # resets to 0, unmuted, after every call): the centre hears the room.
     yield e.cmd("AT+CLVL=0")
-    yield e.cmd("AT+CMUT=0")  # the centre must hear the room
-    yield e.cmd("AT+CVHU=0")  # else ATH is ignored (manual 2.2.7)
     r = yield e.cmd("ATD%s;" % number, OKERR + ("NO CARRIER", "BUSY", "NO ANSWER"), (), e.t["call_timeout_ms"])
     if r[0] != 0:
         raise Fail("dial: %s" % (r[1] or "timeout"))
@@ -45,15 +48,28 @@ def j_mute(e):
 
 
 def j_hangup(e):
-    yield e.cmd("ATH", OKERR, (), 5000)
+    # AT+CHUP ends a voice call whatever AT+CVHU says (ATH is ignored with
+    # CVHU=1, manual 5.2.1-5.2.2); its maximum response time is 120 s
+    yield e.cmd("AT+CHUP", OKERR, (), e.t["hangup_timeout_ms"])
     if e.call is not None:
         e.call = None
         e.events.append(("call", "ended"))
 
 
 def j_sleep(e):
+    """The caller has nothing for the modem. Saver profile: switch it off
+    (AT+CPOF, STATUS seen low). Ready profile: UART sleep (AT+CSCLK=1, DTR
+    high: Sleep Mode application note 3.1); it stays registered and keeps
+    its data path, and wakes the host by RI for every URC (AT+CFGRI=1, set
+    at boot by the dialect)."""
     if e.saver:
-        yield from _power_off(e)
+        yield from e.power_off(True)
+        if e.data_up:
+            e.events.append(("link", False))
+        e._down()
+        e.booted = False
+        e.off = True
+        e.asleep = True
         return
     r = yield e.cmd("AT+CSCLK=1")
     if r[0] == 0:
@@ -61,26 +77,12 @@ def j_sleep(e):
         e.asleep = True
 
 
-def _power_off(e):
-    # saver profile: the modem off until there is work (0 mA instead of
-    # 4.6 mA asleep; the next alert pays boot, registration and PDP)
-    if e.has_power:
-        yield ("K", "power", 0)
-    else:
-        yield ("K", "pwrkey", 1)
-        yield e.wait(e.t["pwrkey_off_ms"])
-        yield ("K", "pwrkey", 0)
-    if e.data_up:
-        e.events.append(("link", False))
-    e._down()
-    e.booted = False
-    e.off = True
-    e.asleep = True  # the transport's wake() asks for J_WAKE, which boots it
-
-
 def j_wake(e):
+    """DTR low, then 20 ms before the first byte (UART application note
+    3.1.4); one AT shows it is listening (a second only if the first went
+    unanswered)."""
     yield ("K", "dtr", 0)
-    yield e.wait(60)
+    yield e.wait(e.t["dtr_wake_ms"])
     e.asleep = False
     r = yield e.cmd("AT", OKERR, ())
     if r[0] != 0:

@@ -8,7 +8,28 @@ generators run inside an engine job, or plain parsers.
 
 A dialect provides: steps (bring-up steps after the generic ones), reset(),
 urc(engine, line) -> handled?, net_open(e) -> bool, sock_open(e),
-sock_send(e, data) -> bytes sent, sock_read(e), cell(e) -> tuple or None.
+sock_send(e, data) -> bytes sent, sock_read(e), cell(e) -> tuple or None,
+resync(e) (after an RI wake: what a lost URC could have said), gnss(e, on)
+-> bool (the modem's own GNSS; False: not now, try again later).
+
+Bring-up steps of this dialect: the APN; manual receive (AT+CIPRXGET=1,
+so a frame never arrives inside a line); RI pulsed for every URC
+(AT+CFGRI=1, manual 19.2.16, Sleep Mode application note 5: by default RI
+moves only for SMS and calls, so a URC would never wake a light-sleeping
+ESP32); the module's own IP timeouts (AT+CIPTIMEOUT, manual 11.2.12; its
+default is 120 s each) set IP_MARGIN_MS below the engine's, so the module
+always answers before the engine gives up on it.
+
+GNSS (manual 17; GNSS application note): the antenna's LNA is fed from the
+modem's VDD_AUX (the T-SIM7600E: LilyGO "GPS Enabled: Modem AUXVDD";
+AT+CVAUXV=2800, AT+CVAUXS=1, as LilyGO's TinyGSM does); AT+CGPS=1
+starts a standalone session; AT+CGPSINFOCFG=1,3 (17.2.16) reports GGA and RMC every
+second on this AT port (141 bytes/s, against 472 for the manual's mask 31:
+RMC gives date, time, position and validity, GGA satellites, HDOP and
+altitude, which is all firmware/fix.py uses; polling AT+CGNSSINFO would
+cost about as much and need a second parser, and a poll cannot be answered
+while a data command holds the port). Stop: AT+CGPSINFOCFG=0,3, AT+CGPS=0
+(its "+CGPS: 0" comes later), AT+CVAUXS=0.
 Link 0 is the only socket. Received data is read in hex (AT+CIPRXGET=3), so
 a binary frame can never be mistaken for a line end, a prompt or a URC.
 
@@ -19,6 +40,7 @@ host_sim/modem.py (the emulator speaks the same answers), docs/modem.md.
 import binascii
 
 from firmware.modem.at import OKERR, P_PROMPT, P_TIMEOUT, Fail, cfg as _cfg, fields, to_int
+from firmware.modem.engine import IP_MARGIN_MS
 from protocol.errors import BadLength
 from protocol.stream import Deframer
 
@@ -29,6 +51,19 @@ _NET_GONE = (1, 2)
 
 def _apn_cmd(e):
     return 'AT+CGDCONT=1,"IP","%s"' % (_cfg(e.cfg, "apn", "") or "")
+
+
+def _iptimeout_cmd(e):
+    t = e.t
+    return "AT+CIPTIMEOUT=%d,%d,%d" % (_module_ms(t["netopen_timeout_ms"]), _module_ms(t["open_timeout_ms"]),
+                                       _module_ms(t["send_timeout_ms"]))
+
+
+def _module_ms(engine_ms):
+    """The module's timeout for an engine timeout: IP_MARGIN_MS less, in
+    the range the manual allows (3000..120000 ms, 11.2.12)."""
+    ms = engine_ms - IP_MARGIN_MS
+    return 3000 if ms < 3000 else (120000 if ms > 120000 else ms)
 
 
 class Sim7600:
@@ -42,6 +77,8 @@ class Sim7600:
         self.steps = [
             ("apn", _apn_cmd, (), 3000, 3, 1000, None),
             ("manual receive", "AT+CIPRXGET=1", (), 3000, 3, 1000, None),
+            ("ri on urc", "AT+CFGRI=1", (), 3000, 3, 1000, None),
+            ("ip timeouts", _iptimeout_cmd, (), 3000, 3, 1000, None),
         ]
 
     def reset(self):
@@ -75,9 +112,43 @@ class Sim7600:
             if c is not None:
                 e.cell_v = c
             return True
-        if line.startswith("+CGREG:") or line.startswith("+CEREG:"):
-            return True
+        if line.startswith("+CGPS:"):
+            return True  # "+CGPS: 0": a stopped session's end (manual 17.2.1)
         return False
+
+    # ---- after an RI wake -------------------------------------------------
+
+    def resync(self, e):
+        """The lost URC could have been +CIPEVENT (data path gone),
+        +IPCLOSE (socket closed) or +CIPRXGET: 1,0 (data waiting, and no
+        new URC comes until it is read: manual 11.2.6 note 1)."""
+        if e.data_up:
+            r = yield e.cmd("AT+NETOPEN?", OKERR, ("+NETOPEN:",))
+            if r[0] == 0 and r[2] and to_int(fields(r[2][0])[0]) == 0:
+                e.net_lost()
+                self.deframer = Deframer()
+                return
+        if e.sock:
+            r = yield e.cmd("AT+CIPRXGET=4,%d" % LINK, OKERR, ("+CIPRXGET:4,",))
+            if r[0] == 0 and r[2]:
+                f = fields(r[2][0])
+                if len(f) > 2 and (to_int(f[2]) or 0) > 0:
+                    e.rx_pending = True
+            elif r[0] != 0:
+                e.sock = False  # no such link any more
+
+    # ---- GNSS -------------------------------------------------------------
+
+    def gnss(self, e, on):
+        if on:
+            for cmd in ("AT+CVAUXV=2800", "AT+CVAUXS=1", "AT+CGPS=1", "AT+CGPSINFOCFG=1,3"):
+                r = yield e.cmd(cmd)
+                if r[0] != 0:
+                    return False  # e.g. CGPS refused for 2-30 s after a stop (manual 17.2.1)
+            return True
+        for cmd in ("AT+CGPSINFOCFG=0,3", "AT+CGPS=0", "AT+CVAUXS=0"):
+            yield e.cmd(cmd)  # an ERROR here (already stopped) changes nothing
+        return True
 
     # ---- data path ------------------------------------------------------
 

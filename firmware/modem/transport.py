@@ -8,9 +8,10 @@ what it produced and returns ms until it next wants a poll.
 
     stream: read(n) -> bytes or None (non-blocking), write(b)
     pins:   modem_pwrkey(level) (1 = key pressed, i.e. PWRKEY pulled low at
-            the modem; the board maps it to its GPIO polarity),
-            modem_power(on); optional modem_dtr(level) for UART sleep
-    cfg:    apn, receiver_host, receiver_port, optional pin, has_power_pin
+            the modem; the board maps it to its GPIO polarity); optional
+            modem_dtr(level) for UART sleep; optional modem_status() -> 1
+            (on), 0 (off) or None (the board has no STATUS line)
+    cfg:    apn, receiver_host, receiver_port, optional pin, power_profile
             and any timing of firmware/modem/engine.py DEFAULTS (dict or
             object attributes)
 
@@ -18,7 +19,7 @@ Must stay in sync with: firmware/transport.py (the contract).
 """
 
 from firmware.modem.at import cfg as _cfg
-from firmware.modem.engine import Engine, J_SEND, J_SMS, J_CALL, J_HANGUP, J_SLEEP, J_WAKE
+from firmware.modem.engine import Engine, J_SEND, J_SMS, J_CALL, J_HANGUP
 from firmware.modem.sim7600 import Sim7600
 from protocol.frame import MAX_FRAME
 
@@ -51,11 +52,14 @@ class ModemTransport:
         host = _cfg(cfg, "receiver_host")
         port = _cfg(cfg, "receiver_port")
         self.engine = Engine(dialect or Sim7600(host, port), cfg)
+        self._status = getattr(pins, "modem_status", None)
 
     # ---- driving --------------------------------------------------------
 
     def poll(self, now):
         e = self.engine
+        if self._status is not None:
+            e.status = self._status()
         for _ in range(8):
             data = self.stream.read(_READ)
             if not data:
@@ -76,10 +80,6 @@ class ModemTransport:
             for name, level in e.actions:
                 if name == "pwrkey":
                     p.modem_pwrkey(level)
-                elif name == "power":
-                    fn = getattr(p, "modem_power", None)
-                    if fn is not None:
-                        fn(bool(level))
                 elif name == "dtr":
                     fn = getattr(p, "modem_dtr", None)
                     if fn is not None:
@@ -123,12 +123,22 @@ class ModemTransport:
                 e.events.append(("sms_failed", "superseded by hang-up"))
 
     def sleep(self, now):
-        if not self.engine.busy():
-            self.engine.request(J_SLEEP)
+        self.engine.want_sleep = True
 
     def wake(self, now):
-        if self.engine.asleep and not self.engine.busy():
-            self.engine.request(J_WAKE)
+        self.engine.want_sleep = False
+
+    def quiet(self):
+        return self.engine.quiet()
+
+    def ri_wake(self, now):
+        self.engine.ri()
+
+    def gnss(self, on):
+        self.engine.want_gnss = bool(on)
+
+    def nmea(self):
+        return self.engine.take_nmea()
 
     def cell(self):
         return self.engine.cell_v
@@ -148,6 +158,8 @@ class ModemTransport:
         cell = e.cell_v
         return {
             "on": bool(e.booted),
+            "status_pin": e.status,
+            "gnss": bool(e.gnss_on),
             "sim": "READY" if sim == "ready" else ("UNKNOWN" if sim is None else str(sim).upper()),
             "registered": bool(e.cs_reg or e.ps_reg),
             "data": bool(e.data_up),

@@ -43,7 +43,7 @@ class FakeBoard(Board):
         self.console = FakeStream()
         self.scan = []
         self.scans = 0
-        self.pins = {"modem_pwrkey": 0, "modem_power": 0, "modem_dtr": 0, "led": 0}
+        self.pins = {"modem_pwrkey": 0, "modem_dtr": 0, "led": 0}
         self.pin_log = []
         self.sleeps = []
         self.wakes = []  # sorted times when the button changes (ends a sleep early)
@@ -67,9 +67,6 @@ class FakeBoard(Board):
         if self.pins.get(name) != level:
             self.pin_log.append((self.now, name, level))
         self.pins[name] = level
-
-    def modem_power(self, on):
-        self._set("modem_power", 1 if on else 0)
 
     def modem_pwrkey(self, level):
         self._set("modem_pwrkey", level)
@@ -125,4 +122,4 @@ class FakeBoard(Board):
         return dict(self.pins)
 
     def modem_pins(self):
-        return ("modem_pwrkey", "modem_power", "modem_dtr")
+        return ("modem_pwrkey", "modem_dtr")

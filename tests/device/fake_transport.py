@@ -134,8 +134,10 @@ class FakeTransport:
     def wake(self, now):
         self.asleep = False
         if self.board is not None:
-            self.board.modem_power(True)
             self.board.modem_dtr(0)
+
+    def quiet(self):
+        return not self.busy() and not self._queue
 
     def cell(self):
         return self.cell_info

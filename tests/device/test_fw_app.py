@@ -95,7 +95,7 @@ def test_whole_alert_life_through_lost_ack_sms_reset_tracking_and_duress():
         assert b.haptics == 0
         assert b.output_pins()["led"] == pins_before["led"] == 0
     changed = set(name for _, name, _ in board1.pin_log + board.pin_log)
-    assert "modem_power" in changed and changed <= set(board.modem_pins())
+    assert "modem_dtr" in changed and changed <= set(board.modem_pins())
     # no seq was ever used for two different frames
     assert rx.reused == []
     seqs = [f.seq for f in rx.frames]
