@@ -51,6 +51,7 @@ _IDLE_MAX_MS = 60000
 # start takes < 35 s under open sky (SIM7600 Hardware Design 3.12); indoors
 # it never comes
 _REFRESH_MAX_MS = 90000
+_SCAN_LATER_MS = 200  # a Wi-Fi scan put off by presses in progress
 # button events (firmware/button.py)
 EV_SOS = 1
 EV_CANCEL = 2
@@ -235,10 +236,13 @@ class App:
             self.ctl.check_battery(mv, now)
         c_wait = self.ctl.step(now)
         o_wait = self.outbox.pump(now)
-        if self.ctl.want_scan(now) and self.button.pattern_idle(now):
-            self.ctl.on_scan(b.wifi_scan(), now)
-            c_wait = self.ctl.step(now)
-            o_wait = self.outbox.pump(now)
+        if self.ctl.want_scan(now):
+            if self.button.pattern_idle(now):
+                self.ctl.on_scan(b.wifi_scan(), now)
+                c_wait = self.ctl.step(now)
+                o_wait = self.outbox.pump(now)
+            elif c_wait < _SCAN_LATER_MS:
+                c_wait = _SCAN_LATER_MS  # someone is pressing: look again shortly
         self._actions(now)
         try:
             self.seqs.maintain()

@@ -73,6 +73,11 @@ from receiver import store as S
 __all__ = ["DEVICE_ID", "PERSON_REF", "Runner", "button_patterns", "device_config", "device_key", "failures", "run"]
 
 TICK_MS = 60000  # receiver supervision
+SPIN_MAX = 1000  # main-loop passes at one instant before the run is stopped as a busy loop
+
+
+class FirmwareSpins(RuntimeError):
+    """The firmware's main loop stopped waiting (a busy loop)."""
 # machine.reset_cause() codes (MicroPython's ESP32 port, modmachine.c)
 _PWRON, _WDT = 1, 3
 _EVENT_KIND = {EV_SOS: "sos", EV_CANCEL: "cancel", EV_DURESS_CANCEL: "duress_cancel", EV_TEST: "test"}
@@ -280,6 +285,7 @@ class Runner:
         self._lost_with_power = 0
         self._done = False
         self._boot_due = False
+        self._spin = 0
         self._off = False  # the device has no power (advance() then only waits)
         self.results = None
         self._stdout = io.StringIO()
@@ -492,6 +498,8 @@ class Runner:
             self.emu.power(False, now)
             self.rec.event(now, "power_off", "")
         else:
+            self.fs.cut_at = -1  # the torn write happened; the flash works again
+            self.fs.steps = 0
             self.emu.power(True, now)
             if self.sc.gnss.on_at_boot:  # the board powers an external GNSS module at boot, as at t = 0
                 self.world.set_state("gnss", "acquire")
@@ -579,6 +587,7 @@ class Runner:
                     self._boot_due = False
                     self._boot(_PWRON)
                     continue
+                t0 = self.clock.now
                 try:
                     with contextlib.redirect_stdout(self._stdout):
                         self.steps += 1
@@ -594,6 +603,11 @@ class Runner:
                     self.printed(out)
                     self._stdout = io.StringIO()
                 self._modem_state()
+                # a loop that never waits would burn the battery on the board,
+                # and here would never let time pass: say so, loudly
+                self._spin = self._spin + 1 if self.clock.now == t0 else 0
+                if self._spin > SPIN_MAX:
+                    raise FirmwareSpins("the main loop ran %d passes at %d ms without waiting" % (self._spin, t0))
         except RunEnd:
             pass
         return self.finish()
