@@ -42,25 +42,31 @@ class EmuStream:
 
 
 class EmuPins:
+    """The board's modem lines as the T-SIM7600E has them: PWRKEY and DTR
+    out, STATUS in; no supply switch (firmware/boards/t_sim7600e.py)."""
+
     def __init__(self, emu, clock):
         self.emu = emu
         self.clock = clock
+        self.pwrkey_log = []  # (t, level)
 
     def modem_pwrkey(self, level):
+        self.pwrkey_log.append((self.clock.now, level))
         self.emu.pwrkey(level, self.clock.now)
-
-    def modem_power(self, on):
-        self.emu.power(on, self.clock.now)
 
     def modem_dtr(self, level):
         self.emu.dtr(level, self.clock.now)
+
+    def modem_status(self):
+        return self.emu.status(self.clock.now)
 
 
 class Rig:
     def __init__(self, emu, cfg):
         self.emu = emu
         self.clock = Clock()
-        self.transport = ModemTransport(EmuStream(emu, self.clock), EmuPins(emu, self.clock), cfg)
+        self.pins = EmuPins(emu, self.clock)
+        self.transport = ModemTransport(EmuStream(emu, self.clock), self.pins, cfg)
         self.events = []  # (now, event)
         self.polls = 0
         self.listeners = []
@@ -68,6 +74,18 @@ class Rig:
     @property
     def now(self):
         return self.clock.now
+
+    def pwrkey_presses(self):
+        """[(pressed at, released at)] of PWRKEY."""
+        out = []
+        down = None
+        for t, lv in self.pins.pwrkey_log:
+            if lv and down is None:
+                down = t
+            elif not lv and down is not None:
+                out.append((down, t))
+                down = None
+        return out
 
     def step(self):
         now = self.clock.now

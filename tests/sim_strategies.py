@@ -37,8 +37,14 @@ def scenario_texts(draw, max_minutes=60):
         "[battery]",
         "start_pct = %d" % draw(st.integers(5, 100)),
         "",
+    ]
+    # the board: the SIM7600's own GNSS, or an external NMEA module of some style
+    style = draw(st.sampled_from(["sim7600", "ublox-m8", "quectel-l76", "minimal"]))
+    if style != "sim7600":
+        lines += ["[device]", 'board = "t-sim7600e-ext-gnss"', ""]
+    lines += [
         "[gnss]",
-        'style = "%s"' % draw(st.sampled_from(["ublox-m8", "quectel-l76", "minimal"])),
+        'style = "%s"' % style,
         'start = "%s"' % draw(st.sampled_from(["auto", "cold", "warm", "hot"])),
         "",
         "[route]",

@@ -8,6 +8,9 @@ BASE = """
 name = "w"
 duration = "10m"
 
+[device]
+board = "t-sim7600e-ext-gnss"  # an NMEA module on UART2, on from boot
+
 [route]
 points = [ { at = 0, lat = 54.0, lon = -2.0 }, { at = "10m", lat = 54.01, lon = -2.0 } ]
 """
