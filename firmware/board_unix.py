@@ -11,7 +11,9 @@ starts with one line naming its channel:
   "ctrl\\n"    control lines, one per line, ASCII:
                host -> board  "c <time_scale> <unix_ms or -1> <reset cause>"
                               (once, first), "b <0|1> <ms>" a button
-                              edge at scenario time ms, "v <mV>" battery
+                              edge at scenario time ms, "v <mV>" battery,
+                              "st <0|1>" the modem's STATUS line, "r" an
+                              RI pulse (a URC, AT+CFGRI=1)
                board -> host  "p <pin name> <level>" an output pin changed,
                               "s <unix>" the firmware set its clock
   "gnss\\n"    raw bytes of the GNSS UART (both directions); the board keeps
@@ -26,11 +28,20 @@ Time: ticks_ms() is the VM's tick count times the host's time_scale, so a
 scenario can run faster than real time; idle() waits ms / time_scale.
 
 Button edges are latched, as a GPIO edge interrupt would latch them: each
-edge the host sends is shown to the firmware in order, and each level is
-held for at least as long as the host held it (the gap between the edges'
-scenario times). A VM or host that stalls for longer than a press (easy at
-10x, where a 300 ms tap is 30 ms of wall time) therefore delays the press
-but never swallows it or shortens it below the debounce.
+edge the host sends is stamped with local ticks when it arrives, never
+closer to the previous edge than the host held that level (the gap between
+the edges' scenario times), and handed to the firmware by button_edges()
+with that tick. A VM or host that stalls for longer than a press (easy at
+10x) therefore delays the press but never swallows it or shortens it.
+
+Sleep follows the ESP32's rules (firmware/board_esp32.py; the simulator
+runs that driver over a model of the port, host_sim/esp32.py): in
+light_sleep() the UARTs lose every byte that arrives (their clock is
+gated), and only the timer, a button edge and an RI pulse end it; an RI
+wake is reported once by take_ri_wake(). idle() keeps the UARTs running
+and returns on a button edge or modem/console bytes. Not modelled here:
+the ESP32's RTC pads reading 0 after a wake (the virtual-time runner has
+it), flash-write timing, the Wi-Fi scan's blocking.
 If the host goes away (ctrl channel closed) the board stops with
 SystemExit, like a board losing power.
 
@@ -53,8 +64,9 @@ from firmware.board import FLASH_DIR, Board
 ENV_ADDR = "PANIC_PERIPH"
 _CTRL_MAX = 128  # longest control line kept
 _EDGES_MAX = 64  # latched button edges held at most (a host flooding edges loses the newest)
-_MODEM_PINS = ("modem_pwrkey", "modem_power", "modem_dtr")
+_MODEM_PINS = ("modem_pwrkey", "modem_dtr", "modem_flight")
 GNSS_RXBUF = 1024  # board_esp32.RXBUF: the GNSS UART's receive buffer
+MODEM_RXBUF = 1024  # and the modem UART's
 
 
 def _connect(addr, name):
@@ -179,10 +191,15 @@ class UnixBoard(Board):
         self._unix_ms = None  # unix ms at self._t0 (None: clock unknown)
         self._cause = 0
         self._button = 1
-        self._edges = []  # latched button edges not shown yet: [level, host ms]
-        self._shown = None  # (local ticks, host ms) when the shown level began
+        self._edges = []  # latched button edges not read yet: (level, local ticks)
+        self._last_edge = None  # (local ticks, host ms) of the newest latched edge
         self._mv = None
-        self._pins = {"modem_pwrkey": 0, "modem_power": 0, "modem_dtr": 0}
+        self._status = 0
+        self._ri = False  # an RI pulse came
+        self._ri_woke = False
+        self._pins = {}
+        self._last = time.ticks_ms()
+        self._real = 0  # real ms since boot, accumulated (never wraps)
         self._ctrl.setblocking(False)
         deadline = time.ticks_add(time.ticks_ms(), 10000)
         while self.scale is None:
@@ -190,11 +207,15 @@ class UnixBoard(Board):
                 raise SystemExit
             select.poll().poll(10)
             self._pump()
-        self._last = time.ticks_ms()
-        self._real = 0  # real ms since boot, accumulated (never wraps)
         self._t0 = 0
+        # as the ESP32 driver does at boot: the board LED off, the modem's
+        # lines at rest (key released, DTR low, not in flight mode)
+        self._pin("led", 0)
+        self._pin("modem_pwrkey", 0)
+        self._pin("modem_dtr", 0)
+        self._pin("modem_flight", 1)
         self.gnss = _UartSock(_connect(addr, b"gnss"), GNSS_RXBUF)
-        self.modem = _SockStream(_connect(addr, b"modem"))
+        self.modem = _UartSock(_connect(addr, b"modem"), MODEM_RXBUF)
         self.console = _Console() if console else None
         self._poll = select.poll()
         self._poll.register(self._ctrl, select.POLLIN)
@@ -223,10 +244,11 @@ class UnixBoard(Board):
         f = line.split()
         try:
             if f[0] == b"b":
-                level = 1 if int(f[1]) else 0
-                at = int(f[2])
-                if len(self._edges) < _EDGES_MAX:
-                    self._edges.append((level, at))
+                self._latch(1 if int(f[1]) else 0, int(f[2]))
+            elif f[0] == b"st":
+                self._status = 1 if int(f[1]) else 0
+            elif f[0] == b"r":
+                self._ri = True
             elif f[0] == b"v":
                 self._mv = int(f[1])
             elif f[0] == b"c":
@@ -247,25 +269,37 @@ class UnixBoard(Board):
                 select.poll().poll(1)
 
     # -- inputs --------------------------------------------------------------
+    def _latch(self, level, at):
+        if self.scale is None:
+            self._button = level  # before the clock: the level at boot
+            return
+        tk = self.ticks_ms()
+        last = self._last_edge
+        if last is not None and tk < last[0] + (at - last[1]):
+            tk = last[0] + (at - last[1])  # never shorter than the host held it
+        self._last_edge = (tk, at)
+        self._button = level
+        if len(self._edges) < _EDGES_MAX:
+            self._edges.append((level, tk))
+
     def button_level(self):
         self._pump()
-        while self._edges:
-            due = self._edge_due()
-            now = self.ticks_ms()
-            if due is not None and now < due:
-                break
-            level, at = self._edges.pop(0)
-            self._shown = (now, at)
-            self._button = level
         return self._button
 
-    def _edge_due(self):
-        """Local ticks at which the next latched edge may show: the shown
-        level has then lasted as long as the host held it."""
-        if not self._edges or self._shown is None:
-            return None
-        since, at = self._shown
-        return since + (self._edges[0][1] - at)
+    def button_edges(self):
+        self._pump()
+        out = self._edges
+        self._edges = []
+        return out
+
+    def take_ri_wake(self):
+        w = self._ri_woke
+        self._ri_woke = False
+        return w
+
+    def modem_status(self):
+        self._pump()
+        return self._status
 
     def battery_mv(self):
         self._pump()
@@ -280,9 +314,6 @@ class UnixBoard(Board):
         if self._pins.get(name) != level:
             self._pins[name] = level
             self._say("p %s %d\n" % (name, level))
-
-    def modem_power(self, on):
-        self._pin("modem_power", on)
 
     def modem_pwrkey(self, level):
         self._pin("modem_pwrkey", level)
@@ -318,34 +349,46 @@ class UnixBoard(Board):
 
     # -- waiting -----------------------------------------------------------------------
     def light_sleep(self, ms):
-        """As idle(), but the UARTs do not receive while the CPU sleeps
-        (ESP32 light sleep): GNSS bytes of that time are lost."""
+        """ESP32 light sleep: the UARTs' clock is gated (every byte that
+        arrives is lost), and only the timer, a button edge (ext0) and an
+        RI pulse (ext1) end it."""
+        self.gnss.pump()
+        self.modem.pump()  # what arrived before the clock stopped
+        self._ri = False
         self.idle(ms, True)
+        self.gnss.pump(True)
+        self.modem.pump(True)
+        if self._ri:
+            self._ri = False
+            self._ri_woke = True
 
     def idle(self, ms, sleeping=False):
-        """Wait up to ms (scaled), returning early when the button level
-        changes, or modem or console bytes arrive (a modem answer must not
-        wait for the engine's timeout)."""
-        lvl = self.button_level()
+        """Wait up to ms (scaled), returning early on a button edge, or
+        (awake) on modem or console bytes (a modem answer must not wait for
+        the engine's timeout), or (asleep) on an RI pulse."""
         end = self.ticks_ms() + ms
+        n0 = len(self._edges)
         while True:
             left = end - self.ticks_ms()
             if left <= 0:
                 return
-            due = self._edge_due()
-            if due is not None and due - self.ticks_ms() < left:
-                left = max(0, due - self.ticks_ms())
             real = int(left / (self.scale or 1.0)) + 1
             if real > 100:
                 real = 100
             ready = self._poll.poll(real)
-            if self.button_level() != lvl:
+            self._pump()
+            if len(self._edges) != n0 or (sleeping and self._ri):
                 return
             wake = False
             for obj, ev in ready:
                 if obj is self.gnss.s:
                     self.gnss.pump(sleeping)  # the UART fills its buffer (idle) or is off (light sleep)
-                elif obj is not self._ctrl and ev & select.POLLIN:
+                elif obj is self.modem.s:
+                    if sleeping:
+                        self.modem.pump(True)
+                    elif ev & select.POLLIN:
+                        wake = True
+                elif obj is not self._ctrl and ev & select.POLLIN and not sleeping:
                     wake = True
             if wake:
                 return  # modem or console input: let the loop handle it now

@@ -167,6 +167,12 @@ class Chip:
         self.last_feed = now
         self.uarts = {}
         self.wlan_on = False
+        # what was on its way to the old UARTs is gone with their buffers
+        host = self.host
+        if host.world.powered:
+            if self.table.PINS["gnss_rx"][0] >= 0:
+                host.world.gnss.read(now)
+            host.emu.read(now)
         if clock_known:
             self.rtc_unix = self.host.start_utc_ms // 1000 + now // 1000
             self.rtc_at = now

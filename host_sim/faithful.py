@@ -73,6 +73,7 @@ from host_sim.modem import Sim7600
 from host_sim.mpboard import MpBoard
 from host_sim.pacer import Pacer
 from host_sim.results import Recorder
+from host_sim.setup import button_patterns, device_config
 from host_sim.tcp import SocketTcp
 from host_sim.world import World
 
@@ -97,48 +98,6 @@ def _fault_value(v):
     if isinstance(v, dict) and set(v) == {"value"}:
         return v["value"]
     return v
-
-
-def button_patterns(bcfg=None):
-    """Press timings {kind: [(offset_ms, hold_ms)]} the firmware's button
-    config recognises (firmware/button.py), with presses long enough to be
-    sampled at a scaled clock."""
-    from firmware.button import ButtonConfig
-
-    c = bcfg if bcfg is not None else ButtonConfig()
-    tap, gap = 300, 700
-    return {
-        "sos": [(i * gap, tap) for i in range(c.sos_presses)],
-        "duress_cancel": [(i * gap, tap) for i in range(c.duress_presses)],
-        "cancel": [(0, c.cancel_hold_ms + 700)],
-        "test": [(i * gap, tap) for i in range(c.test_presses)] + [(c.test_presses * gap, c.test_hold_ms + 700)],
-    }
-
-
-def device_config(sc, device_id, key, ekey, receiver=PUBLIC_RX):
-    """The /data/config.json of a run: firmware defaults, the scenario's
-    profile and [device] overrides (timings by name, or top-level fields)."""
-    from firmware import config as C
-
-    cfg = {
-        "device_id": device_id, "key_hex": key.hex(), "engineer_key_hex": ekey.hex(),
-        "receiver_host": receiver[0], "receiver_port": receiver[1],
-        "sms_number": "+447700900999", "listen_number": "+447700900998", "apn": "internet",
-        "button": {}, "timings": {}, "pins": {}, "power_profile": sc.profile, "wifi_scan": False,
-        "test_enabled": any(a.kind == "test" for a in sc.actions),
-    }
-    for k, v in (sc.device or {}).items():
-        if k in C.TIMINGS:
-            cfg["timings"][k] = v
-        elif k == "button" and isinstance(v, dict):
-            cfg["button"].update(v)
-        elif k in cfg and k not in ("key_hex", "engineer_key_hex", "device_id"):
-            cfg[k] = v
-        else:
-            raise SC.ScenarioError("[device] %s: not a firmware setting" % k, sc.path)
-    if cfg["test_enabled"]:
-        cfg["button"]["test_enabled"] = True
-    return cfg
 
 
 _RELEASE_CACHE = {}  # sources' (path, mtime, size) -> compiled files: one mpy-cross pass per process
@@ -423,7 +382,11 @@ class Rig:
             self.device_id = device_id
             self.key = os.urandom(32)
             self.ekey = os.urandom(32)
-            self.cfg = device_config(self.sc, device_id, self.key, self.ekey)
+            try:
+                self.cfg = device_config(self.sc, self.key, device_id=device_id, engineer_key=self.ekey,
+                                         receiver=PUBLIC_RX)[0]
+            except ValueError as e:
+                raise SC.ScenarioError(str(e), self.sc.path)
             with open(os.path.join(self.root, "data", "config.json"), "w") as f:
                 json.dump(self.cfg, f, sort_keys=True)
             self._register = True
@@ -443,6 +406,12 @@ class Rig:
             self.bcfg = ButtonConfig()
         self.patterns = button_patterns(self.bcfg)
         self.active_low = (self.cfg.get("button") or {}).get("active_low", True)
+        from firmware import boards
+
+        self.table = boards.load(self.cfg.get("board", "t-sim7600e"))
+        self.modem_gnss = self.table.FACTS["gnss"][0] == "modem"
+        self._status_sent = None
+        self._ri_sent = -1  # start of the last RI pulse sent
 
     # -- clocks -----------------------------------------------------------------
     def sim_now(self):
@@ -509,7 +478,8 @@ class Rig:
         faults.setdefault("coverage", cov)
         if sc.coverage:
             faults.setdefault("rssi", sc.coverage[0].csq)
-        return Sim7600(_SmsEndpoint(self), tcp=_TapTcp(self), seed=sc.seed, **faults)
+        return Sim7600(_SmsEndpoint(self), tcp=_TapTcp(self), seed=sc.seed,
+                       gnss=self.world.gnss if self.modem_gnss else None, **faults)
 
     def rx_addr_for(self, host, port):
         if not self.rx_up:
@@ -752,6 +722,7 @@ class Rig:
         p.ch[name] = s
         if name == b"ctrl":
             p.ctrl_buf = rest
+            self._status_sent = None  # a new VM: tell it STATUS again
             # a fresh boot: the clock is known unless the scenario says so or a power cut lost it
             unix_ms = -1
             if self.stats["boots"] == 1 and not self.sc.clock_unknown_at_boot:
@@ -785,8 +756,6 @@ class Rig:
                 self.rec.pin(now, name, level)
                 if name == "modem_pwrkey":
                     self.emu.pwrkey(level, now)
-                elif name == "modem_power":
-                    self.emu.power(bool(level), now)
                 elif name == "modem_dtr":
                     self.emu.dtr(level, now)
             elif len(f) == 2 and f[0] == b"s":
@@ -796,9 +765,19 @@ class Rig:
 
     def _modem_energy(self, now):
         e = self.emu
-        st = "off" if not e.on else ("sleep" if e.asleep() else "idle")
+        st = "off" if not e.on else ("sleep" if e.low_power(now) else "idle")
         if self.world.energy.state.get("modem") != st:
             self.world.set_state("modem", st)
+
+    def _modem_lines(self, now):
+        """The modem's STATUS and RI lines to the board, as they change."""
+        st = self.emu.status(now)
+        if st != self._status_sent and self.periph.send(b"ctrl", b"st %d\n" % st):
+            self._status_sent = st
+        for a, _ in self.emu._ri_lows:
+            if self._ri_sent < a <= now:
+                self._ri_sent = a
+                self.periph.send(b"ctrl", b"r\n")
 
     def pump(self, max_block_s=0.005):
         """One pass: fire due world events, move bytes both ways."""
@@ -841,12 +820,15 @@ class Rig:
                     self.emu.write(data, now)
                 elif name == b"flash":
                     self._flash_lines(data, now)
-        g = self.world.gnss.read(now)
-        if g and self._powered:
-            p.send(b"gnss", g)
+        if not self.modem_gnss:  # an NMEA module on UART2 (the modem's own GNSS speaks on the modem channel)
+            g = self.world.gnss.read(now)
+            if g and self._powered:
+                p.send(b"gnss", g)
         m = self.emu.read(now)
         if m and self._powered:
             p.send(b"modem", m)
+        if self._powered:
+            self._modem_lines(now)
         self._emu_events(now)
         if now >= self._next_batt:
             self._next_batt = now + 1000
@@ -938,6 +920,9 @@ class Rig:
                     pass
         self.rec.summary["low_battery"] = self.battery_low_seen
         self.rec.summary["device_dead"] = bool(self.world.dead)
+        self.rec.summary["board"] = self.table.NAME
+        self.rec.summary["modem_forced_offs"] = [e[0] for e in self.emu.events if e[1] == "shutdown" and e[2] == "pwrkey"]
+        self.rec.summary["modem_deaf_writes"] = [list(d) for d in self.emu.deaf]
         res = self.rec.finish(energy=self.world.energy.summary(now), pending_seqs=pending, extra_events=self.world.events)
         res["faithful"] = dict(self.stats, heap=self.heap, time_scale=self.scale, flash=dict(self.flash),
                                notes=[n[1] for n in self.notes])

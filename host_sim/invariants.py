@@ -214,6 +214,83 @@ def nothing_printed(results):
     return _result("nothing_printed", len(out), viol)
 
 
+# press -> first frame on the air, by power profile, when the device is
+# healthy (see healthy_at): the ready profile has the modem registered and
+# asleep with its data path up (DTR wake 20 ms + one command + CIPSEND), so
+# 5 s is generous; the saver profile boots the modem from off: PWRKEY +
+# RDY 12 s + SIM and registration (~4 s here) + NETOPEN + CIPOPEN (Hardware
+# Design Table 8; the emulator's network), inside BS 8484's 30 s to the
+# receiving centre.
+LATENCY_BOUND_MS = {"ready": 5000, "saver": 30000}
+SETTLED_MS = 60000  # a device counts as settled this long after it (re)started
+
+
+def healthy_at(results, t0, t1):
+    """True when nothing in [t0, t1] excuses a slow or troubled modem: no
+    modem fault in force, data coverage throughout, no power cut (the
+    device had been up SETTLED_MS before t0), nobody killed it."""
+    c = results.get("conditions") or {}
+    if c.get("static_modem_faults"):
+        return False
+    for w in c.get("modem_fault_windows") or []:
+        end = w[1] if w[1] is not None else float("inf")
+        if w[0] <= t1 and end >= t0:
+            return False
+    for a, b, mode in c.get("coverage") or []:
+        if a <= t1 and b >= t0 and mode not in ("data+sms", "lte-only"):
+            return False
+    for a, b in c.get("power_cuts") or []:
+        if a <= t1 and b + SETTLED_MS >= t0:
+            return False
+    if t0 < SETTLED_MS:
+        return False
+    return True
+
+
+def alert_latency(results):
+    """Every SOS/TEST pressed while the device was healthy reached the air
+    within the profile's bound (LATENCY_BOUND_MS)."""
+    prof = (results.get("scenario") or {}).get("profile") or "ready"
+    bound = LATENCY_BOUND_MS.get(prof, LATENCY_BOUND_MS["saver"])
+    end = (results.get("scenario") or {}).get("duration_ms") or 0
+    viol = []
+    checked = 0
+    for a in results.get("alerts") or []:
+        if a.get("kind") not in _RAISE_TYPE:
+            continue
+        p = a["press_ms"]
+        if p + bound > end or not healthy_at(results, p - 1, p + bound):
+            continue
+        checked += 1
+        ff = a.get("first_frame_ms")
+        if ff is None:
+            viol.append("%s pressed at %d ms: nothing on the air within %d ms (%s profile)" % (a["kind"], p, bound, prof))
+        elif ff - p > bound:
+            viol.append("%s pressed at %d ms: first frame on the air after %d ms, more than %d ms (%s profile)"
+                        % (a["kind"], p, ff - p, bound, prof))
+    return _result("alert_latency", checked, viol, bound_ms=bound)
+
+
+def modem_left_alone(results):
+    """A healthy modem is never forced off (a PWRKEY hold is recovery from
+    a hung modem: without a modem fault it is a firmware bug), and the
+    firmware never talks to a modem that cannot listen (asleep with DTR
+    high, off, booting, shutting down): every such command times out on the
+    board."""
+    summ = results.get("summary") or {}
+    c = results.get("conditions") or {}
+    if c.get("static_modem_faults") or c.get("modem_fault_windows"):
+        return _result("modem_left_alone", 0, [])  # a faulty modem may need both
+    viol = []
+    forced = summ.get("modem_forced_offs") or []
+    for t in forced:
+        viol.append("modem forced off (PWRKEY hold) at %d ms with no modem fault in the scenario" % t)
+    deaf = summ.get("modem_deaf_writes") or []
+    for t, why in deaf[:10]:
+        viol.append("the firmware wrote to the modem at %d ms while it could not listen (%s)" % (t, why))
+    return _result("modem_left_alone", len(forced) + len(deaf), viol)
+
+
 def well_formed(results):
     from host_sim.report import validate
 
@@ -225,7 +302,8 @@ def check_all(results, true_position, strict=False, visible=VISIBLE_PIN_WORDS, o
     """All invariants, in a fixed order, after the well-formedness check."""
     wf = well_formed(results)
     if not wf["ok"]:
-        names = ("no_alert_lost", "no_duplicates", "positions_within_accuracy", "nothing_visible", "nothing_printed")
+        names = ("no_alert_lost", "no_duplicates", "positions_within_accuracy", "nothing_visible", "nothing_printed",
+                 "alert_latency", "modem_left_alone")
         return [wf] + [_result(n, 0, ["not checked: results are malformed"]) for n in names]
     return [wf,
         no_alert_lost(results, strict),
@@ -233,6 +311,8 @@ def check_all(results, true_position, strict=False, visible=VISIBLE_PIN_WORDS, o
         positions_within_accuracy(results, true_position),
         nothing_visible(results, visible, off_levels),
         nothing_printed(results),
+        alert_latency(results),
+        modem_left_alone(results),
     ]
 
 

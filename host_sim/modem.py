@@ -113,6 +113,7 @@ class Sim7600:
         self.tcp = tcp if tcp is not None else ModelTcp(self.network, endpoint)
         self.rng = random.Random(seed ^ 0x5A5A)
         self.events = []  # (t, kind, ...) for tests and the scenario runner
+        self.deaf = []  # (t, why): bytes written while the module could not listen
         self.transcript = []  # (t, ">"|"<", bytes): ">" to the modem, "<" from it
         self.record = True
         self._timers = []
@@ -374,15 +375,15 @@ class Sim7600:
             if self._off_at is not None:
                 return
             if self.on and held >= 2500:
-                self._shutdown(now)
+                self._shutdown(now, "pwrkey")
             elif not self.on and held >= 100:
                 self._boot(t0)
 
-    def _shutdown(self, now):
-        """Power-off issued: the module stops answering at once (its UART
-        is "undefined" until off, Table 9) and STATUS falls Toff(status)
-        later, when it is off."""
-        self.events.append((now, "shutdown"))
+    def _shutdown(self, now, how):
+        """Power-off issued (how: "pwrkey" or "cpof"): the module stops
+        answering at once (its UART is "undefined" until off, Table 9) and
+        STATUS falls Toff(status) later, when it is off."""
+        self.events.append((now, "shutdown", how))
         self._drop_conn(now)
         self.hung = False
         self._out = [o for o in self._out if o[0] <= now]
@@ -562,7 +563,12 @@ class Sim7600:
             self.transcript.append((now, ">", bytes(data)))
         if not self.on or self.hung or self._ready_at is None or now < self._ready_at or self.asleep() \
                 or self._off_at is not None:
-            return  # nobody listening: the bytes are lost, as on the wire
+            # nobody listening: the bytes are lost, as on the wire
+            if data and len(self.deaf) < 100:
+                why = ("off" if not self.on else "hung" if self.hung else "shutting down" if self._off_at is not None
+                       else "asleep, DTR high" if self.asleep() else "booting")
+                self.deaf.append((now, why))
+            return
         now += self._xfer(len(data))  # the module has the bytes when the last one arrived
         for b in data:
             if self._mode == "cipsend":
@@ -822,7 +828,7 @@ class Sim7600:
 
     def _cpof(self, t):
         if self.on and self._off_at is None:
-            self._shutdown(t)
+            self._shutdown(t, "cpof")
 
     def _c_cmut(self, now, body, up):
         """AT+CMUT (manual 5.2.20): "If there is not a connected call, write

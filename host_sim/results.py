@@ -116,6 +116,29 @@ class Recorder:
             if err is not None:
                 p["true_lat_e7"], p["true_lon_e7"] = self.route.true_position(p["t_ms"] - p["age_s"] * 1000)
 
+    def _conditions(self, dur):
+        """What the scenario put in the device's way (for the invariants
+        that hold only when nothing did): modem faults, coverage, power."""
+        sc = self.scenario
+        if sc is None:
+            return {}
+        cov = []
+        for c in sc.coverage:
+            cov.append([c.from_ms, c.to_ms if c.to_ms is not None else dur, c.mode])
+        cuts = []
+        for e in self.events:
+            if e["kind"] in ("power_off",):
+                cuts.append([e["t_ms"], e["t_ms"]])
+        for pc in sc.power_cuts:
+            end = dur if pc.duration_ms is None else pc.at_ms + pc.duration_ms
+            cuts.append([pc.at_ms, end])
+        return {
+            "static_modem_faults": sorted(k for k in sc.modem_faults if k not in ("rssi", "cell", "own_number")),
+            "modem_fault_windows": [[w.from_ms, w.to_ms, w.name] for w in sc.modem_fault_windows],
+            "coverage": cov,
+            "power_cuts": cuts,
+        }
+
     def finish(self, energy=None, pending_seqs=(), profiles=None, strict=False, visible=I.VISIBLE_PIN_WORDS,
                off_levels=None, route_step_ms=5000, extra_events=()):
         """The results dict, with alerts tied to frames, positions measured,
@@ -159,6 +182,7 @@ class Recorder:
             "events": events,
             "energy": energy,
             "summary": dict(self.summary),
+            "conditions": self._conditions(dur),
         }
         tp = self.route.true_position if self.route is not None else (lambda t: (0, 0))
         results["invariants"] = I.check_all(results, tp, strict, visible, off_levels)

@@ -669,6 +669,8 @@ class Runner:
             "uart_overrun_bytes": chip.uart_overrun, "irq_dropped": chip.irq_dropped,
             "watchdog_resets": chip.wdt_resets, "modem_power_cycles": eng["power_cycles"],
             "at_timeouts": eng["timeouts"], "ri_syncs": eng["ri_syncs"],
+            "modem_forced_offs": [e[0] for e in self.emu.events if e[1] == "shutdown" and e[2] == "pwrkey"],
+            "modem_deaf_writes": [list(d) for d in self.emu.deaf],
         })
         visible = ("haptic",) + tuple(n for n in self.table.LIGHTS if n in self.table.PINS) + _visible_words()
         res = self.rec.finish(energy=en, pending_seqs=self.pending_seqs(), profiles=prof, strict=self.strict,

@@ -32,7 +32,7 @@ from host_sim import energy, gnss
 from host_sim.route import CONDITIONS, Route, RouteError
 
 ACTIONS = ("sos", "cancel", "duress_cancel", "test", "raw")
-COVERAGE_MODES = ("data+sms", "sms-only", "none")
+COVERAGE_MODES = ("data+sms", "sms-only", "lte-only", "none")  # lte-only: LTE with no circuit-switched registration
 EXPECT_KEYS = {
     "alerts": int,  # ALERTs raised at the receiver
     "cancels": int,  # CANCELs raised (duress included)

@@ -53,6 +53,9 @@ class FakeButton:
             return None
         return max(0, self.t_release + 1000 - now)
 
+    def pattern_idle(self, now):
+        return self.count == 0 and self.last == 1
+
 
 def presses(app, board, n, start):
     """Press n times (100 ms down, 100 ms up), stepping the app; returns now."""
