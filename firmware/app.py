@@ -105,6 +105,7 @@ class App:
         self.pending_call = None
         self.asleep = False
         self.btn_at = None  # time of the last button sample fed (edges never go back before it)
+        self.btn_level = None  # the level it had
         # GNSS from the modem (no NMEA UART on this board, and a transport that has one)
         self.modem_gnss = board.gnss is None and getattr(transport, "gnss", None) is not None
         self.gnss_want = False
@@ -303,10 +304,15 @@ class App:
     def _sample_button(self, now):
         """Latched edges first, each at its own time (never before the last
         sample: an edge latched after that sample was already seen in it),
-        then the level now."""
+        then the level now. Before each edge the level it ends is sampled
+        once more at the edge's time: the detector debounces by two samples
+        of a level (button.py), and a press seen only as its two edges would
+        otherwise never count, however long it was."""
         b = self.board
+        bu = self.button
         edges = b.button_edges()
         last = self.btn_at
+        prev = self.btn_level
         if edges:
             tk = b.ticks_ms()
             for level, at in edges:
@@ -316,11 +322,18 @@ class App:
                 if t > now:
                     t = now
                 last = t
-                ev = self.button.update(level, t)
+                if prev is not None and prev != level:
+                    ev = bu.update(prev, t)
+                    if ev is not None:
+                        self._on_button(ev, now)
+                ev = bu.update(level, t)
                 if ev is not None:
                     self._on_button(ev, now)
+                prev = level
         self.btn_at = now
-        ev = self.button.update(b.button_level(), now)
+        level = b.button_level()
+        self.btn_level = level
+        ev = bu.update(level, now)
         if ev is not None:
             self._on_button(ev, now)
 

@@ -32,7 +32,16 @@ Facts of MicroPython's ESP32 port this driver is built on (micropython
   the two cannot be told apart here.
 - WLAN.scan() blocks (all channels, active, default dwell: about 1.6 s on
   13 channels, network_wlan.c); the app never starts one in the middle of
-  someone's presses.
+  someone's presses, but a person may start pressing during it. Its edges
+  wait in the scheduler's queue of 8, so a fast pattern loses some there:
+  a pulse counter (esp32.PCNT, MicroPython 1.26+, ports/esp32/esp32_pcnt.c)
+  counts the press-downs in hardware meanwhile, and when it saw more than
+  the handlers latched, the scan's presses are rebuilt from its count,
+  spread over the scan (their count is exact, their times are not). The
+  counter has no debounce worth the name (a 12.8 us glitch filter): the
+  button needs the RC filter of docs/hardware.md, or a bouncing press
+  counts as several. Without esp32.PCNT (older images) the queue is all
+  there is.
 
 Pins come from the board table (config "pins" overrides; -1 = not
 fitted). The board LED is driven low at boot and never again. PWRKEY,
@@ -178,6 +187,12 @@ class Esp32Board(Board):
         self._arm_inputs()
         self._latch = _Latch(self._button.value())  # pyright: ignore[reportOptionalMemberAccess]
         self._arm_button_irq()
+        self._pcnt = None
+        pcnt = getattr(esp32, "PCNT", None)
+        if pcnt is not None:
+            down, up = (pcnt.INCREMENT, pcnt.IGNORE) if self.button_active == 0 else (pcnt.IGNORE, pcnt.INCREMENT)
+            self._pcnt = pcnt(0, pin=self._button, falling=down, rising=up, filter=1023)
+            self._pcnt.start()
         self._status = machine.Pin(p["modem_status"], machine.Pin.IN) if p["modem_status"] >= 0 else None
         self.modem = _UartStream(machine.UART(1, baudrate=baud, tx=p["modem_tx"], rx=p["modem_rx"],
                                               rxbuf=RXBUF, timeout=0))
@@ -222,6 +237,9 @@ class Esp32Board(Board):
         if p["modem_ri"] >= 0:
             self._ri = machine.Pin(p["modem_ri"], machine.Pin.IN, machine.Pin.PULL_UP)
             esp32.wake_on_ext1((self._ri,), esp32.WAKEUP_ALL_LOW)
+        pc = getattr(self, "_pcnt", None)
+        if pc is not None:
+            pc.init(pin=self._button)  # the new Pin object (the counter reads it through the GPIO matrix)
 
     def _arm_button_irq(self):
         self._button.irq(handler=self._latch.irq,  # pyright: ignore[reportOptionalMemberAccess]
@@ -294,6 +312,9 @@ class Esp32Board(Board):
         latched when it returns and spread over the time it took."""
         lat = self._latch
         w0 = lat.w
+        pc = self._pcnt
+        if pc is not None:
+            pc.value(0)
         t0 = time.ticks_ms()
         wlan = network.WLAN(network.STA_IF)
         try:
@@ -310,6 +331,8 @@ class Esp32Board(Board):
         time.sleep_ms(0)  # run the handlers the scan held back
         self._settle_button()
         n = lat.w - w0
+        if pc is not None:
+            n = self._recount(w0, pc.value(0))
         if n > 0:
             span = time.ticks_diff(t1, t0)
             for k in range(n if n <= EDGES else EDGES):
@@ -318,6 +341,33 @@ class Esp32Board(Board):
         out = [(bytes(r[1]), r[3]) for r in found]
         out.sort(key=lambda x: -x[1])
         return out[:3]
+
+    def _recount(self, w0, downs):
+        """The edges latched since w0, rebuilt when the pulse counter saw
+        more press-downs than they hold: that many presses, the level now
+        at the end. Returns the number of edges since w0."""
+        lat = self._latch
+        act = self.button_active
+        n = lat.w - w0
+        seen = 0
+        for k in range(n if n <= EDGES else EDGES):
+            if lat.levels[(w0 + k) % EDGES] == act:
+                seen += 1
+        if downs <= seen:
+            return n
+        lvl = lat.level  # the level now (settled)
+        start = lvl if n == 0 else (lat.levels[w0 % EDGES] ^ 1)  # the level before the scan's first edge
+        lat.w = w0
+        lat.level = start
+        if start == act:
+            lat.irq(None)  # a press held from before the scan ends in it (the counter saw no down)
+        for _ in range(downs if downs <= EDGES // 2 - 1 else EDGES // 2 - 1):
+            lat.irq(None)  # down
+            lat.irq(None)  # up
+        if lat.level != lvl:
+            lat.irq(None)
+        lat.lost += downs - seen
+        return lat.w - w0
 
     def modem_pwrkey(self, level):
         self._out("modem_pwrkey", 1 if level else 0)

@@ -14,7 +14,8 @@ starts with one line naming its channel:
                               edge at scenario time ms, "v <mV>" battery,
                               "st <0|1>" the modem's STATUS line, "r" an
                               RI pulse (a URC, AT+CFGRI=1)
-               board -> host  "p <pin name> <level>" an output pin changed,
+               board -> host  "p <pin name> <level> <ticks>" an output pin
+                              changed (ticks: the board's ms, for durations),
                               "s <unix>" the firmware set its clock
   "gnss\\n"    raw bytes of the GNSS UART (both directions); the board keeps
                a 1 KB receive buffer that drops bytes when full (_UartSock)
@@ -181,7 +182,7 @@ class _Console:
 class UnixBoard(Board):
     flash_dir = FLASH_DIR
 
-    def __init__(self, addr=None, console=True):
+    def __init__(self, addr=None, console=True, gnss_uart=True):
         if addr is None:
             host, _, port = (os.getenv(ENV_ADDR) or "").rpartition(":")
             addr = socket.getaddrinfo(host, int(port))[0][-1]
@@ -214,13 +215,15 @@ class UnixBoard(Board):
         self._pin("modem_pwrkey", 0)
         self._pin("modem_dtr", 0)
         self._pin("modem_flight", 1)
-        self.gnss = _UartSock(_connect(addr, b"gnss"), GNSS_RXBUF)
+        # an NMEA module on a second UART, or none (the modem's GNSS speaks on the modem channel)
+        self.gnss = _UartSock(_connect(addr, b"gnss"), GNSS_RXBUF) if gnss_uart else None
         self.modem = _UartSock(_connect(addr, b"modem"), MODEM_RXBUF)
         self.console = _Console() if console else None
         self._poll = select.poll()
         self._poll.register(self._ctrl, select.POLLIN)
         self._poll.register(self.modem.s, select.POLLIN)
-        self._poll.register(self.gnss.s, select.POLLIN)
+        if self.gnss is not None:
+            self._poll.register(self.gnss.s, select.POLLIN)
         if self.console is not None:
             self._poll.register(sys.stdin, select.POLLIN)
 
@@ -270,8 +273,8 @@ class UnixBoard(Board):
 
     # -- inputs --------------------------------------------------------------
     def _latch(self, level, at):
-        if self.scale is None:
-            self._button = level  # before the clock: the level at boot
+        if self.scale is None or level == self._button:
+            self._button = level  # before the clock (the level at boot), or no change: no edge
             return
         tk = self.ticks_ms()
         last = self._last_edge
@@ -313,7 +316,7 @@ class UnixBoard(Board):
         level = 1 if level else 0
         if self._pins.get(name) != level:
             self._pins[name] = level
-            self._say("p %s %d\n" % (name, level))
+            self._say("p %s %d %d\n" % (name, level, self.ticks_ms()))
 
     def modem_pwrkey(self, level):
         self._pin("modem_pwrkey", level)
@@ -352,11 +355,14 @@ class UnixBoard(Board):
         """ESP32 light sleep: the UARTs' clock is gated (every byte that
         arrives is lost), and only the timer, a button edge (ext0) and an
         RI pulse (ext1) end it."""
-        self.gnss.pump()
+        g = self.gnss
+        if g is not None:
+            g.pump()
         self.modem.pump()  # what arrived before the clock stopped
         self._ri = False
         self.idle(ms, True)
-        self.gnss.pump(True)
+        if g is not None:
+            g.pump(True)
         self.modem.pump(True)
         if self._ri:
             self._ri = False
@@ -381,7 +387,7 @@ class UnixBoard(Board):
                 return
             wake = False
             for obj, ev in ready:
-                if obj is self.gnss.s:
+                if self.gnss is not None and obj is self.gnss.s:
                     self.gnss.pump(sleeping)  # the UART fills its buffer (idle) or is off (light sleep)
                 elif obj is self.modem.s:
                     if sleeping:
@@ -395,9 +401,18 @@ class UnixBoard(Board):
 
 
 def main():
-    """The unix-port entry point (firmware.main.main picks it there)."""
-    from firmware.main import run
+    """The unix-port entry point (firmware.main.main picks it there): the
+    board table the config names says whether GNSS is an NMEA UART or the
+    modem's own."""
+    from firmware import boards
+    from firmware.fs import Fs
+    from firmware.main import forget, load_config, run
 
-    board = UnixBoard()
+    fs = Fs(FLASH_DIR)
+    table = boards.load(load_config(fs).board)
+    board = UnixBoard(gnss_uart=table.PINS["gnss_rx"][0] >= 0)
+    del table
+    for name in ("firmware.boards.t_sim7600e_ext_gnss", "firmware.boards.t_sim7600e"):
+        forget(name)
     while True:
-        run(board)
+        run(board, fs)

@@ -54,6 +54,10 @@ ports/esp32, unless said otherwise):
   REAMDE.MD:125): OUT or a pull there raises ValueError, as on the chip.
 - UART: rxbuf bytes at most; more is dropped (counted), as the IDF driver
   drops data when its ring buffer is full.
+- esp32.PCNT (MicroPython 1.26+, esp32_pcnt.c): counts the pin's edges
+  in hardware whatever the CPU does, except in light sleep (its APB clock
+  is gated: pessimistic); value(0) reads and clears. Edges here are clean
+  (the button's RC filter, docs/hardware.md): no bounce is modelled.
 
 Must stay in sync with: firmware/board_esp32.py (what it calls),
 firmware/boards/ (pin functions), host_sim/modem.py (modem lines),
@@ -160,7 +164,9 @@ class Chip:
         self.boot_ms = now
         self.cause = cause
         self.pins = {}  # gpio -> _PinState
+        self.pcnt = {}  # unit -> _Pcnt
         self.sched = []
+        self._in_handler = False
         self.wake = {"ext0": None, "ext1": None}
         self.wake_reason = 0
         self.wdt_ms = None
@@ -199,13 +205,25 @@ class Chip:
         self.sched.append(st)
 
     def run_pending(self):
-        while self.sched:
-            st = self.sched.pop(0)
-            if st.handler is not None:
-                st.handler(st.pin_obj)
+        """Run the scheduled handlers, one after another, never one inside
+        another (py/scheduler.c holds the scheduler lock while one runs)."""
+        if self._in_handler:
+            return
+        self._in_handler = True
+        try:
+            while self.sched:
+                st = self.sched.pop(0)
+                if st.handler is not None:
+                    st.handler(st.pin_obj)
+        finally:
+            self._in_handler = False
 
     def input_changed(self, gpio, old, new):
         """The world moved an input (the button): interrupts on it."""
+        if self.state != "light_sleep":
+            for pc in self.pcnt.values():
+                if pc.gpio == gpio and pc.running:
+                    pc.count += pc.rising if new > old else pc.falling
         st = self.pins.get(gpio)
         if st is None or st.handler is None or st.stuck or st.mode != "in" or self.state == "light_sleep":
             return  # no edge interrupt in light sleep (only ext0/ext1 wake it)
@@ -363,6 +381,7 @@ class Chip:
             chip.wake["ext1"] = (tuple(p.gpio for p in pins), bool(level))
 
         e.wake_on_ext0, e.wake_on_ext1 = wake_on_ext0, wake_on_ext1
+        e.PCNT = _make_pcnt(chip)
         m["esp32"] = e
 
         # ---- network
@@ -468,16 +487,23 @@ def _make_pin(chip):
             chip.run_pending()
             st = self._st
             gp = self.gpio
+            newly_out = False
             if mode is not None:
                 if mode == Pin.OUT and gp >= 34:
                     raise ValueError("pin can only be input")
                 st.stuck = False  # rtc_gpio_deinit: back on the digital mux (machine_pin.c)
-                st.mode = "out" if mode in (Pin.OUT, Pin.OPEN_DRAIN) else "in"
+                out = mode in (Pin.OUT, Pin.OPEN_DRAIN)
+                newly_out = out and st.mode != "out"
+                st.mode = "out" if out else "in"
             if pull is not None:
                 if gp >= 34:
                     raise ValueError("pins 34-39 have no pull-up or pull-down")
                 st.pull = "up" if pull == Pin.PULL_UP else "down"
-            if value is not None:
+            if newly_out:
+                # the pad starts driving now, at the level asked for (or the last written)
+                st.out = (1 if value else 0) if value is not None else (st.out or 0)
+                chip.drive(gp, st.out)
+            elif value is not None:
                 self.value(value)
 
         def value(self, v=None):
@@ -514,6 +540,56 @@ def _make_pin(chip):
             return None
 
     return Pin
+
+
+def _make_pcnt(chip):
+    class PCNT:
+        IGNORE, INCREMENT, DECREMENT = 0, 1, 2
+        NORMAL, REVERSE, HOLD = 0, 1, 2
+
+        def __new__(cls, unit, **kw):
+            if not isinstance(unit, int) or not 0 <= unit < 8:
+                raise ValueError("invalid id")
+            obj = chip.pcnt.get(unit)
+            if obj is None:
+                obj = object.__new__(cls)
+                obj.unit, obj.gpio, obj.count, obj.rising, obj.falling, obj.running = unit, None, 0, 0, 0, True
+                chip.pcnt[unit] = obj
+            return obj
+
+        def __init__(self, unit, **kw):
+            self.init(**kw)
+
+        def init(self, pin=None, rising=None, falling=None, filter=None, value=None, **kw):
+            chip.run_pending()
+            if pin is not None:
+                self.gpio = pin.gpio
+            if rising is not None or falling is not None:
+                self.rising = {0: 0, 1: 1, 2: -1}[rising or 0]
+                self.falling = {0: 0, 1: 1, 2: -1}[falling or 0]
+            if filter is not None and not 0 <= filter <= 1023:
+                raise ValueError("filter")
+            if value is not None:
+                if value != 0:
+                    raise ValueError("value")
+                self.count = 0
+
+        def value(self, v=None):
+            chip.run_pending()
+            c = self.count
+            if v is not None:
+                if v != 0:
+                    raise ValueError("value")
+                self.count = 0
+            return c
+
+        def start(self):
+            self.running = True
+
+        def stop(self):
+            self.running = False
+
+    return PCNT
 
 
 def _make_uart(chip):
@@ -654,8 +730,10 @@ def _make_wlan(chip):
             if not chip.wlan_on:
                 raise OSError("STA must be active")
             chip.scans += 1
-            found = chip.host.wifi_at(chip.now())
+            t0 = chip.now()
+            found = chip.host.wifi_at(t0)
             chip.block(SCAN_MS, None, state="active")  # handlers wait: none run in a C call
+            chip.host.on_scan(t0, chip.now())
             return [(b"", bytes(b), 1, int(r), 3, False) for b, r in found]
 
     return WLAN

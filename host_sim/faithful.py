@@ -73,7 +73,7 @@ from host_sim.modem import Sim7600
 from host_sim.mpboard import MpBoard
 from host_sim.pacer import Pacer
 from host_sim.results import Recorder
-from host_sim.setup import button_patterns, device_config
+from host_sim.setup import PERSON_REF, button_patterns, device_config
 from host_sim.tcp import SocketTcp
 from host_sim.world import World
 
@@ -412,6 +412,7 @@ class Rig:
         self.modem_gnss = self.table.FACTS["gnss"][0] == "modem"
         self._status_sent = None
         self._ri_sent = -1  # start of the last RI pulse sent
+        self._pwrkey_bt = None  # the board's ticks when it pressed PWRKEY
 
     # -- clocks -----------------------------------------------------------------
     def sim_now(self):
@@ -436,8 +437,8 @@ class Rig:
                                  supervise_every=max(0.05, min(1.0, 30.0 / self.scale)),
                                  heartbeat_s=self.cfg.get("timings", {}).get("heartbeat_s", 3600)).start()
         if self._register:
-            hb = self.cfg["timings"].get("heartbeat_s")
-            self.rx.store.add_device(self.device_id, self.key, "urn:sim:faithful:%d" % self.device_id, heartbeat_s=hb)
+            hb = self.cfg.get("timings", {}).get("heartbeat_s")
+            self.rx.store.add_device(self.device_id, self.key, PERSON_REF, heartbeat_s=hb)
         dead = socket.socket()
         dead.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
         self._dead_sock = dead
@@ -447,7 +448,7 @@ class Rig:
         self.world.start({
             "button": self._on_button, "power": self._on_power, "arm_flash_cut": self._on_flash_cut,
             "receiver": self._on_receiver, "brownout": self._on_brownout, "action": self._on_action,
-            "modem_faults": self._on_faults,
+            "modem_faults": self._on_faults, "operator": self._on_operator,
         })
         self.world.set_state("esp32", "idle")
         self.board = MpBoard(self.root, heap=self.heap, run="/main.py", rom=self.rom,
@@ -597,6 +598,18 @@ class Rig:
             for sender, text in held:
                 self.rx.sms(sender, text)
 
+    def _on_operator(self, command, value, now):
+        """The receiving centre's operator, through the receiver's own API
+        on a second connection to its store (as `panic receiver command`)."""
+        from receiver import core
+        from receiver import store as S
+
+        st = S.open_store(self.db, self.master)
+        try:
+            core.operator_command(st, self.device_id, command, value, actor="scenario", clock=self.unix_now)
+        finally:
+            st.close()
+
     def _on_faults(self, faults, now):
         """Timed faults come into force (and end) as in the virtual-time
         runner: the emulator's settings change in place."""
@@ -723,6 +736,7 @@ class Rig:
         if name == b"ctrl":
             p.ctrl_buf = rest
             self._status_sent = None  # a new VM: tell it STATUS again
+            self._pwrkey_bt = None
             # a fresh boot: the clock is known unless the scenario says so or a power cut lost it
             unix_ms = -1
             if self.stats["boots"] == 1 and not self.sc.clock_unknown_at_boot:
@@ -750,12 +764,18 @@ class Rig:
         while b"\n" in p.ctrl_buf:
             line, p.ctrl_buf = p.ctrl_buf.split(b"\n", 1)
             f = line.split()
-            if len(f) == 3 and f[0] == b"p":
+            if len(f) in (3, 4) and f[0] == b"p":
                 name = f[1].decode("ascii", "replace")
                 level = int(f[2]) if f[2].isdigit() else f[2].decode("ascii", "replace")
+                bt = int(f[3]) if len(f) == 4 and f[3].isdigit() else None
                 self.rec.pin(now, name, level)
                 if name == "modem_pwrkey":
-                    self.emu.pwrkey(level, now)
+                    # the hold as the board timed it (the two lines may reach us together)
+                    held = None
+                    if level == 0 and bt is not None and self._pwrkey_bt is not None:
+                        held = bt - self._pwrkey_bt
+                    self._pwrkey_bt = bt if level else None
+                    self.emu.pwrkey(level, now, held=held)
                 elif name == "modem_dtr":
                     self.emu.dtr(level, now)
             elif len(f) == 2 and f[0] == b"s":
@@ -922,6 +942,7 @@ class Rig:
         self.rec.summary["device_dead"] = bool(self.world.dead)
         self.rec.summary["board"] = self.table.NAME
         self.rec.summary["modem_forced_offs"] = [e[0] for e in self.emu.events if e[1] == "shutdown" and e[2] == "pwrkey"]
+        self.rec.summary["listen_in_calls"] = len([e for e in self.emu.events if e[1] == "call"])
         self.rec.summary["modem_deaf_writes"] = [list(d) for d in self.emu.deaf]
         res = self.rec.finish(energy=self.world.energy.summary(now), pending_seqs=pending, extra_events=self.world.events)
         res["faithful"] = dict(self.stats, heap=self.heap, time_scale=self.scale, flash=dict(self.flash),

@@ -328,6 +328,7 @@ class Sim7600:
         if not on and self.powered:
             self._off(now)
             self.wedged = False
+            self._key_down = None  # the board's line goes with its power
         self.powered = bool(on)
 
     def status(self, now):
@@ -357,7 +358,7 @@ class Sim7600:
     def shutting_down(self):
         return self._off_at is not None
 
-    def pwrkey(self, level, now):
+    def pwrkey(self, level, now, held=None):
         """PWRKEY (1 = pressed, pulled low at the module): a press of
         >= 100 ms switches an off module on, a hold of >= 2.5 s switches a
         running one off (Hardware Design 3.2.1-3.2.2, Tables 8, 9). While it
@@ -369,7 +370,11 @@ class Sim7600:
         if level and self._key_down is None:
             self._key_down = now
         elif not level and self._key_down is not None:
-            held = now - self._key_down
+            # held: how long the board says it held the key (its own clock,
+            # faithful mode: the two lines may reach the host far apart or
+            # together); else the time between the two calls
+            if held is None:
+                held = now - self._key_down
             t0 = self._key_down
             self._key_down = None
             if self._off_at is not None:
@@ -824,7 +829,7 @@ class Sim7600:
         Hardware Design 3.2.2)."""
         t = self._t(now)
         self._say(t, "OK")
-        self._timer(t, self._cpof)
+        self._timer(self._line_free, self._cpof)  # once its OK is on the wire
 
     def _cpof(self, t):
         if self.on and self._off_at is None:

@@ -137,6 +137,7 @@ class Recorder:
             "modem_fault_windows": [[w.from_ms, w.to_ms, w.name] for w in sc.modem_fault_windows],
             "coverage": cov,
             "power_cuts": cuts,
+            "receiver_down": [[w.from_ms, w.to_ms] for w in sc.receiver_down],
         }
 
     def finish(self, energy=None, pending_seqs=(), profiles=None, strict=False, visible=I.VISIBLE_PIN_WORDS,

@@ -311,6 +311,9 @@ class Runner:
     def on_clock_set(self, unix):
         pass
 
+    def on_scan(self, t0, t1):
+        self.rec.event(t0, "wifi_scan", "%d ms, radio on" % (t1 - t0))
+
     def printed(self, text):
         if text:
             self.rec.print_(self.clock.now, text)
@@ -557,6 +560,11 @@ class Runner:
         self.rec.summary["device_dead"] = True
         self.rec.event(now, "device_dead", "brown-out")
 
+    def _h_operator(self, command, value, now):
+        """The receiving centre's operator: a command rides the device's next ACK."""
+        core.operator_command(self.receiver.core.store, DEVICE_ID, command, value, actor="scenario",
+                              clock=self.receiver.clock)
+
     def _h_end(self, now):
         self._done = True
 
@@ -575,6 +583,7 @@ class Runner:
             "receiver": self._h_receiver,
             "modem_faults": self._h_faults,
             "brownout": self._h_brownout,
+            "operator": self._h_operator,
             "end": self._h_end,
         })
         self.clock.every(TICK_MS, self._tick, first_ms=TICK_MS, name="receiver_tick")
@@ -670,6 +679,7 @@ class Runner:
             "watchdog_resets": chip.wdt_resets, "modem_power_cycles": eng["power_cycles"],
             "at_timeouts": eng["timeouts"], "ri_syncs": eng["ri_syncs"],
             "modem_forced_offs": [e[0] for e in self.emu.events if e[1] == "shutdown" and e[2] == "pwrkey"],
+            "listen_in_calls": len([e for e in self.emu.events if e[1] == "call"]),
             "modem_deaf_writes": [list(d) for d in self.emu.deaf],
         })
         visible = ("haptic",) + tuple(n for n in self.table.LIGHTS if n in self.table.PINS) + _visible_words()

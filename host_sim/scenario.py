@@ -45,7 +45,10 @@ EXPECT_KEYS = {
     "max_press_to_first_frame_s": float,
     "max_press_to_ack_s": float,
     "min_heartbeats": int,
+    "listen_in_calls": int,  # covert voice calls the device placed (the modem dialled)
+    "max_modem_power_cycles": int,  # forced power-offs (PWRKEY hold) of a hung modem, at most
 }
+OPERATOR_COMMANDS = ("listen_in", "track", "stand_down")  # receiver/store.py CMD_*
 
 _DUR = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60000, "h": 3600000, "d": 86400000}
@@ -124,6 +127,13 @@ class PowerCut:
 
 
 @dataclass
+class OperatorCommand:
+    at_ms: int
+    command: str  # listen_in, track, stand_down
+    value: object = None  # track: interval seconds
+
+
+@dataclass
 class Window:
     from_ms: int
     to_ms: int
@@ -182,6 +192,7 @@ class Scenario:
     modem_faults: dict = field(default_factory=dict)
     modem_fault_windows: list = field(default_factory=list)
     wifi: list = field(default_factory=list)  # [(from_ms, to_ms, bssid 6 bytes, rssi dBm)]
+    operator: list = field(default_factory=list)  # [OperatorCommand]: what the receiving centre's operator does
     expect: dict = field(default_factory=dict)
 
     # -- queries ------------------------------------------------------------------
@@ -396,7 +407,7 @@ class _Ctx:
 
 _TOP = {
     "scenario", "device", "battery", "gnss", "route", "indoor", "sky", "coverage", "action",
-    "receiver_down", "power_cut", "modem_faults", "modem_fault", "wifi", "expect",
+    "receiver_down", "power_cut", "modem_faults", "modem_fault", "wifi", "expect", "operator",
 }
 
 
@@ -670,6 +681,17 @@ def loads(text, path=None):
         if t <= f:
             raise c.err("ends before it starts", "to")
         sc.wifi.append((f, t, bytes(int(x, 16) for x in parts), c.typed(w, "rssi", (int,), -70, lo=-127, hi=0)))
+
+    for i, w in enumerate(array("operator")):
+        c = _Ctx(path, loc, "operator", i)
+        c.check_keys(w, {"at", "command", "value"})
+        cmd = c.typed(w, "command", (str,), required=True, choices=OPERATOR_COMMANDS)
+        val = c.typed(w, "value", (int,), None, lo=0, hi=65535)
+        if cmd == "track" and val is None:
+            raise c.err("a track command needs value = <interval seconds>", "value")
+        if cmd != "track" and val is not None:
+            raise c.err("only track takes a value", "value")
+        sc.operator.append(OperatorCommand(c.dur(w, "at", required=True), cmd, val))
 
     e = table("expect")
     c = _Ctx(path, loc, "expect")

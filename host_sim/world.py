@@ -76,6 +76,8 @@ class World:
             c.at(0, self._faults, name="modem_faults")
         for t in edges:
             c.at(t, self._faults, name="modem_faults")
+        for op in getattr(sc, "operator", ()):
+            c.at(op.at_ms, self._operator, op, name="operator")
         c.at(sc.duration_ms, self._end, name="end")
         self._arm_brownout()
 
@@ -102,6 +104,10 @@ class World:
             end = next((w.to_ms for w in self.scenario.receiver_down if w.from_ms == self.clock.now), self.scenario.duration_ms)
             self._log("receiver_down", "", end)
         self._call("receiver", up)
+
+    def _operator(self, op):
+        self._log("operator", op.command + ("" if op.value is None else " %d" % op.value))
+        self._call("operator", op.command, op.value)
 
     def _end(self):
         # the end is the last thing at its instant: whatever else falls due

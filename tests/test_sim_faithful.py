@@ -49,7 +49,9 @@ def test_test_alert_after_cold_boot_subset_passes_invariants_in_the_vm(tmp_path)
     assert f["boots"] == 1 and f["console_bytes_unauth"] == 0
     assert f["notes"] == []  # reg_ms and the timed garbage_p are emulator settings: all applied
     pins = {p["pin"] for p in res["pins"]}
-    assert pins and pins <= {"modem_power", "modem_pwrkey", "modem_dtr"}
+    assert pins and pins <= {"led", "modem_pwrkey", "modem_dtr", "modem_flight"}
+    # the board LED driven low at boot, never high
+    assert [p["value"] for p in res["pins"] if p["pin"] == "led"] == [0]
     assert (tmp_path / "r.json").stat().st_size > 0 and (tmp_path / "r.html").read_text().startswith("<!")
 
 
@@ -146,8 +148,50 @@ def _check_walk_home(res):
     assert pos["age_s"] * 1000 >= a["press_ms"] - 19 * 60000 - 15000
 
 
+def _check_idle_then_sos(bound_s):
+    def check(res):
+        # forty minutes asleep, then SOS at 41 min: on the air within the
+        # profile's bound (the alert_latency invariant also holds), ACKed,
+        # and the modem never forced off
+        (a,) = res["alerts"]
+        assert a["kind"] == "sos" and a["ack_ms"] is not None
+        assert a["first_frame_ms"] - a["press_ms"] <= bound_s * 1000
+        assert res["summary"]["modem_forced_offs"] == []
+        _expect(res, "alerts")
+    return check
+
+
+def _check_duress_during_scan(res):
+    sos, dc = res["alerts"]
+    assert sos["kind"] == "sos" and dc["kind"] == "duress_cancel"
+    (cancel,) = _raised(res, "CANCEL")
+    assert cancel["duress"] is True
+
+
+def _check_hung_modem(res):
+    # hung at 5 min, SOS at 10 min: one real power cycle (PWRKEY hold), then the ALERT
+    (a,) = res["alerts"]
+    assert a["ack_ms"] is not None
+    assert len(res["summary"]["modem_forced_offs"]) == 1
+    _expect(res, "alerts", "max_modem_power_cycles")
+
+
+def _check_lte_only(res):
+    # LTE-only: the ALERT by SMS while the receiver's TCP port is down, then
+    # the listen-in request of 6 min becomes a call
+    (a,) = res["alerts"]
+    assert a["ack_ms"] is not None and "sms" in _committed_paths(res, a["seq"])
+    assert res["summary"]["listen_in_calls"] == 1
+    _expect(res, "alerts", "sms_used", "listen_in_calls")
+
+
 # name -> (window ms, time scale, check); test_alert_clock_unknown has its own test above
 WINDOWS = {
+    "idle_then_sos_ready": (2490000, 60, _check_idle_then_sos(5)),
+    "idle_then_sos_saver": (2500000, 60, _check_idle_then_sos(30)),
+    "duress_cancel_during_wifi_scan": (300000, 20, _check_duress_during_scan),
+    "hung_modem_power_cycle": (700000, 20, _check_hung_modem),
+    "lte_only_network": (420000, 20, _check_lte_only),
     "duress_cancel": (320000, 20, _check_duress_cancel),
     "coverage_gap_sms_only": (540000, 30, _check_coverage_gap),
     "flat_battery": (340000, 20, _check_flat_battery),
@@ -171,17 +215,37 @@ def test_shipped_scenario_window_in_the_vm(tmp_path, name):
 
 def test_device_config_maps_scenario_overrides_and_refuses_unknown_keys(tmp_path):
     sc = SC.loads('[scenario]\nname="x"\nduration="5m"\n[route]\npoints=[{at="0s",lat=1.0,lon=2.0}]\n'
-                  '[device]\nheartbeat_s=900\napn="pp"\n[[action]]\nat="1m"\nkind="test"\n')
-    cfg = device_config(sc, 7, b"\x01" * 32, b"\x02" * 32)
+                  '[device]\nheartbeat_s=900\napn="pp"\nsos_hold_ms=4000\n[[action]]\nat="1m"\nkind="test"\n')
+    cfg, _ = device_config(sc, b"\x01" * 32, device_id=7, engineer_key=b"\x02" * 32)
     assert cfg["timings"] == {"heartbeat_s": 900} and cfg["apn"] == "pp"
-    assert cfg["test_enabled"] is True and cfg["button"] == {"test_enabled": True}
+    assert cfg["test_enabled"] is True and cfg["button"] == {"test_enabled": True, "sos_hold_ms": 4000}
     sc.device = {"no_such_thing": 1}
     try:
-        device_config(sc, 7, b"\x01" * 32, b"\x02" * 32)
-    except SC.ScenarioError as e:
+        device_config(sc, b"\x01" * 32, device_id=7, engineer_key=b"\x02" * 32)
+    except ValueError as e:
         assert "no_such_thing" in str(e)
     else:
         raise AssertionError("an unknown [device] key was accepted")
+
+
+def test_a_scenario_means_the_same_device_in_both_modes(tmp_path):
+    # one setup (host_sim/setup.py) for the virtual-time runner and the VM:
+    # [device] sos_hold_ms was honoured by one and refused by the other
+    from host_sim.faithful import Rig
+    from host_sim.runner import Runner
+
+    sc = SC.loads('[scenario]\nname="x"\nduration="5m"\n[route]\npoints=[{at="0s",lat=1.0,lon=2.0}]\n'
+                  '[device]\nsos_hold_ms=4000\nheartbeat_s=900\n')
+    r = Runner(sc)
+    rig = Rig(sc)
+    try:
+        keys = ("device_id", "key_hex", "engineer_key_hex")
+        a = {k: v for k, v in r.cfg_dict.items() if k not in keys}
+        b = {k: v for k, v in rig.cfg.items() if k not in keys}
+        assert a == b and a["button"]["sos_hold_ms"] == 4000
+        assert r.patterns == rig.patterns
+    finally:
+        rig.stop()
 
 
 def test_button_patterns_are_what_the_detector_recognises():

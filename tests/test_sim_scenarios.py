@@ -28,7 +28,11 @@ def test_shipped_scenario_holds_its_invariants_and_expectations(name):
     res = run_file(name)
     assert runner.failures(res) == []
     assert [i["name"] for i in res["invariants"]] == ["well_formed", "no_alert_lost", "no_duplicates",
-                                                      "positions_within_accuracy", "nothing_visible", "nothing_printed"]
+                                                      "positions_within_accuracy", "nothing_visible", "nothing_printed",
+                                                      "alert_latency", "modem_left_alone"]
+    # the board LED (GPIO12 on the T-SIM7600E) is driven low at boot and never high
+    led = [p for p in res["pins"] if p["pin"] == "led"]
+    assert led and led[0]["t_ms"] == 0 and all(p["value"] == 0 for p in led)
     assert res["expect"], "every shipped scenario says what it must show"
     assert res["summary"]["haptic_calls"] == 0
     # the device's main loop feeds the watchdog well inside its period while powered

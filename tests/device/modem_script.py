@@ -63,24 +63,48 @@ class Scripted:
             return b"\r\n+CIPRXGET: 3,0,%d,0\r\n\r\n%s\r\n\r\nOK\r\n" % (len(data), binascii.hexlify(data).upper())
         if c.startswith("ATD"):
             return b"\r\nOK\r\n\r\nVOICE CALL: BEGIN\r\n"
-        if c == "ATH":
+        if c in ("ATH", "AT+CHUP"):
             return b"\r\nVOICE CALL: END: 000017\r\n\r\nOK\r\n"
+        if c.startswith("AT+CMUT="):
+            return b"\r\nERROR\r\n"  # only during a connected call (manual 5.2.20): never sent now
         return b"\r\nOK\r\n"
 
 
 class Pins:
-    def __init__(self, modem):
+    """PWRKEY and STATUS as the T-SIM7600E has them (no supply switch):
+    a hold of >= 2.5 s switches a running modem off, STATUS low 26 s later
+    (Hardware Design Table 9); a press of >= 100 ms switches an off one on,
+    RDY at once here (the host emulator keeps the real 12 s)."""
+
+    def __init__(self, modem, clock):
         self.modem = modem
+        self.clock = clock  # fn() -> now
         self.log = []
+        self.on = True
+        self.off_at = None
+        self._down = None
 
     def modem_pwrkey(self, level):
+        now = self.clock()
         self.log.append(("pwrkey", level))
-        if not level:
+        if level:
+            self._down = now
+            return
+        held = now - (self._down if self._down is not None else now)
+        self._down = None
+        if self.on and self.off_at is None and held >= 2500:
+            self.modem.alive = False
+            self.off_at = now + 26000
+        elif not self.on and held >= 100:
+            self.on = True
             self.modem.alive = True
             self.modem.rdy_due = True
 
-    def modem_power(self, on):
-        self.log.append(("power", on))
+    def modem_status(self):
+        if self.off_at is not None and self.clock() >= self.off_at:
+            self.on = False
+            self.off_at = None
+        return 1 if self.on else 0
 
 
 class Stream:
@@ -109,7 +133,7 @@ CFG = {"apn": "internet", "receiver_host": "192.0.2.1", "receiver_port": 5000}
 class World:
     def __init__(self, bytewise=False):
         self.modem = Scripted()
-        self.pins = Pins(self.modem)
+        self.pins = Pins(self.modem, lambda: self.now)
         self.stream = Stream(self.modem, bytewise)
         self.t = ModemTransport(self.stream, self.pins, CFG)
         self.now = 0

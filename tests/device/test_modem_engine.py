@@ -15,7 +15,8 @@ def test_bringup_runs_the_step_table_then_opens_the_network():
         w = _bringup(World(bytewise))
         lines = w.modem.lines
         order = ["AT", "ATE0", "AT+CMEE=1", "AT+CPIN?", "AT+CMGF=1", "AT+CSQ", 'AT+CGDCONT=1,"IP","internet"',
-                 "AT+CIPRXGET=1", "AT+CREG?", "AT+CEREG?", "AT+NETOPEN"]
+                 "AT+CIPRXGET=1", "AT+CFGRI=1", "AT+CIPTIMEOUT=30000,15000,15000", "AT+CREG?", "AT+CEREG?",
+                 "AT+NETOPEN"]
         assert lines[: len(order)] == order, lines
         assert ("link", True) in w.events
         assert w.t.sms_ready() and w.t.csq() == 22
@@ -42,9 +43,12 @@ def test_hung_modem_is_power_cycled_and_comes_back():
     assert w.t.send_frame(b"x" * 40, w.now)
     assert w.run(lambda: ("send_failed", "modem not answering") in w.events or any(
         e[0] == "send_failed" for e in w.events))
-    assert w.run(lambda: ("power", False) in w.pins.log)
+    # no supply switch: PWRKEY held >= 2.5 s, STATUS seen low, then a press
+    assert w.run(lambda: w.pins.off_at is not None)
+    t_off = w.now
     assert w.run(lambda: w.t.data_ready() and w.t.engine.cycles == 1)
-    assert ("pwrkey", 1) in w.pins.log
+    assert w.pins.log[:2] == [("pwrkey", 1), ("pwrkey", 0)] and w.pins.log[-2:] == [("pwrkey", 1), ("pwrkey", 0)]
+    assert w.now - t_off >= 26000  # it waited for STATUS to fall before pressing again
     assert w.t.stats()["power_cycles"] == 1
 
 def test_random_bytes_then_a_normal_exchange_still_works():
