@@ -589,6 +589,8 @@ class GnssEmulator:
             kn = spd * 1.943844
             spd_s = self._kn % kn
             crs_s = ("%.1f" if self._nan_crs else "%.2f") % crs if kn > 0.1 else ("NaN" if self._nan_crs else "")
+            # the SIM7600 says 0.0 in RMC and NaN in VTG when it has no course (manual 17.2.16's capture)
+            rmc_crs = "0.0" if crs_s == "NaN" else crs_s
         out = []
         add = out.append
         for s in self.sentences:
@@ -600,7 +602,7 @@ class GnssEmulator:
                     body = "%sGGA,%s,,,,,0,00,99.99,,,,,," % (T, tstr)
             elif s == "RMC":
                 if fix:
-                    body = "%sRMC,%s,A,%s,%s,%s,%s,%s,%s,%s,,,A" % (T, tstr, la, ns, lo, ew, spd_s, crs_s, dstr)
+                    body = "%sRMC,%s,A,%s,%s,%s,%s,%s,%s,%s,,,A" % (T, tstr, la, ns, lo, ew, spd_s, rmc_crs, dstr)
                 elif self._st["stale_on_loss"] and self._stale is not None:
                     sla, sns = fmt_latlon(self._stale[0], True, dec)
                     slo, sew = fmt_latlon(self._stale[1], False, dec)

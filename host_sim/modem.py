@@ -237,6 +237,9 @@ class Sim7600:
             t = self.conn.next_event_ms()
             if t is not None:
                 c.append(max(t, now + 1))
+        for a, _ in self._ri_lows:
+            if a > now:
+                c.append(a)  # RI falls then (a pin: it can wake a sleeping ESP32)
         return min(c) if c else None
 
     def _advance(self, now):

@@ -6,8 +6,11 @@ reads it from flash at boot."""
 import json
 import sys
 
-from firmware.main import load_config, make_transport
-from firmware.modem.transport import ModemTransport
+from fw_child import IN_PLACE, delegate
+
+if IN_PLACE:  # else the tests run in a child VM with the code in ROMFS (fw_child.py)
+    from firmware.main import load_config, make_transport
+    from firmware.modem.transport import ModemTransport
 
 
 class _Stream:
@@ -59,3 +62,6 @@ def test_main_builds_the_modem_transport_from_the_config():
     for now in range(0, 20000, 50):
         t.poll(now)
     assert ("pwrkey", 1) in b.pins  # bring-up presses the power key: it drives this board's pins
+
+
+delegate(globals(), "test_fw_main_transport")

@@ -5,8 +5,11 @@ MicroPython; the full emulator runs in the host tests (tests/test_modem_*.py).""
 
 import gc
 
-from modem_script import REPLY, World, _bringup
-from protocol.stream import pack
+from fw_child import IN_PLACE, delegate
+
+if IN_PLACE:  # else the tests run in a child VM with the code in ROMFS (fw_child.py)
+    from modem_script import REPLY, World, _bringup
+    from protocol.stream import pack
 
 
 
@@ -71,3 +74,33 @@ def test_random_bytes_then_a_normal_exchange_still_works():
     assert w.run(lambda: w.t.data_ready() and not w.t.busy())
     assert w.t.send_frame(b"z" * 40, w.now)
     assert w.run(lambda: ("frame", REPLY) in w.events)
+
+def test_quiet_only_with_no_command_outstanding_so_light_sleep_never_loses_a_reply():
+    # ESP32 light sleep stops the UART clock (esp-idf#8098): the board may
+    # sleep only when the engine waits for nothing
+    w = World()
+    w.t.poll(w.now)
+    assert not w.t.quiet()  # the boot probe is on the wire
+    _bringup(w)
+    w.t.sleep(w.now)
+    assert w.run(lambda: w.t.engine.asleep)
+    assert w.t.quiet()
+    w.t.ri_wake(w.now)  # a URC pulsed RI while the ESP32 slept: it was lost
+    assert not w.t.quiet()
+    n = len(w.modem.lines)
+    assert w.run(lambda: w.t.engine.asleep and w.t.quiet())
+    asked = w.modem.lines[n:]
+    assert "AT+NETOPEN?" in asked and "AT+CSCLK=1" in asked  # asked what it missed, then slept again
+
+
+def test_nmea_on_the_at_port_goes_to_the_fix_not_to_the_urc_counter():
+    w = _bringup(World())
+    before = w.t.stats()["unknown_urcs"]
+    gga = b"$GPGGA,051147.0,3113.320991,N,12121.248076,E,1,10,0.8,47.5,M,0,M,,*45"
+    w.stream.rx += b"\r\n" + gga + b"\r\n"
+    w.t.poll(w.now)
+    assert w.t.nmea() == gga + b"\r\n" and w.t.nmea() is None
+    assert w.t.stats()["unknown_urcs"] == before
+
+
+delegate(globals(), "test_modem_engine")

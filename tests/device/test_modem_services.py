@@ -3,10 +3,13 @@ SMS, covert call, sleep, unexpected restart, busy rules, +CPSI parsing.
 Runs on CPython and MicroPython."""
 
 
-from firmware.modem.engine import Engine, J_SEND, J_SMS, J_CALL, J_HANGUP, J_SLEEP
-from firmware.modem.sim7600 import Sim7600, parse_cpsi
-from firmware.modem.at import norm
-from modem_script import CFG, World, _bringup
+from fw_child import IN_PLACE, delegate
+
+if IN_PLACE:  # else the tests run in a child VM with the code in ROMFS (fw_child.py)
+    from firmware.modem.engine import Engine, J_SEND, J_SMS, J_CALL, J_HANGUP, J_SLEEP
+    from firmware.modem.sim7600 import Sim7600, parse_cpsi
+    from firmware.modem.at import norm
+    from modem_script import CFG, World, _bringup
 
 
 
@@ -76,3 +79,6 @@ def test_parse_cpsi():
     assert parse_cpsi(norm("+CPSI: NO SERVICE,Online")) is None
     assert parse_cpsi("+CPSI:LTE,Online,xx-yy,0xZZ,1") is None
     assert parse_cpsi("+CPSI:") is None
+
+
+delegate(globals(), "test_modem_services")

@@ -1,0 +1,111 @@
+"""The SIM7600's own GNSS, as the T-SIM7600E has it: the emulator's AT
+dialogue and NMEA against the SIMCom AT manual V3.00's own examples (17.2.1
+AT+CGPS, 17.2.16 AT+CGPSINFOCFG, 17.2.21 AT+CGNSSINFO), the firmware's
+reader on the manual's capture, and the engine that switches it."""
+
+from firmware.fix import FixTracker
+from firmware.nmea import NmeaReader
+from host_sim.gnss import GnssEmulator, checksum
+from host_sim.modem import Sim7600
+from host_sim.network import Network
+from host_sim.route import Route
+
+# AT manual V3.00, 17.2.16, the example of AT+CGPSINFOCFG=10,31 (the
+# manual wraps long lines; joined here), and 17.2.21's AT+CGNSSINFO
+MANUAL_NMEA = [
+    "$GPGSV,4,1,16,04,53,057,44,02,55,334,44,10,61,023,44,05,45,253,43*7D",
+    "$GPGGA,051147.0,3113.320991,N,12121.248076,E,1,10,0.8,47.5,M,0,M,,*45",
+    "$GPVTG,NaN,T,,M,0.0,N,0.0,K,A*42",
+    "$GPRMC,051147.0,A,3113.320991,N,12121.248076,E,0.0,0.0,211211,,,A*66",
+    "$GPGSA,A,3,02,04,05,10,12,13,17,23,25,26,,,1.4,0.8,1.2*3B",
+]
+MANUAL_CGNSSINFO_FIX = "2,09,05,00,3113.330650,N,12121.262554,E,131117,091918.0,32.9,0.0,255.0,1.1,0.8,0.7"
+MANUAL_CGNSSINFO_NOFIX = ",,,,,,,,,,,,,,,"
+# where the manual's capture was taken (3113.320991 N, 12121.248076 E)
+LAT, LON = 31 + 13.320991 / 60, 121 + 21.248076 / 60
+
+
+def _shape(line):
+    """Field count and, per field, (digits before ".", digits after ".")
+    for numbers, or the text for words: what the format fixes."""
+    body = line[1:].split("*")[0]
+    out = []
+    for f in body.split(","):
+        if f.replace(".", "", 1).isdigit() and "." in f:
+            a, b = f.split(".")
+            out.append(("num", len(b)))
+        elif f.isdigit():
+            out.append(("int",))
+        else:
+            out.append(f if f in ("N", "S", "E", "W", "A", "V", "M", "T", "K", "") or f.startswith("GP") else "?")
+    return out
+
+
+def test_the_manuals_capture_has_valid_checksums_and_the_reader_takes_its_position():
+    for line in MANUAL_NMEA:
+        body, cs = line[1:].split("*")
+        assert "%02X" % checksum(body) == cs
+    r = NmeaReader()
+    f = FixTracker()
+    data = "".join(x + "\r\n" for x in MANUAL_NMEA).encode()
+    f.feed(data, 1000)
+    assert r.feed(data) and r.bad_checksum == 0
+    pos = f.position(1000)
+    assert pos is not None and pos.source == 1
+    assert abs(pos.lat - round(LAT * 1e7)) <= 1 and abs(pos.lon - round(LON * 1e7)) <= 1
+
+
+def test_the_emulators_sim7600_sentences_have_the_manuals_shapes():
+    route = Route([(0, LAT, LON), (600000, LAT + 0.0001, LON)])
+    g = GnssEmulator(route, style="sim7600", start="hot", seed=2)
+    g.power(True, 0)
+    got = {}
+    for line in g.read(4000).decode().split("\r\n"):
+        if line.startswith("$"):
+            got.setdefault(line[3:6], line)
+    for ref in MANUAL_NMEA:
+        kind = ref[3:6]
+        if kind == "GSV":
+            continue  # how many satellites are in view is the sky's business
+        assert _shape(got[kind]) == _shape(ref), (kind, got[kind], ref)
+
+
+def _emu(**kw):
+    route = Route([(0, LAT, LON), (600000, LAT + 0.001, LON)])
+    gnss = GnssEmulator(route, style="sim7600", start="hot", seed=3)
+    emu = Sim7600(None, Network(seed=1), gnss=gnss, start_on=True, echo=False, **kw)
+    return emu
+
+
+def _at(emu, cmd, now, wait=50):
+    emu.write(cmd + b"\r", now)
+    return emu.read(now + wait)
+
+
+def test_cgps_reports_gga_and_rmc_every_second_on_the_at_port_and_stops_with_a_urc():
+    emu = _emu()
+    assert _at(emu, b"AT+CGNSSINFO", 1000) == b"\r\n+CGNSSINFO: " + MANUAL_CGNSSINFO_NOFIX.encode() + b"\r\n\r\nOK\r\n"
+    assert _at(emu, b"AT+CVAUXS=1", 1100) == b"\r\nOK\r\n"
+    assert _at(emu, b"AT+CGPS=1", 1200) == b"\r\nOK\r\n"
+    assert _at(emu, b"AT+CGPS=1", 1300) == b"\r\nERROR\r\n"  # already on
+    assert _at(emu, b"AT+CGPSINFOCFG=1,3", 1400) == b"\r\nOK\r\n"
+    out = emu.read(6000).decode()
+    lines = [x for x in out.split("\r\n") if x.startswith("$")]
+    assert lines and {x[3:6] for x in lines} == {"GGA", "RMC"}  # the mask: bits 0 and 1
+    assert 8 <= len(lines) <= 10  # one GGA and one RMC a second
+    info = _at(emu, b"AT+CGNSSINFO", 6100).decode()
+    fields = info.split("+CGNSSINFO: ")[1].split("\r\n")[0].split(",")
+    assert len(fields) == len(MANUAL_CGNSSINFO_FIX.split(",")) and fields[0] in ("2", "3")
+    assert _at(emu, b"AT+CGPS=0", 7000).endswith(b"\r\nOK\r\n")  # (NMEA due before it comes first)
+    assert b"+CGPS: 0" in emu.read(9000)
+    assert b"$GP" not in emu.read(20000)
+
+
+def test_without_the_antenna_fed_there_is_no_fix():
+    # the T-SIM7600E's active antenna is powered from VDD_AUX (AT+CVAUXS):
+    # unfed, the receiver hears nothing (pessimistic: no fix at all)
+    emu = _emu()
+    _at(emu, b"AT+CGPS=1", 1000)
+    _at(emu, b"AT+CGPSINFOCFG=1,1", 1100)
+    lines = [x for x in emu.read(60000).decode().split("\r\n") if x.startswith("$GPGGA")]
+    assert lines == []  # the session is on, nothing is received (and nothing is reported)
