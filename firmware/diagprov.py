@@ -47,6 +47,8 @@ class Provider:
         self.app = app
         self.tests = []  # [seq, sent_ms, result dict or None], newest last
         app.ack_hook = self._on_ack
+        if getattr(app, "modem_gnss", False):
+            app.refresh_at = app.now  # an engineer is here: a GNSS session now, so the self-test sees it answer
 
     # -- status ------------------------------------------------------------
     def status(self):
@@ -69,7 +71,7 @@ class Provider:
             "outbox": 0,
             "alert_active": False,
         }
-        for name in ("button", "battery", "flash", "gnss", "modem"):
+        for name in ("board", "button", "battery", "flash", "gnss", "modem"):
             if app.dead and name in ("gnss", "modem"):
                 continue
             try:
@@ -87,6 +89,10 @@ class Provider:
             fl["ok"] = False
             fl["outbox_errors"] = ob.flash_errors + ob.corrupt
         return st
+
+    def _board(self, now):
+        b = self.app.board
+        return {"led": b.output_pins().get("led"), "status_pin": b.modem_status()}
 
     def _button(self, now):
         app = self.app
@@ -106,7 +112,9 @@ class Provider:
         sats = getattr(fix, "sats", None)
         if sats is None and pos is not None:
             sats = pos.sats
-        return {"fix": bool(live), "sats": sats, "age_s": None if pos is None else getattr(pos, "age_s", None)}
+        app = self.app
+        return {"fix": bool(live), "sats": sats, "age_s": None if pos is None else getattr(pos, "age_s", None),
+                "source": "modem" if getattr(app, "modem_gnss", False) else "uart"}
 
     def _modem(self, now):
         app = self.app

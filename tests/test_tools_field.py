@@ -169,3 +169,19 @@ def test_session_timeout_is_seen_by_the_host(served):
         assert not srv.diag.active()
         with pytest.raises(DiagError):
             con.call("status")
+
+
+def test_board_checks_catch_a_lit_led_a_modem_whose_status_disagrees_no_ri_and_a_silent_gnss():
+    from host_sim.diagserve import healthy_status
+    from tools.field import check_status
+
+    def verdicts(st):
+        return {name: res for name, res, _ in check_status(st)}
+
+    ok = verdicts(healthy_status())
+    assert ok["led"] == ok["modem status"] == ok["ri"] == ok["gnss answers"] == "pass"
+    st = healthy_status()
+    st["board"] = {"led": 1, "status_pin": 0}  # the LED lit; STATUS low while the engine has the modem on
+    st["modem"] = dict(st["modem"], ri_urc=False, nmea=0)
+    bad = verdicts(st)
+    assert bad["led"] == bad["modem status"] == bad["ri"] == bad["gnss answers"] == "fail"

@@ -55,6 +55,25 @@ def check_status(st, expect_id=None):
         add("button", False, "button level not reported")
     else:
         add("button", not pressed, "level %s, %s" % (level, "reads PRESSED at rest: stuck or miswired" if pressed else "idle"))
+    led = _get(st, "board", "led")
+    add("led", led == 0, "the board LED (GPIO12) is held low" if led == 0 else
+        "the board LED pin reads %s: it must be low (and the LED removed for issue, docs/hardware.md)" % led)
+    spin = _get(st, "board", "status_pin")
+    on = _get(st, "modem", "on")
+    if spin is None:
+        add("modem status", False, "the modem's STATUS line is not read: a V1.2 board without STATUS on GPIO34?")
+    else:
+        add("modem status", bool(spin) == bool(on), "STATUS %s, the engine has the modem %s%s" % (
+            "high" if spin else "low", "on" if on else "off",
+            "" if bool(spin) == bool(on) else ": they disagree, check the level shifter and GPIO34"))
+    if _get(st, "modem", "ri_urc") is not None:
+        ri = _get(st, "modem", "ri_urc")
+        add("ri", bool(ri), "RI pulses for every URC (AT+CFGRI=1)" if ri else
+            "AT+CFGRI=1 not accepted: URCs will not wake the board from light sleep")
+    if _get(st, "gnss", "source") == "modem":
+        n = _get(st, "modem", "nmea") or 0
+        add("gnss answers", n > 0, "the modem's GNSS reported %d NMEA sentences" % n if n else
+            "no NMEA from the modem's GNSS yet: wait for the session the console started, or check AT+CVAUXS (antenna power)")
     fix = _get(st, "gnss", "fix")
     sats = _get(st, "gnss", "sats")
     add("gnss", bool(fix), "fix with %s satellites" % sats if fix else

@@ -151,6 +151,8 @@ class Engine:
         self.gnss_on = False
         self.nmea = bytearray()  # NMEA lines from the AT port, for the caller
         self.nmea_dropped = 0
+        self.nmea_lines = 0  # NMEA sentences the modem's GNSS reported (the field self-test asks)
+        self.ri_urc = False  # AT+CFGRI=1 accepted at the last boot (RI pulses for every URC)
         self.wedged = False  # STATUS stayed high after a power-off: needs a battery cycle
         self._sync = False  # an RI wake: what did the lost URC say?
         self._gnss_at = 0
@@ -556,6 +558,7 @@ class Engine:
         self._down()
         if was_up:
             self.events.append(("link", False))
+        self.ri_urc = False
         if self.gnss_on:
             self.gnss_on = False  # a restarted modem has GNSS off (manual 17.2.1: off by default)
         if not cycle:
@@ -766,6 +769,7 @@ class Engine:
     def nmea_in(self, line):
         """An NMEA sentence from the AT port (the modem's GNSS)."""
         n = self.nmea
+        self.nmea_lines += 1
         if len(n) + len(line) + 2 > NMEA_MAX:
             self.nmea_dropped += 1
             return

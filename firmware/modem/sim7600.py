@@ -53,6 +53,13 @@ def _apn_cmd(e):
     return 'AT+CGDCONT=1,"IP","%s"' % (_cfg(e.cfg, "apn", "") or "")
 
 
+def _ri_set(e, r):
+    if r[0] == 0:
+        e.ri_urc = True
+        return "ok"
+    return "retry"
+
+
 def _iptimeout_cmd(e):
     t = e.t
     return "AT+CIPTIMEOUT=%d,%d,%d" % (_module_ms(t["netopen_timeout_ms"]), _module_ms(t["open_timeout_ms"]),
@@ -77,7 +84,7 @@ class Sim7600:
         self.steps = [
             ("apn", _apn_cmd, (), 3000, 3, 1000, None),
             ("manual receive", "AT+CIPRXGET=1", (), 3000, 3, 1000, None),
-            ("ri on urc", "AT+CFGRI=1", (), 3000, 3, 1000, None),
+            ("ri on urc", "AT+CFGRI=1", (), 3000, 3, 1000, _ri_set),
             ("ip timeouts", _iptimeout_cmd, (), 3000, 3, 1000, None),
         ]
 

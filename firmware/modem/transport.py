@@ -159,7 +159,9 @@ class ModemTransport:
         return {
             "on": bool(e.booted),
             "status_pin": e.status,
+            "ri_urc": bool(e.ri_urc),
             "gnss": bool(e.gnss_on),
+            "nmea": e.nmea_lines,
             "sim": "READY" if sim == "ready" else ("UNKNOWN" if sim is None else str(sim).upper()),
             "registered": bool(e.cs_reg or e.ps_reg),
             "data": bool(e.data_up),
