@@ -149,7 +149,10 @@ def bind(host, port, backlog=1024):
     return socks
 
 
-_MAX_INFLIGHT = 256  # frames of one connection queued or in a batch: reading pauses above this
+_MAX_INFLIGHT = 256  # frames of a verified connection queued or in a batch: reading pauses above this
+# An unverified connection pauses above max_rejects_per_conn: it can never
+# have more of its frames verified than that, so holding more is only
+# memory an attacker could fill (8,192 connections of 256 frames: 600 MB).
 
 
 class _Pool:
@@ -380,7 +383,7 @@ class _Conn(asyncio.BufferedProtocol):
             self.queued = True
             s._ready.append(self)
             s._wake.set()
-        if self.inflight > _MAX_INFLIGHT and not self.paused:
+        if self.inflight > (_MAX_INFLIGHT if self.verified else lim.max_rejects_per_conn) and not self.paused:
             self.paused = True
             self.transport.pause_reading()
 
@@ -409,7 +412,7 @@ class _Conn(asyncio.BufferedProtocol):
             if not self.inflight:
                 self.close(*self.doomed)
             return
-        if self.paused and self.inflight <= _MAX_INFLIGHT // 2:
+        if self.paused and self.inflight <= (_MAX_INFLIGHT if self.verified else self.s.limits.max_rejects_per_conn) // 2:
             self.paused = False
             self.transport.resume_reading()
 
