@@ -9,7 +9,8 @@ import os
 import pytest
 
 from tools import cli
-from tools.errors import EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_USAGE
+
+EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE = 1, 2, 3  # tools/errors.py, written out: the convention is the contract
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEY = "ab" * 32
