@@ -25,6 +25,7 @@ from receiver.errors import DuplicateDevice, ReceiverError, UnknownDevice
 from receiver.errors import Unavailable as RxUnavailable
 from receiver.server import Limits, Server, parse_hostport
 from receiver.watch import Watcher, format_device
+from tools.argtypes import number
 from tools.errors import Refused, Unavailable, UsageError
 
 
@@ -317,31 +318,9 @@ def open_private(path):
     return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a")
 
 
-def _seconds(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not a number of seconds: %r" % text)
-    if not 0 < v < 1e7:
-        raise argparse.ArgumentTypeError("must be more than 0 seconds, got %s" % text)
-    return v
-
-
-def _seconds0(text):
-    """Seconds, where 0 turns the thing off."""
-    if text.strip() in ("0", "0.0"):
-        return 0.0
-    return _seconds(text)
-
-
-def _count(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("not a whole number: %r" % text)
-    if v < 1:
-        raise argparse.ArgumentTypeError("must be at least 1, got %d" % v)
-    return v
+_seconds = number(float, 0.001, unit="seconds")
+_seconds0 = number(float, 0.001, unit="seconds", off=0.0)  # 0 turns it off
+_count = number(int, 1)
 
 
 def _u32(text):

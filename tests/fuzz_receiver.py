@@ -146,7 +146,6 @@ class Inputs:
         return writes, r.choice(("fin", "fin", "fin", "fin", "rst", "hold"))
 
     def http(self, r):
-        dev = r.choice(DEVICES)
         k = r.random()
         if k < 0.35:
             text = sms.text_of(self.frame(r)) if r.random() < 0.8 else r.choice(("PNC1 AAAA", "", "hello", "PNC1 " + "A" * 200))
@@ -222,11 +221,27 @@ def mutate(r, data):
 # ---------------------------------------------------------------- client process
 
 
-async def _tcp_one(port, writes, end, keys, stats):
+async def _read_to_eof(reader, timeout):
+    got = b""
+    async with asyncio.timeout(timeout):
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                return got
+            got += data
+
+
+async def _connect(port, stats):
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return await asyncio.open_connection("127.0.0.1", port)
     except OSError:
         stats["connect failed"] += 1
+        return None, None
+
+
+async def _tcp_one(port, writes, end, keys, stats):
+    reader, writer = await _connect(port, stats)
+    if writer is None:
         return
     got = b""
     try:
@@ -242,12 +257,7 @@ async def _tcp_one(port, writes, end, keys, stats):
         if end == "hold":
             await asyncio.sleep(0.05)
         writer.write_eof()
-        async with asyncio.timeout(5):
-            while True:
-                data = await reader.read(65536)
-                if not data:
-                    break
-                got += data
+        got = await _read_to_eof(reader, 5)
     except TimeoutError:
         stats["no close within 5 s"] += 1
     except OSError:
@@ -276,22 +286,15 @@ async def _tcp_one(port, writes, end, keys, stats):
 
 
 async def _http_one(port, req, stats):
-    try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    except OSError:
-        stats["connect failed"] += 1
+    reader, writer = await _connect(port, stats)
+    if writer is None:
         return
     got = b""
     try:
         writer.write(req)
         await writer.drain()
         writer.write_eof()
-        async with asyncio.timeout(15):
-            while True:
-                data = await reader.read(65536)
-                if not data:
-                    break
-                got += data
+        got = await _read_to_eof(reader, 15)
     except TimeoutError:
         stats["BAD: no answer within 15 s"] += 1
         return
@@ -418,16 +421,11 @@ def _canary(kind, srv, keys):
     dk = DeviceKeys(keys[dev])
     raw = F.encode(dk, F.Frame(F.ALERT, dev, 10_000_000, int(time.time()), F.Report()))
     if kind == "tcp":
+        from recv_helpers import send_recv
+
         with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
-            s.sendall(stream.pack(raw))
-            de = stream.Deframer()
-            while True:
-                data = s.recv(4096)
-                if not data:
-                    return False
-                got = de.feed(data)
-                if got:
-                    return F.decode(dk, got[0], F.DOWNLINK).body.acked_seq == 10_000_000
+            ack = send_recv(s, raw, stream.Deframer())
+        return ack is not None and F.decode(dk, ack, F.DOWNLINK).body.acked_seq == 10_000_000
     body = json.dumps({"from": "+447700900123", "text": sms.text_of(raw)}).encode()
     with socket.create_connection(("127.0.0.1", srv.http_port), timeout=5) as s:
         s.sendall(b"POST /sms HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)

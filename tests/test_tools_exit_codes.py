@@ -75,10 +75,12 @@ def test_sim_run_on_a_folder_and_a_report_nowhere_say_what_is_wrong(capsys):
 
 
 @pytest.mark.parametrize("opt,value,says", [
-    ("--latency", "-5", "must be 0 or more milliseconds, got -5"),
-    ("--jitter", "-1", "must be 0 or more milliseconds"),
-    ("--loss", "1.5", "must be a probability from 0 to 1"),
-    ("--limit", "0", "must be at least 1 second"),
+    ("--latency", "-5", "argument --latency: must be at least 0 milliseconds, got -5"),
+    ("--jitter", "-1", "argument --jitter: must be at least 0 milliseconds"),
+    ("--loss", "1.5", "argument --loss: must be from 0.0 to 1.0, got 1.5"),
+    ("--loss", "nan", "argument --loss: must be from 0.0 to 1.0, got nan"),
+    ("--limit", "0", "argument --limit: must be at least 1 seconds"),
+    ("--latency", "soon", "argument --latency: not a whole number of milliseconds: 'soon'"),
 ])
 def test_modem_refuses_impossible_network_settings(capsys, opt, value, says):
     rc, out, err = run(capsys, ["modem", opt, value])
@@ -143,4 +145,4 @@ def test_each_kind_of_outcome_has_its_code(tmp_path, capsys, monkeypatch):
     rc, out, err = run(capsys, ["receiver", "master-key", "--out", str(tmp_path / "no" / "such" / "dir")])
     assert rc == EXIT_UNAVAILABLE and "cannot create" in err
     rc, out, err = run(capsys, ["receiver", "serve", "--db", db, "--listen", "127.0.0.1:0", "--auth-deadline", "-1"])
-    assert rc == EXIT_USAGE and "--auth-deadline" in err
+    assert rc == EXIT_USAGE and "argument --auth-deadline: must be at least 0.001 seconds, got -1" in err
