@@ -56,7 +56,7 @@ def _run(args, path):
         try:
             mod = importlib.import_module("host_sim.faithful")
         except ImportError:
-            raise UsageError("faithful mode is not available in this build") from None
+            raise Unavailable("faithful mode is not available in this build") from None
         return mod.run(sc, args), runner
     try:
         res = runner.run(sc, seed=args.seed, strict=getattr(args, "strict", False))
