@@ -198,7 +198,9 @@ def register(sub):
     p.add_argument("--engineer-key-out", metavar="FILE", help="where to write the engineer key (default engineer-keys/device-N.key)")
     p.add_argument("--config-extra", metavar="JSON", help="JSON file with button, timings and pins objects")
     p.add_argument("--power-profile", choices=("ready", "saver"), default="ready")
-    p.add_argument("--wifi-scan", action="store_true", help="allow passive Wi-Fi scans for location")
+    p.add_argument("--wifi-scan", action="store_true",
+                   help="allow Wi-Fi scans for location during an alert (active scans: a sniffer nearby sees the "
+                        "probes; docs/security.md)")
     p.add_argument("--no-test", action="store_true", help="disable TEST alerts on this device")
     p.add_argument("--force", action="store_true", help="overwrite an existing board config / key file")
     p.set_defaults(func=cmd_provision)
