@@ -155,7 +155,7 @@ def main():
     os.makedirs(WORK)
     db = os.path.join(WORK, "bench.db")
     mk_file = os.path.join(WORK, "master.key")
-    with open(mk_file, "w") as f:
+    with open(os.open(mk_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:  # others may not read a master key
         f.write(masterkey.generate_hex())
     st = S.open_store(db, masterkey.load(mk_file))
     plan = []

@@ -66,6 +66,24 @@ R_UNKNOWN_DEVICE = "unknown device"
 R_RETIRED = "retired device"
 R_STALE = "stale"
 R_KEY = "key does not open"
+R_SENDER = "bad sender"
+
+SENDER_MAX = 32  # characters of an SMS sender: an E.164 number (<= 16) or an alphanumeric sender id (<= 11), with room
+
+
+def sender_problem(sender):
+    """Why an SMS sender cannot be taken, or None. One rule for every path
+    that hands the core an SMS (`panic receiver sms`, POST /sms, the
+    simulator): 1 to 32 printable ASCII characters, not starting or ending
+    with a space. The sender is stored with the frame as evidence and
+    shown to operators, so it is never trimmed to fit: it is refused."""
+    if not isinstance(sender, str) or not sender:
+        return "the sender is empty"
+    if len(sender) > SENDER_MAX:
+        return "the sender is %d characters long (at most %d)" % (len(sender), SENDER_MAX)
+    if sender.strip() != sender or not all(" " <= c <= "~" for c in sender):
+        return "the sender must be printable ASCII without leading or trailing spaces"
+    return None
 
 DEFAULT_HEARTBEAT_S = 6 * 3600
 DEFAULT_SILENT_MARGIN_S = 30 * 60
@@ -354,6 +372,9 @@ class Receiver:
         self.counters = collections.Counter()
         self._keys = {}  # device_id -> (sealed, DeviceKeys)
         self._now_s = None  # the batch's clock reading as JSON (set by _write)
+        # may_log(peer) -> bool: whether a rejection from this peer may be
+        # logged now (the server rate-limits per peer; counters always count)
+        self.may_log = None
 
     # ------------------------------------------------------------ public API
 
@@ -363,7 +384,11 @@ class Receiver:
 
     def handle_sms(self, sender, text):
         """An SMS text in ('PNC1 ...'); an Outcome out (its sms_reply() is
-        the ACK as SMS text, if the gateway answers by SMS)."""
+        the ACK as SMS text, if the gateway answers by SMS). A sender that
+        breaks sender_problem's rule is rejected ("bad sender")."""
+        why = sender_problem(sender)
+        if why is not None:
+            return self._reject(Outcome(REJECTED), R_SENDER, "sms", sender, why)
         try:
             raw = sms.from_sms(text)
         except ProtocolError as e:
@@ -470,6 +495,8 @@ class Receiver:
         out.device_id = device_id
         out.seq = seq
         self.counters[reason] += 1
+        if self.may_log is not None and not self.may_log(peer):
+            return out
         log.warning("rejected frame via %s from %s: %s%s%s", transport, _printable(peer), reason,
                     (" (%s)" % detail) if detail else "",
                     "" if device_id is None else " claimed device %d seq %d" % (device_id, seq))
