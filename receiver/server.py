@@ -226,6 +226,7 @@ class Server:
         self._tasks = []
         self.tcp_address = None
         self.http_address = None
+        self.forwarder = None  # receiver/forward/: runs only when forward targets are configured
 
     # ------------------------------------------------------------ lifecycle
 
@@ -238,6 +239,7 @@ class Server:
         self._tasks.append(asyncio.create_task(self._sweeper()))
         if self.supervise_every:
             self._tasks.append(asyncio.create_task(self._supervisor()))
+        await self._start_forwarder()
         srv = await self._loop.create_server(lambda: _Conn(self), host, port, backlog=1024)
         self._servers.append(srv)
         self.tcp_address = srv.sockets[0].getsockname()[:2]
@@ -258,8 +260,28 @@ class Server:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.forwarder is not None:
+            await self.forwarder.close()
         if self._committer is not None:
             self._committer.shutdown(wait=True)
+
+    async def _start_forwarder(self):
+        """The forwarder task (receiver/forward/forwarder.py) when the
+        store has forward targets; it uses the store under the store lock,
+        and the outbox wakes it when a batch queued messages."""
+        outbox = self.receiver.outbox
+        if outbox is None:
+            return
+        from receiver.forward import config as fconfig
+        from receiver.forward.forwarder import Forwarder
+        from receiver.errors import ReceiverError
+
+        try:
+            self.forwarder = Forwarder(self.receiver.store, outbox.targets, self._store_call, counters=self.counters)
+        except fconfig.ConfigError as e:
+            raise ReceiverError(str(e))
+        outbox.on_queued = self.forwarder.kick
+        await self.forwarder.start()
 
     def all_counters(self):
         c = collections.Counter(self.receiver.counters)
