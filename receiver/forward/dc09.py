@@ -247,7 +247,7 @@ def degrees(e7):
     characters (pysiaalarm's table gives these blocks 12)."""
     s = "-" if e7 < 0 else ""
     a = abs(int(e7))
-    micro = (a + 50) // 100  # round to 1e-6 degree
+    micro = (a + 5) // 10  # 1e-7 -> 1e-6 degree, rounded
     return "%s%d.%06d" % (s, micro // 1000000, micro % 1000000)
 
 

@@ -92,6 +92,7 @@ class Forwarder:
             else:
                 self.links.append(TraccarLink(self, cfg))
         self._tasks = []
+        self.closing = False
 
     async def start(self):
         for link in self.links:
@@ -103,9 +104,14 @@ class Forwarder:
             link.wake.set()
 
     async def close(self):
+        # asyncio.timeout rather than wait_for everywhere here: on 3.11,
+        # wait_for can swallow a cancellation that lands as its inner
+        # future completes, and the task would then never end.
+        self.closing = True
         for t in self._tasks:
             t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=10)
         for link in self.links:
             link.close()
             if link.done:  # answered but not yet marked: mark now (else they are simply sent again)
@@ -162,7 +168,7 @@ class _Link:
             self.fw.on_done(row, state, via, time.monotonic())
 
     async def run(self):
-        while True:
+        while not self.fw.closing:
             self.wake.clear()
             try:
                 rows = await self.fw.store_call(self.fw.store.forward_pending, self.name, BATCH)
@@ -177,7 +183,8 @@ class _Link:
                 continue
             await self.idle_work()
             try:
-                await asyncio.wait_for(self.wake.wait(), self.next_timeout())
+                async with asyncio.timeout(self.next_timeout()):
+                    await self.wake.wait()
             except TimeoutError:
                 pass
 
@@ -214,7 +221,7 @@ class Dc09Link(_Link):
         attempts = row["attempts"]
         duh = set()
         delay = 0.5
-        while True:
+        while not self.fw.closing:
             order = list(range(self.active, len(self.paths))) + list(range(self.active))
             if self.active and self._now() - self.switched >= self.cfg["failback_s"]:
                 order.remove(0)
@@ -254,8 +261,8 @@ class Dc09Link(_Link):
         cfg = self.cfg
         if path.writer is None:
             try:
-                path.reader, path.writer = await asyncio.wait_for(
-                    asyncio.open_connection(path.host, path.port, limit=4096), cfg["connect_timeout_s"])
+                async with asyncio.timeout(cfg["connect_timeout_s"]):
+                    path.reader, path.writer = await asyncio.open_connection(path.host, path.port, limit=4096)
             except (OSError, TimeoutError) as e:
                 path.close()
                 self.fw.counters["forward connect failed"] += 1
@@ -266,7 +273,8 @@ class Dc09Link(_Link):
             path.last_io = self._now()
             try:
                 path.writer.write(raw)  # the whole message in one write
-                data = await asyncio.wait_for(path.reader.readuntil(b"\r"), cfg["ack_timeout_s"])
+                async with asyncio.timeout(cfg["ack_timeout_s"]):
+                    data = await path.reader.readuntil(b"\r")
             except TimeoutError:
                 path.close()
                 self.fw.counters["forward timeout"] += 1
@@ -339,7 +347,7 @@ class TraccarLink(_Link):
         params = json.loads(row["body"])
         delay = 0.5
         attempts = row["attempts"]
-        while True:
+        while not self.fw.closing:
             attempts += 1
             status = await self.post(params)
             if status == 200:
