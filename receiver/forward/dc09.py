@@ -413,8 +413,12 @@ def decode(raw, key=None, strict=True):
         raise Dc09Garbage("bad crc or length field")
     if len_t[0] != "0" or len_v != len(body):
         raise Dc09Garbage("bad length", "%s for %d bytes" % (len_t, len(body)))
-    if crc_v != crc16(raw[9:-1]) or crc_t.upper() != crc_t:
+    if crc_v != crc16(raw[9:-1]):
         raise Dc09Garbage("bad crc")
+    if (crc_t + len_t).upper() != crc_t + len_t:  # the standard writes them in upper case
+        if strict:
+            raise Dc09Garbage("lower-case hex")
+        quirks.append("lower-case hex")
     tok, enc, seq, rcv, line, acct, i = _header(body, quirks)
     if strict and quirks:
         raise Dc09Garbage("bad header field", ", ".join(quirks))
