@@ -13,6 +13,7 @@ from receiver import store as S
 from receiver.forward import config as C
 from receiver.forward import dc09 as D
 from receiver.forward.forwarder import Forwarder
+from receiver.watch import format_event
 from recv_helpers import Dev
 from test_forward_peers import OwnArc, PysiaArc, free_port
 
@@ -186,6 +187,8 @@ def test_supervision_polls_raise_path_down_then_up(tmp_path):
     asyncio.run(main())
     down = [e for e in st.events_after(0) if e["kind"] == "forward_path_down"][0]
     assert down["path"] == "127.0.0.1:%d" % port and down["target"] == "arc" and down["label"].startswith("ARC PATH")
+    shown = format_event(down)  # what `panic receiver watch` prints
+    assert "ARC PATH DOWN 127.0.0.1:%d" % port in shown and "receiver" in shown and "target arc" in shown
 
 
 async def _until(pred, timeout=15.0):

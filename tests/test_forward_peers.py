@@ -252,15 +252,15 @@ class OsmAndServer(_LoopThread):
     """Reads requests as Traccar's OsmAndProtocolDecoder does; `known`:
     the device identifiers it has (others get 400, as there)."""
 
-    def __init__(self, known):
+    def __init__(self, known, port=0):
         super().__init__()
         self.known = set(known)
         self.positions = []
         self.requests = []
-        self.port = self.call(self._start())
+        self.port = self.call(self._start(port))
 
-    async def _start(self):
-        self.server = await asyncio.start_server(self._conn, "127.0.0.1", 0)
+    async def _start(self, port):
+        self.server = await asyncio.start_server(self._conn, "127.0.0.1", port, reuse_address=True)
         return self.server.sockets[0].getsockname()[1]
 
     async def _conn(self, reader, writer):

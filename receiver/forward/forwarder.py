@@ -168,25 +168,38 @@ class _Link:
             self.fw.on_done(row, state, via, time.monotonic())
 
     async def run(self):
+        """Deliver the queue until closed. A bug in one round is logged
+        and counted, and the next round starts a second later: the queue
+        is in the store, so nothing is lost, and forwarding never stops
+        silently."""
         while not self.fw.closing:
-            self.wake.clear()
             try:
-                rows = await self.fw.store_call(self.fw.store.forward_pending, self.name, BATCH)
-            except Exception as e:
-                log.error("forward %s: reading the queue failed: %s", self.name, e.__class__.__name__)
-                rows = []
-            if rows:
-                for row in rows:
-                    await self.deliver(row)
-                await self.flush()
-                await self.idle_work()
-                continue
+                await self._round()
+            except Exception:
+                log.exception("forward %s: internal error; again in 1 s", self.name)
+                self.fw.counters["forward internal error"] += 1
+                await asyncio.sleep(1.0)
+
+    async def _round(self):
+        """One round: deliver what is pending, or supervise and wait."""
+        self.wake.clear()
+        try:
+            rows = await self.fw.store_call(self.fw.store.forward_pending, self.name, BATCH)
+        except Exception as e:
+            log.error("forward %s: reading the queue failed: %s", self.name, e.__class__.__name__)
+            rows = []
+        if rows:
+            for row in rows:
+                await self.deliver(row)
+            await self.flush()
             await self.idle_work()
-            try:
-                async with asyncio.timeout(self.next_timeout()):
-                    await self.wake.wait()
-            except TimeoutError:
-                pass
+            return
+        await self.idle_work()
+        try:
+            async with asyncio.timeout(self.next_timeout()):
+                await self.wake.wait()
+        except TimeoutError:
+            pass
 
     async def idle_work(self):
         pass
@@ -344,7 +357,7 @@ class TraccarLink(_Link):
         self.path = u.path or "/"
 
     async def deliver(self, row):
-        params = json.loads(row["body"])
+        params = [tuple(p) for p in json.loads(row["body"])]
         delay = 0.5
         attempts = row["attempts"]
         while not self.fw.closing:
