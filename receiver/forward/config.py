@@ -23,7 +23,7 @@ TRACCAR = "traccar"
 DC09_DEFAULTS = {
     "receiver": None, "line": "0", "key_file": None, "key_encoding": D.KEY_BINARY, "format": E.AUTO,
     "person_field": E.PERSON_ACCOUNT, "persons": {}, "codes": {}, "verify_url": None, "group": 0,
-    "poll_s": 60.0, "ack_timeout_s": 10.0, "connect_timeout_s": 5.0, "failback_s": 60.0, "max_backoff_s": 30.0,
+    "poll_s": 60.0, "ack_timeout_s": 5.0, "connect_timeout_s": 5.0, "failback_s": 60.0, "max_backoff_s": 30.0,
 }
 TRACCAR_DEFAULTS = {"id_template": "{device_id}", "timeout_s": 10.0, "max_backoff_s": 60.0}
 

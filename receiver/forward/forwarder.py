@@ -26,12 +26,14 @@ DC-09 target, per message, oldest first (what the queue guarantees):
      Timeout, closed connection, garbage: the path failed; close it and
      try the next path at once (failover); when every path failed, wait
      (0.5 s doubling to max_backoff_s) and start again.
-  4. Fail-back: on a secondary, the primary is tried first again once
-     failback_s have passed, and whenever a NULL poll to it is ACKed.
-Supervision: when idle, each path gets a NULL link test every poll_s
-(encrypted when the target is; seq 0000). A path that fails (a message
-or a poll) raises `forward_path_down` once; the first success after
-raises `forward_path_up`.
+  4. Fail-back: while sending via another path, the primary gets a NULL
+     poll every failback_s; the first one it ACKs moves sending back.
+Supervision: each path gets a NULL link test after poll_s without
+traffic (encrypted when the target is; seq 0000). Polls run in tasks of
+their own, one exchange at a time per path, so a hung receiver's ACK
+timeout never holds up a message on another path. A path that fails (a
+message or a poll) raises `forward_path_down` once; the first success
+after raises `forward_path_up`.
 
 Traccar target: one HTTP request per row (OsmAnd protocol, the
 parameters in the query string), 200 = delivered, another 4xx = refused
@@ -55,7 +57,7 @@ BATCH = 32  # rows read per store call
 
 
 class _Path:
-    __slots__ = ("host", "port", "name", "reader", "writer", "offset", "up", "last_io")
+    __slots__ = ("host", "port", "name", "reader", "writer", "offset", "up", "last_io", "lock", "polling")
 
     def __init__(self, host, port):
         self.host = host
@@ -65,6 +67,8 @@ class _Path:
         self.offset = 0.0  # the receiver's clock minus ours (from its NAK)
         self.up = None  # None: not known yet
         self.last_io = -1e18
+        self.lock = asyncio.Lock()  # one exchange at a time on this path's connection
+        self.polling = False
 
     def close(self):
         if self.writer is not None:
@@ -112,8 +116,12 @@ class Forwarder:
             t.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=10)
+        polls = [t for link in self.links for t in getattr(link, "polls", ())]
         for link in self.links:
             link.close()
+        if polls:
+            await asyncio.wait(polls, timeout=10)
+        for link in self.links:
             if link.done:  # answered but not yet marked: mark now (else they are simply sent again)
                 try:
                     self.store.forward_done(link.done)
@@ -214,10 +222,12 @@ class Dc09Link(_Link):
         self.key = key
         self.paths = [_Path(h, p) for h, p in cfg["paths"]]
         self.active = 0
-        self.switched = 0.0
         self.last_answer = None  # the last D.Answer read (for `forward test`)
+        self.polls = set()  # supervision polls under way (they never hold up a message)
 
     def close(self):
+        for t in self.polls:
+            t.cancel()
         for p in self.paths:
             p.close()
 
@@ -236,9 +246,6 @@ class Dc09Link(_Link):
         delay = 0.5
         while not self.fw.closing:
             order = list(range(self.active, len(self.paths))) + list(range(self.active))
-            if self.active and self._now() - self.switched >= self.cfg["failback_s"]:
-                order.remove(0)
-                order.insert(0, 0)  # fail-back: the primary first again
             for i in order:
                 if i in duh:
                     continue
@@ -248,7 +255,7 @@ class Dc09Link(_Link):
                 if res == D.ACK:
                     await self.path_state(path, True, None)
                     if i != self.active:
-                        self.active, self.switched = i, self._now()
+                        self.active = i
                         log.warning("forward %s: now sending via %s", self.name, path.name)
                     self._finish(row, "delivered", path.name, attempts)
                     return
@@ -271,6 +278,10 @@ class Dc09Link(_Link):
 
     async def send(self, path, msg):
         """One exchange: D.ACK, D.DUH, or the reason it failed."""
+        async with path.lock:
+            return await self._send(path, msg)
+
+    async def _send(self, path, msg):
         cfg = self.cfg
         if path.writer is None:
             try:
@@ -328,24 +339,38 @@ class Dc09Link(_Link):
     async def poll(self, i):
         path = self.paths[i]
         msg = D.Message(D.NULL, 0, self.cfg["account"], "", (), self.cfg["receiver"], self.cfg["line"])
-        res = await self.send(path, msg)
-        ok = res in (D.ACK, D.DUH)
-        self.fw.counters["forward poll %s" % ("ok" if ok else "failed")] += 1
-        await self.path_state(path, ok, None if ok else res)
-        if ok and i == 0 and self.active:
-            self.active, self.switched = 0, self._now()
-            log.warning("forward %s: back on the primary %s", self.name, path.name)
+        try:
+            res = await self.send(path, msg)
+            ok = res in (D.ACK, D.DUH)
+            self.fw.counters["forward poll %s" % ("ok" if ok else "failed")] += 1
+            await self.path_state(path, ok, None if ok else res)
+            if ok and i == 0 and self.active:
+                self.active = 0
+                log.warning("forward %s: back on the primary %s", self.name, path.name)
+        finally:
+            path.polling = False
 
     async def idle_work(self):
+        """Start the polls that are due, each in its own task, so a hung
+        receiver's ACK timeout never holds up a message on another path:
+        every path after poll_s without traffic, and the primary every
+        failback_s while we send via another (its ACK is the fail-back)."""
         now = self._now()
         for i, p in enumerate(self.paths):
-            if now - p.last_io >= self.cfg["poll_s"] or (i == 0 and self.active and p.up is False and
-                                                         now - p.last_io >= self.cfg["failback_s"]):
-                await self.poll(i)
+            due = now - p.last_io >= self.cfg["poll_s"] or (
+                i == 0 and self.active and now - p.last_io >= self.cfg["failback_s"])
+            if due and not p.polling:
+                p.polling = True
+                p.last_io = now
+                t = asyncio.create_task(self.poll(i))
+                self.polls.add(t)
+                t.add_done_callback(self.polls.discard)
 
     def next_timeout(self):
         now = self._now()
         due = min(p.last_io + self.cfg["poll_s"] for p in self.paths) - now
+        if self.active:
+            due = min(due, self.paths[0].last_io + self.cfg["failback_s"] - now)
         return max(0.05, min(self.fw.rescan_s, due))
 
 
