@@ -32,6 +32,7 @@ FORWARD_BENCH_PACED (60), FORWARD_BENCH_RATE (20).
 
 import asyncio
 import json
+import math
 import os
 import shutil
 import socket
@@ -266,8 +267,9 @@ def bare_sender_rate(arc_port, n):
 
 
 def pctl(xs, p):
+    """Nearest-rank percentile (p99 of 60 samples is the largest)."""
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+    return xs[max(0, math.ceil(p / 100 * len(xs)) - 1)]
 
 
 def main():
