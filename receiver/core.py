@@ -31,9 +31,14 @@ late (seq below the seq that closed the latest incident) attach to that
 incident and raise nothing. A duplicate frame is ACKed again, raises
 nothing.
 
+Forwarding: when forward targets are configured, `self.outbox`
+(receiver/forward/outbox.py) turns the batch's events (and the
+supervision tick's) into forward queue rows inside the same transaction,
+so an event and the ARC messages it causes commit together.
+
 Must stay in sync with: store.py (row meanings), docs/receiver.md (the
 event fields), watch.py (reads the events), protocol/frame.py (types,
-flags, TLVs).
+flags, TLVs), forward/events.py (the event kinds it forwards).
 """
 
 import collections
