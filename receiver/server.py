@@ -274,12 +274,20 @@ class Server:
             return
         from receiver.forward import config as fconfig
         from receiver.forward.forwarder import Forwarder
-        from receiver.errors import ReceiverError
 
         try:
             self.forwarder = Forwarder(self.receiver.store, outbox.targets, self._store_call, counters=self.counters)
         except fconfig.ConfigError as e:
-            raise ReceiverError(str(e))
+            # Devices' alarms are still taken, stored and raised; their ARC
+            # messages wait in the queue until this is fixed and serve restarts.
+            log.error("forwarding NOT started: %s", e)
+            self.counters["forward not started"] += 1
+            ev = {"time": self.receiver.clock(), "kind": "forward_unavailable", "label": "FORWARDING NOT STARTED",
+                  "device_id": None, "person_ref": None, "incident_id": None, "incident_kind": None,
+                  "incident_state": None, "test": False, "reason": str(e)}
+            with self.receiver.store.transaction():
+                self.receiver.store.add_event(ev)
+            return
         outbox.on_queued = self.forwarder.kick
         await self.forwarder.start()
 

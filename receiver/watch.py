@@ -65,6 +65,8 @@ def format_event(ev):
             ev["silent_for_s"], ev["heartbeat_s"], _ts(ev.get("last_seen"))))
     if kind == "status":
         lines.append("    device reports %s (detail %s)" % (ev.get("status"), ev.get("detail")))
+    if kind == "forward_unavailable":
+        lines.append("    %s; ARC messages wait in the queue" % ev.get("reason"))
     if kind in ("forward_path_down", "forward_path_up", "forward_refused"):  # receiver/forward/
         lines.append("    target %s %s%s" % (ev.get("target"), ev.get("path") or "seq %s (%s)" % (ev.get("seq"), ev.get("event")),
                                             "" if not ev.get("reason") else ": " + ev["reason"]))

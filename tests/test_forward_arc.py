@@ -300,3 +300,36 @@ def test_primary_dropped_fails_over_then_back_and_held_acks_repeat_the_same_seq(
     s_seqs = {int(e["seq"]) for e in s_events if e["type"] != "NULL"}
     assert got[0]["seq"] in p_seqs and got[0]["seq"] in s_seqs  # held past the timeout: at both, one seq
     assert {r["seq"] for r in got[4:]} <= p_seqs
+
+
+def test_an_unreadable_key_never_stops_alarms_being_taken_and_the_queue_waits(tmp_path):
+    """The ARC's key file has gone when serve starts: devices' alarms are
+    still taken and raised, a FORWARDING NOT STARTED event says why, and
+    the messages wait in the queue; with the key back, a restart sends them."""
+    with PysiaArc([{"account": "1234", "key": KEY_TEXT}]) as arc:
+        sv = Serve(tmp_path, "--supervise-every", "0")
+        (d,) = _devices(sv, 1)
+        keyf = tmp_path / "arc.key"
+        keyf.write_text(KEY_TEXT)
+        sv.panic("forward", "add", "--db", sv.db, "--name", "arc", "--arc", "127.0.0.1:%d" % arc.port,
+                 "--account", "1234", "--key-file", str(keyf), "--key-encoding", "ascii")
+        keyf.unlink()
+        sv.start()
+        try:
+            sv.send(d, d.frame(F.ALERT, **GNSS))
+            st = sv.store()
+            kinds = [e["kind"] for e in st.events_after(0)]
+            reason = [e for e in st.events_after(0) if e["kind"] == "forward_unavailable"][0]["reason"]
+            st.close()
+            assert kinds == ["forward_unavailable", "alert"] and "cannot read key file" in reason
+            assert [r["state"] for r in rows(sv)] == ["pending"]
+            assert KEY_TEXT not in open(sv.log).read()
+        finally:
+            sv.stop()
+        keyf.write_text(KEY_TEXT)
+        sv.start()
+        try:
+            got = wait_rows(sv, all_done)
+        finally:
+            sv.stop()
+        check_repeats(got, arc.wait_for(lambda e: any(x["type"] != "NULL" for x in e)))
