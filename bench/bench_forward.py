@@ -247,6 +247,14 @@ def latencies(arc, serve, seqs, sent, n_before):
     return [arc.acks[(serve.account, dev_seq[d])] - t for d, t in sent.items()]
 
 
+def paced(arc, serve, batch):
+    """Latencies (s) of one alarm per device in `batch`, RATE per second."""
+    n0 = len(serve.seq_of())
+    sent = asyncio.run(send_alerts(serve.port, batch, RATE))
+    seqs = wait_acked(arc, serve, n0, len(batch))
+    return latencies(arc, serve, seqs, sent, n0)
+
+
 def bare_sender_rate(arc_port, n):
     """The peer on equal work at the ARC's end: n encrypted ADM-CID
     messages on one connection, stop-and-wait, nothing stored."""
@@ -299,24 +307,16 @@ def main():
             rates.append(BURST / (t_last - t0))
             bare.append(bare_sender_rate(arc.port, BURST))
             # latency, primary up
-            batch = devs[at:at + PACED]
+            ls = paced(arc, up, devs[at:at + PACED])
             at += PACED
-            n0 = len(up.seq_of())
-            sent = asyncio.run(send_alerts(up.port, batch, RATE))
-            seqs = wait_acked(arc, up, n0, PACED)
-            ls = latencies(arc, up, seqs, sent, n0)
             lat_up += ls
             p99_up.append(pctl(ls, 99))
             # latency, primary hung: it is healthy (and in use again) until the round starts
             primary.hung = False
             time.sleep(2.0)  # fail-back: a NULL poll to the primary is ACKed
             primary.hung = True
-            batch = devs[at:at + PACED]
+            ls = paced(arc, down, devs[at:at + PACED])
             at += PACED
-            n0 = len(down.seq_of())
-            sent = asyncio.run(send_alerts(down.port, batch, RATE))
-            seqs = wait_acked(arc, down, n0, PACED)
-            ls = latencies(arc, down, seqs, sent, n0)
             lat_down += ls
             p99_down.append(pctl(ls, 99))
             print("  round %d: %.0f msg/s (bare sender %.0f), p99 up %.0f ms, p99 primary hung %.0f ms" % (

@@ -145,6 +145,14 @@ class _LoopThread:
     def call(self, coro, timeout=10):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
+    async def _listen(self, port=0):
+        """Serve self._conn on 127.0.0.1:port (0: any free port); the port."""
+        self.server = await asyncio.start_server(self._conn, "127.0.0.1", port, reuse_address=True)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _stop(self):
+        self.server.close()
+
     async def _cancel_all(self):
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         for t in tasks:
@@ -152,6 +160,8 @@ class _LoopThread:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def close(self):
+        if getattr(self, "server", None) is not None:
+            self.call(self._stop())
         self.call(self._cancel_all())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._t.join(5)
@@ -168,11 +178,7 @@ class OwnArc(_LoopThread):
         self.answer = answer
         self.got = []
         self.errors = []
-        self.port = self.call(self._start())
-
-    async def _start(self):
-        self.server = await asyncio.start_server(self._conn, "127.0.0.1", 0)
-        return self.server.sockets[0].getsockname()[1]
+        self.port = self.call(self._listen())
 
     async def _conn(self, reader, writer):
         from receiver.forward import dc09 as D
@@ -197,13 +203,6 @@ class OwnArc(_LoopThread):
     def events(self):
         return [m for m, _ in self.got if m.token != "NULL"]
 
-    def close(self):
-        self.call(self._stop())
-        super().close()
-
-    async def _stop(self):
-        self.server.close()
-
 
 class DelayProxy(_LoopThread):
     """127.0.0.1:port -> target; answers held `delay` seconds (settable)."""
@@ -212,11 +211,7 @@ class DelayProxy(_LoopThread):
         super().__init__()
         self.target_port = target_port
         self.delay = delay
-        self.port = self.call(self._start())
-
-    async def _start(self):
-        self.server = await asyncio.start_server(self._conn, "127.0.0.1", 0)
-        return self.server.sockets[0].getsockname()[1]
+        self.port = self.call(self._listen())
 
     async def _conn(self, cr, cw):
         try:
@@ -240,13 +235,6 @@ class DelayProxy(_LoopThread):
 
         await asyncio.gather(up(), down(), return_exceptions=True)
 
-    def close(self):
-        self.call(self._stop())
-        super().close()
-
-    async def _stop(self):
-        self.server.close()
-
 
 class OsmAndServer(_LoopThread):
     """Reads requests as Traccar's OsmAndProtocolDecoder does; `known`:
@@ -257,11 +245,7 @@ class OsmAndServer(_LoopThread):
         self.known = set(known)
         self.positions = []
         self.requests = []
-        self.port = self.call(self._start(port))
-
-    async def _start(self, port):
-        self.server = await asyncio.start_server(self._conn, "127.0.0.1", port, reuse_address=True)
-        return self.server.sockets[0].getsockname()[1]
+        self.port = self.call(self._listen(port))
 
     async def _conn(self, reader, writer):
         try:
@@ -307,13 +291,6 @@ class OsmAndServer(_LoopThread):
             pass
         finally:
             writer.close()
-
-    def close(self):
-        self.call(self._stop())
-        super().close()
-
-    async def _stop(self):
-        self.server.close()
 
 
 # ---------------------------------------------------------------- the peers' own tests
