@@ -196,3 +196,35 @@ async def _until(pred, timeout=15.0):
     while not pred():
         assert time.monotonic() < end
         await asyncio.sleep(0.05)
+
+
+def test_an_unusable_queue_row_is_refused_and_does_not_block_the_next(tmp_path):
+    own = OwnArc()
+    d = Dev(8)
+    try:
+        st, rx = setup(tmp_path, {"arc": {"paths": ["127.0.0.1:%d" % own.port]}}, [d])
+        with st.transaction():
+            st.forward_enqueue([("arc", 1.0, "alert", 8, None, "not json")], ("arc",))
+        run_until(st, rx, [d.frame(F.ALERT)], delivered)
+        bad, good = st.forward_queue_rows()
+        assert bad["state"] == "refused" and "unusable" in bad["detail"] and good["state"] == "delivered"
+        assert [m.seq for m in own.events()] == [good["seq"]]
+        assert [e["kind"] for e in st.events_after(0)] == ["alert", "forward_refused"]
+    finally:
+        own.close()
+
+
+def test_a_bug_in_making_a_message_never_stops_alarms_being_acked(tmp_path, monkeypatch):
+    from receiver.forward import events as E
+
+    d = Dev(9)
+    st, rx = setup(tmp_path, {"arc": {"paths": ["127.0.0.1:9"]}}, [d])
+
+    def broken(ev, cfg):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(E, "dc09_body", broken)
+    out = rx.handle_frames([(d.frame(F.ALERT), "tcp", "t")])[0]
+    assert out.status == core.ACCEPTED and out.replies
+    assert [e["kind"] for e in st.events_after(0)] == ["alert"] and st.forward_queue_rows() == []
+    assert rx.outbox.errors == 1

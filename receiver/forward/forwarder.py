@@ -169,6 +169,13 @@ class _Link:
         except Exception as e:  # the rows stay pending in the store and go again: at least once
             log.error("forward %s: marking %d message(s) failed: %s", self.name, len(rows), e.__class__.__name__)
 
+    async def unusable(self, row, e):
+        detail = "unusable queue row: %s" % e.__class__.__name__
+        self._finish(row, "refused", None, row["attempts"], detail)
+        await self.fw.event("forward_refused", "FORWARD REFUSED by %s" % self.name, target=self.name, seq=row["seq"],
+                            event=row["event_kind"], device_id=row["device_id"], incident_id=row["incident_id"],
+                            reason=detail)
+
     def _finish(self, row, state, via, attempts, detail=None):
         self.done.append((row["id"], state, self.fw.clock(), via, attempts, detail))
         self.fw.counters["forward %s" % state] += 1
@@ -240,7 +247,11 @@ class Dc09Link(_Link):
                          self.cfg["line"])
 
     async def deliver(self, row):
-        msg = self.message(row)
+        try:
+            msg = self.message(row)
+        except (KeyError, TypeError, ValueError) as e:  # a row no message can be made of must not block the queue
+            await self.unusable(row, e)
+            return
         attempts = row["attempts"]
         duh = set()
         delay = 0.5
@@ -382,7 +393,11 @@ class TraccarLink(_Link):
         self.path = u.path or "/"
 
     async def deliver(self, row):
-        params = [tuple(p) for p in json.loads(row["body"])]
+        try:
+            params = [tuple(p) for p in json.loads(row["body"])]
+        except (TypeError, ValueError) as e:
+            await self.unusable(row, e)
+            return
         delay = 0.5
         attempts = row["attempts"]
         while not self.fw.closing:

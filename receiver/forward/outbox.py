@@ -30,6 +30,7 @@ class Outbox:
         self.targets = targets  # checked configs (config.check), each with "name"
         self.on_queued = None  # called (on the caller's thread) when rows were queued
         self.queued = 0
+        self.errors = 0  # events a message could not be made for (logged; a bug)
         self._seq_targets = tuple(t["name"] for t in targets if t["kind"] == C.DC09)
 
     @classmethod
@@ -53,10 +54,16 @@ class Outbox:
                 continue
             d = ev.as_dict()
             for t in self.targets:
-                if t["kind"] == C.DC09:
-                    body = E.dc09_body(d, t)
-                else:
-                    body = E.osmand_params(d, t)
+                try:
+                    body = E.dc09_body(d, t) if t["kind"] == C.DC09 else E.osmand_params(d, t)
+                except Exception:
+                    # a bug here must never stop the receiver taking alarms
+                    # (the batch would fail and nothing would be ACKed): the
+                    # event is stored and raised; this one message is not made
+                    log.exception("forward %s: no message for a %s event (a bug): the event is stored, not forwarded",
+                                  t["name"], d.get("kind"))
+                    self.errors += 1
+                    continue
                 if body is not None:
                     rows.append((t["name"], d["time"], d["kind"], d.get("device_id"), d.get("incident_id"),
                                  json.dumps(body, separators=(",", ":"))))
