@@ -7,6 +7,7 @@ killed and restarted mid-stream, the primary is dropped and comes back,
 ACKs are held past the timeout: every alarm arrives at least once and
 every repeat carries its original sequence number."""
 
+import json
 import os
 import signal
 import socket
@@ -20,7 +21,7 @@ from protocol import stream
 from receiver import masterkey
 from receiver import store as S
 from recv_helpers import Dev, send_recv
-from test_forward_peers import DelayProxy, PysiaArc, free_port
+from test_forward_peers import DelayProxy, OwnArc, PysiaArc, free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEY_TEXT = "89ABCDEF01234567"
@@ -134,6 +135,7 @@ def check_repeats(sent_rows, arc_events):
 def _every_event_type(tmp_path, encrypted):
     arc_acct = [{"account": "1001", "key": KEY_TEXT if encrypted else None},
                 {"account": "1234", "key": KEY_TEXT if encrypted else None}]
+    own = OwnArc(key=KEY_TEXT.encode() if encrypted else None)  # our strict decoder, a second target
     with PysiaArc(arc_acct) as arc:
         sv = Serve(tmp_path, "--supervise-every", "0.2", "--silent-margin-s", "1")
         d1, d2, d3 = Dev(101), Dev(102), Dev(103)
@@ -149,6 +151,8 @@ def _every_event_type(tmp_path, encrypted):
             (tmp_path / "arc.key").write_text(KEY_TEXT + "\n")
             add += ["--key-file", str(tmp_path / "arc.key"), "--key-encoding", "ascii"]
         sv.panic(*add)
+        sv.panic(*[("127.0.0.1:%d" % own.port if a == "127.0.0.1:%d" % arc.port else "own" if a == "arc" else a)
+                   for a in add])
         sv.start()
         try:
             sv.send(d3, d3.frame(F.HEARTBEAT))  # then silent: its heartbeat is 1 s, the margin 1 s
@@ -163,10 +167,16 @@ def _every_event_type(tmp_path, encrypted):
             sv.send(d3, d3.frame(F.HEARTBEAT))
             d2.seq += 1
             sv.send(d2, d2.frame(F.TEST, seq=d2.seq))  # a second test alert opens nothing new: no message
-            got = wait_rows(sv, lambda r: len(r) >= 9 and all_done(r))
+            both = wait_rows(sv, lambda r: len(r) >= 18 and all_done(r))
         finally:
             sv.stop()
+            own.close()
+        got = [r for r in both if r["target"] == "arc"]
         events = arc.wait_for(lambda e: len(e) >= len(got))
+    # every message, the same ones, also through our own decoder (strict: no quirk forgiven)
+    mine = [r for r in both if r["target"] == "own"]
+    assert not own.errors and [(m.seq, m.encrypted) for m in own.events()] == [(r["seq"], encrypted) for r in mine]
+    assert [m.data for m in own.events()] == [json.loads(r["body"])["data"] for r in got]
     kinds = [r["event_kind"] for r in got]
     assert kinds == ["alert", "cancel", "alert", "duress", "test_alert", "low_battery", "battery_ok",
                      "device_silent", "device_back"]

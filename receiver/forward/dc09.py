@@ -407,10 +407,9 @@ def decode(raw, key=None, strict=True):
         crc_t, len_t, body = raw[1:5].decode("ascii"), raw[5:9].decode("ascii"), raw[9:-1].decode("ascii")
     except UnicodeDecodeError:
         raise Dc09Garbage("not ascii")
-    try:
-        crc_v, len_v = int(crc_t, 16), int(len_t, 16)
-    except ValueError:
+    if any(c not in _HEX for c in (crc_t + len_t).upper()):  # int() would forgive spaces and '+'
         raise Dc09Garbage("bad crc or length field")
+    crc_v, len_v = int(crc_t, 16), int(len_t, 16)
     if len_t[0] != "0" or len_v != len(body):
         raise Dc09Garbage("bad length", "%s for %d bytes" % (len_t, len(body)))
     if crc_v != crc16(raw[9:-1]):
