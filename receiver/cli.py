@@ -433,6 +433,10 @@ def register(sub):
     r.add_argument("--actor", help="who is acting, if not the logged-in user (the audit keeps both)")
     r.set_defaults(func=cmd_device_retire)
 
+    from receiver.forward import cli as forward_cli  # `panic receiver forward ...` (receiver/forward/cli.py)
+
+    forward_cli.register(rs)
+
     k = rs.add_parser("master-key", help="generate a receiver master key file (mode 0600)")
     k.add_argument("--out", required=True)
     k.set_defaults(func=cmd_master_key)

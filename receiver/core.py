@@ -31,9 +31,14 @@ late (seq below the seq that closed the latest incident) attach to that
 incident and raise nothing. A duplicate frame is ACKed again, raises
 nothing.
 
+Forwarding: when forward targets are configured, `self.outbox`
+(receiver/forward/outbox.py) turns the batch's events (and the
+supervision tick's) into forward queue rows inside the same transaction,
+so an event and the ARC messages it causes commit together.
+
 Must stay in sync with: store.py (row meanings), docs/receiver.md (the
 event fields), watch.py (reads the events), protocol/frame.py (types,
-flags, TLVs).
+flags, TLVs), forward/events.py (the event kinds it forwards).
 """
 
 import collections
@@ -375,6 +380,7 @@ class Receiver:
         # may_log(peer) -> bool: whether a rejection from this peer may be
         # logged now (the server rate-limits per peer; counters always count)
         self.may_log = None
+        self.outbox = _outbox_for(store)  # forwarding to ARCs and maps: None unless configured
 
     # ------------------------------------------------------------ public API
 
@@ -483,6 +489,8 @@ class Receiver:
                                      last_seen=d["last_seen"])
                     self.store.add_event(ev)
                     events.append(ev)
+            if self.outbox is not None and events:
+                self.outbox.queue(self.store, [Event.of(e) for e in events])
         for ev in events:
             self._emit(ev)
         return events
@@ -594,6 +602,8 @@ class Receiver:
                 out.replies = [encode_raw(keys, ack_type, dev, down, ack_time, _ACK_SEQ(seq))]
         st.insert_frames(frame_rows)
         st.add_events(map(_EVENT_ROW, events))
+        if self.outbox is not None and events:  # forwarded messages commit with the events that cause them
+            self.outbox.queue(st, events)
         st.save_devices(touched.values())
         st.save_incidents(dirty_incs.values())
         rows = []
@@ -678,6 +688,8 @@ class Receiver:
                                                frame={"type": name, "seq": fr.seq})))
         elif not low and device["battery_low"] and battery != _NO_BATTERY and battery > self.low_battery_pct + _BATTERY_HYSTERESIS:
             device["battery_low"] = 0
+            events.append(Event.of(_event_dict("battery_ok", now, device, None, label="BATTERY OK", battery=battery,
+                                               frame={"type": name, "seq": fr.seq})))
 
         # incident rules
         if ftype == F.TRACK:
@@ -751,6 +763,16 @@ class Receiver:
             self.on_event(ev)
         except Exception:  # a broken listener must not break the receiver
             log.exception("event listener failed")
+
+
+def _outbox_for(store):
+    """The forward outbox of the store's configured targets, or None."""
+    from receiver.forward import config, outbox
+
+    try:
+        return outbox.Outbox.for_store(store)
+    except config.ConfigError as e:
+        raise ReceiverError(str(e))
 
 
 def _set_position(row, pos, now):

@@ -455,6 +455,7 @@ class Server:
         self._logs = None
         self.tcp_address = None
         self.http_address = None
+        self.forwarder = None  # receiver/forward/: runs only when forward targets are configured
 
     # ------------------------------------------------------------ lifecycle
 
@@ -490,6 +491,7 @@ class Server:
         self._tasks.append(asyncio.create_task(self._sweeper()))
         if self.supervise_every:
             self._tasks.append(asyncio.create_task(self._supervisor()))
+        await self._start_forwarder()
         for sock in self._tcp_socks:
             srv = await self._loop.create_server(lambda: _Conn(self), sock=sock, backlog=1024)
             self._servers.append(srv)
@@ -513,6 +515,8 @@ class Server:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.forwarder is not None:
+            await self.forwarder.close()
         if self._committer is not None:
             self._committer.shutdown(wait=True)
 
@@ -520,6 +524,32 @@ class Server:
         """True while the flusher, the sweeper (and the supervisor) run: a
         task that ended has failed, and the receiver no longer works."""
         return all(not t.done() for t in self._tasks)
+
+    async def _start_forwarder(self):
+        """The forwarder task (receiver/forward/forwarder.py) when the
+        store has forward targets; it uses the store under the store lock,
+        and the outbox wakes it when a batch queued messages."""
+        outbox = self.receiver.outbox
+        if outbox is None:
+            return
+        from receiver.forward import config as fconfig
+        from receiver.forward.forwarder import Forwarder
+
+        try:
+            self.forwarder = Forwarder(self.receiver.store, outbox.targets, self._store_call, counters=self.counters)
+        except fconfig.ConfigError as e:
+            # Devices' alarms are still taken, stored and raised; their ARC
+            # messages wait in the queue until this is fixed and serve restarts.
+            log.error("forwarding NOT started: %s", e)
+            self.counters["forward not started"] += 1
+            ev = {"time": self.receiver.clock(), "kind": "forward_unavailable", "label": "FORWARDING NOT STARTED",
+                  "device_id": None, "person_ref": None, "incident_id": None, "incident_kind": None,
+                  "incident_state": None, "test": False, "reason": str(e)}
+            with self.receiver.store.transaction():
+                self.receiver.store.add_event(ev)
+            return
+        outbox.on_queued = self.forwarder.kick
+        await self.forwarder.start()
 
     def all_counters(self):
         c = collections.Counter(self.receiver.counters)

@@ -191,6 +191,38 @@ MIGRATIONS = [
     ALTER TABLE events_v2 RENAME TO events;
     DELETE FROM sqlite_sequence WHERE name IN ('frames', 'events')
     """,
+    # version 3: forwarding to alarm-receiving centres (receiver/forward/).
+    # forward_targets: one row per configured ARC (DC-09) or map (Traccar),
+    # its settings as JSON and the next DC-09 sequence number.
+    # forward_queue: every outgoing message, written in the transaction
+    # of the receiver event that causes it, marked only on the peer's
+    # answer; `body` is what never changes between attempts (the
+    # timestamp, CRC and ciphertext are made at each send).
+    """
+    CREATE TABLE forward_targets (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('dc09', 'traccar')),
+        config TEXT NOT NULL,
+        next_seq INTEGER NOT NULL DEFAULT 1,
+        created REAL NOT NULL
+    );
+    CREATE TABLE forward_queue (
+        id INTEGER PRIMARY KEY,
+        target TEXT NOT NULL,
+        created REAL NOT NULL,
+        event_kind TEXT NOT NULL,
+        device_id INTEGER,
+        incident_id INTEGER,
+        seq INTEGER,
+        body TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'refused')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        done_at REAL,
+        via TEXT,
+        detail TEXT
+    );
+    CREATE INDEX forward_queue_state ON forward_queue (target, state, id)
+    """,
 ]
 
 _DEVICE_COLS = (
@@ -698,6 +730,105 @@ class SqliteStore:
 
     def audit_log(self):
         return self._x("SELECT * FROM audit ORDER BY id").fetchall()
+
+    # ------------------------------------------------------------ forwarding (receiver/forward/)
+    #
+    # Targets are configured by `panic receiver forward add` and read at
+    # start-up; queue rows are written by the forward outbox inside the
+    # transaction of the events that cause them, and marked by the
+    # forwarder only on the peer's answer. Plain SQL: a PostgreSQL store
+    # implements the same methods (forward_enqueue then takes the target
+    # row FOR UPDATE).
+
+    def add_forward_target(self, name, kind, config_json, actor="operator"):
+        with self.maybe_transaction():
+            if self._x("SELECT 1 FROM forward_targets WHERE name = ?", (name,)).fetchone():
+                raise ReceiverError("forward target %r already exists" % name)
+            self._write("INSERT INTO forward_targets (name, kind, config, created) VALUES (?, ?, ?, ?)",
+                        (name, kind, config_json, self._clock()))
+            self.audit(actor, "forward add", None, "%s %s" % (kind, name))
+
+    def remove_forward_target(self, name, actor="operator", drop_pending=False):
+        """Remove a target; refuses while it has undelivered messages
+        unless drop_pending (they are then marked refused, not deleted).
+        Returns the number of messages dropped that way."""
+        with self.maybe_transaction():
+            if not self._x("SELECT 1 FROM forward_targets WHERE name = ?", (name,)).fetchone():
+                raise ReceiverError("no forward target %r" % name)
+            n = self._x("SELECT COUNT(*) AS n FROM forward_queue WHERE target = ? AND state = 'pending'",
+                        (name,)).fetchone()["n"]
+            if n and not drop_pending:
+                raise ReceiverError("forward target %r has %d undelivered message(s); deliver them first or drop them "
+                                    "explicitly" % (name, n))
+            if n:
+                self._write("UPDATE forward_queue SET state = 'refused', done_at = ?, detail = 'target removed' "
+                            "WHERE target = ? AND state = 'pending'", (self._clock(), name))
+            self._write("DELETE FROM forward_targets WHERE name = ?", (name,))
+            self.audit(actor, "forward remove", None, "%s%s" % (name, " (%d pending dropped)" % n if n else ""))
+            return n
+
+    def forward_targets(self):
+        """[{name, kind, config (JSON text), next_seq, created}]."""
+        return self._x("SELECT name, kind, config, next_seq, created FROM forward_targets ORDER BY name").fetchall()
+
+    def forward_enqueue(self, rows, seq_targets=()):
+        """Inside the caller's transaction. rows: (target, created,
+        event_kind, device_id, incident_id, body JSON); a row of a target
+        named in seq_targets takes that target's next DC-09 sequence
+        number (0001..9999, then 0001 again)."""
+        if not self._in_tx:
+            self._write("bug")
+        seqs = {}
+        for t in seq_targets:
+            r = self._x("SELECT next_seq FROM forward_targets WHERE name = ?", (t,)).fetchone()
+            if r is not None:
+                seqs[t] = r["next_seq"]
+        out = []
+        for target, created, kind, dev, inc, body in rows:
+            q = seqs.get(target)
+            if q is not None:
+                seqs[target] = q % 9999 + 1
+            out.append((target, created, kind, dev, inc, q, body))
+        self._db.executemany(
+            "INSERT INTO forward_queue (target, created, event_kind, device_id, incident_id, seq, body) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)", out)
+        self._db.executemany("UPDATE forward_targets SET next_seq = ? WHERE name = ?",
+                             [(q, t) for t, q in seqs.items()])
+
+    def forward_take_seq(self, target):
+        """The target's next DC-09 sequence number, taken (inside the
+        caller's transaction): for a message sent outside the queue."""
+        r = self._x("SELECT next_seq FROM forward_targets WHERE name = ?", (target,)).fetchone()
+        if r is None:
+            raise ReceiverError("no forward target %r" % target)
+        self._write("UPDATE forward_targets SET next_seq = ? WHERE name = ?", (r["next_seq"] % 9999 + 1, target))
+        return r["next_seq"]
+
+    def forward_pending(self, target, limit=100):
+        """The oldest undelivered messages of a target, in queue order."""
+        return self._x("SELECT id, target, created, event_kind, device_id, incident_id, seq, body, attempts "
+                       "FROM forward_queue WHERE target = ? AND state = 'pending' ORDER BY id LIMIT ?",
+                       (target, limit)).fetchall()
+
+    def forward_done(self, rows):
+        """Mark messages answered, in one transaction. rows: (id, state
+        'delivered' or 'refused', at, via, attempts, detail)."""
+        with self.maybe_transaction():
+            self._db.executemany(
+                "UPDATE forward_queue SET state = ?, done_at = ?, via = ?, attempts = ?, detail = ? "
+                "WHERE id = ? AND state = 'pending'", [(s, at, via, n, d, i) for i, s, at, via, n, d in rows])
+
+    def forward_queue_rows(self, target=None):
+        if target is None:
+            return self._x("SELECT * FROM forward_queue ORDER BY id").fetchall()
+        return self._x("SELECT * FROM forward_queue WHERE target = ? ORDER BY id", (target,)).fetchall()
+
+    def forward_counts(self):
+        """{target: {state: count}}."""
+        out = {}
+        for r in self._x("SELECT target, state, COUNT(*) AS n FROM forward_queue GROUP BY target, state").fetchall():
+            out.setdefault(r["target"], {})[r["state"]] = r["n"]
+        return out
 
 
 class _NoTx:
