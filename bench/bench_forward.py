@@ -160,8 +160,8 @@ class Serve:
         os.makedirs(self.dir)
         self.db = os.path.join(self.dir, "rx.db")
         self.mk = os.path.join(self.dir, "master.key")
-        with open(self.mk, "w") as f:
-            f.write(masterkey.generate_hex())
+        with os.fdopen(os.open(self.mk, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(masterkey.generate_hex())  # serve refuses a key others can read
         with open(os.path.join(self.dir, "arc.key"), "w") as f:
             f.write(KEY)
         st = S.open_store(self.db, masterkey.load(self.mk))
