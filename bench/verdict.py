@@ -40,7 +40,9 @@ NOT_MEASURED = float("nan")
 
 def fmt(v):
     if isinstance(v, float):
-        if v == 0 or abs(v) >= 100:
+        if v != v:
+            return "n/a"
+        if v == 0 or abs(v) >= 100 or (v.is_integer() and abs(v) < 1e15):
             return "%.0f" % v
         if abs(v) >= 10:
             return "%.1f" % v
@@ -89,7 +91,7 @@ def verdict(bench, figure, value, target, unit="", higher_is_better=True, spread
             confirm = "; instructions: not measured (valgrind not found)"
         else:
             ok = _meets(instr, target, higher_is_better)
-            confirm = "; instructions: %s %s (%s)" % (fmt(instr), unit, "agree" if ok else "DISAGREE")
+            confirm = "; instructions: %s %s, %s" % (fmt(instr), unit, "agree" if ok == met else "DISAGREE")
         met = met and _meets(instr, target, higher_is_better)
     print("  %s: %s %s%s (target %s %s %s%s): %s (%.2fx)%s" % (
         figure, fmt(value), unit, extra, op, fmt(target), unit, confirm, "met" if met else "NOT MET", ratio,
