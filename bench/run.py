@@ -23,7 +23,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from verdict import RESULTS_ENV, fmt  # noqa: E402
+from verdict import RESULTS_ENV, fmt, ratio_text  # noqa: E402
 
 
 def _value(r):
@@ -42,7 +42,7 @@ def _row_cells(r):
     elif r.get("instr_missing"):
         verdict += " (instr not measured)"
     return [r["bench"], r["figure"], _value(r), "%s %s" % (r["op"], fmt(r["target"])),
-            "%.2fx" % r["ratio"], verdict]
+            ratio_text(r["ratio"]), verdict]
 
 
 def table(rows, crashed):

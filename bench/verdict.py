@@ -50,6 +50,10 @@ def fmt(v):
     return str(v)
 
 
+def ratio_text(r):
+    return "%.2fx" % r if r != float("inf") else "inf"
+
+
 def _row(row):
     path = os.environ.get(RESULTS_ENV)
     if not path:
@@ -93,8 +97,8 @@ def verdict(bench, figure, value, target, unit="", higher_is_better=True, spread
             ok = _meets(instr, target, higher_is_better)
             confirm = "; instructions: %s %s, %s" % (fmt(instr), unit, "agree" if ok == met else "DISAGREE")
         met = met and _meets(instr, target, higher_is_better)
-    print("  %s: %s %s%s (target %s %s %s%s): %s (%.2fx)%s" % (
-        figure, fmt(value), unit, extra, op, fmt(target), unit, confirm, "met" if met else "NOT MET", ratio,
+    print("  %s: %s %s%s (target %s %s %s%s): %s (%s)%s" % (
+        figure, fmt(value), unit, extra, op, fmt(target), unit, confirm, "met" if met else "NOT MET", ratio_text(ratio),
         ("  -- " + method) if method else ""), flush=True)
     _row({"bench": bench, "figure": figure, "value": value, "unit": unit, "target": target, "op": op,
           "ratio": ratio, "met": met, "spread": list(spread) if spread is not None else None, "method": method,
