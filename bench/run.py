@@ -50,7 +50,7 @@ def table(rows, crashed):
     head = ["bench", "figure", "value [spread]", "target", "ratio", "verdict"]
     cells = [head] + [_row_cells(r) for r in rows] + [[b, "(bench crashed: %s)" % why, "", "", "", "CRASHED"]
                                                       for b, why in crashed]
-    width = [min(max(len(c[i]) for c in cells), 72 if i == 1 else 40) for i in range(len(head))]
+    width = [min(max(len(c[i]) for c in cells), 84 if i == 1 else 40) for i in range(len(head))]
     out = []
     for k, c in enumerate(cells):
         out.append("  ".join(c[i][:width[i]].ljust(width[i]) if i < len(c) - 1 else c[i] for i in range(len(c))))
