@@ -83,7 +83,7 @@ def verdict(bench, figure, value, target, unit="", higher_is_better=True, spread
         ratio = value / target if target else float("inf")
         op = ">="
     else:
-        ratio = target / value if value else float("inf")
+        ratio = target / value if value else (float("inf") if target >= 0 else 0.0)
         op = "<="
     extra = ""
     if spread is not None:
