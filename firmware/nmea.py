@@ -23,8 +23,9 @@ Rules (from gpsd's corpus of real receivers, see docs/firmware-sensing.md):
     longest real sentence in the corpus is 203 bytes (an MTK $POLYN line);
     the longest of the six types used here is 91 bytes.
   - Proprietary ($P...) and other sentence types are skipped and counted.
-  - Numeric fields are checked; a sentence with a malformed field is
-    dropped whole and counted as malformed (never half-applied).
+  - Numeric fields are checked (and GNS's mode field must be text); a
+    sentence with a malformed field is dropped whole and counted as
+    malformed (never half-applied).
   - Bytes outside sentences (other than CR/LF) count as garbage.
 
 The line buffer is one preallocated bytearray; feed() copies runs of bytes
