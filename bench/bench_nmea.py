@@ -16,7 +16,7 @@ They are written one a line to build/bench-nmea/common.nmea, which
 bench/mp_nmea.py reads for the MicroPython and callgrind runs.
 
 Contenders, per sentence:
-  parse only      parse_line(line) | pynmea2.parse(str) | NMEAReader.parse(line)
+  parse only      parse_line(line) | pynmea2.parse(line.decode()) | NMEAReader.parse(line)
   to a position   the same, then the position read as numbers:
                   s.lat_e7, s.lon_e7 | .latitude, .longitude | .lat, .lon
 parse_line and pynmeagps convert every field as they parse (neither has a
@@ -157,52 +157,21 @@ def common_lines(lines):
 
 
 def contenders(lines):
-    """{name: fn() -> seconds for PASSES passes}; the loops are those of
-    bench/mp_nmea.py (which callgrind counts)."""
-    import pynmea2
-    from pynmeagps import VALCKSUM, VALMSGID, NMEAReader
+    """{name: fn() -> seconds for PASSES passes}, each parsing with the
+    function bench/mp_nmea.py's callgrind runs use (mp_nmea.parser)."""
+    from mp_nmea import parser
 
-    from firmware.nmea import parse_line
+    def timer(fn):
+        def run():
+            t = time.perf_counter()
+            for _ in range(PASSES):
+                for ln in lines:
+                    fn(ln)
+            return time.perf_counter() - t
 
-    strs = [ln.decode("ascii") for ln in lines]
-    llf = pynmea2.LatLonFix
-    p2parse = pynmea2.parse
-    gparse = NMEAReader.parse
-    val = VALCKSUM | VALMSGID
+        return run
 
-    def fw():
-        t = time.perf_counter()
-        for _ in range(PASSES):
-            for ln in lines:
-                s = parse_line(ln)
-                s.lat_e7, s.lon_e7  # noqa: B018
-        return time.perf_counter() - t
-
-    def p2():
-        t = time.perf_counter()
-        for _ in range(PASSES):
-            for ln in strs:
-                p2parse(ln, check=True)
-        return time.perf_counter() - t
-
-    def p2ll():
-        t = time.perf_counter()
-        for _ in range(PASSES):
-            for ln in strs:
-                m = p2parse(ln, check=True)
-                if isinstance(m, llf):
-                    m.latitude, m.longitude  # noqa: B018
-        return time.perf_counter() - t
-
-    def gps():
-        t = time.perf_counter()
-        for _ in range(PASSES):
-            for ln in lines:
-                m = gparse(ln, validate=val)
-                getattr(m, "lat", None), getattr(m, "lon", None)
-        return time.perf_counter() - t
-
-    return {"fw": fw, "pynmea2": p2, "pynmea2-ll": p2ll, "pynmeagps": gps}
+    return {k: timer(parser(k)) for k in ("fw", "pynmea2", "pynmea2-ll", "pynmeagps")}
 
 
 def instructions(n):

@@ -10,11 +10,13 @@ instruction counts on either interpreter.
     micropython bench/mp_nmea.py alloc 1 FILE
         -> "n N bytes B": heap bytes allocated by parse_line, in total
 
-CONTENDER (what "to a position" means for each; bench_nmea.py's header):
+CONTENDER (what "to a position" means for each; bench_nmea.py's header),
+each from the line as bytes, as they come off a UART:
   fw          firmware.nmea.parse_line(line), then s.lat_e7, s.lon_e7
-  pynmea2     pynmea2.parse(str, check=True)                (CPython)
+  pynmea2     pynmea2.parse(line.decode(), check=True)      (CPython)
   pynmea2-ll  the same, then .latitude, .longitude           (CPython)
   pynmeagps   NMEAReader.parse(line), then .lat, .lon        (CPython)
+bench_nmea.py times the same functions (parser()) in process.
 
 `dry` imports the same modules and reads the same lines but parses
 nothing: callgrind's count with `dry` subtracted from the count without
@@ -133,4 +135,5 @@ def main(argv):
         print("n %d us %d" % (n, us))
 
 
-main(sys.argv)
+if __name__ == "__main__":
+    main(sys.argv)

@@ -340,6 +340,8 @@ def _gsa(s, f, nf):
 
 def _gns(s, f, nf):
     # $xxGNS,time,lat,N,lon,E,modes,sats,hdop,alt,sep,age,station[,navstatus]
+    # (fields 1-5 and 7-9 as GGA's, written out again: a shared helper
+    # would cost a function's heap, see the field parsers' note)
     b = f[1]
     if b:
         s.time_ms = utc_time(b)
