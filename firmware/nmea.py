@@ -314,8 +314,7 @@ def _rmc(s, f, nf):
         if not (1 <= d <= 31 and 1 <= m <= 12):
             raise Malformed("date out of range")
         s.date = (y + (1900 if y >= 80 else 2000), m, d)
-    b = f[12]
-    s.faa = _CH.get(b if len(b) < 2 else b[:1])
+    s.faa = _CH.get(f[12][:1])
 
 
 def _gsa(s, f, nf):
@@ -364,8 +363,7 @@ def _gns(s, f, nf):
     if b:
         a = dec(b, 1)  # decimetres, to metres rounded half away from zero
         s.alt_m = (a + 5) // 10 if a >= 0 else -((-a + 5) // 10)
-    b = f[13]
-    s.status = _CH.get(b if len(b) < 2 else b[:1])  # NMEA 4.1 navigational status (S/C/U/V)
+    s.status = _CH.get(f[13][:1])  # NMEA 4.1 navigational status (S/C/U/V)
 
 
 def _gll(s, f, nf):
@@ -375,8 +373,7 @@ def _gll(s, f, nf):
     if b:
         s.time_ms = utc_time(b)
     s.status = _CH.get(f[6])
-    b = f[7]
-    s.faa = _CH.get(b if len(b) < 2 else b[:1])
+    s.faa = _CH.get(f[7][:1])
 
 
 def _vtg(s, f, nf):
@@ -386,8 +383,7 @@ def _vtg(s, f, nf):
         s.speed_cms = _speed(f[5], 1852, 36000)
         if s.speed_cms is None:
             s.speed_cms = _speed(f[7], 100, 3600)
-        b = f[9]
-        s.faa = _CH.get(b if len(b) < 2 else b[:1])
+        s.faa = _CH.get(f[9][:1])
     else:
         s.course_cdeg = dec(f[1], 2)
         s.speed_cms = _speed(f[3], 1852, 36000)
