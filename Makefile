@@ -6,7 +6,7 @@ MP     := $(VENV)/bin/micropython
 STAMP  := $(VENV)/.installed
 MP_HEAP ?= 96k
 
-.PHONY: setup test test-full test-cpython test-mp compile demo bench lint vectors fuzz clean
+.PHONY: setup test test-full test-cpython test-mp compile demo bench bench-report lint vectors fuzz clean
 
 setup: $(STAMP)
 
@@ -41,8 +41,13 @@ compile: setup
 demo: setup
 	$(VENV)/bin/panic sim demo
 
+# make bench [ARGS="nmea sim"]: the benches, a closing table, exit 1 on a
+# missed target or a crashed bench; bench-report prints the same, exits 0
 bench: setup
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(ARGS)
+
+bench-report: setup
+	$(PY) bench/run.py --report-only $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .
