@@ -6,7 +6,7 @@ MP     := $(VENV)/bin/micropython
 STAMP  := $(VENV)/.installed
 MP_HEAP ?= 96k
 
-.PHONY: setup test test-full test-cpython test-mp compile demo bench lint vectors fuzz clean
+.PHONY: setup test test-full test-cpython test-mp compile demo bench bench-report lint vectors fuzz clean
 
 setup: $(STAMP)
 
@@ -41,8 +41,13 @@ compile: setup
 demo: setup
 	$(VENV)/bin/panic sim demo
 
+# make bench [ARGS="nmea sim"]: the benches, a closing table, exit 1 on a
+# missed target or a crashed bench; bench-report prints the same, exits 0
 bench: setup
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(ARGS)
+
+bench-report: setup
+	$(PY) bench/run.py --report-only $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -51,6 +56,8 @@ lint: setup
 
 fuzz: setup
 	$(PY) tests/fuzz_modem.py 3000 2000
+	$(PY) tests/fuzz_receiver.py tcp 100000
+	$(PY) tests/fuzz_receiver.py http 100000
 	SIM_RANDOM_EXAMPLES=400 $(PY) -m pytest -q -p no:cacheprovider tests/test_sim_random.py
 	PANIC_PROPS_EXAMPLES=2000 FW_EXAMPLES=2000 $(PY) -m pytest -q -p no:cacheprovider \
 		tests/test_fw_button_props.py tests/test_fw_nmea_props.py tests/test_fw_host.py tests/test_protocol_props.py

@@ -6,7 +6,12 @@ Also the clock alone with a firmware-like poll pattern, and the energy
 model's profile trade-off.
 
 Figures depend on machine load: the CPU-second rate is the steadier one
-on a shared machine. Run from the repository root: .venv/bin/python bench/bench_sim_world.py
+on a shared machine; each is the median of ROUNDS interleaved rounds (the
+three GNSS styles and the clock in turn), with the spread.
+
+No target of its own: these are the parts of bench_sim.py's figures that
+the world costs, for information (bench_sim.py judges the whole).
+Run from the repository root: .venv/bin/python bench/bench_sim_world.py
 """
 
 import os
@@ -19,6 +24,12 @@ from host_sim import energy  # noqa: E402
 from host_sim.clock import Clock  # noqa: E402
 from host_sim.gnss import GnssEmulator  # noqa: E402
 from host_sim.route import Route  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from verdict import median_spread, note  # noqa: E402
+
+B = "sim_world"
+ROUNDS = 5
 
 DAY_MS = 24 * 3600 * 1000
 GPX = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "host_sim", "scenarios", "walk_home.gpx")
@@ -66,19 +77,28 @@ def clock_day():
 
 
 def main():
-    for style in ("ublox-m8", "quectel-l76", "minimal"):
-        wall, cpu, nbytes, epochs, fired = gnss_day(style)
-        print(
-            "sim_world gnss+clock 24h %-11s: %8.0f x real time by wall clock, %8.0f x per CPU second (%.2f s wall, %.2f s CPU, %d epochs, %.1f MB NMEA, %d events)"
-            % (style, DAY_MS / 1000 / wall, DAY_MS / 1000 / max(cpu, 1e-9), wall, cpu, epochs, nbytes / 1e6, fired)
-        )
-    wall, polls = clock_day()
-    print("sim_world clock alone 24h firmware-like polls: %8.0f x real time (%.2f s wall, %d polls, %.2f us/event)" % (DAY_MS / 1000 / wall, wall, polls, wall / polls * 1e6))
+    styles = ("ublox-m8", "quectel-l76", "minimal")
+    runs = {k: [] for k in styles + ("clock",)}
+    for _ in range(ROUNDS):
+        for style in styles:
+            runs[style].append(gnss_day(style))
+        runs["clock"].append(clock_day())
+    day_s = DAY_MS / 1000
+    how = "median of %d interleaved rounds" % ROUNDS
+    for style in styles:
+        wall, cpu, nbytes, epochs, fired = runs[style][0]
+        m, spread = median_spread([day_s / r[0] for r in runs[style]])
+        note(B, "GNSS + clock, 24 h, %s (%d epochs, %.1f MB NMEA, %d events), by wall clock" % (
+            style, epochs, nbytes / 1e6, fired), m, "x real time", how, spread=spread)
+        m, spread = median_spread([day_s / max(r[1], 1e-9) for r in runs[style]])
+        note(B, "GNSS + clock, 24 h, %s, per CPU second" % style, m, "x real time", how, spread=spread)
+    polls = runs["clock"][0][1]
+    m, spread = median_spread([day_s / r[0] for r in runs["clock"]])
+    note(B, "clock alone, 24 h of firmware-like polls (%d polls)" % polls, m, "x real time", how, spread=spread)
     for row in energy.profile_tradeoff():
-        print(
-            "sim_world profile %-5s: %.3f mA standby, %.1f days on %d mAh, +%.1f s typical to first frame"
-            % (row["profile"], row["avg_ma"], row["standby_days"], row["capacity_mah"], row["first_frame_extra_s"]["typ"])
-        )
+        note(B, "profile %s: standby current (%.1f days on %d mAh, +%.1f s typical to first frame)" % (
+            row["profile"], row["standby_days"], row["capacity_mah"], row["first_frame_extra_s"]["typ"]),
+            row["avg_ma"], "mA", "energy model")
 
 
 if __name__ == "__main__":

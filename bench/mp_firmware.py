@@ -262,7 +262,13 @@ def report():
     modem = state["modem"]
     print("RESULT base %d peak %d at %d frames %d sms %d calls %d acks %d" % (
         BASE, peak[0], peak[1], modem.frames, modem.sms, modem.calls, modem.acks))
-    print("LOADED " + " ".join(sorted(peak[2])))
+    # one name at a time: a joined line would be the biggest block this run
+    # ever asks for, and the minimum heap would measure this report
+    sys.stdout.write("LOADED")
+    for m in peak[2]:
+        sys.stdout.write(" ")
+        sys.stdout.write(m)
+    sys.stdout.write("\n")
     if WASM:
         print("DIRTY %d" % state["dirty"])
     return 0

@@ -18,6 +18,16 @@ median_spread() gives the median and the spread (min, max) of the rounds.
 The ratio is always "how far on the good side of the target": >= 1.0 is
 met, whatever the direction (value/target when higher is better,
 target/value when lower is better).
+
+Speed targets measured in wall time: the value is the median of >= 5
+interleaved rounds. On a shared machine that can swing either way, so a
+figure that compares two things (ours against a peer, or against a
+yardstick such as one sha256) also passes `instr`: the same figure
+computed from callgrind instruction counts (bench/callgrind.py). Such a
+target is met only when both the median and the instruction figure meet
+it; when they disagree the line says so and the verdict is NOT MET.
+`instr=NOT_MEASURED` (valgrind missing) also fails: the target cannot be
+confirmed.
 """
 
 import json
@@ -25,16 +35,23 @@ import os
 import statistics
 
 RESULTS_ENV = "PANIC_BENCH_RESULTS"
+NOT_MEASURED = float("nan")
 
 
-def _fmt(v):
+def fmt(v):
     if isinstance(v, float):
-        if v == 0 or abs(v) >= 100:
+        if v != v:
+            return "n/a"
+        if v == 0 or abs(v) >= 100 or (v.is_integer() and abs(v) < 1e15):
             return "%.0f" % v
         if abs(v) >= 10:
             return "%.1f" % v
         return "%.3g" % v
     return str(v)
+
+
+def ratio_text(r):
+    return "%.2fx" % r if r != float("inf") else "inf"
 
 
 def _row(row):
@@ -45,38 +62,61 @@ def _row(row):
         f.write(json.dumps(row, sort_keys=True) + "\n")
 
 
-def verdict(bench, figure, value, target, unit="", higher_is_better=True, spread=None, method=""):
+def _meets(value, target, higher_is_better):
+    if value != value:  # NaN: not measured
+        return False
+    return value >= target if higher_is_better else value <= target
+
+
+def verdict(bench, figure, value, target, unit="", higher_is_better=True, spread=None, method="", instr=None):
     """Print and record one figure against its target; True when met.
 
     bench: the script's short name ("nmea"); figure: what was measured;
     spread: optional (low, high) of the rounds; method: how (one line:
-    "median of 5 interleaved runs", "callgrind instructions", ...)."""
+    "median of 5 interleaved runs", "callgrind instructions", ...);
+    instr: the same figure from instruction counts, which must meet the
+    target too (see the module header)."""
     value = float(value)
     target = float(target)
+    met = _meets(value, target, higher_is_better)
     if higher_is_better:
-        met = value >= target
         ratio = value / target if target else float("inf")
         op = ">="
     else:
-        met = value <= target
-        ratio = target / value if value else float("inf")
+        ratio = target / value if value else (float("inf") if target >= 0 else 0.0)
         op = "<="
     extra = ""
     if spread is not None:
-        extra = " [%s..%s]" % (_fmt(float(spread[0])), _fmt(float(spread[1])))
-    print("  %s: %s %s%s (target %s %s %s): %s (%.2fx)%s" % (
-        figure, _fmt(value), unit, extra, op, _fmt(target), unit, "met" if met else "NOT MET", ratio,
+        extra = " [%s..%s]" % (fmt(float(spread[0])), fmt(float(spread[1])))
+    confirm = ""
+    if instr is not None:
+        instr = float(instr)
+        if instr != instr:
+            confirm = "; instructions: not measured (valgrind not found)"
+        else:
+            ok = _meets(instr, target, higher_is_better)
+            confirm = "; instructions: %s %s, %s" % (fmt(instr), unit, "agree" if ok == met else "DISAGREE")
+        met = met and _meets(instr, target, higher_is_better)
+    print("  %s: %s %s%s (target %s %s %s%s): %s (%s)%s" % (
+        figure, fmt(value), unit, extra, op, fmt(target), unit, confirm, "met" if met else "NOT MET", ratio_text(ratio),
         ("  -- " + method) if method else ""), flush=True)
     _row({"bench": bench, "figure": figure, "value": value, "unit": unit, "target": target, "op": op,
-          "ratio": ratio, "met": met, "spread": list(spread) if spread is not None else None, "method": method})
+          "ratio": ratio, "met": met, "spread": list(spread) if spread is not None else None, "method": method,
+          "instr": None if instr is None or instr != instr else instr,
+          "instr_missing": instr is not None and instr != instr})
     return met
 
 
-def note(bench, figure, value, unit="", method=""):
+def note(bench, figure, value, unit="", method="", spread=None):
     """A figure shown for information, with no target (never fails)."""
-    print("  %s: %s %s%s" % (figure, _fmt(float(value)), unit, ("  -- " + method) if method else ""), flush=True)
+    extra = ""
+    if spread is not None:
+        extra = " [%s..%s]" % (fmt(float(spread[0])), fmt(float(spread[1])))
+    print("  %s: %s %s%s%s" % (figure, fmt(float(value)), unit, extra, ("  -- " + method) if method else ""),
+          flush=True)
     _row({"bench": bench, "figure": figure, "value": float(value), "unit": unit, "target": None, "op": None,
-          "ratio": None, "met": None, "spread": None, "method": method})
+          "ratio": None, "met": None, "spread": list(spread) if spread is not None else None, "method": method,
+          "instr": None, "instr_missing": False})
 
 
 def median_spread(samples):

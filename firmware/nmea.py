@@ -23,12 +23,18 @@ Rules (from gpsd's corpus of real receivers, see docs/firmware-sensing.md):
     longest real sentence in the corpus is 203 bytes (an MTK $POLYN line);
     the longest of the six types used here is 91 bytes.
   - Proprietary ($P...) and other sentence types are skipped and counted.
-  - Numeric fields are checked; a sentence with a malformed field is
-    dropped whole and counted as malformed (never half-applied).
+  - Numeric fields are checked (and GNS's mode field must be text); a
+    sentence with a malformed field is dropped whole and counted as
+    malformed (never half-applied).
   - Bytes outside sentences (other than CR/LF) count as garbage.
 
 The line buffer is one preallocated bytearray; feed() copies runs of bytes
 into it with slice assignment, never builds strings per character.
+parse_line checks the checksum, splits the body once (GGA only as far as
+its altitude) and converts each field with one isdigit() and one int();
+bench/bench_nmea.py measures it against pynmea2 and pynmeagps on the same
+sentences, on CPython and MicroPython (rate, instructions, heap allocated
+per sentence).
 Must stay in sync with: firmware/fix.py (Sentence attributes), the
 docs/firmware-sensing.md table of counters.
 """
@@ -98,15 +104,16 @@ class Sentence:
 
 
 # ---- field parsers (bytes in, ints out; raise Malformed) -------------------
+#
+# Cost (bench/bench_nmea.py): after the checksum loop and split(), parsing
+# the fields is all of parse_line's time. Each run of digits is checked
+# with one isdigit() and converted with one int() (both in C on CPython and
+# MicroPython), helpers are called once per field, never per digit run,
+# and intermediate values stay below 2**30: small ints on the ESP32, which
+# cost no heap. Helpers are few on purpose: each function costs about
+# 200 bytes of heap when the module is loaded as .mpy (bench_firmware.py).
 
 _POW = (1, 10, 100, 1000, 10000, 100000, 1000000, 10000000)
-
-
-def _digits(b):
-    """Unsigned decimal integer from bytes of ASCII digits only."""
-    if not b.isdigit():  # False for b"" too
-        raise Malformed("bad digit")
-    return int(b)
 
 
 def dec(b, places):
@@ -114,32 +121,27 @@ def dec(b, places):
     away from zero. Empty -> None. '-1.25', '+3', '.5', '7.' are accepted."""
     if not b:
         return None
-    neg = False
     c = b[0]
-    if c == 45:  # '-'
-        neg = True
-        b = b[1:]
-    elif c == 43:  # '+'
+    neg = c == 45  # '-'
+    if neg or c == 43:  # '+'
         b = b[1:]
     p = b.find(b".")
     if p < 0:
-        v = _digits(b) * _POW[places]
+        if not b.isdigit():  # False for b"" too
+            raise Malformed("bad digit")
+        v = int(b) * _POW[places]
+        return -v if neg else v
+    n = len(b) - p - 1  # digits after the point
+    d = b.replace(b".", b"", 1)
+    if not d.isdigit():  # a second point, a sign, no digit at all
+        raise Malformed("bad decimal")
+    if n <= places:
+        v = int(d) * _POW[places - n]
     else:
-        ip = b[:p]
-        fp = b[p + 1:]
-        if not ip and not fp:
-            raise Malformed("bad decimal")
-        v = _digits(ip) * _POW[places] if ip else 0
-        n = len(fp)
-        if n > places:
-            if not fp.isdigit():
-                raise Malformed("bad digit")
-            if places:
-                v += int(fp[:places])
-            if fp[places] >= 53:  # rounding digit >= '5'
-                v += 1
-        elif n:
-            v += _digits(fp) * _POW[places - n]
+        k = len(d) - n + places  # digits kept; d[k] rounds
+        v = int(d[:k]) if k else 0
+        if d[k] >= 53:  # '5'
+            v += 1
     return -v if neg else v
 
 
@@ -150,35 +152,43 @@ def coord(b, hemi, maxdeg):
     if not b and not hemi:
         return None
     p = b.find(b".")
-    if p < 0:
-        ip = b
-        frac = 0
+    n = len(b) - p - 1  # digits after the point
+    if p >= 3 and p + n <= 9 and n <= 7:
+        # all digits as one int below 10**9 (a small int on the ESP32)
+        d = b.replace(b".", b"", 1)
+        if not d.isdigit():
+            raise Malformed("bad digit")
+        v = int(d)
+        k = _POW[n] * 100
+        deg = v // k
+        me7 = (v - deg * k) * _POW[7 - n]  # minutes, 1e-7
     else:
-        ip = b[:p]
-        fp = b[p + 1:]
-        n = len(fp)
-        if n > 7:
-            if not fp.isdigit():
-                raise Malformed("bad digit")
-            frac = int(fp[:7])
-        elif n:
-            frac = _digits(fp) * _POW[7 - n]
-        else:
+        if p < 0:
+            ip = b
             frac = 0
-    if len(ip) < 3:
-        raise Malformed("bad coordinate")
-    dm = _digits(ip)
-    deg = dm // 100
-    mins = dm % 100
-    if mins >= 60 or deg > maxdeg:
+        else:
+            ip = b[:p]
+            if n:
+                fp = b[p + 1:]
+                if not fp.isdigit():
+                    raise Malformed("bad digit")
+                frac = int(fp[:7]) if n > 7 else int(fp) * _POW[7 - n]
+            else:
+                frac = 0
+        if len(ip) < 3 or not ip.isdigit():
+            raise Malformed("bad coordinate")
+        deg = int(ip)
+        me7 = deg % 100 * 10000000 + frac
+        deg //= 100
+    if me7 >= 600000000 or deg > maxdeg:
         raise Malformed("coordinate out of range")
-    v = deg * 10000000 + (mins * 10000000 + frac + 30) // 60
+    v = deg * 10000000 + (me7 + 30) // 60
     if v > maxdeg * 10000000:
         raise Malformed("coordinate out of range")
-    if hemi == b"S" or hemi == b"W":
-        return -v
     if hemi == b"N" or hemi == b"E":
         return v
+    if hemi == b"S" or hemi == b"W":
+        return -v
     raise Malformed("bad hemisphere")
 
 
@@ -188,55 +198,46 @@ def utc_time(b):
     if not b:
         return None
     n = len(b)
-    if n < 6:
+    if n == 6:
+        if not b.isdigit():
+            raise Malformed("bad time")
+        v = int(b)
+        ms = 0
+    elif n < 6 or b[6] != 46:  # '.'
         raise Malformed("bad time")
-    v = _digits(b[:6])
+    elif n <= 10:
+        # up to 3 fraction digits: one int of hhmmss and the fraction
+        # (at most 235959999, a small int on the ESP32)
+        d = b.replace(b".", b"", 1)
+        if not d.isdigit():
+            raise Malformed("bad time")
+        v = int(d)
+        k = _POW[n - 7]
+        ms = v % k * _POW[10 - n]
+        v //= k
+    else:
+        hms = b[:6]
+        fp = b[7:]
+        if not hms.isdigit() or not fp.isdigit():
+            raise Malformed("bad time")
+        v = int(hms)
+        ms = int(fp[:3])
     h = v // 10000
     m = v // 100 % 100
     s = v % 100
-    ms = 0
-    if n > 6:
-        if b[6] != 46:
-            raise Malformed("bad time")
-        if n > 7:
-            fp = b[7:]
-            if not fp.isdigit():
-                raise Malformed("bad time")
-            ms = int(fp[:3]) * _POW[3 - min(3, n - 7)]
     if h > 23 or m > 59 or s > 60:
         raise Malformed("time out of range")
     return ((h * 60 + m) * 60 + s) * 1000 + ms
 
 
-def _date(b):
-    """RMC 'ddmmyy' to (year, month, day); empty -> None. Years 80-99 are
-    19xx (NMEA's two-digit year; GPS began in 1980)."""
-    if not b:
-        return None
-    if len(b) != 6:
-        raise Malformed("bad date")
-    d = _digits(b[0:2])
-    m = _digits(b[2:4])
-    y = _digits(b[4:6])
-    if not (1 <= d <= 31 and 1 <= m <= 12):
-        raise Malformed("date out of range")
-    return (y + (1900 if y >= 80 else 2000), m, d)
-
-
-def _knots_to_cms(b):
-    k = dec(b, 3)  # milli-knots
-    if k is None:
-        return None
-    # 1 kn = 1852/3600 m/s = 51.444 cm/s
-    return (abs(k) * 1852 + 18000) // 36000 * (1 if k >= 0 else -1)
-
-
-def _kmh_to_cms(b):
+def _speed(b, per, div):
+    """Speed text to cm/s: dec(b, 3) * per / div, rounded half away from
+    zero (knots: per 1852, div 36000, as 1 kn = 1852/3600 m/s; km/h: per
+    100, div 3600)."""
     k = dec(b, 3)
     if k is None:
         return None
-    # 1 km/h = 100000/3600 cm/s; k is in 1/1000 km/h
-    return (abs(k) * 100 + 1800) // 3600 * (1 if k >= 0 else -1)
+    return (abs(k) * per + div // 2) // div * (1 if k >= 0 else -1)
 
 
 # one-letter status / mode fields; any other letter reads as absent (None)
@@ -246,46 +247,73 @@ for _c in "ACDEFMNPRSUV":
 
 
 # ---- per-kind parsers -----------------------------------------------------
+# f is the list of fields (f[0] the address); nf how many the sentence had.
+# parse_line pads f with empty fields up to _NEED[kind] (the highest index
+# the kind's parser reads, plus one), so a short sentence reads as one
+# with its trailing fields empty.
 
 def _position(s, f, i):
     # lat, N/S, lon, E/W in fields i..i+3 (the layout every position sentence shares)
-    if f[i] or f[i + 1]:
-        s.lat_e7 = coord(f[i], f[i + 1], 90)
-    if f[i + 2] or f[i + 3]:
-        s.lon_e7 = coord(f[i + 2], f[i + 3], 180)
+    b = f[i]
+    h = f[i + 1]
+    if b or h:
+        s.lat_e7 = coord(b, h, 90)
+    b = f[i + 2]
+    h = f[i + 3]
+    if b or h:
+        s.lon_e7 = coord(b, h, 180)
 
 
 def _gga(s, f, nf):
     # $xxGGA,time,lat,N,lon,E,quality,sats,hdop,alt,M,sep,M,age,station
-    if f[1]:
-        s.time_ms = utc_time(f[1])
+    b = f[1]
+    if b:
+        s.time_ms = utc_time(b)
     _position(s, f, 2)
-    if f[6]:
-        s.quality = _digits(f[6])
-    if f[7]:
-        s.sats = _digits(f[7])
-    if f[8]:
-        s.hdop_x10 = dec(f[8], 1)
-    if f[9]:
-        s.alt_m = _dm_to_m(dec(f[9], 1))
-
-
-def _dm_to_m(a):
-    return (a + 5) // 10 if a >= 0 else -((-a + 5) // 10)
+    b = f[6]
+    if b:
+        if not b.isdigit():
+            raise Malformed("bad digit")
+        s.quality = int(b)
+    b = f[7]
+    if b:
+        if not b.isdigit():
+            raise Malformed("bad digit")
+        s.sats = int(b)
+    b = f[8]
+    if b:
+        s.hdop_x10 = dec(b, 1)
+    b = f[9]
+    if b:
+        a = dec(b, 1)  # decimetres, to metres rounded half away from zero
+        s.alt_m = (a + 5) // 10 if a >= 0 else -((-a + 5) // 10)
 
 
 def _rmc(s, f, nf):
     # $xxRMC,time,status,lat,N,lon,E,sog_kn,cog,ddmmyy,magvar,E/W[,faa[,navstatus]]
-    if f[1]:
-        s.time_ms = utc_time(f[1])
+    b = f[1]
+    if b:
+        s.time_ms = utc_time(b)
     s.status = _CH.get(f[2])
     _position(s, f, 3)
-    if f[7]:
-        s.speed_cms = _knots_to_cms(f[7])
-    if f[8]:
-        s.course_cdeg = dec(f[8], 2)
-    if f[9]:
-        s.date = _date(f[9])
+    b = f[7]
+    if b:
+        s.speed_cms = _speed(b, 1852, 36000)
+    b = f[8]
+    if b:
+        s.course_cdeg = dec(b, 2)
+    b = f[9]
+    if b:
+        # ddmmyy; years 80-99 are 19xx (NMEA's two-digit year; GPS began in 1980)
+        if len(b) != 6 or not b.isdigit():
+            raise Malformed("bad date")
+        v = int(b)
+        d = v // 10000
+        m = v // 100 % 100
+        y = v % 100
+        if not (1 <= d <= 31 and 1 <= m <= 12):
+            raise Malformed("date out of range")
+        s.date = (y + (1900 if y >= 80 else 2000), m, d)
     s.faa = _CH.get(f[12][:1])
 
 
@@ -296,7 +324,11 @@ def _gsa(s, f, nf):
     s.sats = 0
     if nf < 18:
         return
-    s.fix_type = _digits(f[2]) if f[2] else None
+    b = f[2]
+    if b:
+        if not b.isdigit():
+            raise Malformed("bad digit")
+        s.fix_type = int(b)
     std = nf <= 19  # 12 PRN slots, 3 DOPs, optional NMEA 4.1 system id
     prns = f[3:15] if std else f[3:nf - 3]
     # empty slots and PRN 0 are not satellites
@@ -307,25 +339,39 @@ def _gsa(s, f, nf):
 
 def _gns(s, f, nf):
     # $xxGNS,time,lat,N,lon,E,modes,sats,hdop,alt,sep,age,station[,navstatus]
-    if f[1]:
-        s.time_ms = utc_time(f[1])
+    # (fields 1-5 and 7-9 as GGA's, written out again: a shared helper
+    # would cost a function's heap, see the field parsers' note)
+    b = f[1]
+    if b:
+        s.time_ms = utc_time(b)
     _position(s, f, 2)
-    if f[6]:
-        s.gns_mode = f[6].decode()
-    if f[7]:
-        s.sats = _digits(f[7])
-    if f[8]:
-        s.hdop_x10 = dec(f[8], 1)
-    if f[9]:
-        s.alt_m = _dm_to_m(dec(f[9], 1))
+    b = f[6]
+    if b:
+        try:
+            s.gns_mode = b.decode()
+        except UnicodeError:  # not text: garbage that passed the checksum
+            raise Malformed("bad mode")
+    b = f[7]
+    if b:
+        if not b.isdigit():
+            raise Malformed("bad digit")
+        s.sats = int(b)
+    b = f[8]
+    if b:
+        s.hdop_x10 = dec(b, 1)
+    b = f[9]
+    if b:
+        a = dec(b, 1)  # decimetres, to metres rounded half away from zero
+        s.alt_m = (a + 5) // 10 if a >= 0 else -((-a + 5) // 10)
     s.status = _CH.get(f[13][:1])  # NMEA 4.1 navigational status (S/C/U/V)
 
 
 def _gll(s, f, nf):
     # $xxGLL,lat,N,lon,E,time,status[,faa]
     _position(s, f, 1)
-    if f[5]:
-        s.time_ms = utc_time(f[5])
+    b = f[5]
+    if b:
+        s.time_ms = utc_time(b)
     s.status = _CH.get(f[6])
     s.faa = _CH.get(f[7][:1])
 
@@ -334,17 +380,20 @@ def _vtg(s, f, nf):
     # $xxVTG,cog,T,cogm,M,sog,N,kph,K[,faa]   (old form: $xxVTG,cog,cogm,sog,kph)
     if f[2] == b"T":
         s.course_cdeg = dec(f[1], 2)
-        s.speed_cms = _knots_to_cms(f[5])
+        s.speed_cms = _speed(f[5], 1852, 36000)
         if s.speed_cms is None:
-            s.speed_cms = _kmh_to_cms(f[7])
+            s.speed_cms = _speed(f[7], 100, 3600)
         s.faa = _CH.get(f[9][:1])
     else:
         s.course_cdeg = dec(f[1], 2)
-        s.speed_cms = _knots_to_cms(f[3])
+        s.speed_cms = _speed(f[3], 1852, 36000)
 
 
-_PAD = [b""] * 20  # fields are padded to 20 so parsers index without checks
-_PARSERS = {GGA: _gga, RMC: _rmc, GSA: _gsa, GNS: _gns, GLL: _gll, VTG: _vtg}
+# indexed by kind: the parser, and how many fields it reads (f[0] included;
+# GSA checks its own count). _NEED is bytes: a constant, no heap object.
+_PARSERS = (None, _gga, _rmc, _gsa, _gns, _gll, _vtg)
+_NEED = b"\x00\x0a\x0d\x00\x0e\x08\x0a"
+_PAD = [b""] * 14  # max(_NEED)
 
 
 def parse_line(line):
@@ -363,21 +412,23 @@ def parse_line(line):
         return "unknown"
     if n < 10 or line[n - 3] != 42:  # '*'
         return "checksum"
-    hi = _HEX.find(line[n - 2:n - 1])
-    lo = _HEX.find(line[n - 1:n])
-    if hi < 0 or lo < 0:
-        return "checksum"
     body = line[1:n - 3]
     c = 0
     for b in body:
         c ^= b
-    if c != ((hi & 15) << 4 | (lo & 15)):
+    # '*HH': each digit must be the hex digit of its half, either case
+    b = line[n - 2]
+    if b != _HEX[c >> 4] and b != _HEX[(c >> 4) + 16]:
         return "checksum"
-    s = Sentence(kind, line[1:3].decode())
-    f = body.split(b",")
+    b = line[n - 1]
+    if b != _HEX[c & 15] and b != _HEX[(c & 15) + 16]:
+        return "checksum"
+    # GGA is split only as far as its altitude: nothing after it is read
+    f = body.split(b",", 10) if kind == GGA else body.split(b",")
     nf = len(f)
-    if nf < 20:
-        f.extend(_PAD[:20 - nf])
+    if nf < _NEED[kind]:
+        f.extend(_PAD[:_NEED[kind] - nf])
+    s = Sentence(kind, line[1:3].decode())
     try:
         _PARSERS[kind](s, f, nf)
     except Malformed:

@@ -9,6 +9,9 @@
 
 Owns: argument handling and the human summary. Never does: decide pass or
 fail itself (host_sim/runner.failures does), print keys (results hold none).
+Exit codes (tools/errors.py): 0 every invariant and expectation holds,
+1 one failed, 2 the scenario file or an option is wrong, 3 a file cannot be
+read or written (the message names it).
 `--faithful` hands the run to host_sim/faithful.py (the MicroPython VM
 mode) when that module is present.
 
@@ -22,18 +25,27 @@ import sys
 import time
 
 from host_sim import report, scenario
-from tools.errors import UsageError
+from tools.errors import Unavailable, UsageError
 
 DEFAULT_SCENARIO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scenarios", "walk_home_indoor_attack.toml")
 
 
 def _load(path):
+    if os.path.isdir(path):
+        inside = sorted(f for f in os.listdir(path) if f.endswith(".toml"))
+        raise UsageError("%s is a folder: give one scenario file%s" % (
+            path, " (it holds %s)" % ", ".join(inside[:4] + (["..."] if len(inside) > 4 else [])) if inside else ""))
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise Unavailable("cannot read scenario %s: %s" % (path, e.strerror or e)) from None
     try:
         return scenario.load(path)
     except scenario.ScenarioError as e:
         raise UsageError(str(e)) from None
     except OSError as e:
-        raise UsageError("cannot read %s: %s" % (path, e.strerror or e)) from None
+        raise Unavailable("cannot read scenario %s: %s" % (path, e.strerror or e)) from None
 
 
 def _run(args, path):
@@ -44,7 +56,7 @@ def _run(args, path):
         try:
             mod = importlib.import_module("host_sim.faithful")
         except ImportError:
-            raise UsageError("faithful mode is not available in this build") from None
+            raise Unavailable("faithful mode is not available in this build") from None
         return mod.run(sc, args), runner
     try:
         res = runner.run(sc, seed=args.seed, strict=getattr(args, "strict", False))
@@ -53,17 +65,34 @@ def _run(args, path):
     return res, runner
 
 
+def _check_outputs(args):
+    """Say before the run, not after it, that --json or --report cannot be
+    written (a missing folder, one we may not write to, a folder given as
+    the file)."""
+    for opt, path in (("--json", args.json), ("--report", args.report)):
+        if not path:
+            continue
+        if os.path.isdir(path):
+            raise UsageError("%s %s is a folder: give a file name" % (opt, path))
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise Unavailable("cannot write %s: folder %s does not exist" % (path, folder))
+        if not os.access(folder, os.W_OK):
+            raise Unavailable("cannot write %s: folder %s is not writable" % (path, folder))
+
+
 def _write(res, args):
-    try:
-        if args.json:
-            report.write_json(res, args.json)
-        if args.report:
-            report.write_html(res, args.report)
-    except OSError as e:
-        raise UsageError("cannot write report: %s" % (e.strerror or e)) from None
+    for path, write in ((args.json, report.write_json), (args.report, report.write_html)):
+        if not path:
+            continue
+        try:
+            write(res, path)
+        except OSError as e:
+            raise Unavailable("cannot write %s: %s" % (path, e.strerror or e)) from None
 
 
 def cmd_run(args):
+    _check_outputs(args)
     t0 = time.monotonic()
     res, runner = _run(args, args.file)
     wall = time.monotonic() - t0
@@ -129,6 +158,7 @@ def summary_lines(res):
 
 
 def cmd_demo(args):
+    _check_outputs(args)
     args.file = DEFAULT_SCENARIO
     res, runner = _run(args, DEFAULT_SCENARIO)
     _write(res, args)

@@ -3,8 +3,16 @@ big-endian. One connection carries many frames both ways.
 
 Deframer is fed arbitrary chunks and hands out whole frames. A length that
 no valid frame can have (below 31 or above 286 bytes) means the stream is
-garbage: it raises BadLength and the caller drops the connection (there is
-no way to resynchronise a length-prefixed stream).
+garbage from there on: there is no way to resynchronise a length-prefixed
+stream, so the caller drops the connection. Frames completed before the bad
+prefix are not lost with it (issue 15, D6): feed() returns them and sets
+`broken` (the reason, a str); the caller handles them, then closes. Once
+broken, every feed raises BadLength. A feed that has no frame to hand out
+raises BadLength at once, so a caller that only catches the error still
+closes on a garbage stream.
+
+Runs on MicroPython (the modem engine deframes ACKs with it): no CPython-
+only library, one bytearray per Deframer.
 """
 
 from protocol.errors import BadLength
@@ -20,20 +28,31 @@ class Deframer:
     def __init__(self, max_frame=MAX_FRAME):
         self._buf = bytearray()
         self._max = max_frame
+        self.broken = None  # why the stream is garbage (str), once it is
 
     def feed(self, data):
         """Add bytes; return the list of complete frames now available."""
+        if self.broken is not None:
+            raise BadLength(self.broken)
         self._buf.extend(data)
         out = []
-        while len(self._buf) >= 2:
-            n = (self._buf[0] << 8) | self._buf[1]
+        buf = self._buf
+        i = 0
+        end = len(buf)
+        while end - i >= 2:
+            n = (buf[i] << 8) | buf[i + 1]
             if n < OVERHEAD or n > self._max:
                 self._buf = bytearray()
-                raise BadLength("stream frame length %d" % n)
-            if len(self._buf) < 2 + n:
+                self.broken = "stream frame length %d" % n
+                if not out:
+                    raise BadLength(self.broken)
+                return out
+            if end - i < 2 + n:
                 break
-            out.append(bytes(self._buf[2 : 2 + n]))
-            self._buf = self._buf[2 + n :]
+            out.append(bytes(buf[i + 2 : i + 2 + n]))
+            i += 2 + n
+        if i:
+            self._buf = buf[i:]
         return out
 
     def pending(self):

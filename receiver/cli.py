@@ -1,8 +1,11 @@
 """`panic receiver ...`: serve, take an SMS, watch, command, device registry.
 
-Owns: argument parsing and human output for the receiver. Every user error
-is a tools.cli.UsageError (one line, exit 2). Never prints or logs a key:
-keys go in and out through files created with mode 0600.
+Owns: argument parsing and human output for the receiver. Every error a
+user can cause is one line with the exit code of tools/errors.py: a
+ReceiverError becomes Unavailable (3) when something cannot be opened (the
+store, the master key, an address), Refused (1) when the registry's state
+says no, UsageError (2) otherwise. Never prints or logs a key: keys go in
+and out through files created with mode 0600; so does the event feed.
 """
 
 import argparse
@@ -16,19 +19,30 @@ import signal
 import sys
 import time
 
-from receiver import core, masterkey
+from receiver import core, masterkey, personref
 from receiver import store as S
-from receiver.errors import ReceiverError
+from receiver.errors import DuplicateDevice, ReceiverError, UnknownDevice
+from receiver.errors import Unavailable as RxUnavailable
 from receiver.server import Limits, Server, parse_hostport
 from receiver.watch import Watcher, format_device
-from tools.cli import UsageError
+from tools.argtypes import number
+from tools.errors import Refused, Unavailable, UsageError
+
+
+def _err(e):
+    """A ReceiverError as the error of the exit-code convention."""
+    if isinstance(e, RxUnavailable):
+        return Unavailable(str(e))
+    if isinstance(e, (DuplicateDevice, UnknownDevice)):
+        return Refused(str(e))
+    return UsageError(str(e))
 
 
 def _master(args):
     try:
         return masterkey.load(getattr(args, "master_key_file", None))
     except ReceiverError as e:
-        raise UsageError(str(e))
+        raise _err(e)
 
 
 def _store(args, need_key=False, create=True):
@@ -36,7 +50,7 @@ def _store(args, need_key=False, create=True):
     try:
         return S.open_store(args.db, mk, create=create)
     except ReceiverError as e:
-        raise UsageError(str(e))
+        raise _err(e)
 
 
 def _receiver(args, st, events=None):
@@ -48,9 +62,9 @@ def _write_secret_file(path, text):
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        raise UsageError("%s already exists; refusing to overwrite a key file" % path)
+        raise Refused("%s already exists; refusing to overwrite a key file" % path)
     except OSError as e:
-        raise UsageError("cannot create %s: %s" % (path, e.strerror))
+        raise Unavailable("cannot create %s: %s" % (path, e.strerror))
     with os.fdopen(fd, "w") as f:
         f.write(text + "\n")
 
@@ -60,7 +74,7 @@ def _read_key_file(path):
         with open(path) as f:
             text = "".join(f.read().split())
     except OSError as e:
-        raise UsageError("cannot read key file %s: %s" % (path, e.strerror))
+        raise Unavailable("cannot read key file %s: %s" % (path, e.strerror))
     try:
         raw = binascii.unhexlify(text)
     except (binascii.Error, ValueError):
@@ -81,12 +95,24 @@ def cmd_serve(args):
         http = parse_hostport(args.http, "--http") if args.http else None
     except ValueError as e:
         raise UsageError(str(e))
-    st = _store(args, need_key=True)
-    rc = _receiver(args, st)
+    # In this order, so that a serve that cannot start leaves nothing
+    # behind (issue 15, D3): the master key, then the listening sockets,
+    # and only then the store (which creates the database if it is new).
+    mk = _master(args)
     limits = Limits(idle_timeout=args.idle_timeout, frame_deadline=args.frame_deadline,
-                    max_conns_per_peer=args.max_conns_per_peer, max_conns=args.max_conns,
-                    max_batch=args.max_batch)
-    srv = Server(rc, limits, supervise_every=args.supervise_every)
+                    auth_deadline=args.auth_deadline, max_conns_per_peer=args.max_conns_per_peer,
+                    max_conns=args.max_conns, max_batch=args.max_batch)
+    srv = Server(None, limits, supervise_every=args.supervise_every)
+    try:
+        srv.bind(host, port, http)
+    except OSError as e:
+        raise Unavailable(e.strerror or str(e))
+    try:
+        st = S.open_store(args.db, mk)
+    except ReceiverError as e:
+        srv.unbind()
+        raise _err(e)
+    srv.receiver = _receiver(args, st)
     # Every frame allocates a few dozen short-lived containers, none in a
     # cycle; with the default thresholds the collector ran every few
     # frames and walked the start-up objects too. They are frozen out of
@@ -103,10 +129,7 @@ def cmd_serve(args):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        try:
-            await srv.start(host, port, http)
-        except OSError as e:
-            raise UsageError("cannot listen: %s" % e.strerror)
+        await srv.start()
         last = None
         while not stop.is_set():
             try:
@@ -119,8 +142,10 @@ def cmd_serve(args):
                 last = c
         await srv.close()
 
-    asyncio.run(main())
-    st.close()
+    try:
+        asyncio.run(main())
+    finally:
+        st.close()
     return 0
 
 
@@ -129,9 +154,14 @@ def cmd_serve(args):
 
 def cmd_sms(args):
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    st = _store(args, need_key=True)
-    out = _receiver(args, st).handle_sms(args.sender, args.text)
-    st.close()
+    why = core.sender_problem(args.sender)  # the core applies the same rule; say it before opening anything
+    if why is not None:
+        raise UsageError("--from: %s" % why)
+    st = _store(args, need_key=True, create=False)
+    try:
+        out = _receiver(args, st).handle_sms(args.sender, args.text)
+    finally:
+        st.close()
     res = {"status": out.status, "reason": out.reason, "device_id": out.device_id, "seq": out.seq,
            "reply": out.sms_reply(), "events": [e["kind"] for e in out.events]}
     print(json.dumps(res))
@@ -149,9 +179,10 @@ def cmd_watch(args):
         feed, human = sys.stdout, None
     elif args.events:
         try:
-            feed = open(args.events, "a")
-        except OSError as e:
-            raise UsageError("cannot open %s: %s" % (args.events, e.strerror))
+            feed = open_private(args.events)
+        except (OSError, ReceiverError) as e:
+            st.close()
+            raise Unavailable("cannot open %s: %s" % (args.events, getattr(e, "strerror", None) or e))
     w = Watcher(st, human=human, feed=feed)
     w.start(from_start=args.from_start)
     try:
@@ -181,9 +212,9 @@ def cmd_command(args):
     else:
         kind, value = S.CMD_LISTEN_IN, None
     try:
-        cid = core.operator_command(st, args.device, kind, value, actor=args.actor)
+        cid = core.operator_command(st, args.device, kind, value, actor=args.actor or S.os_user())
     except ReceiverError as e:
-        raise UsageError(str(e))
+        raise _err(e)
     finally:
         st.close()
     print("queued %s%s for device %d (command %d): sent with the device's next ACK" % (
@@ -197,19 +228,23 @@ def cmd_command(args):
 def cmd_device_add(args):
     if bool(args.key_file) == bool(args.generate_key):
         raise UsageError("give --key-file FILE (an existing key) or --generate-key FILE (write a new one)")
+    why = personref.problem(args.person_ref)
+    if why is not None:
+        raise UsageError("--person-ref: %s" % why)
     st = _store(args, need_key=True)
     try:
         if st.get_device(args.device_id) is not None:
-            raise UsageError("device %d is already registered" % args.device_id)
+            raise Refused("device %d is already registered" % args.device_id)
         if args.key_file:
             key = _read_key_file(args.key_file)
         else:
             key = os.urandom(32)
             _write_secret_file(args.generate_key, binascii.hexlify(key).decode())
         try:
-            st.add_device(args.device_id, key, args.person_ref, heartbeat_s=args.heartbeat_s, actor=args.actor)
+            st.add_device(args.device_id, key, args.person_ref, heartbeat_s=args.heartbeat_s, actor=args.actor,
+                          via="panic receiver device add")
         except ReceiverError as e:
-            raise UsageError(str(e))
+            raise _err(e)
     finally:
         st.close()
     print("registered device %d for %s%s" % (args.device_id, args.person_ref,
@@ -236,7 +271,7 @@ def cmd_device_show(args):
     d = st.get_device(args.device_id)
     if d is None:
         st.close()
-        raise UsageError("device %d is not registered" % args.device_id)
+        raise Refused("device %d is not registered" % args.device_id)
     incs = [i for i in st.incidents() if i["device_id"] == args.device_id]
     pending = st.pending_commands(args.device_id)
     nframes = len(st.frames(args.device_id))
@@ -258,7 +293,7 @@ def cmd_device_retire(args):
     try:
         changed = st.retire_device(args.device_id, actor=args.actor)
     except ReceiverError as e:
-        raise UsageError(str(e))
+        raise _err(e)
     finally:
         st.close()
     print("device %d %s" % (args.device_id, "retired: its frames are now rejected" if changed else "was already retired"))
@@ -272,6 +307,20 @@ def cmd_master_key(args):
 
 
 # ---------------------------------------------------------------- parser
+
+
+def open_private(path):
+    """A file to append to, mode 0600 if it is new (an export holds what the
+    store holds); an existing one that other users can read is refused."""
+    mode = S.exposed(path)
+    if mode is not None:
+        raise ReceiverError("it is readable by other users (mode %04o): run chmod 600 %s" % (mode, path))
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a")
+
+
+_seconds = number(float, 0.001, unit="seconds")
+_seconds0 = number(float, 0.001, unit="seconds", off=0.0)  # 0 turns it off
+_count = number(int, 1)
 
 
 def _u32(text):
@@ -314,19 +363,25 @@ def register(sub):
     s.add_argument("--listen", required=True, help="HOST:PORT for devices (port 0: any free port)")
     s.add_argument("--http", help="HOST:PORT for the SMS gateway endpoint (POST /sms)")
     _core_opts(s)
-    s.add_argument("--idle-timeout", type=float, default=300.0)
-    s.add_argument("--frame-deadline", type=float, default=10.0, help="seconds a started frame may take to arrive")
-    s.add_argument("--max-conns-per-peer", type=int, default=256, help="devices behind carrier NAT share addresses: keep this generous")
-    s.add_argument("--max-conns", type=int, default=8192)
-    s.add_argument("--max-batch", type=int, default=512, help="frames per group commit")
-    s.add_argument("--supervise-every", type=float, default=30.0)
-    s.add_argument("--stats-every", type=float, default=60.0)
+    s.add_argument("--idle-timeout", type=_seconds, default=300.0,
+                   help="seconds a verified connection may stay idle (default 300)")
+    s.add_argument("--auth-deadline", type=_seconds, default=10.0,
+                   help="seconds a new connection has to deliver a verified frame (default 10)")
+    s.add_argument("--frame-deadline", type=_seconds, default=10.0, help="seconds a started frame may take to arrive")
+    s.add_argument("--max-conns-per-peer", type=_count, default=256,
+                   help="unverified connections per address; at the limit the oldest silent one is closed for the "
+                        "new one (verified connections never count: carrier NAT puts many devices behind one address)")
+    s.add_argument("--max-conns", type=_count, default=8192)
+    s.add_argument("--max-batch", type=_count, default=512, help="frames per group commit")
+    s.add_argument("--supervise-every", type=_seconds0, default=30.0)
+    s.add_argument("--stats-every", type=_seconds, default=60.0)
     s.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     s.set_defaults(func=cmd_serve)
 
     m = rs.add_parser("sms", help="take one SMS text as a gateway would deliver it")
     _db(m, key=True)
-    m.add_argument("--from", dest="sender", required=True, help="sender number")
+    m.add_argument("--from", dest="sender", required=True,
+                   help="sender number or id, 1-%d printable characters (the same rule as POST /sms)" % core.SENDER_MAX)
     m.add_argument("--text", required=True, help="SMS text 'PNC1 ...'")
     _core_opts(m)
     m.set_defaults(func=cmd_sms)
@@ -346,7 +401,7 @@ def register(sub):
     g.add_argument("--track", type=_u16, metavar="SECONDS", help="tracking interval (0 stops tracking)")
     g.add_argument("--stand-down", action="store_true", help="close the incident; the device stops alerting")
     g.add_argument("--listen-in", action="store_true", help="ask the device to place the covert voice call")
-    c.add_argument("--actor", default=os.environ.get("USER", "operator"))
+    c.add_argument("--actor", help="who is acting, if not the logged-in user (the audit keeps both)")
     c.set_defaults(func=cmd_command)
 
     d = rs.add_parser("device", help="device registry: add, list, show, retire")
@@ -357,9 +412,11 @@ def register(sub):
     a.add_argument("--device-id", type=_u32, required=True)
     a.add_argument("--key-file", help="existing key file (64 hex digits)")
     a.add_argument("--generate-key", metavar="FILE", help="make a new key and write it to FILE (mode 0600)")
-    a.add_argument("--person-ref", required=True, help="reference of the person at risk, e.g. a police URN")
+    a.add_argument("--person-ref", required=True,
+                   help="case reference of the person at risk, e.g. URN-2026-0042 or 'URN 01/1234/26' (never a name "
+                        "or an address; the rule: docs/receiver.md)")
     a.add_argument("--heartbeat-s", type=int, help="this device's heartbeat interval")
-    a.add_argument("--actor", default=os.environ.get("USER", "provisioning"))
+    a.add_argument("--actor", help="who is acting, if not the logged-in user (the audit keeps both)")
     a.set_defaults(func=cmd_device_add)
     li = ds.add_parser("list")
     _db(li)
@@ -373,8 +430,12 @@ def register(sub):
     r = ds.add_parser("retire")
     _db(r)
     r.add_argument("--device-id", type=_u32, required=True)
-    r.add_argument("--actor", default=os.environ.get("USER", "operator"))
+    r.add_argument("--actor", help="who is acting, if not the logged-in user (the audit keeps both)")
     r.set_defaults(func=cmd_device_retire)
+
+    from receiver.forward import cli as forward_cli  # `panic receiver forward ...` (receiver/forward/cli.py)
+
+    forward_cli.register(rs)
 
     k = rs.add_parser("master-key", help="generate a receiver master key file (mode 0600)")
     k.add_argument("--out", required=True)

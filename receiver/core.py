@@ -31,9 +31,14 @@ late (seq below the seq that closed the latest incident) attach to that
 incident and raise nothing. A duplicate frame is ACKed again, raises
 nothing.
 
+Forwarding: when forward targets are configured, `self.outbox`
+(receiver/forward/outbox.py) turns the batch's events (and the
+supervision tick's) into forward queue rows inside the same transaction,
+so an event and the ARC messages it causes commit together.
+
 Must stay in sync with: store.py (row meanings), docs/receiver.md (the
 event fields), watch.py (reads the events), protocol/frame.py (types,
-flags, TLVs).
+flags, TLVs), forward/events.py (the event kinds it forwards).
 """
 
 import collections
@@ -66,6 +71,24 @@ R_UNKNOWN_DEVICE = "unknown device"
 R_RETIRED = "retired device"
 R_STALE = "stale"
 R_KEY = "key does not open"
+R_SENDER = "bad sender"
+
+SENDER_MAX = 32  # characters of an SMS sender: an E.164 number (<= 16) or an alphanumeric sender id (<= 11), with room
+
+
+def sender_problem(sender):
+    """Why an SMS sender cannot be taken, or None. One rule for every path
+    that hands the core an SMS (`panic receiver sms`, POST /sms, the
+    simulator): 1 to 32 printable ASCII characters, not starting or ending
+    with a space. The sender is stored with the frame as evidence and
+    shown to operators, so it is never trimmed to fit: it is refused."""
+    if not isinstance(sender, str) or not sender:
+        return "the sender is empty"
+    if len(sender) > SENDER_MAX:
+        return "the sender is %d characters long (at most %d)" % (len(sender), SENDER_MAX)
+    if sender.strip() != sender or not all(" " <= c <= "~" for c in sender):
+        return "the sender must be printable ASCII without leading or trailing spaces"
+    return None
 
 DEFAULT_HEARTBEAT_S = 6 * 3600
 DEFAULT_SILENT_MARGIN_S = 30 * 60
@@ -354,6 +377,10 @@ class Receiver:
         self.counters = collections.Counter()
         self._keys = {}  # device_id -> (sealed, DeviceKeys)
         self._now_s = None  # the batch's clock reading as JSON (set by _write)
+        # may_log(peer) -> bool: whether a rejection from this peer may be
+        # logged now (the server rate-limits per peer; counters always count)
+        self.may_log = None
+        self.outbox = _outbox_for(store)  # forwarding to ARCs and maps: None unless configured
 
     # ------------------------------------------------------------ public API
 
@@ -363,7 +390,11 @@ class Receiver:
 
     def handle_sms(self, sender, text):
         """An SMS text in ('PNC1 ...'); an Outcome out (its sms_reply() is
-        the ACK as SMS text, if the gateway answers by SMS)."""
+        the ACK as SMS text, if the gateway answers by SMS). A sender that
+        breaks sender_problem's rule is rejected ("bad sender")."""
+        why = sender_problem(sender)
+        if why is not None:
+            return self._reject(Outcome(REJECTED), R_SENDER, "sms", sender, why)
         try:
             raw = sms.from_sms(text)
         except ProtocolError as e:
@@ -458,6 +489,8 @@ class Receiver:
                                      last_seen=d["last_seen"])
                     self.store.add_event(ev)
                     events.append(ev)
+            if self.outbox is not None and events:
+                self.outbox.queue(self.store, [Event.of(e) for e in events])
         for ev in events:
             self._emit(ev)
         return events
@@ -470,6 +503,8 @@ class Receiver:
         out.device_id = device_id
         out.seq = seq
         self.counters[reason] += 1
+        if self.may_log is not None and not self.may_log(peer):
+            return out
         log.warning("rejected frame via %s from %s: %s%s%s", transport, _printable(peer), reason,
                     (" (%s)" % detail) if detail else "",
                     "" if device_id is None else " claimed device %d seq %d" % (device_id, seq))
@@ -567,6 +602,8 @@ class Receiver:
                 out.replies = [encode_raw(keys, ack_type, dev, down, ack_time, _ACK_SEQ(seq))]
         st.insert_frames(frame_rows)
         st.add_events(map(_EVENT_ROW, events))
+        if self.outbox is not None and events:  # forwarded messages commit with the events that cause them
+            self.outbox.queue(st, events)
         st.save_devices(touched.values())
         st.save_incidents(dirty_incs.values())
         rows = []
@@ -651,6 +688,8 @@ class Receiver:
                                                frame={"type": name, "seq": fr.seq})))
         elif not low and device["battery_low"] and battery != _NO_BATTERY and battery > self.low_battery_pct + _BATTERY_HYSTERESIS:
             device["battery_low"] = 0
+            events.append(Event.of(_event_dict("battery_ok", now, device, None, label="BATTERY OK", battery=battery,
+                                               frame={"type": name, "seq": fr.seq})))
 
         # incident rules
         if ftype == F.TRACK:
@@ -724,6 +763,16 @@ class Receiver:
             self.on_event(ev)
         except Exception:  # a broken listener must not break the receiver
             log.exception("event listener failed")
+
+
+def _outbox_for(store):
+    """The forward outbox of the store's configured targets, or None."""
+    from receiver.forward import config, outbox
+
+    try:
+        return outbox.Outbox.for_store(store)
+    except config.ConfigError as e:
+        raise ReceiverError(str(e))
 
 
 def _set_position(row, pos, now):

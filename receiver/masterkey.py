@@ -6,18 +6,21 @@ associated data binds a sealed key to its device id, so a sealed key copied
 onto another device's row does not open.
 
 Never logs, prints or puts key bytes into an exception message or repr.
+A key file that anyone but its owner can read is refused (the master key
+opens every device key in the store).
 Must stay in sync with: the `devices.key_sealed` column in sqlite_store.py
 (layout: 12-byte nonce || ciphertext || 16-byte GCM tag).
 """
 
 import binascii
 import os
+import stat
 import struct
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from receiver.errors import MasterKeyError
+from receiver.errors import MasterKeyError, MasterKeyUnavailable
 
 ENV = "PANIC_RECEIVER_KEY"
 _CHECK_PLAIN = b"wearable-panic receiver master key check v1"
@@ -41,14 +44,18 @@ def load(path=None, environ=None):
     if path:
         try:
             with open(path) as f:
+                mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
                 text = f.read()
         except OSError as e:
-            raise MasterKeyError("cannot read master key file %s: %s" % (path, e.strerror))
+            raise MasterKeyUnavailable("cannot read master key file %s: %s" % (path, e.strerror))
+        if mode & 0o077:
+            raise MasterKeyUnavailable("master key file %s is readable by other users (mode %04o): run chmod 600 %s"
+                                       % (path, mode, path))
         return MasterKey(_parse_hex(text, "file %s" % path))
     env = os.environ if environ is None else environ
     text = env.get(ENV)
     if not text:
-        raise MasterKeyError("no receiver master key: set %s to 64 hex digits or pass --master-key-file FILE" % ENV)
+        raise MasterKeyUnavailable("no receiver master key: set %s to 64 hex digits or pass --master-key-file FILE" % ENV)
     return MasterKey(_parse_hex(text, "$" + ENV))
 
 

@@ -23,8 +23,17 @@ Interface for other back ends (PostgreSQL for several receiver nodes): the
 public methods of SqliteStore below, with the same meaning; the SQL is kept
 plain (no SQLite-only features beyond AUTOINCREMENT ids on the rarely
 written tables and the pragmas).
+Files: the database and its -wal and -shm files hold victims' positions
+and person references in clear, so they are never readable by other users
+(issue 15, D3): a new store is created mode 0600 before SQLite opens it
+(SQLite then gives -wal and -shm the database's own mode), and a store
+whose files other users can read or write is refused at open with the
+chmod that fixes it. A group can be given access on purpose (chgrp and
+chmod 640 or 660 on the database); only "other" bits are refused.
+
 Must stay in sync with: docs/receiver.md (schema section), masterkey.py
-(sealed key layout), core.py (row meanings).
+(sealed key layout), core.py (row meanings), personref.py (the rule that
+add_device enforces).
 """
 
 import json
@@ -32,11 +41,12 @@ import json.encoder
 import operator
 import os
 import sqlite3
+import stat
 import threading
 import time
 
-from receiver import masterkey
-from receiver.errors import DuplicateDevice, MasterKeyError, ReceiverError, UnknownDevice
+from receiver import masterkey, personref
+from receiver.errors import DuplicateDevice, MasterKeyUnavailable, ReceiverError, Unavailable, UnknownDevice
 
 ACTIVE = "active"
 RETIRED = "retired"
@@ -181,6 +191,38 @@ MIGRATIONS = [
     ALTER TABLE events_v2 RENAME TO events;
     DELETE FROM sqlite_sequence WHERE name IN ('frames', 'events')
     """,
+    # version 3: forwarding to alarm-receiving centres (receiver/forward/).
+    # forward_targets: one row per configured ARC (DC-09) or map (Traccar),
+    # its settings as JSON and the next DC-09 sequence number.
+    # forward_queue: every outgoing message, written in the transaction
+    # of the receiver event that causes it, marked only on the peer's
+    # answer; `body` is what never changes between attempts (the
+    # timestamp, CRC and ciphertext are made at each send).
+    """
+    CREATE TABLE forward_targets (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('dc09', 'traccar')),
+        config TEXT NOT NULL,
+        next_seq INTEGER NOT NULL DEFAULT 1,
+        created REAL NOT NULL
+    );
+    CREATE TABLE forward_queue (
+        id INTEGER PRIMARY KEY,
+        target TEXT NOT NULL,
+        created REAL NOT NULL,
+        event_kind TEXT NOT NULL,
+        device_id INTEGER,
+        incident_id INTEGER,
+        seq INTEGER,
+        body TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'refused')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        done_at REAL,
+        via TEXT,
+        detail TEXT
+    );
+    CREATE INDEX forward_queue_state ON forward_queue (target, state, id)
+    """,
 ]
 
 _DEVICE_COLS = (
@@ -243,10 +285,12 @@ class SqliteStore:
         self._in_tx = False
         self._cache = None
         self._lock = threading.RLock()
+        if path not in ("", ":memory:"):
+            private_files(path)
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
         except sqlite3.Error as e:
-            raise ReceiverError("cannot open store %s: %s" % (path, e))
+            raise Unavailable("cannot open store %s: %s" % (path, e))
         self._db.row_factory = _rowdict
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -256,7 +300,7 @@ class SqliteStore:
             self._migrate()
         except sqlite3.DatabaseError as e:
             self._db.close()
-            raise ReceiverError("cannot use store %s: %s" % (path, e))
+            raise Unavailable("cannot use store %s: %s" % (path, e))
         if master_key is not None:
             self._check_master()
 
@@ -273,7 +317,7 @@ class SqliteStore:
         self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)")
         have = self.schema_version()
         if have > len(MIGRATIONS):
-            raise ReceiverError("store %s has schema version %d, newer than this receiver (%d)" % (self.path, have, len(MIGRATIONS)))
+            raise Unavailable("store %s has schema version %d, newer than this receiver (%d)" % (self.path, have, len(MIGRATIONS)))
         for v in range(have + 1, len(MIGRATIONS) + 1):
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -294,7 +338,7 @@ class SqliteStore:
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES ('master_check', ?)", (self._master.check_value(),))
             row = self._db.execute("SELECT value FROM meta WHERE key = 'master_check'").fetchone()
         if not self._master.matches(row["value"]):
-            raise MasterKeyError("the master key does not match store %s" % self.path)
+            raise MasterKeyUnavailable("the master key does not match store %s" % self.path)
 
     def transaction(self):
         return _Tx(self)
@@ -356,20 +400,21 @@ class SqliteStore:
 
     def _need_master(self):
         if self._master is None:
-            raise MasterKeyError("this command needs the receiver master key: set %s or pass --master-key-file FILE" % masterkey.ENV)
+            raise MasterKeyUnavailable("this command needs the receiver master key: set %s or pass --master-key-file FILE" % masterkey.ENV)
         return self._master
 
     # ------------------------------------------------------------ devices
 
-    def add_device(self, device_id, key_bytes, person_ref, heartbeat_s=None, actor="provisioning"):
+    def add_device(self, device_id, key_bytes, person_ref, heartbeat_s=None, actor=None, via=None):
         """Register a device. Refuses an id already used (even if retired:
-        uplink seqs and evidence belong to the old registration)."""
+        uplink seqs and evidence belong to the old registration) and a
+        person reference that breaks personref's rule. The audit row names
+        who acted (acting(actor)) and, if given, the command (via)."""
         if not isinstance(device_id, int) or not 0 <= device_id < 1 << 32:
             raise ReceiverError("device id must be an integer 0..4294967295")
         if len(key_bytes) != 32:
             raise ReceiverError("device key must be 32 bytes")
-        if not person_ref or not isinstance(person_ref, str):
-            raise ReceiverError("a person reference is needed (for example a police URN)")
+        personref.check(person_ref)
         sealed = self._need_master().seal(device_id, key_bytes)
         with self.transaction():
             if self._x("SELECT 1 FROM devices WHERE device_id = ?", (device_id,)).fetchone():
@@ -379,9 +424,9 @@ class SqliteStore:
                 "INSERT INTO devices (device_id, key_sealed, person_ref, status, created, heartbeat_s) VALUES (?, ?, ?, 'active', ?, ?)",
                 (device_id, sealed, person_ref, now, heartbeat_s),
             )
-            self.audit(actor, "device add", device_id, "person_ref=%s" % person_ref)
+            self.audit(actor, "device add", device_id, "person_ref=%s%s" % (person_ref, " via %s" % via if via else ""))
 
-    def retire_device(self, device_id, actor="operator"):
+    def retire_device(self, device_id, actor=None):
         with self.maybe_transaction():
             d = self.get_device(device_id)
             if d is None:
@@ -625,7 +670,7 @@ class SqliteStore:
 
     # ------------------------------------------------------------ operator commands
 
-    def queue_command(self, device_id, kind, value=None, actor="operator"):
+    def queue_command(self, device_id, kind, value=None, actor=None):
         if kind not in COMMANDS:
             raise ReceiverError("unknown command %r" % (kind,))
         with self.maybe_transaction():
@@ -633,7 +678,7 @@ class SqliteStore:
                 raise UnknownDevice("device %d is not registered" % device_id)
             cur = self._write(
                 "INSERT INTO commands (device_id, kind, value, queued_at, actor) VALUES (?, ?, ?, ?, ?)",
-                (device_id, kind, value, self._clock(), actor),
+                (device_id, kind, value, self._clock(), acting(actor)),
             )
             self.audit(actor, "command %s" % kind, device_id, None if value is None else "value=%s" % value)
             return cur.lastrowid
@@ -677,12 +722,113 @@ class SqliteStore:
         return out
 
     def audit(self, actor, action, device_id=None, detail=None):
+        """One audit row; its actor is acting(actor): the operating-system
+        account of this process, with the name the caller gave beside it."""
         with self.maybe_transaction():
             self._write("INSERT INTO audit (time, actor, action, device_id, detail) VALUES (?, ?, ?, ?, ?)",
-                        (self._clock(), actor, action, device_id, detail))
+                        (self._clock(), acting(actor), action, device_id, detail))
 
     def audit_log(self):
         return self._x("SELECT * FROM audit ORDER BY id").fetchall()
+
+    # ------------------------------------------------------------ forwarding (receiver/forward/)
+    #
+    # Targets are configured by `panic receiver forward add` and read at
+    # start-up; queue rows are written by the forward outbox inside the
+    # transaction of the events that cause them, and marked by the
+    # forwarder only on the peer's answer. Plain SQL: a PostgreSQL store
+    # implements the same methods (forward_enqueue then takes the target
+    # row FOR UPDATE).
+
+    def add_forward_target(self, name, kind, config_json, actor="operator"):
+        with self.maybe_transaction():
+            if self._x("SELECT 1 FROM forward_targets WHERE name = ?", (name,)).fetchone():
+                raise ReceiverError("forward target %r already exists" % name)
+            self._write("INSERT INTO forward_targets (name, kind, config, created) VALUES (?, ?, ?, ?)",
+                        (name, kind, config_json, self._clock()))
+            self.audit(actor, "forward add", None, "%s %s" % (kind, name))
+
+    def remove_forward_target(self, name, actor="operator", drop_pending=False):
+        """Remove a target; refuses while it has undelivered messages
+        unless drop_pending (they are then marked refused, not deleted).
+        Returns the number of messages dropped that way."""
+        with self.maybe_transaction():
+            if not self._x("SELECT 1 FROM forward_targets WHERE name = ?", (name,)).fetchone():
+                raise ReceiverError("no forward target %r" % name)
+            n = self._x("SELECT COUNT(*) AS n FROM forward_queue WHERE target = ? AND state = 'pending'",
+                        (name,)).fetchone()["n"]
+            if n and not drop_pending:
+                raise ReceiverError("forward target %r has %d undelivered message(s); deliver them first or drop them "
+                                    "explicitly" % (name, n))
+            if n:
+                self._write("UPDATE forward_queue SET state = 'refused', done_at = ?, detail = 'target removed' "
+                            "WHERE target = ? AND state = 'pending'", (self._clock(), name))
+            self._write("DELETE FROM forward_targets WHERE name = ?", (name,))
+            self.audit(actor, "forward remove", None, "%s%s" % (name, " (%d pending dropped)" % n if n else ""))
+            return n
+
+    def forward_targets(self):
+        """[{name, kind, config (JSON text), next_seq, created}]."""
+        return self._x("SELECT name, kind, config, next_seq, created FROM forward_targets ORDER BY name").fetchall()
+
+    def forward_enqueue(self, rows, seq_targets=()):
+        """Inside the caller's transaction. rows: (target, created,
+        event_kind, device_id, incident_id, body JSON); a row of a target
+        named in seq_targets takes that target's next DC-09 sequence
+        number (0001..9999, then 0001 again)."""
+        if not self._in_tx:
+            self._write("bug")
+        seqs = {}
+        for t in seq_targets:
+            r = self._x("SELECT next_seq FROM forward_targets WHERE name = ?", (t,)).fetchone()
+            if r is not None:
+                seqs[t] = r["next_seq"]
+        out = []
+        for target, created, kind, dev, inc, body in rows:
+            q = seqs.get(target)
+            if q is not None:
+                seqs[target] = q % 9999 + 1
+            out.append((target, created, kind, dev, inc, q, body))
+        self._db.executemany(
+            "INSERT INTO forward_queue (target, created, event_kind, device_id, incident_id, seq, body) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)", out)
+        self._db.executemany("UPDATE forward_targets SET next_seq = ? WHERE name = ?",
+                             [(q, t) for t, q in seqs.items()])
+
+    def forward_take_seq(self, target):
+        """The target's next DC-09 sequence number, taken (inside the
+        caller's transaction): for a message sent outside the queue."""
+        r = self._x("SELECT next_seq FROM forward_targets WHERE name = ?", (target,)).fetchone()
+        if r is None:
+            raise ReceiverError("no forward target %r" % target)
+        self._write("UPDATE forward_targets SET next_seq = ? WHERE name = ?", (r["next_seq"] % 9999 + 1, target))
+        return r["next_seq"]
+
+    def forward_pending(self, target, limit=100):
+        """The oldest undelivered messages of a target, in queue order."""
+        return self._x("SELECT id, target, created, event_kind, device_id, incident_id, seq, body, attempts "
+                       "FROM forward_queue WHERE target = ? AND state = 'pending' ORDER BY id LIMIT ?",
+                       (target, limit)).fetchall()
+
+    def forward_done(self, rows):
+        """Mark messages answered, in one transaction. rows: (id, state
+        'delivered' or 'refused', at, via, attempts, detail)."""
+        with self.maybe_transaction():
+            self._db.executemany(
+                "UPDATE forward_queue SET state = ?, done_at = ?, via = ?, attempts = ?, detail = ? "
+                "WHERE id = ? AND state = 'pending'", [(s, at, via, n, d, i) for i, s, at, via, n, d in rows])
+
+    def forward_queue_rows(self, target=None):
+        if target is None:
+            return self._x("SELECT * FROM forward_queue ORDER BY id").fetchall()
+        return self._x("SELECT * FROM forward_queue WHERE target = ? ORDER BY id", (target,)).fetchall()
+
+    def forward_counts(self):
+        """{target: {state: count}}."""
+        out = {}
+        for r in self._x("SELECT target, state, COUNT(*) AS n FROM forward_queue GROUP BY target, state").fetchall():
+            out.setdefault(r["target"], {})[r["state"]] = r["n"]
+        return out
 
 
 class _NoTx:
@@ -722,11 +868,70 @@ def _rollback(db):
         pass
 
 
+def os_user():
+    """The operating-system account this process runs as, from its uid
+    ($USER and $LOGNAME are whatever the caller set)."""
+    uid = os.getuid()
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return "uid %d" % uid
+
+
+def acting(name=None):
+    """Who acts, for the audit log and the commands table: the OS account,
+    and the name given with --actor (an operator's desk, a shared account's
+    real user) when there is one that differs: "alice" or "desk 2 (os user
+    alice)". Every path records it, so no command can be audited under a
+    made-up name alone."""
+    user = os_user()
+    if not name or name == user:
+        return user
+    return "%s (os user %s)" % (name, user)
+
+
+STORE_SUFFIXES = ("", "-wal", "-shm", "-journal")
+
+
+def exposed(path):
+    """The mode of `path` if other users may read or write it, else None
+    (also None when it does not exist or is not a regular file)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    mode = stat.S_IMODE(st.st_mode)
+    return mode if mode & 0o007 else None
+
+
+def private_files(path):
+    """Refuse a store whose files other users can read or write; create a
+    missing database file mode 0600 (SQLite gives its -wal and -shm files
+    the database's mode)."""
+    bad = [(path + x, m) for x in STORE_SUFFIXES for m in (exposed(path + x),) if m is not None]
+    if bad:
+        raise Unavailable(
+            "store %s is open to other users (%s): it holds victims' positions and person references; run "
+            "chmod o-rwx %s (600, or 640/660 for the receiving centre's group), then find out who could read it"
+            % (path, ", ".join("%s mode %04o" % (p, m) for p, m in bad), " ".join(p for p, _ in bad)))
+    if not os.path.exists(path):
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:  # another process made it meanwhile: check it again
+            private_files(path)
+        except OSError as e:
+            raise Unavailable("cannot create store %s: %s" % (path, e.strerror))
+
+
 def open_store(path, master_key=None, clock=time.time, create=True):
     """Open (and migrate) the store at `path`. master_key: a
     masterkey.MasterKey, needed to add devices or verify frames."""
     if not create and not os.path.exists(path):
-        raise ReceiverError("no store at %s" % path)
+        raise Unavailable("no store at %s" % path)
     return SqliteStore(path, master_key, clock)
 
 

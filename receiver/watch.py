@@ -45,8 +45,9 @@ def format_position(pos):
 
 
 def format_event(ev):
-    lines = ["%s  %-14s device %d  person %s%s" % (
-        _ts(ev.get("time")), headline(ev), ev["device_id"], ev.get("person_ref"),
+    who = "receiver" if ev.get("device_id") is None else "device %d  person %s" % (ev["device_id"], ev.get("person_ref"))
+    lines = ["%s  %-14s %s%s" % (
+        _ts(ev.get("time")), headline(ev), who,
         "" if ev.get("incident_id") is None else "  incident #%d" % ev["incident_id"])]
     kind = ev.get("kind")
     if "position" in ev:
@@ -64,6 +65,11 @@ def format_event(ev):
             ev["silent_for_s"], ev["heartbeat_s"], _ts(ev.get("last_seen"))))
     if kind == "status":
         lines.append("    device reports %s (detail %s)" % (ev.get("status"), ev.get("detail")))
+    if kind == "forward_unavailable":
+        lines.append("    %s; ARC messages wait in the queue" % ev.get("reason"))
+    if kind in ("forward_path_down", "forward_path_up", "forward_refused"):  # receiver/forward/
+        lines.append("    target %s %s%s" % (ev.get("target"), ev.get("path") or "seq %s (%s)" % (ev.get("seq"), ev.get("event")),
+                                            "" if not ev.get("reason") else ": " + ev["reason"]))
     return "\n".join(lines)
 
 

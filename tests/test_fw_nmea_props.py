@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from nmeautil import ck
 
 from firmware.fix import FixTracker
-from firmware.nmea import NmeaReader
+from firmware.nmea import Malformed, NmeaReader, coord, dec, utc_time
 
 EXAMPLES = int(os.environ.get("PANIC_PROPS_EXAMPLES", "60"))
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None)
@@ -72,3 +72,94 @@ def test_chunking_never_changes_the_result(parts, cuts):
     # every valid sentence put in is found (junk lines end in CRLF, so
     # they cannot swallow a sentence)
     assert len(whole) == sum(1 for p in parts if p in VALID)
+
+
+# ---- field parsers against references built from the NMEA text rules ----
+# (exact arithmetic with Fraction; each rule written from the field's
+# definition, not from the parser's code)
+
+FIELD = st.one_of(
+    st.text("0123456789.+-", max_size=14),
+    st.text("0123456789.+-NSx ", max_size=14),
+    st.from_regex(r"\A[+-]?[0-9]{0,6}\.?[0-9]{0,9}\Z"),
+).map(str.encode)
+COORD = st.one_of(FIELD, st.from_regex(r"\A[0-9]{3,6}(\.[0-9]{0,10})?\Z").map(str.encode))
+TIME = st.one_of(FIELD, st.from_regex(r"\A[0-2][0-9][0-6][0-9][0-6][0-9](\.[0-9]{0,6})?\Z").map(str.encode))
+HEMI = st.sampled_from([b"N", b"S", b"E", b"W", b"", b"X", b"n"])
+
+
+def outcome(fn, *args):
+    try:
+        return fn(*args)
+    except Malformed:
+        return "malformed"
+
+
+def ref_dec(b, places):
+    """Decimal text -> value * 10**places, rounded half away from zero."""
+    import re
+    from fractions import Fraction
+
+    if not b:
+        return None
+    m = re.fullmatch(rb"([+-]?)([0-9]*)(?:\.([0-9]*))?", b)
+    if not m or not (m.group(2) or m.group(3)):
+        return "malformed"
+    v = Fraction(int(m.group(2) or b"0")) + Fraction(int(m.group(3) or b"0"), 10 ** len(m.group(3) or b""))
+    r = int(v * 10 ** places + Fraction(1, 2))
+    return -r if m.group(1) == b"-" else r
+
+
+def ref_coord(b, hemi, maxdeg):
+    """[d]ddmm[.mmmm]: degrees, then two digits of whole minutes; minutes
+    to 7 decimals (truncated), then to 1e-7 degree, rounded half up."""
+    import re
+    from fractions import Fraction
+
+    if not b and not hemi:
+        return None
+    m = re.fullmatch(rb"([0-9]+)([0-9][0-9])(?:\.([0-9]*))?", b)
+    if not m or len(m.group(1)) < 1:
+        return "malformed"
+    deg, mins = int(m.group(1)), int(m.group(2))
+    frac = (m.group(3) or b"")[:7].ljust(7, b"0")
+    minutes = Fraction(mins) + Fraction(int(frac), 10 ** 7)
+    if mins >= 60 or deg > maxdeg:
+        return "malformed"
+    v = deg * 10 ** 7 + int(minutes * 10 ** 7 / 60 + Fraction(1, 2))
+    if v > maxdeg * 10 ** 7 or hemi not in (b"N", b"S", b"E", b"W"):
+        return "malformed"
+    return -v if hemi in (b"S", b"W") else v
+
+
+def ref_time(b):
+    """hhmmss[.f...]: ms of the day; fraction digits past the third dropped."""
+    import re
+
+    if not b:
+        return None
+    m = re.fullmatch(rb"([0-9]{2})([0-9]{2})([0-9]{2})(?:\.([0-9]*))?", b)
+    if not m:
+        return "malformed"
+    h, mi, s = int(m.group(1)), int(m.group(2)), int(m.group(3))
+    if h > 23 or mi > 59 or s > 60:
+        return "malformed"
+    return ((h * 60 + mi) * 60 + s) * 1000 + int((m.group(4) or b"")[:3].ljust(3, b"0"))
+
+
+@SETTINGS
+@given(FIELD, st.integers(0, 7))
+def test_dec_matches_the_decimal_rule(b, places):
+    assert outcome(dec, b, places) == ref_dec(b, places), b
+
+
+@SETTINGS
+@given(COORD, HEMI, st.sampled_from([90, 180]))
+def test_coord_matches_the_ddmm_rule(b, hemi, maxdeg):
+    assert outcome(coord, b, hemi, maxdeg) == ref_coord(b, hemi, maxdeg), (b, hemi)
+
+
+@SETTINGS
+@given(TIME)
+def test_utc_time_matches_the_hhmmss_rule(b):
+    assert outcome(utc_time, b) == ref_time(b), b

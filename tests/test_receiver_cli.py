@@ -1,6 +1,7 @@
 """`panic receiver ...` as an operator and a provisioning tool use it:
 registry, SMS intake, commands, the live view and its JSON feed. Keys never
-appear in any output; user errors are one line and exit code 2."""
+appear in any output; errors are one line with the exit code of the one
+convention (1 refused, 2 usage, 3 something cannot be opened)."""
 
 import json
 import os
@@ -33,8 +34,8 @@ def test_registry_sms_command_and_watch(tmp_path, capsys, monkeypatch):
     assert len(key_hex) == 64
     # a duplicate id is refused
     rc, out, err = run(capsys, "receiver", "device", "add", "--db", db, "--device-id", "1001", "--key-file", keyf,
-                       "--person-ref", "someone else")
-    assert rc == 2 and "already registered" in err
+                       "--person-ref", "URN 02/2222/26")
+    assert rc == 1 and "already registered" in err
     d = Dev(1001, bytes.fromhex(key_hex))
     text = sms.text_of(d.frame(F.ALERT))
     rc, out, err = run(capsys, "receiver", "sms", "--db", db, "--from", "+447700900123", "--text", text)
@@ -78,22 +79,22 @@ def test_missing_or_wrong_master_key_is_a_clear_error(tmp_path, capsys, monkeypa
     monkeypatch.delenv(masterkey.ENV, raising=False)
     db = str(tmp_path / "r.db")
     rc, out, err = run(capsys, "receiver", "device", "add", "--db", db, "--device-id", "1", "--generate-key",
-                       str(tmp_path / "k"), "--person-ref", "x")
-    assert rc == 2 and masterkey.ENV in err and "--master-key-file" in err
+                       str(tmp_path / "k"), "--person-ref", "URN-2026-0001")
+    assert rc == 3 and masterkey.ENV in err and "--master-key-file" in err
     assert not os.path.exists(tmp_path / "k")
     mkf = str(tmp_path / "mk")
     rc, out, err = run(capsys, "receiver", "master-key", "--out", mkf)
     assert rc == 0 and stat.S_IMODE(os.stat(mkf).st_mode) == 0o600 and open(mkf).read().strip() not in out
     rc, out, err = run(capsys, "receiver", "device", "add", "--db", db, "--master-key-file", mkf, "--device-id", "1",
-                       "--generate-key", str(tmp_path / "k"), "--person-ref", "x")
+                       "--generate-key", str(tmp_path / "k"), "--person-ref", "URN-2026-0001")
     assert rc == 0
     monkeypatch.setenv(masterkey.ENV, "cd" * 32)
     rc, out, err = run(capsys, "receiver", "sms", "--db", db, "--from", "1", "--text", "PNC1 AAAA")
-    assert rc == 2 and "does not match" in err
+    assert rc == 3 and "does not match" in err
     monkeypatch.setenv(masterkey.ENV, "nothex")
     rc, out, err = run(capsys, "receiver", "sms", "--db", db, "--from", "1", "--text", "PNC1 AAAA")
     assert rc == 2 and "not hex" in err and "nothex" not in err
     rc, out, err = run(capsys, "receiver", "command", "--db", db, "--device", "9", "--listen-in")
-    assert rc == 2 and "not registered" in err
+    assert rc == 1 and "not registered" in err
     rc, out, err = run(capsys, "receiver", "watch", "--db", str(tmp_path / "nope.db"), "--once")
-    assert rc == 2 and "no store" in err
+    assert rc == 3 and "no store" in err and not os.path.exists(tmp_path / "nope.db")

@@ -167,7 +167,7 @@ def test_low_battery_raised_once_with_hysteresis():
     ep.on_tcp_frame(d.frame(F.HEARTBEAT, battery=13), T0 + 1)
     ep.on_tcp_frame(d.frame(F.HEARTBEAT, battery=50), T0 + 2)
     ep.on_tcp_frame(d.frame(F.STATUS, tlvs=[(F.T_EVENT, (F.EV_LOW_BATTERY, 340))]), T0 + 3)
-    assert kinds(ep) == ["low_battery", "low_battery", "status"]
+    assert kinds(ep) == ["low_battery", "battery_ok", "low_battery", "status"]
 
 
 def _reject_all(ep, frames):
@@ -369,7 +369,7 @@ def test_a_version_1_store_with_data_migrates_and_keeps_every_frame_and_event(tm
     monkeypatch.undo()
 
     st_ = S.open_store(path, mk)
-    assert st_.schema_version() == len(S.MIGRATIONS) == 2
+    assert st_.schema_version() == len(S.MIGRATIONS) == 3
     for table in ("frames", "events"):
         sql = st_._x("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()["sql"]
         assert "AUTOINCREMENT" not in sql.upper()

@@ -74,7 +74,7 @@ def test_kill_9_at_random_points_loses_no_acked_frame_and_raises_nothing_twice(t
     scripts = {d.id: script_for(d) for d in devs}
     mk_hex = masterkey.generate_hex()
     mk_file = str(tmp_path / "master.key")
-    with open(mk_file, "w") as f:
+    with open(os.open(mk_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
         f.write(mk_hex)
     db = str(tmp_path / "crash.db")
     st = S.open_store(db, masterkey.load(mk_file))

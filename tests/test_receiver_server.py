@@ -89,7 +89,7 @@ def test_bad_frames_over_tcp_are_never_acked_and_are_counted(tmp_path):
 def test_slowloris_and_idle_connections_are_dropped(tmp_path):
     d = Dev(9)
     rx = file_receiver(tmp_path, [d])
-    lim = Limits(idle_timeout=1.0, frame_deadline=0.5)
+    lim = Limits(idle_timeout=1.0, frame_deadline=0.5, auth_deadline=1.0)
     with ServerThread(rx, lim) as srv:
         raw = stream.pack(d.frame(F.ALERT))
         with socket.create_connection(("127.0.0.1", srv.port)) as s:
@@ -104,27 +104,37 @@ def test_slowloris_and_idle_connections_are_dropped(tmp_path):
                 time.sleep(0.1)
             assert dropped or closed_without_reply(s, 2)
             assert time.monotonic() - t0 < 3
-        with socket.create_connection(("127.0.0.1", srv.port)) as s:
+        with socket.create_connection(("127.0.0.1", srv.port)) as s:  # never sends: no verified frame in time
+            assert closed_without_reply(s, 3)
+        with socket.create_connection(("127.0.0.1", srv.port)) as s:  # verified, then idle
+            assert d.ack(send_recv(s, d.frame(F.ALERT), stream.Deframer())).body.acked_seq == d.seq
             assert closed_without_reply(s, 3)
         c = srv.counters()
-    assert c["read deadline"] == 1 and c["idle timeout"] == 1 and rx.store.count_frames() == 0
+    assert c["read deadline"] == 1 and c["no verified frame in time"] == 1 and c["idle timeout"] == 1
+    assert rx.store.count_frames() == 1
 
 
-def test_connections_per_peer_are_limited_but_other_peers_still_served(tmp_path):
+def test_unverified_connections_per_peer_are_limited_by_evicting_the_oldest_silent_one(tmp_path):
     d = Dev(11)
     rx = file_receiver(tmp_path, [d])
     with ServerThread(rx, Limits(max_conns_per_peer=4)) as srv:
-        hogs = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(4)]
+        talker = socket.create_connection(("127.0.0.1", srv.port))
+        talker.sendall(b"\x00")  # has started a frame: evicted after the silent ones
         time.sleep(0.2)
-        extra = socket.create_connection(("127.0.0.1", srv.port))
-        assert closed_without_reply(extra, 3)
-        other = socket.socket()
-        other.bind(("127.0.0.2", 0))
-        other.connect(("127.0.0.1", srv.port))
-        assert d.ack(send_recv(other, d.frame(F.ALERT), stream.Deframer())).body.acked_seq == 1
-        for s in hogs + [extra, other]:
+        hogs = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(3)]
+        time.sleep(0.2)
+        dev = socket.create_connection(("127.0.0.1", srv.port))  # a fifth from the same address: the oldest silent hog goes
+        assert closed_without_reply(hogs[0], 3)
+        assert d.ack(send_recv(dev, d.frame(F.ALERT), stream.Deframer())).body.acked_seq == 1
+        # verified now: it no longer counts, so a fourth unverified one fits without an eviction
+        more = [socket.create_connection(("127.0.0.1", srv.port))]
+        time.sleep(0.2)
+        assert not closed_without_reply(talker, 0.2) and not closed_without_reply(dev, 0.2)
+        assert d.ack(send_recv(dev, d.frame(F.TRACK), stream.Deframer())).body.acked_seq == 2
+        for s in hogs + more + [talker, dev]:
             s.close()
-        assert srv.counters()["too many connections from peer"] == 1
+        c = srv.counters()
+    assert c["unverified connection evicted"] == 1 and "too many connections" not in c
 
 
 def test_random_byte_connections_do_not_stop_a_real_device(tmp_path):

@@ -147,7 +147,7 @@ def test_panic_sim_run_rejects_a_bad_file_with_one_line(tmp_path):
     rc, out, err = panic("sim", "run", str(bad))
     assert rc == 2 and "kind" in err and "Traceback" not in err
     rc, out, err = panic("sim", "run", str(tmp_path / "missing.toml"))
-    assert rc == 2 and "cannot read" in err
+    assert rc == 3 and "cannot read" in err  # a file that is not there: environment (docs/tools.md, exit codes)
 
 
 def test_wifi_access_points_from_the_scenario_reach_the_alert():

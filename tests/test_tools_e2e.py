@@ -55,6 +55,7 @@ def test_flash_provision_boot_then_field_selftest_and_receiver_shows_test(tmp_pa
     db = str(tmp_path / "receiver.db")
     mk = tmp_path / "master.key"
     mk.write_text(masterkey.generate_hex() + "\n")
+    mk.chmod(0o600)  # a master key file others can read is refused
     ekf = tmp_path / "keys" / "dev42.key"
     # 1. flash and provision over the board's serial URL, registering with a real receiver store
     with MpBoard(root, rom=ROM if romfs else None) as b:

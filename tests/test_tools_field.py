@@ -148,14 +148,14 @@ def test_tampered_responses_are_not_believed(served):
 
 def test_bad_port_and_bad_key_file_are_one_line_errors(tmp_path, capsys):
     kf = _keyfile(tmp_path)
-    assert cli.main(["field", "selftest", "--port", "socket://127.0.0.1:1", "--engineer-key", kf]) == 2
+    assert cli.main(["field", "selftest", "--port", "socket://127.0.0.1:1", "--engineer-key", kf]) == 3
     err = capsys.readouterr().err
     assert err.startswith("panic: cannot open port socket://127.0.0.1:1") and err.count("\n") == 1
     bad = tmp_path / "bad.key"
     bad.write_text("zz")
     assert cli.main(["field", "console", "--port", "socket://127.0.0.1:1", "--engineer-key", str(bad)]) == 2
     assert "does not hold hex" in capsys.readouterr().err
-    assert cli.main(["field", "console", "--port", "x", "--engineer-key", str(tmp_path / "none")]) == 2
+    assert cli.main(["field", "console", "--port", "x", "--engineer-key", str(tmp_path / "none")]) == 3
     assert "cannot read engineer key file" in capsys.readouterr().err
 
 

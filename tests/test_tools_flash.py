@@ -12,7 +12,7 @@ from host_sim.mpboard import MpBoard
 from tools import cli
 from tools import flash as FL
 from tools.board import Board, DeviceError
-from tools.errors import UsageError
+from tools.errors import Unavailable, UsageError
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +143,7 @@ def test_flash_filling_up_mid_copy_keeps_old_release(tmp_path, release, monkeypa
 
 
 def test_bad_port_and_silent_device_are_one_line_errors(capsys):
-    assert cli.main(["flash", "--port", "/dev/does-not-exist", "--quiet", "--march", ""]) == 1
+    assert cli.main(["flash", "--port", "/dev/does-not-exist", "--quiet", "--march", ""]) == 3  # environment
     err = capsys.readouterr().err
     assert err.startswith("panic flash: cannot open port /dev/does-not-exist") and err.count("\n") == 1
     # something listens but no MicroPython answers (a dead or locked board)
@@ -183,7 +183,7 @@ def test_esptool_commands_and_image_checks(tmp_path):
     bad.write_bytes(b"MZ")
     with pytest.raises(UsageError):
         FL.check_image(str(bad))
-    with pytest.raises(UsageError):
+    with pytest.raises(Unavailable):
         FL.check_image(str(tmp_path / "missing.bin"))
     assert cli.main(["flash", "--port", "x", "--erase"]) == 2
 

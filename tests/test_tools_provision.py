@@ -17,7 +17,7 @@ from tools import cli
 from tools import flash as FL
 from tools import provision as PV
 from tools.board import Board, DeviceError
-from tools.errors import UsageError
+from tools.errors import Refused, UsageError
 from tools.registry import MemoryRegistry, RegistryError, ReceiverRegistry
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -91,7 +91,7 @@ def test_refuses_provisioned_board_and_reused_id(flashed, tmp_path):
     assert "already provisioned" in str(ei.value)
     assert _config(flashed) == before and 43 not in reg.devices
     # --force overwrites the board, but an id the receiver knows is never reused
-    with pytest.raises(UsageError) as ei:
+    with pytest.raises(Refused) as ei:
         PV.provision(_args(flashed.url, tmp_path, "--force", device_id=42), reg)
     assert "never reused" in str(ei.value)
     assert _config(flashed) == before
@@ -148,16 +148,17 @@ def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch):
                    "--sms-number", "+447700900123", "--listen-number", "+447700900456", "--apn", "internet",
                    "--person-ref", "urn:arc:case:1", "--db", str(tmp_path / "rx.db")])
     err = capsys.readouterr().err
-    assert rc == 1 and err.count("\n") == 1 and err.startswith("panic provision: receiver registry:")
+    assert rc == 3 and err.count("\n") == 1 and err.startswith("panic provision: receiver registry:")
     assert "master key" in err and "PANIC_RECEIVER_KEY" in err
     # with a key but no board at that port: one line naming the port
     mk = tmp_path / "master.key"
     mk.write_text("11" * 32 + "\n")
+    mk.chmod(0o600)
     rc = cli.main(["provision", "--port", "socket://127.0.0.1:1", "--device-id", "5", "--receiver", "h:1",
                    "--sms-number", "+447700900123", "--listen-number", "+447700900456", "--apn", "internet",
                    "--person-ref", "urn:arc:case:1", "--db", str(tmp_path / "rx.db"), "--master-key-file", str(mk)])
     err = capsys.readouterr().err
-    assert rc == 1 and err.count("\n") == 1 and err.startswith("panic provision:") and "127.0.0.1:1" in err
+    assert rc == 3 and err.count("\n") == 1 and err.startswith("panic provision:") and "127.0.0.1:1" in err
     assert "11" * 16 not in err
 
 
@@ -167,6 +168,7 @@ def test_receiver_registry_over_the_real_store(tmp_path):
 
     mk = tmp_path / "master.key"
     mk.write_text(masterkey.generate_hex() + "\n")
+    mk.chmod(0o600)
     db = str(tmp_path / "rx.db")
     with pytest.raises(RegistryError) as ei:  # the self-test reads only: the store must exist
         ReceiverRegistry(db, need_key=False)

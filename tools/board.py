@@ -6,7 +6,9 @@ with mpremote's SerialTransport, entering the raw REPL WITHOUT a soft reset
 state is not reset by merely looking), and the few device-side operations
 the tools need: run a snippet, read/write/hash files, atomic file writes
 (tmp + rename), recursive removal, free space.
-Turns every transport failure into DeviceError with one clear line.
+Turns every transport failure into DeviceError with one clear line:
+BoardUnavailable (exit 3) when the port cannot be opened or no board
+answers, plain DeviceError (exit 1) when the board refuses or answers wrongly.
 Never sends or prints key material itself: callers pass file contents.
 Stays in sync with: mpremote's Transport API (exec, fs_writefile,
 enter_raw_repl) as of mpremote 1.2x.
@@ -18,6 +20,8 @@ import json
 
 import serial
 
+from tools.errors import EXIT_UNAVAILABLE, PanicError
+
 try:
     from mpremote.transport import TransportError, TransportExecError
     from mpremote.transport_serial import SerialTransport
@@ -26,8 +30,14 @@ except ImportError:  # pragma: no cover - mpremote is a dependency
     TransportError = TransportExecError = Exception
 
 
-class DeviceError(Exception):
-    """The board is missing, not answering, or refused an operation."""
+class DeviceError(PanicError):
+    """The board refused an operation or answered wrongly (exit 1)."""
+
+
+class BoardUnavailable(DeviceError):
+    """The port cannot be opened, or no board answers on it (exit 3)."""
+
+    exit_code = EXIT_UNAVAILABLE
 
 
 ENOSPC = 28
@@ -76,13 +86,13 @@ class Board:
     def __init__(self, port, baud=115200, timeout=10):
         self.port = port
         if SerialTransport is None:
-            raise DeviceError("mpremote is not installed")
+            raise BoardUnavailable("mpremote is not installed")
         quiet = io.StringIO()
         try:
             with contextlib.redirect_stdout(quiet):
                 self.t = SerialTransport(port, baudrate=baud)
         except (TransportError, serial.SerialException, OSError, ValueError) as e:
-            raise DeviceError("cannot open port %s: %s" % (port, _open_reason(port, e)))
+            raise BoardUnavailable("cannot open port %s: %s" % (port, _open_reason(port, e)))
         # Wait for bytes in a blocking read with a short timeout instead of
         # mpremote's poll-and-sleep loop (its pty path): same results, a
         # round trip per command instead of 10 ms sleeps.
@@ -93,7 +103,7 @@ class Board:
                 self.t.enter_raw_repl(soft_reset=False, timeout_overall=timeout)
         except (TransportError, serial.SerialException, OSError) as e:
             self._close()
-            raise DeviceError(
+            raise BoardUnavailable(
                 "no MicroPython REPL answered on %s (%s): is a board connected, and is it not locked?" % (port, _why(e))
             )
         self._fns = set()
@@ -126,7 +136,7 @@ class Board:
         except TransportExecError as e:
             raise DeviceError("the board refused: %s" % _last_line(e.error_output))
         except (TransportError, serial.SerialException, OSError) as e:
-            raise DeviceError("connection to %s lost: %s" % (self.port, _why(e)))
+            raise BoardUnavailable("connection to %s lost: %s" % (self.port, _why(e)))
         return out.decode("utf-8", "replace") if isinstance(out, (bytes, bytearray)) else out
 
     def eval_json(self, expr, setup=""):
@@ -173,7 +183,7 @@ class Board:
         try:
             self.t.fs_writefile(path, data, chunk_size=chunk, progress_callback=progress)
         except serial.SerialException as e:
-            raise DeviceError("connection to %s lost while writing %s: %s" % (self.port, path, _why(e)))
+            raise BoardUnavailable("connection to %s lost while writing %s: %s" % (self.port, path, _why(e)))
         except OSError as e:
             if getattr(e, "errno", None) == ENOSPC:
                 raise DeviceError("the board's flash is full (writing %s)" % path)
@@ -183,7 +193,7 @@ class Board:
                 raise DeviceError("the board's flash is full (writing %s)" % path)
             raise DeviceError("cannot write %s on the board: %s" % (path, _last_line(e.error_output)))
         except TransportError as e:
-            raise DeviceError("connection to %s lost while writing %s: %s" % (self.port, path, _why(e)))
+            raise BoardUnavailable("connection to %s lost while writing %s: %s" % (self.port, path, _why(e)))
 
     def write_atomic(self, path, data):
         """Write path.tmp, check it reads back, then rename over path."""

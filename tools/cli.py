@@ -3,7 +3,9 @@
 Each subcommand lives in its own module, which provides
 `register(subparsers)` and sets `func` on its parser(s); `func(args)`
 returns the exit code. Errors a user can cause are reported as one clear
-line on stderr with a non-zero exit code, never a traceback.
+line on stderr, never a traceback, with the exit code of the one
+convention in tools/errors.py (0 done, 1 refused or failed, 2 usage,
+3 environment unavailable; docs/tools.md).
 """
 
 import argparse
@@ -22,7 +24,7 @@ COMMANDS = [
 ]
 
 
-from tools.errors import UsageError  # noqa: E402  (re-exported for subcommands)
+from tools.errors import EXIT_INTERRUPTED, PanicError, Refused, Unavailable, UsageError  # noqa: E402,F401  (re-exported for subcommands)
 
 
 def build_parser():
@@ -39,11 +41,11 @@ def main(argv=None):
     args = ap.parse_args(argv)
     try:
         return args.func(args) or 0
-    except UsageError as e:
+    except PanicError as e:
         print("panic: %s" % e, file=sys.stderr)
-        return 2
+        return e.exit_code
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

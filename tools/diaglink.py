@@ -17,7 +17,7 @@ import serial
 
 from firmware import diag as D
 from protocol.crypto import Hmac, tags_equal
-from tools.errors import UsageError
+from tools.errors import Unavailable, UsageError
 
 
 class DiagError(Exception):
@@ -30,7 +30,7 @@ def load_engineer_key(path):
         with open(path) as f:
             text = f.read().strip()
     except OSError as e:
-        raise UsageError("cannot read engineer key file %s: %s" % (path, e.strerror))
+        raise Unavailable("cannot read engineer key file %s: %s" % (path, e.strerror))
     try:
         raw = binascii.unhexlify(text)
     except (binascii.Error, ValueError):
@@ -113,7 +113,7 @@ class SerialConsole:
                 pass
             self.ser.open()
         except (serial.SerialException, ValueError, OSError) as e:
-            raise UsageError("cannot open port %s: %s" % (port, _why(e)))
+            raise Unavailable("cannot open port %s: %s" % (port, _why(e)))
         self.host = DiagHost(engineer_key)
         self.rejected = 0  # lines that failed verification
 

@@ -15,7 +15,7 @@ import sys
 import time
 
 from tools.diaglink import DiagError, SerialConsole, load_engineer_key
-from tools.errors import UsageError
+from tools.errors import Unavailable
 from tools.registry import ReceiverRegistry, RegistryError
 
 MIN_BATTERY_MV = 3600
@@ -215,19 +215,20 @@ def cmd_selftest(a):
         try:
             registry = ReceiverRegistry(a.receiver_db, a.master_key_file, need_key=False)
         except RegistryError as e:
-            raise UsageError("receiver store: %s" % e)
+            raise Unavailable("receiver store: %s" % e)
     report = selftest(a.port, ekey, registry=registry, expect_id=a.device_id, test_timeout=a.test_timeout, baud=a.baud)
     text = report_text(report)
     print(text)
     if a.report:
         base = a.report[:-5] if a.report.endswith(".json") else a.report[:-4] if a.report.endswith(".txt") else a.report
-        try:
-            with open(base + ".txt", "w") as f:
-                f.write(text + "\n")
-            with open(base + ".json", "w") as f:
-                json.dump(report, f, indent=2, sort_keys=True)
-        except OSError as e:
-            raise UsageError("cannot write the report %s: %s" % (base, e.strerror))
+        for path, write in ((base + ".txt", lambda f: f.write(text + "\n")),
+                            (base + ".json", lambda f: json.dump(report, f, indent=2, sort_keys=True))):
+            try:
+                with open(path, "w") as f:
+                    write(f)
+            except OSError as e:
+                raise Unavailable("cannot write the report %s: %s (the self-test %s)" % (
+                    path, e.strerror, "passed" if report["passed"] else "FAILED"))
         print("report written to %s.txt and %s.json" % (base, base))
     return 0 if report["passed"] else 1
 

@@ -31,8 +31,8 @@ import sys
 import tempfile
 import time
 
-from tools.board import Board, DeviceError
-from tools.errors import UsageError
+from tools.board import Board, BoardUnavailable, DeviceError
+from tools.errors import Unavailable, UsageError
 from tools.mpy_compile import compile_all
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -105,7 +105,7 @@ def check_image(path):
         with open(path, "rb") as f:
             head = f.read(1)
     except OSError as e:
-        raise UsageError("cannot read MicroPython image %s: %s" % (path, e.strerror))
+        raise Unavailable("cannot read MicroPython image %s: %s" % (path, e.strerror))
     if head != b"\xe9":
         raise UsageError("%s is not an ESP32 firmware image (no 0xE9 magic byte)" % path)
 
@@ -129,14 +129,14 @@ def build(out_dir, march="xtensawin", src_root=REPO):
         os.chdir(cwd)
     if errors:
         src, err = errors[0]
-        raise UsageError("mpy-cross failed on %s: %s" % (src, err.splitlines()[-1] if err else "?"))
+        raise Unavailable("mpy-cross failed on %s: %s" % (src, err.splitlines()[-1] if err else "?"))
     files = {}
     for src, dst in done:
         rel = (os.path.splitext(src)[0] + ".mpy").replace(os.sep, "/")
         with open(dst, "rb") as f:
             files[rel] = f.read()
     if not files:
-        raise UsageError("nothing to flash: no .py files under %s" % ", ".join(PACKAGES))
+        raise Unavailable("nothing to flash: no .py files under %s" % ", ".join(PACKAGES))
     return files
 
 
@@ -353,6 +353,8 @@ def flash(port, image=None, baud=115200, flash_baud=460800, march="xtensawin", e
           show_progress=True, on_file=None, out=print, run=subprocess.run, connect=Board, romfs=False):
     if erase and not image:
         raise UsageError("--erase only makes sense with --micropython IMAGE")
+    if image and "://" not in port and not os.path.exists(port):  # say it before esptool does, in its own words
+        raise BoardUnavailable("cannot open port %s: no such device (is the board plugged in?)" % port)
     with tempfile.TemporaryDirectory() as tmp:
         files = build(tmp, march=march, src_root=src_root)
     if image:
@@ -395,9 +397,9 @@ def cmd_flash(args):
             return 0
         flash(args.port, image=args.micropython, baud=args.baud, flash_baud=args.flash_baud, march=args.march,
               erase=args.erase, show_progress=not args.quiet, romfs=args.romfs)
-    except DeviceError as e:
+    except (DeviceError, Unavailable) as e:
         print("panic flash: %s" % e, file=sys.stderr)
-        return 1
+        return e.exit_code
     return 0
 
 

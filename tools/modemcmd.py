@@ -16,6 +16,7 @@ from host_sim.modem_rig import AlertDriver, Rig
 from host_sim.network import Network
 from protocol import frame as F
 from protocol.crypto import DeviceKeys
+from tools.argtypes import number
 
 
 def _fault(text):
@@ -88,12 +89,12 @@ def register(sub):
     p = sub.add_parser("modem", help="run an ALERT through the modem engine and the SIM7600 emulator")
     p.add_argument("--fault", action="append", default=[], metavar="NAME=VALUE", help="emulator fault (JSON value)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--latency", type=int, default=60, help="one-way network latency, ms")
-    p.add_argument("--jitter", type=int, default=20, help="ms")
-    p.add_argument("--loss", type=float, default=0.0, help="segment loss probability")
+    p.add_argument("--latency", type=number(int, 0, unit="milliseconds"), default=60, help="one-way network latency, ms")
+    p.add_argument("--jitter", type=number(int, 0, unit="milliseconds"), default=20, help="ms")
+    p.add_argument("--loss", type=number(float, 0.0, 1.0), default=0.0, help="segment loss probability")
     p.add_argument("--outage", action="append", default=[], metavar="START_MS,END_MS")
     p.add_argument("--pin", default=None, help="SIM PIN to configure")
-    p.add_argument("--sms-after", type=int, default=90000, help="ms before falling back to SMS")
-    p.add_argument("--limit", type=int, default=900, help="virtual seconds to run")
+    p.add_argument("--sms-after", type=number(int, 0, unit="milliseconds"), default=90000, help="ms before falling back to SMS")
+    p.add_argument("--limit", type=number(int, 1, unit="seconds"), default=900, help="virtual seconds to run")
     p.add_argument("--transcript", action="store_true", help="print the AT dialogue")
     p.set_defaults(func=cmd_modem)

@@ -25,9 +25,9 @@ import re
 import sys
 
 from tools.board import Board, DeviceError
-from tools.errors import UsageError
+from tools.errors import Refused, Unavailable, UsageError
 from tools.flash import read_manifest
-from tools.registry import RegistryError, ReceiverRegistry
+from tools.registry import RegistryError, ReceiverRegistry, check_person_ref
 
 from firmware.board import FLASH_DIR  # noqa: E402  (the device's flash directory)
 from firmware.config import CONFIG_FILE  # noqa: E402
@@ -39,7 +39,6 @@ CONFIG_FIELDS = (
 )
 _PHONE = re.compile(r"^\+[1-9][0-9]{5,14}$")
 _HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}$|^\[[0-9A-Fa-f:]+\]$")
-_URN = re.compile(r"^urn:[A-Za-z0-9][A-Za-z0-9-]{0,31}:[\x21-\x7e]{1,200}$")
 
 
 def parse_receiver(text):
@@ -63,15 +62,16 @@ def check_args(a):
     check_phone("--listen-number", a.listen_number)
     if not a.apn or len(a.apn) > 63 or not all(0x20 < ord(c) < 0x7F for c in a.apn):
         raise UsageError("--apn must be 1-63 printable characters without spaces")
-    if not _URN.match(a.person_ref or ""):
-        raise UsageError("--person-ref must be a URN like urn:arc:case:12345 (no spaces), got %r" % a.person_ref)
+    why = check_person_ref(a.person_ref)  # the receiver's one rule (docs/receiver.md, "Person references")
+    if why is not None:
+        raise UsageError("--person-ref: %s" % why)
     extra = {}
     if a.config_extra:
         try:
             with open(a.config_extra) as f:
                 extra = json.load(f)
         except OSError as e:
-            raise UsageError("cannot read %s: %s" % (a.config_extra, e.strerror))
+            raise Unavailable("cannot read %s: %s" % (a.config_extra, e.strerror))
         except ValueError as e:
             raise UsageError("%s is not JSON: %s" % (a.config_extra, e))
         if not isinstance(extra, dict) or set(extra) - {"button", "timings", "pins"}:
@@ -115,9 +115,9 @@ def write_key_file(path, key, force):
     try:
         fd = os.open(path, flags, 0o600)
     except FileExistsError:
-        raise UsageError("engineer key file %s already exists (use --force to replace it)" % path)
+        raise Refused("engineer key file %s already exists (use --force to replace it)" % path)
     except OSError as e:
-        raise UsageError("cannot write engineer key file %s: %s" % (path, e.strerror))
+        raise Unavailable("cannot write engineer key file %s: %s" % (path, e.strerror))
     with os.fdopen(fd, "w") as f:
         f.write(key.hex() + "\n")
     os.chmod(path, 0o600)
@@ -136,7 +136,7 @@ def provision(a, registry, connect=Board, out=print, rand=os.urandom):
     host, port, extra = check_args(a)
     key_path = a.engineer_key_out or default_key_path(a.device_id)
     if os.path.exists(key_path) and not a.force:
-        raise UsageError("engineer key file %s already exists (use --force to replace it)" % key_path)
+        raise Refused("engineer key file %s already exists (use --force to replace it)" % key_path)
     with connect(a.port, baud=a.baud) as board:
         manifest = read_manifest(board)
         if manifest is None:
@@ -145,7 +145,7 @@ def provision(a, registry, connect=Board, out=print, rand=os.urandom):
             raise DeviceError("the board is already provisioned (%s exists); use --force to overwrite it" % CONFIG_PATH)
         try:
             if registry.has_device(a.device_id):
-                raise UsageError(
+                raise Refused(
                     "device id %d is already registered with the receiver; device ids are never reused" % a.device_id
                 )
         except RegistryError as e:
@@ -173,11 +173,11 @@ def cmd_provision(a, registry=None):
             try:
                 registry = ReceiverRegistry(a.db, a.master_key_file, need_key=True)
             except RegistryError as e:
-                raise DeviceError("receiver registry: %s" % e)
+                raise (Unavailable if e.unavailable else Refused)("receiver registry: %s" % e)
         provision(a, registry)
-    except DeviceError as e:
+    except (DeviceError, Refused, Unavailable) as e:
         print("panic provision: %s" % e, file=sys.stderr)
-        return 1
+        return e.exit_code
     return 0
 
 
@@ -190,13 +190,17 @@ def register(sub):
     p.add_argument("--sms-number", required=True, help="receiving centre SMS number (+E.164)")
     p.add_argument("--listen-number", required=True, help="number the device calls for covert listening (+E.164)")
     p.add_argument("--apn", required=True)
-    p.add_argument("--person-ref", required=True, metavar="URN", help="reference of the person (URN, no name)")
+    p.add_argument("--person-ref", required=True, metavar="REF",
+                   help="case reference of the person, e.g. URN-2026-0042 or 'URN 01/1234/26' (never a name or an "
+                        "address; the rule: docs/receiver.md)")
     p.add_argument("--db", required=True, metavar="RECEIVER_DB", help="receiver store to register the device in")
     p.add_argument("--master-key-file", help="receiver master key file (default: $PANIC_RECEIVER_KEY)")
     p.add_argument("--engineer-key-out", metavar="FILE", help="where to write the engineer key (default engineer-keys/device-N.key)")
     p.add_argument("--config-extra", metavar="JSON", help="JSON file with button, timings and pins objects")
     p.add_argument("--power-profile", choices=("ready", "saver"), default="ready")
-    p.add_argument("--wifi-scan", action="store_true", help="allow passive Wi-Fi scans for location")
+    p.add_argument("--wifi-scan", action="store_true",
+                   help="allow Wi-Fi scans for location during an alert (active scans: a sniffer nearby sees the "
+                        "probes; docs/security.md)")
     p.add_argument("--no-test", action="store_true", help="disable TEST alerts on this device")
     p.add_argument("--force", action="store_true", help="overwrite an existing board config / key file")
     p.set_defaults(func=cmd_provision)

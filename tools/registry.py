@@ -14,13 +14,30 @@ tools can be built and tested without it:
 incident). Every receiver error becomes a one-line RegistryError.
 `MemoryRegistry` is the in-memory implementation the tests use.
 
+`check_person_ref` is the receiver's one rule for person references
+(receiver/personref.py), for tools that check their arguments before they
+touch anything.
+
 Never does: print, log or put in an error message the device key.
 Stays in sync with: receiver/store.py (API names) and docs/tools.md.
 """
 
 
 class RegistryError(Exception):
-    """The registry refused, or its API is not what this adapter expects."""
+    """The registry refused, or its API is not what this adapter expects.
+    unavailable: True when the store or the master key could not be opened
+    (exit 3 under the convention of tools/errors.py), else False (exit 1)."""
+
+    def __init__(self, msg, unavailable=False):
+        Exception.__init__(self, msg)
+        self.unavailable = unavailable
+
+
+def check_person_ref(ref):
+    """Why `ref` breaks the receiver's person-reference rule, or None."""
+    from receiver import personref
+
+    return personref.problem(ref)
 
 
 class MemoryRegistry:
@@ -74,9 +91,9 @@ class ReceiverRegistry:
             mk = masterkey.load(master_key_file) if (need_key or master_key_file) else None
             self.s = S.open_store(db_path, mk, create=need_key)
         except ReceiverError as e:
-            raise RegistryError(_safe(e))
+            raise RegistryError(_safe(e), unavailable=True)
         except Exception as e:  # sqlite or OS trouble opening the file
-            raise RegistryError("cannot open the receiver store %s: %s" % (db_path, _safe(e)))
+            raise RegistryError("cannot open the receiver store %s: %s" % (db_path, _safe(e)), unavailable=True)
 
     def __repr__(self):
         return "<ReceiverRegistry>"
@@ -92,7 +109,7 @@ class ReceiverRegistry:
 
     def add_device(self, device_id, key_bytes, person_ref):
         try:
-            self.s.add_device(device_id, key_bytes, person_ref)
+            self.s.add_device(device_id, key_bytes, person_ref, via="panic provision")
         except Exception as e:
             raise RegistryError("the receiver store refused device %d: %s" % (device_id, _safe(e)))
 

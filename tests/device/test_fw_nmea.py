@@ -107,6 +107,18 @@ def test_proprietary_unknown_malformed_counted():
     assert (r.proprietary, r.unknown, r.malformed, r.ok) == (1, 3, 3, 0), r.counters()
 
 
+def test_non_text_mode_field_is_malformed_not_a_crash():
+    # a GNS whose mode field holds a byte that is not text, under a
+    # checksum that matches: counted as malformed, the reader carries on
+    bad = b"GNGNS,191442.96,4111.59903,N,11156.54809,W,A\xffN,13,0.93,01482.5,-016.5,,"
+    c = 0
+    for b in bad:
+        c ^= b
+    r = NmeaReader()
+    got = r.feed(b"$%s*%02X\r\n" % (bad, c) + GGA_L)
+    assert [s.kind for s in got] == [GGA] and r.malformed == 1 and r.ok == 1
+
+
 def test_too_long_lines_dropped_and_reader_recovers():
     r = NmeaReader()
     long_line = b"$GPTXT," + b"A" * 300 + b"*00\r\n"
