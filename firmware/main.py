@@ -123,7 +123,7 @@ def forget(name):
     if parent is not None:
         try:
             delattr(parent, attr)
-        except AttributeError:
+        except (AttributeError, KeyError):  # MicroPython raises KeyError for a module attribute never set
             pass
 
 

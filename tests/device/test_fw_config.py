@@ -124,3 +124,20 @@ def test_the_device_tests_config_is_what_the_validator_makes():
     assert dict(cfg.__dict__) == VALIDATED
     assert dict(make_config().__dict__) == VALIDATED
     assert type(cfg) is type(make_config())
+
+
+def test_forgetting_a_board_table_that_was_never_imported_is_harmless():
+    # main() forgets both board tables after building the board; only one
+    # (or both) were imported, and MicroPython raises KeyError, not
+    # AttributeError, for a module attribute that was never set
+    import sys
+
+    from firmware.main import forget
+
+    from firmware import boards
+
+    boards.load("t-sim7600e")
+    forget("firmware.boards.t_sim7600e_ext_gnss")
+    forget("firmware.boards.t_sim7600e")
+    assert "firmware.boards.t_sim7600e" not in sys.modules
+    boards.load("t-sim7600e")  # and it loads again
