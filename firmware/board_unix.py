@@ -192,7 +192,9 @@ class UnixBoard(Board):
         self._unix_ms = None  # unix ms at self._t0 (None: clock unknown)
         self._cause = 0
         self._button = 1
-        self._edges = []  # latched button edges not read yet: (level, local ticks)
+        self._edges = []  # latched button edges not due yet: (level, local ticks)
+        self._ready = []  # edges due and not read yet
+        self._latched = 1  # the level of the newest latched edge
         self._last_edge = None  # (local ticks, host ms) of the newest latched edge
         self._mv = None
         self._status = 0
@@ -273,26 +275,38 @@ class UnixBoard(Board):
 
     # -- inputs --------------------------------------------------------------
     def _latch(self, level, at):
-        if self.scale is None or level == self._button:
-            self._button = level  # before the clock (the level at boot), or no change: no edge
+        if self.scale is None:
+            self._button = self._latched = level  # before the clock: the level at boot
             return
+        if level == self._latched:
+            return  # no change: no edge
         tk = self.ticks_ms()
         last = self._last_edge
         if last is not None and tk < last[0] + (at - last[1]):
-            tk = last[0] + (at - last[1])  # never shorter than the host held it
+            tk = last[0] + (at - last[1])  # never shorter than the host held it: due later
         self._last_edge = (tk, at)
-        self._button = level
+        self._latched = level
         if len(self._edges) < _EDGES_MAX:
             self._edges.append((level, tk))
 
-    def button_level(self):
+    def _due(self):
+        """Move the edges whose tick has come to the ready list (the level
+        the pin has now follows them)."""
         self._pump()
+        now = self.ticks_ms()
+        while self._edges and self._edges[0][1] <= now:
+            e = self._edges.pop(0)
+            self._ready.append(e)
+            self._button = e[0]
+
+    def button_level(self):
+        self._due()
         return self._button
 
     def button_edges(self):
-        self._pump()
-        out = self._edges
-        self._edges = []
+        self._due()
+        out = self._ready
+        self._ready = []
         return out
 
     def take_ri_wake(self):
@@ -373,18 +387,20 @@ class UnixBoard(Board):
         (awake) on modem or console bytes (a modem answer must not wait for
         the engine's timeout), or (asleep) on an RI pulse."""
         end = self.ticks_ms() + ms
-        n0 = len(self._edges)
         while True:
-            left = end - self.ticks_ms()
+            self._due()
+            if self._ready or (sleeping and self._ri):
+                return  # a button edge (a GPIO interrupt wakes both), or RI
+            now = self.ticks_ms()
+            left = end - now
             if left <= 0:
                 return
+            if self._edges and self._edges[0][1] - now < left:
+                left = max(0, self._edges[0][1] - now)  # a latched edge falls due then
             real = int(left / (self.scale or 1.0)) + 1
             if real > 100:
                 real = 100
             ready = self._poll.poll(real)
-            self._pump()
-            if len(self._edges) != n0 or (sleeping and self._ri):
-                return
             wake = False
             for obj, ev in ready:
                 if self.gnss is not None and obj is self.gnss.s:

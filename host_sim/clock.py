@@ -19,7 +19,7 @@ Rules:
 - A callback that raises stops the run with the exception; the clock stays
   at that event's time, and the remaining events are still queued.
 
-Stays in sync with: nothing else; SimBoard and the scenario runner build on it.
+Stays in sync with: nothing else; the scenario runner and the chip model build on it.
 """
 
 import heapq

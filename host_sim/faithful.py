@@ -28,7 +28,7 @@ Results go through host_sim/results.py's Recorder, so the invariants and
 Power cuts armed at a flash write are exact: the board's VFS shim
 (host_sim/mpboard.py, flash_gate) reports each mutating flash step on a
 "flash" channel and waits for the host's go-ahead, so the host kills the
-VM at the n-th atomic write's step, as host_sim/simboard.py's _SimFs
+VM at the n-th atomic write's step, as host_sim/esp32.py's SimFs
 tears it in virtual time. Once the device is gone for good (brown-out, a
 cut never restored) the rest of the run is paced fast (DEAD_WALL_S).
 
@@ -529,6 +529,7 @@ class Rig:
             self._power_off(now)
         else:
             self._powered = True
+            self.emu.power(True, now)  # the battery is back (the modem sits on it: no supply switch)
             self.board.power_cycle()
             self.stats["boots"] += 1
 
@@ -549,7 +550,7 @@ class Rig:
             self.stats["fast_forward"] = {"from_ms": now, "time_scale": round(scale, 1)}
 
     def _on_flash_cut(self, n, now):
-        """As host_sim/simboard.py's _SimFs: the n-th atomic write from now
+        """As host_sim/esp32.py's SimFs: the n-th atomic write from now
         is torn (the power goes after its temp file was opened)."""
         self._cut_in = max(1, int(n))
 

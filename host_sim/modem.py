@@ -912,6 +912,8 @@ class Sim7600:
         self._gps = on
         t = self._t(now)
         self._say(t, "OK")
+        if self.gnss is not None:
+            self.gnss.read(t)  # a new or ended session reports nothing from before it
         self._antenna(t)
         if not on:
             self._timer(t + 1000, self._say_urc, "+CGPS: 0")

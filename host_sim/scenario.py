@@ -6,7 +6,7 @@ validation, and small queries over a loaded scenario (coverage at a time,
 receiver up at a time, button edges, the route and the GNSS/energy models it
 asks for).
 
-Never does: run anything. The scenario runner and SimBoard read the object.
+Never does: run anything. The scenario runners (virtual time and faithful) read the object.
 
 Errors: every problem is a ScenarioError naming the file, the line (as
 near as TOML allows: the table header or the key's own line) and the field,

@@ -26,8 +26,7 @@ duration = "20m"
 time_scale = 10
 
 [gnss]
-style = "ublox-m8"
-start = "hot"
+start = "hot"  # the modem's own receiver, as on the T-SIM7600E provisioned by default
 
 [route]
 points = [ { at = "0s", lat = 51.50330, lon = -0.11960 } ]
