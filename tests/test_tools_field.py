@@ -185,3 +185,17 @@ def test_board_checks_catch_a_lit_led_a_modem_whose_status_disagrees_no_ri_and_a
     st["modem"] = dict(st["modem"], ri_urc=False, nmea=0)
     bad = verdicts(st)
     assert bad["led"] == bad["modem status"] == bad["ri"] == bad["gnss answers"] == "fail"
+
+
+def test_a_board_at_the_repl_is_told_apart_from_a_wrong_engineer_key(tmp_path, capsys):
+    # a board whose firmware is not running answers the hello as the
+    # MicroPython REPL does; the engineer must hear that, not "wrong key"
+    from host_sim.mpboard import MpBoard
+
+    with MpBoard(str(tmp_path / "root")) as b:
+        rc = cli.main(["field", "selftest", "--port", b.url, "--engineer-key", _keyfile(tmp_path),
+                       "--test-timeout", "5"])
+    out = capsys.readouterr().out
+    assert rc == 1, out
+    assert "MicroPython REPL" in out and "firmware is not running" in out
+    assert "wrong engineer key" not in out

@@ -116,6 +116,7 @@ class SerialConsole:
             raise Unavailable("cannot open port %s: %s" % (port, _why(e)))
         self.host = DiagHost(engineer_key)
         self.rejected = 0  # lines that failed verification
+        self._tail = b""  # the line being read (a prompt has no line end)
 
     def close(self):
         try:
@@ -141,23 +142,44 @@ class SerialConsole:
             if c == b"\n":
                 return buf
             buf += c
+            self._tail = buf[-64:]
             if len(buf) > 65536:
                 buf = b""
         return None
 
     def login(self):
+        """The hello and the device's accept. A board whose firmware is not
+        running answers as the MicroPython REPL (an echo, a SyntaxError, a
+        ">>> " prompt) where the firmware says nothing to a wrong key: the
+        two are told apart, so an engineer is not sent to look for a key."""
         try:
             self.ser.reset_input_buffer()
         except Exception:
             pass
-        self._write(self.host.hello())
-        line = self._readline(time.monotonic() + self.timeout)
-        if line is None:
+        self._tail = b""
+        hello = self.host.hello()
+        self._write(hello)
+        deadline = time.monotonic() + self.timeout
+        seen = b""
+        while True:
+            line = self._readline(deadline)
+            if line is None:
+                break
+            ln = line.strip()
+            if ln.startswith(D.VERSION.encode() + b" ") and not ln.endswith(hello.strip()):
+                self.host.accept(line)  # (an echo of our hello is a REPL's, never an answer)
+                return
+            seen = (seen + line + b"\n")[-4096:]
+        seen += self._tail
+        if any(m in seen for m in _REPL_MARKS):
             raise DiagError(
-                "no answer from the console: wrong engineer key, console locked out after failed attempts "
-                "(wait and retry), firmware not running, or not a panic device"
+                "the board answered as the MicroPython REPL, not the firmware: the firmware is not running "
+                "(flash and provision it with panic flash / panic provision, or reset the board)"
             )
-        self.host.accept(line)
+        raise DiagError(
+            "no answer from the console: wrong engineer key, console locked out after failed attempts "
+            "(wait and retry), firmware not running, or not a panic device"
+        )
 
     def _write(self, b):
         try:
@@ -177,6 +199,11 @@ class SerialConsole:
             if resp is not None:
                 return resp
             self.rejected += 1
+
+
+# what only the MicroPython REPL says (friendly and raw): the firmware's
+# console says nothing at all until a hello verifies
+_REPL_MARKS = (b">>> ", b"SyntaxError", b"Traceback (most recent call last)", b"raw REPL", b"MicroPython v")
 
 
 def _why(e):
