@@ -111,6 +111,7 @@ class App:
         self.gnss_want = False
         self.refresh_at = now  # the next standby GNSS session (one at boot)
         self.refresh_until = None  # the current one ends by then
+        self.gnss_hold = None  # the console keeps the modem's GNSS on until then (an engineer is testing)
         self.next_battery = now
         self.now = now  # the latest `now` step() saw (for the console provider)
         self.evlog = []  # "<s> <what>" lines, oldest first, RAM only
@@ -251,7 +252,8 @@ class App:
             pass  # seq space exhausted: take() reports it when it matters
         self.button.set_alert_active(self.ctl.looks_active())
         if self.modem_gnss:
-            want = self._refreshing(now) or self.ctl.active() or self.pending_call is not None
+            want = self._refreshing(now) or self.ctl.active() or self.pending_call is not None \
+                or (self.gnss_hold is not None and now - self.gnss_hold < 0)
             if want != self.gnss_want:
                 self.gnss_want = want
                 self.t.gnss(want)  # pyright: ignore[reportAttributeAccessIssue]

@@ -26,6 +26,7 @@ from firmware.version import VERSION
 DIAG_FILE = "diaglock"
 TEST_TIMEOUT_MS = 120000  # a console TEST without an ACK by then is reported failed
 _KEEP_TESTS = 4
+GNSS_HOLD_MS = 120000  # the modem's GNSS stays on this long after each status
 
 
 def load_lock(fs):
@@ -47,14 +48,18 @@ class Provider:
         self.app = app
         self.tests = []  # [seq, sent_ms, result dict or None], newest last
         app.ack_hook = self._on_ack
-        if getattr(app, "modem_gnss", False):
-            app.refresh_at = app.now  # an engineer is here: a GNSS session now, so the self-test sees it answer
 
     # -- status ------------------------------------------------------------
     def status(self):
         app = self.app
         cfg = app.cfg
         now = app.now
+        if getattr(app, "modem_gnss", False):
+            # an authenticated engineer is asking: keep the modem's GNSS on
+            # for a while so the self-test sees it answer and fix (it is off
+            # between standby refreshes); only after login, so a stranger on
+            # the USB port cannot run the battery down with it
+            app.gnss_hold = now + GNSS_HOLD_MS
         st = {
             "firmware": VERSION,
             "device_id": cfg.device_id,

@@ -51,6 +51,7 @@ import shutil
 import tempfile
 import traceback
 
+from firmware import alert as A
 from firmware import boards
 from firmware import config as C
 from firmware.button import EV_CANCEL, EV_DURESS_CANCEL, EV_SOS, EV_TEST, ButtonConfig
@@ -402,7 +403,11 @@ class Runner:
             ev = btn_update(level, t)
             if ev is not None and ev in _EVENT_KIND:
                 # when it happened: the edge's time (latched edges are fed late)
-                rec.press(_EVENT_KIND[ev], clock.now - max(0, app.now - t), DEVICE_ID)
+                at = clock.now - max(0, app.now - t)
+                if ev == EV_TEST and not (app.cfg.test_enabled and app.ctl.allowed(A.TEST)):
+                    rec.event(at, "test_refused", "a TEST pattern while the alert controller is not idle")
+                else:
+                    rec.press(_EVENT_KIND[ev], at, DEVICE_ID)
             return ev
 
         app.button.update = update
@@ -478,13 +483,15 @@ class Runner:
     def _h_action(self, kind, now):
         """Note whether the device could take this action when it began:
         powered and running, and the pattern means something in its state
-        (SOS only when no alert is active, TEST only with test enabled)."""
+        (SOS only when no alert is active, TEST only with test enabled and
+        the alert controller idle: firmware/alert.py's table has TEST only
+        in IDLE, so a TEST during a duress-cancelled alert is refused)."""
         app = self.loop.app if self.loop is not None else None
         ok = self.world.powered and app is not None and not app.dead
         if ok and kind == "sos":
             ok = not app.ctl.looks_active()  # pyright: ignore[reportOptionalMemberAccess]
         elif ok and kind == "test":
-            ok = bool(app.cfg.test_enabled) and not app.ctl.looks_active()  # pyright: ignore[reportOptionalMemberAccess]
+            ok = bool(app.cfg.test_enabled) and app.ctl.allowed(A.TEST)  # pyright: ignore[reportOptionalMemberAccess]
         self._actions.append((kind, now, ok))
 
     def _h_button(self, pressed, now):

@@ -183,3 +183,50 @@ def test_no_console_without_an_engineer_key(tmp_path):
     board.console.feed(DiagHost(EK).hello())
     _run_device(tmp_path, board, 20)
     assert bytes(board.console.tx) == b"" and fs.read(DIAG_FILE) is None
+
+
+class _GnssTransport(FakeTransport):
+    """The fake transport with the modem-GNSS switch the engine offers."""
+
+    def __init__(self, *a):
+        super().__init__(*a)
+        self.gnss_calls = []
+
+    def gnss(self, on):
+        self.gnss_calls.append(on)
+
+    def nmea(self):
+        return b""  # a desk indoors: the session answers nothing usable
+
+
+def test_the_console_keeps_the_modems_gnss_on_only_for_an_authenticated_engineer(tmp_path):
+    """T-SIM7600E: GNSS is the modem's and off between standby refreshes.
+    A self-test needs it answering, so each authenticated status keeps it
+    on for GNSS_HOLD_MS; bytes from a stranger never switch it on."""
+    from firmware import config as C
+    from firmware.diagprov import GNSS_HOLD_MS
+
+    lp = Loop.__new__(Loop)
+    lp.fs = Fs(str(tmp_path / "flash"))
+    _config(lp.fs, timings={"fix_refresh_s": 3600})
+    lp.rx = FakeReceiver()
+    lp.board = FakeBoard()
+    lp.board.gnss = None  # no NMEA UART: the modem's GNSS
+    tr = _GnssTransport(lp.rx.deliver, None)
+    lp.app, _, lp.tr = make_app(lp.fs, lp.rx, cfg=C.load(lp.fs), board=lp.board, tr=tr)
+    lp.diag = M.make_console(lp.app, lp.board, lp.fs)
+    lp.lock = lp.diag.persist_state()
+    assert lp.app.modem_gnss
+    lp.run(100000)  # the boot refresh session ran (no fix on the desk: over at its 90 s limit)
+    assert tr.gnss_calls == [True, False]
+    lp.board.console.feed(b"\r\x03\x03AT\r\nstatus\r\n" + bytes(range(128, 256)) + b"\r\n")
+    lp.run(60000)  # (and sits out the lock-out those bad lines earned)
+    assert tr.gnss_calls == [True, False] and lp.said() == b""
+    host = DiagHost(EK)
+    _login(lp, host)
+    assert _call(lp, host, "status")["status"]["gnss"]["source"] == "modem"
+    assert tr.gnss_calls == [True, False, True]
+    lp.run(GNSS_HOLD_MS - 10000)
+    assert tr.gnss_calls[-1] is True
+    lp.run(20000)
+    assert tr.gnss_calls == [True, False, True, False]

@@ -49,8 +49,9 @@ class BenchProvider:
                 "test_enabled": CFG["test_enabled"],
             },
             "button": {"level": 1, "pressed": False},
+            "board": {"led": 0, "status_pin": 1},  # as the App reports a T-SIM7600E (diagprov._board)
             "gnss": {"fix": True, "sats": 9, "age_s": 0},
-            "modem": {"sim": "READY", "registered": True, "operator": "Bench", "csq": 25, "cell": [234, 15, 1, 2, -80]},
+            "modem": {"on": True, "sim": "READY", "registered": True, "operator": "Bench", "csq": 25, "cell": [234, 15, 1, 2, -80]},
             "battery": {"mv": 4000, "low": False},
             "flash": {"ok": True, "free_kb": st[0] * st[4] // 1024},
             "outbox": 0,
