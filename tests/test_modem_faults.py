@@ -108,6 +108,31 @@ def test_coverage_that_comes_and_goes():
     assert ("link", False) in [e for _, e in w.rig.events]
 
 
+
+def test_network_closed_while_a_socket_open_waits_ends_the_wait_at_once():
+    """+CIPEVENT: NETWORK CLOSED while AT+CIPOPEN waits for its +CIPOPEN:
+    the open cannot succeed; the emulator (pessimistic: the manual does not
+    say) never answers it, and the engine stops waiting then, not at its
+    20 s open timeout, and the SMS fallback goes out."""
+
+    def world(cov):
+        # the receiver unreachable: the TCP handshake waits out its 7 s
+        net = Network(seed=1, jitter_ms=0, outages=[(0, 10 ** 9)])
+        return World(net=net, coverage=cov)
+
+    w = world([(0, "full")])
+    w.deliver(limit_ms=60000)  # (not delivered: only to learn when the first open goes out)
+    t_open = [t for (t, d, b) in w.emu.transcript if d == ">" and b.startswith(b"AT+CIPOPEN")][0]
+    w = world([(0, "full"), (t_open + 1000, "sms")])
+    d = w.deliver(limit_ms=120000)
+    assert [f for _, f in d.failures] == ["open: the network closed"]
+    assert d.sms_sent_at is not None  # the fallback went out
+    closed = [t for (t, d_, b) in w.emu.transcript if d_ == "<" and b"NETWORK CLOSED" in b][0]
+    assert w.t.stats()["timeouts"] == 0
+    nxt = [t for (t, d_, b) in w.emu.transcript if d_ == ">" and t > closed][0]
+    assert nxt - closed < 1000  # the engine moved on at once
+
+
 def test_sms_only_coverage_falls_back_to_sms():
     w = World(coverage=[(0, "sms")])
     d = AlertDriver(w.rig, KEYS, alert(), sms_after_ms=60000)
