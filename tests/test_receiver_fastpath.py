@@ -34,7 +34,12 @@ def decoded_uplinks(draw):
     """An uplink as the receiver sees it: sealed, then opened by F.decode."""
     tlvs = draw(st.lists(tlv, max_size=5)) + draw(st.lists(wifi, max_size=3))
     source = draw(st.integers(0, 4))
-    rep = F.Report(source, draw(st.integers(-900000000, 900000000)), draw(st.integers(-1800000000, 1800000000)),
+    lat = lon = None  # source 0 carries no coordinates (docs/protocol.md, position semantics)
+    if source:
+        lat, lon = draw(st.integers(-900000000, 900000000)), draw(st.integers(-1800000000, 1800000000))
+        if source >= F.SRC_CELL and lat == lon == 0:
+            lon = 1  # a cell or Wi-Fi source at (0, 0) is the placeholder the encoder refuses
+    rep = F.Report(source, lat, lon,
                    draw(u16), draw(u16), draw(st.one_of(st.integers(0, 100), st.just(F.UNKNOWN_BATTERY))),
                    draw(st.one_of(st.integers(0, 31), st.just(F.UNKNOWN_CSQ))), draw(st.booleans()),
                    draw(st.booleans()), draw(st.booleans()), draw(st.booleans()), draw(st.permutations(tlvs)))
