@@ -5,7 +5,7 @@ sealing every uplink frame (ALERT, TRACK, CANCEL, HEARTBEAT, TEST, STATUS)
 with the device keys, TRACK / heartbeat / Wi-Fi-scan timing, reacting to
 authenticated ACKs and their operator commands, and the persisted state
 record. Never reads a pin, a UART or a clock: the app passes `now` (ms)
-and an `env` with position(now), cell(), csq(), battery_pct(), unix(now).
+and an `env` with position(now), cell(now), csq(), battery_pct(), unix(now).
 Never waits for GNSS: an ALERT is sealed with whatever is known at once.
 
 States: IDLE, ALERTING (ALERT not yet ACKed), TRACKING (ALERT ACKed),
@@ -320,7 +320,7 @@ class AlertController:
         env = self.env
         pos = env.position(now)
         try:
-            cell = env.cell()
+            cell = env.cell(now)  # None when not read recently (firmware/app.py)
         except Exception:
             cell = None
         tlvs = []

@@ -348,14 +348,12 @@ def report_bytes(r):
     lat = r.lat
     lon = r.lon
     # Position semantics (docs/protocol.md): coordinates only from a position
-    if src == SRC_NONE:
-        if lat or lon:
-            raise EncodeError("coordinates without a position source (source 0 sends none)")
+    # held, never the (0, 0) placeholder of a cell or Wi-Fi source. One short
+    # message: every constant string of a ROM module costs device heap.
+    if src == SRC_NONE and not lat and not lon:
         lat = lon = 0
-    elif lat is None or lon is None:
-        raise EncodeError("position source %r without coordinates" % (src,))
-    elif (src == SRC_CELL or src == SRC_WIFI) and lat == 0 and lon == 0:
-        raise EncodeError("a cell or Wi-Fi position at (0, 0) is a placeholder, not a position: send source 0")
+    elif src == SRC_NONE or lat is None or lon is None or (src > SRC_LAST_FIX and not lat and not lon):
+        raise EncodeError("coordinates go with a position source (cell/Wi-Fi not 0,0)")
     acc = r.accuracy
     age = r.age
     batt = r.battery
