@@ -37,8 +37,8 @@ from host_sim.route import distance_m
 CELL_HEADER = "radio,mcc,net,area,cell,unit,lon,lat,range,samples,changeable,created,updated,averageSignal"
 WIFI_HEADER = "bssid,lat,lon,range,surveyed"
 RESELECT = 0.8  # fraction of a tower's range within which the modem stays on it
-DATA_SET = "simulated towers (scenario)"
-WIFI_SET = "simulated survey (scenario)"
+DATA_SET = "simulated towers of the scenario"
+WIFI_SET = "simulated survey of the scenario"
 
 
 def rsrp_dbm(d_m):

@@ -32,6 +32,7 @@ class Recorder:
         self.console = []
         self.events = []
         self.shown = []  # positions the receiver showed an operator (estimate and evidence)
+        self.marks = []  # receiver events other than TRACKs: [{t_ms, kind, label, duress}]
         self._shown_keys = set()
         self.battery_log = []  # [{t_ms, soc_pct, cell_mv}]: the true battery over the run
         self.summary = {"low_battery": False, "device_dead": False}
@@ -73,6 +74,10 @@ class Recorder:
         """An event the receiver raised (its dict): every position it shows
         an operator, the estimate and the evidence beside it, is written
         down once (source, seq, place) with the first time it was shown."""
+        kind = ev.get("kind")
+        if kind not in ("track", "alert_repeat"):  # the report's receiver lane: what an operator was told
+            self.marks.append({"t_ms": int(t_ms), "kind": kind, "label": ev.get("label") or kind,
+                               "duress": bool(ev.get("duress"))})
         items = []
         if ev.get("position"):
             items.append(("estimate", ev["position"]))
@@ -211,7 +216,8 @@ class Recorder:
             "alerts": self.alerts,
             "positions": self.positions,
             "route": route,
-            "receiver": {"raised": self.raised, "silent_alarms": self.silent_alarms, "positions": self.shown},
+            "receiver": {"raised": self.raised, "silent_alarms": self.silent_alarms, "positions": self.shown,
+                         "marks": self.marks},
             "battery": self.battery_log,
             "pins": self.pins,
             "console": self.console,
