@@ -261,8 +261,13 @@ def _num(v, unit=""):
     return "%s %s" % (t, unit) if unit else t
 
 
+_ACTIONS = {"sos": "SOS", "test": "TEST", "cancel": "Cancel", "duress_cancel": "Duress cancel"}
+
+
 def _words(name):
-    """snake_case -> "Snake case"."""
+    """snake_case -> "Snake case" (a button action by its name: SOS)."""
+    if name in _ACTIONS:
+        return _ACTIONS[name]
     s = str(name).replace("_", " ")
     return s[:1].upper() + s[1:]
 
