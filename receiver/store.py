@@ -660,8 +660,11 @@ class SqliteStore:
     def batch_memo(self, name):
         """A dict that lives as long as the cached rows (dropped when another
         connection commits, e.g. an import making a set active): for lookups
-        worth remembering between batches."""
-        c = self._valid_cache()
+        worth remembering between batches. Checked against SQLite's
+        data_version only when there is no row cache yet: load_batch checks
+        it at the start of every batch, and a query per lookup would cost as
+        much as the lookup."""
+        c = self._cache if self._cache is not None else self._valid_cache()
         m = c.get(name)
         if m is None:
             m = c[name] = {}
