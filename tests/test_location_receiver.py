@@ -303,3 +303,18 @@ def test_the_view_the_console_calls(tmp_path):
                                       "map", "note", "seq", "stale"}
         assert v["position"]["source"] == "gnss" and v["position"]["age_s"] == 10
         assert [i["note"] for i in v["evidence"]] == ["cell 234-15 TAC 6699 id 30125732 not in database"]
+
+
+def test_panic_frame_encode_refuses_coordinates_the_device_does_not_hold(tmp_path, capsys):
+    key = tmp_path / "k.hex"
+    key.write_text("00" * 32)
+    cell = {"tlv": "cell", "mcc": 234, "mnc": 15, "tac": 6699, "cell_id": 30125732, "rsrp": -97}
+    for frame, says in (({"source": "cell", "tlvs": [cell]}, 'needs the coordinates the device holds'),
+                        ({"source": "wifi", "lat": 0, "lon": 0}, "placeholder older firmware sent"),
+                        ({"source": "gnss", "lat_e7": 515007292}, 'needs the coordinates the device holds')):
+        rc, out, err = run(capsys, "frame", "encode", "--key-file", str(key), "--json",
+                           json.dumps(dict({"type": "ALERT", "device_id": 1, "seq": 1}, **frame)))
+        assert rc == 2 and says in err and out == ""
+    rc, out, err = run(capsys, "frame", "encode", "--key-file", str(key), "--json",
+                       json.dumps({"type": "ALERT", "device_id": 1, "seq": 1, "tlvs": [cell]}))
+    assert rc == 0  # observations only: source none and the cell TLV
