@@ -73,6 +73,7 @@ CHUNK = 5000  # rows per transaction: a few tens of ms, so a serving receiver's 
 MAX_RANGE_M = 100000  # a larger "range" is a broken row, not a cell (OpenCellID has a few of millions of metres)
 DEFAULT_MAX_BAD = 1000
 REPORT_BAD = 20  # bad rows listed by line number (all are counted)
+MEMO_MAX = 50000  # cells remembered between batches (about 10 MB at most)
 OPENCELLID = ("OpenCellID", "CC BY-SA 4.0")
 EARTH_M = 6371008.8
 
@@ -322,6 +323,8 @@ class Locator:
         key = (mcc, mnc, tac, cid)
         hit = memo.get(key)
         if hit is None:
+            if len(memo) >= MEMO_MAX:
+                memo.clear()  # a receiver that runs for months must not grow without bound
             hit = memo[key] = self._cell(mcc, mnc, tac, cid)
         return hit
 
