@@ -1,6 +1,6 @@
 """The whole device as one object: App(board, config, transport, now).
 
-`now` is a monotonic ms count that never wraps (main.py accumulates it
+`now` is a monotonic ms count that never wraps (loop.py accumulates it
 from the board's wrapping ticks); every part compares times by plain
 subtraction.
 
@@ -22,11 +22,11 @@ that long (or less) and calls step() again. Never sleeps, never touches
 Faults never crash-loop: a config without a usable key leaves the App
 "dead" (it only records the fault on flash and idles); any other config
 error, an unreadable store file or a fault left by a crash (the "fault"
-file written by main.py) is reported in the boot STATUS frame.
+file written by loop.py) is reported in the boot STATUS frame.
 
 Covert: nothing here lights, sounds or buzzes; haptic() is never called.
 
-Must stay in sync with: firmware/main.py (fault file, sleep choice),
+Must stay in sync with: firmware/loop.py (fault file, sleep choice),
 docs/firmware.md, the simulator (host_sim) which drives this API.
 """
 

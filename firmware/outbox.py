@@ -120,7 +120,7 @@ class Outbox:
         self.sms_after = sms_after_ms
         self.limit = limit
         self.rand = rand if rand is not None else _default_rand
-        self.diff = _diff  # `now` never wraps (see firmware/main.py)
+        self.diff = _diff  # `now` never wraps (see firmware/loop.py)
         self.entries = []
         self.recent = []  # seqs of transmitted TRACKs that were coalesced away
         self._sms_entry = None
