@@ -35,9 +35,11 @@ from protocol.crypto import DeviceKeys
 
 from firmware import alert as A
 from firmware.board import RESET_WATCHDOG
+from firmware.button_events import EV_CANCEL, EV_DURESS_CANCEL, EV_SOS, EV_TEST
 from firmware.fs import Fs
 from firmware.outbox import Outbox
 from firmware.store import SeqStore, StateStore, StoreError
+from firmware.transport import EV_FRAME
 
 FAULT_FILE = "fault"
 _GNSS_CHUNK = 256
@@ -52,11 +54,6 @@ _IDLE_MAX_MS = 60000
 # it never comes
 _REFRESH_MAX_MS = 90000
 _SCAN_LATER_MS = 200  # a Wi-Fi scan put off by presses in progress
-# button events (firmware/button.py)
-EV_SOS = 1
-EV_CANCEL = 2
-EV_DURESS_CANCEL = 3
-EV_TEST = 4
 _BUTTON_TO_ALERT = {EV_SOS: A.SOS, EV_CANCEL: A.CANCEL, EV_DURESS_CANCEL: A.DURESS, EV_TEST: A.TEST}
 _LOG_LINES = 32  # event log kept in RAM for the diagnostics console
 
@@ -391,7 +388,7 @@ class App:
 
     def _on_transport(self, e, now):
         kind = e[0]
-        if kind == "frame":
+        if kind == EV_FRAME:
             res = self.outbox.on_frame(e[1], now)
             if res is not None:
                 ftype, fr = res

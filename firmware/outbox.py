@@ -49,6 +49,8 @@ Must stay in sync with: firmware/transport.py (events), firmware/alert.py
 from protocol import frame as F
 from protocol.errors import ProtocolError
 
+from firmware.transport import EV_SEND_FAILED, EV_SMS_FAILED, EV_SMS_SENT
+
 try:
     from micropython import const  # pyright: ignore[reportAssignmentType]
 except ImportError:  # CPython
@@ -272,19 +274,19 @@ class Outbox:
 
     def on_event(self, ev, now):
         kind = ev[0]
-        if kind == "sms_sent":
+        if kind == EV_SMS_SENT:
             e = self._sms_entry
             if e is not None:
                 e.sms = SMS_DONE
                 self.sms_sent += 1
             self._sms_entry = None
-        elif kind == "sms_failed":
+        elif kind == EV_SMS_FAILED:
             e = self._sms_entry
             if e is not None:
                 e.sms = SMS_WAIT
                 e.sms_at = now + self._backoff(2)
             self._sms_entry = None
-        elif kind == "send_failed":
+        elif kind == EV_SEND_FAILED:
             pass  # the entry's next try is already scheduled
 
     # ------------------------------------------------------------ uplink

@@ -69,6 +69,7 @@ firmware/boards/t_sim7600e.py (timings).
 """
 
 from firmware.modem.at import OKERR, AtChannel, Fail, Hung, P_TIMEOUT, P_PROMPT, cfg as _cfg, fields, to_int
+from firmware.transport import EV_CALL, EV_FRAME, EV_LINK, EV_SEND_FAILED, EV_SENT, EV_SMS_FAILED, EV_SMS_SENT
 
 try:
     from micropython import const  # pyright: ignore[reportAssignmentType]
@@ -287,7 +288,7 @@ class Engine:
         if self._job is not None:
             self._kill(Fail("modem restarted"))
         if self.data_up:
-            self.events.append(("link", False))
+            self.events.append((EV_LINK, False))
         self.booted = False
         self._down()
         self._rdy = True
@@ -398,17 +399,17 @@ class Engine:
         self.ch.cancel()
         reason = exc.args[0] if exc.args else "modem not answering"
         if kind == J_SEND:
-            self.events.append(("send_failed", reason))
+            self.events.append((EV_SEND_FAILED, reason))
         elif kind == J_SMS:
-            self.events.append(("sms_failed", reason))
+            self.events.append((EV_SMS_FAILED, reason))
         elif kind == J_CALL:
             self.call = None
-            self.events.append(("call", "ended"))
+            self.events.append((EV_CALL, "ended"))
         if isinstance(exc, Hung) or kind == J_BOOT:
             # power-cycle, backing off 2 s, 4 s ... 120 s while it keeps failing
             self.hung = isinstance(exc, Hung) or self.hung
             if self.data_up:
-                self.events.append(("link", False))
+                self.events.append((EV_LINK, False))
             self._down()
             self.booted = False
             self._cycle_at = self.now + self._backoff
@@ -428,11 +429,11 @@ class Engine:
         self._req = None
         if req is not None:
             if req[0] == J_SEND:
-                self.events.append(("send_failed", reason))
+                self.events.append((EV_SEND_FAILED, reason))
             elif req[0] == J_SMS:
-                self.events.append(("sms_failed", reason))
+                self.events.append((EV_SMS_FAILED, reason))
             elif req[0] == J_CALL:
-                self.events.append(("call", "ended"))
+                self.events.append((EV_CALL, "ended"))
 
     def _pick(self, now):
         if self.off:
@@ -529,15 +530,15 @@ class Engine:
             if "BEGIN" in line:
                 self.call = "active"
                 self._mute_due = True
-                self.events.append(("call", "active"))
+                self.events.append((EV_CALL, "active"))
             elif "END" in line and self.call is not None:
                 self.call = None
-                self.events.append(("call", "ended"))
+                self.events.append((EV_CALL, "ended"))
             return
         if line == "NO CARRIER" or line == "BUSY" or line == "NO ANSWER":
             if self.call is not None:
                 self.call = None
-                self.events.append(("call", "ended"))
+                self.events.append((EV_CALL, "ended"))
             return
         if line.startswith("+CSQ:"):
             self.csq_v = to_int(fields(line)[0], 99)
@@ -563,7 +564,7 @@ class Engine:
         was_up = self.data_up
         self._down()
         if was_up:
-            self.events.append(("link", False))
+            self.events.append((EV_LINK, False))
         self.ri_urc = False
         if self.gnss_on:
             self.gnss_on = False  # a restarted modem has GNSS off (manual 17.2.1: off by default)
@@ -691,7 +692,7 @@ class Engine:
         if ok:
             self.data_up = True
             self._net_backoff = self.t["net_retry_ms"]
-            self.events.append(("link", True))
+            self.events.append((EV_LINK, True))
         else:
             self._net_later()
 
@@ -713,7 +714,7 @@ class Engine:
         self._reply_wait = False
         self._net_at = self.now
         if was:
-            self.events.append(("link", False))
+            self.events.append((EV_LINK, False))
 
     def _j_send(self, raw):
         from protocol.stream import pack
@@ -723,7 +724,7 @@ class Engine:
         if not self.sock:
             yield from self.d.sock_open(self)
         n = yield from self.d.sock_send(self, pack(raw))
-        self.events.append(("sent", len(raw)))
+        self.events.append((EV_SENT, len(raw)))
         self._reply_wait = True
         self._rx_checks = 0
         self._rx_check_at = self.now + self.t["rx_check_ms"]
@@ -736,7 +737,7 @@ class Engine:
     def frames_in(self, frames):
         self._reply_wait = False
         for f in frames:
-            self.events.append(("frame", f))
+            self.events.append((EV_FRAME, f))
 
     def _j_sms(self, number, text):
         r = yield self.cmd('AT+CMGS="%s"' % number, ("ERROR", "+CMS ERROR:", "+CME ERROR:"), (), 10000, True)
@@ -750,7 +751,7 @@ class Engine:
             raise Fail("cmgs: %s" % (r[1] or "no prompt"))
         r = yield ("P", text.encode() + b"\x1a", OKERR + ("+CMS ERROR:",), ("+CMGS:",), self.t["sms_timeout_ms"])
         if r[0] == 0 and r[2]:
-            self.events.append(("sms_sent", to_int(fields(r[2][0])[0], -1)))
+            self.events.append((EV_SMS_SENT, to_int(fields(r[2][0])[0], -1)))
             return
         if r[1].startswith("+CMS ERROR:") and to_int(fields(r[1])[0]) in (330, 331, 332):
             # no service / network timeout: not ready for SMS until CREG says so

@@ -7,6 +7,7 @@ Must stay in sync with: firmware/modem/engine.py (job protocol), docs/modem.md.
 """
 
 from firmware.modem.at import OKERR, Fail
+from firmware.transport import EV_CALL, EV_LINK
 
 
 def enter_pin(e):
@@ -40,7 +41,7 @@ def j_call(e, number):
         raise Fail("dial: %s" % (r[1] or "timeout"))
     if e.call is None:
         e.call = "dialling"
-        e.events.append(("call", "dialling"))
+        e.events.append((EV_CALL, "dialling"))
 
 
 def j_mute(e):
@@ -53,7 +54,7 @@ def j_hangup(e):
     yield e.cmd("AT+CHUP", OKERR, (), e.t["hangup_timeout_ms"])
     if e.call is not None:
         e.call = None
-        e.events.append(("call", "ended"))
+        e.events.append((EV_CALL, "ended"))
 
 
 def j_sleep(e):
@@ -65,7 +66,7 @@ def j_sleep(e):
     if e.saver:
         yield from e.power_off(True)
         if e.data_up:
-            e.events.append(("link", False))
+            e.events.append((EV_LINK, False))
         e._down()
         e.booted = False
         e.off = True
