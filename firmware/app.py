@@ -92,7 +92,7 @@ class App:
     def __init__(self, board, config, transport, now, fix=None, button=None, fs=None, rand=None):
         self.board = board
         self.cfg = config
-        self.t = transport
+        self.transport = transport
         self.fs = fs if fs is not None else Fs(board.flash_dir)
         self.dead = False
         self.ignored_events = 0
@@ -188,13 +188,13 @@ class App:
 
     def cell(self):
         try:
-            return self.t.cell()
+            return self.transport.cell()
         except Exception:
             return None
 
     def csq(self):
         try:
-            return self.t.csq()
+            return self.transport.csq()
         except Exception:
             return None
 
@@ -218,13 +218,13 @@ class App:
             return _IDLE_MAX_MS
         b = self.board
         if b.take_ri_wake():
-            fn = getattr(self.t, "ri_wake", None)
+            fn = getattr(self.transport, "ri_wake", None)
             if fn is not None:
                 fn(now)
         self._read_gnss(now)
         self._sample_button(now)
-        t_wait = self.t.poll(now)
-        for e in self.t.events():
+        t_wait = self.transport.poll(now)
+        for e in self.transport.events():
             self._on_transport(e, now)
         if now - self.next_battery >= 0:
             self.next_battery = now + _BATTERY_EVERY_MS
@@ -253,18 +253,18 @@ class App:
                 or (self.gnss_hold is not None and now - self.gnss_hold < 0)
             if want != self.gnss_want:
                 self.gnss_want = want
-                self.t.gnss(want)  # pyright: ignore[reportAttributeAccessIssue]
+                self.transport.gnss(want)  # pyright: ignore[reportAttributeAccessIssue]
         quiet = self.outbox.count() == 0 and not self.ctl.active() and self.pending_call is None
-        if quiet and not self.asleep and not self.t.busy():
+        if quiet and not self.asleep and not self.transport.busy():
             self.asleep = True
-            self.t.sleep(now)
+            self.transport.sleep(now)
         elif not quiet and self.asleep:
             self.asleep = False
-            self.t.wake(now)
+            self.transport.wake(now)
         # what this step queued (a send, a wake, an SMS) starts now, not at
         # the next step: that could be a retry back-off later, making the
         # first ALERT late and its retry a duplicate right behind it
-        t_wait = min(t_wait, self.t.poll(now))
+        t_wait = min(t_wait, self.transport.poll(now))
         wait = min(t_wait, c_wait, o_wait, _IDLE_MAX_MS, self.next_battery - now)
         bd = self.button.next_deadline(now)
         if bd is not None and bd < wait:
@@ -280,8 +280,8 @@ class App:
         UART's clock: a reply arriving then would be lost)."""
         if self.dead or self.outbox.count() or self.ctl.active() or self.pending_call is not None or self.gnss_want:
             return False  # (GNSS on the modem: its NMEA comes every second, and pulses RI)
-        q = getattr(self.t, "quiet", None)
-        return q() if q is not None else not self.t.busy()
+        q = getattr(self.transport, "quiet", None)
+        return q() if q is not None else not self.transport.busy()
 
     def _refreshing(self, now):
         """A standby GNSS session (the modem's GNSS is off otherwise): due
@@ -340,7 +340,7 @@ class App:
         s = self.board.gnss
         if s is None:
             if self.modem_gnss:
-                data = self.t.nmea()  # pyright: ignore[reportAttributeAccessIssue]
+                data = self.transport.nmea()  # pyright: ignore[reportAttributeAccessIssue]
                 if data:
                     try:
                         self.fix.feed(data, now)
@@ -383,7 +383,7 @@ class App:
         self.note("button %s" % A.EVENT_NAMES[a])
         if self.asleep:
             self.asleep = False
-            self.t.wake(now)
+            self.transport.wake(now)
         self.ctl.fire(a, now)
 
     def _on_transport(self, e, now):
@@ -408,6 +408,6 @@ class App:
             act = self.ctl.actions.pop(0)
             if act[0] == "call":
                 self.pending_call = act[1]
-        if self.pending_call is not None and not self.t.busy():
-            if self.t.start_call(self.pending_call, now):
+        if self.pending_call is not None and not self.transport.busy():
+            if self.transport.start_call(self.pending_call, now):
                 self.pending_call = None

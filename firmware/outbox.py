@@ -115,7 +115,7 @@ class Outbox:
         self.device_id = device_id
         self.fs = fs
         self.keys = keys
-        self.t = transport
+        self.transport = transport
         self.sms_number = sms_number
         self.base = backoff_base_ms
         self.max = backoff_max_ms
@@ -314,7 +314,7 @@ class Outbox:
     def pump(self, now):
         """Start whatever transmissions are due. Returns ms until the
         outbox next wants to run."""
-        t = self.t
+        t = self.transport
         for _ in range(_MAX_SENDS_PER_PUMP):
             if t.busy():
                 break
@@ -345,7 +345,7 @@ class Outbox:
         except Exception:
             e.sms = SMS_NO  # cannot happen for frames we sealed; never retry
             return False
-        if self.t.send_sms(self.sms_number, text, now):
+        if self.transport.send_sms(self.sms_number, text, now):
             e.sms = SMS_FLIGHT
             self._sms_entry = e
             return True

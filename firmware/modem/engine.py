@@ -135,14 +135,14 @@ class Engine:
     def __init__(self, dialect, cfg=None):
         self.d = dialect
         self.cfg = cfg
-        t = DEFAULTS  # shared and read-only unless the config overrides a timing
+        tm = DEFAULTS  # shared and read-only unless the config overrides a timing
         for k in DEFAULTS:
             v = _cfg(cfg, k, None)
             if v is not None and v != DEFAULTS[k]:
-                if t is DEFAULTS:
-                    t = dict(DEFAULTS)
-                t[k] = v
-        self.t = t
+                if tm is DEFAULTS:
+                    tm = dict(DEFAULTS)
+                tm[k] = v
+        self.timings = tm  # DEFAULTS' keys, in ms (read_chunk in bytes)
         # power profile "saver": sleep switches the modem off, a wake boots it
         self.saver = _cfg(cfg, "power_profile", "ready") == "saver"
         self.off = False
@@ -202,7 +202,7 @@ class Engine:
         self._rx_check_at = 0
         self._reply_wait = False  # a frame went out and nothing came back yet: no status polls in the way
         self._net_at = 0
-        self._net_backoff = self.t["net_retry_ms"]
+        self._net_backoff = self.timings["net_retry_ms"]
         self._rdy = False
         self.d.reset()
 
@@ -478,7 +478,7 @@ class Engine:
             if not self.rx_pending:
                 self._reply_wait = False  # its URC is late or lost: poll, and stop holding polls back
                 self._rx_checks += 1
-                self._rx_check_at = now + (self.t["rx_check_ms"] << self._rx_checks) if self._rx_checks < 3 else 0
+                self._rx_check_at = now + (self.timings["rx_check_ms"] << self._rx_checks) if self._rx_checks < 3 else 0
             return self._start(J_READ, self._j_read())
         if gnss_due and not self._reply_wait:
             # (after the reply: its CIPRXGET read would wait behind four
@@ -489,7 +489,7 @@ class Engine:
         if now >= self._status_at and not self._reply_wait:
             # (not while a reply is due: four status commands on the UART
             # would hold its CIPRXGET read, and the ACK, back by ~100 ms)
-            self._status_at = now + self.t["status_ms"]
+            self._status_at = now + self.timings["status_ms"]
             return self._start(J_STATUS, self._j_status())
         if self.want_sleep and not self.gnss_on and self.call is None:
             return self._start(J_SLEEP, _svc().j_sleep(self))
@@ -498,7 +498,7 @@ class Engine:
     # ---- request builders used by jobs ----------------------------------
 
     def cmd(self, text, final=OKERR, info=(), timeout=None, prompt=False, hexdata=False):
-        return ("C", text, final, info, timeout or self.t["cmd_timeout_ms"], prompt, hexdata)
+        return ("C", text, final, info, timeout or self.timings["cmd_timeout_ms"], prompt, hexdata)
 
     def wait(self, ms, cond=None):
         return ("W", ms, cond)
@@ -588,9 +588,9 @@ class Engine:
         self._rdy = False
         self.ch.reset()
         yield ("K", "pwrkey", 1)
-        yield self.wait(self.t["pwrkey_ms"])
+        yield self.wait(self.timings["pwrkey_ms"])
         yield ("K", "pwrkey", 0)
-        yield self.wait(self.t["boot_timeout_ms"], self._is_rdy)
+        yield self.wait(self.timings["boot_timeout_ms"], self._is_rdy)
         ok = self._rdy
         if not ok:
             for _ in range(3):
@@ -613,13 +613,13 @@ class Engine:
             ok = r[0] == 0
         if not ok:
             yield ("K", "pwrkey", 1)
-            yield self.wait(self.t["pwrkey_off_ms"])
+            yield self.wait(self.timings["pwrkey_off_ms"])
             yield ("K", "pwrkey", 0)
         self.ch.reset()  # what it says while shutting down is not an answer
         if self.status is None:
-            yield self.wait(self.t["off_timeout_ms"])
+            yield self.wait(self.timings["off_timeout_ms"])
         else:
-            yield self.wait(self.t["off_timeout_ms"], self._is_off)
+            yield self.wait(self.timings["off_timeout_ms"], self._is_off)
             if self.status != 0:
                 self.wedged = True
                 raise Hung("modem will not power off")
@@ -669,7 +669,7 @@ class Engine:
 
     def _j_net(self):
         """Registration, then the dialect opens the data path."""
-        deadline = self.now + self.t["reg_timeout_ms"]
+        deadline = self.now + self.timings["reg_timeout_ms"]
         while True:
             r = yield self.cmd("AT+CREG?", OKERR, ("+CREG:",))
             self.cs_reg = r[0] == 0 and bool(r[2]) and _reg_ok(r[2][0])
@@ -687,11 +687,11 @@ class Engine:
             if self._req is not None:
                 self._net_at = self.now  # let the caller's SMS or call go first
                 return
-            yield self.wait(self.t["reg_poll_ms"])
+            yield self.wait(self.timings["reg_poll_ms"])
         ok = yield from self.d.net_open(self)
         if ok:
             self.data_up = True
-            self._net_backoff = self.t["net_retry_ms"]
+            self._net_backoff = self.timings["net_retry_ms"]
             self.events.append((EV_LINK, True))
         else:
             self._net_later()
@@ -727,7 +727,7 @@ class Engine:
         self.events.append((EV_SENT, len(raw)))
         self._reply_wait = True
         self._rx_checks = 0
-        self._rx_check_at = self.now + self.t["rx_check_ms"]
+        self._rx_check_at = self.now + self.timings["rx_check_ms"]
         return n
 
     def _j_read(self):
@@ -749,7 +749,7 @@ class Engine:
             if r[0] == P_TIMEOUT:
                 self.ch.out.extend(b"\x1b")  # cancel a prompt we may have missed
             raise Fail("cmgs: %s" % (r[1] or "no prompt"))
-        r = yield ("P", text.encode() + b"\x1a", OKERR + ("+CMS ERROR:",), ("+CMGS:",), self.t["sms_timeout_ms"])
+        r = yield ("P", text.encode() + b"\x1a", OKERR + ("+CMS ERROR:",), ("+CMGS:",), self.timings["sms_timeout_ms"])
         if r[0] == 0 and r[2]:
             self.events.append((EV_SMS_SENT, to_int(fields(r[2][0])[0], -1)))
             return
@@ -774,7 +774,7 @@ class Engine:
             self.gnss_on = on
             self._gnss_at = 0
         else:
-            self._gnss_at = self.now + self.t["gnss_retry_ms"]
+            self._gnss_at = self.now + self.timings["gnss_retry_ms"]
 
     def nmea_in(self, line):
         """An NMEA sentence from the AT port (the modem's GNSS)."""

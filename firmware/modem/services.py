@@ -36,7 +36,7 @@ def j_call(e, number):
     # CALL: BEGIN arrives (j_mute) and the microphone is never muted (CMUT
     # resets to 0, unmuted, after every call): the centre hears the room.
     yield e.cmd("AT+CLVL=0")
-    r = yield e.cmd("ATD%s;" % number, OKERR + ("NO CARRIER", "BUSY", "NO ANSWER"), (), e.t["call_timeout_ms"])
+    r = yield e.cmd("ATD%s;" % number, OKERR + ("NO CARRIER", "BUSY", "NO ANSWER"), (), e.timings["call_timeout_ms"])
     if r[0] != 0:
         raise Fail("dial: %s" % (r[1] or "timeout"))
     if e.call is None:
@@ -51,7 +51,7 @@ def j_mute(e):
 def j_hangup(e):
     # AT+CHUP ends a voice call whatever AT+CVHU says (ATH is ignored with
     # CVHU=1, manual 5.2.1-5.2.2); its maximum response time is 120 s
-    yield e.cmd("AT+CHUP", OKERR, (), e.t["hangup_timeout_ms"])
+    yield e.cmd("AT+CHUP", OKERR, (), e.timings["hangup_timeout_ms"])
     if e.call is not None:
         e.call = None
         e.events.append((EV_CALL, "ended"))
@@ -83,7 +83,7 @@ def j_wake(e):
     3.1.4); one AT shows it is listening (a second only if the first went
     unanswered)."""
     yield ("K", "dtr", 0)
-    yield e.wait(e.t["dtr_wake_ms"])
+    yield e.wait(e.timings["dtr_wake_ms"])
     e.asleep = False
     r = yield e.cmd("AT", OKERR, ())
     if r[0] != 0:

@@ -61,7 +61,7 @@ def _ri_set(e, r):
 
 
 def _iptimeout_cmd(e):
-    t = e.t
+    t = e.timings
     return "AT+CIPTIMEOUT=%d,%d,%d" % (_module_ms(t["netopen_timeout_ms"]), _module_ms(t["open_timeout_ms"]),
                                        _module_ms(t["send_timeout_ms"]))
 
@@ -160,7 +160,7 @@ class Sim7600:
     # ---- data path ------------------------------------------------------
 
     def net_open(self, e):
-        r = yield e.cmd("AT+NETOPEN", ("+NETOPEN:", "ERROR", "+CME ERROR:"), ("+IP ERROR:",), e.t["netopen_timeout_ms"])
+        r = yield e.cmd("AT+NETOPEN", ("+NETOPEN:", "ERROR", "+CME ERROR:"), ("+IP ERROR:",), e.timings["netopen_timeout_ms"])
         if r[0] == 0:
             return to_int(fields(r[1])[0]) == 0
         if r[0] == 1 and r[2] and "already opened" in r[2][0]:
@@ -180,7 +180,7 @@ class Sim7600:
         # the manual does not say (pessimistic: it does not), so stop
         # waiting at once instead of at the open timeout
         r = yield e.cmd(cmd, ("+CIPOPEN:", "ERROR", "+CME ERROR:", "+CIPEVENT:"), ("+IP ERROR:",),
-                        e.t["open_timeout_ms"])
+                        e.timings["open_timeout_ms"])
         if r[0] == 3:
             self.urc(e, r[1])
             raise Fail("open: the network closed")
@@ -214,7 +214,7 @@ class Sim7600:
                 if err in _NET_GONE:
                     e.net_lost()
             raise Fail("send: no prompt")
-        r = yield ("P", data, ("+CIPSEND:", "ERROR", "+CME ERROR:"), ("+CIPERROR:",), e.t["send_timeout_ms"])
+        r = yield ("P", data, ("+CIPSEND:", "ERROR", "+CME ERROR:"), ("+CIPERROR:",), e.timings["send_timeout_ms"])
         if r[0] == 0:
             f = fields(r[1])
             req = to_int(f[1]) if len(f) > 2 else None
@@ -236,7 +236,7 @@ class Sim7600:
     def sock_read(self, e):
         """Drain the modem's receive buffer, handing whole frames out."""
         for _ in range(20):
-            r = yield e.cmd("AT+CIPRXGET=3,%d,%d" % (LINK, e.t["read_chunk"]), OKERR, ("+CIPRXGET:3,", "+IP ERROR:"),
+            r = yield e.cmd("AT+CIPRXGET=3,%d,%d" % (LINK, e.timings["read_chunk"]), OKERR, ("+CIPRXGET:3,", "+IP ERROR:"),
                             5000, False, True)
             if r[0] != 0:
                 if r[0] == 1 and r[2] and "No data" not in r[2][0]:
