@@ -43,7 +43,8 @@ the state and the input):
     QUIET --press-->          SPENT   (absorbed, re-arm restarts on release)
     QUIET --rearm-->          IDLE
 Must stay in sync with: firmware/config.py (ButtonConfig.from_dict keys),
-docs/firmware-sensing.md (pattern table), firmware/button_events.py (the
+docs/firmware-sensing.md (pattern, transition and settings tables:
+tests/test_docs_firmware.py checks them), firmware/button_events.py (the
 event codes, kept there so the App maps them without loading this module).
 """
 

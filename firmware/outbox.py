@@ -43,7 +43,8 @@ Rules:
   data retries go on until the ACK. A failed SMS is retried after backoff.
 
 Must stay in sync with: firmware/transport.py (events), firmware/alert.py
-(which types ask for SMS), docs/firmware.md (drop policy, write budget).
+(which types ask for SMS), docs/firmware.md (drop policy, write budget, and
+the per-type table that tests/test_docs_firmware.py checks).
 """
 
 from protocol import frame as F

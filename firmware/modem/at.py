@@ -32,7 +32,8 @@ it imports this one: the named indices of a command's result (R_*), what
 a job may end with (Fail, Hung), and the outcomes (O_*) that the dialect's
 hooks and the rare jobs return so that the engine alone changes its state.
 
-Must stay in sync with: firmware/modem/engine.py (result codes, outcomes)
+Must stay in sync with: firmware/modem/engine.py (result codes, outcomes),
+docs/modem.md (the R_* and O_* tables: tests/test_docs_firmware.py)
 and the dialect modules (patterns are written without the space after the
 colon).
 """

@@ -78,7 +78,7 @@ caller's fix tracker. The modem is never put to sleep with GNSS on.
 
 Must stay in sync with: firmware/transport.py (events), firmware/modem/at.py
 (result indices, outcomes), docs/modem.md (requests, step table, timings
-and rules: tests/test_docs_modem.py checks the tables against this code),
+and rules: tests/test_docs_firmware.py checks the tables against this code),
 firmware/boards/t_sim7600e.py (timings).
 """
 

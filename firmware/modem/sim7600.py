@@ -50,7 +50,8 @@ Link 0 is the only socket. Received data is read in hex (AT+CIPRXGET=3), so
 a binary frame can never be mistaken for a line end, a prompt or a URC.
 
 Must stay in sync with: firmware/modem/engine.py (job protocol),
-host_sim/modem.py (the emulator speaks the same answers), docs/modem.md.
+host_sim/modem.py (the emulator speaks the same answers), docs/modem.md
+(the step and dialect interface tables: tests/test_docs_firmware.py).
 """
 
 import binascii
