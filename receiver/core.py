@@ -829,12 +829,8 @@ def operator_command(store, device_id, kind, value=None, actor="operator", clock
                 store.update_incident(inc["id"], state=S.STOOD_DOWN, closed_at=now, closed_seq=inc["last_seq"],
                                       closed_by="operator:" + actor, updated_at=now)
                 inc = dict(inc, state=S.STOOD_DOWN)
-                ev = {
-                    "time": now, "kind": "stood_down", "label": "STOOD DOWN by " + actor,
-                    "device_id": device_id, "person_ref": device["person_ref"], "incident_id": inc["id"],
-                    "incident_kind": inc["kind"], "incident_state": inc["state"], "test": inc["kind"] == S.KIND_TEST,
-                    "duress": bool(inc["duress"]),
-                }
+                ev = _event_dict("stood_down", now, device, inc, label="STOOD DOWN by " + actor,
+                                 duress=bool(inc["duress"]))
                 store.add_event(ev)
                 events.append(ev)
     for ev in events:
