@@ -25,7 +25,7 @@ import sys
 import time
 
 from host_sim import report, scenario
-from tools.errors import Unavailable, UsageError
+from panic.errors import Unavailable, UsageError
 
 DEFAULT_SCENARIO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scenarios", "walk_home_indoor_attack.toml")
 

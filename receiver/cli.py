@@ -26,8 +26,8 @@ from receiver.errors import DuplicateDevice, ReceiverError, UnknownDevice
 from receiver.errors import Unavailable as RxUnavailable
 from receiver.server import Limits, Server, parse_hostport
 from receiver.watch import Watcher, format_device
-from tools.argtypes import number
-from tools.errors import Refused, Unavailable, UsageError
+from panic.argtypes import number
+from panic.errors import Refused, Unavailable, UsageError
 
 
 def _err(e):
