@@ -84,6 +84,16 @@ def test_power_cut_track_131_keeps_the_4_m_fix_and_says_the_cell_is_not_in_the_d
     assert "carried (0, 0) as a cell or Wi-Fi position" in out
     inc = S.open_store(db).incidents()[0]
     assert (inc["lat_e7"], inc["lon_e7"], inc["source"], inc["accuracy_m"], inc["pos_seq"]) == (FIX[0], FIX[1], "gnss", 4, 130)
+    # every later view: `device show`, as text and as JSON
+    rc, out, err = run(capsys, "receiver", "device", "show", "--db", db, "--device-id", "1001")
+    assert rc == 0 and "0.0000000" not in out
+    assert [line for line in out.splitlines() if "54.3247897, -2.7478262" in line and "GNSS fix, +/-4 m" in line]
+    assert "cell 234-15 TAC 6699 id 30125732 not in database" in out  # the incident's evidence
+    rc, out, err = run(capsys, "receiver", "device", "show", "--db", db, "--device-id", "1001", "--json")
+    shown = json.loads(out)
+    pos = shown["incident_positions"][str(inc["id"])]["position"]
+    assert (pos["lat_e7"], pos["source"], pos["accuracy_m"], pos["seq"]) == (FIX[0], "gnss", 4, 130)
+    assert shown["position"]["position"]["seq"] == 130 and shown["position"]["placeholders"] == 1
 
 
 def test_power_cut_track_131_with_the_cell_in_the_database(tmp_path, capsys, monkeypatch):
