@@ -196,6 +196,18 @@ def add(row, cand, now):
     slots = st[0]
     cls = CLASS_OF[cand[4]]
     cur = slots[cls]
+    t = cand[3]
+    if cls == GNSS and st[3] == GNSS and t is not None and now - t <= STALE_S:
+        # The hot path, a stream of live fixes: the selected class is the
+        # finest and this fix is fresh, so R2 selects it again if R1 takes
+        # it, and the evidence (the other classes) is unchanged.
+        ct = cur[3]
+        if (ct is not None and t > ct) or _key(cand) > _key(cur):
+            slots[GNSS] = cand
+            row["lat_e7"], row["lon_e7"], row["accuracy_m"], row["pos_time"], row["source"], row["pos_note"], \
+                row["pos_seq"] = cand
+            return True
+        return False
     if cur is None or _key(cand) > _key(cur):
         slots[cls] = cand
         _store(row, st, now, cls != st[3])
@@ -295,7 +307,8 @@ def has_evidence(row):
     if st is None:
         return bool(row.get("evidence"))
     slots, unresolved, _n, sel = st
-    return unresolved is not None or any(c is not None for i, c in enumerate(slots) if i != sel)
+    return unresolved is not None or (sel != GNSS and slots[GNSS] is not None) or (
+        sel != WIFI and slots[WIFI] is not None) or (sel != CELL and slots[CELL] is not None)
 
 
 def placeholder_item(source, seq, time, now):
