@@ -108,7 +108,7 @@ def select(slots, now):
         if c is not None and c[3] is not None and now - c[3] <= STALE_S:
             return cls
     best = None
-    bt = None
+    bt = _NO_TIME
     for cls in (GNSS, WIFI, CELL):
         c = slots[cls]
         if c is None:
@@ -129,7 +129,7 @@ def _state(row):
 
 
 def _load(row):
-    slots = [None, None, None]
+    slots: list = [None, None, None]
     sel = None
     src = row.get("source")
     lat = row.get("lat_e7")
