@@ -20,12 +20,12 @@ import signal
 import sys
 import time
 
-from receiver import core, masterkey, personref
+from receiver import core, estimate, masterkey, personref
 from receiver import store as S
 from receiver.errors import DuplicateDevice, ReceiverError, UnknownDevice
 from receiver.errors import Unavailable as RxUnavailable
 from receiver.server import Limits, Server, parse_hostport
-from receiver.watch import Watcher, format_device
+from receiver.watch import Watcher, format_device, format_incident, format_position
 from panic.argtypes import number
 from panic.errors import Refused, Unavailable, UsageError
 
@@ -277,15 +277,18 @@ def cmd_device_show(args):
     pending = st.pending_commands(args.device_id)
     nframes = len(st.frames(args.device_id))
     st.close()
+    now = time.time()
     if args.json:
-        print(json.dumps({"device": d, "incidents": incs, "pending_commands": pending, "frames": nframes}))
+        # each row's estimate at `now` beside its stored columns (receiver/estimate.py: the rules depend on the time)
+        print(json.dumps({"device": d, "position": estimate.view(d, now), "incidents": incs,
+                          "incident_positions": {str(i["id"]): estimate.view(i, now) for i in incs},
+                          "pending_commands": pending, "frames": nframes}))
         return 0
     print(format_device(d))
+    print("  last position %s" % format_position(estimate.view(d, now)["position"]).replace("\n", "\n  "))
     print("  frames stored: %d, pending commands: %s" % (nframes, ", ".join(c["kind"] for c in pending) or "none"))
     for i in incs:
-        print("  incident #%d %s %s opened %s by %s%s" % (
-            i["id"], i["kind"], i["state"].upper(), time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(i["opened_at"])),
-            i["opened_by"], " (DURESS)" if i["duress"] else ""))
+        print("  " + format_incident(i, d["person_ref"], now).replace("\n", "\n  "))
     return 0
 
 

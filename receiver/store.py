@@ -549,6 +549,13 @@ class SqliteStore:
             (device_id, KIND_TEST, since),
         ).fetchall()
 
+    def incident_frames(self, incident_id):
+        """The frames of one incident, oldest seq first: seq, type,
+        frame_time, arrival, transport, decoded (the frame's JSON). What
+        estimate.trail lists every received position from."""
+        return self._x("SELECT seq, type, frame_time, arrival, transport, decoded FROM frames WHERE incident_id = ? "
+                       "ORDER BY seq", (incident_id,)).fetchall()
+
     def count_frames(self):
         return self._x("SELECT COUNT(*) AS n FROM frames").fetchone()["n"]
 
