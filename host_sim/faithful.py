@@ -125,7 +125,7 @@ def install_release(root, version=None):
     if files is None:
         tmp = tempfile.mkdtemp(prefix="faithful-mpy-")
         try:
-            files = FL.build(tmp, march="")
+            files = FL.build(tmp, march="", platform="linux")  # the unix port: firmware/board_unix.py
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         _RELEASE_CACHE.clear()
