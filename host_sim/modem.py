@@ -309,6 +309,13 @@ class Sim7600:
                 self._raw(t, bytes(self.rng.randrange(256) for _ in range(n)))
             self._raw(t, b"\r\n" + b + b"\r\n")
 
+    def output_due(self, now):
+        """True when bytes are due at the device by now (cheap: no timers
+        run). Bytes are never due at the instant their cause happens (a
+        chunk takes >= 1 ms on the line), and the world stops at every
+        cause, so what is due by now is already queued."""
+        return bool(self._out) and self._out[0][0] <= now
+
     def read(self, now):
         self._advance(now)
         if not self._out or self._out[0][0] > now:

@@ -338,6 +338,8 @@ class Runner:
                 wd = chip.wdt_deadline()
                 if wd is not None and clock.now > wd:
                     raise WatchdogReset()
+            if not self._off:
+                chip.uart_rx()
             if stop is not None and stop():
                 return
             now = clock.now
