@@ -12,10 +12,11 @@ receiver, and a simulated board for the field tools.
         the default scenario (walk home, then an indoor attack) and a short
         summary of the alert as the receiver saw it
     panic sim device --receiver HOST:PORT --device-id N --key-file F
-                     [--sms-http HOST:PORT] [--time-scale X] [FILE]
-        the firmware in the MicroPython VM living a scenario, its frames
-        going to a real `panic receiver serve` (TCP, and SMS over its HTTP
-        endpoint); exit as `run`
+                     [--sms-http HOST:PORT] [--faithful [--time-scale X]] [FILE]
+        the firmware living a scenario (in virtual time, or --faithful in
+        the MicroPython VM, paced), its frames going to a real `panic
+        receiver serve` (TCP, and SMS over its HTTP endpoint) as the
+        device registered there; exit as `run`
     panic sim board [--dir DIR] [--device-id N] [--time-scale X] [--for D]
         a provisioned simulated board with the firmware running; prints its
         console's socket:// URL for `panic field selftest|console`; runs
@@ -303,46 +304,81 @@ def _hostport(text, opt):
 
 def cmd_device(args):
     from host_sim import runner
-    from host_sim.rig_remote import RemoteReceiver, Unreachable
+    from host_sim.rig_remote import DeviceFlash, RemoteReceiver, Unreachable
     from receiver.cli import _read_key_file
 
+    if args.time_scale is not None and not args.faithful:
+        raise UsageError("--time-scale paces a --faithful run; a virtual-time run goes as fast as it can")
     tcp = _hostport(args.receiver, "--receiver")
     http = _hostport(args.sms_http, "--sms-http") if args.sms_http else None
     _check_outputs(args)
     sc = _load(args.file or DEFAULT_SCENARIO)
     if args.seed is not None:
         sc.seed = args.seed
+    sc.start_utc_ms = int(time.time() * 1000)  # the device's clock is the receiver's at the start
     key = _read_key_file(args.key_file)
     remote = RemoteReceiver(tcp, http)
     try:
         remote.check()
     except Unreachable as e:
         raise Unavailable(str(e)) from None
-    fm = _faithful()
-    scale = args.time_scale or sc.time_scale or 1.0
+    flash = DeviceFlash(args.flash or os.path.splitext(os.path.abspath(args.key_file))[0] + ".flash")
+    try:
+        fresh = not os.path.isdir(flash.data)
+        flash.prepare()
+    except OSError as e:
+        raise Unavailable("cannot use %s for the device's flash: %s" % (flash.path, e.strerror or e)) from None
     print("simulated device %d -> receiver %s:%d (TCP)%s" % (
         (args.device_id,) + tcp + (", SMS to http://%s:%d/sms" % http if http else ", no SMS path (no --sms-http)",)))
-    print("scenario: %s, %s at %gx: about %s of wall time" % (
-        sc.name, _dur(sc.duration_ms), scale, _dur(int(sc.duration_ms / scale))), flush=True)
-    try:
-        rig = fm.Rig(sc, device_id=args.device_id, key=key, remote=remote, time_scale=scale,
-                     start_utc_ms=int(time.time() * 1000))
-    except scenario.ScenarioError as e:
-        raise UsageError(str(e)) from None
-    prog = Progress()
+    carried = flash.queued()
+    print("its flash: %s (%s%s)" % (flash.path, "new" if fresh else "kept from its last run: its seqs go on",
+                                     ", %s queued in its outbox" % _n(len(carried), "frame") if carried else ""))
     t0 = time.monotonic()
-    try:
-        rig.start()
-        res = rig.run(progress=prog)
-    finally:
-        prog.end()
-        rig.stop()
+    if args.faithful:
+        scale = args.time_scale or sc.time_scale or 1.0
+        print("scenario: %s, %s in the MicroPython VM at %gx: about %s of wall time" % (
+            sc.name, _dur(sc.duration_ms), scale, _dur(int(sc.duration_ms / scale))), flush=True)
+        try:
+            rig = _faithful().Rig(sc, device_id=args.device_id, key=key, remote=remote, time_scale=scale)
+        except scenario.ScenarioError as e:
+            raise UsageError(str(e)) from None
+        rig.carried = carried
+        prog = Progress()
+        data = os.path.join(rig.root, "data")
+        try:
+            flash.copy_to(data)
+            rig.start()
+            res = rig.run(progress=prog)
+        finally:
+            prog.end()
+            if rig.board is not None:
+                rig.board.stop()  # the VM ends before its flash is read back
+            flash.copy_from(data)
+            rig.stop()
+    else:
+        import functools
+
+        from host_sim.rig_remote import VirtualFarEnd
+
+        print("scenario: %s, %s in virtual time" % (sc.name, _dur(sc.duration_ms)), flush=True)
+        try:
+            r = runner.Runner(sc, device=(args.device_id, key), far_end=functools.partial(VirtualFarEnd, remote=remote, carried=carried),
+                              flash_root=flash.path)
+        except ValueError as e:  # a [device] or fault setting the firmware/emulator does not know
+            raise UsageError("%s: %s" % (sc.path, e)) from None
+        try:
+            res = r.run()
+        finally:
+            r.receiver.close()
     _write(res, args)
     up = [f for f in res["frames"] if f["dir"] == "up" and f["event"] == "on_air"]
     acks = [f for f in res["frames"] if f["dir"] == "down" and f["event"] == "acked"]
-    stored = {f["seq"] for f in res["frames"] if f["dir"] == "up" and f["event"] == "committed"}
+    stored = {r["seq"] for r in res["receiver"]["raised"]}
     extra = ["frames: %s on air, %s received, %s stored by the receiver (each named by an ACK that verified)"
              % (_n(len(up), "frame"), _n(len(acks), "ACK"), _n(len(stored), "frame"))]
+    if remote.sms_unsent and not args.faithful:
+        extra.append("note: %s reached no receiver (%s)" % (
+            _n(remote.sms_unsent, "SMS"), "no --sms-http" if http is None else "the SMS endpoint failed"))
     fails = []
     if up and not stored:
         fails.append("no frame was acknowledged: is device %d registered at %s:%d with this key? "
@@ -486,7 +522,7 @@ def register(sub):
     d.add_argument("--seed", type=int)
     d.set_defaults(func=cmd_demo)
 
-    v = ss.add_parser("device", help="a simulated device (the firmware in the MicroPython VM) sending to a running "
+    v = ss.add_parser("device", help="a simulated device living a scenario, its frames going to a running "
                                      "`panic receiver serve`")
     v.add_argument("file", nargs="?", help="scenario TOML (default: %s)" % os.path.relpath(DEFAULT_SCENARIO))
     v.add_argument("--receiver", required=True, metavar="HOST:PORT", help="the receiver's TCP address (serve --listen)")
@@ -495,8 +531,13 @@ def register(sub):
     v.add_argument("--device-id", type=number(int, 1, 0xFFFFFFFF), required=True,
                    help="the id registered at the receiver (panic receiver device add)")
     v.add_argument("--key-file", required=True, metavar="FILE", help="the device key registered with it (64 hex digits)")
+    v.add_argument("--faithful", action="store_true",
+                   help="run the firmware in the MicroPython VM in real time (default: virtual time, as fast as the "
+                        "receiver answers)")
     v.add_argument("--time-scale", type=_scale, metavar="X",
-                   help="run X times faster than real time (default: the scenario's time_scale, else 1)")
+                   help="--faithful: run X times faster than real time (default: the scenario's time_scale, else 1)")
+    v.add_argument("--flash", metavar="DIR", help="the device's flash, kept between runs so its seqs go on (default: "
+                                                  "beside the key file, KEY.flash)")
     v.add_argument("--seed", type=int, help="override the scenario's seed")
     v.add_argument("--json", metavar="OUT", help="write the results as JSON")
     v.add_argument("--report", metavar="OUT.html", help="write the HTML report")

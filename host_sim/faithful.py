@@ -372,6 +372,7 @@ class Rig:
         self._q = queue.Queue()  # receiver events, from its thread; SMS answers from rig_remote's
         self.remote = remote
         self.proven = set()  # seqs an authenticated ACK named (a remote receiver stored them)
+        self.carried = set()  # seqs an earlier run left in the outbox: sent again, not raised as this run's
         self._up_info = {}  # seq -> (type name, duress) of the uplink frames seen
         self.seen_up = {}  # seq -> first on-air sim ms
         self.battery_low_seen = False
@@ -739,7 +740,7 @@ class Rig:
                 return
             if isinstance(fr.body, F.Ack):
                 self._proven(fr.body.acked_seq, now, "sms")
-        elif ev["status"] not in ("accepted", "duplicate"):
+        elif ev["status"] is not None and ev["status"] not in ("accepted", "duplicate"):  # None: counted in sms_unsent
             self.note(now, "SMS not stored by the receiver: %s" % (ev["why"] or ev["status"]))
 
     def _proven(self, seq, now, path):
@@ -748,6 +749,10 @@ class Rig:
             return
         self.proven.add(seq)
         name, duress = self._up_info.get(seq, ("?", False))
+        if seq in self.carried:
+            self.rec.frame(now, "up", "committed", name, seq, self.device_id, path=path,
+                           note="queued by an earlier run (the receiver may have stored it then)")
+            return
         self.rec.frame(now, "up", "committed", name, seq, self.device_id, path=path)
         self.rec.raise_(now, self.device_id, seq, name, duress=duress)
 

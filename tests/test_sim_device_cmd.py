@@ -1,9 +1,11 @@
-"""`panic sim device`: the firmware in the MicroPython VM sending to a real
-`panic receiver serve` subprocess, as docs/receiver.md walks through it:
-master key, device add, serve, the simulated device, then the receiver's
-own view. The device's TCP frames and, in an SMS-only gap, its SMS (posted
-to serve's HTTP endpoint) are stored by that receiver under the device it
-registered."""
+"""`panic sim device`: the firmware sending to a real `panic receiver
+serve` subprocess, as docs/receiver.md walks through it: master key,
+device add, serve, the simulated device, then the receiver's own view.
+In the MicroPython VM (--faithful) and in virtual time, the device's TCP
+frames and, in an SMS-only gap, its SMS (posted to serve's HTTP endpoint)
+are stored by that receiver under the device it registered; a second run
+is the same device going on, so its new alert is raised, not taken for a
+duplicate of the first run's."""
 
 import json
 import os
@@ -118,12 +120,13 @@ def registered(tmp_path):
     return tmp_path
 
 
-def test_sim_device_alerts_a_real_serve_by_tcp_then_cancels_by_sms(registered):
+def test_sim_device_in_the_vm_alerts_a_real_serve_by_tcp_then_cancels_by_sms(registered):
     tmp = registered
     (tmp / "scenario.toml").write_text(SCENARIO)
     with Serve(tmp) as rx:
-        rc, out, err = panic("sim", "device", str(tmp / "scenario.toml"), "--receiver", rx.tcp, "--sms-http", rx.http,
-                             "--device-id", "1001", "--key-file", str(tmp / "dev1001.key"), "--json", str(tmp / "r.json"))
+        rc, out, err = panic("sim", "device", str(tmp / "scenario.toml"), "--faithful", "--receiver", rx.tcp,
+                             "--sms-http", rx.http, "--device-id", "1001", "--key-file", str(tmp / "dev1001.key"),
+                             "--json", str(tmp / "r.json"))
         assert rc == 0, out + err
         # the receiver's own view, while it still runs: what an operator sees
         rc2, watched, err2 = panic("receiver", "watch", "--db", rx.db, "--once", "--from-start")
@@ -159,6 +162,35 @@ def test_sim_device_alerts_a_real_serve_by_tcp_then_cancels_by_sms(registered):
     assert cancel["committed_ms"] is not None
 
 
+def test_sim_device_in_virtual_time_twice_is_one_device_going_on(registered):
+    tmp = registered
+    (tmp / "scenario.toml").write_text(SCENARIO)
+    runs = []
+    with Serve(tmp) as rx:
+        for n in (1, 2):
+            rc, out, err = panic("sim", "device", str(tmp / "scenario.toml"), "--receiver", rx.tcp, "--sms-http",
+                                 rx.http, "--device-id", "1001", "--key-file", str(tmp / "dev1001.key"),
+                                 "--json", str(tmp / ("r%d.json" % n)))
+            assert rc == 0, out + err
+            assert "in virtual time" in out and ("(new)" if n == 1 else "kept from its last run") in out
+            runs.append(json.loads((tmp / ("r%d.json" % n)).read_text()))
+    first, second = ({a["kind"]: a["seq"] for a in r["alerts"]} for r in runs)
+    assert second["sos"] > first["cancel"]  # the flash kept its seq reservation: no seq is used twice
+    st = S.open_store(rx.db, None, create=False)
+    try:
+        frames = st.frames(1001)
+        incidents = st.incidents()
+    finally:
+        st.close()
+    # both runs' alerts raised and cancelled (the second is not a duplicate of the first), each CANCEL by SMS
+    assert [(i["kind"], i["state"], i["opened_seq"]) for i in incidents] == [
+        ("alert", "cancelled", first["sos"]), ("alert", "cancelled", second["sos"])]
+    cancels = {r["seq"]: r["transport"] for r in frames if r["type"] == "CANCEL"}
+    assert cancels == {first["cancel"]: "sms", second["cancel"]: "sms"}
+    assert len({r["seq"] for r in frames}) == len(frames)
+    assert os.stat(tmp / "dev1001.flash").st_mode & 0o077 == 0
+
+
 def test_sim_device_says_what_is_wrong(registered, tmp_path):
     tmp = registered
     key = str(tmp / "dev1001.key")
@@ -169,6 +201,9 @@ def test_sim_device_says_what_is_wrong(registered, tmp_path):
     rc, out, err = panic("sim", "device", "--receiver", "127.0.0.1:7", "--device-id", "1001",
                          "--key-file", str(tmp / "missing.key"))
     assert rc == 3 and "cannot read key file" in err
+    rc, out, err = panic("sim", "device", "--receiver", "127.0.0.1:7", "--device-id", "1001", "--key-file", key,
+                         "--time-scale", "10")
+    assert rc == 2 and "--time-scale paces a --faithful run" in err
     (tmp / "quiet.toml").write_text(QUIET)
     other = tmp / "other.key"
     other.write_text(os.urandom(32).hex() + "\n")
@@ -177,8 +212,8 @@ def test_sim_device_says_what_is_wrong(registered, tmp_path):
                              "--key-file", key)
         assert rc == 3 and "no SMS endpoint at http://127.0.0.1:1" in err
         # a key the receiver does not hold for this device: nothing is stored, and the run says why
-        rc, out, err = panic("sim", "device", str(tmp / "quiet.toml"), "--receiver", rx.tcp, "--device-id", "1001",
-                             "--key-file", str(other))
+        rc, out, err = panic("sim", "device", str(tmp / "quiet.toml"), "--faithful", "--receiver", rx.tcp,
+                             "--device-id", "1001", "--key-file", str(other))
     assert rc == 1, out + err
     assert "no frame was acknowledged: is device 1001 registered at %s with this key?" % rx.tcp in err
     st = S.open_store(rx.db, None, create=False)
