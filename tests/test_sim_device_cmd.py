@@ -108,6 +108,15 @@ class Serve:
         self.logf.close()
 
 
+def stored(db):
+    """What the receiver's store holds for device 1001: (frames, incidents)."""
+    st = S.open_store(db, None, create=False)
+    try:
+        return st.frames(1001), st.incidents()
+    finally:
+        st.close()
+
+
 @pytest.fixture
 def registered(tmp_path):
     """The operator's first steps: a master key, a device registered with a new key."""
@@ -142,12 +151,7 @@ def test_sim_device_in_the_vm_alerts_a_real_serve_by_tcp_then_cancels_by_sms(reg
     assert "simulated" not in err  # no progress line when stderr is not a terminal
     assert "ALERT" in watched and "CANCELLED" in watched and "person URN 01/1234/26" in watched
     # the store of the real receiver: the SOS came by TCP, the CANCEL by SMS, under device 1001
-    st = S.open_store(rx.db, None, create=False)
-    try:
-        frames = st.frames(1001)
-        incidents = st.incidents()
-    finally:
-        st.close()
+    frames, incidents = stored(rx.db)
     by_type = {}
     for r in frames:
         by_type.setdefault(r["type"], set()).add(r["transport"])
@@ -176,12 +180,7 @@ def test_sim_device_in_virtual_time_twice_is_one_device_going_on(registered):
             runs.append(json.loads((tmp / ("r%d.json" % n)).read_text()))
     first, second = ({a["kind"]: a["seq"] for a in r["alerts"]} for r in runs)
     assert second["sos"] > first["cancel"]  # the flash kept its seq reservation: no seq is used twice
-    st = S.open_store(rx.db, None, create=False)
-    try:
-        frames = st.frames(1001)
-        incidents = st.incidents()
-    finally:
-        st.close()
+    frames, incidents = stored(rx.db)
     # both runs' alerts raised and cancelled (the second is not a duplicate of the first), each CANCEL by SMS
     assert [(i["kind"], i["state"], i["opened_seq"]) for i in incidents] == [
         ("alert", "cancelled", first["sos"]), ("alert", "cancelled", second["sos"])]
@@ -216,8 +215,4 @@ def test_sim_device_says_what_is_wrong(registered, tmp_path):
                              "--device-id", "1001", "--key-file", str(other))
     assert rc == 1, out + err
     assert "no frame was acknowledged: is device 1001 registered at %s with this key?" % rx.tcp in err
-    st = S.open_store(rx.db, None, create=False)
-    try:
-        assert st.frames(1001) == []
-    finally:
-        st.close()
+    assert stored(rx.db)[0] == []
