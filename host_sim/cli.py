@@ -88,6 +88,8 @@ def _run(args, path, progress=None):
             return _faithful().run(sc, args, progress=progress), runner
         except scenario.ScenarioError as e:
             raise UsageError(str(e)) from None
+        except RuntimeError as e:  # the MicroPython board exited or never connected (faithful.Rig._check_boot)
+            raise Unavailable(str(e)) from None
     try:
         res = runner.run(sc, seed=args.seed, strict=getattr(args, "strict", False))
     except ValueError as e:  # a [device] or fault setting the firmware/emulator does not know
@@ -349,6 +351,8 @@ def cmd_device(args):
             flash.copy_to(data)
             rig.start()
             res = rig.run(progress=prog)
+        except RuntimeError as e:  # the MicroPython board exited or never connected (faithful.Rig._check_boot)
+            raise Unavailable(str(e)) from None
         finally:
             prog.end()
             if rig.board is not None:
@@ -391,12 +395,11 @@ def cmd_device(args):
 
 def cmd_board(args):
     from host_sim import rig_board as RB
-    from receiver.errors import ReceiverError
 
     own = args.dir is None
     folder = RB.BoardFolder(args.dir or tempfile.mkdtemp(prefix="panic-sim-board-"))
     try:
-        return _board(args, RB, folder, ReceiverError)
+        return _board(args, folder)
     finally:
         if own:
             import shutil
@@ -404,7 +407,10 @@ def cmd_board(args):
             shutil.rmtree(folder.path, ignore_errors=True)
 
 
-def _board(args, RB, folder, ReceiverError):
+def _board(args, folder):
+    from host_sim import rig_board as RB
+    from receiver.errors import ReceiverError
+
     duration_ms = args.for_ms
     if args.scenario:
         sc = _load(args.scenario)
@@ -443,6 +449,8 @@ def _board(args, RB, folder, ReceiverError):
             rig = RB.boot(folder, sc, time_scale=args.time_scale, start_utc_ms=int(time.time() * 1000))
         except ReceiverError as e:
             raise Unavailable("receiver store %s: %s" % (folder.db, e)) from None
+        except OSError as e:
+            raise Unavailable("cannot start the MicroPython board: %s" % (e.strerror or e)) from None
         dev = rig.device_id
         print("simulated board: device %d (%s), %s, %gx real time, folder %s%s" % (
             dev, rig.cfg.get("board", "t-sim7600e"), "newly provisioned" if fresh else "provisioned before",
@@ -458,7 +466,10 @@ def _board(args, RB, folder, ReceiverError):
         next_at = 0.0
         end = rig.sc.duration_ms
         while not stop and rig.pacer.clock.now < end:
-            rig.pump()
+            try:
+                rig.pump()
+            except RuntimeError as e:  # the VM ended or never connected (faithful.Rig._check_boot)
+                raise Unavailable(str(e)) from None
             t = time.monotonic()
             if t < next_at:
                 continue
