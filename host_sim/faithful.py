@@ -21,7 +21,10 @@ Owns: one faithful run. The pieces:
 - the receiver: receiver/server.py's asyncio Server over a real
   receiver/store.py SQLite store, in a thread of this process, with its
   clock on scenario time (start + simulated ms); SMS from the emulator go
-  to its core.
+  to its core. As in virtual time, the scenario's towers and Wi-Fi survey
+  are imported into its location database (host_sim/cells.py), the modem
+  answers with the tower serving the person, and every receiver event and
+  a battery sample a simulated minute are recorded for the report.
 Results go through host_sim/results.py's Recorder, so the invariants and
 [expect] checks are the virtual-time mode's.
 
@@ -55,7 +58,8 @@ Entry points:
     Rig.progress() -> {sim_ms, duration_ms, wall_s, time_scale, on_air, acks, boots}
 
 Stays in sync with: firmware/board_unix.py (the wire), host_sim/results.py
-(what is recorded), host_sim/world.py (handlers), tools/flash.py (board
+(what is recorded), host_sim/runner.py (the same receiver set-up and
+recording in virtual time), host_sim/cells.py, host_sim/world.py (handlers), tools/flash.py (board
 layout: manifest, shim).
 """
 
@@ -77,6 +81,7 @@ from protocol.errors import ProtocolError
 from protocol.sms import from_sms
 from protocol.stream import Deframer
 
+from host_sim import cells
 from host_sim import scenario as SC
 from host_sim.modem import DEFAULTS as MODEM_SETTINGS
 from host_sim.modem import Sim7600
@@ -93,6 +98,7 @@ from host_sim.world import World
 DEFAULT_HEAP = "320k"
 PUBLIC_RX = ("203.0.113.5", 5000)  # what the config names; redirected to the real receiver
 DEVICE_ID = 4242
+BATTERY_LOG_MS = 60000  # a battery sample for the report each simulated minute (host_sim/runner.py TICK_MS)
 BOOT_TIMEOUT_S = 60  # wall seconds the VM may take to load the release and say hello
 # Once the device is gone for good (brown-out, a cut never restored) no
 # firmware runs: the rest of the run is the receiver's supervision alone,
@@ -387,6 +393,7 @@ class Rig:
         self.stats = {"boots": 0, "max_lag_ms": 0, "wall_s": 0.0, "console_bytes_unauth": 0}
         self._emu_ev = 0
         self._next_batt = 0
+        self._next_batt_log = 0
         self._last_mv = None
         self._button_level = 1
         self._powered = True
@@ -460,6 +467,7 @@ class Rig:
         if self._register:
             hb = self.cfg.get("timings", {}).get("heartbeat_s")
             self.rx.store.add_device(self.device_id, self.key, PERSON_REF, heartbeat_s=hb)
+            cells.import_into(self.rx.store, self.sc)  # the scenario's towers and survey, as host_sim/runner.py
         dead = socket.socket()
         dead.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
         self._dead_sock = dead
@@ -500,6 +508,8 @@ class Rig:
         faults.setdefault("coverage", cov)
         if sc.coverage:
             faults.setdefault("rssi", sc.coverage[0].csq)
+        if sc.towers:  # the serving cell follows the person (host_sim/cells.py), as host_sim/runner.py
+            faults.setdefault("cell", cells.ServingCell(sc.towers, self.world.route.true_position))
         return Sim7600(_SmsEndpoint(self), tcp=_TapTcp(self), seed=sc.seed,
                        gnss=self.world.gnss if self.modem_gnss else None, **faults)
 
@@ -921,6 +931,9 @@ class Rig:
             self._modem_lines(now)
         self._emu_events(now)
         if now >= self._next_batt:
+            if now >= self._next_batt_log:  # the report's battery chart, at the runner's pace
+                self._next_batt_log = now + BATTERY_LOG_MS
+                self.rec.battery(now, *self.world.battery_sample())
             self._next_batt = now + 1000
             mv = self.world.battery_mv()
             if mv != self._last_mv and p.send(b"ctrl", b"v %d\n" % mv):
@@ -931,10 +944,13 @@ class Rig:
                 ev = self._q.get_nowait()
             except queue.Empty:
                 break
-            if ev.get("kind") == "device_silent":
-                self.rec.silent(int(ev.get("time", self.unix_now()) * 1000 - self.sc.start_utc_ms), ev.get("device_id"))
-            elif ev.get("kind") == "_sms_answer":
+            if ev.get("kind") == "_sms_answer":
                 self._sms_answer(ev, now)
+                continue
+            t = min(now, max(0, int(ev.get("time", self.unix_now()) * 1000 - self.sc.start_utc_ms)))
+            self.rec.receiver_event(t, ev)  # what an operator was shown (the report's receiver lane)
+            if ev.get("kind") == "device_silent":
+                self.rec.silent(t, ev.get("device_id"))
         return now
 
     def _check_boot(self):

@@ -1,9 +1,12 @@
 """`panic sim run` as people use it: each alert's press -> first frame on
 air and press -> ACK in both modes; `--faithful --time-scale X` paces the
 MicroPython VM and shows its progress on a terminal (and only there); and
-every `panic` command's --help lists each of its subcommands."""
+the report gets the receiver's lane, the positions it showed and the
+battery chart in faithful mode as in virtual time; and every `panic`
+command's --help lists each of its subcommands."""
 
 import argparse
+import json
 import os
 import pty
 import re
@@ -30,6 +33,15 @@ points = [ { at = "0s", lat = 51.50330, lon = -0.11960 } ]
 [[action]]
 at = "40s"
 kind = "sos"
+
+[[tower]]  # the receiver's location database knows it (host_sim/cells.py), in faithful mode too
+mcc = 234
+mnc = 15
+tac = 6699
+cell = 30125732
+lat = 51.5040
+lon = -0.1180
+range = 1000
 
 [expect]
 alerts = 1
@@ -95,6 +107,13 @@ def test_faithful_run_at_a_time_scale_shows_progress_on_a_terminal_only(tmp_path
     # stdout (not a terminal here) has the summary and the alert's latencies, no progress
     assert "simulated in" in out and "(15x real time)" in out and " wall  15x" not in out
     assert re.search(r"^  SOS at 0:40, seq \d+: " + LATENCY + "$", out, re.M), out
+    # the report gets what a virtual-time run gives it: the receiver's lane, what it showed, the battery chart
+    res = json.loads((tmp_path / "r.json").read_text())
+    rx = res["receiver"]
+    assert [m["label"] for m in rx["marks"]][-1] == "ALERT"
+    cell = [p for p in rx["positions"] if p["source"] == "cell (resolved)"]
+    assert cell and "id 30125732" in cell[0]["note"] and cell[0]["error_m"] <= cell[0]["accuracy_m"] == 1000
+    assert [b["t_ms"] // 60000 for b in res["battery"]] == [0, 1] and res["battery"][0]["soc_pct"] == 100.0
 
 
 def _subparsers(parser, path=()):
