@@ -1,6 +1,6 @@
 """`panic sim run` as people use it: each alert's press -> first frame on
 air and press -> ACK in both modes; `--faithful --time-scale X` paces the
-MicroPython VM and shows its progress on a terminal (and only there); and
+MicroPython VM and shows its progress on a terminal (and only there);
 the report gets the receiver's lane, the positions it showed and the
 battery chart in faithful mode as in virtual time; and every `panic`
 command's --help lists each of its subcommands."""
