@@ -9,7 +9,9 @@ Owns: the board's folder and what provisioning leaves around a board:
     DIR/engineer.key  the engineer key (mode 0600), for the field tools
     DIR/master.key    the receiver master key (mode 0600)
     DIR/receiver.db   the receiver store the board reports to, with the
-                      device registered (person reference PERSON_REF)
+                      device registered (person reference PERSON_REF) and
+                      the scenario's towers and Wi-Fi survey in its
+                      location database (host_sim/cells.py)
 
 A new folder is provisioned as `panic provision` would (device and
 engineer keys made here and never printed, the device registered in the
@@ -27,7 +29,7 @@ scenario file given by the caller.
 Never does: print a key; answer on the console itself (the firmware
 does, silent until an engineer authenticates).
 
-Stays in sync with: host_sim/faithful.py (Rig), host_sim/setup.py
+Stays in sync with: host_sim/faithful.py (Rig), host_sim/cells.py, host_sim/setup.py
 (device_config), tools/provision.py (what a provisioned board holds),
 docs/tools.md ("Testing without hardware").
 """
@@ -35,6 +37,7 @@ docs/tools.md ("Testing without hardware").
 import json
 import os
 
+from host_sim import cells
 from host_sim import scenario as SC
 from host_sim.faithful import PUBLIC_RX, Rig
 from host_sim.setup import PERSON_REF, device_config
@@ -100,6 +103,7 @@ class BoardFolder:
         try:
             st.add_device(device_id, key, PERSON_REF, heartbeat_s=(cfg.get("timings") or {}).get("heartbeat_s"),
                           via="panic sim board")
+            cells.import_into(st, scenario)  # a --scenario's towers and Wi-Fi survey, as in every simulated run
         finally:
             st.close()
 

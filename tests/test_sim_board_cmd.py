@@ -134,3 +134,16 @@ def test_a_board_folder_boots_again_as_it_was(tmp_path):
     (tmp_path / "junk" / "notes.txt").write_text("x")
     rc, out, err = panic("sim", "board", "--dir", str(tmp_path / "junk"))
     assert rc == 1 and "not an empty folder nor a simulated board" in err
+
+
+def test_a_board_in_a_scenario_knows_its_towers(tmp_path):
+    # the receiver it reports to resolves the towers the scenario places, as every simulated run's does
+    unit = tmp_path / "unit"
+    b = Board("--dir", str(unit), "--scenario", os.path.join(ROOT, "host_sim", "scenarios", "walk_home_indoor_attack.toml"),
+              "--time-scale", "20", "--for", "30s")
+    b.wait_for("ready:")
+    assert b.proc.wait(30) == 0
+    rc, out, err = panic("receiver", "locations", "lookup", "--db", str(unit / "receiver.db"), "--cell", "234-15-6699-30125801")
+    assert rc == 0 and out.startswith("54.3300000, -2.7420000 cell (resolved) +/-1000 m"), out + err
+    rc, out, err = panic("receiver", "locations", "lookup", "--db", str(unit / "receiver.db"), "--cell", "234-15-6699-1")
+    assert "not in database" in out + err
