@@ -7,7 +7,9 @@ makes an interrupted copy harmless. The board holds
                         on sys.path, imports firmware.main (and calls its
                         main() if it has one)
     /manifest.json      {"format", "app", "version", "march", "files": {path: sha256}}
-    /app-XXXXXXXX/      protocol/*.mpy and firmware/*.mpy of one release
+    /app-XXXXXXXX/      the .mpy files of one release: what the board runs
+                        (release_sources(): the modules firmware/main.py
+                        imports, for the board's port), nothing else
     /data/              device data (config.json, outbox): never touched here
 
 Update order: compile on the host; check free space (statvfs) before the
@@ -24,6 +26,7 @@ everything, only with a MicroPython image). Stays in sync with:
 tools/provision.py (reads the manifest's version), docs/tools.md.
 """
 
+import ast
 import hashlib
 import os
 import subprocess
@@ -37,6 +40,11 @@ from tools.mpy_compile import compile_all
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("protocol", "firmware")
+ENTRY = "firmware.main"
+# firmware/main.py picks its board module by sys.platform (the unix port
+# runs firmware/board_unix.py, every other port firmware/board_esp32.py):
+# a release carries the one its board's port runs.
+BOARD_MODULES = {"linux": "firmware/board_unix.py", None: "firmware/board_esp32.py"}
 MANIFEST = "/manifest.json"
 SHIM = "/main.py"
 BLOCK = 4096  # LittleFS block: every file costs at least one
@@ -119,8 +127,69 @@ def write_image(port, image, baud, erase, run=subprocess.run):
             raise DeviceError("esptool failed on %s: %s" % (port, lines[-1] if lines else "exit %d" % p.returncode))
 
 
-def build(out_dir, march="xtensawin", src_root=REPO):
-    """Compile the packages; return {board-relative path: bytes}."""
+def _module_file(src_root, name):
+    rel = name.replace(".", "/")
+    for cand in (rel + "/__init__.py", rel + ".py"):
+        if os.path.isfile(os.path.join(src_root, cand)):
+            return cand
+    return None
+
+
+def _port_key(platform):
+    return platform if platform in BOARD_MODULES else None
+
+
+def for_port(files, platform):
+    """A compiled release ({path: bytes}) less the board modules of ports
+    other than this sys.platform's."""
+    drop = {os.path.splitext(f)[0] + ".mpy" for p, f in BOARD_MODULES.items() if p != _port_key(platform)}
+    return {p: d for p, d in files.items() if p not in drop}
+
+
+def board_platform(board):
+    """The board's sys.platform ("esp32", "linux" for the unix port ...)."""
+    plat = board.eval_json("sys.platform", setup="import sys\n")
+    if not isinstance(plat, str):
+        raise DeviceError("unexpected answer from the board: sys.platform is %r" % (plat,))
+    return plat
+
+
+def release_sources(src_root=REPO, platform="esp32"):
+    """The .py files (paths relative to src_root) a board of this port
+    runs: every module of PACKAGES that firmware/main.py imports, directly
+    or through others, with each package's __init__.py on the way.
+    Imports inside functions count (the firmware imports its rare paths
+    lazily, and they still run on the device); the firmware never imports
+    by a computed name. So host-only code (protocol/jsonform.py, the
+    receiver's replay window), contracts nothing imports, and the other
+    port's board module stay off the board. platform None: every port's
+    board module (for_port() picks one once the board has said its port)."""
+    other = set() if platform is None else {f for p, f in BOARD_MODULES.items() if p != _port_key(platform)}
+    found, todo = set(), [ENTRY]
+    while todo:
+        name = todo.pop()
+        if name.split(".")[0] not in PACKAGES:
+            continue
+        parts = name.split(".")
+        todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))
+        rel = _module_file(src_root, name)
+        if rel is None or rel in found or rel in other:
+            continue
+        found.add(rel)
+        with open(os.path.join(src_root, rel)) as f:
+            tree = ast.parse(f.read(), rel)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                todo.extend(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                todo.append(node.module)
+                todo.extend(node.module + "." + a.name for a in node.names)  # `from pkg import module`
+    return sorted(found)
+
+
+def build(out_dir, march="xtensawin", src_root=REPO, platform="esp32"):
+    """Compile what a board of this port runs (release_sources; platform
+    None: every port's board module); return {board-relative path: bytes}."""
     cwd = os.getcwd()
     try:
         os.chdir(src_root)
@@ -130,8 +199,11 @@ def build(out_dir, march="xtensawin", src_root=REPO):
     if errors:
         src, err = errors[0]
         raise Unavailable("mpy-cross failed on %s: %s" % (src, err.splitlines()[-1] if err else "?"))
+    wanted = set(release_sources(src_root, platform))
     files = {}
     for src, dst in done:
+        if src.replace(os.sep, "/") not in wanted:
+            continue
         rel = (os.path.splitext(src)[0] + ".mpy").replace(os.sep, "/")
         with open(dst, "rb") as f:
             files[rel] = f.read()
@@ -301,8 +373,9 @@ def flash_romfs(port, files, version, march, baud=115200, out=print, run=subproc
 
     from tools.romfs import image
 
-    wanted = {p: hashlib.sha256(d).hexdigest() for p, d in files.items()}
     with connect(port, baud=baud) as board:
+        files = for_port(files, board_platform(board))
+        wanted = {p: hashlib.sha256(d).hexdigest() for p, d in files.items()}
         if not board.eval_json("hasattr(vfs, 'rom_ioctl') and vfs.rom_ioctl(1) > 0", setup="import vfs\n"):
             raise DeviceError("this board's MicroPython has no ROM partition (vfs.rom_ioctl): flash a build "
                               "with ROMFS enabled, or install without --romfs; nothing was changed")
@@ -356,7 +429,7 @@ def flash(port, image=None, baud=115200, flash_baud=460800, march="xtensawin", e
     if image and "://" not in port and not os.path.exists(port):  # say it before esptool does, in its own words
         raise BoardUnavailable("cannot open port %s: no such device (is the board plugged in?)" % port)
     with tempfile.TemporaryDirectory() as tmp:
-        files = build(tmp, march=march, src_root=src_root)
+        files = build(tmp, march=march, src_root=src_root, platform=None)  # one board module is picked below
     if image:
         out("writing MicroPython image %s with esptool..." % image)
         write_image(port, image, flash_baud, erase, run=run)
@@ -365,6 +438,7 @@ def flash(port, image=None, baud=115200, flash_baud=460800, march="xtensawin", e
     if romfs:
         return flash_romfs(port, files, version, march, baud=baud, out=out, run=run, connect=connect)
     with connect(port, baud=baud) as board:
+        files = for_port(files, board_platform(board))
         old = read_manifest(board)
         wanted = {p: hashlib.sha256(d).hexdigest() for p, d in files.items()}
         if old and old["app"] != ROM and _up_to_date(board, old, wanted, out):
