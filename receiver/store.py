@@ -46,6 +46,7 @@ import threading
 import time
 
 from receiver import masterkey, personref
+from receiver.store_console import CONSOLE_MIGRATION, ConsoleStore
 from receiver.errors import DuplicateDevice, MasterKeyUnavailable, ReceiverError, Unavailable, UnknownDevice
 
 ACTIVE = "active"
@@ -223,6 +224,10 @@ MIGRATIONS = [
     );
     CREATE INDEX forward_queue_state ON forward_queue (target, state, id)
     """,
+    # version 4: the operator console (receiver/store_console.py): users,
+    # sessions, handling (claims, outcomes), incident_actions, escalations,
+    # device_info; audit gains peer and incident_id.
+    CONSOLE_MIGRATION,
 ]
 
 _DEVICE_COLS = (
@@ -274,7 +279,7 @@ def _rowdict(cursor, row):
     return {d[0]: row[i] for i, d in enumerate(cursor.description)}
 
 
-class SqliteStore:
+class SqliteStore(ConsoleStore):
     """The default store. One instance per process; safe to use from one
     thread at a time (the server runs all store work in one worker thread)."""
 
