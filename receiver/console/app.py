@@ -269,8 +269,16 @@ class Console:
 
     # ------------------------------------------------------------ login
 
+    def _login_token(self, request):
+        """The sign-in form's double-submit token: the browser's own if it
+        has one (two tabs, or a page loaded twice, share it), else new."""
+        tok = request.cookies.get(self.config.security.login_cookie, "")
+        if len(tok) == 43 and all(c.isalnum() or c in "-_" for c in tok):
+            return tok
+        return security.new_token()
+
     async def login_page(self, request):
-        tok = security.new_token()
+        tok = self._login_token(request)
         resp = self.render(request, "login.html", next=_safe_next(request.query.get("next")), login_csrf=tok,
                            message=request.query.get("m") and "You were signed out." or None)
         resp.set_cookie(self.config.security.login_cookie, tok, **self.config.security.cookie_attrs(max_age=3600))
@@ -288,7 +296,7 @@ class Console:
         nxt = _safe_next(form.get("next"))
 
         def again(msg, status):
-            tok = security.new_token()
+            tok = self._login_token(request)
             resp = self.render(request, "login.html", status=status, message=msg, next=nxt, login_csrf=tok,
                                user=None)
             resp.set_cookie(sec.login_cookie, tok, **sec.cookie_attrs(max_age=3600))

@@ -20,7 +20,9 @@ tokens, login throttling per address, and the headers of every answer.
   failures in a row for 15 minutes.
 - Headers: a Content-Security-Policy with no inline script and no
   framing (frame-ancestors 'none'), images from the console and the tile
-  server only, X-Frame-Options DENY, nosniff, no referrer, no caching of
+  server only, X-Frame-Options DENY, nosniff, a referrer only to the console itself (with "no-referrer" a browser sends
+  "Origin: null" on its own forms, and the Origin check could not tell them
+  from a foreign page), no caching of
   pages, and HSTS under TLS.
 
 Must stay in sync with: docs/console.md (security settings), app.py.
@@ -101,7 +103,7 @@ def headers(settings):
         "Content-Security-Policy": csp,
         "X-Frame-Options": "DENY",
         "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "no-referrer",
+        "Referrer-Policy": "same-origin",
         "Cross-Origin-Opener-Policy": "same-origin",
         "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
     }

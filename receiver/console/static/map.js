@@ -16,6 +16,10 @@
   var data = JSON.parse(dataEl.textContent);
   var note = document.getElementById("map-note");
   var map = L.map(el, {zoomControl: true, attributionControl: true});
+  // a view before any layer: Leaflet places circles and tiles from it
+  if (data.pos) map.setView([data.pos.lat, data.pos.lon], 16);
+  else if (data.trail && data.trail.length) map.setView([data.trail[0].lat, data.trail[0].lon], 15);
+  else map.setView([20, 0], 2);
 
   var Grid = L.GridLayer.extend({
     createTile: function (coords) {
@@ -92,8 +96,6 @@
     show(data.pos, true);
   } else if (data.trail && data.trail.length) {
     map.fitBounds(trailLine.getBounds(), {maxZoom: 16});
-  } else {
-    map.setView([20, 0], 2);
   }
 
   window.panicMap = {
