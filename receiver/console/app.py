@@ -25,7 +25,8 @@ Routes:
   GET  /incident/{id}/summary  the printable one-page summary for the police
   POST /incident/{id}/{claim, release, reassign, note, escalate, close,
         reopen, listen-in, track, stand-down}
-  GET  /devices, /person?ref=, /stats, /stats.csv, /audit (supervisor)
+  GET  /devices, /person?ref=, /stats, /stats.csv, /audit and /counters
+       (supervisor)
   GET  /admin/users, POST /admin/users, POST /admin/users/{name}/{disable,
         enable, passwd} (admin)
 
@@ -129,6 +130,7 @@ class Console:
         r.add_get("/stats", self.stats)
         r.add_get("/stats.csv", self.stats_csv)
         r.add_get("/audit", self.audit)
+        r.add_get("/counters", self.counters_json)
         r.add_get("/admin/users", self.admin_users)
         r.add_post("/admin/users", self.admin_user_add)
         r.add_post("/admin/users/{name}/{action}", self.admin_user_action)
@@ -596,6 +598,14 @@ class Console:
         b = None if before is None else _int(before, "before")
         rows = await self.db(lambda s: s.audit_page(b, 200))
         return self.render(request, "audit.html", rows=rows)
+
+    async def counters_json(self, request):
+        """Rejections and live-feed figures of this console process."""
+        self.need(request, "supervisor")
+        c = dict(self.counters)
+        c.update(("live " + k, v) for k, v in self.hub.counters.items())
+        c["live subscribers"] = len(self.hub.subs)
+        return web.json_response(dict(sorted(c.items())))
 
     # ------------------------------------------------------------ accounts (admin)
 

@@ -1,0 +1,359 @@
+"""The console over plain HTTP against a real `panic receiver serve
+--console`: what an unauthenticated request sees, the security headers,
+sign-in throttling and lockout, CSRF and Origin checks, roles, claims from
+two sessions at once, bad input answered and counted, the SSE replay from
+Last-Event-ID, an idle session ending, and TLS cookies."""
+
+import concurrent.futures
+import datetime
+import http.client
+import json
+import os
+import re
+import ssl
+import threading
+import time
+import urllib.parse
+
+import pytest
+
+from protocol import frame as F
+
+from console_helpers import GNSS, PASSWORD, Rx
+
+HEADERS = ("Content-Security-Policy", "X-Frame-Options", "X-Content-Type-Options", "Referrer-Policy")
+
+
+class Client:
+    """One browser-like session: cookies, no redirects followed."""
+
+    def __init__(self, port, tls=None):
+        self.port = port
+        self.tls = tls
+        self.cookies = {}
+        self.csrf = None
+
+    def conn(self):
+        if self.tls is not None:
+            return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=20, context=self.tls)
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
+
+    def req(self, method, path, form=None, headers=None, raw=None):
+        c = self.conn()
+        h = {"Cookie": "; ".join("%s=%s" % kv for kv in self.cookies.items())} if self.cookies else {}
+        body = raw
+        if form is not None:
+            body = urllib.parse.urlencode(form).encode()
+            h["Content-Type"] = "application/x-www-form-urlencoded"
+        h.update(headers or {})
+        c.request(method, path, body=body, headers=h)
+        r = c.getresponse()
+        data = r.read().decode("utf-8", "replace")
+        for k, v in r.getheaders():
+            if k.lower() == "set-cookie":
+                name, _, rest = v.partition("=")
+                val = rest.split(";")[0]
+                if "Max-Age=0" in v or val in ('""', ""):
+                    self.cookies.pop(name, None)
+                else:
+                    self.cookies[name] = val
+        c.close()
+        m = re.search(r'data-csrf="([^"]+)"', data)
+        if m:
+            self.csrf = m.group(1)
+        r.text = data
+        return r
+
+    def login(self, name, password=PASSWORD):
+        page = self.req("GET", "/login")
+        tok = re.search(r'name="login_csrf" value="([^"]+)"', page.text).group(1)
+        return self.req("POST", "/login", {"login_csrf": tok, "next": "/", "name": name, "password": password})
+
+    def post(self, path, form=None, csrf=True):
+        f = dict(form or {})
+        if csrf:
+            f["csrf"] = self.csrf
+        return self.req("POST", path, f)
+
+
+@pytest.fixture(scope="module")
+def rx(tmp_path_factory):
+    rx = Rx(tmp_path_factory.mktemp("console-http"), "--tiles", "")
+    rx.serve(console=False)
+    rx.stop()
+    for name, role in (("alice", "operator"), ("bob", "operator"), ("sue", "supervisor"), ("adam", "admin")):
+        rx.add_user(name, role)
+    rx.devs = [rx.add_device(2000 + i) for i in range(6)]
+    rx.serve()
+    yield rx
+    rx.stop()
+
+
+def signed_in(rx, name):
+    c = Client(rx.console_port)
+    r = c.login(name)
+    assert r.status == 303 and r.getheader("Location") == "/", r.text
+    c.req("GET", "/")
+    return c
+
+
+def alarm(rx, i):
+    d = rx.devs[i]
+    rx.send(d, d.frame(F.ALERT, **GNSS))
+    st = rx.store()
+    try:
+        return max(r["id"] for r in st.incidents() if r["device_id"] == d.id)
+    finally:
+        st.close()
+
+
+def test_without_a_session_only_the_sign_in_page(rx):
+    iid = alarm(rx, 0)
+    c = Client(rx.console_port)
+    for path in ("/", "/devices", "/stats", "/stats.csv", "/audit", "/admin/users", "/incident/%d" % iid,
+                 "/incident/%d/summary" % iid, "/person?ref=URN-2000/26"):
+        r = c.req("GET", path)
+        assert r.status == 303 and r.getheader("Location").startswith("/login?next="), path
+        assert "URN" not in r.text
+    for path in ("/events", "/queue/row/%d" % iid, "/incident/%d/map.json" % iid, "/incident/%d/timeline" % iid):
+        r = c.req("GET", path)
+        assert r.status == 401 and "URN" not in r.text, path
+    r = c.req("POST", "/incident/%d/claim" % iid, {"csrf": "x"})
+    assert r.status == 401 and "URN" not in r.text and 'action="/login"' in r.text
+    login = c.req("GET", "/login")
+    assert login.status == 200 and 'action="/login"' in login.text
+    for h in HEADERS:
+        assert login.getheader(h), h
+    csp = login.getheader("Content-Security-Policy")
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    assert login.getheader("X-Frame-Options") == "DENY" and login.getheader("Cache-Control") == "no-store"
+    js = c.req("GET", "/static/console.js")
+    assert js.status == 200 and js.getheader("X-Content-Type-Options") == "nosniff"
+    cookie = login.getheader("Set-Cookie")
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Secure" not in cookie
+
+
+def test_sign_in_cookie_wrong_password_and_lockout(rx):
+    rx.add_user("carol", "operator")
+    c = Client(rx.console_port)
+    r = c.login("carol", "not the password at all")
+    assert r.status == 401 and "Wrong name or password" in r.text and "panic_session" not in c.cookies
+    r = c.login("nobody-here", PASSWORD)
+    assert r.status == 401 and "Wrong name or password" in r.text
+    for _ in range(4):
+        c.login("carol", "still not the password")
+    r = c.login("carol", PASSWORD)
+    assert r.status == 401 and "locked" in r.text and "panic_session" not in c.cookies
+    # an admin's new password lifts the lockout
+    assert rx.panic("user", "passwd", "--db", rx.db, "--name", "carol", "--password-stdin",
+                    stdin="a brand new passphrase\n").returncode == 0
+    r = c.login("carol", "a brand new passphrase")
+    assert r.status == 303
+    set_cookie = [v for k, v in r.getheaders() if k == "Set-Cookie" and v.startswith("panic_session=")][0]
+    assert "HttpOnly" in set_cookie and "SameSite=Strict" in set_cookie and "Path=/" in set_cookie
+    # the store keeps only a hash of the token
+    st = rx.store()
+    try:
+        assert c.cookies["panic_session"] not in json.dumps(st.audit_log())
+    finally:
+        st.close()
+
+
+def test_csrf_and_origin_are_checked_on_every_change(rx):
+    iid = alarm(rx, 1)
+    c = signed_in(rx, "alice")
+    good = c.csrf
+    assert c.post("/incident/%d/claim" % iid, csrf=False).status == 403
+    c.csrf = "A" * 43
+    r = c.post("/incident/%d/claim" % iid)
+    assert r.status == 403 and "security token" in r.text
+    c.csrf = good
+    r = c.req("POST", "/incident/%d/claim" % iid, {"csrf": good}, headers={"Origin": "http://evil.example"})
+    assert r.status == 403
+    st = rx.store()
+    try:
+        assert st.console_incident(iid)["owner"] is None
+        assert [a["action"] for a in st.audit_log()].count("csrf refused") >= 2
+    finally:
+        st.close()
+    r = c.post("/incident/%d/claim" % iid)
+    assert r.status == 303
+    # the token also goes in a header (the page's script)
+    r = c.req("POST", "/incident/%d/note" % iid, {"text": "called the person"},
+              headers={"X-CSRF-Token": good, "Origin": "http://127.0.0.1:%d" % rx.console_port})
+    assert r.status == 303
+
+
+def test_roles(rx):
+    iid = alarm(rx, 2)
+    op = signed_in(rx, "bob")
+    assert op.req("GET", "/admin/users").status == 403
+    r = op.post("/admin/users", {"name": "mallory", "role": "admin", "password": "mallory's passphrase"})
+    assert r.status == 403 and "admin role" in r.text
+    assert op.req("GET", "/audit").status == 403
+    assert op.post("/incident/%d/reopen" % iid, {"reason": "x"}).status == 403
+    assert op.post("/incident/%d/listen-in" % iid).status == 403  # not claimed: claim it first
+    sue = signed_in(rx, "sue")
+    assert sue.req("GET", "/audit").status == 200
+    assert sue.req("GET", "/admin/users").status == 403
+    r = sue.post("/incident/%d/reassign" % iid, {"to": "bob"})
+    assert r.status == 303
+    adam = signed_in(rx, "adam")
+    r = adam.post("/admin/users", {"name": "dave", "role": "operator", "password": "an operator's passphrase"})
+    assert r.status == 303
+    assert Client(rx.console_port).login("dave", "an operator's passphrase").status == 303
+    st = rx.store()
+    try:
+        assert st.user_get("mallory") is None and st.user_get("dave")["role"] == "operator"
+        assert st.console_incident(iid)["owner"] == "bob"
+        forb = [r for r in st.audit_log() if r["action"] == "forbidden"]
+        assert forb and forb[-1]["peer"] == "127.0.0.1"
+    finally:
+        st.close()
+
+
+def test_two_sessions_claiming_at_once_exactly_one_wins(rx):
+    a, b = signed_in(rx, "alice"), signed_in(rx, "bob")
+    for k in range(3, 6):
+        iid = alarm(rx, k)
+        go = threading.Barrier(2)
+
+        def claim(c, go=go, iid=iid):
+            go.wait()
+            return c.post("/incident/%d/claim" % iid)
+
+        with concurrent.futures.ThreadPoolExecutor(2) as ex:
+            ra, rb = ex.map(claim, (a, b))
+        assert sorted([ra.status, rb.status]) == [303, 409], (ra.status, rb.status)
+        loser = ra if ra.status == 409 else rb
+        winner = "alice" if ra.status == 303 else "bob"
+        assert "claimed by %s first" % winner in loser.text
+
+
+def test_bad_input_is_answered_and_counted(rx):
+    iid = alarm(rx, 0)
+    c = signed_in(rx, "sue")
+    assert c.req("GET", "/incident/abc").status == 400
+    assert c.req("GET", "/incident/99999999").status == 404
+    assert c.req("GET", "/incident/%d/%s" % (iid, "x" * 5000)).status in (404, 405)
+    assert c.req("GET", "/person?ref=").status == 400
+    assert c.req("GET", "/events?since=-1").status == 400
+    assert c.post("/incident/%d/claim" % iid).status in (303, 409)
+    for form, why in (({"seconds": "ten"}, "whole number"), ({"seconds": "70000"}, "0..65535")):
+        r = c.post("/incident/%d/track" % iid, form)
+        assert r.status == 400 and why in r.text
+    assert c.post("/incident/%d/note" % iid, {"text": "x" * 2001}).status == 400
+    assert c.post("/incident/%d/note" % iid, {"text": "a\x00b"}).status == 400
+    assert c.post("/incident/%d/close" % iid, {"outcome": "maybe"}).status == 400
+    assert c.post("/incident/%d/escalate" % iid, {"force": "", "reference": "x"}).status == 400
+    big = c.req("POST", "/incident/%d/note" % iid, raw=b"text=" + b"x" * 70000,
+                headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert big.status == 413
+    assert c.post("/incident/%d/explode" % iid).status == 404
+    counters = json.loads(c.req("GET", "/counters").text)
+    assert counters["bad request"] >= 8 and counters["form too large"] == 1
+    # the console still answers
+    assert c.req("GET", "/").status == 200
+
+
+def test_events_replay_from_last_event_id_then_live(rx):
+    c = signed_in(rx, "alice")
+    st = rx.store()
+    base = st.last_event_id()
+    st.close()
+    iid = alarm(rx, 4)
+    conn = c.conn()
+    conn.request("GET", "/events", headers={"Cookie": "panic_session=" + c.cookies["panic_session"],
+                                            "Last-Event-ID": str(base)})
+    r = conn.getresponse()
+    assert r.status == 200 and r.getheader("Content-Type") == "text/event-stream"
+
+    def read_event():
+        lines = []
+        while True:
+            ln = r.readline().decode()
+            if ln in ("\n", "\r\n"):
+                if any(x.startswith("data:") for x in lines):
+                    return lines
+                lines = []
+                continue
+            lines.append(ln.strip())
+
+    ev = read_event()
+    assert int(ev[0].split(": ")[1]) > base
+    body = json.loads(ev[1][len("data: "):])
+    assert body["incident_id"] == iid and body["kind"] in ("alert", "alert_repeat")
+    d = rx.devs[4]
+    rx.send(d, d.frame(F.ALERT, **GNSS))
+    t0 = time.monotonic()
+    while True:
+        ev = read_event()
+        body = json.loads(ev[1][len("data: "):])
+        if body["kind"] == "alert_repeat" and body["incident_id"] == iid:
+            break
+        assert time.monotonic() - t0 < 10
+    conn.close()
+
+
+def test_an_idle_session_ends(rx, tmp_path):
+    other = Rx(tmp_path)
+    other.db, other.mk = rx.db, rx.mk
+    other.console("--session-idle-s", "1", "--tiles", "")
+    try:
+        c = Client(other.console_port)
+        assert c.login("alice").status == 303
+        assert c.req("GET", "/").status == 200
+        time.sleep(1.6)
+        r = c.req("GET", "/")
+        assert r.status == 303 and r.getheader("Location").startswith("/login")
+        assert c.req("GET", "/events").status == 401
+    finally:
+        other.stop()
+
+
+def _self_signed(tmp_path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    import ipaddress
+
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .sign(key, hashes.SHA256()))
+    cp, kp = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    with open(cp, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    fd = os.open(kp, os.O_WRONLY | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return cp, kp
+
+
+def test_tls_cookies_are_secure_and_host_only(rx, tmp_path):
+    cp, kp = _self_signed(tmp_path)
+    other = Rx(tmp_path)
+    other.db, other.mk = rx.db, rx.mk
+    other.console("--cert", cp, "--key", kp, "--tiles", "")
+    try:
+        ctx = ssl.create_default_context(cafile=cp)
+        c = Client(other.console_port, tls=ctx)
+        page = c.req("GET", "/login")
+        assert page.getheader("Strict-Transport-Security")
+        r = c.login("alice")
+        assert r.status == 303
+        sc = [v for k, v in r.getheaders() if k == "Set-Cookie" and v.startswith("__Host-panic_session=")]
+        assert sc and "Secure" in sc[0] and "HttpOnly" in sc[0] and "SameSite=Strict" in sc[0]
+        assert c.req("GET", "/").status == 200
+        plain = Client(other.console_port)
+        with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
+            plain.req("GET", "/login")
+    finally:
+        other.stop()
