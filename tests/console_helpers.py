@@ -29,7 +29,8 @@ GNSS = dict(source=F.SRC_GNSS, lat=515007292, lon=-1246254, accuracy=8, age=2, b
 DEAD_TILES = "http://127.0.0.1:9/{z}/{x}/{y}.png"  # refused at once: the map falls back to its grid
 CHROMIUM = os.environ.get("PANIC_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+                 "--autoplay-policy=user-gesture-required"]  # sound blocked until a click, as in a desktop browser
 
 
 class Rx:
@@ -172,7 +173,8 @@ def chromium_available():
 
 
 def launch(pw):
-    return pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    return pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
+                              ignore_default_args=["--autoplay-policy=no-user-gesture-required"])
 
 
 def login(page, url, name, password=PASSWORD, then="/"):
