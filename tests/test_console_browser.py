@@ -28,7 +28,6 @@ from receiver import store_console as SC
 
 from console_helpers import DEAD_TILES, GNSS, Rx, chromium_available, committed_time, launch, login, step
 
-pytestmark = pytest.mark.skipif(not chromium_available(), reason="needs Debian's chromium (make setup installs it)")
 
 SCENARIO = """
 [scenario]
@@ -65,6 +64,7 @@ def rx(tmp_path_factory):
 def browser():
     from playwright.sync_api import sync_playwright
 
+    assert chromium_available(), "Debian's chromium is missing: `make setup` installs it (apt-get install chromium)"
     with sync_playwright() as pw:
         b = launch(pw)
         yield b
