@@ -271,7 +271,7 @@ def test_queue_order_cues_and_sound(rx, ctx):
         for i in ids:
             page.locator("#inc-%d" % i).wait_for(state="attached")
         wait_for(lambda: "DURESS" in page.locator("#inc-%d .badge" % ids[0]).inner_text(), 5, "the duress badge")
-        order = page.evaluate("Array.from(document.querySelectorAll('#queue tr')).map(r => +r.dataset.id)")
+        order = page.evaluate("Array.from(document.querySelectorAll('#queue .row')).map(r => +r.dataset.id)")
         mine = [i for i in order if i in ids]
         assert mine == ids, order
         assert "test" in page.locator("#inc-%d" % ids[2]).get_attribute("class")

@@ -18,7 +18,7 @@ crash.
 Routes:
   GET  /login, POST /login, POST /logout
   GET  /                       the queue
-  GET  /queue/row/{id}         one queue row (the page's script asks on an event)
+  GET  /queue/row/{id}, /queue/rows?ids=   queue rows (the page's script asks on events)
   GET  /events                 Server-Sent Events (live.py)
   GET  /incident/{id}          map, state, actions, timeline
   GET  /incident/{id}/status, /timeline, /map.json   fragments for the script
@@ -58,6 +58,7 @@ DEFAULT_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 MAX_BODY = 16 * 1024
 NOTE_MAX = 2000
 FIELD_MAX = 120
+ROWS_MAX = 200
 ACTIONS = ("claim", "release", "reassign", "note", "escalate", "close", "reopen", "listen-in", "track", "stand-down")
 SUPERVISOR_ONLY = ("reassign", "reopen")
 OWNER_ACTIONS = ("note", "escalate", "close", "listen-in", "track", "stand-down")
@@ -118,6 +119,7 @@ class Console:
         r.add_post("/logout", self.logout)
         r.add_get("/", self.queue)
         r.add_get("/queue/row/{id}", self.queue_row)
+        r.add_get("/queue/rows", self.queue_rows)
         r.add_get("/events", self.events)
         r.add_get("/incident/{id}", self.incident)
         r.add_get("/incident/{id}/status", self.incident_status)
@@ -189,8 +191,8 @@ class Console:
             resp = self.fail(request, 409, str(e), "refused")
         resp.headers.update(self._headers)
         resp.headers["Server"] = "panic-console"
-        if "Cache-Control" not in resp.headers:
-            resp.headers["Cache-Control"] = "no-store"
+        if "Cache-Control" not in resp.headers:  # pages hold victims' data: never cached; our own code may be
+            resp.headers["Cache-Control"] = "max-age=600" if request.path.startswith("/static/") else "no-store"
         return resp
 
     async def _guarded(self, request, handler):
@@ -379,6 +381,32 @@ class Console:
         if inc["outcome"] is not None or inc["opened_at"] < since:
             return web.Response(status=204)
         return self.render(request, "_row.html", it=views.row_view(inc, self.clock()))
+
+    async def queue_rows(self, request):
+        """Several queue rows at once (?ids=1,2,3, at most ROWS_MAX): the
+        page asks for every incident that changed since its last ask in one
+        request, so a burst of alarms costs one round trip, not one each.
+        An incident that left the queue comes back as an empty row marked
+        data-gone."""
+        raw = request.query.get("ids", "")
+        parts = raw.split(",") if raw else []
+        if not parts or len(parts) > ROWS_MAX:
+            raise BadInput(400, "give 1 to %d incident numbers (?ids=1,2,3)" % ROWS_MAX)
+        ids = sorted({_int(p) for p in parts})
+        since = self.clock() - self.config.queue_days * 86400
+
+        def read(s):
+            return [(i, s.console_incident(i)) for i in ids]
+
+        now = self.clock()
+        out = []
+        tpl = self.jinja.get_template("_row.html")
+        for i, inc in await self.db(read):
+            if inc is None or inc["outcome"] is not None or inc["opened_at"] < since:
+                out.append('<div class="row" id="inc-%d" data-gone="1"></div>' % i)
+            else:
+                out.append(tpl.render(it=views.row_view(inc, now), csrf=request.get("csrf"), now=now))
+        return web.Response(text="\n".join(out), content_type="text/html", charset="utf-8")
 
     async def events(self, request):
         q = request.headers.get("Last-Event-ID") or request.query.get("since")
@@ -661,7 +689,7 @@ class Console:
 
 
 def name_is_fragment(path):
-    return path.startswith("/queue/row/") or path.endswith(("/status", "/timeline", "/map.json"))
+    return path.startswith("/queue/row") or path.endswith(("/status", "/timeline", "/map.json"))
 
 
 def _int(text, what="the incident number"):

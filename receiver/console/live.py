@@ -28,11 +28,14 @@ REPLAY_MAX events) is told to reload: the page it then gets is rendered
 from the store, so it still misses nothing.
 
 Cost under load: one SELECT per commit (kicked) or per change (polled) for
-every browser together, bodies passed through as stored (not parsed); of
-the TRACKs of one incident in one read only the last is sent (it carries
-the incident's newest position), so a browser gets at most one message
-per incident per read whatever the frame rate. A subscriber whose queue
-fills (a stalled browser) is dropped; it reconnects and replays.
+every browser together, at most one every MIN_GAP_S (a kick within it is
+read at its end: an alarm waits 50 ms at most, and at thousands of frames
+a second the reads, the messages and the browsers' work stay bounded),
+bodies passed through as stored (not parsed); of the TRACKs of one
+incident in one read only the last is sent (it carries the incident's
+newest position), so a browser gets at most one message per incident per
+read whatever the frame rate. A subscriber whose queue fills (a stalled
+browser) is dropped; it reconnects and replays.
 
 Must stay in sync with: store_console.py (events_raw_after,
 changed_since_last_call), static/console.js (the messages), core.py
@@ -53,6 +56,7 @@ READ_CHUNK = 2000
 QUEUE_MAX = 2000
 KEEPALIVE_S = 15.0
 RETRY_MS = 1000
+MIN_GAP_S = 0.05
 _COALESCE = ("track",)
 
 
@@ -127,6 +131,8 @@ class Hub:
             self._kick.set()
 
     async def _run(self):
+        loop = asyncio.get_running_loop()
+        last = 0.0
         while True:
             kicked = False
             try:
@@ -134,7 +140,11 @@ class Hub:
                 kicked = True
             except TimeoutError:
                 pass
+            gap = last + MIN_GAP_S - loop.time()
+            if gap > 0:
+                await asyncio.sleep(gap)
             self._kick.clear()
+            last = loop.time()
             try:
                 await self._read(kicked)
             except Exception as e:  # the store went away for a moment: keep following it

@@ -111,60 +111,93 @@
     if (b) b.remove();
   }
 
+  // New alarms not yet claimed or closed: one banner names the newest and
+  // counts the rest (DURESS first); each alarm rings once.
+  var fresh = {}, freshOrder = [];
+  function alarmBanner() {
+    freshOrder = freshOrder.filter(function (id) { return fresh[id]; });
+    if (!freshOrder.length) { unbanner("alarm"); return; }
+    var duress = freshOrder.filter(function (id) { return fresh[id].kind === "duress"; });
+    var id = duress.length ? duress[duress.length - 1] : freshOrder[freshOrder.length - 1];
+    var f = fresh[id];
+    var word = f.kind === "duress" ? "DURESS" : (f.kind === "test" ? "TEST alarm" : "NEW ALARM");
+    var more = freshOrder.length - 1;
+    banner("alarm", f.kind === "alert" ? "alarm" : f.kind,
+           word + " #" + id + " - person " + (f.person || "?") + (more ? " (and " + more + " more new)" : ""),
+           "/incident/" + id);
+  }
   function alarmCue(ev) {
     var kind = ev.kind === "duress" ? "duress" : (ev.test ? "test" : "alert");
-    var word = kind === "duress" ? "DURESS" : (kind === "test" ? "TEST alarm" : "NEW ALARM");
-    banner("alarm-" + ev.incident_id, kind === "alert" ? "alarm" : kind,
-           word + " #" + ev.incident_id + " - person " + (ev.person_ref || "?"), "/incident/" + ev.incident_id);
+    if (!fresh[ev.incident_id]) freshOrder.push(ev.incident_id);
+    fresh[ev.incident_id] = {kind: kind, person: ev.person_ref};
+    alarmBanner();
     var rang = ring(kind);
     body.dataset.lastCue = kind + ":" + ev.incident_id + ":" + (rang ? "sound" : "silent");
     if (!document.title.startsWith("(!) ")) document.title = "(!) " + document.title;
+  }
+  function alarmHandled(id) {
+    if (fresh[id]) { delete fresh[id]; alarmBanner(); }
   }
 
   /* ---------------------------------------------------------- the queue */
   var queue = document.getElementById("queue");
   function updateCount() {
-    var n = queue.rows.length;
+    var n = queue.children.length;
     var c = document.getElementById("count");
     if (c) c.textContent = n + " open";
     var e = document.getElementById("empty");
     if (e) e.hidden = n > 0;
   }
   function place(row) {
-    var key = row.dataset.sort, rows = queue.rows;
+    var key = row.dataset.sort, rows = queue.children;
     for (var i = 0; i < rows.length; i++) {
       if (rows[i] !== row && rows[i].dataset.sort > key) { queue.insertBefore(row, rows[i]); return; }
     }
     queue.appendChild(row);
   }
-  var pendingRows = {};
+  /* Rows to fetch again, asked for together (/queue/rows?ids=): a burst
+   * of alarms costs one request. One request in flight at a time; what
+   * changes meanwhile goes in the next. */
+  var wanted = {}, inFlight = false;  // id -> {isNew, marks}
   function refreshRow(id, mark, isNew) {
-    if (pendingRows[id]) { pendingRows[id].again = mark; return; }
-    pendingRows[id] = {again: null};
-    fetch("/queue/row/" + id, {credentials: "same-origin", cache: "no-store"}).then(function (r) {
+    var w = wanted[id] || (wanted[id] = {isNew: false, marks: []});
+    if (isNew) w.isNew = true;
+    if (mark) w.marks.push(mark);
+    if (!inFlight) setTimeout(flushRows, 0);
+  }
+  function flushRows() {
+    if (inFlight) return;
+    var ids = Object.keys(wanted).slice(0, 200);
+    if (!ids.length) return;
+    var isNew = {}, marks = [];
+    ids.forEach(function (i) {
+      if (wanted[i].isNew) isNew[i] = true;
+      marks = marks.concat(wanted[i].marks);
+      delete wanted[i];
+    });
+    inFlight = true;
+    fetch("/queue/rows?ids=" + ids.join(","), {credentials: "same-origin", cache: "no-store"}).then(function (r) {
       if (r.status === 401) { signedOut(); return null; }
-      return r.status === 204 ? "" : r.text();
+      return r.ok ? r.text() : null;
     }).then(function (html) {
       if (html === null) return;
-      var old = document.getElementById("inc-" + id);
-      if (html === "") {
-        if (old) old.remove();
-      } else {
-        var t = document.createElement("template");
-        t.innerHTML = html.trim();
-        var row = t.content.firstElementChild;
-        if (old && old.classList.contains("new")) row.classList.add("new");
-        if (isNew) row.classList.add("new");
+      var t = document.createElement("template");
+      t.innerHTML = html;
+      Array.prototype.slice.call(t.content.querySelectorAll(".row")).forEach(function (row) {
+        var old = document.getElementById(row.id);
+        if (row.dataset.gone) { if (old) old.remove(); return; }
+        var id = row.dataset.id;
+        if ((old && old.classList.contains("new")) || isNew[id]) row.classList.add("new");
         if (old) old.replaceWith(row);
         place(row);
-      }
+        watchRow(row);
+      });
       updateCount();
       tickAges();
-      if (mark) applied(mark);
+      marks.forEach(applied);
     }).finally(function () {
-      var p = pendingRows[id];
-      delete pendingRows[id];
-      if (p && p.again) refreshRow(id, p.again, false);
+      inFlight = false;
+      if (Object.keys(wanted).length) flushRows();
     });
   }
   function trackInPlace(ev, mark) {
@@ -244,7 +277,7 @@
   function handle(ev, received) {
     var mark = [ev.event_id, ev.time, received];
     if (ev.incident_id != null && ALARM_KINDS[ev.kind] && !ev.actor) alarmCue(ev);
-    if (ev.incident_id != null && (ev.kind === "claimed" || ev.kind === "closed")) unbanner("alarm-" + ev.incident_id);
+    if (ev.incident_id != null && (ev.kind === "claimed" || ev.kind === "closed")) alarmHandled(ev.incident_id);
     if (queue) {
       if (ev.incident_id == null) { notice(ev); applied(mark); return; }
       if (ev.kind === "track") trackInPlace(ev, mark);
@@ -286,19 +319,36 @@
   }
 
   /* ---------------------------------------------------------- ages and supervisor cues, every second */
-  function tickAges() {
-    var t = now();
-    var els = document.querySelectorAll("[data-age-from]");
+  // Only the queue rows on screen get their ages rewritten (a long queue
+  // would otherwise be laid out again every second); a row scrolled into
+  // view is brought up to date at once.
+  var onScreen = new Set();
+  var seen = window.IntersectionObserver ? new IntersectionObserver(function (entries) {
+    entries.forEach(function (e) {
+      if (e.isIntersecting) { onScreen.add(e.target); ageIn(e.target, now()); } else onScreen.delete(e.target);
+    });
+  }) : null;
+  function watchRow(row) { if (seen) seen.observe(row); }
+  function ageIn(root, t) {
+    var els = root.querySelectorAll("[data-age-from]");
     for (var i = 0; i < els.length; i++) {
       var v = parseFloat(els[i].dataset.ageFrom);
-      if (!isNaN(v)) els[i].textContent = fmtAge(t - v);
+      if (isNaN(v)) continue;
+      var txt = fmtAge(t - v);
+      if (els[i].textContent !== txt) els[i].textContent = txt;
     }
   }
+  function tickAges() {
+    var t = now();
+    if (!queue || !seen) { ageIn(document, t); return; }
+    onScreen.forEach(function (row) { if (row.isConnected) ageIn(row, t); else onScreen.delete(row); });
+  }
+  if (queue) for (var qi = 0; qi < queue.children.length; qi++) watchRow(queue.children[qi]);
   function cues() {
     if (!queue) return;
     var t = now(), unclaimed = 0, stalled = 0;
-    for (var i = 0; i < queue.rows.length; i++) {
-      var r = queue.rows[i], d = r.dataset;
+    for (var i = 0; i < queue.children.length; i++) {
+      var r = queue.children[i], d = r.dataset;
       var u = !d.owner && t - parseFloat(d.opened) > claimCue;
       var last = Math.max(parseFloat(d.claimed || "0"), parseFloat(d.progressed || "0"));
       var s = !!d.owner && last > 0 && t - last > progressCue;
