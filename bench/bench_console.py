@@ -20,15 +20,16 @@ costs the receiver.
    Targets: p99 < 1 s (median over ROUNDS rounds of the per-round p99);
    operator action p99 < 1 s.
 2. Committed frames/s with the console attached vs without. The
-   receiver bench's load (400 connections, 50 frames each, one in flight
-   per connection, commit before every ACK) against `serve` alone and
+   receiver bench's load (400 connections, CONSOLE_BENCH_FRAMES = 150
+   frames each, one in flight per connection, commit before every ACK) against `serve` alone and
    `serve --console` with the queue page open in Chromium (every incident
    on it, updated live); fresh store each run, RUNS runs each,
    interleaved. Target: with / without >= 0.90 (median of the per-pair
    ratios).
 
 Environment: CONSOLE_BENCH_DEVICES (default 1000), CONSOLE_BENCH_ROUNDS
-(default 5), CONSOLE_BENCH_ROUND_S (default 12).
+(default 5), CONSOLE_BENCH_ROUND_S (default 12), CONSOLE_BENCH_FRAMES
+(default 150), RECEIVER_BENCH_CONNS (default 400).
 """
 
 import asyncio
@@ -58,6 +59,7 @@ B = "console"
 DEVICES = int(os.environ.get("CONSOLE_BENCH_DEVICES", "1000"))
 ROUNDS = int(os.environ.get("CONSOLE_BENCH_ROUNDS", "5"))
 ROUND_S = float(os.environ.get("CONSOLE_BENCH_ROUND_S", "12"))
+FRAMES = int(os.environ.get("CONSOLE_BENCH_FRAMES", "150"))  # per connection in part 2 (a run of a few seconds)
 TRACK_S = 10.0
 RUNS = 5
 WORK = os.path.join(ROOT, "build", "bench-console")
@@ -333,6 +335,7 @@ def main():
                 method="%d actions (claim, note, tracking, listen-in, escalate, release)" % len(actions))
         note(B, "operator action p50", 1000 * pctl(actions, 0.5), "ms")
 
+        BR.PER_CONN = FRAMES
         print("committed frames/s, %d connections x %d frames, with and without the console, %d interleaved runs:" % (
             BR.CONNS, BR.PER_CONN, RUNS), flush=True)
         plan = BR.make_plan()
