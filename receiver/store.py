@@ -20,7 +20,8 @@ store, on rollback, and whenever another connection (another process: the
 through PRAGMA data_version.
 
 Interface for other back ends (PostgreSQL for several receiver nodes): the
-public methods of SqliteStore below, with the same meaning; the SQL is kept
+public methods of SqliteStore below (and of its console section,
+store_console.ConsoleStore), with the same meaning; the SQL is kept
 plain (no SQLite-only features beyond AUTOINCREMENT ids on the rarely
 written tables and the pragmas).
 Files: the database and its -wal and -shm files hold victims' positions
