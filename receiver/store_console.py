@@ -398,8 +398,6 @@ class ConsoleStore:
             if cur.rowcount != 1:
                 owner = self._x("SELECT owner FROM handling WHERE incident_id = ?", (incident_id,)).fetchone()["owner"]
                 return False, owner
-            if inc["owner"] == user:
-                return True, user
             return True, user
 
     def claim_and_record(self, incident_id, user, peer=None, force=False, by=None):

@@ -155,14 +155,15 @@ class Rx:
         raise AssertionError("frame never ACKed")
 
 
-def committed_time(rx, incident_id, kind):
-    """The time the receiver stored (its clock at the batch) the first
-    event of `kind` for the incident."""
+def first_event(rx, incident_id, kind):
+    """The first stored event of `kind` for the incident (its dict, with
+    event_id and time: the receiver's clock when the batch was written),
+    or None."""
     st = rx.store()
     try:
         for e in st.events_after(0, 100000):
             if e.get("incident_id") == incident_id and e["kind"] == kind:
-                return e["time"]
+                return e
     finally:
         st.close()
     return None

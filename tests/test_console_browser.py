@@ -26,7 +26,7 @@ import pytest
 from protocol import frame as F
 from receiver import store_console as SC
 
-from console_helpers import DEAD_TILES, GNSS, Rx, chromium_available, committed_time, launch, login, step
+from console_helpers import DEAD_TILES, GNSS, Rx, chromium_available, first_event, launch, login, step
 
 
 SCENARIO = """
@@ -155,9 +155,9 @@ def test_end_to_end_simulated_device_to_outcome(rx, ctx):
             row = page.locator("#inc-%d" % iid)
             row.wait_for(state="attached", timeout=5000)
             assert "ALERT" in row.locator(".badge").inner_text()
-            t_commit = committed_time(rx, iid, "alert")
-            eid = wait_for(lambda: _event_id(rx, iid, "alert"), 5, "the alert event")
-            t_shown = wait_for(lambda: applied_at(page, eid), 5, "the page to apply the alert")
+            ev = wait_for(lambda: first_event(rx, iid, "alert"), 5, "the alert event")
+            t_commit = ev["time"]
+            t_shown = wait_for(lambda: applied_at(page, ev["event_id"]), 5, "the page to apply the alert")
             assert t_shown - t_commit < 1.0, "shown %.3f s after its commit" % (t_shown - t_commit)
             assert page.evaluate("performance.getEntriesByType('navigation').length") == 1  # no reload
             assert "NEW ALARM #%d" % iid in page.locator("#banners").inner_text()
@@ -216,17 +216,6 @@ def test_end_to_end_simulated_device_to_outcome(rx, ctx):
         stop.set()
         th.join(10)
         rig.stop()
-
-
-def _event_id(rx, iid, kind):
-    st = rx.store()
-    try:
-        for e in st.events_after(0, 100000):
-            if e.get("incident_id") == iid and e["kind"] == kind:
-                return e["event_id"]
-    finally:
-        st.close()
-    return None
 
 
 # ---------------------------------------------------------------- the queue

@@ -18,7 +18,7 @@ crash.
 Routes:
   GET  /login, POST /login, POST /logout
   GET  /                       the queue
-  GET  /queue/row/{id}, /queue/rows?ids=   queue rows (the page's script asks on events)
+  GET  /queue/rows?ids=        queue rows (the page's script asks on events)
   GET  /events                 Server-Sent Events (live.py)
   GET  /incident/{id}          map, state, actions, timeline
   GET  /incident/{id}/status, /timeline, /map.json   fragments for the script
@@ -118,7 +118,6 @@ class Console:
         r.add_post("/login", self.login)
         r.add_post("/logout", self.logout)
         r.add_get("/", self.queue)
-        r.add_get("/queue/row/{id}", self.queue_row)
         r.add_get("/queue/rows", self.queue_rows)
         r.add_get("/events", self.events)
         r.add_get("/incident/{id}", self.incident)
@@ -372,16 +371,6 @@ class Console:
         items = [views.row_view(r, now) for r in views.order_queue(rows)]
         return self.render(request, "queue.html", items=items, since=last)
 
-    async def queue_row(self, request):
-        iid = _int(request.match_info["id"])
-        inc = await self.db(lambda s: s.console_incident(iid))
-        if inc is None:
-            raise BadInput(404, "no incident #%d" % iid, "unknown incident")
-        since = self.clock() - self.config.queue_days * 86400
-        if inc["outcome"] is not None or inc["opened_at"] < since:
-            return web.Response(status=204)
-        return self.render(request, "_row.html", it=views.row_view(inc, self.clock()))
-
     async def queue_rows(self, request):
         """Several queue rows at once (?ids=1,2,3, at most ROWS_MAX): the
         page asks for every incident that changed since its last ask in one
@@ -429,17 +418,22 @@ class Console:
                     return resp
                 if data:
                     await resp.write(data)
+            loop = asyncio.get_running_loop()
+            checked = loop.time()
             while True:
                 try:
                     data = await asyncio.wait_for(sub.queue.get(), live.KEEPALIVE_S)
                 except TimeoutError:
+                    data = b": keepalive\n\n"
+                if loop.time() - checked >= live.KEEPALIVE_S:  # the session still holds (disabled, idle, ended)
+                    checked = loop.time()
                     sess = await self.db(lambda s: s.session_get(h))
                     now = self.clock()
-                    if sess is None or sess["disabled"] or now - sess["last_seen"] > self.config.security.idle_s:
+                    sec = self.config.security
+                    if (sess is None or sess["disabled"] or now - sess["last_seen"] > sec.idle_s
+                            or now - sess["created"] > sec.max_s):
                         await resp.write(b"event: logout\ndata: {}\n\n")
                         return resp
-                    await resp.write(b": keepalive\n\n")
-                    continue
                 if data is None or sub.dropped:
                     return resp  # the browser reconnects and replays from its last id
                 await resp.write(data)
@@ -689,7 +683,7 @@ class Console:
 
 
 def name_is_fragment(path):
-    return path.startswith("/queue/row") or path.endswith(("/status", "/timeline", "/map.json"))
+    return path.startswith("/queue/rows") or path.endswith(("/status", "/timeline", "/map.json"))
 
 
 def _int(text, what="the incident number"):

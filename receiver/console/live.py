@@ -121,9 +121,10 @@ class Hub:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        for s in list(self.subs):
+        for s in list(self.subs):  # end every stream; browsers reconnect to the next console
             s.dropped = True
-            s.queue.put_nowait(None) if not s.queue.full() else None
+            if not s.queue.full():
+                s.queue.put_nowait(None)
 
     def kick(self):
         """A commit happened (called on the loop thread)."""

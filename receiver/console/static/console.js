@@ -8,7 +8,8 @@
  *
  * The queue is rendered by the server; an event that changes an
  * incident's place or handling fetches that one row again
- * (/queue/row/N); a TRACK updates the row's position cells in place.
+ * (the rows that changed since the last ask come in one request,
+ * /queue/rows?ids=); a TRACK updates the row's position cells in place.
  * Cues: a sound (Web Audio, once the operator has allowed it: browsers
  * keep sound blocked until a click, and the button says which it is) and
  * a banner for a new alarm, a different sound for DURESS; a supervisor
