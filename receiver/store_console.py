@@ -3,7 +3,7 @@ which incident, escalations, outcomes, the console's timeline and audit
 reads.
 
 Owns: the rows the operator console (receiver/console/) and `panic
-receiver user` keep, and schema version 4 that makes them. Never decides
+receiver user` keep, and schema version 5 that makes them. Never decides
 anything (the rules are in receiver/users.py and receiver/console/); it
 reads and writes rows, each change in one transaction together with its
 audit row, its timeline row and its event for the feed.
@@ -24,8 +24,9 @@ clears it and counts the re-opening; the history of both stays in
 `incident_actions` (the incident's console timeline) and in the audit.
 
 Must stay in sync with: store.py (MIGRATIONS takes CONSOLE_MIGRATION as
-version 4), receiver/users.py (roles), receiver/console/ (what it shows),
-docs/console.md (the tables), docs/receiver.md (schema versions).
+version 5, after the location tables of version 4), receiver/users.py
+(roles), receiver/console/ (what it shows), docs/console.md (the tables),
+docs/receiver.md (schema versions).
 """
 
 import hashlib
@@ -100,7 +101,7 @@ CONSOLE_MIGRATION = """
 
 _INC = ("i.id, i.device_id, i.kind, i.state, i.duress, i.opened_at, i.opened_seq, i.opened_by, i.closed_at, "
         "i.closed_seq, i.closed_by, i.updated_at, i.last_seq, i.lat_e7, i.lon_e7, i.source, i.accuracy_m, "
-        "i.pos_time, i.battery, i.csq")
+        "i.pos_time, i.pos_note, i.pos_seq, i.evidence, i.battery, i.csq")
 _HANDLING = ("h.owner, h.claimed_at, h.first_claimed_at, h.progressed_at, h.outcome, h.outcome_at, h.outcome_by, "
              "COALESCE(h.reopened, 0) AS reopened")
 _USER = "name, role, disabled, created, pw_changed, failed_logins, locked_until, last_login"

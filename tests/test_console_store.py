@@ -1,5 +1,5 @@
-"""The console's store section and rules without a server: schema 4 and
-its migration, claims between two connections, outcomes and re-opening,
+"""The console's store section and rules without a server: schema 5 and
+its migration (from 3 and from 4), claims between two connections, outcomes and re-opening,
 accounts (argon2id, lockout), queue order, statistics against BS 8484's
 marks, the live feed's coalescing, and the Leaflet copy's checksums."""
 
@@ -16,7 +16,7 @@ from receiver import store_console as SC
 from receiver.console import live, views
 from receiver.watch import format_event
 
-from recv_helpers import T0, Dev
+from recv_helpers import T0, Dev, older_store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MK = masterkey.MasterKey(b"\x07" * 32)
@@ -49,24 +49,24 @@ def alert(rx, d, ftype=F.ALERT, **kw):
     return out.incident_id
 
 
-def test_migration_from_version_3_keeps_rows_and_adds_the_console_tables(tmp_path, monkeypatch):
-    path = str(tmp_path / "old.db")
-    monkeypatch.setattr(S, "MIGRATIONS", S.MIGRATIONS[:3])
-    old = S.open_store(path, MK)
+@pytest.mark.parametrize("version", [3, 4])
+def test_migration_from_an_older_version_keeps_rows_and_adds_the_console_tables(tmp_path, version):
+    """3 -> 4 -> 5 and 4 -> 5: every row kept, the console's tables empty,
+    the old incident in the queue unclaimed."""
     d = Dev(7)
-    old.add_device(7, d.key, "URN-7/26")
-    rx = core.Receiver(old)
-    rx.handle_frame(d.frame(F.ALERT))
+    old = older_store(tmp_path, MK, version, d, [d.frame(F.ALERT)])
     audit = [dict(r) for r in old.audit_log()]
-    assert old.schema_version() == 3
+    incidents = [dict(r) for r in old._x("SELECT * FROM incidents ORDER BY id").fetchall()]
+    assert old.schema_version() == version and audit and incidents
+    path = old.path
     old.close()
-    monkeypatch.undo()
     st = S.open_store(path, MK)
-    assert st.schema_version() == len(S.MIGRATIONS) == 4
+    assert st.schema_version() == len(S.MIGRATIONS) == 5
     assert [{k: r[k] for k in a} for r, a in zip(st.audit_log(), audit, strict=True)] == audit
     assert all(r["peer"] is None and r["incident_id"] is None for r in st.audit_log())
+    assert [{k: r[k] for k in incidents[0]} for r in st.incidents()] == incidents
     (inc,) = st.console_queue(0)
-    assert inc["owner"] is None and inc["outcome"] is None and inc["person_ref"] == "URN-7/26"
+    assert inc["owner"] is None and inc["outcome"] is None and inc["person_ref"] == "URN 7"
     assert st.users() == []
 
 

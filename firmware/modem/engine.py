@@ -186,6 +186,7 @@ class Engine:
         self.asleep = False
         self.csq_v = 99
         self.cell_v = None
+        self.cell_at = None  # when cell_v was read (ms): a frame carries only a recent one (firmware/app.py)
         self.call = None  # None, "dialling", "active"
         self._mute_due = False
         self._status_at = 0
@@ -199,6 +200,7 @@ class Engine:
         self.rx_pending = False
         self._rx_checks = 0
         self._rx_check_at = 0
+        self._reply_wait = False  # a frame went out and nothing came back yet: no status polls in the way
         self._net_at = 0
         self._net_backoff = self.t["net_retry_ms"]
         self._rdy = False
@@ -474,14 +476,19 @@ class Engine:
             return self._start(J_MUTE, _svc().j_mute(self))
         if self.rx_pending or (self.sock and self._rx_check_at and now >= self._rx_check_at):
             if not self.rx_pending:
+                self._reply_wait = False  # its URC is late or lost: poll, and stop holding polls back
                 self._rx_checks += 1
                 self._rx_check_at = now + (self.t["rx_check_ms"] << self._rx_checks) if self._rx_checks < 3 else 0
             return self._start(J_READ, self._j_read())
-        if gnss_due:
+        if gnss_due and not self._reply_wait:
+            # (after the reply: its CIPRXGET read would wait behind four
+            # GNSS commands; a round trip is nothing beside a fix's TTFF)
             return self._start(J_GNSS, self._j_gnss(self.want_gnss))
         if not self.data_up and now >= self._net_at:
             return self._start(J_NET, self._j_net())
-        if now >= self._status_at:
+        if now >= self._status_at and not self._reply_wait:
+            # (not while a reply is due: four status commands on the UART
+            # would hold its CIPRXGET read, and the ACK, back by ~100 ms)
             self._status_at = now + self.t["status_ms"]
             return self._start(J_STATUS, self._j_status())
         if self.want_sleep and not self.gnss_on and self.call is None:
@@ -704,6 +711,7 @@ class Engine:
         self.sock = False
         self.rx_pending = False
         self._rx_check_at = 0
+        self._reply_wait = False
         self._net_at = self.now
         if was:
             self.events.append(("link", False))
@@ -717,6 +725,7 @@ class Engine:
             yield from self.d.sock_open(self)
         n = yield from self.d.sock_send(self, pack(raw))
         self.events.append(("sent", len(raw)))
+        self._reply_wait = True
         self._rx_checks = 0
         self._rx_check_at = self.now + self.t["rx_check_ms"]
         return n
@@ -726,6 +735,7 @@ class Engine:
         yield from self.d.sock_read(self)
 
     def frames_in(self, frames):
+        self._reply_wait = False
         for f in frames:
             self.events.append(("frame", f))
 
@@ -789,6 +799,7 @@ class Engine:
         c = yield from self.d.cell(self)
         if c is not None:
             self.cell_v = c
+            self.cell_at = self.now
 
 
 def _svc():

@@ -118,6 +118,7 @@ class Sim7600:
             c = parse_cpsi(line)
             if c is not None:
                 e.cell_v = c
+                e.cell_at = e.now
             return True
         if line.startswith("+CGPS:"):
             return True  # "+CGPS: 0": a stopped session's end (manual 17.2.1)
@@ -175,7 +176,15 @@ class Sim7600:
     def sock_open(self, e):
         self.deframer = Deframer()
         cmd = 'AT+CIPOPEN=%d,"TCP","%s",%d' % (LINK, self.host, self.port)
-        r = yield e.cmd(cmd, ("+CIPOPEN:", "ERROR", "+CME ERROR:"), ("+IP ERROR:",), e.t["open_timeout_ms"])
+        # +CIPEVENT while it waits: the PDP context is gone and the open
+        # cannot succeed; whether the module still answers +CIPOPEN then
+        # the manual does not say (pessimistic: it does not), so stop
+        # waiting at once instead of at the open timeout
+        r = yield e.cmd(cmd, ("+CIPOPEN:", "ERROR", "+CME ERROR:", "+CIPEVENT:"), ("+IP ERROR:",),
+                        e.t["open_timeout_ms"])
+        if r[0] == 3:
+            self.urc(e, r[1])
+            raise Fail("open: the network closed")
         if r[0] == 0:
             f = fields(r[1])
             err = to_int(f[1]) if len(f) > 1 else None

@@ -9,7 +9,7 @@ docs/console.md.
 | live.py | the console's store thread, the hub following the event feed, SSE, ConsoleReceiver |
 | security.py | cookies, CSRF, login throttling, the headers of every answer |
 | views.py | queue order, timeline, statistics and CSV, from rows (no I/O) |
-| position.py | the one function that says where an incident is |
+| position.py | where the console says the person is: the estimate (receiver/estimate.py view) and the trail |
 | templates/ | Jinja2 pages (autoescaped) |
 | static/ | console.js, map.js, CSS, Leaflet 1.9.4 (kept here, SOURCE.md) |
 

@@ -45,7 +45,7 @@ import urllib.parse
 import jinja2
 from aiohttp import web
 
-from receiver import core, users
+from receiver import core, estimate, users
 from receiver import store as S
 from receiver import store_console as SC
 from receiver.console import live, position, security, views
@@ -102,7 +102,8 @@ class Console:
         self.jinja = jinja2.Environment(loader=jinja2.FileSystemLoader(os.path.join(HERE, "templates")),
                                         autoescape=True, trim_blocks=True, lstrip_blocks=True)
         self.jinja.filters.update(t=views.fmt_time, age=views.fmt_age, outcome=lambda o: views.OUTCOME_WORDS.get(o, o),
-                                  dms=views.dms)
+                                  dms=views.dms, source=views.source_words)
+        self.jinja.globals["stale_s"] = estimate.STALE_S
         self._headers = security.headers(config.security)
         self.app = self._make_app()
         self.runner = None
@@ -459,10 +460,11 @@ class Console:
 
         frames, actions, escalations, device, names, last = await self.db(read)
         now = self.clock()
-        return {"it": views.row_view(inc, now), "inc": inc, "frames": frames, "actions": actions,
+        it = views.row_view(inc, now)
+        return {"it": it, "inc": inc, "frames": frames, "actions": actions,
                 "escalations": escalations, "device": device, "names": names, "since": last,
                 "timeline": views.timeline(inc, frames, actions),
-                "trail": position.trail(frames), "pos": position.estimate(inc, now)}
+                "trail": position.trail(frames), "pos": it["pos"], "evidence": it["evidence"]}
 
     async def incident(self, request, message=None, status=200):
         inc = await self._incident(request)
@@ -482,7 +484,8 @@ class Console:
     async def incident_map(self, request):
         inc = await self._incident(request)
         ctx = await self._incident_ctx(inc)
-        return web.json_response({"pos": ctx["pos"], "trail": ctx["trail"], "tiles": self.config.tile_url,
+        return web.json_response({"pos": ctx["pos"], "evidence": ctx["evidence"], "trail": ctx["trail"],
+                                  "tiles": self.config.tile_url,
                                   "incident": inc["id"]})
 
     async def summary(self, request):

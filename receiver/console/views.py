@@ -22,6 +22,7 @@ import statistics
 import time
 
 from receiver import store as S
+from receiver import watch
 from receiver.console import position
 from receiver.store_console import OUTCOMES
 
@@ -74,15 +75,23 @@ def state_words(inc):
 
 def row_view(inc, now):
     """What a queue row needs (also the incident page's header)."""
-    pos = position.estimate(inc, now)
+    shown = position.shown(inc, now)
     return {
         "inc": inc,
         "rank": rank(inc),
         "headline": headline(inc),
         "state": state_words(inc),
-        "pos": pos,
+        "pos": shown["position"],
+        "evidence": shown["evidence"],
+        "placeholders": shown["placeholders"],
         "sort": "%d-%015.3f-%010d" % (rank(inc), inc["opened_at"], inc["id"]),
     }
+
+
+def source_words(source):
+    """A position source in words, as `panic receiver watch` says it (a
+    resolved position is never called the device's fix)."""
+    return watch._SOURCE_WORDS.get(source, source)  # one wording for both views
 
 
 def fmt_time(t):
@@ -123,10 +132,14 @@ def timeline(inc, frames, actions, escalations=()):
             d = json.loads(f["decoded"])
         except (TypeError, ValueError):
             d = {}
-        pos = ""
-        if d.get("source") not in (None, "none") and d.get("lat_e7") is not None:
-            pos = "%.7f, %.7f (%s%s)" % (d["lat_e7"] / 1e7, d["lon_e7"] / 1e7, d["source"],
-                                         "" if d.get("accuracy_m") is None else ", +/-%d m" % d["accuracy_m"])
+        p = position.frame_position(d)
+        if p is None:
+            pos = ""
+        elif p is position.PLACEHOLDER:
+            pos = "%s (0, 0): a placeholder of older firmware, not a position" % d["source"]
+        else:
+            pos = "%.7f, %.7f (%s%s)" % (p["lat"], p["lon"], p["source"],
+                                         "" if p["accuracy_m"] is None else ", +/-%d m" % p["accuracy_m"])
         flags = [w for w, k in (("DURESS", "duress"), ("TEST", "test"), ("battery low", "battery_low")) if d.get(k)]
         items.append({"time": f["arrival"], "who": "device", "what": "%s seq %d via %s" % (f["type"], f["seq"], f["transport"]),
                       "detail": "; ".join(x for x in (" ".join(flags), pos,

@@ -188,8 +188,11 @@ class FakeReceiver:
     def types(self):
         return [f.name for f in self.frames]
 
-    def of(self, ftype):
-        return [f for f in self.frames if f.ftype == ftype]
+    def of(self, ftype, start=0):
+        """The frames of ftype from the start-th on, decoded (the others
+        only peeked at: a long run's frames do not fit a device heap decoded)."""
+        raws = [r for r in self.frames.raw if F.peek(r)[0] == ftype]
+        return [F.decode(self.keys, r, F.UPLINK) for r in raws[start:]]
 
     def count(self, ftype):
         """How many frames of ftype arrived (peeks, keeps nothing decoded)."""

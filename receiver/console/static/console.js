@@ -217,6 +217,12 @@
       a.textContent = p.age_s != null ? fmtAge(p.age_s) : "age unknown";
       s.appendChild(a);
       s.appendChild(document.createTextNode(" old"));
+      if (p.stale) {
+        var st = document.createElement("strong");
+        st.className = "stale";
+        st.textContent = " STALE";
+        s.appendChild(st);
+      }
       cell.appendChild(s);
     }
     var b = row.querySelector("[data-f=battery]");
@@ -286,6 +292,7 @@
       else applied(mark);
     } else if (incidentId !== null && ev.incident_id === incidentId) {
       if (window.panicMap && ev.position) window.panicMap.update(ev.position);
+      if (window.panicMap && "evidence" in ev) window.panicMap.evidence(ev.evidence);
       refreshPanel(mark);
     } else {
       applied(mark);

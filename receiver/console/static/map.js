@@ -1,5 +1,8 @@
 /* The incident map: Leaflet (static/leaflet/, kept in the repository),
- * the current position with its accuracy circle, and the trail.
+ * the current position estimate (receiver/estimate.py) with its accuracy
+ * circle, the coarse evidence beside it (grey dashed circles: a newer
+ * resolved cell or Wi-Fi position, or the finer fix the estimate has
+ * moved on from), and the trail.
  *
  * Tiles come from the console's configured tile URL (OpenStreetMap by
  * default). When none is configured, or the first tile fails to load (no
@@ -91,7 +94,22 @@
     }
   }
 
+  var evidence = L.layerGroup().addTo(map);
+  function showEvidence(items) {
+    evidence.clearLayers();
+    (items || []).forEach(function (e) {
+      if (e.lat == null || e.lon == null) return;  // an observation the location database does not know
+      var words = (e.newer ? "newer coarse evidence: " : "older, finer: ") + e.source +
+        (e.accuracy_m != null ? ", +/-" + e.accuracy_m + " m" : "") + (e.age_s != null ? ", " + e.age_s + " s old" : "");
+      L.circle([e.lat, e.lon], {radius: e.accuracy_m != null ? e.accuracy_m : 0, color: "#616161", weight: 2,
+                                dashArray: "6 4", fillOpacity: 0.05, className: "evidence"})
+        .bindTooltip(words).addTo(evidence);
+    });
+    el.dataset.evidence = evidence.getLayers().length;
+  }
+
   (data.trail || []).forEach(addTrail);
+  showEvidence(data.evidence);
   if (data.pos) {
     show(data.pos, true);
   } else if (data.trail && data.trail.length) {
@@ -99,6 +117,7 @@
   }
 
   window.panicMap = {
+    evidence: showEvidence,
     update: function (p) {
       var last = data.trail && data.trail.length ? data.trail[data.trail.length - 1] : null;
       if (!last || last.lat !== p.lat || last.lon !== p.lon) {
