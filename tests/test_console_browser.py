@@ -300,6 +300,18 @@ def test_incident_map_falls_back_to_a_grid_with_circle_and_trail(rx, ctx):
         wait_for(lambda: page.locator("#map").get_attribute("data-accuracy") == "12", 5, "the map to move")
         assert page.locator("path.trail-point").count() == 3
         page.locator("#timeline li").filter(has_text="TRACK seq 3").wait_for()
+        assert page.locator("#map").get_attribute("data-evidence") == "0"
+    with step("map-3-newer-coarse-evidence", page):
+        # a cell position the device obtained, newer than the 12 m fix that is
+        # still fresh: the fix stays the estimate (receiver/estimate.py R2),
+        # the cell is drawn beside it as a dashed circle and listed
+        rx.send(d, d.frame(F.TRACK, t=int(time.time()), source=F.SRC_CELL, lat=515100000, lon=-1250000, accuracy=900,
+                           age=0, battery=70, csq=15))
+        wait_for(lambda: page.locator("#map").get_attribute("data-evidence") == "1", 5, "the evidence on the map")
+        assert page.locator("path.evidence").count() == 1
+        assert page.locator("#map").get_attribute("data-accuracy") == "12"
+        assert page.locator("#map").get_attribute("data-source") == "gnss"
+        wait_for(lambda: "newer coarse evidence" in page.locator("#position").inner_text(), 5, "the evidence listed")
     assert page.errors == []
 
 
