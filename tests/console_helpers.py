@@ -10,17 +10,15 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 from protocol import frame as F
-from protocol import stream
 from receiver import masterkey
 from receiver import store as S
 
-from recv_helpers import Dev, send_recv
+from recv_helpers import Dev, send_until_acked
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCREENS = os.path.join(ROOT, "build", "console-screens")
@@ -142,17 +140,7 @@ class Rx:
 
     def send(self, d, raw, timeout=30):
         """One frame over TCP until it is ACKed (a device retries so)."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
-                    ack = send_recv(s, raw, stream.Deframer(300))
-                if ack is not None:
-                    return d.ack(ack)
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("frame never ACKed")
+        return send_until_acked(self.port, d, raw, timeout)
 
 
 def first_event(rx, incident_id, kind):
