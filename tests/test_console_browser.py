@@ -54,7 +54,7 @@ def rx(tmp_path_factory):
     rx.stop()
     for name, role in (("alice", "operator"), ("bob", "operator"), ("sue", "supervisor"), ("adam", "admin")):
         rx.add_user(name, role)
-    rx.devs = [rx.add_device(3000 + i) for i in range(8)]
+    rx.devs = [rx.add_device(3000 + i) for i in range(9)]
     rx.serve()
     yield rx
     rx.stop()
@@ -405,7 +405,7 @@ def test_two_operators_claim_at_once_one_wins_the_other_is_told(rx, ctx):
 # ---------------------------------------------------------------- reconnect
 
 
-def test_a_browser_reconnecting_after_a_console_restart_gets_what_it_missed(rx, ctx, tmp_path):
+def test_a_browser_reconnecting_after_a_console_restart_gets_what_it_missed_then_follows_live(rx, ctx, tmp_path):
     other = Rx(tmp_path, "--tiles", DEAD_TILES)
     other.db, other.mk = rx.db, rx.mk
     other.console()
@@ -425,5 +425,16 @@ def test_a_browser_reconnecting_after_a_console_restart_gets_what_it_missed(rx, 
             page.locator("#inc-%d" % iid).wait_for(state="attached", timeout=10000)
             assert page.evaluate("window.__marker") == "same page"  # replayed into the page, not a reload
             assert "NEW ALARM #%d" % iid in page.locator("#banners").inner_text()
+        with step("reconnect-3-separate-console-follows-commits", page):
+            # serve commits; the separate console learns of it from PRAGMA
+            # data_version (polled every 0.1 s) and the page shows it live
+            d = rx.devs[8]
+            rx.send(d, d.frame(F.ALERT, **GNSS))
+            iid2 = newest_incident(rx, d.id)
+            ev = wait_for(lambda: first_event(rx, iid2, "alert"), 5, "the alert event")
+            t_shown = wait_for(lambda: applied_at(page, ev["event_id"]), 5, "the page to apply the alert")
+            assert t_shown - ev["time"] < 1.0, "shown %.3f s after its commit" % (t_shown - ev["time"])
+            page.locator("#inc-%d" % iid2).wait_for(state="attached", timeout=5000)
+            assert page.evaluate("window.__marker") == "same page"
     finally:
         other.stop()
