@@ -378,8 +378,11 @@ async def watch_queue(port, cookie, alarms, stop):
 
 
 class Deadline:
+    """Set when the load has ended: the stream is read until `deadline`
+    (monotonic s) at the latest."""
+
     def __init__(self):
-        self.deadline = None
+        self.deadline: float | None = None
 
     def is_set(self):
         return self.deadline is not None

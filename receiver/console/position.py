@@ -66,7 +66,7 @@ def trail(frames):
             p = frame_position(json.loads(f["decoded"]))
         except (TypeError, ValueError):
             continue
-        if p is None or p is PLACEHOLDER:
+        if not isinstance(p, dict):  # none, or a placeholder
             continue
         p["arrival"], p["seq"] = f["arrival"], f["seq"]
         out.append(p)
