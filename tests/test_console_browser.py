@@ -312,6 +312,8 @@ def test_incident_map_falls_back_to_a_grid_with_circle_and_trail(rx, ctx):
         assert page.locator("#map").get_attribute("data-accuracy") == "12"
         assert page.locator("#map").get_attribute("data-source") == "gnss"
         wait_for(lambda: "newer coarse evidence" in page.locator("#position").inner_text(), 5, "the evidence listed")
+        row = page.evaluate("fetch('/queue/rows?ids=%d').then(r => r.text())" % iid)
+        assert "+ newer coarse evidence" in row  # the queue row says there is more than its position
     assert page.errors == []
 
 

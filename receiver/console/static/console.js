@@ -224,6 +224,13 @@
         s.appendChild(st);
       }
       cell.appendChild(s);
+      if ((ev.evidence || []).some(function (e) { return e.newer; })) {
+        var nv = document.createElement("small");
+        nv.className = "newer-evidence";
+        nv.textContent = "+ newer coarse evidence";
+        cell.appendChild(document.createElement("br"));
+        cell.appendChild(nv);
+      }
     }
     var b = row.querySelector("[data-f=battery]");
     if (b && ev.battery != null) b.textContent = ev.battery + "%";
