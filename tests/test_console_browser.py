@@ -278,6 +278,17 @@ def test_queue_order_cues_and_sound(rx, ctx):
         iid = newest_incident(rx, d.id)
         page.locator("#inc-%d" % iid).wait_for(state="attached")
         wait_for(lambda: page.evaluate("document.body.dataset.lastCue") == "alert:%d:sound" % iid, 5, "a sound cue")
+    with step("queue-5-track-in-place", page):
+        # a TRACK whose cell position is newer than the fresh fix: the row's
+        # position cell is rewritten in place, the fix kept, the evidence noted
+        page.evaluate("window.__marker = 'same page'")
+        rx.send(d_alert, d_alert.frame(F.TRACK, t=int(time.time()), source=F.SRC_CELL, lat=515100000, lon=-1250000,
+                                       accuracy=900, age=0, battery=55, csq=15))
+        cell = page.locator("#inc-%d [data-f=pos]" % ids[1])
+        wait_for(lambda: "+ newer coarse evidence" in cell.inner_text(), 5, "the row to note the evidence")
+        assert "gnss +/-8 m" in cell.inner_text()
+        assert page.locator("#inc-%d [data-f=battery]" % ids[1]).inner_text() == "55%"
+        assert page.evaluate("window.__marker") == "same page"
     assert page.errors == []
 
 
