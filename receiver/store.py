@@ -20,7 +20,8 @@ store, on rollback, and whenever another connection (another process: the
 through PRAGMA data_version.
 
 Interface for other back ends (PostgreSQL for several receiver nodes): the
-public methods of SqliteStore below, with the same meaning; the SQL is kept
+public methods of SqliteStore below (and of its console section,
+store_console.ConsoleStore), with the same meaning; the SQL is kept
 plain (no SQLite-only features beyond AUTOINCREMENT ids on the rarely
 written tables and the pragmas).
 Files: the database and its -wal and -shm files hold victims' positions
@@ -46,6 +47,7 @@ import threading
 import time
 
 from receiver import masterkey, personref
+from receiver.store_console import CONSOLE_MIGRATION, ConsoleStore
 from receiver.errors import DuplicateDevice, MasterKeyUnavailable, ReceiverError, Unavailable, UnknownDevice
 
 ACTIVE = "active"
@@ -277,6 +279,10 @@ MIGRATIONS = [
         PRIMARY KEY (bssid, set_id)
     ) WITHOUT ROWID
     """,
+    # version 5: the operator console (receiver/store_console.py): users,
+    # sessions, handling (claims, outcomes), incident_actions, escalations,
+    # device_info; audit gains peer and incident_id.
+    CONSOLE_MIGRATION,
 ]
 
 _DEVICE_COLS = (
@@ -328,7 +334,7 @@ def _rowdict(cursor, row):
     return {d[0]: row[i] for i, d in enumerate(cursor.description)}
 
 
-class SqliteStore:
+class SqliteStore(ConsoleStore):
     """The default store. One instance per process; safe to use from one
     thread at a time (the server runs all store work in one worker thread)."""
 
