@@ -56,11 +56,17 @@ class Child:
             self.out.extend(b)
 
     def send(self, data):
-        self.p.stdin.write(data)
-        self.p.stdin.flush()
+        try:
+            self.p.stdin.write(data)
+            self.p.stdin.flush()
+        except BrokenPipeError:
+            pass  # the VM is gone: what it said is in the reports
 
     def close(self):
-        self.p.stdin.close()
+        try:
+            self.p.stdin.close()
+        except BrokenPipeError:
+            pass
 
     def expect(self, tag, timeout=30):
         """The fields of the next report with `tag` (other reports are kept in err)."""
@@ -69,30 +75,37 @@ class Child:
                 line = self.lines.get(timeout=timeout)
             except queue.Empty:
                 self.p.kill()
-                raise AssertionError("no %r report within %d s; the VM said: %s" % (tag, timeout, self.err[-5:]))
+                raise AssertionError("no %r report within %d s (the read blocked?); the VM said: %s"
+                                     % (tag, timeout, self.err[-5:]))
             if line is None:
-                raise AssertionError("the VM ended before %r: %s" % (tag, self.err[-8:]))
+                raise AssertionError("the VM ended before %r: %s %s" % (tag, self.err[-8:], bytes(self.out)[-300:]))
             f = line.split()
             if f and f[0] == tag:
                 return f[1:]
 
     def finish(self, timeout=120):
-        self.p.wait(timeout)
-        return reports("\n".join(self.err))
+        try:
+            self.p.wait(timeout)
+        except Exception:
+            self.p.kill()
+            raise AssertionError("the VM did not end within %d s (a read blocked?): %s" % (timeout, self.err[-5:]))
+        got = dict(reports("\n".join(self.err)))
+        assert "END" in got, "the VM ended without its report: %s %s" % (self.err[-5:], bytes(self.out)[-400:])
+        return got
 
 
 def test_a_lone_byte_above_0x7f_is_returned_at_once_without_waiting_for_more(image):
     # the text-mode class waited here for the rest of a UTF-8 character that
     # never comes: the main loop stalled and the watchdog reset the device
-    c = Child(image, "echo()")
+    c = Child(image, "echo(5)")
     try:
         for b in (b"\x80", b"\xc3", b"\xff", b"\xe2\x82"):
             c.send(b)
-            n, hexed = c.expect("R")
+            n, hexed = c.expect("R", timeout=10)
             assert (int(n), bytes.fromhex(hexed)) == (len(b), b)
     finally:
         c.close()
-    end = dict(c.finish())["END"]
+    end = c.finish()["END"]
     assert end[0] == "5" and end[3] == "0"  # 5 bytes, no error
 
 
@@ -116,10 +129,10 @@ def test_every_byte_is_read_once_in_order_at_most_256_a_read_and_nothing_is_writ
     import hashlib
 
     data = _hostile() * 20  # ~0.7 MB, faster than the class reads it: a flood
-    c = Child(image, "echo()")
+    c = Child(image, "echo(%d)" % len(data))
     c.send(data)
     c.close()
-    got = dict(c.finish())
+    got = c.finish()
     total, reads, most, errors, digest = got["END"]
     assert int(total) == len(data) and digest == hashlib.sha256(data).hexdigest()
     assert 0 < int(most) <= 256 and int(reads) >= len(data) // 256
@@ -135,13 +148,13 @@ LOOP_HEAP_KB = 128
 
 
 def _loop(image, flood, press_after):
-    c = Child(image, "loop(%d, 60000)" % press_after, heap_kb=LOOP_HEAP_KB)
     host = DiagHost(EK)
     hello = host.hello() if flood else b""
-    if flood:
-        c.send(flood + b"\n" + hello)  # a LF ends whatever line the flood left open
+    data = flood + b"\n" + hello if flood else b""  # the LF ends whatever line the flood left open
+    c = Child(image, "loop(%d, 60000, %d)" % (press_after, len(data)), heap_kb=LOOP_HEAP_KB)
+    c.send(data)
     c.close()
-    return c, host, hello, dict(c.finish(timeout=300))
+    return c, host, hello, c.finish(timeout=300)
 
 
 def test_the_main_loop_takes_the_sos_presses_while_the_usb_serial_is_flooded(image):
