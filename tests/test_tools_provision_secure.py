@@ -5,38 +5,20 @@ unix port (host_sim.mpboard); read back by a separate espefuse run."""
 
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
 
 import pytest
+import test_tools_provision as _tp
 
-from host_sim.mpboard import MpBoard
 from tools import cli
-from tools import flash as FL
 from tools import provision as PV
-from tools.board import Board
 from tools.errors import Refused, UsageError
 from tools.registry import MemoryRegistry
 
-
-@pytest.fixture(scope="module")
-def flashed_root(tmp_path_factory):
-    release = FL.build(str(tmp_path_factory.mktemp("mpy")), march="")
-    root = str(tmp_path_factory.mktemp("flashed") / "root")
-    with MpBoard(root) as b:
-        with Board(b.url) as conn:
-            FL.install(conn, release, "9.9.9", "")
-    return root
-
-
-@pytest.fixture
-def flashed(tmp_path, flashed_root):
-    shutil.copytree(flashed_root, str(tmp_path / "root"))
-    b = MpBoard(str(tmp_path / "root")).start()
-    yield b
-    b.stop()
+# The flashed board of tests/test_tools_provision.py: a folder flashed once, copied per test.
+release, flashed_root, flashed = _tp.release, _tp.flashed_root, _tp.flashed
 
 
 def _args(board, tmp_path, *extra, device_id=42):
