@@ -60,9 +60,6 @@ while True:
         import sys
         with open('/manifest.json') as _pnc_f:
             _pnc_dir = '/' + json.loads(_pnc_f.read())['app']
-        for _pnc_k in list(sys.modules):
-            if _pnc_k.startswith('firmware') or _pnc_k.startswith('protocol'):
-                del sys.modules[_pnc_k]
         if _pnc_dir in sys.path:
             sys.path.remove(_pnc_dir)
         sys.path.insert(0, _pnc_dir)
@@ -98,7 +95,12 @@ while True:
 # - a release that cannot start (no manifest, a broken file, too little
 #   heap, a main() that returns) is tried again after 1 s, doubling to
 #   60 s, saying nothing; the watchdog, if the firmware got as far as
-#   starting it, resets the board meanwhile, which is the same retry;
+#   starting it, resets the board meanwhile, which is the same retry. A
+#   module whose import failed is taken out of sys.modules by the VM
+#   (py/builtinimport.c unregister_module_from_nlr_jump_callback), so the
+#   next try imports it afresh; the shim keeps no other state (each line
+#   here is heap the firmware then lacks: faithful mode's files board at
+#   320 KB failed to load its console with a longer shim);
 # - only a board with no /data/config.json (never provisioned: no keys on
 #   it) gets the REPL back, so `panic flash` and `panic provision` can
 #   reach it; a provisioned board is repaired by erasing it
