@@ -28,6 +28,15 @@ Facts of MicroPython's ESP32 port this driver is built on (micropython
   (esp-idf#245, micropython#3835): Pin(n, Pin.IN) with an explicit mode
   calls rtc_gpio_deinit (machine_pin.c), so both wake pins are built anew
   after every light sleep.
+- select.poll() sees UART bytes at its next look, once per FreeRTOS tick
+  (10 ms), unless the UART has an IRQ_RX trigger with a handler: then the
+  port's UART event task wakes the main task as soon as the IDF driver
+  posts UART_DATA (RX timeout after a burst, or its FIFO threshold) and
+  schedules the handler (machine_uart.c uart_event_task; MicroPython
+  1.24+). The modem's UART gets one (a no-op handler) so a reply is read
+  when it arrives, not up to a tick later; it uses a slot of the
+  scheduler's queue per burst, so it is off during a Wi-Fi scan, when
+  the queue cannot drain and the button's edges need it.
 - machine.reset_cause() reports a brown-out as PWRON_RESET (modmachine.c):
   the two cannot be told apart here.
 - WLAN.scan() blocks (all channels, active, default dwell: about 1.6 s on
@@ -85,12 +94,28 @@ _POLLIN = 1
 _MODEM_OUTPUTS = ("modem_pwrkey", "modem_dtr", "modem_flight")
 CONSOLE_BAUD = 115200  # the USB bridge's rate (MICROPY_HW_UART_REPL_BAUD on a stock image)
 CONSOLE_RXBUF = 512  # UART0's receive buffer when the firmware owns it: any size but the REPL's 256 (_console)
-CONSOLE_MAX = 256  # bytes one console read returns at most (firmware/main.py CONSOLE_READ)
+CONSOLE_MAX = 256  # bytes one console read returns at most (firmware/loop.py CONSOLE_READ)
+
+
+def _rx_irq(uart):
+    pass  # its being set is the point: the UART event task wakes the main task
 
 
 class _UartStream:
     def __init__(self, uart):
         self.uart = uart
+
+    def wake_on_rx(self, on):
+        """Let a burst of received bytes wake select.poll at once
+        (IRQ_RX, MicroPython 1.24+); False when the port has no UART IRQ."""
+        trig = getattr(machine.UART, "IRQ_RX", None)
+        if trig is None:
+            return False
+        try:
+            self.uart.irq(handler=_rx_irq, trigger=trig if on else 0)
+        except Exception:
+            return False
+        return True
 
     def read(self, n=256):
         if not self.uart.any():
@@ -156,7 +181,7 @@ class _ConsoleStream:
     - Nothing raises out: a failing read or write is counted in `errors`
       and looks like silence. `closed` is set when the stream ends (a
       closed stdin on the unix port; a board's never does).
-    Must stay in sync with firmware/main.py (CONSOLE_READ, serve_console)."""
+    Must stay in sync with firmware/loop.py (CONSOLE_READ, serve_console)."""
 
     def __init__(self, inp=None, out=None):
         if inp is None:
@@ -283,6 +308,7 @@ class Esp32Board(Board):
         self._status = machine.Pin(p["modem_status"], machine.Pin.IN) if p["modem_status"] >= 0 else None
         self.modem = _UartStream(machine.UART(1, baudrate=baud, tx=p["modem_tx"], rx=p["modem_rx"],
                                               rxbuf=RXBUF, timeout=0))
+        self.modem_rx_irq = self.modem.wake_on_rx(True)
         self.gnss = None
         if p["gnss_rx"] >= 0:
             self.gnss = _UartStream(machine.UART(2, baudrate=GNSS_BAUD, tx=p["gnss_tx"], rx=p["gnss_rx"],
@@ -404,6 +430,8 @@ class Esp32Board(Board):
             pc.value(0)
         t0 = time.ticks_ms()
         wlan = network.WLAN(network.STA_IF)
+        if self.modem_rx_irq:
+            self.modem.wake_on_rx(False)  # the scheduler's queue is the button's while nothing drains it
         try:
             wlan.active(True)
             found = wlan.scan()
@@ -414,6 +442,8 @@ class Esp32Board(Board):
                 wlan.active(False)
             except Exception:
                 pass
+            if self.modem_rx_irq:
+                self.modem.wake_on_rx(True)
         t1 = time.ticks_ms()
         time.sleep_ms(0)  # run the handlers the scan held back
         self._settle_button()

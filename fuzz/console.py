@@ -4,7 +4,7 @@
 
 The device side (tests/device/stdin_console.py fuzz()) runs in a unix-port
 VM from a ROMFS image of the device code with a 96 KB heap
-(fuzz/mpconsole.py): firmware/main.py's serve_console, firmware/diag.py's
+(fuzz/mpconsole.py): firmware/loop.py's serve_console, firmware/diag.py's
 Diag and the lock-out kept on flash, over the production console class
 (firmware/board_esp32.py _ConsoleStream) reading the VM's real stdin. This
 process writes N inputs into that stdin as one stream, each input one of:

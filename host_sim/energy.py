@@ -49,6 +49,9 @@ OCV_CURVE = (
 )
 
 
+_OCV_XS = [p[0] for p in OCV_CURVE]
+
+
 class EnergyError(ValueError):
     """Unknown part or state, time going backwards: a simulator bug."""
 
@@ -59,8 +62,7 @@ def ocv_mv(soc_pct):
         return OCV_CURVE[0][1]
     if soc_pct >= 100:
         return OCV_CURVE[-1][1]
-    xs = [p[0] for p in OCV_CURVE]
-    i = bisect.bisect_right(xs, soc_pct) - 1
+    i = bisect.bisect_right(_OCV_XS, soc_pct) - 1
     (x0, y0), (x1, y1) = OCV_CURVE[i], OCV_CURVE[i + 1]
     return y0 + (y1 - y0) * (soc_pct - x0) / (x1 - x0)
 
@@ -198,26 +200,28 @@ class EnergyModel:
             self.advance(now)
         return self.power_connected and self._terminal_mv() <= self.brownout_mv
 
-    def ms_until_brownout(self, now):
-        """Ms until the terminal voltage at the present load falls below
-        brownout_mv if nothing changes (None if never, 0 if already)."""
+    def max_ma(self):
+        """The most the board can draw: every part in its hungriest state."""
+        t = self._tables
+        return max(t["esp32"].values()) + max(t["modem"].values()) + max(t["gnss"].values()) + self.board_quiescent_ma
+
+    def ms_until_brownout(self, now, load_ma=None):
+        """Ms until the terminal voltage at the present load (or at
+        load_ma) falls below brownout_mv if nothing changes (None if never,
+        0 if already)."""
         self.advance(now)
         if not self.power_connected:
             return None
-        if self._terminal_mv() <= self.brownout_mv:
+        cur = self.current_ma() if load_ma is None else load_ma
+        if ocv_mv(self.soc_pct()) - cur * self.r_int_ohm <= self.brownout_mv:
             return 0
-        ma = self.current_ma() + self.self_discharge_ma
+        ma = cur + self.self_discharge_ma
         if ma <= 0:
             return None
-        drop = self.current_ma() * self.r_int_ohm
-        # find the SoC where ocv - drop == brownout by bisection
-        lo, hi = 0.0, self.soc_pct()
-        for _ in range(40):
-            mid = (lo + hi) / 2
-            if ocv_mv(mid) - drop <= self.brownout_mv:
-                lo = mid
-            else:
-                hi = mid
+        drop = cur * self.r_int_ohm
+        # the SoC where ocv - drop meets the line: the curve is piecewise
+        # linear and rising, so its inverse gives it directly
+        lo = soc_from_mv(self.brownout_mv + drop)
         mah = (self.soc_pct() - lo) / 100.0 * self.capacity_mah  # lo: first SoC at or below the line
         return int(math.ceil(mah / ma * 3600000.0)) + 1
 

@@ -28,6 +28,14 @@ ports/esp32, unless said otherwise):
   (MICROPY_EVENT_POLL_HOOK: ulTaskNotifyTake(1 tick); the UART task wakes
   the main task only when a UART irq is set, machine_uart.c): modelled as
   the next 10 ms boundary from the call (CONFIG_FREERTOS_HZ=100).
+- UART.irq(handler, trigger=IRQ_RX) (MicroPython 1.24+, machine_uart.c
+  uart_event_task; `hard=True` raises ValueError): each UART_DATA event
+  schedules the handler (a slot of the same queue of 8 as the pins,
+  dropped when full) and wakes the main task. The IDF posts UART_DATA on
+  its RX timeout after a burst (1 symbol minimum, uart_set_rx_timeout) or
+  at its FIFO threshold: modelled as one event per arrival the world
+  delivers, seen UART_IRQ_MS (1 ms, pessimistic) after it, at any time
+  but light sleep (the UART's clock is gated then).
 - machine.lightsleep(ms): wakes on the timer, on ext0 (esp32.wake_on_ext0,
   level) and ext1 (wake_on_ext1, ALL_LOW/ANY_HIGH) (modmachine.c
   machine_sleep_helper); no edge interrupt runs; the UARTs' clock is
@@ -75,6 +83,7 @@ from firmware.fs import Fs, PowerCut
 TICKS_PERIOD = 1 << 30
 SCHED_DEPTH = 8
 POLL_TICK_MS = 10
+UART_IRQ_MS = 1  # UART_DATA posted after the burst's RX timeout, the main task woken: pessimistic
 SCAN_MS = 2000
 POLLIN = 1
 _POLL = 3
@@ -217,6 +226,14 @@ class Chip:
                     st.handler(st.pin_obj)
         finally:
             self._in_handler = False
+
+    def uart_rx(self):
+        """The world moved on: UARTs with an RX interrupt see what arrived
+        (none in light sleep: the UART's clock is gated)."""
+        if self.state == "light_sleep" or not self.host.world.powered:
+            return
+        for u in self.uarts.values():
+            u.rx_event()
 
     def input_changed(self, gpio, old, new):
         """The world moved an input (the button): interrupts on it."""
@@ -592,11 +609,26 @@ def _make_pcnt(chip):
     return PCNT
 
 
+class _UartIrq:
+    """A UART's user IRQ, as the scheduler queue holds it."""
+
+    def __init__(self, uart):
+        self.pin_obj = uart
+        self.handler = None
+        self.trigger = 0
+        self.seen_at = None  # when the last UART_DATA woke the main task
+
+
 def _make_uart(chip):
     class UART:
+        IRQ_RX = 1  # 1 << UART_DATA (machine_uart.c)
+        IRQ_BREAK = 1 << 2  # 1 << UART_BREAK
+        IRQ_RXIDLE = 0x1000
+
         def __init__(self, uid, baudrate=115200, tx=None, rx=None, rxbuf=256, timeout=0, **kw):
             chip.run_pending()
             self.id = uid
+            self.irq_ = _UartIrq(self)
             self.rxbuf = max(int(rxbuf), 257)  # the IDF driver needs more than its FIFO
             self.buf = bytearray()
             g = chip.gpio_of
@@ -657,6 +689,32 @@ def _make_uart(chip):
         def ready(self):
             self.pull()
             return bool(self.buf)
+
+        def irq(self, handler=None, trigger=0, hard=False):
+            if hard:
+                raise ValueError("hard IRQ is not supported")
+            if handler is not None and not callable(handler):
+                raise ValueError("handler must be None or callable")
+            if trigger & ~(UART.IRQ_RX | UART.IRQ_BREAK | UART.IRQ_RXIDLE):
+                raise ValueError("trigger 0x%04x unsupported" % trigger)
+            self.irq_.handler = handler
+            self.irq_.trigger = trigger
+            return self.irq_
+
+        def rx_event(self):
+            """The world delivered bytes: with an IRQ_RX handler set, they
+            are taken into the driver's buffer now, the handler scheduled
+            and the main task woken (UART_IRQ_MS later)."""
+            q = self.irq_
+            if q.handler is None or not q.trigger & UART.IRQ_RX:
+                return
+            if self.peer == "modem" and not chip.host.emu.output_due(chip.now()):
+                return  # nothing arrived (the common case: checked without running the emulator)
+            n = len(self.buf)
+            self.pull()
+            if len(self.buf) > n:
+                q.seen_at = chip.now() + UART_IRQ_MS
+                chip._isr(q)
 
     return UART
 
@@ -781,11 +839,16 @@ def _make_poll(chip):
                     if hasattr(o, "ioctl") and not hasattr(o, "ready") and o.ioctl(_POLL, m):
                         found.append((o, m))
                         return True
-                if any(hasattr(o, "ready") and o.ready() for o, _ in self.objs):
-                    # seen at the poll loop's next look: a FreeRTOS tick boundary
-                    k = (chip.now() - start + POLL_TICK_MS - 1) // POLL_TICK_MS
-                    uart_at[0] = start + max(1, k) * POLL_TICK_MS
-                    return True
+                for o, _ in self.objs:
+                    if hasattr(o, "ready") and o.ready():
+                        q = getattr(o, "irq_", None)
+                        if q is not None and q.seen_at is not None:
+                            uart_at[0] = q.seen_at  # its UART_DATA woke the main task
+                        else:
+                            # seen at the poll loop's next look: a FreeRTOS tick boundary
+                            k = (chip.now() - start + POLL_TICK_MS - 1) // POLL_TICK_MS
+                            uart_at[0] = start + max(1, k) * POLL_TICK_MS
+                        return True
                 return False
 
             chip.block(None if timeout < 0 else timeout, stop)

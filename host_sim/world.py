@@ -28,6 +28,9 @@ host_sim/energy.py (parts and states), docs/scenarios.md.
 """
 
 from host_sim.clock import Clock
+from host_sim.energy import ocv_mv
+
+_BROWN_SAFE_MS = 60000  # re-arm the brown-out watch on state changes only when closer than twice this
 
 
 class World:
@@ -44,6 +47,7 @@ class World:
         self.never_back = False  # the last power cut is never restored (the device is gone for good)
         self._h = {}
         self._brown_timer = None
+        self._brown_safe_until = None  # no state change can brown the board out before then
         self._flash_cuts = []  # durations of armed at_flash_write cuts
 
     # -- setup --------------------------------------------------------------------
@@ -163,21 +167,42 @@ class World:
         """Report a part's power state now (the board calls this); keeps the
         brown-out watch up to date. GNSS power follows "off"/other."""
         now = self.clock.now
+        same = self.energy.state.get(part) == state
         self.energy.set_state(part, state, now)
         if part == "gnss":
             self.gnss.power(state not in ("off", "backup"), now)
-        self._arm_brownout()
+        if not same:  # the same load: the brown-out watch already armed still holds
+            self._arm_brownout()
 
     def _arm_brownout(self):
+        # Far from empty, even the hungriest load takes a long while to
+        # brown the board out: until half that time has passed no state
+        # change can bring it closer, so none re-arms the watch (it is
+        # re-armed then, by a timer). Otherwise: a timer at the instant the
+        # present load would brown it out.
+        now = self.clock.now
+        if self._brown_safe_until is not None and now < self._brown_safe_until and self.powered and not self.dead:
+            return
         if self._brown_timer is not None:
             self._brown_timer.cancel()
             self._brown_timer = None
+        self._brown_safe_until = None
         if not self.powered or self.dead:
             return
-        ms = self.energy.ms_until_brownout(self.clock.now)
+        worst = self.energy.ms_until_brownout(now, self.energy.max_ma())
+        if worst is not None and worst > 2 * _BROWN_SAFE_MS:
+            self._brown_safe_until = now + worst // 2
+            self._brown_timer = self.clock.after(worst // 2, self._rearm_brownout, name="brownout_check")
+            return
+        ms = self.energy.ms_until_brownout(now)
         if ms is None:
             return
         self._brown_timer = self.clock.after(ms, self._check_brownout, name="brownout_check")
+
+    def _rearm_brownout(self):
+        self._brown_timer = None
+        self._brown_safe_until = None
+        self._arm_brownout()
 
     def _check_brownout(self):
         self._brown_timer = None
@@ -195,6 +220,17 @@ class World:
     def run(self):
         """Run the clock to the end of the scenario."""
         return self.clock.run_until(self.scenario.duration_ms)
+
+    def battery_sample(self):
+        """(state of charge %, cell terminal mV) now, for the report's
+        battery chart: read without integrating the energy model (a sample
+        must not change the run), extrapolated from its last step."""
+        e = self.energy
+        dt_h = max(0, self.clock.now - e.t_ms) / 3600000.0
+        used = min(e.capacity_mah, e.used_mah + (e.current_ma() + e.self_discharge_ma) * dt_h)
+        soc = max(0.0, 100.0 * (1.0 - used / e.capacity_mah))
+        mv = ocv_mv(soc) - e.current_ma() * e.r_int_ohm
+        return soc, mv
 
     def battery_mv(self):
         """What the firmware's board reads (0 when unpowered)."""

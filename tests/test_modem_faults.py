@@ -108,6 +108,31 @@ def test_coverage_that_comes_and_goes():
     assert ("link", False) in [e for _, e in w.rig.events]
 
 
+
+def test_network_closed_while_a_socket_open_waits_ends_the_wait_at_once():
+    """+CIPEVENT: NETWORK CLOSED while AT+CIPOPEN waits for its +CIPOPEN:
+    the open cannot succeed; the emulator (pessimistic: the manual does not
+    say) never answers it, and the engine stops waiting then, not at its
+    20 s open timeout, and the SMS fallback goes out."""
+
+    def world(cov):
+        # the receiver unreachable: the TCP handshake waits out its 7 s
+        net = Network(seed=1, jitter_ms=0, outages=[(0, 10 ** 9)])
+        return World(net=net, coverage=cov)
+
+    w = world([(0, "full")])
+    w.deliver(limit_ms=60000)  # (not delivered: only to learn when the first open goes out)
+    t_open = [t for (t, d, b) in w.emu.transcript if d == ">" and b.startswith(b"AT+CIPOPEN")][0]
+    w = world([(0, "full"), (t_open + 1000, "sms")])
+    d = w.deliver(limit_ms=120000)
+    assert [f for _, f in d.failures] == ["open: the network closed"]
+    assert d.sms_sent_at is not None  # the fallback went out
+    closed = [t for (t, d_, b) in w.emu.transcript if d_ == "<" and b"NETWORK CLOSED" in b][0]
+    assert w.t.stats()["timeouts"] == 0
+    nxt = [t for (t, d_, b) in w.emu.transcript if d_ == ">" and t > closed][0]
+    assert nxt - closed < 1000  # the engine moved on at once
+
+
 def test_sms_only_coverage_falls_back_to_sms():
     w = World(coverage=[(0, "sms")])
     d = AlertDriver(w.rig, KEYS, alert(), sms_after_ms=60000)
@@ -272,6 +297,32 @@ def test_sleep_then_wake_for_an_alert():
     assert w.emu.asleep()
     w.assert_delivered(w.deliver())
     assert not w.emu.asleep()
+
+
+
+def test_the_ack_is_read_before_status_polls_and_gnss_set_up_that_fell_due():
+    """After a send, the CIPRXGET read of the reply goes first: a status
+    poll or the GNSS start that fell due meanwhile waits (four commands on
+    the UART would hold the ACK back by ~100 ms)."""
+    w = World(net=Network(seed=1, jitter_ms=0), start_on=True)
+    w.rig.run_until(w.t.data_ready, 60000)
+    w.assert_delivered(w.deliver(alert(1)))
+    w.rig.run_until(lambda: not w.t.busy() and w.t.engine._job is None, w.rig.now + 10000)
+    n0 = len(w.emu.transcript)
+    e = w.t.engine
+    d = AlertDriver(w.rig, KEYS, alert(2))
+    w.rig.run_until(lambda: any(b"CIPSEND: 0" in b for (_, _, b) in w.emu.transcript[n0:]), w.rig.now + 5000)
+    e._status_at = w.rig.now + 1  # a status poll falls due
+    w.t.gnss(True)  # and the modem's GNSS is wanted
+    d.run(60000)
+    w.assert_delivered(d)
+    sent = [b for (_, dr, b) in w.emu.transcript[n0:] if dr == ">"]
+    i_send = next(i for i, b in enumerate(sent) if b.startswith(b"AT+CIPSEND"))
+    i_read = next(i for i, b in enumerate(sent) if i > i_send and b.startswith(b"AT+CIPRXGET=3"))
+    assert not any(b.startswith((b"AT+CSQ", b"AT+CREG", b"AT+CGPS", b"AT+CVAUX")) for b in sent[i_send:i_read])
+    w.rig.run_until(lambda: e.gnss_on, w.rig.now + 10000)
+    later = [b for (_, dr, b) in w.emu.transcript[n0:] if dr == ">"][i_read + 1:]
+    assert any(b.startswith(b"AT+CGPS=1") for b in later) and any(b.startswith(b"AT+CREG") for b in later)
 
 
 def _receiver(server, seen):

@@ -138,3 +138,59 @@ def test_input_only_pins_refuse_output_and_pulls():
         mc.Pin(39, mc.Pin.IN, mc.Pin.PULL_UP)
     with pytest.raises(ValueError):
         mc.Pin(7, mc.Pin.IN)  # wired to the flash
+
+
+def _answer_time(m, u, irq):
+    """When select.poll returns with the modem's answer to AT, from the write."""
+    mc = m["machine"]
+    calls = []
+    if irq:
+        u.irq(handler=lambda x: calls.append(x), trigger=mc.UART.IRQ_RX)
+    p = m["select"].poll()
+    p.register(u, 1)
+    t0 = m["time"].ticks_ms()
+    u.write(b"AT\r")
+    assert p.poll(500)
+    took = m["time"].ticks_diff(m["time"].ticks_ms(), t0)
+    assert u.read() == b"\r\nOK\r\n"
+    return took, calls
+
+
+def test_a_uart_rx_interrupt_wakes_poll_when_the_answer_arrives_not_at_the_next_tick():
+    # machine_uart.c uart_event_task: with IRQ_RX and a handler, UART_DATA
+    # schedules the handler and wakes the main task; without, poll looks
+    # once per FreeRTOS tick (10 ms)
+    r, m = rig()
+    u = uart(m)
+    m["time"].sleep_ms(3)  # start between two ticks
+    plain, _ = _answer_time(m, u, irq=False)
+    with_irq, calls = _answer_time(m, u, irq=True)
+    assert plain % 10 == 0 and with_irq < plain
+    assert plain - with_irq < 10  # the answer arrived within the tick the plain poll waited out
+    assert calls == [u]  # one burst, one scheduled handler run, given the UART
+
+
+def test_a_uart_interrupt_is_soft_and_shares_the_pins_queue_of_eight():
+    r, m = rig()
+    mc, n = m["machine"], m["network"]
+    u = uart(m)
+    with pytest.raises(ValueError):
+        u.irq(handler=lambda x: None, trigger=mc.UART.IRQ_RX, hard=True)
+    with pytest.raises(ValueError):
+        u.irq(handler=lambda x: None, trigger=0x8000)
+    ran = []
+    u.irq(handler=lambda x: ran.append("uart"), trigger=mc.UART.IRQ_RX)
+    w = n.WLAN(n.STA_IF)
+    w.active(True)
+    u.write(b"AT\r" * 10)  # ten answers, one burst each, all during the scan
+    w.scan()  # blocks 2 s: nothing drains the queue
+    assert ran == [] and len(r.chip.sched) == 8 and r.chip.irq_dropped == 2
+    m["time"].sleep_ms(0)
+    assert ran == ["uart"] * 8
+    assert u.read() == b"\r\nOK\r\n" * 10  # the bytes themselves are all in the driver's buffer
+    # with the trigger off (what the board driver does around a blocking scan) nothing is queued
+    u.irq(handler=lambda x: ran.append("uart"), trigger=0)
+    u.write(b"AT\r" * 3)
+    w.scan()
+    m["time"].sleep_ms(0)
+    assert len(ran) == 8 and r.chip.irq_dropped == 2 and u.read().count(b"\r\nOK\r\n") == 3

@@ -9,6 +9,7 @@ downlink key. make_app wires an App to them; run_until and presses drive it.
 
 from fw_fakes import DEV, KEYS, T0, Position, make_config
 
+from firmware.button_events import EV_CANCEL, EV_DURESS_CANCEL, EV_SOS, EV_TEST
 from protocol import frame as F
 
 
@@ -40,9 +41,9 @@ class FakeButton:
             self.count = 0
             self.t_release = None
             if not self.active:
-                ev = {3: 1, 4: 4}.get(n)
+                ev = {3: EV_SOS, 4: EV_TEST}.get(n)
             else:
-                ev = {3: 2, 5: 3}.get(n)
+                ev = {3: EV_CANCEL, 5: EV_DURESS_CANCEL}.get(n)
         return ev
 
     def set_alert_active(self, on):
@@ -188,8 +189,11 @@ class FakeReceiver:
     def types(self):
         return [f.name for f in self.frames]
 
-    def of(self, ftype):
-        return [f for f in self.frames if f.ftype == ftype]
+    def of(self, ftype, start=0):
+        """The frames of ftype from the start-th on, decoded (the others
+        only peeked at: a long run's frames do not fit a device heap decoded)."""
+        raws = [r for r in self.frames.raw if F.peek(r)[0] == ftype]
+        return [F.decode(self.keys, r, F.UPLINK) for r in raws[start:]]
 
     def count(self, ftype):
         """How many frames of ftype arrived (peeks, keeps nothing decoded)."""

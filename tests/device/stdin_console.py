@@ -207,7 +207,7 @@ class _Provider:
 
 
 class _Console:
-    """firmware.main.LazyConsole's part serve_console uses, with a provider
+    """firmware.loop.LazyConsole's part serve_console uses, with a provider
     that needs no App."""
 
     def __init__(self, fs, ek):
@@ -244,7 +244,7 @@ class _Console:
 
 
 def fuzz(step_ms=50, quiet_ms=3700000, report_progress=False):
-    """serve_console (firmware/main.py) over the production class until the
+    """serve_console (firmware/loop.py) over the production class until the
     stream ends: each pass takes at most CONSOLE_READ bytes and advances the
     virtual clock by step_ms; after QUIET passes in a row with nothing
     waiting (about 100 ms of the host saying nothing) it jumps by quiet_ms,
@@ -262,7 +262,7 @@ def fuzz(step_ms=50, quiet_ms=3700000, report_progress=False):
 
     from board_fake import FakeBoard
     from firmware.fs import MemFs
-    from firmware.main import serve_console
+    from firmware.loop import serve_console
 
     micropython.kbd_intr(-1)  # as firmware.main does: Ctrl-C is a byte like any other
     board = FakeBoard()

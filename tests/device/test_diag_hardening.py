@@ -6,7 +6,7 @@ be loaded leaves the loop pass alone and is tried again later."""
 import json
 
 from firmware import diag as D
-from firmware import main as M
+from firmware import loop as M
 from protocol.crypto import Hmac
 
 EK = bytes(range(32))
@@ -95,7 +95,7 @@ class _Board:
 
 
 class _Unloadable:
-    """firmware.main.LazyConsole whose import of firmware.diag fails."""
+    """firmware.loop.LazyConsole whose import of firmware.diag fails."""
 
     def __init__(self):
         self.diag = None
