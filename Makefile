@@ -68,6 +68,7 @@ fuzz: setup
 	$(PY) tests/fuzz_modem.py 3000 2000
 	$(PY) tests/fuzz_receiver.py tcp 100000
 	$(PY) tests/fuzz_receiver.py http 100000
+	$(PY) fuzz/console.py 200000
 	SIM_RANDOM_EXAMPLES=400 $(PY) -m pytest -q -p no:cacheprovider tests/test_sim_random.py
 	PANIC_PROPS_EXAMPLES=2000 FW_EXAMPLES=2000 $(PY) -m pytest -q -p no:cacheprovider \
 		tests/test_fw_button_props.py tests/test_fw_nmea_props.py tests/test_fw_host.py tests/test_protocol_props.py

@@ -216,10 +216,19 @@ def test_mpremote_cli_with_resume_works_against_the_bridge(board, tmp_path):
     assert board.proc.poll() is None  # the "board" survived the session
 
 
+def _provisioned(board):
+    """Give the board a /data/config.json, as `panic provision` does: the
+    boot shim runs a release only on a provisioned board (an unprovisioned
+    one keeps its REPL for flash and provision; tools/flash.py SHIM_SRC)."""
+    os.makedirs(os.path.join(board.root, "data"), exist_ok=True)
+    with open(os.path.join(board.root, "data", "config.json"), "w") as f:
+        f.write("{}")
+
+
 def _install_with_main(board, release, tmp_path, source):
     """Install `release` with firmware/main replaced by `source` (compiled
-    with mpy-cross) and power-cycle the board through /main.py; returns the
-    manifest."""
+    with mpy-cross) on a provisioned board and power-cycle it through
+    /main.py; returns the manifest."""
     import subprocess
 
     from tools.mpy_compile import mpy_cross_path
@@ -232,6 +241,7 @@ def _install_with_main(board, release, tmp_path, source):
     files["firmware/main.mpy"] = mpy.read_bytes()
     with Board(board.url) as b:
         m = FL.install(b, files, "v", "")
+    _provisioned(board)
     board.power_cycle(run="/main.py")
     return m
 
@@ -327,6 +337,7 @@ def test_flash_romfs_installs_in_rom_verifies_and_the_board_boots_from_it(rom_bo
     assert FL.flash_romfs(rom_board.url, files, "v1", "")["app"] == "rom"
     assert "already up to date" in capsys.readouterr().out
     # power on: the shim runs firmware.main from the ROM partition
+    _provisioned(rom_board)
     rom_board.power_cycle(run="/main.py")
     assert b"APP RUNNING FROM /rom/firmware/main.mpy" in _boot_output(rom_board, b"RUNNING")
 

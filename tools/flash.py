@@ -49,35 +49,75 @@ MANIFEST = "/manifest.json"
 SHIM = "/main.py"
 BLOCK = 4096  # LittleFS block: every file costs at least one
 
-SHIM_SRC = b"""# Boot shim written by `panic flash`: runs the release named by /manifest.json.
-import sys
-
-
-def _pnc_boot():
-    import json
+SHIM_SRC = b"""# Boot shim written by `panic flash` (tools/flash.py SHIM_SRC says why each line is so).
+import micropython
+micropython.kbd_intr(-1)
+_pnc_ms = 0
+while True:
     try:
-        with open('/manifest.json') as f:
-            m = json.loads(f.read())
-    except (OSError, ValueError):
-        return False
-    sys.path.insert(0, '/' + m['app'])
-    return True
-
-
-if _pnc_boot():
-    try:
+        import os
+        try:
+            os.stat('/data/config.json')
+        except OSError:
+            break  # not provisioned: no keys here; the REPL stays for panic flash and panic provision
+        import time
+        if _pnc_ms:
+            time.sleep_ms(_pnc_ms)
+        _pnc_ms = min(2 * _pnc_ms, 60000) if _pnc_ms else 1000
+        import json
+        import sys
+        with open('/manifest.json') as _pnc_f:
+            _pnc_dir = '/' + json.loads(_pnc_f.read())['app']
+        if _pnc_dir in sys.path:
+            sys.path.remove(_pnc_dir)
+        sys.path.insert(0, _pnc_dir)
+        import gc
+        gc.collect()
         import firmware.main
         _pnc_main = getattr(firmware.main, 'main', None)
         if _pnc_main:
             _pnc_main()
-    except Exception:
-        # A release that cannot start (a broken file, too little heap) must
-        # not print a traceback on the USB serial: the port stays silent.
-        # Ctrl-C still reaches the REPL here, so `panic flash` can repair it.
-        import time
-        while True:
-            time.sleep(60)
+    except SystemExit:
+        raise  # the port's soft reset (ports/esp32/main.c): the board boots again, no REPL
+    except BaseException:
+        pass  # silent, and again after the back-off
 """
+
+# Why the shim is as it is (issue 15, D2). The ESP32 port runs /boot.py,
+# then /main.py only if boot.py ended without an exception, then the REPL
+# on UART0 (ports/esp32/main.c). Each file is compiled first and runs with
+# Ctrl-C enabled (shared/runtime/pyexec.c parse_compile_execute); a Ctrl-C
+# byte then schedules KeyboardInterrupt (ports/esp32/uart.c), raised at the
+# VM's next pending-exception check: a jump, never an import, a call or a
+# store (py/vm.c DISPATCH_WITH_PEND_EXC_CHECK; the port defines no VM hook).
+# So:
+# - the first two statements disable Ctrl-C (afterwards a 0x03 is a data
+#   byte the firmware's console reads) before any check point and before
+#   anything of ours is imported: a Ctrl-C that came before them is at
+#   most one pending KeyboardInterrupt, raised at the first check point,
+#   which is inside the try;
+# - everything else is in a try that catches BaseException (the firmware's
+#   own loop catches Exception only, and KeyboardInterrupt is not one):
+#   nothing leaves the shim except SystemExit, which the port turns into a
+#   soft reset, never the REPL;
+# - a release that cannot start (no manifest, a broken file, too little
+#   heap, a main() that returns) is tried again after 1 s, doubling to
+#   60 s, saying nothing; the watchdog, if the firmware got as far as
+#   starting it, resets the board meanwhile, which is the same retry. A
+#   module whose import failed is taken out of sys.modules by the VM
+#   (py/builtinimport.c unregister_module_from_nlr_jump_callback), so the
+#   next try imports it afresh; the shim keeps no other state (each line
+#   here is heap the firmware then lacks: faithful mode's files board at
+#   320 KB failed to load its console with a longer shim);
+# - only a board with no /data/config.json (never provisioned: no keys on
+#   it) gets the REPL back, so `panic flash` and `panic provision` can
+#   reach it; a provisioned board is repaired by erasing it
+#   (docs/tools.md);
+# - `panic flash` removes /boot.py (stock images create one at first
+#   boot): a Ctrl-C while it runs would skip main.py and start the REPL.
+# What stays open with a stock image, and the build that closes it:
+# docs/security.md, "The abuser holding the device".
+BOOT_PY = "/boot.py"
 
 
 def release_version(src_root=REPO):
@@ -315,8 +355,7 @@ def install(board, files, version, march, progress=None, on_file=None):
         except DeviceError:
             pass
         raise
-    if board.read(SHIM) != SHIM_SRC:
-        board.write_atomic(SHIM, SHIM_SRC)
+    boot_files(board)
     manifest = {"format": 1, "app": app, "version": version, "march": march, "files": wanted}
     board.write_atomic(MANIFEST, json.dumps(manifest, sort_keys=True).encode())
     _clean_stale(board, app)
@@ -346,14 +385,30 @@ def describe(m, bad):
 ROM = "rom"  # manifest "app" of a release in the ROM partition (mounted at /rom)
 
 
+def boot_files(board):
+    """This release's boot shim at /main.py, and no /boot.py (see SHIM_SRC).
+    Returns True if anything had to change."""
+    changed = False
+    if board.exists(BOOT_PY):
+        board.remove(BOOT_PY)
+        changed = True
+    if board.read(SHIM) != SHIM_SRC:
+        board.write_atomic(SHIM, SHIM_SRC)
+        changed = True
+    return changed
+
+
 def _up_to_date(board, old, wanted, out):
     """True (and says so) when the installed release is `wanted` and every
-    file verifies: nothing needs writing."""
+    file verifies: its files need no writing (an older boot shim, or a
+    /boot.py, is put right all the same)."""
     if old.get("files") != wanted:
         return False
     m, bad = verify(board, old)
     if bad:
         return False
+    if boot_files(board):
+        out("boot shim updated")
     out("already up to date")
     out(describe(m, bad))
     return True
@@ -410,8 +465,7 @@ def flash_romfs(port, files, version, march, baud=115200, out=print, run=subproc
         if bad:
             raise DeviceError("%d file(s) in the ROM partition did not read back correctly (first: %s); the board "
                               "has no bootable release until this succeeds" % (len(bad), bad[0]))
-        if board.read(SHIM) != SHIM_SRC:
-            board.write_atomic(SHIM, SHIM_SRC)
+        boot_files(board)
         manifest = {"format": 1, "app": ROM, "version": version, "march": march, "files": wanted}
         board.write_atomic(MANIFEST, json.dumps(manifest, sort_keys=True).encode())
         _clean_stale(board, ROM)
