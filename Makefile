@@ -61,6 +61,7 @@ bench-report: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(PY) -m panic.layers
 	@test -f typings/machine.pyi || $(PY) -m pip install -q --target typings micropython-esp32-stubs
 	$(VENV)/bin/pyright
 

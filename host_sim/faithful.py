@@ -59,12 +59,11 @@ Entry points:
 
 Stays in sync with: firmware/board_unix.py (the wire), host_sim/results.py
 (what is recorded), host_sim/runner.py (the same receiver set-up and
-recording in virtual time), host_sim/cells.py, host_sim/world.py (handlers), tools/flash.py (board
+recording in virtual time), host_sim/cells.py, host_sim/world.py (handlers), panic/release.py (board
 layout: manifest, shim).
 """
 
 import asyncio
-import hashlib
 import json
 import os
 import queue
@@ -141,7 +140,7 @@ def install_release(root, version=None):
     """Put the compiled release on a board folder as `panic flash` does
     (files under /app-<id>/, /manifest.json, the boot shim /main.py).
     The compiled files are kept for the process while no source changes."""
-    from tools import flash as FL
+    from panic import release as FL
 
     key = _sources_key(FL)
     files = _RELEASE_CACHE.get(key)
@@ -161,8 +160,7 @@ def install_release(root, version=None):
             f.write(data)
     with open(os.path.join(root, "main.py"), "wb") as f:
         f.write(FL.SHIM_SRC)
-    manifest = {"format": 1, "app": app, "version": version or FL.release_version(), "march": "",
-                "files": {p: hashlib.sha256(d).hexdigest() for p, d in files.items()}}
+    manifest = FL.manifest_of(files, app, version or FL.release_version(), "")
     with open(os.path.join(root, "manifest.json"), "w") as f:
         json.dump(manifest, f, sort_keys=True)
     return manifest

@@ -323,7 +323,7 @@ def placeholder_item(source, seq, time, now):
 def trail(frames, now, locator=None):
     """Every position an incident's frames carried, oldest frame first:
     the evidence in full, beside the estimate's summary (`evidence` keeps
-    only each class's newest). frames: store.incident_frames(id) rows
+    only each class's newest). frames: store.trail_frames(id) rows
     (seq, type, frame_time, arrival, decoded). locator: a
     receiver.locations.Locator to resolve cell and Wi-Fi observations as
     the receiver did (its lookups are the caller's I/O), or None to list

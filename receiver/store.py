@@ -555,10 +555,11 @@ class SqliteStore(ConsoleStore):
             (device_id, KIND_TEST, since),
         ).fetchall()
 
-    def incident_frames(self, incident_id):
+    def trail_frames(self, incident_id):
         """The frames of one incident, oldest seq first: seq, type,
         frame_time, arrival, transport, decoded (the frame's JSON). What
-        estimate.trail lists every received position from."""
+        estimate.trail lists every received position from. (Not the
+        console's incident_frames, store_console.py: newest first, paged.)"""
         return self._x("SELECT seq, type, frame_time, arrival, transport, decoded FROM frames WHERE incident_id = ? "
                        "ORDER BY seq", (incident_id,)).fetchall()
 

@@ -18,6 +18,10 @@ def _tree(tmp_path, files):
     return str(tmp_path)
 
 
+def test_the_repository_keeps_to_its_layers():
+    assert layers.breaches(ROOT) == []
+
+
 def test_each_upward_import_is_named_with_its_line(tmp_path):
     root = _tree(tmp_path, {
         "protocol/frame.py": "import struct\nfrom host_sim import world\n",

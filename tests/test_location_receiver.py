@@ -122,7 +122,7 @@ def test_power_cut_track_131_with_the_cell_in_the_database(tmp_path, capsys, mon
     # every received position, in full, for any later view (the console's route)
     st = S.open_store(db)
     inc = st.incidents()[0]
-    items = estimate.trail(st.incident_frames(inc["id"]), time.time(), locations.Locator(st))
+    items = estimate.trail(st.trail_frames(inc["id"]), time.time(), locations.Locator(st))
     assert [(i["seq"], i["source"]) for i in items] == [
         (2, "last_fix"), (130, "gnss"), (131, "cell"), (131, "cell (resolved)")]
     assert (items[0]["lat_e7"], items[0]["accuracy_m"]) == (FIX[0] + 300, 11)
@@ -130,7 +130,7 @@ def test_power_cut_track_131_with_the_cell_in_the_database(tmp_path, capsys, mon
     assert items[1]["lat_e7"] == FIX[0] and items[1]["accuracy_m"] == 4
     assert items[2]["lat_e7"] is None and "placeholder" in items[2]["note"]
     assert items[3]["accuracy_m"] == 1500 and "OpenCellID, CC BY-SA 4.0" in items[3]["note"]
-    unresolved = estimate.trail(st.incident_frames(inc["id"]), time.time())[3]
+    unresolved = estimate.trail(st.trail_frames(inc["id"]), time.time())[3]
     assert unresolved["source"] == "cell" and unresolved["note"] == "cell 234-15 TAC 6699 id 30125732 (not resolved here)"
     st.close()
 
@@ -289,7 +289,7 @@ def test_the_survey_format_and_a_weighted_wifi_estimate(tmp_path, capsys):
     assert pos["source"] == "wifi (resolved)" and pos["accuracy_m"] <= 40 + 20
     assert "Wi-Fi 2 of 2 BSSIDs known" in pos["note"] and "spread" in pos["note"]
     # the trail lists the Wi-Fi observation as the receiver resolved it, and a row it cannot read in words
-    rows = ep.store.incident_frames(ep.events[-1]["incident_id"])
+    rows = ep.store.trail_frames(ep.events[-1]["incident_id"])
     items = estimate.trail(rows + [dict(rows[0], seq=9, decoded="{not json")], T0 + 5, locations.Locator(ep.store))
     assert [(i["seq"], i["source"], i["accuracy_m"]) for i in items] == [(1, "wifi (resolved)", pos["accuracy_m"]),
                                                                           (9, None, None)]
