@@ -190,7 +190,7 @@ def cmd_watch(args):
             w.poll()
             if args.once:
                 break
-            time.sleep(args.interval)
+            w.wait(args.interval)
     except KeyboardInterrupt:
         pass
     finally:
