@@ -1,4 +1,5 @@
-"""`panic receiver ...`: serve, take an SMS, watch, command, device registry.
+"""`panic receiver ...`: serve, take an SMS, watch, command, device registry,
+migrate (a SQLite store into PostgreSQL).
 
 Owns: argument parsing and human output for the receiver. Every error a
 user can cause is one line with the exit code of tools/errors.py: a
@@ -300,6 +301,21 @@ def cmd_device_retire(args):
     return 0
 
 
+# ---------------------------------------------------------------- migrate
+
+
+def cmd_migrate(args):
+    from receiver import migrate
+
+    try:
+        counts = migrate.migrate(args.src, args.dst, out=print)
+    except ReceiverError as e:
+        raise _err(e)
+    print("migrated %d table(s), %d frame(s), %d event(s): every table's count and the evidence verified" % (
+        len(counts), counts.get("frames", 0), counts.get("events", 0)))
+    return 0
+
+
 def cmd_master_key(args):
     _write_secret_file(args.out, masterkey.generate_hex())
     print("master key written to %s (mode 0600); pass it with --master-key-file or $%s" % (args.out, masterkey.ENV))
@@ -341,7 +357,8 @@ def _u16(text):
 
 
 def _db(p, key=False):
-    p.add_argument("--db", required=True, help="store path (SQLite file)")
+    p.add_argument("--db", required=True,
+                   help="the store: a SQLite file, or postgresql://... for several receiver nodes (docs/deployment.md)")
     if key:
         p.add_argument("--master-key-file", help="file holding the receiver master key in hex (default: $%s)" % masterkey.ENV)
 
@@ -436,6 +453,11 @@ def register(sub):
     from receiver.forward import cli as forward_cli  # `panic receiver forward ...` (receiver/forward/cli.py)
 
     forward_cli.register(rs)
+
+    mg = rs.add_parser("migrate", help="copy a SQLite store whole into a new PostgreSQL store, and check it")
+    mg.add_argument("--from", dest="src", required=True, metavar="SQLITE_FILE", help="the SQLite store (stop serve first)")
+    mg.add_argument("--to", dest="dst", required=True, metavar="URL", help="postgresql://... (an empty store)")
+    mg.set_defaults(func=cmd_migrate)
 
     k = rs.add_parser("master-key", help="generate a receiver master key file (mode 0600)")
     k.add_argument("--out", required=True)
