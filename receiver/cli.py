@@ -114,6 +114,10 @@ def cmd_serve(args):
         srv.unbind()
         raise _err(e)
     srv.receiver = _receiver(args, st)
+    if S.is_pg(st):  # several nodes on PostgreSQL: one of them leads (receiver/leader.py)
+        from receiver import leader
+
+        srv.leader, srv.leading = leader.for_store(st), False
     # Every frame allocates a few dozen short-lived containers, none in a
     # cycle; with the default thresholds the collector ran every few
     # frames and walked the start-up objects too. They are frozen out of

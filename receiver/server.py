@@ -26,6 +26,11 @@ then waits for the GIL behind it; only the disk wait moved. The HTTP SMS
 endpoint and supervision ticks take the same store lock, so the store has
 one user at a time.
 
+Several nodes (a PostgreSQL store): every node takes frames; the
+once-per-centre work (supervision ticks, the forwarder) runs only on the
+node holding the leader's lock (leader.py), checked every second off the
+loop, and moves to another node when the leader dies.
+
 A connection is *unverified* until one of its frames is accepted (a new
 frame that verified and was stored); a duplicate does not count, since
 anyone who captured a frame can replay it. Limits (Limits below; every
@@ -427,8 +432,13 @@ class _Conn(asyncio.BufferedProtocol):
 
 
 class Server:
-    def __init__(self, receiver, limits=None, supervise_every=30.0):
+    def __init__(self, receiver, limits=None, supervise_every=30.0, leader=None):
         self.receiver = receiver
+        # leader.Leader on a PostgreSQL store with several nodes: supervision
+        # and forwarding run only while it is held. None: this node leads.
+        self.leader = leader
+        self.leading = leader is None
+        self._leader_thread = None
         self.limits = limits or Limits()
         self.supervise_every = supervise_every
         self.counters = collections.Counter()  # connection-level; frame-level live in receiver.counters
@@ -491,7 +501,11 @@ class Server:
         self._tasks.append(asyncio.create_task(self._sweeper()))
         if self.supervise_every:
             self._tasks.append(asyncio.create_task(self._supervisor()))
-        await self._start_forwarder()
+        if self.leader is None:
+            await self._start_forwarder()
+        else:
+            self._leader_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="receiver-leader")
+            self._tasks.append(asyncio.create_task(self._lead()))
         for sock in self._tcp_socks:
             srv = await self._loop.create_server(lambda: _Conn(self), sock=sock, backlog=1024)
             self._servers.append(srv)
@@ -519,6 +533,9 @@ class Server:
             await self.forwarder.close()
         if self._committer is not None:
             self._committer.shutdown(wait=True)
+        if self._leader_thread is not None:
+            await self._loop.run_in_executor(self._leader_thread, self.leader.release)
+            self._leader_thread.shutdown(wait=True)
 
     def tasks_alive(self):
         """True while the flusher, the sweeper (and the supervisor) run: a
@@ -646,9 +663,34 @@ class Server:
         async with self._store_lock:
             return fn(*args)
 
+    async def _lead(self):
+        """Every leader.every seconds, one leader.step() off the loop; the
+        once-per-centre work (supervision, the forwarder) starts when this
+        node takes the lock and stops when it loses it (leader.py)."""
+        lead = self.leader
+        while True:
+            held = await self._loop.run_in_executor(self._leader_thread, lead.step)
+            if held and not self.leading:
+                self.leading = True
+                self.counters["leader taken"] += 1
+                log.info("leading: supervision and forwarding run on this node")
+                await self._start_forwarder()
+            elif not held and self.leading:
+                self.leading = False
+                self.counters["leader lost"] += 1
+                log.warning("no longer leading: supervision and forwarding stopped on this node")
+                fw, self.forwarder = self.forwarder, None
+                if self.receiver.outbox is not None:
+                    self.receiver.outbox.on_queued = None
+                if fw is not None:
+                    await fw.close()
+            await asyncio.sleep(lead.every)
+
     async def _supervisor(self):
         while True:
             await asyncio.sleep(self.supervise_every)
+            if not self.leading:
+                continue
             try:
                 await self._store_call(self.receiver.tick)
             except Exception as e:

@@ -943,6 +943,12 @@ def private_files(path):
             raise Unavailable("cannot create store %s: %s" % (path, e.strerror))
 
 
+def is_pg(store):
+    """True for a PostgreSQL store (store_pg.PgStore), which several
+    receiver nodes may share."""
+    return hasattr(store, "url")
+
+
 def open_store(path, master_key=None, clock=time.time, create=True):
     """Open (and migrate) the store at `path`: a SQLite file, or a
     postgresql:// URL (store_pg.PgStore, for several receiver nodes).
