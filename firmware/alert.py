@@ -5,7 +5,7 @@ sealing every uplink frame (ALERT, TRACK, CANCEL, HEARTBEAT, TEST, STATUS)
 with the device keys, TRACK / heartbeat / Wi-Fi-scan timing, reacting to
 authenticated ACKs and their operator commands, and the persisted state
 record. Never reads a pin, a UART or a clock: the app passes `now` (ms)
-and an `env` with position(now), cell(), csq(), battery_pct(), unix(now).
+and an `env` with position(now), cell(now), csq(), battery_pct(), unix(now).
 Never waits for GNSS: an ALERT is sealed with whatever is known at once.
 
 States: IDLE, ALERTING (ALERT not yet ACKed), TRACKING (ALERT ACKed),
@@ -13,11 +13,13 @@ COVERT (duress-cancelled: looks exactly like IDLE to the wearer and the
 button, keeps sending TRACKs with the duress flag inside the encryption).
 
 Position provenance, best first: live GNSS fix, last known fix (with its
-age), serving cell (as a cell TLV; source CELL only when there is no GNSS
-position at all), Wi-Fi BSSIDs (up to three, only during an alert, only if
-config allows; source WIFI only when nothing else). A scan takes seconds,
-so it is done right after the ALERT has been handed to the transport; its
-BSSIDs go into an immediate TRACK.
+age); beside it the serving cell (a cell TLV) and Wi-Fi BSSIDs (up to
+three, only during an alert, only if config allows). Coordinates go out
+only from a position the device holds (docs/protocol.md, "Position
+semantics"): with only cell or Wi-Fi observations the frame is source 0,
+flag clear, with the TLVs, and the receiver resolves them itself. A scan
+takes seconds, so it is done right after the ALERT has been handed to the
+transport; its BSSIDs go into an immediate TRACK.
 
 Write order (crash safety, see docs/firmware.md): the outbox entry first
 (the commit point), then the state record; restore() reconciles a reset
@@ -318,7 +320,7 @@ class AlertController:
         env = self.env
         pos = env.position(now)
         try:
-            cell = env.cell()
+            cell = env.cell(now)  # None when not read recently (firmware/app.py)
         except Exception:
             cell = None
         tlvs = []
@@ -338,10 +340,8 @@ class AlertController:
                                           _clip(pos.course_cdeg, 0, 35999))))
             if pos.sats is not None and pos.hdop_x10 is not None:
                 tlvs.append((F.T_GNSS, (_clip(pos.sats, 0, 255), _clip(pos.hdop_x10, 0, 255))))
-        elif cell is not None:
-            r.source = F.SRC_CELL
-        elif self.wifi and self.active():
-            r.source = F.SRC_WIFI
+        # else: source 0 with the cell and Wi-Fi TLVs (observations, not a
+        # position: the device never sends placeholder coordinates)
         for ev in events or ():
             tlvs.append((F.T_EVENT, ev))
         if self.active():
@@ -368,15 +368,12 @@ class AlertController:
         except EncodeError:
             pass
         r.tlvs = [x for x in r.tlvs if x[0] not in (F.T_MOTION, F.T_GNSS)]
-        r.source, r.lat, r.lon, r.accuracy, r.age = F.SRC_NONE, 0, 0, F.UNKNOWN_U16, F.UNKNOWN_U16
-        if r.tlv_values(F.T_CELL):
-            r.source = F.SRC_CELL
+        r.source, r.lat, r.lon, r.accuracy, r.age = F.SRC_NONE, None, None, F.UNKNOWN_U16, F.UNKNOWN_U16
         try:
             return F.encode(self.keys, fr)
         except EncodeError:
             pass
         r.tlvs = [x for x in r.tlvs if x[0] == F.T_EVENT]
-        r.source = F.SRC_NONE
         return F.encode(self.keys, fr)
 
     def _send(self, ftype, now, sms=False, events=None):

@@ -189,9 +189,22 @@ class App:
     def position(self, now):
         return self.fix.position(now)
 
-    def cell(self):
+    def cell(self, now=None):
+        """The serving cell. With `now` (a frame being built): only one read
+        within the last 90 s, else None. The engine refreshes it every
+        status_ms (60 s, firmware/modem/engine.py) while awake, never while
+        asleep: after a standby a frame must not carry the cell of where the
+        person was hours ago (the receiver resolves it to a position "now":
+        docs/protocol.md). 90000 is a literal, not a module name: a global
+        more grows the module's dict on a heap with no room to spare."""
         try:
-            return self.t.cell()
+            c = self.t.cell()
+            if c is not None and now is not None:
+                at = getattr(self.t, "cell_read_at", None)
+                at = at() if at is not None else now
+                if at is None or now - at > 90000:
+                    return None
+            return c
         except Exception:
             return None
 

@@ -28,6 +28,8 @@ Methods (all take `now`, a monotonic ms count, where timing matters):
                                it reported since the last call (optional:
                                boards whose GNSS is the modem's)
     cell() -> (mcc, mnc, tac, cell_id, rsrp_dbm) or None   serving cell
+    cell_read_at() -> ms or None   when cell() was read from the modem
+                               (optional: without it a cell counts as current)
     csq() -> int               AT+CSQ rssi 0..31, 99 unknown
     events() -> list           drains events since the last call:
         ("frame", raw)               a downlink frame arrived

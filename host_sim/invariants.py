@@ -18,7 +18,14 @@ The four promises of the product, as the simulation can see them:
   (frame time minus age; age is whole seconds, so the fix time is anywhere
   in (t - (age+1) s, t - age s] and the closest true position in that
   interval counts), or is marked unknown (source 0, accuracy 0xFFFF/None or
-  age unknown), which is counted separately.
+  age unknown), which is counted separately. The same for every position
+  the receiver showed an operator (results["receiver"]["positions"]:
+  its estimates and the evidence beside them, cell and Wi-Fi positions it
+  resolved from its database included, judged at the time the frame that
+  carried the observation was built). None may be at (0, 0) unless the
+  person truly is there (a cell or Wi-Fi source at (0, 0) is the
+  placeholder of firmware older than the position rule: a violation, never
+  "unknown").
 - nothing_visible / nothing_printed: no output pin that could light, sound or
   show changes to an "on" level, and nothing is printed on the USB console
   without an authenticated engineer session.
@@ -157,14 +164,52 @@ def position_error_m(p, true_position, step_ms=100):
     return best
 
 
+_DEVICE_SOURCES = ("gnss", "last_fix", "cell", "wifi")  # coordinates from the device (receiver's words)
+
+
+def judged_as(shown, by_seq):
+    """A position the receiver showed, as position_error_m judges it: at
+    the time of the device's own fix (a device position: the frame's build
+    time minus its age) or of the observation (a receiver-resolved cell or
+    Wi-Fi: the build time of the frame that carried it). None when the
+    frame is unknown to the run or the age was unknown."""
+    r = by_seq.get(shown.get("seq"))
+    if r is None:
+        return None
+    src = shown.get("source")
+    age = r.get("age_s") if src in _DEVICE_SOURCES else 0
+    if age is None or age == UNKNOWN_AGE:
+        return None
+    return {"t_ms": r["t_ms"], "age_s": age, "lat_e7": shown["lat_e7"], "lon_e7": shown["lon_e7"],
+            "accuracy_m": shown.get("accuracy_m"), "source": src}
+
+
+def _placeholder_violation(p, true_position, what):
+    """A position at exactly (0, 0) where the person is not: the Gulf of
+    Guinea shown as their place."""
+    if p.get("lat_e7") != 0 or p.get("lon_e7") != 0:
+        return None
+    la, lo = true_position(p["t_ms"])
+    acc = p.get("accuracy_m")
+    if acc is not None and acc != UNKNOWN_ACCURACY and distance_m(0.0, 0.0, la / 1e7, lo / 1e7) <= acc:
+        return None
+    return "%s at %d ms: at (0, 0), %.0f km from the person" % (what, p["t_ms"], distance_m(0.0, 0.0, la / 1e7, lo / 1e7) / 1000)
+
+
 def positions_within_accuracy(results, true_position):
     """true_position: callable t_ms -> (lat_e7, lon_e7)."""
     viol = []
     unknown = 0
     checked = 0
     worst = 0.0
-    for p in results.get("positions") or []:
+    positions = results.get("positions") or []
+    for p in positions:
         try:
+            z = _placeholder_violation(p, true_position, "%s seq %s (source %s)" % (p.get("type", "frame"), p.get("seq"),
+                                                                                    p.get("source")))
+            if z is not None:
+                viol.append(z)
+                continue
             err = position_error_m(p, true_position)
         except (KeyError, TypeError, ValueError) as e:
             viol.append("malformed position entry %r: %s" % (p, e))
@@ -180,7 +225,31 @@ def positions_within_accuracy(results, true_position):
                 "%s seq %s at %d ms: source %s claims %d m but is %.1f m from the true position"
                 % (p.get("type", "frame"), p.get("seq"), p["t_ms"], p.get("source"), p["accuracy_m"], err)
             )
-    return _result("positions_within_accuracy", checked, viol, unknown=unknown, worst_ratio=round(worst, 3))
+    by_seq = {p.get("seq"): p for p in positions}
+    shown_checked = 0
+    for s in (results.get("receiver") or {}).get("positions") or []:
+        try:
+            what = "the receiver's %s %s (seq %s)" % (s.get("role"), s.get("source"), s.get("seq"))
+            z = _placeholder_violation(s, true_position, what)
+            if z is not None:
+                viol.append(z)
+                continue
+            j = judged_as(s, by_seq)
+            err = None if j is None else position_error_m(j, true_position)
+        except (KeyError, TypeError, ValueError) as e:
+            viol.append("malformed receiver position %r: %s" % (s, e))
+            continue
+        if err is None:
+            unknown += 1
+            continue
+        checked += 1
+        shown_checked += 1
+        worst = max(worst, err / max(j["accuracy_m"], 1e-9))
+        if err > j["accuracy_m"]:
+            viol.append("%s shown at %d ms claims %d m but is %.1f m from where the person was"
+                        % (what, s["t_ms"], j["accuracy_m"], err))
+    return _result("positions_within_accuracy", checked, viol, unknown=unknown, worst_ratio=round(worst, 3),
+                   receiver_checked=shown_checked)
 
 
 def _visible(pin, visible):

@@ -78,6 +78,8 @@ DEFAULTS = {
     "start_on": False,
     "call_answer": True,
     "rssi": 21,
+    # the serving cell (AT+CPSI?, manual 4.2.14; RSRP in tenths of a dBm), or
+    # a callable now -> such a tuple or None (no service): host_sim/cells.py
     "cell": ("LTE", 234, 15, 0x1A2B, 30125732, -971),
     "own_number": "+447700900123",
     # RI low per URC after AT+CFGRI=1 (manual 19.2.16 default <URC time> 60;
@@ -720,10 +722,13 @@ class Sim7600:
         self._reply(now, "%s: 0,%d" % (name, st), "OK")
 
     def _c_cpsi(self, now, body, up):
-        if self.cov == "none" or not self.cs_reg(now):
+        cell = self.f["cell"]
+        if callable(cell):  # a scenario's towers: the cell serving the person now (host_sim/cells.py)
+            cell = cell(now)
+        if self.cov == "none" or not self.cs_reg(now) or cell is None:
             self._reply(now, "+CPSI: NO SERVICE,Online", "OK")
             return
-        sysm, mcc, mnc, tac, cid, rsrp = self.f["cell"]
+        sysm, mcc, mnc, tac, cid, rsrp = cell
         self._reply(now, "+CPSI: %s,Online,%03d-%02d,0x%04X,%d,257,EUTRAN-BAND20,6300,5,5,-94,%d,-545,15"
                     % (sysm, mcc, mnc, tac, cid, rsrp), "OK")
 

@@ -31,6 +31,10 @@ class Recorder:
         self.pins = []
         self.console = []
         self.events = []
+        self.shown = []  # positions the receiver showed an operator (estimate and evidence)
+        self.marks = []  # receiver events other than TRACKs: [{t_ms, kind, label, duress}]
+        self._shown_keys = set()
+        self.battery_log = []  # [{t_ms, soc_pct, cell_mv}]: the true battery over the run
         self.summary = {"low_battery": False, "device_dead": False}
 
     # -- as it happens -----------------------------------------------------------
@@ -65,6 +69,33 @@ class Recorder:
     def raise_(self, t_ms, device_id, seq, type, duress=False):
         """The receiver raised a frame to operators."""
         self.raised.append({"t_ms": int(t_ms), "device_id": device_id, "seq": seq, "type": type, "duress": bool(duress)})
+
+    def receiver_event(self, t_ms, ev):
+        """An event the receiver raised (its dict): every position it shows
+        an operator, the estimate and the evidence beside it, is written
+        down once (source, seq, place) with the first time it was shown."""
+        kind = ev.get("kind")
+        if kind not in ("track", "alert_repeat"):  # the report's receiver lane: what an operator was told
+            self.marks.append({"t_ms": int(t_ms), "kind": kind, "label": ev.get("label") or kind,
+                               "duress": bool(ev.get("duress"))})
+        items = []
+        if ev.get("position"):
+            items.append(("estimate", ev["position"]))
+        for e in ev.get("evidence") or ():
+            items.append(("evidence", e))
+        for role, p in items:
+            if p.get("lat_e7") is None:
+                continue
+            key = (p.get("source"), p.get("seq"), p["lat_e7"], p["lon_e7"])
+            if key in self._shown_keys:
+                continue
+            self._shown_keys.add(key)
+            self.shown.append({"t_ms": int(t_ms), "role": role, "source": p.get("source"), "seq": p.get("seq"),
+                               "lat_e7": p["lat_e7"], "lon_e7": p["lon_e7"], "accuracy_m": p.get("accuracy_m"),
+                               "note": p.get("note"), "error_m": None})
+
+    def battery(self, t_ms, soc_pct, cell_mv):
+        self.battery_log.append({"t_ms": int(t_ms), "soc_pct": round(soc_pct, 2), "cell_mv": int(cell_mv)})
 
     def silent(self, t_ms, device_id):
         self.silent_alarms.append({"t_ms": int(t_ms), "device_id": device_id})
@@ -115,6 +146,14 @@ class Recorder:
             p["error_m"] = None if err is None else round(err, 2)
             if err is not None:
                 p["true_lat_e7"], p["true_lon_e7"] = self.route.true_position(p["t_ms"] - p["age_s"] * 1000)
+        by_seq = {p["seq"]: p for p in self.positions}
+        for s in self.shown:
+            j = I.judged_as(s, by_seq)
+            if j is None:
+                continue
+            err = I.position_error_m(j, self.route.true_position)
+            s["error_m"] = None if err is None else round(err, 2)
+            s["true_lat_e7"], s["true_lon_e7"] = self.route.true_position(j["t_ms"] - j["age_s"] * 1000)
 
     def _conditions(self, dur):
         """What the scenario put in the device's way (for the invariants
@@ -177,7 +216,9 @@ class Recorder:
             "alerts": self.alerts,
             "positions": self.positions,
             "route": route,
-            "receiver": {"raised": self.raised, "silent_alarms": self.silent_alarms},
+            "receiver": {"raised": self.raised, "silent_alarms": self.silent_alarms, "positions": self.shown,
+                         "marks": self.marks},
+            "battery": self.battery_log,
             "pins": self.pins,
             "console": self.console,
             "events": events,

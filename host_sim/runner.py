@@ -58,6 +58,7 @@ from firmware.button import EV_CANCEL, EV_DURESS_CANCEL, EV_SOS, EV_TEST, Button
 from firmware.fs import PowerCut
 from firmware.loop import Loop
 from firmware.main import load_config, make_transport
+from host_sim import cells
 from host_sim import energy as E
 from host_sim.esp32 import Chip, ConsoleSink, RunEnd, SimFs, WatchdogReset, load_board_module
 from host_sim.modem import Sim7600
@@ -102,6 +103,7 @@ class SimReceiver:
         self.clock = lambda: run.unix()
         st = S.open_store(":memory:", masterkey.MasterKey(os.urandom(32)), clock=self.clock)
         st.add_device(DEVICE_ID, key, PERSON_REF, heartbeat_s=heartbeat_s)
+        cells.import_into(st, run.sc)  # the centre's location database knows the scenario's towers and survey
         self.core = core.Receiver(st, clock=self.clock, events=self._event)
         self.keys = DeviceKeys(key)
         self.up = True
@@ -112,6 +114,7 @@ class SimReceiver:
         self.events.append(ev)
         rec = self.run.rec
         t = self.run.clock.now
+        rec.receiver_event(t, ev)
         if ev["kind"] == "device_silent":
             rec.silent(t, ev["device_id"])
         elif ev["kind"] == "low_battery":
@@ -259,6 +262,9 @@ class Runner:
         faults.setdefault("coverage", tuple(schedule))
         faults.setdefault("own_number", OWN_NUMBER)
         faults.setdefault("rssi", cov.csq)
+        self.serving = None
+        if scenario.towers:  # the serving cell follows the person (host_sim/cells.py)
+            self.serving = faults.setdefault("cell", cells.ServingCell(scenario.towers, self.world.route.true_position))
         # the board's GNSS: the modem's own receiver (world.gnss in the
         # "sim7600" style, switched by AT+CGPS), or an external module on UART2
         self.modem_gnss = self.table.FACTS["gnss"][0] == "modem"
@@ -304,7 +310,7 @@ class Runner:
         return self.level
 
     def wifi_at(self, t):
-        return self.sc.wifi_at(t)
+        return self.sc.wifi_at(t, self.world.route.true_position(t))
 
     def on_pin(self, name, level):
         pass
@@ -579,6 +585,7 @@ class Runner:
 
     def _tick(self):
         self.receiver.tick()
+        self.rec.battery(self.clock.now, *self.world.battery_sample())
 
     # -- the run
     def run(self):
@@ -596,6 +603,7 @@ class Runner:
             "end": self._h_end,
         })
         self.clock.every(TICK_MS, self._tick, first_ms=TICK_MS, name="receiver_tick")
+        self.rec.battery(0, *self.world.battery_sample())
         self._boot(_PWRON)
         try:
             while True:
@@ -708,8 +716,8 @@ def _visible_words():
 
 
 def _clean_event(ev):
-    keep = ("time", "kind", "label", "device_id", "person_ref", "incident_id", "duress", "position", "frame", "battery", "csq",
-            "test", "silent_for_s", "status", "detail")
+    keep = ("time", "kind", "label", "device_id", "person_ref", "incident_id", "duress", "position", "evidence", "frame",
+            "battery", "csq", "test", "silent_for_s", "status", "detail")
     return {k: ev[k] for k in keep if k in ev}
 
 

@@ -148,6 +148,22 @@ class ModemFault:
 
 
 @dataclass
+class Tower:
+    """A cell tower: its identity as AT+CPSI? reports it, where it stands,
+    the radius it serves, and whether the receiving centre's location
+    database knows it (host_sim/cells.py)."""
+    mcc: int
+    mnc: int
+    tac: int
+    cell: int
+    lat: float
+    lon: float
+    range_m: int
+    radio: str = "LTE"
+    in_database: bool = True
+
+
+@dataclass
 class GnssConfig:
     style: str = "sim7600"
     talker: object = None
@@ -192,6 +208,8 @@ class Scenario:
     modem_faults: dict = field(default_factory=dict)
     modem_fault_windows: list = field(default_factory=list)
     wifi: list = field(default_factory=list)  # [(from_ms, to_ms, bssid 6 bytes, rssi dBm)]
+    wifi_places: dict = field(default_factory=dict)  # {bssid: (lat, lon, range_m, in_database)}: APs with a place
+    towers: list = field(default_factory=list)  # [Tower]: the cells the modem can serve from (none: one fixed cell)
     operator: list = field(default_factory=list)  # [OperatorCommand]: what the receiving centre's operator does
     expect: dict = field(default_factory=dict)
 
@@ -239,9 +257,21 @@ class Scenario:
                 return c
         return Coverage(0, self.duration_ms, "data+sms")
 
-    def wifi_at(self, t_ms):
-        """[(bssid, rssi)] a Wi-Fi scan finds at t_ms, strongest first."""
-        aps = [(b, r) for f, to, b, r in self.wifi if f <= t_ms < to]
+    def wifi_at(self, t_ms, where=None):
+        """[(bssid, rssi)] a Wi-Fi scan finds at t_ms, strongest first. An
+        access point with a place is heard only within its range of
+        `where` ((lat_e7, lon_e7), the person's true position)."""
+        aps = []
+        for f, to, b, r in self.wifi:
+            if not f <= t_ms < to:
+                continue
+            place = self.wifi_places.get(b)
+            if place is not None and where is not None:
+                from host_sim.route import distance_m
+
+                if distance_m(where[0] / 1e7, where[1] / 1e7, place[0], place[1]) > place[2]:
+                    continue
+            aps.append((b, r))
         return sorted(aps, key=lambda a: -a[1])
 
     def receiver_up(self, t_ms):
@@ -407,7 +437,7 @@ class _Ctx:
 
 _TOP = {
     "scenario", "device", "battery", "gnss", "route", "indoor", "sky", "coverage", "action",
-    "receiver_down", "power_cut", "modem_faults", "modem_fault", "wifi", "expect", "operator",
+    "receiver_down", "power_cut", "modem_faults", "modem_fault", "wifi", "expect", "operator", "tower",
 }
 
 
@@ -672,7 +702,7 @@ def loads(text, path=None):
 
     for i, w in enumerate(array("wifi")):
         c = _Ctx(path, loc, "wifi", i)
-        c.check_keys(w, {"from", "to", "bssid", "rssi"})
+        c.check_keys(w, {"from", "to", "bssid", "rssi", "lat", "lon", "range", "in_database"})
         txt = c.typed(w, "bssid", (str,), required=True)
         parts = txt.split(":")
         if len(parts) != 6 or not all(len(x) == 2 and all(ch in "0123456789abcdefABCDEF" for ch in x) for x in parts):
@@ -680,7 +710,40 @@ def loads(text, path=None):
         f, t = c.dur(w, "from", 0), c.dur(w, "to", sc.duration_ms)
         if t <= f:
             raise c.err("ends before it starts", "to")
-        sc.wifi.append((f, t, bytes(int(x, 16) for x in parts), c.typed(w, "rssi", (int,), -70, lo=-127, hi=0)))
+        bssid = bytes(int(x, 16) for x in parts)
+        sc.wifi.append((f, t, bssid, c.typed(w, "rssi", (int,), -70, lo=-127, hi=0)))
+        placed = [k for k in ("lat", "lon", "range") if k in w]
+        if placed and len(placed) != 3:
+            raise c.err("an access point with a place needs lat, lon and range (metres it can be heard)",
+                        ({"lat", "lon", "range"} - set(placed)).pop())
+        if placed:
+            sc.wifi_places[bssid] = (float(c.typed(w, "lat", (int, float), lo=-90, hi=90)),
+                                     float(c.typed(w, "lon", (int, float), lo=-180, hi=180)),
+                                     c.typed(w, "range", (int,), lo=1, hi=1000),
+                                     c.typed(w, "in_database", (bool,), True))
+        elif "in_database" in w:
+            raise c.err("only an access point with a place (lat, lon, range) can be in the database", "in_database")
+
+    ids = set()
+    for i, w in enumerate(array("tower")):
+        c = _Ctx(path, loc, "tower", i)
+        c.check_keys(w, {"mcc", "mnc", "tac", "cell", "lat", "lon", "range", "radio", "in_database"})
+        tw = Tower(
+            mcc=c.typed(w, "mcc", (int,), required=True, lo=0, hi=999),
+            mnc=c.typed(w, "mnc", (int,), required=True, lo=0, hi=999),
+            tac=c.typed(w, "tac", (int,), required=True, lo=0, hi=0xFFFF),
+            cell=c.typed(w, "cell", (int,), required=True, lo=0, hi=0xFFFFFFF),
+            lat=float(c.typed(w, "lat", (int, float), required=True, lo=-90, hi=90)),
+            lon=float(c.typed(w, "lon", (int, float), required=True, lo=-180, hi=180)),
+            range_m=c.typed(w, "range", (int,), required=True, lo=50, hi=100000),
+            radio=c.typed(w, "radio", (str,), "LTE", choices=("LTE",)),
+            in_database=c.typed(w, "in_database", (bool,), True),
+        )
+        key = (tw.mcc, tw.mnc, tw.tac, tw.cell)
+        if key in ids:
+            raise c.err("tower %d-%d TAC %d cell %d is given twice" % key, "cell")
+        ids.add(key)
+        sc.towers.append(tw)
 
     for i, w in enumerate(array("operator")):
         c = _Ctx(path, loc, "operator", i)
@@ -703,9 +766,18 @@ def loads(text, path=None):
 
     # the route must build (GPX readable, points sane)
     try:
-        sc.build_route()
+        route = sc.build_route()
     except RouteError as ex:
         raise ScenarioError(str(ex), path, loc.header("route"), "[route]")
+    if sc.towers:  # a cell the modem reports must contain the person (the receiver's accuracy is its range)
+        from host_sim.cells import coverage_gap
+
+        gap = coverage_gap(sc.towers, route.true_position, sc.duration_ms)
+        if gap is not None:
+            la, lo = route.true_position(gap)
+            raise ScenarioError("no tower has the route within 80%% of its range at %ds (%.5f, %.5f): add a [[tower]] or "
+                                "widen a range"
+                                % (gap // 1000, la / 1e7, lo / 1e7), path, loc.header("tower", 0), "[[tower]]")
     return sc
 
 

@@ -28,6 +28,7 @@ host_sim/energy.py (parts and states), docs/scenarios.md.
 """
 
 from host_sim.clock import Clock
+from host_sim.energy import ocv_mv
 
 _BROWN_SAFE_MS = 60000  # re-arm the brown-out watch on state changes only when closer than twice this
 
@@ -219,6 +220,17 @@ class World:
     def run(self):
         """Run the clock to the end of the scenario."""
         return self.clock.run_until(self.scenario.duration_ms)
+
+    def battery_sample(self):
+        """(state of charge %, cell terminal mV) now, for the report's
+        battery chart: read without integrating the energy model (a sample
+        must not change the run), extrapolated from its last step."""
+        e = self.energy
+        dt_h = max(0, self.clock.now - e.t_ms) / 3600000.0
+        used = min(e.capacity_mah, e.used_mah + (e.current_ma() + e.self_discharge_ma) * dt_h)
+        soc = max(0.0, 100.0 * (1.0 - used / e.capacity_mah))
+        mv = ocv_mv(soc) - e.current_ma() * e.r_int_ohm
+        return soc, mv
 
     def battery_mv(self):
         """What the firmware's board reads (0 when unpowered)."""

@@ -116,8 +116,15 @@ def direction_of(ftype):
 class Report:
     """Plaintext body of every uplink frame.
 
-    lat/lon: signed ints in 1e-7 degrees. tlvs: list of (type, value) in
-    wire order; value is a tuple for known types:
+    lat/lon: signed ints in 1e-7 degrees, or None: no coordinates (the
+    default). Position semantics (docs/protocol.md, normative): the
+    coordinates are a position the device holds. A report with a position
+    source (1..4) must be given its coordinates, and a cell or Wi-Fi source
+    never (0, 0), the placeholder older firmware sent; source 0 carries none
+    (zeros on the wire). The encoder refuses anything else (EncodeError), so
+    no frame can carry coordinates that did not come from a position.
+    A decoded report always has ints (the wire's bytes).
+    tlvs: list of (type, value) in wire order; value is a tuple for known types:
       T_CELL   (mcc, mnc, tac, cell_id, rsrp_dbm)
       T_WIFI   (bssid 6 bytes, rssi_dbm)
       T_MOTION (alt_m, speed_cms, course_cdeg)
@@ -129,8 +136,8 @@ class Report:
     def __init__(
         self,
         source=SRC_NONE,
-        lat=0,
-        lon=0,
+        lat=None,
+        lon=None,
         accuracy=UNKNOWN_U16,
         age=UNKNOWN_U16,
         battery=UNKNOWN_BATTERY,
@@ -177,8 +184,8 @@ class Report:
             isinstance(other, Report)
             and self.flags == other.flags
             and self.source == other.source
-            and self.lat == other.lat
-            and self.lon == other.lon
+            and (self.lat or 0) == (other.lat or 0)  # None (not given) goes on the wire as 0
+            and (self.lon or 0) == (other.lon or 0)
             and self.accuracy == other.accuracy
             and self.age == other.age
             and self.battery == other.battery
@@ -340,6 +347,13 @@ def report_bytes(r):
     src = r.source
     lat = r.lat
     lon = r.lon
+    # Position semantics (docs/protocol.md): coordinates only from a position
+    # held, never the (0, 0) placeholder of a cell or Wi-Fi source. One short
+    # message: every constant string of a ROM module costs device heap.
+    if src == SRC_NONE and not lat and not lon:
+        lat = lon = 0
+    elif src == SRC_NONE or lat is None or lon is None or (src > SRC_LAST_FIX and not lat and not lon):
+        raise EncodeError("coordinates go with a position source (cell/Wi-Fi not 0,0)")
     acc = r.accuracy
     age = r.age
     batt = r.battery
@@ -361,9 +375,11 @@ def report_bytes(r):
 
 
 def _report_range_error(r):
+    lat = r.lat or 0
+    lon = r.lon or 0
     _check(_u(r.source, 8) and r.source < len(SOURCE_NAMES), "unknown position source")
-    _check(_s(r.lat, 32) and -900000000 <= r.lat <= 900000000, "latitude out of range")
-    _check(_s(r.lon, 32) and -1800000000 <= r.lon <= 1800000000, "longitude out of range")
+    _check(_s(lat, 32) and -900000000 <= lat <= 900000000, "latitude out of range")
+    _check(_s(lon, 32) and -1800000000 <= lon <= 1800000000, "longitude out of range")
     _check(_u(r.accuracy, 16) and _u(r.age, 16), "accuracy/age out of range")
     _check(r.battery == UNKNOWN_BATTERY or (_u(r.battery, 8) and r.battery <= 100), "battery out of range")
     _check(False, "csq out of range")

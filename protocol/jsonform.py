@@ -111,9 +111,14 @@ def _tlv_from(d):
 
 
 def _e7(d, k):
+    """lat_e7 or lat (degrees) as an int, or None when neither is given:
+    coordinates never given are never made up (the encoder refuses a
+    position source without them)."""
     if k + "_e7" in d:
         return d[k + "_e7"]
-    v = d.get(k, 0)
+    v = d.get(k)
+    if v is None:
+        return None
     if not isinstance(v, (int, float)):
         raise EncodeError("%s must be a number" % k)
     return int(round(v * 1e7))

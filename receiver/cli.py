@@ -1,5 +1,6 @@
 """`panic receiver ...`: serve, take an SMS, watch, command, device registry,
-migrate (a SQLite store into PostgreSQL).
+migrate (a SQLite store into PostgreSQL), location database
+(`locations import|list|lookup`).
 
 Owns: argument parsing and human output for the receiver. Every error a
 user can cause is one line with the exit code of tools/errors.py: a
@@ -320,6 +321,119 @@ def cmd_migrate(args):
     return 0
 
 
+# ---------------------------------------------------------------- location database
+
+
+def cmd_locations_import(args):
+    from receiver import locations
+
+    st = _store(args, create=False)
+    tty = sys.stderr.isatty() and not args.quiet
+    shown = [0.0]
+
+    def progress(rows, bad, frac):
+        if not tty:
+            return
+        now = time.monotonic()
+        if frac != 1.0 and now - shown[0] < 0.2:
+            return
+        shown[0] = now
+        sys.stderr.write("\r  %s rows imported, %d bad%s " % (
+            format(rows, ","), bad, "" if frac is None else ", %3d%% of the file" % int(100 * frac)))
+        sys.stderr.flush()
+
+    try:
+        res = locations.import_file(st, args.file, name=args.name, licence=args.licence, max_bad=args.max_bad,
+                                    actor=args.actor, progress=progress)
+    except OSError as e:
+        raise Unavailable("cannot read %s: %s" % (args.file, e.strerror or e))
+    except locations.LocationFileError as e:
+        if tty:
+            sys.stderr.write("\n")
+        raise Refused(str(e))
+    except ReceiverError as e:
+        raise _err(e)
+    finally:
+        st.close()
+    if tty:
+        sys.stderr.write("\n")
+    print("%s in %.1f s%s" % (res.summary(), res.seconds,
+                              "; %d rows of replaced or failed sets dropped" % res.pruned if res.pruned else ""))
+    for line, why in res.bad_lines:
+        print("  bad row at line %d: %s" % (line, why))
+    if res.bad > len(res.bad_lines):
+        print("  ... and %d more bad rows" % (res.bad - len(res.bad_lines)))
+    if res.kind == "cell" and res.name == locations.OPENCELLID[0]:
+        print("  positions resolved from it are shown as \"cell (resolved)\", credited: %s"
+              % locations.attribution(res.name, locations.OPENCELLID[1]))
+    return 0
+
+
+def cmd_locations_list(args):
+    st = _store(args, create=False)
+    try:
+        sets = st.location_sets()
+        counts = st.location_counts()
+    finally:
+        st.close()
+    if args.json:
+        print(json.dumps([dict(r, stored=counts.get(r["id"], 0)) for r in sets]))
+        return 0
+    if not sets:
+        print("no location data imported (cell and Wi-Fi observations are shown as \"not in database\")")
+    for r in sets:
+        print("set %d  %-4s %-8s %s%s  %s rows (%d bad) from %s, %s by %s" % (
+            r["id"], r["kind"], r["state"], r["name"], " (%s)" % r["licence"] if r["licence"] else "",
+            format(counts.get(r["id"], 0), ","), r["bad"], r["file"],
+            time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(r["finished"] or r["started"])), r["actor"]))
+    return 0
+
+
+def _cell_arg(text):
+    parts = text.replace("/", "-").split("-")
+    try:
+        vals = [int(p, 0) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError("a cell is MCC-MNC-AREA-CELL, e.g. 234-15-6699-30125732")
+    if len(vals) != 4 or not all(0 <= v < 1 << 36 for v in vals):
+        raise argparse.ArgumentTypeError("a cell is MCC-MNC-AREA-CELL, e.g. 234-15-6699-30125732")
+    return vals
+
+
+def _bssid_arg(text):
+    from receiver import locations
+
+    try:
+        rssi = -70
+        if "@" in text:
+            text, r = text.split("@", 1)
+            rssi = int(r)
+        return locations.parse_bssid(text).to_bytes(6, "big"), rssi
+    except ValueError as e:
+        raise argparse.ArgumentTypeError("%s (BSSID aa:bb:cc:dd:ee:ff, optionally @RSSI)" % e)
+
+
+def cmd_locations_lookup(args):
+    from receiver import locations
+
+    st = _store(args, create=False)
+    try:
+        loc = locations.Locator(st)
+        if args.cell:
+            lat, lon, acc, note = loc.cell(*args.cell)
+            source = "cell (resolved)"
+        else:
+            lat, lon, acc, note = loc.wifi(args.wifi)
+            source = "wifi (resolved)"
+    finally:
+        st.close()
+    if lat is None:
+        print(note)
+        return 1
+    print("%.7f, %.7f %s +/-%d m  %s\n  from %s" % (lat / 1e7, lon / 1e7, source, acc, core.osm_link(lat, lon), note))
+    return 0
+
+
 def cmd_master_key(args):
     _write_secret_file(args.out, masterkey.generate_hex())
     print("master key written to %s (mode 0600); pass it with --master-key-file or $%s" % (args.out, masterkey.ENV))
@@ -375,7 +489,7 @@ def _core_opts(p):
 
 
 def register(sub):
-    p = sub.add_parser("receiver", help="the alarm-receiving side: serve, sms, watch, command, device")
+    p = sub.add_parser("receiver", help="the alarm-receiving side: serve, sms, watch, command, device, locations")
     rs = p.add_subparsers(dest="receiver_cmd", metavar="ACTION")
     rs.required = True
 
@@ -462,6 +576,33 @@ def register(sub):
     mg.add_argument("--from", dest="src", required=True, metavar="SQLITE_FILE", help="the SQLite store (stop serve first)")
     mg.add_argument("--to", dest="dst", required=True, metavar="URL", help="postgresql://... (an empty store)")
     mg.set_defaults(func=cmd_migrate)
+
+    lo = rs.add_parser("locations", help="the location database: cell ids and Wi-Fi BSSIDs to positions")
+    ls = lo.add_subparsers(dest="locations_cmd", metavar="ACTION")
+    ls.required = True
+    li = ls.add_parser("import", help="import an OpenCellID cell export or a BSSID survey (CSV, .gz too)")
+    _db(li)
+    li.add_argument("file", help="CSV with the OpenCellID header (radio,mcc,net,area,cell,...) or the survey "
+                                 "header (bssid,lat,lon,range,surveyed); '-' reads stdin")
+    li.add_argument("--name", help="the data set's name (default: OpenCellID for a cell export, the file's name for a "
+                                   "survey); a set of the same name is replaced when this one is complete")
+    li.add_argument("--licence", help="the data's licence, shown with every position resolved from it (default for "
+                                      "OpenCellID: CC BY-SA 4.0)")
+    li.add_argument("--max-bad", type=number(int, 0), default=1000,
+                    help="give up (and use nothing of the file) after this many bad rows (default 1000)")
+    li.add_argument("--quiet", action="store_true", help="no progress line on the terminal")
+    li.add_argument("--actor", help="who is acting, if not the logged-in user (the audit keeps both)")
+    li.set_defaults(func=cmd_locations_import)
+    ll = ls.add_parser("list", help="the imported sets, their state and row counts")
+    _db(ll)
+    ll.add_argument("--json", action="store_true")
+    ll.set_defaults(func=cmd_locations_list)
+    lk = ls.add_parser("lookup", help="resolve a cell or Wi-Fi BSSIDs as the receiver would")
+    _db(lk)
+    g = lk.add_mutually_exclusive_group(required=True)
+    g.add_argument("--cell", type=_cell_arg, metavar="MCC-MNC-AREA-CELL")
+    g.add_argument("--wifi", type=_bssid_arg, nargs="+", metavar="BSSID[@RSSI]")
+    lk.set_defaults(func=cmd_locations_lookup)
 
     k = rs.add_parser("master-key", help="generate a receiver master key file (mode 0600)")
     k.add_argument("--out", required=True)

@@ -53,6 +53,8 @@ from protocol import jsonform, sms
 from protocol.crypto import DeviceKeys
 from protocol.errors import ProtocolError
 from protocol.replay import DUPLICATE, NEW, STALE, WINDOW, ReplayWindow
+from receiver import estimate as E
+from receiver import locations
 from receiver import store as S
 from receiver.errors import ReceiverError
 
@@ -72,6 +74,10 @@ R_RETIRED = "retired device"
 R_STALE = "stale"
 R_KEY = "key does not open"
 R_SENDER = "bad sender"
+# not a rejection: a frame whose cell or Wi-Fi source carries (0, 0), as
+# firmware older than the position rule sends it (stored, ACKed, the
+# coordinates ignored: docs/protocol.md, "Position semantics")
+C_PLACEHOLDER = "placeholder position"
 
 SENDER_MAX = 32  # characters of an SMS sender: an E.164 number (<= 16) or an alphanumeric sender id (<= 11), with room
 
@@ -189,56 +195,16 @@ def _printable(s):
     return "".join(c if " " <= c <= "~" else "?" for c in s)
 
 
-def osm_link(lat_e7, lon_e7):
-    lat = "%.7f" % (lat_e7 / 1e7)
-    lon = "%.7f" % (lon_e7 / 1e7)
-    return "https://www.openstreetmap.org/?mlat=%s&mlon=%s#map=18/%s/%s" % (lat, lon, lat, lon)
-
-
-def _position(report, frame_time, arrival):
-    """The frame's position as (lat_e7, lon_e7, source name, accuracy_m,
-    fix_time), or None. fix_time: Unix time of the fix (frame time minus
-    the age the device reported), None when the age is unknown."""
-    if report.source == F.SRC_NONE:
-        return None
-    age = report.age
-    return (report.lat, report.lon, F.SOURCE_NAMES[report.source],
-            None if report.accuracy == _U16 else report.accuracy,
-            None if age == _U16 else (frame_time if frame_time else arrival) - age)
-
-
-def _pos_dict(pos, arrival):
-    """A frame's position (from _position) as an event shows it."""
-    if pos is None:
-        return None
-    lat_e7, lon_e7, source, acc, fix_time = pos
-    return {
-        "lat_e7": lat_e7,
-        "lon_e7": lon_e7,
-        "lat": lat_e7 / 1e7,
-        "lon": lon_e7 / 1e7,
-        "source": source,
-        "accuracy_m": acc,
-        "fix_time": fix_time,
-        "age_s": None if fix_time is None else max(0, round(arrival - fix_time)),
-    }
+osm_link = E.osm_link
 
 
 def _inc_position(inc, now):
+    """The estimate an incident (or device) row holds, as an event shows
+    it (receiver/estimate.py position_dict), or None."""
     if inc is None or inc["lat_e7"] is None:
         return None
-    ft = inc["pos_time"]
-    return {
-        "lat_e7": inc["lat_e7"],
-        "lon_e7": inc["lon_e7"],
-        "lat": inc["lat_e7"] / 1e7,
-        "lon": inc["lon_e7"] / 1e7,
-        "source": inc["source"],
-        "accuracy_m": inc["accuracy_m"],
-        "fix_time": ft,
-        "age_s": None if ft is None else max(0, round(now - ft)),
-        "map": osm_link(inc["lat_e7"], inc["lon_e7"]),
-    }
+    return E.position_dict((inc["lat_e7"], inc["lon_e7"], inc["accuracy_m"], inc["pos_time"], inc["source"],
+                            inc["pos_note"], inc["pos_seq"]), now)
 
 
 # ---------------------------------------------------------------- events
@@ -287,43 +253,51 @@ def _num(v):
 # An incident event (alert, alert_repeat, track, duress, cancel ...): the
 # JSON of the dict {time, kind, device_id, person_ref, incident_id,
 # incident_kind, incident_state, test, label, duress, frame: {type, seq,
-# time, transport}, position: {lat_e7, lon_e7, lat, lon, source,
-# accuracy_m, fix_time, age_s, map} or null, position_in_frame, battery,
-# csq}, keys in that order. tests/test_receiver_fastpath.py holds it to
-# json.dumps of that dict over random frames.
+# time, transport}, position: the incident's estimate (receiver/estimate.py
+# position_dict: lat_e7, lon_e7, lat, lon, source, accuracy_m, fix_time,
+# age_s, map, note, seq, stale) or null, evidence: [estimate evidence
+# items], position_in_frame, battery, csq}, keys in that order.
+# tests/test_receiver_fastpath.py holds it to json.dumps of that dict over
+# random frames.
 _INC_EVENT_JSON = (
     '{"time":%s,"kind":%s,"device_id":%d,"person_ref":%s,"incident_id":%d,"incident_kind":%s,"incident_state":%s,'
     '"test":%s,"label":%s,"duress":%s,"frame":{"type":%s,"seq":%d,"time":%d,"transport":%s},"position":%s,'
-    '"position_in_frame":%s,"battery":%s,"csq":%s}')
-_POS_JSON = '{%s,"source":%s,"accuracy_m":%s,"fix_time":%s,"age_s":%s,"map":%s}'
+    '"evidence":%s,"position_in_frame":%s,"battery":%s,"csq":%s}')
+_POS_JSON = '{%s,"source":%s,"accuracy_m":%s,"fix_time":%s,"age_s":%s,"map":%s,"note":%s,"seq":%s,"stale":%s}'
 _MAP = "_map"  # on a cached incident row: (lat_e7, lon_e7, the JSON of their map link)
+_STALE_S = E.STALE_S
 
 
-def _inc_event(kind, now, now_s, device, inc, label, fr, name, transport, pos_in_frame, latlon):
+def _inc_event(kind, now, now_s, device, inc, label, fr, name, transport, pos_in_frame, latlon, extra=()):
     """The Event for a frame that belongs to an incident, formatted from
     the rows without building its dict. now_s: str(now), formatted once
     per batch (a 17-digit float costs about a microsecond to format);
-    latlon: _latlon() of the frame's own position."""
+    latlon: _latlon() of the frame's own position; extra: evidence items
+    of this frame only (a placeholder it carried)."""
     lat = inc["lat_e7"]
     if lat is None:
         pos = "null"
     else:
         lon = inc["lon_e7"]
         rep = fr.body
-        if lat != rep.lat or lon != rep.lon:  # the incident keeps a newer fix than this frame's
+        if lat != rep.lat or lon != rep.lon:  # the incident's estimate is not this frame's position
             latlon = _latlon(lat, lon)
         link = inc.get(_MAP)  # (lat_e7, lon_e7, the map link's JSON) on the incident row
         if link is None or link[0] != lat or link[1] != lon:
             link = inc[_MAP] = (lat, lon, _str(osm_link(lat, lon)))
         ft = inc["pos_time"]
+        note = inc["pos_note"]
         pos = _POS_JSON % (latlon, _str(inc["source"]), _num(inc["accuracy_m"]), _num(ft),
-                           "null" if ft is None else max(0, round(now - ft)), link[2])
+                           "null" if ft is None else max(0, round(now - ft)), link[2],
+                           "null" if note is None else _str(note), _num(inc["pos_seq"]),
+                           _FALSE_TRUE[ft is None or now - ft > _STALE_S])
+    ev = _to_json(E.evidence_of(inc, now, extra)) if extra or E.has_evidence(inc) else "[]"
     iid = inc["id"]
     ikind = inc["kind"]
     body = _INC_EVENT_JSON % (
         now_s, _str(kind), device["device_id"], _str(device["person_ref"]), iid, _str(ikind), _str(inc["state"]),
         _FALSE_TRUE[ikind == S.KIND_TEST], _str(label), _FALSE_TRUE[bool(inc["duress"])], _str(name), fr.seq,
-        fr.time, _str(transport), pos, _FALSE_TRUE[pos_in_frame], _num(inc["battery"]), _num(inc["csq"]))
+        fr.time, _str(transport), pos, ev, _FALSE_TRUE[pos_in_frame], _num(inc["battery"]), _num(inc["csq"]))
     return Event(now, kind, device["device_id"], iid, body)
 
 
@@ -381,6 +355,7 @@ class Receiver:
         # logged now (the server rate-limits per peer; counters always count)
         self.may_log = None
         self.outbox = _outbox_for(store)  # forwarding to ARCs and maps: None unless configured
+        self.locator = locations.Locator(store)  # cell and Wi-Fi observations -> receiver-resolved positions
 
     # ------------------------------------------------------------ public API
 
@@ -641,7 +616,8 @@ class Receiver:
         inc = {"id": iid, "device_id": dev, "kind": kind, "state": S.OPEN, "duress": 0, "opened_at": now,
                "opened_seq": fr.seq, "opened_by": fr.name, "closed_at": None, "closed_seq": None, "closed_by": None,
                "updated_at": now, "last_seq": fr.seq, "lat_e7": None, "lon_e7": None, "source": None,
-               "accuracy_m": None, "pos_time": None, "battery": None, "csq": None}
+               "accuracy_m": None, "pos_time": None, "pos_note": None, "pos_seq": None, "evidence": None,
+               "battery": None, "csq": None}
         incs[(dev, kind)] = inc
         dirty[iid] = inc
         return inc
@@ -653,7 +629,7 @@ class Receiver:
         rep = fr.body
         dev = fr.device_id
         ftype = fr.ftype
-        pos = _position(rep, fr.time, now)
+        cands, unresolved, ph = self._where(fr, rep, now)
         is_test = ftype == F.TEST or rep.test
         kind = S.KIND_TEST if is_test else S.KIND_ALERT
         battery = rep.battery
@@ -676,8 +652,7 @@ class Receiver:
             device["battery"] = battery
         if csq != _NO_CSQ:
             device["csq"] = csq
-        if pos is not None:
-            _set_position(device, pos, now)
+        _apply_where(device, cands, unresolved, ph, now)
         status_events = [v for t, v in rep.tlvs if t == F.T_EVENT] if rep.tlvs else ()
         low = rep.battery_low or (battery != _NO_BATTERY and battery <= self.low_battery_pct) or any(
             c == F.EV_LOW_BATTERY for c, _ in status_events)
@@ -741,20 +716,66 @@ class Receiver:
                 inc["battery"] = battery
             if csq != _NO_CSQ:
                 inc["csq"] = csq
-            if pos is not None:
-                _set_position(inc, pos, now)
+            _apply_where(inc, cands, unresolved, ph, now)
             dirty[inc["id"]] = inc
             if ev_kind is not None:
+                extra = () if ph is None else (E.placeholder_item(ph, fr.seq, fr.time or now, now),)
                 events.append(_inc_event(ev_kind, now, self._now_s, device, inc, label, fr, name, transport,
-                                         pos is not None, latlon))
+                                         rep.source != F.SRC_NONE and ph is None, latlon, extra))
         elif ev_kind is not None:
-            p = _pos_dict(pos, now)
-            if p is not None:
-                p["map"] = osm_link(p["lat_e7"], p["lon_e7"])
+            extra = () if ph is None else (E.placeholder_item(ph, fr.seq, fr.time or now, now),)
             events.append(Event.of(_event_dict(ev_kind, now, device, None, label=label,
                                                frame={"type": name, "seq": fr.seq, "time": fr.time, "transport": transport},
-                                               position=p, battery=device["battery"], csq=device["csq"])))
+                                               position=_inc_position(device, now),
+                                               evidence=E.evidence_of(device, now, extra),
+                                               battery=device["battery"], csq=device["csq"])))
         return events, inc
+
+    def _where(self, fr, rep, now):
+        """What one frame tells about where the person is:
+        (positions, unresolved observation, placeholder source). positions:
+        estimate candidates (receiver/estimate.py): the device's own
+        position, and the cell and Wi-Fi observations resolved here from the
+        location database when the frame has no live fix (a live fix is
+        finer and as new, so the lookup would change nothing).
+        unresolved: (time, source, note, seq) of observations the database
+        does not know. placeholder: "cell"/"wifi" when the frame's source
+        carried (0, 0) (docs/protocol.md, "Position semantics")."""
+        src = rep.source
+        ft = fr.time
+        t_frame = ft if ft and ft < now else now  # a position is never from after its arrival
+        cands = []
+        ph = None
+        if src:
+            if src >= F.SRC_CELL and rep.lat == 0 and rep.lon == 0:
+                ph = F.SOURCE_NAMES[src]
+                self.counters[C_PLACEHOLDER] += 1
+            else:
+                age = rep.age
+                cands.append((rep.lat, rep.lon, None if rep.accuracy == _U16 else rep.accuracy,
+                              None if age == _U16 else t_frame - age, F.SOURCE_NAMES[src], None, fr.seq))
+        unresolved = None
+        tlvs = rep.tlvs
+        if src != F.SRC_GNSS and tlvs:
+            notes = []
+            loc = self.locator
+            cell = next((v for t, v in tlvs if t == F.T_CELL), None)  # the first is the serving cell
+            if cell is not None:
+                lat, lon, acc, note = loc.cell(cell[0], cell[1], cell[2], cell[3])
+                if lat is None:
+                    notes.append(("cell", note))
+                else:
+                    cands.append((lat, lon, acc, t_frame, "cell (resolved)", note, fr.seq))
+            wifi = [v for t, v in tlvs if t == F.T_WIFI]
+            if wifi:
+                lat, lon, acc, note = loc.wifi(wifi)
+                if lat is None:
+                    notes.append(("wifi", note))
+                else:
+                    cands.append((lat, lon, acc, t_frame, "wifi (resolved)", note, fr.seq))
+            if notes:
+                unresolved = (t_frame, notes[0][0], "; ".join(n for _, n in notes), fr.seq)
+        return cands, unresolved, ph
 
     def _emit(self, ev):
         if self.on_event is None:
@@ -775,16 +796,18 @@ def _outbox_for(store):
         raise ReceiverError(str(e))
 
 
-def _set_position(row, pos, now):
-    """Keep the newest fix (a _position tuple) on a device or incident row
-    (a late frame's older fix never replaces a newer one)."""
-    ft = pos[4]
-    if ft is None:
-        ft = now
-    old = row["pos_time"]
-    if old is None or ft >= old:
-        row["lat_e7"], row["lon_e7"], row["source"], row["accuracy_m"] = pos[:4]
-        row["pos_time"] = ft
+def _apply_where(row, cands, unresolved, ph, now):
+    """One frame's positions and observations into a device or incident
+    row (receiver/estimate.py chooses the estimate by its rules)."""
+    if cands:
+        for c in cands:
+            E.add(row, c, now)
+    elif row["lat_e7"] is not None:
+        E.refresh(row, now)  # R2/R3 depend on `now`: a stale fix may give way to newer evidence
+    if unresolved is not None:
+        E.observe_unresolved(row, unresolved[0], unresolved[1], unresolved[2], unresolved[3], now)
+    if ph is not None:
+        E.placeholder(row, now)
 
 
 def _event_dict(kind, now, device, inc, **extra):

@@ -106,6 +106,10 @@ def _copy(src, dst, out):
     for t in tables:
         if pg.execute("SELECT EXISTS (SELECT 1 FROM %s) AS e" % t).fetchone()["e"]:
             raise ReceiverError("%s is not empty (table %s has rows): migrate only into a new store" % (dst.path, t))
+    # the location tables are WITHOUT ROWID (keyed by cell or BSSID): no
+    # rowid to keep the order by, and no id that anything cites
+    no_rowid = {r["name"] for r in sdb.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                                "AND sql LIKE '%WITHOUT ROWID%'").fetchall()}
     counts = {}
     sdb.execute("BEGIN")  # one read snapshot of the whole SQLite store
     try:
@@ -114,7 +118,7 @@ def _copy(src, dst, out):
                 quoted = ", ".join('"%s"' % c for c in cols[t])
                 n = 0
                 with pg.cursor() as cur, cur.copy("COPY %s (%s) FROM STDIN" % (t, quoted)) as cp:
-                    for row in sdb.execute("SELECT %s FROM %s ORDER BY rowid" % (quoted, t)):
+                    for row in sdb.execute("SELECT %s FROM %s%s" % (quoted, t, "" if t in no_rowid else " ORDER BY rowid")):
                         cp.write_row([row[c] for c in cols[t]])
                         n += 1
                 counts[t] = n

@@ -224,15 +224,69 @@ MIGRATIONS = [
     );
     CREATE INDEX forward_queue_state ON forward_queue (target, state, id)
     """,
+    # version 4: where the person is now (receiver/estimate.py) and the
+    # location database (receiver/locations.py). devices and incidents
+    # keep the estimate in their position columns, plus the note it rests
+    # on (pos_note: cell id, BSSIDs, data set and licence), the frame that
+    # carried it (pos_seq) and every other position as evidence (JSON).
+    # location_sets: one row per import; its rows are invisible to lookups
+    # until the set is 'active' (one small transaction at the end of the
+    # import), so an import is never half-seen and never holds the write
+    # lock for long. cells: OpenCellID rows, keyed as lookups ask (the
+    # device's TLV has no radio type); wifi_aps: the centre's BSSID survey.
+    """
+    ALTER TABLE devices ADD COLUMN pos_note TEXT;
+    ALTER TABLE devices ADD COLUMN pos_seq INTEGER;
+    ALTER TABLE devices ADD COLUMN evidence TEXT;
+    ALTER TABLE incidents ADD COLUMN pos_note TEXT;
+    ALTER TABLE incidents ADD COLUMN pos_seq INTEGER;
+    ALTER TABLE incidents ADD COLUMN evidence TEXT;
+    CREATE TABLE location_sets (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('cell', 'wifi')),
+        name TEXT NOT NULL,
+        licence TEXT,
+        file TEXT,
+        state TEXT NOT NULL CHECK (state IN ('importing', 'active', 'replaced', 'failed')),
+        started REAL NOT NULL,
+        finished REAL,
+        rows INTEGER NOT NULL DEFAULT 0,
+        bad INTEGER NOT NULL DEFAULT 0,
+        actor TEXT
+    );
+    CREATE TABLE cells (
+        mcc INTEGER NOT NULL,
+        net INTEGER NOT NULL,
+        area INTEGER NOT NULL,
+        cell INTEGER NOT NULL,
+        radio TEXT NOT NULL,
+        set_id INTEGER NOT NULL,
+        lat_e7 INTEGER NOT NULL,
+        lon_e7 INTEGER NOT NULL,
+        range_m INTEGER NOT NULL,
+        samples INTEGER,
+        updated INTEGER,
+        PRIMARY KEY (mcc, net, area, cell, radio, set_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE wifi_aps (
+        bssid INTEGER NOT NULL,
+        set_id INTEGER NOT NULL,
+        lat_e7 INTEGER NOT NULL,
+        lon_e7 INTEGER NOT NULL,
+        range_m INTEGER NOT NULL,
+        surveyed INTEGER,
+        PRIMARY KEY (bssid, set_id)
+    ) WITHOUT ROWID
+    """,
 ]
 
 _DEVICE_COLS = (
     "device_id, person_ref, status, created, retired, heartbeat_s, last_seen, last_heartbeat, battery, csq, "
-    "battery_low, silent, lat_e7, lon_e7, source, accuracy_m, pos_time"
+    "battery_low, silent, lat_e7, lon_e7, source, accuracy_m, pos_time, pos_note, pos_seq, evidence"
 )
 _INCIDENT_COLS = (
     "id, device_id, kind, state, duress, opened_at, opened_seq, opened_by, closed_at, closed_seq, closed_by, "
-    "updated_at, last_seq, lat_e7, lon_e7, source, accuracy_m, pos_time, battery, csq"
+    "updated_at, last_seq, lat_e7, lon_e7, source, accuracy_m, pos_time, pos_note, pos_seq, evidence, battery, csq"
 )
 
 
@@ -499,6 +553,124 @@ class SqliteStore:
     def count_frames(self):
         return self._x("SELECT COUNT(*) AS n FROM frames").fetchone()["n"]
 
+    # ------------------------------------------------------------ location database (receiver/locations.py)
+    #
+    # An import writes its rows under a location_sets row in 'importing'
+    # state, in transactions of a few thousand rows (the receiver keeps
+    # committing between them), and makes them visible with one UPDATE at
+    # the end (activate_location_set). Lookups read the rows of every set
+    # and keep those of active sets (the caller holds the active ids).
+
+    def begin_location_set(self, kind, name, licence, file, actor=None):
+        with self.maybe_transaction():
+            cur = self._write("INSERT INTO location_sets (kind, name, licence, file, state, started, actor) "
+                              "VALUES (?, ?, ?, ?, 'importing', ?, ?)", (kind, name, licence, file, self._clock(), acting(actor)))
+            return cur.lastrowid
+
+    def insert_cells(self, rows):
+        """rows: (mcc, net, area, cell, radio, set_id, lat_e7, lon_e7, range_m, samples, updated), inside
+        the caller's transaction; a cell given twice in one set keeps its last row."""
+        if not self._in_tx:
+            self._write("bug")
+        self._db.executemany("INSERT OR REPLACE INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def insert_wifi_aps(self, rows):
+        """rows: (bssid as int, set_id, lat_e7, lon_e7, range_m, surveyed), inside the caller's transaction."""
+        if not self._in_tx:
+            self._write("bug")
+        self._db.executemany("INSERT OR REPLACE INTO wifi_aps VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def activate_location_set(self, set_id, rows, bad, actor=None):
+        """Make an imported set visible to lookups, and retire the older
+        active sets of the same kind and name (their rows are dropped by
+        prune_location_sets). One small transaction."""
+        with self.maybe_transaction():
+            r = self._x("SELECT kind, name, file FROM location_sets WHERE id = ?", (set_id,)).fetchone()
+            if r is None:
+                raise ReceiverError("no location set %d" % set_id)
+            now = self._clock()
+            self._write("UPDATE location_sets SET state = 'replaced', finished = COALESCE(finished, ?) "
+                        "WHERE kind = ? AND name = ? AND state = 'active' AND id != ?", (now, r["kind"], r["name"], set_id))
+            self._write("UPDATE location_sets SET state = 'active', finished = ?, rows = ?, bad = ? WHERE id = ?",
+                        (now, rows, bad, set_id))
+            self.audit(actor, "locations import", None, "%s set %d %r from %s: %d rows, %d bad" % (
+                r["kind"], set_id, r["name"], r["file"], rows, bad))
+
+    def fail_location_set(self, set_id, rows, bad):
+        with self.maybe_transaction():
+            self._write("UPDATE location_sets SET state = 'failed', finished = ?, rows = ?, bad = ? "
+                        "WHERE id = ? AND state = 'importing'", (self._clock(), rows, bad, set_id))
+
+    def location_sets(self):
+        return self._x("SELECT * FROM location_sets ORDER BY id").fetchall()
+
+    def active_location_sets(self):
+        """{set_id: (kind, name, licence)} of the sets lookups may use."""
+        return {r["id"]: (r["kind"], r["name"], r["licence"]) for r in self._x(
+            "SELECT id, kind, name, licence FROM location_sets WHERE state = 'active'").fetchall()}
+
+    def prune_location_sets(self, keep=(), chunk=20000):
+        """Delete the rows of sets that are not active (replaced, failed,
+        or an import that never finished, other than the ids in `keep`), a
+        chunk per transaction. Returns the number of rows deleted."""
+        dead = [r["id"] for r in self._x("SELECT id FROM location_sets WHERE state != 'active'").fetchall()
+                if r["id"] not in keep]
+        n = 0
+        for sid in dead:
+            for table in ("cells", "wifi_aps"):
+                while True:
+                    with self.transaction():
+                        if table == "cells":
+                            cur = self._write(
+                                "DELETE FROM cells WHERE (mcc, net, area, cell, radio, set_id) IN (SELECT mcc, net, area, "
+                                "cell, radio, set_id FROM cells WHERE set_id = ? LIMIT ?)", (sid, chunk))
+                        else:
+                            cur = self._write("DELETE FROM wifi_aps WHERE (bssid, set_id) IN (SELECT bssid, set_id FROM "
+                                              "wifi_aps WHERE set_id = ? LIMIT ?)", (sid, chunk))
+                    n += cur.rowcount
+                    if cur.rowcount < chunk:
+                        break
+        return n
+
+    def location_counts(self):
+        """{set_id: rows stored} for every set."""
+        out = {}
+        for table in ("cells", "wifi_aps"):
+            for r in self._x("SELECT set_id, COUNT(*) AS n FROM %s GROUP BY set_id" % table).fetchall():
+                out[r["set_id"]] = out.get(r["set_id"], 0) + r["n"]
+        return out
+
+    def _lookup_cursor(self):
+        cur = getattr(self, "_lk", None)
+        if cur is None:
+            cur = self._lk = self._db.cursor()
+            cur.row_factory = None  # plain tuples: a lookup is a hot path
+        return cur
+
+    def cell_rows(self, mcc, net, area, cell):
+        """[(lat_e7, lon_e7, range_m, samples, set_id, radio)] of every set."""
+        return self._lookup_cursor().execute(
+            "SELECT lat_e7, lon_e7, range_m, samples, set_id, radio FROM cells WHERE mcc = ? AND net = ? AND area = ? "
+            "AND cell = ?", (mcc, net, area, cell)).fetchall()
+
+    def wifi_rows(self, bssid):
+        """[(lat_e7, lon_e7, range_m, surveyed, set_id)] of every set, for one BSSID (an int)."""
+        return self._lookup_cursor().execute(
+            "SELECT lat_e7, lon_e7, range_m, surveyed, set_id FROM wifi_aps WHERE bssid = ?", (bssid,)).fetchall()
+
+    def batch_memo(self, name):
+        """A dict that lives as long as the cached rows (dropped when another
+        connection commits, e.g. an import making a set active): for lookups
+        worth remembering between batches. Checked against SQLite's
+        data_version only when there is no row cache yet: load_batch checks
+        it at the start of every batch, and a query per lookup would cost as
+        much as the lookup."""
+        c = self._cache if self._cache is not None else self._valid_cache()
+        m = c.get(name)
+        if m is None:
+            m = c[name] = {}
+        return m
+
     # ------------------------------------------------------------ batch access (the core's hot path)
 
     def load_batch(self, device_ids):
@@ -572,9 +744,9 @@ class SqliteStore:
         self._db.executemany("INSERT INTO events (time, kind, device_id, incident_id, body) VALUES (?, ?, ?, ?, ?)", rows)
 
     _DEV_STATE = ("last_seen", "last_heartbeat", "battery", "csq", "battery_low", "silent", "lat_e7", "lon_e7",
-                  "source", "accuracy_m", "pos_time")
+                  "source", "accuracy_m", "pos_time", "pos_note", "pos_seq", "evidence")
     _INC_STATE = ("state", "duress", "closed_at", "closed_seq", "closed_by", "updated_at", "last_seq", "lat_e7",
-                  "lon_e7", "source", "accuracy_m", "pos_time", "battery", "csq")
+                  "lon_e7", "source", "accuracy_m", "pos_time", "pos_note", "pos_seq", "evidence", "battery", "csq")
 
     _DEV_ROW = operator.itemgetter(*_DEV_STATE, "device_id")
     _INC_ROW = operator.itemgetter(*_INC_STATE, "id")
@@ -592,7 +764,8 @@ class SqliteStore:
     # and cost three times as much per row.
     _INC_STATE_COLS = ("state", "duress", "closed_at", "closed_seq", "closed_by")
     _INC_STATE_OF = operator.itemgetter(*_INC_STATE_COLS)
-    _INC_MOVE = ("updated_at", "last_seq", "lat_e7", "lon_e7", "source", "accuracy_m", "pos_time", "battery", "csq")
+    _INC_MOVE = ("updated_at", "last_seq", "lat_e7", "lon_e7", "source", "accuracy_m", "pos_time", "pos_note", "pos_seq",
+                 "evidence", "battery", "csq")
     assert sorted(_INC_MOVE + _INC_STATE_COLS) == sorted(_INC_STATE)
     _INC_MOVE_ROW = operator.itemgetter(*_INC_MOVE, "id")
     _INC_MOVE_SQL = "UPDATE incidents SET %s WHERE id = ?" % ", ".join("%s = ?" % c for c in _INC_MOVE)

@@ -12,6 +12,8 @@ Must stay in sync with: the event dicts built in core.py.
 import json
 import time
 
+from receiver.estimate import STALE_S
+
 _LOUD = {"alert": "ALERT", "duress": "DURESS", "device_silent": "DEVICE SILENT", "low_battery": "LOW BATTERY"}
 
 
@@ -37,12 +39,56 @@ def headline(ev):
     return word
 
 
+_SOURCE_WORDS = {
+    "gnss": "GNSS fix",
+    "last_fix": "last GNSS fix",
+    "cell": "cell position from the device",
+    "wifi": "Wi-Fi position from the device",
+    "cell (resolved)": "cell (resolved): by the receiver from the serving cell, not a device fix",
+    "wifi (resolved)": "wifi (resolved): by the receiver from the Wi-Fi seen, not a device fix",
+}
+
+
+def _hm(t):
+    return time.strftime("%H:%M:%SZ", time.gmtime(t)) if t is not None else None
+
+
+def _age(age_s, t):
+    if age_s is None:
+        return "age unknown"
+    return "%d s old, %s" % (age_s, _hm(t)) if t is not None else "%d s old" % age_s
+
+
 def format_position(pos):
+    """The estimate of where the person is (receiver/estimate.py): source
+    in words, accuracy, age and time, what it rests on (a resolved
+    position names its cell or BSSIDs and the data's licence), and
+    whether it is stale."""
     if not pos:
-        return "position unknown (no fix, no cell, no Wi-Fi)"
+        return "unknown (no fix, and no cell or Wi-Fi the location database knows)"
     acc = "" if pos.get("accuracy_m") is None else ", +/-%d m" % pos["accuracy_m"]
-    age = "age unknown" if pos.get("age_s") is None else "%d s old" % pos["age_s"]
-    return "%.7f, %.7f (%s%s, %s)  %s" % (pos["lat"], pos["lon"], pos["source"], acc, age, pos["map"])
+    src = _SOURCE_WORDS.get(pos["source"], pos["source"])
+    line = "%.7f, %.7f (%s%s, %s)  %s" % (pos["lat"], pos["lon"], src, acc, _age(pos.get("age_s"), pos.get("fix_time")),
+                                         pos["map"])
+    if pos.get("note"):
+        line += "\n        from %s" % pos["note"]
+    if pos.get("stale"):
+        line += "\n        STALE: older than %d s, and nothing newer is as fine" % STALE_S
+    return line
+
+
+def format_evidence(item):
+    """One line of evidence beside the estimate: newer coarse evidence (a
+    resolved cell, an observation the database does not know, a
+    placeholder ignored), or the finer fix the estimate has moved on from."""
+    if item.get("lat") is None:
+        return "%s%s (%s)" % ("newer: " if item.get("newer") else "", item.get("note") or item.get("source"),
+                              _age(item.get("age_s"), item.get("time")))
+    acc = "" if item.get("accuracy_m") is None else ", +/-%d m" % item["accuracy_m"]
+    return "%s %.7f, %.7f (%s%s, %s)%s" % (
+        "newer coarse evidence:" if item.get("newer") else "older, finer:",
+        item["lat"], item["lon"], _SOURCE_WORDS.get(item["source"], item["source"]), acc,
+        _age(item.get("age_s"), item.get("time")), ("\n        from %s" % item["note"]) if item.get("note") else "")
 
 
 def format_event(ev):
@@ -53,6 +99,8 @@ def format_event(ev):
     kind = ev.get("kind")
     if "position" in ev:
         lines.append("    position %s" % format_position(ev.get("position")))
+        for item in ev.get("evidence") or ():
+            lines.append("      %s" % format_evidence(item))
     if kind in ("alert", "test_alert", "alert_repeat", "track", "duress", "cancel", "low_battery", "status"):
         bat = ev.get("battery")
         csq = ev.get("csq")
@@ -74,19 +122,26 @@ def format_event(ev):
     return "\n".join(lines)
 
 
-def format_incident(inc, person_ref=None):
+def format_incident(inc, person_ref=None, now=None):
+    """An incident row as `watch` lists it at start-up: its estimate at
+    `now` (receiver/estimate.py view: the rules depend on the time) with
+    the evidence beside it."""
+    from receiver import estimate
+
     word = "DURESS" if inc["duress"] else inc["state"].upper()
     if inc["kind"] == "test":
         word = "TEST " + word
-    pos = None
-    if inc["lat_e7"] is not None:
-        from receiver.core import _inc_position
-
-        pos = _inc_position(inc, time.time())
-    return "incident #%d  %-12s device %d  person %s  opened %s by %s\n    position %s\n    battery %s  signal %s" % (
-        inc["id"], word, inc["device_id"], person_ref, _ts(inc["opened_at"]), inc["opened_by"], format_position(pos),
-        "unknown" if inc["battery"] is None else "%d%%" % inc["battery"],
-        "unknown" if inc["csq"] is None else "csq %d" % inc["csq"])
+    shown = estimate.view(inc, time.time() if now is None else now)
+    lines = ["incident #%d  %-12s device %d  person %s  opened %s by %s" % (
+        inc["id"], word, inc["device_id"], person_ref, _ts(inc["opened_at"]), inc["opened_by"]),
+        "    position %s" % format_position(shown["position"])]
+    lines += ["      %s" % format_evidence(item) for item in shown["evidence"]]
+    if shown["placeholders"]:
+        lines.append("      %d frame(s) carried (0, 0) as a cell or Wi-Fi position (older firmware): ignored"
+                     % shown["placeholders"])
+    lines.append("    battery %s  signal %s" % ("unknown" if inc["battery"] is None else "%d%%" % inc["battery"],
+                                                "unknown" if inc["csq"] is None else "csq %d" % inc["csq"]))
+    return "\n".join(lines)
 
 
 def format_device(d):

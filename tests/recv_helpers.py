@@ -155,3 +155,36 @@ def file_receiver(tmp_path, devs, **opts):
     for d in devs:
         st.add_device(d.id, d.key, "URN %d" % d.id)
     return core.Receiver(st, **opts)
+
+
+def older_store(tmp_path, mk, version, dev, frames, clock=T0):
+    """A store at schema `version` holding what this receiver writes for
+    `frames` of Dev `dev`: made in a store of today's schema (the core
+    only runs on that), then copied table by table, column by column, into
+    a store built by the first `version` migrations. Returned open; read it
+    with plain SQL (the store's own queries name today's columns)."""
+    from receiver import core
+    from receiver import store as S
+
+    made = str(tmp_path / "made.db")
+    src = S.open_store(made, mk)
+    src.add_device(dev.id, dev.key, "URN %d" % dev.id)
+    rx = core.Receiver(src, clock=lambda: clock)
+    for raw in frames:
+        assert rx.handle_frame(raw)
+    src.close()
+    real = S.MIGRATIONS
+    S.MIGRATIONS = real[:version]
+    try:
+        old = S.open_store(str(tmp_path / ("v%d.db" % version)), mk)
+    finally:
+        S.MIGRATIONS = real
+    old._db.execute("ATTACH DATABASE ? AS made", (made,))
+    with old.transaction():
+        tables = [r["name"] for r in old._x("SELECT name FROM main.sqlite_master WHERE type = 'table' AND name NOT IN "
+                                            "('schema_version', 'sqlite_sequence')").fetchall()]
+        for table in tables:
+            cols = ", ".join(r["name"] for r in old._x("PRAGMA main.table_info(%s)" % table).fetchall())
+            old._x("INSERT OR REPLACE INTO main.%s (%s) SELECT %s FROM made.%s" % (table, cols, cols, table))
+    old._db.execute("DETACH DATABASE made")
+    return old

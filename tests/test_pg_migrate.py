@@ -7,7 +7,7 @@ it was."""
 import os
 
 from protocol import frame as F
-from receiver import core, masterkey
+from receiver import core, locations, masterkey
 from receiver import store as S
 from receiver.forward import config as C
 from recv_helpers import T0, Dev
@@ -36,6 +36,14 @@ def pilot(path):
     core.operator_command(st, 11, S.CMD_STAND_DOWN, actor="desk 1", clock=lambda: T0 + 2)
     core.operator_command(st, 12, S.CMD_TRACK, 30, actor="desk 2", clock=lambda: T0 + 3)
     st.retire_device(13, actor="migration test")
+    cells = st.begin_location_set("cell", "OpenCellID", "CC BY-SA 4.0", "cells.csv")
+    with st.transaction():
+        st.insert_cells([(234, 15, 6699, 30125732, "LTE", cells, 515000000, -1250000, 800, 12, 1700000000)])
+    st.activate_location_set(cells, 1, 0)
+    aps = st.begin_location_set("wifi", "survey", None, "aps.csv")
+    with st.transaction():
+        st.insert_wifi_aps([(0x0242AC110002, aps, 515010000, -1251000, 40, 1700000000)])
+    st.activate_location_set(aps, 1, 0)
     return st, (a, b, c)
 
 
@@ -45,7 +53,7 @@ def table(st, name):
 
 
 TABLES = ("meta", "devices", "frames", "incidents", "replay", "commands", "events", "audit", "forward_targets",
-          "forward_queue")
+          "forward_queue", "location_sets", "cells", "wifi_aps")
 
 
 def test_a_used_sqlite_store_is_copied_whole_and_the_receiver_goes_on_from_it(tmp_path, capsys, pg_databases):
@@ -56,12 +64,14 @@ def test_a_used_sqlite_store_is_copied_whole_and_the_receiver_goes_on_from_it(tm
     url = pg_databases.new(empty=True)
     rc, out, err = run(capsys, "receiver", "migrate", "--from", src, "--to", url)
     assert rc == 0, err
-    assert "migrated 10 table(s), 5 frame(s), " in out and "verified" in out
+    assert "migrated %d table(s), 5 frame(s), " % len(TABLES) in out and "verified" in out
     pg = S.open_store(url, MK, clock=lambda: T0 + 10)
     for t in TABLES:
         assert table(pg, t) == before[t], t
     assert all(before[t] for t in TABLES if t != "meta")  # every table had rows to copy
     assert pg.device_key(11) == a.key  # sealed under the same master key
+    loc = locations.Locator(pg)  # the location database came over, and answers
+    assert loc.cell(234, 15, 6699, 30125732)[:3] == (515000000, -1250000, 800)
     rx = core.Receiver(pg, clock=lambda: T0 + 10)
     again = rx.handle_frames([(before["frames"][0]["raw"], "tcp", "retry")])[0]
     assert again.status == core.DUPLICATE_S and again.replies  # the window came over

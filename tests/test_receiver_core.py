@@ -15,7 +15,7 @@ from receiver import store as S
 from receiver.endpoint import Endpoint
 from receiver.errors import MasterKeyError
 from receiver.watch import format_event, headline
-from recv_helpers import T0, Dev, store_path
+from recv_helpers import T0, Dev, older_store, store_path
 
 
 def make(*devs, **opts):
@@ -349,7 +349,7 @@ def test_changes_made_by_another_process_are_seen_at_once(tmp_path):
 
 
 @pytest.mark.sqlite_only  # a SQLite schema migration
-def test_a_version_1_store_with_data_migrates_and_keeps_every_frame_and_event(tmp_path, monkeypatch):
+def test_a_version_1_store_with_data_migrates_and_keeps_every_frame_and_event(tmp_path):
     """Version 2 rebuilds frames and events without AUTOINCREMENT. A store
     written by the version-1 receiver keeps its evidence (ids, raw bytes,
     decoded JSON, event bodies), a watcher's position in the event feed
@@ -358,21 +358,15 @@ def test_a_version_1_store_with_data_migrates_and_keeps_every_frame_and_event(tm
     d = Dev(95)
     mk = masterkey.MasterKey(os.urandom(32))
     path = str(tmp_path / "v1.db")
-    monkeypatch.setattr(S, "MIGRATIONS", S.MIGRATIONS[:1])
-    old = S.open_store(path, mk)
-    old.add_device(95, d.key, "URN 95")
-    rx = core.Receiver(old, clock=lambda: T0)
     sent = [d.frame(F.ALERT)] + [d.frame(F.TRACK) for _ in range(3)]
-    for raw in sent:
-        assert rx.handle_frame(raw)
+    old = older_store(tmp_path, mk, 1, d, sent)
     frames_before = [dict(r) for r in old.frames()]
     events_before = old.events_after(0)
     assert old.schema_version() == 1 and len(frames_before) == 4 and len(events_before) == 4
     old.close()
-    monkeypatch.undo()
 
     st_ = S.open_store(path, mk)
-    assert st_.schema_version() == len(S.MIGRATIONS) == 3
+    assert st_.schema_version() == len(S.MIGRATIONS) == 4
     for table in ("frames", "events"):
         sql = st_._x("SELECT sql FROM sqlite_master WHERE name = ?", (table,)).fetchone()["sql"]
         assert "AUTOINCREMENT" not in sql.upper()

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from protocol import frame as F
 from protocol import jsonform
 from protocol.crypto import DeviceKeys
-from receiver import core
+from receiver import core, estimate
 from receiver import store as S
 from receiver.endpoint import Endpoint
 from recv_helpers import T0, Dev, store_path
@@ -34,7 +34,12 @@ def decoded_uplinks(draw):
     """An uplink as the receiver sees it: sealed, then opened by F.decode."""
     tlvs = draw(st.lists(tlv, max_size=5)) + draw(st.lists(wifi, max_size=3))
     source = draw(st.integers(0, 4))
-    rep = F.Report(source, draw(st.integers(-900000000, 900000000)), draw(st.integers(-1800000000, 1800000000)),
+    lat = lon = None  # source 0 carries no coordinates (docs/protocol.md, position semantics)
+    if source:
+        lat, lon = draw(st.integers(-900000000, 900000000)), draw(st.integers(-1800000000, 1800000000))
+        if source >= F.SRC_CELL and lat == lon == 0:
+            lon = 1  # a cell or Wi-Fi source at (0, 0) is the placeholder the encoder refuses
+    rep = F.Report(source, lat, lon,
                    draw(u16), draw(u16), draw(st.one_of(st.integers(0, 100), st.just(F.UNKNOWN_BATTERY))),
                    draw(st.one_of(st.integers(0, 31), st.just(F.UNKNOWN_CSQ))), draw(st.booleans()),
                    draw(st.booleans()), draw(st.booleans()), draw(st.booleans()), draw(st.permutations(tlvs)))
@@ -171,6 +176,8 @@ steps = st.lists(st.tuples(
     st.one_of(st.integers(0, 3), st.floats(0, 5)),  # receiver clock step
     st.one_of(st.just(0), u32),  # frame time (0: the device had no clock)
     st.integers(0, 2),  # how far the device moved
+    st.booleans(),  # a cell or Wi-Fi source sends the (0, 0) placeholder of older firmware
+    st.booleans(),  # the serving cell rides along (not in the location database: unresolved evidence)
 ), min_size=1, max_size=8)
 
 
@@ -189,23 +196,34 @@ def test_an_incident_event_is_the_json_of_its_dict(script, person):
     with ep.store.transaction():
         ep.store.update_device(31, person_ref=person)
     now = T0
-    for ftype, duress, source, age, battery, csq, step, ftime, moved in script:
+    for ftype, duress, source, age, battery, csq, step, ftime, moved, zero, cell in script:
         now += step
         ep.events.clear()
         lat, lon = (515007292 + moved, -1246254 - 3 * moved) if source else (0, 0)
-        raw = d.frame(ftype, t=ftime, source=source, lat=lat, lon=lon,
-                      accuracy=7, age=age, battery=battery, csq=csq, duress=duress and ftype == F.CANCEL)
+        placeholder = zero and source >= F.SRC_CELL
+        tlvs = [(F.T_CELL, (234, 15, 6699, 30125732 + moved, -97))] if cell else []
+        if placeholder:  # what older firmware sent; the encoder refuses it, so it is sealed by hand
+            body = F.report_bytes(F.Report(F.SRC_CELL, 1, 1, 7, age, battery, csq, tlvs=tlvs))
+            body = bytes([body[0], source]) + bytes(8) + body[10:]
+            raw = F.encode_raw(d.keys, ftype, 31, d.seq + 1, ftime, body)
+            d.seq += 1
+        else:
+            raw = d.frame(ftype, t=ftime, source=source, lat=lat if source else None, lon=lon if source else None,
+                          accuracy=7, age=age, battery=battery, csq=csq, duress=duress and ftype == F.CANCEL, tlvs=tlvs)
         assert ep.on_tcp_frame(raw, now)
         for ev in ep.events:
             if ev["incident_id"] is None or ev["kind"] not in INCIDENT_EVENTS:
                 continue
             inc = ep.store.get_incident(ev["incident_id"])
+            shown = estimate.view(inc, now)
+            extra = [estimate.placeholder_item(F.SOURCE_NAMES[source], d.seq, ftime or now, now)] if placeholder else []
             want = {
                 "time": now, "kind": ev["kind"], "device_id": 31, "person_ref": person, "incident_id": inc["id"],
                 "incident_kind": inc["kind"], "incident_state": inc["state"], "test": inc["kind"] == S.KIND_TEST,
                 "label": ev["label"], "duress": bool(inc["duress"]),
                 "frame": {"type": F.TYPE_NAMES[ftype], "seq": d.seq, "time": ftime, "transport": "tcp"},
-                "position": core._inc_position(inc, now), "position_in_frame": source != F.SRC_NONE,
+                "position": shown["position"], "evidence": shown["evidence"] + extra,
+                "position_in_frame": source != F.SRC_NONE and not placeholder,
                 "battery": inc["battery"], "csq": inc["csq"],
             }
             assert ev == want and list(ev) == list(want)

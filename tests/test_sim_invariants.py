@@ -116,13 +116,50 @@ def test_old_fix_is_judged_at_its_own_time_not_the_frame_time():
 
 def test_positions_marked_unknown_are_counted_not_judged():
     r = base()
+    la, lo = ROUTE.true_position(1000)
     r["positions"] = [
         _pos(1000, None, None, None, None, source=0),
-        _pos(1000, 0, 0, 0xFFFF, 0),
-        _pos(1000, 0, 0, 10, 0xFFFF),
+        _pos(1000, la, lo, 0xFFFF, 0),
+        _pos(1000, la + 5000, lo, 10, 0xFFFF),
     ]
     res = I.positions_within_accuracy(r, ROUTE.true_position)
     assert res["ok"] and res["unknown"] == 3 and res["checked"] == 0
+
+
+def test_a_position_at_zero_zero_is_never_unknown():
+    """Issue 14: a cell source with (0, 0) and unknown accuracy was counted
+    as "unknown" and passed. (0, 0) is a place (the Gulf of Guinea): shown
+    where the person is not, it is a violation, from the device or from
+    the receiver."""
+    for p in (_pos(1000, 0, 0, 0xFFFF, 0xFFFF, source=3), _pos(1000, 0, 0, 0xFFFF, 0), _pos(1000, 0, 0, 10, 0xFFFF)):
+        r = base()
+        r["positions"] = [p]
+        res = I.positions_within_accuracy(r, ROUTE.true_position)
+        assert not res["ok"] and "at (0, 0)" in res["violations"][0]
+    r = base()
+    r["positions"] = [_pos(1000, 515000000, -1250000, 10, 0, source=0)]
+    r["receiver"]["positions"] = [{"t_ms": 2000, "role": "estimate", "source": "cell (resolved)", "seq": 10,
+                                   "lat_e7": 0, "lon_e7": 0, "accuracy_m": 1500}]
+    res = I.positions_within_accuracy(r, ROUTE.true_position)
+    assert not res["ok"] and "the receiver's estimate cell (resolved)" in res["violations"][0]
+    on_null_island = Route([(0, 0.0, 0.0), (600_000, 0.0001, 0.0001)])
+    r = base()
+    r["positions"] = [_pos(1000, 0, 0, 10, 0)]
+    assert I.positions_within_accuracy(r, on_null_island.true_position)["ok"]  # unless the person is there
+
+
+def test_a_position_the_receiver_resolved_is_judged_at_its_frame_against_its_range():
+    r = base()
+    la, lo = ROUTE.true_position(100_000)
+    r["positions"] = [_pos(100_000, None, None, None, None, source=0)]  # the frame: observations only
+    cell = {"t_ms": 100_500, "role": "estimate", "source": "cell (resolved)", "seq": 10, "lat_e7": la + 45000,
+            "lon_e7": lo, "accuracy_m": 600}  # ~500 m north of the person
+    r["receiver"]["positions"] = [cell]
+    res = I.positions_within_accuracy(r, ROUTE.true_position)
+    assert res["ok"] and res["receiver_checked"] == 1
+    cell["accuracy_m"] = 400
+    res = I.positions_within_accuracy(r, ROUTE.true_position)
+    assert not res["ok"] and "claims 400 m but is" in res["violations"][0]
 
 
 def test_malformed_position_is_a_violation_not_a_crash():

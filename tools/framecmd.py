@@ -153,6 +153,16 @@ def check_fields(d):
             raise UsageError(
                 "%s given without a position source: add \"source\": \"gnss\" (or last_fix, cell, wifi); with "
                 "source none the receiver treats the frame as having no position" % "/".join(given))
+        # position semantics (docs/protocol.md): coordinates only from a position the device holds
+        has = [any(d.get(k) is not None for k in (k1, k1 + "_e7")) for k1 in ("lat", "lon")]
+        if src != "none" and not all(has):
+            raise UsageError(
+                "\"source\": \"%s\" needs the coordinates the device holds (\"lat\" and \"lon\", or \"lat_e7\" and "
+                "\"lon_e7\"); a device with only cell or Wi-Fi observations sends \"source\": \"none\" and the tlvs" % src)
+        if src in ("cell", "wifi") and all(has) and not given:
+            raise UsageError(
+                "a %s position at (0, 0) is the placeholder older firmware sent, not a position: send \"source\": "
+                "\"none\" and the tlvs" % src)
         tlvs, where = d.get("tlvs", []), "tlvs"
     if not isinstance(tlvs, list):
         raise UsageError("\"%s\" must be a list of objects" % where)

@@ -186,6 +186,7 @@ class Engine:
         self.asleep = False
         self.csq_v = 99
         self.cell_v = None
+        self.cell_at = None  # when cell_v was read (ms): a frame carries only a recent one (firmware/app.py)
         self.call = None  # None, "dialling", "active"
         self._mute_due = False
         self._status_at = 0
@@ -798,6 +799,7 @@ class Engine:
         c = yield from self.d.cell(self)
         if c is not None:
             self.cell_v = c
+            self.cell_at = self.now
 
 
 def _svc():

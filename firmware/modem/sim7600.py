@@ -118,6 +118,7 @@ class Sim7600:
             c = parse_cpsi(line)
             if c is not None:
                 e.cell_v = c
+                e.cell_at = e.now
             return True
         if line.startswith("+CGPS:"):
             return True  # "+CGPS: 0": a stopped session's end (manual 17.2.1)

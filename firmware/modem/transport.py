@@ -143,6 +143,9 @@ class ModemTransport:
     def cell(self):
         return self.engine.cell_v
 
+    def cell_read_at(self):
+        return self.engine.cell_at
+
     def csq(self):
         return self.engine.csq_v
 

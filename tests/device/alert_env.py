@@ -24,7 +24,7 @@ class Env:
     def position(self, now):
         return self.pos
 
-    def cell(self):
+    def cell(self, now=None):
         return self.cell_v
 
     def csq(self):

@@ -53,11 +53,11 @@ def test_alert_with_last_fix_says_so_and_its_age():
     assert (r.source, r.age, r.accuracy) == (F.SRC_LAST_FIX, 310, 9)
 
 
-def test_alert_without_gnss_uses_the_cell_and_never_waits():
+def test_alert_without_gnss_carries_the_cell_and_never_waits():
     ctl, ob, fs = make(Env(None))
     ctl.fire(A.SOS, 0)
     r = frames(ob, F.ALERT)[0].body
-    assert r.source == F.SRC_CELL and (r.lat, r.lon) == (0, 0) and r.tlv_values(F.T_CELL) == [CELL]
+    assert r.source == F.SRC_NONE and r.tlv_values(F.T_CELL) == [CELL]  # an observation, not a position
 
 
 def test_alert_with_nothing_known_still_goes():
@@ -85,7 +85,7 @@ def test_broken_sensor_values_never_cost_the_alert():
     ctl, ob, fs = make(Env(bad))
     ctl.fire(A.SOS, 0)
     r = frames(ob, F.ALERT)[0].body
-    assert r.source == F.SRC_CELL and r.tlv_values(F.T_CELL) == [CELL] and ctl.state == A.ALERTING
+    assert r.source == F.SRC_NONE and r.tlv_values(F.T_CELL) == [CELL] and ctl.state == A.ALERTING
 
 
 def test_wifi_only_during_an_alert_three_strongest_then_a_track():
