@@ -439,6 +439,7 @@ class Server:
         self.leader = leader
         self.leading = leader is None
         self._leader_thread = None
+        self._forward_wake = None  # the leader's LISTEN panic_forward task
         self.limits = limits or Limits()
         self.supervise_every = supervise_every
         self.counters = collections.Counter()  # connection-level; frame-level live in receiver.counters
@@ -505,6 +506,7 @@ class Server:
             await self._start_forwarder()
         else:
             self._leader_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="receiver-leader")
+            await self._lead_step()
             self._tasks.append(asyncio.create_task(self._lead()))
         for sock in self._tcp_socks:
             srv = await self._loop.create_server(lambda: _Conn(self), sock=sock, backlog=1024)
@@ -526,6 +528,9 @@ class Server:
             c.transport.abort()
         for s in self._servers:
             await s.wait_closed()
+        if self._forward_wake is not None:
+            self._tasks.append(self._forward_wake)
+            self._forward_wake = None
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -664,27 +669,54 @@ class Server:
             return fn(*args)
 
     async def _lead(self):
-        """Every leader.every seconds, one leader.step() off the loop; the
-        once-per-centre work (supervision, the forwarder) starts when this
-        node takes the lock and stops when it loses it (leader.py)."""
-        lead = self.leader
+        """Every leader.every seconds, one leader step (the first ran in
+        start(), so a lone node leads before it takes its first frame)."""
         while True:
-            held = await self._loop.run_in_executor(self._leader_thread, lead.step)
-            if held and not self.leading:
-                self.leading = True
-                self.counters["leader taken"] += 1
-                log.info("leading: supervision and forwarding run on this node")
-                await self._start_forwarder()
-            elif not held and self.leading:
-                self.leading = False
-                self.counters["leader lost"] += 1
-                log.warning("no longer leading: supervision and forwarding stopped on this node")
-                fw, self.forwarder = self.forwarder, None
-                if self.receiver.outbox is not None:
-                    self.receiver.outbox.on_queued = None
-                if fw is not None:
-                    await fw.close()
-            await asyncio.sleep(lead.every)
+            await asyncio.sleep(self.leader.every)
+            await self._lead_step()
+
+    async def _lead_step(self):
+        """One leader.step() off the loop; the once-per-centre work
+        (supervision, the forwarder) starts when this node takes the lock
+        and stops when it loses it (leader.py)."""
+        held = await self._loop.run_in_executor(self._leader_thread, self.leader.step)
+        if held and not self.leading:
+            self.leading = True
+            self.counters["leader taken"] += 1
+            log.info("leading: supervision and forwarding run on this node")
+            await self._start_forwarder()
+            if self.forwarder is not None and self._forward_wake is None:
+                self._forward_wake = asyncio.create_task(self._forward_wakeups())
+        elif not held and self.leading:
+            self.leading = False
+            self.counters["leader lost"] += 1
+            log.warning("no longer leading: supervision and forwarding stopped on this node")
+            fw, self.forwarder = self.forwarder, None
+            if self._forward_wake is not None:
+                self._forward_wake.cancel()
+                self._forward_wake = None
+            if self.receiver.outbox is not None:
+                self.receiver.outbox.on_queued = None
+            if fw is not None:
+                await fw.close()
+
+    async def _forward_wakeups(self):
+        """On the leader: a batch committed on any node that queued
+        forward messages sends NOTIFY panic_forward; this wakes the
+        forwarder at once (without it, a message queued on another node
+        would wait for the forwarder's next idle poll)."""
+        from receiver import store_pg
+
+        listener = store_pg.Listener(self.receiver.store.url, store_pg.FORWARD_CHANNEL)
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="receiver-forward-listen")
+        try:
+            while True:
+                woke = await self._loop.run_in_executor(pool, listener.wait, 1.0)
+                if woke and self.forwarder is not None:
+                    self.forwarder.kick()
+        finally:
+            pool.submit(listener.close)
+            pool.shutdown(wait=False)
 
     async def _supervisor(self):
         while True:

@@ -414,10 +414,7 @@ class PgStore(S.SqliteStore):
     def close(self):
         self._db.close()
         if self._listen is not None:
-            try:
-                self._listen.close()
-            except psycopg.Error:
-                pass
+            self._listen.close()
             self._listen = None
 
     def _migrate(self, create=True):
@@ -615,17 +612,9 @@ class PgStore(S.SqliteStore):
         node), or `timeout` seconds pass. True if woken by one. A watcher
         polls after it either way, so a lost connection only costs the
         timeout."""
-        try:
-            if self._listen is None or self._listen.closed or self._listen.broken:
-                self._listen = connect(self.url)
-                self._listen.execute("LISTEN %s" % FEED_CHANNEL)
-            return any(True for _ in self._listen.notifies(timeout=timeout, stop_after=1))
-        except (psycopg.Error, Unavailable):
-            if self._listen is not None:
-                self._listen.close()
-            self._listen = None
-            time.sleep(timeout)
-            return False
+        if self._listen is None:
+            self._listen = Listener(self.url, FEED_CHANNEL)
+        return self._listen.wait(timeout)
 
     # ------------------------------------------------------------ forwarding: the sequence counter is locked
 
@@ -646,6 +635,40 @@ class PgStore(S.SqliteStore):
     def forward_take_seq(self, target):
         self._lock_targets([target])
         return super().forward_take_seq(target)
+
+
+class Listener:
+    """A connection of its own, LISTENing on one channel: wait(timeout)
+    blocks until a NOTIFY on it (sent at COMMIT by any node) or the
+    timeout; True if woken. A broken connection is made again at the next
+    wait; meanwhile wait sleeps out its timeout and returns False, so a
+    caller that polls after every wait loses nothing but latency. Used
+    from one thread at a time (not the store's)."""
+
+    def __init__(self, url, channel):
+        self.url = url
+        self.channel = channel
+        self._conn = None
+
+    def wait(self, timeout):
+        try:
+            if self._conn is None or self._conn.closed or self._conn.broken:
+                self.close()
+                self._conn = connect(self.url)
+                self._conn.execute("LISTEN %s" % self.channel)
+            return any(True for _ in self._conn.notifies(timeout=timeout, stop_after=1))
+        except (psycopg.Error, Unavailable):
+            self.close()
+            time.sleep(timeout)
+            return False
+
+    def close(self):
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg.Error:
+                pass
+        self._conn = None
 
 
 def _event(r):

@@ -13,6 +13,7 @@ is never touched.
     srv = PgServer.start_new()           # initdb, start, wait until it answers
     srv.url("postgres")                  # postgresql://postgres@127.0.0.1:PORT/postgres
     sb = srv.standby()                   # pg_basebackup -R -X stream, started
+    srv.make_synchronous()               # commits wait for the standby from now on
     srv.kill()                           # SIGKILL the postmaster (a crash)
     sb.promote()                         # pg_ctl promote, waits for read-write
     srv.stop(); srv.remove()
@@ -85,12 +86,12 @@ class PgServer:
     # ------------------------------------------------------------ making
 
     @classmethod
-    def start_new(cls, fsync=False, sync_standby=False, settings=()):
+    def start_new(cls, fsync=False, settings=()):
         """A new primary. fsync=False for the tests (a killed postgres
         process still leaves its writes in the page cache; only a machine
         crash needs the fsync); the bench runs with fsync on.
-        sync_standby: synchronous_standby_names = '*', so a commit returns
-        only once a standby has flushed it (the production setting)."""
+        make_synchronous() turns synchronous replication on once a standby
+        runs (before, every commit would wait for one)."""
         base = tempfile.mkdtemp(prefix="panic-pg-")
         os.chmod(base, 0o755)
         _give(base)
@@ -116,8 +117,6 @@ class PgServer:
             "tcp_keepalives_interval = 1",
             "tcp_keepalives_count = 3",
         ]
-        if sync_standby:
-            conf.append("synchronous_standby_names = '*'")
         conf.extend(settings)
         srv.append_conf(conf)
         with open(os.path.join(srv.data, "pg_hba.conf"), "a") as f:
@@ -143,6 +142,18 @@ class PgServer:
         sb.append_conf(["port = %d" % sb.port, "synchronous_standby_names = ''"])
         sb.start()
         return sb
+
+    def make_synchronous(self, timeout=20.0):
+        """synchronous_standby_names = '*' (the production setting: COMMIT
+        returns once a standby has the WAL on disk), and wait until the
+        standby replicates synchronously."""
+        self.sql("ALTER SYSTEM SET synchronous_standby_names = '*'")
+        self.sql("SELECT pg_reload_conf()")
+        end = time.monotonic() + timeout
+        while self.sql("SELECT sync_state FROM pg_stat_replication") != [("sync",)]:
+            if time.monotonic() > end:
+                raise RuntimeError("the standby never became synchronous: %s" % self.tail())
+            time.sleep(0.05)
 
     # ------------------------------------------------------------ running
 
