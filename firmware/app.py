@@ -1,6 +1,6 @@
 """The whole device as one object: App(board, config, transport, now).
 
-`now` is a monotonic ms count that never wraps (main.py accumulates it
+`now` is a monotonic ms count that never wraps (loop.py accumulates it
 from the board's wrapping ticks); every part compares times by plain
 subtraction.
 
@@ -22,11 +22,11 @@ that long (or less) and calls step() again. Never sleeps, never touches
 Faults never crash-loop: a config without a usable key leaves the App
 "dead" (it only records the fault on flash and idles); any other config
 error, an unreadable store file or a fault left by a crash (the "fault"
-file written by main.py) is reported in the boot STATUS frame.
+file written by loop.py) is reported in the boot STATUS frame.
 
 Covert: nothing here lights, sounds or buzzes; haptic() is never called.
 
-Must stay in sync with: firmware/main.py (fault file, sleep choice),
+Must stay in sync with: firmware/loop.py (fault file, sleep choice),
 docs/firmware.md, the simulator (host_sim) which drives this API.
 """
 
@@ -35,9 +35,11 @@ from protocol.crypto import DeviceKeys
 
 from firmware import alert as A
 from firmware.board import RESET_WATCHDOG
+from firmware.button_events import EV_CANCEL, EV_DURESS_CANCEL, EV_SOS, EV_TEST
 from firmware.fs import Fs
 from firmware.outbox import Outbox
 from firmware.store import SeqStore, StateStore, StoreError
+from firmware.transport import EV_FRAME
 
 FAULT_FILE = "fault"
 _GNSS_CHUNK = 256
@@ -52,11 +54,6 @@ _IDLE_MAX_MS = 60000
 # it never comes
 _REFRESH_MAX_MS = 90000
 _SCAN_LATER_MS = 200  # a Wi-Fi scan put off by presses in progress
-# button events (firmware/button.py)
-EV_SOS = 1
-EV_CANCEL = 2
-EV_DURESS_CANCEL = 3
-EV_TEST = 4
 _BUTTON_TO_ALERT = {EV_SOS: A.SOS, EV_CANCEL: A.CANCEL, EV_DURESS_CANCEL: A.DURESS, EV_TEST: A.TEST}
 _LOG_LINES = 32  # event log kept in RAM for the diagnostics console
 
@@ -95,7 +92,7 @@ class App:
     def __init__(self, board, config, transport, now, fix=None, button=None, fs=None, rand=None):
         self.board = board
         self.cfg = config
-        self.t = transport
+        self.transport = transport
         self.fs = fs if fs is not None else Fs(board.flash_dir)
         self.dead = False
         self.ignored_events = 0
@@ -198,9 +195,9 @@ class App:
         docs/protocol.md). 90000 is a literal, not a module name: a global
         more grows the module's dict on a heap with no room to spare."""
         try:
-            c = self.t.cell()
+            c = self.transport.cell()
             if c is not None and now is not None:
-                at = getattr(self.t, "cell_read_at", None)
+                at = getattr(self.transport, "cell_read_at", None)
                 at = at() if at is not None else now
                 if at is None or now - at > 90000:
                     return None
@@ -210,7 +207,7 @@ class App:
 
     def csq(self):
         try:
-            return self.t.csq()
+            return self.transport.csq()
         except Exception:
             return None
 
@@ -234,13 +231,13 @@ class App:
             return _IDLE_MAX_MS
         b = self.board
         if b.take_ri_wake():
-            fn = getattr(self.t, "ri_wake", None)
+            fn = getattr(self.transport, "ri_wake", None)
             if fn is not None:
                 fn(now)
         self._read_gnss(now)
         self._sample_button(now)
-        t_wait = self.t.poll(now)
-        for e in self.t.events():
+        t_wait = self.transport.poll(now)
+        for e in self.transport.events():
             self._on_transport(e, now)
         if now - self.next_battery >= 0:
             self.next_battery = now + _BATTERY_EVERY_MS
@@ -269,18 +266,18 @@ class App:
                 or (self.gnss_hold is not None and now - self.gnss_hold < 0)
             if want != self.gnss_want:
                 self.gnss_want = want
-                self.t.gnss(want)  # pyright: ignore[reportAttributeAccessIssue]
+                self.transport.gnss(want)  # pyright: ignore[reportAttributeAccessIssue]
         quiet = self.outbox.count() == 0 and not self.ctl.active() and self.pending_call is None
-        if quiet and not self.asleep and not self.t.busy():
+        if quiet and not self.asleep and not self.transport.busy():
             self.asleep = True
-            self.t.sleep(now)
+            self.transport.sleep(now)
         elif not quiet and self.asleep:
             self.asleep = False
-            self.t.wake(now)
+            self.transport.wake(now)
         # what this step queued (a send, a wake, an SMS) starts now, not at
         # the next step: that could be a retry back-off later, making the
         # first ALERT late and its retry a duplicate right behind it
-        t_wait = min(t_wait, self.t.poll(now))
+        t_wait = min(t_wait, self.transport.poll(now))
         wait = min(t_wait, c_wait, o_wait, _IDLE_MAX_MS, self.next_battery - now)
         bd = self.button.next_deadline(now)
         if bd is not None and bd < wait:
@@ -296,8 +293,8 @@ class App:
         UART's clock: a reply arriving then would be lost)."""
         if self.dead or self.outbox.count() or self.ctl.active() or self.pending_call is not None or self.gnss_want:
             return False  # (GNSS on the modem: its NMEA comes every second, and pulses RI)
-        q = getattr(self.t, "quiet", None)
-        return q() if q is not None else not self.t.busy()
+        q = getattr(self.transport, "quiet", None)
+        return q() if q is not None else not self.transport.busy()
 
     def _refreshing(self, now):
         """A standby GNSS session (the modem's GNSS is off otherwise): due
@@ -356,7 +353,7 @@ class App:
         s = self.board.gnss
         if s is None:
             if self.modem_gnss:
-                data = self.t.nmea()  # pyright: ignore[reportAttributeAccessIssue]
+                data = self.transport.nmea()  # pyright: ignore[reportAttributeAccessIssue]
                 if data:
                     try:
                         self.fix.feed(data, now)
@@ -399,12 +396,12 @@ class App:
         self.note("button %s" % A.EVENT_NAMES[a])
         if self.asleep:
             self.asleep = False
-            self.t.wake(now)
+            self.transport.wake(now)
         self.ctl.fire(a, now)
 
     def _on_transport(self, e, now):
         kind = e[0]
-        if kind == "frame":
+        if kind == EV_FRAME:
             res = self.outbox.on_frame(e[1], now)
             if res is not None:
                 ftype, fr = res
@@ -424,6 +421,6 @@ class App:
             act = self.ctl.actions.pop(0)
             if act[0] == "call":
                 self.pending_call = act[1]
-        if self.pending_call is not None and not self.t.busy():
-            if self.t.start_call(self.pending_call, now):
+        if self.pending_call is not None and not self.transport.busy():
+            if self.transport.start_call(self.pending_call, now):
                 self.pending_call = None

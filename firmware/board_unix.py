@@ -417,12 +417,12 @@ class UnixBoard(Board):
 
 
 def main():
-    """The unix-port entry point (firmware.main.main picks it there): the
-    board table the config names says whether GNSS is an NMEA UART or the
-    modem's own."""
+    """The unix-port entry point (firmware.main.main picks it there; this
+    imports firmware.loop, never firmware.main): the board table the config
+    names says whether GNSS is an NMEA UART or the modem's own."""
     from firmware import boards
     from firmware.fs import Fs
-    from firmware.main import forget, load_config, run
+    from firmware.loop import forget, load_config, run
 
     fs = Fs(FLASH_DIR)
     table = boards.load(load_config(fs).board)

@@ -43,8 +43,12 @@ the state and the input):
     QUIET --press-->          SPENT   (absorbed, re-arm restarts on release)
     QUIET --rearm-->          IDLE
 Must stay in sync with: firmware/config.py (ButtonConfig.from_dict keys),
-docs/firmware-sensing.md (pattern table).
+docs/firmware-sensing.md (pattern, transition and settings tables:
+tests/test_docs_firmware.py checks them), firmware/button_events.py (the
+event codes, kept there so the App maps them without loading this module).
 """
+
+from firmware.button_events import EV_CANCEL, EV_DURESS_CANCEL, EV_SOS, EV_TEST
 
 try:
     from micropython import const  # pyright: ignore[reportAssignmentType]
@@ -53,11 +57,6 @@ except ImportError:  # CPython
     def const(x):
         return x
 
-
-EV_SOS = const(1)
-EV_CANCEL = const(2)
-EV_DURESS_CANCEL = const(3)
-EV_TEST = const(4)
 
 EVENT_NAMES = {EV_SOS: "SOS", EV_CANCEL: "CANCEL", EV_DURESS_CANCEL: "DURESS_CANCEL", EV_TEST: "TEST"}
 

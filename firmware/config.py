@@ -20,7 +20,7 @@ firmware/boards/ describes the hardware), pins (dict, PINS below:
 overrides of that table), power_profile ("ready" or "saver"), wifi_scan
 (bool), test_enabled (bool).
 
-Boot-only: firmware/main.py drops this module once the Config (a
+Boot-only: firmware/loop.py drops this module once the Config (a
 firmware/settings.py record) is built; nothing may keep a reference to it.
 
 Must stay in sync with: firmware/settings.py (the record), docs/firmware.md (field table), firmware/board_esp32.py

@@ -123,7 +123,7 @@ class Provider:
 
     def _modem(self, now):
         app = self.app
-        ms = getattr(app.t, "modem_status", None)
+        ms = getattr(app.transport, "modem_status", None)
         if ms is not None:
             return ms()
         return {"csq": app.csq(), "cell": app.cell()}
@@ -152,7 +152,7 @@ class Provider:
         before = [e.seq for e in app.outbox.entries if e.ftype == F.TEST]
         if app.asleep:
             app.asleep = False
-            app.t.wake(now)
+            app.transport.wake(now)
         app.ctl.fire(A.TEST, now)
         seq = None
         for e in app.outbox.entries:

@@ -27,7 +27,7 @@ TMP = ".tmp"
 
 class PowerCut(BaseException):
     """Raised by an fs step when an injected power cut happens. A
-    BaseException, so no `except Exception` recovery path (main.py's
+    BaseException, so no `except Exception` recovery path (loop.py's
     restart loop included) can run "after" the power went."""
 
 

@@ -43,11 +43,14 @@ Rules:
   data retries go on until the ACK. A failed SMS is retried after backoff.
 
 Must stay in sync with: firmware/transport.py (events), firmware/alert.py
-(which types ask for SMS), docs/firmware.md (drop policy, write budget).
+(which types ask for SMS), docs/firmware.md (drop policy, write budget, and
+the per-type table that tests/test_docs_firmware.py checks).
 """
 
 from protocol import frame as F
 from protocol.errors import ProtocolError
+
+from firmware.transport import EV_SEND_FAILED, EV_SMS_FAILED, EV_SMS_SENT
 
 try:
     from micropython import const  # pyright: ignore[reportAssignmentType]
@@ -113,14 +116,14 @@ class Outbox:
         self.device_id = device_id
         self.fs = fs
         self.keys = keys
-        self.t = transport
+        self.transport = transport
         self.sms_number = sms_number
         self.base = backoff_base_ms
         self.max = backoff_max_ms
         self.sms_after = sms_after_ms
         self.limit = limit
         self.rand = rand if rand is not None else _default_rand
-        self.diff = _diff  # `now` never wraps (see firmware/main.py)
+        self.diff = _diff  # `now` never wraps (see firmware/loop.py)
         self.entries = []
         self.recent = []  # seqs of transmitted TRACKs that were coalesced away
         self._sms_entry = None
@@ -272,19 +275,19 @@ class Outbox:
 
     def on_event(self, ev, now):
         kind = ev[0]
-        if kind == "sms_sent":
+        if kind == EV_SMS_SENT:
             e = self._sms_entry
             if e is not None:
                 e.sms = SMS_DONE
                 self.sms_sent += 1
             self._sms_entry = None
-        elif kind == "sms_failed":
+        elif kind == EV_SMS_FAILED:
             e = self._sms_entry
             if e is not None:
                 e.sms = SMS_WAIT
                 e.sms_at = now + self._backoff(2)
             self._sms_entry = None
-        elif kind == "send_failed":
+        elif kind == EV_SEND_FAILED:
             pass  # the entry's next try is already scheduled
 
     # ------------------------------------------------------------ uplink
@@ -312,7 +315,7 @@ class Outbox:
     def pump(self, now):
         """Start whatever transmissions are due. Returns ms until the
         outbox next wants to run."""
-        t = self.t
+        t = self.transport
         for _ in range(_MAX_SENDS_PER_PUMP):
             if t.busy():
                 break
@@ -343,7 +346,7 @@ class Outbox:
         except Exception:
             e.sms = SMS_NO  # cannot happen for frames we sealed; never retry
             return False
-        if self.t.send_sms(self.sms_number, text, now):
+        if self.transport.send_sms(self.sms_number, text, now):
             e.sms = SMS_FLIGHT
             self._sms_entry = e
             return True

@@ -2,7 +2,7 @@
 
 Owns: the Config record (fields, t(), a repr without keys). Never validates
 or reads files: firmware/config.py builds a Config from config.json at boot
-and is then dropped from memory (firmware/main.py load_config), so only
+and is then dropped from memory (firmware/loop.py load_config), so only
 this small class stays loaded next to the App.
 
 Must stay in sync with: firmware/config.py (which fields exist and their

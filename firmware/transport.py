@@ -39,6 +39,11 @@ Methods (all take `now`, a monotonic ms count, where timing matters):
         ("sms_failed", reason)
         ("call", state)              "dialling", "active", "ended"
         ("link", up)                 data path came up (True) or went (False)
+
+The event names are the EV_* constants below: every transport (the modem
+engine, the tests' FakeTransport) and every caller (the outbox, the App)
+uses them from here, never a literal of its own. The host side (the
+simulator's runner, tests) compares the same strings.
 """
 
 # Event names, shared by every transport and its callers.

@@ -655,7 +655,10 @@ class Rig:
             t_pos = now
             if fr.time:
                 t_pos = min(now, max(0, fr.time * 1000 - self.sc.start_utc_ms + 500))
-            self.rec.position(t_pos, fr.name, fr.seq, b.source, b.lat, b.lon, b.accuracy, b.age)
+            # source 0 carries no coordinates (docs/protocol.md, "Position
+            # semantics"): its zero fields are no position, as in runner.py
+            self.rec.position(t_pos, fr.name, fr.seq, b.source, b.lat if b.source else None,
+                              b.lon if b.source else None, b.accuracy, b.age)
             if b.battery_low:
                 self.battery_low_seen = True
 

@@ -398,8 +398,12 @@ class MpBoard:
                     return
                 if not data:
                     return
+                # os.write may take less than it is given (POSIX): write the
+                # rest rather than lose bytes on the way to the VM
+                view = memoryview(data)
                 try:
-                    os.write(master, data)
+                    while view:
+                        view = view[os.write(master, view):]
                 except OSError:
                     return
             if master in r:

@@ -57,7 +57,7 @@ from firmware import config as C
 from firmware.button import EV_CANCEL, EV_DURESS_CANCEL, EV_SOS, EV_TEST, ButtonConfig
 from firmware.fs import PowerCut
 from firmware.loop import Loop
-from firmware.main import load_config, make_transport
+from firmware.loop import load_config, make_transport
 from host_sim import cells
 from host_sim import energy as E
 from host_sim.esp32 import Chip, ConsoleSink, RunEnd, SimFs, WatchdogReset, load_board_module

@@ -13,7 +13,7 @@ from fw_fakes import DEV, KEY_HEX  # noqa: E402
 from fw_world import FakeButton, FakeFix, FakeReceiver, make_app  # noqa: E402
 
 from firmware import alert as A  # noqa: E402
-from firmware import main as M  # noqa: E402
+from firmware import loop as M  # noqa: E402
 from board_fake import FakeBoard  # noqa: E402
 from firmware.diagprov import DIAG_FILE  # noqa: E402
 from fake_transport import FakeTransport  # noqa: E402

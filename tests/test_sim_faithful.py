@@ -250,7 +250,7 @@ def test_a_scenario_means_the_same_device_in_both_modes(tmp_path):
 
 def test_button_patterns_are_what_the_detector_recognises():
     from firmware.button import ButtonConfig, ButtonDetector
-    from firmware.app import EV_DURESS_CANCEL, EV_SOS, EV_TEST
+    from firmware.button import EV_DURESS_CANCEL, EV_SOS, EV_TEST
 
     def events(cfg, presses, active=False):
         d = ButtonDetector(cfg)

@@ -15,6 +15,7 @@ enter_raw_repl) as of mpremote 1.2x.
 """
 
 import contextlib
+import functools
 import io
 import json
 
@@ -80,6 +81,16 @@ def _why(e):
     return lines[-1] if lines else e.__class__.__name__
 
 
+def _patient(fn, ser, wait_s, command):
+    """An mpremote call with the serial timeout at wait_s while it runs."""
+    old = ser.timeout
+    ser.timeout = wait_s
+    try:
+        return fn(command)
+    finally:
+        ser.timeout = old
+
+
 class Board:
     """A board reached over a pyserial URL, in the raw REPL."""
 
@@ -98,6 +109,15 @@ class Board:
         # round trip per command instead of 10 ms sleeps.
         self.t.serial.timeout = 0.05
         self.t.is_pty = True
+        # ...except while a command is handed over: mpremote's
+        # exec_raw_no_follow reads the raw-paste handshake ("R\x01"), the
+        # flow-control byte of each window ("\x01": send the next) and the
+        # "OK" with single serial.read() calls and calls an empty read an
+        # error ("unexpected read during raw paste: b''"). A board writing
+        # flash (an erase takes tens of ms on an ESP32) or a busy host VM
+        # answers later than 50 ms, so the hand-over waits as long as any
+        # other answer may take.
+        self.t.exec_raw_no_follow = functools.partial(_patient, self.t.exec_raw_no_follow, self.t.serial, timeout)
         try:
             with contextlib.redirect_stdout(quiet):
                 self.t.enter_raw_repl(soft_reset=False, timeout_overall=timeout)

@@ -1,6 +1,6 @@
 """SIM7600 AT engine (sans-I/O) behind the firmware transport contract.
 
-make_transport(board, cfg) is what firmware/main.py calls: the board's
+make_transport(board, cfg) is what firmware/loop.py calls: the board's
 modem UART stream and control pins, the device config (apn, receiver host
 and port, timings). Another dialect (SIM7080G) would be chosen here.
 """

@@ -27,8 +27,15 @@ Rules (TinyGSM waitResponse style):
     the same line is dropped and counted); the caller then writes the
     payload with payload().
 
-Must stay in sync with: firmware/modem/engine.py (result codes) and the
-dialect modules (patterns are written without the space after the colon).
+Also the modem package's shared vocabulary, here because every module of
+it imports this one: the named indices of a command's result (R_*), what
+a job may end with (Fail, Hung), and the outcomes (O_*) that the dialect's
+hooks and the rare jobs return so that the engine alone changes its state.
+
+Must stay in sync with: firmware/modem/engine.py (result codes, outcomes),
+docs/modem.md (the R_* and O_* tables: tests/test_docs_firmware.py)
+and the dialect modules (patterns are written without the space after the
+colon).
 """
 
 try:
@@ -42,11 +49,34 @@ except ImportError:  # CPython
 P_TIMEOUT = const(-1)
 P_PROMPT = const(-2)
 
+# A command's result, what a job is resumed with: a tuple (built by the
+# engine from `result` and `infos` below), read by these names
+R_END = const(0)  # index in `final` of the prefix that ended it, or P_TIMEOUT / P_PROMPT
+R_LINE = const(1)  # the line that ended it ("" after a timeout, ">" at a prompt)
+R_INFOS = const(2)  # its `info` lines (and hex data lines), in order
+
 OKERR = ("OK", "ERROR", "+CME ERROR:")
+
+# Outcomes: what a dialect hook or a rare job (services.py) found, as bits
+# (0: nothing; for urc(): not this dialect's line). The hook returns them,
+# or raises Fail(reason, outcome); the engine changes its own state for
+# them (Engine._apply): no dialect or service sets an engine field.
+O_DONE = const(1)  # handled, nothing changes (a URC the dialect knows)
+O_DATA = const(2)  # data waits on the socket (+CIPRXGET: 1): read it
+O_CLOSED = const(4)  # the socket is closed
+O_NET_LOST = const(8)  # the data path is gone, and the socket with it
+O_BAD_RX = const(16)  # the modem's TCP stream was bad (counted in bad_rx)
+O_CELL = const(32)  # a serving-cell line: the engine parses it with dialect.cell_of(line)
+O_DIALLING = const(64)  # a voice call was dialled
+O_CALL_ENDED = const(128)  # the call is over
+O_ASLEEP = const(256)  # the modem's UART sleeps (AT+CSCLK=1, DTR high)
+O_OFF = const(512)  # the modem is switched off (saver profile)
 
 
 class Fail(Exception):
-    """A job could not do its work (reason: short text, no secrets)."""
+    """A job could not do its work: Fail(reason[, outcome]) (reason: short
+    text, no secrets; outcome: O_* bits of what the dialect found on the
+    way, which the engine applies when it ends the job)."""
 
 
 class Hung(Exception):

@@ -11,12 +11,25 @@ firmware/transport.py). The board's STATUS line comes in through
 `status` (1 on, 0 off, None when the board does not wire it).
 
 How it runs: at most one job at a time. A job is a generator that yields
-requests, and the engine resumes it when the request completes:
-    ("C", cmd, final, info, timeout, prompt, hexdata) -> (index, line, infos)
-    ("P", payload, final, info, timeout)              -> (index, line, infos)
-    ("W", ms, cond)   wait ms, or until cond() is true  -> None
-    ("K", pin, level) pin action, immediate              -> None
-so every wait is "wait N ms", never a sleep. When no job runs, pick() starts
+requests, made by the request builders, and the engine resumes it when the
+request completes:
+    e.cmd(text, final, info, timeout, prompt, hexdata)  a command    -> result
+    e.payload(data, final, info, timeout)  after a prompt: bytes     -> result
+    e.wait(ms, cond)    wait ms, or until cond() is true             -> None
+    e.pin(name, level)  pin action ("pwrkey", "dtr"), immediate      -> None
+A result is a tuple read by the names of firmware/modem/at.py: r[R_END]
+(which `final` prefix ended it, or P_TIMEOUT / P_PROMPT), r[R_LINE] (that
+line), r[R_INFOS] (its info lines). So every wait is "wait N ms", never a
+sleep. A job ends by returning nothing, or the outcome it found (O_* of
+at.py: the rare jobs of services.py), or by raising Fail or Hung.
+
+The engine alone changes its state: the dialect's hooks and services.py
+return what they found as O_* bits (urc(line) and resync(e) return them,
+a socket hook raises Fail(reason, outcome), a service job returns them)
+and _apply() changes the fields they stand for. The one call a dialect
+makes into the engine is frames_in(frames), as it reads them.
+
+When no job runs, pick() starts
 the most urgent one, in this order: power-cycle a hung modem, boot, wake,
 re-synchronise after an RI wake, the caller's request
 (send/sms/call/hang-up), speaker mute in a call, read received data, GNSS
@@ -64,11 +77,35 @@ GNSS (boards whose GNSS is the modem's): want_gnss switches it on and off
 caller's fix tracker. The modem is never put to sleep with GNSS on.
 
 Must stay in sync with: firmware/transport.py (events), firmware/modem/at.py
-(result indices), docs/modem.md (step table and rules),
+(result indices, outcomes), docs/modem.md (requests, step table, timings
+and rules: tests/test_docs_firmware.py checks the tables against this code),
 firmware/boards/t_sim7600e.py (timings).
 """
 
-from firmware.modem.at import OKERR, AtChannel, Fail, Hung, P_TIMEOUT, P_PROMPT, cfg as _cfg, fields, to_int
+from firmware.modem.at import (
+    O_ASLEEP,
+    O_BAD_RX,
+    O_CALL_ENDED,
+    O_CELL,
+    O_CLOSED,
+    O_DATA,
+    O_DIALLING,
+    O_NET_LOST,
+    O_OFF,
+    OKERR,
+    P_PROMPT,
+    P_TIMEOUT,
+    R_END,
+    R_INFOS,
+    R_LINE,
+    AtChannel,
+    Fail,
+    Hung,
+    cfg as _cfg,
+    fields,
+    to_int,
+)
+from firmware.transport import EV_CALL, EV_FRAME, EV_LINK, EV_SEND_FAILED, EV_SENT, EV_SMS_FAILED, EV_SMS_SENT
 
 try:
     from micropython import const  # pyright: ignore[reportAssignmentType]
@@ -94,6 +131,12 @@ J_SYNC = const(12)
 J_GNSS = const(13)
 
 NMEA_MAX = const(2048)  # NMEA held for the caller at most (the UART rxbuf size)
+
+# Request kinds (the first item of what the request builders below return)
+_Q_CMD = const(0)
+_Q_PAYLOAD = const(1)
+_Q_WAIT = const(2)
+_Q_PIN = const(3)
 
 DEFAULTS = {
     "pwrkey_ms": 500,  # power-on press (Hardware Design Table 8: Ton >= 100, typ. 500 ms)
@@ -134,14 +177,14 @@ class Engine:
     def __init__(self, dialect, cfg=None):
         self.d = dialect
         self.cfg = cfg
-        t = DEFAULTS  # shared and read-only unless the config overrides a timing
+        tm = DEFAULTS  # shared and read-only unless the config overrides a timing
         for k in DEFAULTS:
             v = _cfg(cfg, k, None)
             if v is not None and v != DEFAULTS[k]:
-                if t is DEFAULTS:
-                    t = dict(DEFAULTS)
-                t[k] = v
-        self.t = t
+                if tm is DEFAULTS:
+                    tm = dict(DEFAULTS)
+                tm[k] = v
+        self.timings = tm  # DEFAULTS' keys, in ms (read_chunk in bytes)
         # power profile "saver": sleep switches the modem off, a wake boots it
         self.saver = _cfg(cfg, "power_profile", "ready") == "saver"
         self.off = False
@@ -156,7 +199,7 @@ class Engine:
         self.wedged = False  # STATUS stayed high after a power-off: needs a battery cycle
         self._sync = False  # an RI wake: what did the lost URC say?
         self._gnss_at = 0
-        self.pin = _cfg(cfg, "pin", None)
+        self.sim_pin = _cfg(cfg, "pin", None)  # the SIM PIN from the config (services.enter_pin)
         self.ch = AtChannel(self._urc)
         self.events = []
         self.actions = []
@@ -202,7 +245,7 @@ class Engine:
         self._rx_check_at = 0
         self._reply_wait = False  # a frame went out and nothing came back yet: no status polls in the way
         self._net_at = 0
-        self._net_backoff = self.t["net_retry_ms"]
+        self._net_backoff = self.timings["net_retry_ms"]
         self._rdy = False
         self.d.reset()
 
@@ -288,7 +331,7 @@ class Engine:
         if self._job is not None:
             self._kill(Fail("modem restarted"))
         if self.data_up:
-            self.events.append(("link", False))
+            self.events.append((EV_LINK, False))
         self.booted = False
         self._down()
         self._rdy = True
@@ -310,7 +353,7 @@ class Engine:
         cands = []
         w = self._wait
         if self._job is not None and w is not None:
-            if w[0] == "W":
+            if w[0] == _Q_WAIT:
                 cands.append(self._until)
                 if self._cond is not None:
                     cands.append(now + 500)  # a pin (STATUS) cannot wake anyone: look again
@@ -332,8 +375,7 @@ class Engine:
         w = self._wait
         val = None
         if w is not None:
-            op = w[0]
-            if op == "W":
+            if w[0] == _Q_WAIT:
                 if now < self._until and not (self._cond is not None and self._cond()):
                     return False
             else:
@@ -341,7 +383,7 @@ class Engine:
                 if r is None:
                     return False
                 idx, line = r
-                val = (idx, line, self.ch.infos)
+                val = (idx, line, self.ch.infos)  # the result: R_END, R_LINE, R_INFOS
                 self.ch.result = None
                 if idx != P_TIMEOUT:
                     self._timeouts = 0
@@ -357,8 +399,9 @@ class Engine:
                         return self._kill(Hung("modem babbling"))
         try:
             req = self._job.send(val)  # pyright: ignore[reportOptionalMemberAccess]
-        except StopIteration:
+        except StopIteration as done:
             self._end()
+            self._apply(done.value)  # what a rare job found (services.py), or None
             return True
         except Hung as e:
             return self._kill(e)
@@ -366,18 +409,18 @@ class Engine:
             return self._kill(e)
         op = req[0]
         self._wait = req
-        if op == "C":
+        if op == _Q_CMD:
             self._sent_at = now
             self.ch.send(req[1], req[2], req[3], req[4], now, req[5], req[6])
-        elif op == "P":
+        elif op == _Q_PAYLOAD:
             self._sent_at = now
             self.ch.payload(req[1], req[2], req[3], req[4], now)
-        elif op == "W":
+        elif op == _Q_WAIT:
             self._until = now + req[1]
             self._cond = req[2]
-        elif op == "K":
+        elif op == _Q_PIN:
             self.actions.append((req[1], req[2]))
-            self._wait = ("W",)
+            self._wait = (_Q_WAIT,)
             self._until = now
             self._cond = None
         return True
@@ -397,19 +440,21 @@ class Engine:
                 pass
         self._end()
         self.ch.cancel()
+        if len(exc.args) > 1:
+            self._apply(exc.args[1])  # what the dialect found on the way (Fail(reason, outcome))
         reason = exc.args[0] if exc.args else "modem not answering"
         if kind == J_SEND:
-            self.events.append(("send_failed", reason))
+            self.events.append((EV_SEND_FAILED, reason))
         elif kind == J_SMS:
-            self.events.append(("sms_failed", reason))
+            self.events.append((EV_SMS_FAILED, reason))
         elif kind == J_CALL:
             self.call = None
-            self.events.append(("call", "ended"))
+            self.events.append((EV_CALL, "ended"))
         if isinstance(exc, Hung) or kind == J_BOOT:
             # power-cycle, backing off 2 s, 4 s ... 120 s while it keeps failing
             self.hung = isinstance(exc, Hung) or self.hung
             if self.data_up:
-                self.events.append(("link", False))
+                self.events.append((EV_LINK, False))
             self._down()
             self.booted = False
             self._cycle_at = self.now + self._backoff
@@ -429,11 +474,11 @@ class Engine:
         self._req = None
         if req is not None:
             if req[0] == J_SEND:
-                self.events.append(("send_failed", reason))
+                self.events.append((EV_SEND_FAILED, reason))
             elif req[0] == J_SMS:
-                self.events.append(("sms_failed", reason))
+                self.events.append((EV_SMS_FAILED, reason))
             elif req[0] == J_CALL:
-                self.events.append(("call", "ended"))
+                self.events.append((EV_CALL, "ended"))
 
     def _pick(self, now):
         if self.off:
@@ -456,7 +501,7 @@ class Engine:
         if self.asleep:
             if req is not None or self.rx_pending or self._mute_due or self._sync or gnss_due or not self.want_sleep \
                     or (not self.data_up and self._net_at and now >= self._net_at):
-                return self._start(J_WAKE, _svc().j_wake(self))  # work to do, or data waiting
+                return self._start(J_WAKE, self._j_wake())  # work to do, or data waiting
             return False
         if self._sync:
             return self._start(J_SYNC, self._j_sync())
@@ -478,7 +523,7 @@ class Engine:
             if not self.rx_pending:
                 self._reply_wait = False  # its URC is late or lost: poll, and stop holding polls back
                 self._rx_checks += 1
-                self._rx_check_at = now + (self.t["rx_check_ms"] << self._rx_checks) if self._rx_checks < 3 else 0
+                self._rx_check_at = now + (self.timings["rx_check_ms"] << self._rx_checks) if self._rx_checks < 3 else 0
             return self._start(J_READ, self._j_read())
         if gnss_due and not self._reply_wait:
             # (after the reply: its CIPRXGET read would wait behind four
@@ -489,7 +534,7 @@ class Engine:
         if now >= self._status_at and not self._reply_wait:
             # (not while a reply is due: four status commands on the UART
             # would hold its CIPRXGET read, and the ACK, back by ~100 ms)
-            self._status_at = now + self.t["status_ms"]
+            self._status_at = now + self.timings["status_ms"]
             return self._start(J_STATUS, self._j_status())
         if self.want_sleep and not self.gnss_on and self.call is None:
             return self._start(J_SLEEP, _svc().j_sleep(self))
@@ -498,10 +543,22 @@ class Engine:
     # ---- request builders used by jobs ----------------------------------
 
     def cmd(self, text, final=OKERR, info=(), timeout=None, prompt=False, hexdata=False):
-        return ("C", text, final, info, timeout or self.t["cmd_timeout_ms"], prompt, hexdata)
+        """Send `text` and wait for a line starting with one of `final`,
+        keeping the lines of `info` (and, with hexdata, lines of hex
+        digits); with prompt, a ">" ends it too (P_PROMPT). -> result"""
+        return (_Q_CMD, text, final, info, timeout or self.timings["cmd_timeout_ms"], prompt, hexdata)
+
+    def payload(self, data, final, info, timeout):
+        """After P_PROMPT: write `data` (bytes) and wait as cmd() does."""
+        return (_Q_PAYLOAD, data, final, info, timeout)
 
     def wait(self, ms, cond=None):
-        return ("W", ms, cond)
+        """Wait `ms`, or until cond() is true. -> None"""
+        return (_Q_WAIT, ms, cond)
+
+    def pin(self, name, level):
+        """Set a modem pin ("pwrkey": 1 = key pressed; "dtr") now. -> None"""
+        return (_Q_PIN, name, level)
 
     # ---- URCs -----------------------------------------------------------
 
@@ -530,15 +587,15 @@ class Engine:
             if "BEGIN" in line:
                 self.call = "active"
                 self._mute_due = True
-                self.events.append(("call", "active"))
+                self.events.append((EV_CALL, "active"))
             elif "END" in line and self.call is not None:
                 self.call = None
-                self.events.append(("call", "ended"))
+                self.events.append((EV_CALL, "ended"))
             return
         if line == "NO CARRIER" or line == "BUSY" or line == "NO ANSWER":
             if self.call is not None:
                 self.call = None
-                self.events.append(("call", "ended"))
+                self.events.append((EV_CALL, "ended"))
             return
         if line.startswith("+CSQ:"):
             self.csq_v = to_int(fields(line)[0], 99)
@@ -549,9 +606,46 @@ class Engine:
         if line.startswith("+CEREG:") or line.startswith("+CGREG:"):
             self.ps_reg = _reg_ok(line)
             return
-        if self.d.urc(self, line):
+        o = self.d.urc(line)
+        if not o:
+            self.unknown += 1
+        elif o == O_CELL:
+            c = self.d.cell_of(line)
+            if c is not None:
+                self.cell_v = c
+                self.cell_at = self.now
+        else:
+            self._apply(o)
+
+    def _apply(self, o):
+        """Change the engine's state for what a dialect hook or a rare job
+        found (O_* bits of firmware/modem/at.py): they answer, the engine
+        owns its fields."""
+        if not o:
             return
-        self.unknown += 1
+        if o & O_NET_LOST:
+            self._net_lost()
+        elif o & O_CLOSED:
+            self.sock = False
+        if o & O_DATA:
+            self.rx_pending = True
+        if o & O_BAD_RX:
+            self.bad_rx += 1
+        if o & O_DIALLING and self.call is None:
+            self.call = "dialling"
+            self.events.append((EV_CALL, "dialling"))
+        if o & O_CALL_ENDED and self.call is not None:
+            self.call = None
+            self.events.append((EV_CALL, "ended"))
+        if o & O_ASLEEP:
+            self.asleep = True
+        if o & O_OFF:
+            if self.data_up:
+                self.events.append((EV_LINK, False))
+            self._down()
+            self.booted = False
+            self.off = True
+            self.asleep = True
 
     # ---- jobs -----------------------------------------------------------
 
@@ -564,7 +658,7 @@ class Engine:
         was_up = self.data_up
         self._down()
         if was_up:
-            self.events.append(("link", False))
+            self.events.append((EV_LINK, False))
         self.ri_urc = False
         if self.gnss_on:
             self.gnss_on = False  # a restarted modem has GNSS off (manual 17.2.1: off by default)
@@ -573,7 +667,7 @@ class Engine:
             if self.status != 0:
                 for _ in range(2):
                     r = yield self.cmd("AT", OKERR, (), 500)
-                    if r[0] == 0:
+                    if r[R_END] == 0:
                         yield from self._init()
                         return
                 cycle = self.status == 1  # on, but silent: hung
@@ -587,15 +681,15 @@ class Engine:
         """PWRKEY press, then RDY (Hardware Design Table 8)."""
         self._rdy = False
         self.ch.reset()
-        yield ("K", "pwrkey", 1)
-        yield self.wait(self.t["pwrkey_ms"])
-        yield ("K", "pwrkey", 0)
-        yield self.wait(self.t["boot_timeout_ms"], self._is_rdy)
+        yield self.pin("pwrkey", 1)
+        yield self.wait(self.timings["pwrkey_ms"])
+        yield self.pin("pwrkey", 0)
+        yield self.wait(self.timings["boot_timeout_ms"], self._is_rdy)
         ok = self._rdy
         if not ok:
             for _ in range(3):
                 r = yield self.cmd("AT", OKERR, ())
-                if r[0] == 0:
+                if r[R_END] == 0:
                     ok = True
                     break
         if not ok:
@@ -610,16 +704,16 @@ class Engine:
         ok = False
         if graceful:
             r = yield self.cmd("AT+CPOF", OKERR, (), 3000)
-            ok = r[0] == 0
+            ok = r[R_END] == 0
         if not ok:
-            yield ("K", "pwrkey", 1)
-            yield self.wait(self.t["pwrkey_off_ms"])
-            yield ("K", "pwrkey", 0)
+            yield self.pin("pwrkey", 1)
+            yield self.wait(self.timings["pwrkey_off_ms"])
+            yield self.pin("pwrkey", 0)
         self.ch.reset()  # what it says while shutting down is not an answer
         if self.status is None:
-            yield self.wait(self.t["off_timeout_ms"])
+            yield self.wait(self.timings["off_timeout_ms"])
         else:
-            yield self.wait(self.t["off_timeout_ms"], self._is_off)
+            yield self.wait(self.timings["off_timeout_ms"], self._is_off)
             if self.status != 0:
                 self.wedged = True
                 raise Hung("modem will not power off")
@@ -641,15 +735,19 @@ class Engine:
             verdict = "retry"
             for _ in range(tries):
                 r = yield self.cmd(text, OKERR, info, timeout)
-                verdict = judge(self, r) if judge else ("ok" if r[0] == 0 else "retry")
+                verdict = judge(self, r) if judge else ("ok" if r[R_END] == 0 else "retry")
+                if verdict == "ri":  # ok, and RI now pulses for every URC (sim7600: AT+CFGRI=1)
+                    self.ri_urc = True
+                    verdict = "ok"
                 if verdict != "retry":
                     break
                 yield self.wait(interval)
             if verdict == "pin":
-                verdict = yield from _svc().enter_pin(self)
+                self.sim = yield from _svc().enter_pin(self)
+                verdict = "ok" if self.sim == "ready" else "fail"
             if verdict == "ok":
                 continue
-            if verdict == "retry" and r[0] == P_TIMEOUT:
+            if verdict == "retry" and r[R_END] == P_TIMEOUT:
                 raise Hung("%s: no answer" % name)
             if name == "sim":
                 if self.sim in (None, "ready"):
@@ -669,30 +767,31 @@ class Engine:
 
     def _j_net(self):
         """Registration, then the dialect opens the data path."""
-        deadline = self.now + self.t["reg_timeout_ms"]
+        deadline = self.now + self.timings["reg_timeout_ms"]
         while True:
             r = yield self.cmd("AT+CREG?", OKERR, ("+CREG:",))
-            self.cs_reg = r[0] == 0 and bool(r[2]) and _reg_ok(r[2][0])
+            self.cs_reg = r[R_END] == 0 and bool(r[R_INFOS]) and _reg_ok(r[R_INFOS][0])
             ps = False
             for q, p in (("AT+CEREG?", "+CEREG:"), ("AT+CGREG?", "+CGREG:")):
                 r = yield self.cmd(q, OKERR, (p,))
-                if r[0] == 0 and r[2] and _reg_ok(r[2][0]):
+                if r[R_END] == 0 and r[R_INFOS] and _reg_ok(r[R_INFOS][0]):
                     ps = True
                     break
             self.ps_reg = ps
             if ps:
                 break
             if self.now >= deadline:
-                return self._net_later()
+                self._net_later()
+                return
             if self._req is not None:
                 self._net_at = self.now  # let the caller's SMS or call go first
                 return
-            yield self.wait(self.t["reg_poll_ms"])
+            yield self.wait(self.timings["reg_poll_ms"])
         ok = yield from self.d.net_open(self)
         if ok:
             self.data_up = True
-            self._net_backoff = self.t["net_retry_ms"]
-            self.events.append(("link", True))
+            self._net_backoff = self.timings["net_retry_ms"]
+            self.events.append((EV_LINK, True))
         else:
             self._net_later()
 
@@ -704,8 +803,8 @@ class Engine:
         cap = 600000 if self.want_sleep else 60000
         self._net_backoff = min(self._net_backoff * 2, cap)
 
-    def net_lost(self):
-        """Called by the dialect when the data path went away."""
+    def _net_lost(self):
+        """The data path went away (O_NET_LOST)."""
         was = self.data_up
         self.data_up = False
         self.sock = False
@@ -714,7 +813,7 @@ class Engine:
         self._reply_wait = False
         self._net_at = self.now
         if was:
-            self.events.append(("link", False))
+            self.events.append((EV_LINK, False))
 
     def _j_send(self, raw):
         from protocol.stream import pack
@@ -722,42 +821,56 @@ class Engine:
         if not self.data_up:
             raise Fail("no data path")
         if not self.sock:
-            yield from self.d.sock_open(self)
-        n = yield from self.d.sock_send(self, pack(raw))
-        self.events.append(("sent", len(raw)))
+            yield from self.d.sock_open(self)  # returns once open; else Fail(reason, what it found)
+            self.sock = True
+        yield from self.d.sock_send(self, pack(raw))
+        self.events.append((EV_SENT, len(raw)))
         self._reply_wait = True
         self._rx_checks = 0
-        self._rx_check_at = self.now + self.t["rx_check_ms"]
-        return n
+        self._rx_check_at = self.now + self.timings["rx_check_ms"]
 
     def _j_read(self):
         self.rx_pending = False
-        yield from self.d.sock_read(self)
+        self._apply((yield from self.d.sock_read(self)))
 
     def frames_in(self, frames):
+        """Whole frames the dialect read off the socket, handed here as it
+        reads them (the one call a dialect makes into the engine: a reply
+        reaches the caller before the next chunk is asked for)."""
         self._reply_wait = False
         for f in frames:
-            self.events.append(("frame", f))
+            self.events.append((EV_FRAME, f))
 
     def _j_sms(self, number, text):
         r = yield self.cmd('AT+CMGS="%s"' % number, ("ERROR", "+CMS ERROR:", "+CME ERROR:"), (), 10000, True)
-        if r[0] == 1 and to_int(fields(r[1])[0]) == 305:
+        if r[R_END] == 1 and to_int(fields(r[R_LINE])[0]) == 305:
             # "invalid text mode parameter": text mode was lost; set it and try once more
             yield self.cmd("AT+CMGF=1")
             r = yield self.cmd('AT+CMGS="%s"' % number, ("ERROR", "+CMS ERROR:", "+CME ERROR:"), (), 10000, True)
-        if r[0] != P_PROMPT:
-            if r[0] == P_TIMEOUT:
+        if r[R_END] != P_PROMPT:
+            if r[R_END] == P_TIMEOUT:
                 self.ch.out.extend(b"\x1b")  # cancel a prompt we may have missed
-            raise Fail("cmgs: %s" % (r[1] or "no prompt"))
-        r = yield ("P", text.encode() + b"\x1a", OKERR + ("+CMS ERROR:",), ("+CMGS:",), self.t["sms_timeout_ms"])
-        if r[0] == 0 and r[2]:
-            self.events.append(("sms_sent", to_int(fields(r[2][0])[0], -1)))
+            raise Fail("cmgs: %s" % (r[R_LINE] or "no prompt"))
+        r = yield self.payload(text.encode() + b"\x1a", OKERR + ("+CMS ERROR:",), ("+CMGS:",), self.timings["sms_timeout_ms"])
+        if r[R_END] == 0 and r[R_INFOS]:
+            self.events.append((EV_SMS_SENT, to_int(fields(r[R_INFOS][0])[0], -1)))
             return
-        if r[1].startswith("+CMS ERROR:") and to_int(fields(r[1])[0]) in (330, 331, 332):
+        if r[R_LINE].startswith("+CMS ERROR:") and to_int(fields(r[R_LINE])[0]) in (330, 331, 332):
             # no service / network timeout: not ready for SMS until CREG says so
             self.cs_reg = False
             self._status_at = self.now
-        raise Fail("sms: %s" % (r[1] or "timeout"))
+        raise Fail("sms: %s" % (r[R_LINE] or "timeout"))
+
+    def _j_wake(self):
+        """DTR low, then 20 ms before the first byte (UART application note
+        3.1.4); one AT shows it is listening (a second only if the first went
+        unanswered)."""
+        yield self.pin("dtr", 0)
+        yield self.wait(self.timings["dtr_wake_ms"])
+        self.asleep = False
+        r = yield self.cmd("AT", OKERR, ())
+        if r[R_END] != 0:
+            yield self.cmd("AT", OKERR, ())
 
     def _j_sync(self):
         """After an RI wake: the URC that pulsed RI was lost, so ask what
@@ -766,7 +879,7 @@ class Engine:
         buffered data."""
         self._sync = False
         yield self.cmd("AT", OKERR, ())
-        yield from self.d.resync(self)
+        self._apply((yield from self.d.resync(self)))
 
     def _j_gnss(self, on):
         ok = yield from self.d.gnss(self, on)
@@ -774,7 +887,7 @@ class Engine:
             self.gnss_on = on
             self._gnss_at = 0
         else:
-            self._gnss_at = self.now + self.t["gnss_retry_ms"]
+            self._gnss_at = self.now + self.timings["gnss_retry_ms"]
 
     def nmea_in(self, line):
         """An NMEA sentence from the AT port (the modem's GNSS)."""
@@ -788,14 +901,14 @@ class Engine:
 
     def _j_status(self):
         r = yield self.cmd("AT+CREG?", OKERR, ("+CREG:",))
-        if r[0] == 0 and r[2]:
-            self.cs_reg = _reg_ok(r[2][0])
+        if r[R_END] == 0 and r[R_INFOS]:
+            self.cs_reg = _reg_ok(r[R_INFOS][0])
         r = yield self.cmd("AT+CEREG?", OKERR, ("+CEREG:",))
-        if r[0] == 0 and r[2]:
-            self.ps_reg = _reg_ok(r[2][0])
+        if r[R_END] == 0 and r[R_INFOS]:
+            self.ps_reg = _reg_ok(r[R_INFOS][0])
         r = yield self.cmd("AT+CSQ", OKERR, ("+CSQ:",))
-        if r[0] == 0 and r[2]:
-            self.csq_v = to_int(fields(r[2][0])[0], 99)
+        if r[R_END] == 0 and r[R_INFOS]:
+            self.csq_v = to_int(fields(r[R_INFOS][0])[0], 99)
         c = yield from self.d.cell(self)
         if c is not None:
             self.cell_v = c
@@ -809,8 +922,8 @@ def _svc():
 
 
 def _j_cpin(e, r):
-    if r[0] == 0 and r[2]:
-        s = r[2][0]
+    if r[R_END] == 0 and r[R_INFOS]:
+        s = r[R_INFOS][0]
         if s.endswith("READY"):
             e.sim = "ready"
             return "ok"
@@ -820,8 +933,8 @@ def _j_cpin(e, r):
             e.sim = "puk_required"
             return "fail"
         return "retry"
-    if r[0] == 2:  # +CME ERROR: <n>
-        code = to_int(fields(r[1])[0])
+    if r[R_END] == 2:  # +CME ERROR: <n>
+        code = to_int(fields(r[R_LINE])[0])
         if code == 10:
             e.sim = "missing"
         elif code == 13 or code == 15:
@@ -831,14 +944,16 @@ def _j_cpin(e, r):
 
 
 def _j_csq(e, r):
-    if r[0] == 0 and r[2]:
-        e.csq_v = to_int(fields(r[2][0])[0], 99)
+    if r[R_END] == 0 and r[R_INFOS]:
+        e.csq_v = to_int(fields(r[R_INFOS][0])[0], 99)
         return "ok"
     return "retry"
 
 
 # Bring-up step table: (name, command, info prefixes, timeout ms, tries,
-# retry interval ms, judge). A judge returns "ok", "retry", "pin" or "fail".
+# retry interval ms, judge). A judge returns "ok", "retry", "pin", "fail", or
+# "ri" (ok, and RI now pulses for every URC: ri_urc). The engine's own
+# judges below may set its fields; a dialect's only answer.
 # The dialect's own steps (dialect.steps) run after these.
 BOOT_STEPS = [
     ("echo off", "ATE0", (), 3000, 5, 500, None),

@@ -1,30 +1,31 @@
 """Rarely used engine jobs, loaded on first use to keep the engine's
 resident size down: SIM PIN entry, covert voice call, hang-up, UART sleep
-and wake (power profile "saver": sleep switches the modem off). Each is a
-generator run as an engine job (see engine.py).
+(power profile "saver": sleep switches the modem off). Each is a generator
+run as an engine job (see engine.py). None sets an engine field: each
+returns what it found (the SIM's state, or O_* outcome bits of
+firmware/modem/at.py) and the engine changes its own state.
 
 Must stay in sync with: firmware/modem/engine.py (job protocol), docs/modem.md.
 """
 
-from firmware.modem.at import OKERR, Fail
+from firmware.modem.at import O_ASLEEP, O_CALL_ENDED, O_DIALLING, O_OFF, OKERR, R_END, R_INFOS, R_LINE, Fail
 
 
 def enter_pin(e):
-    if not e.pin:
-        e.sim = "pin_required"
-        return "fail"
-    r = yield e.cmd('AT+CPIN="%s"' % e.pin, OKERR, (), 5000)
-    if r[0] != 0:
-        e.sim = "pin_rejected"  # never retried: three wrong PINs lock the SIM
-        return "fail"
+    """The SIM asks for its PIN: enter the configured one, once. Returns
+    the SIM's state: "ready", "pin_required" (no PIN configured) or
+    "pin_rejected" (never retried: three wrong PINs lock the SIM)."""
+    if not e.sim_pin:
+        return "pin_required"
+    r = yield e.cmd('AT+CPIN="%s"' % e.sim_pin, OKERR, (), 5000)
+    if r[R_END] != 0:
+        return "pin_rejected"
     for _ in range(10):
         yield e.wait(1000)
         r = yield e.cmd("AT+CPIN?", OKERR, ("+CPIN:",), 5000)
-        if r[0] == 0 and r[2] and r[2][0].endswith("READY"):
-            e.sim = "ready"
-            return "ok"
-    e.sim = "pin_rejected"
-    return "fail"
+        if r[R_END] == 0 and r[R_INFOS] and r[R_INFOS][0].endswith("READY"):
+            return "ready"
+    return "pin_rejected"
 
 
 def j_call(e, number):
@@ -35,12 +36,10 @@ def j_call(e, number):
     # CALL: BEGIN arrives (j_mute) and the microphone is never muted (CMUT
     # resets to 0, unmuted, after every call): the centre hears the room.
     yield e.cmd("AT+CLVL=0")
-    r = yield e.cmd("ATD%s;" % number, OKERR + ("NO CARRIER", "BUSY", "NO ANSWER"), (), e.t["call_timeout_ms"])
-    if r[0] != 0:
-        raise Fail("dial: %s" % (r[1] or "timeout"))
-    if e.call is None:
-        e.call = "dialling"
-        e.events.append(("call", "dialling"))
+    r = yield e.cmd("ATD%s;" % number, OKERR + ("NO CARRIER", "BUSY", "NO ANSWER"), (), e.timings["call_timeout_ms"])
+    if r[R_END] != 0:
+        raise Fail("dial: %s" % (r[R_LINE] or "timeout"))
+    return O_DIALLING
 
 
 def j_mute(e):
@@ -50,10 +49,8 @@ def j_mute(e):
 def j_hangup(e):
     # AT+CHUP ends a voice call whatever AT+CVHU says (ATH is ignored with
     # CVHU=1, manual 5.2.1-5.2.2); its maximum response time is 120 s
-    yield e.cmd("AT+CHUP", OKERR, (), e.t["hangup_timeout_ms"])
-    if e.call is not None:
-        e.call = None
-        e.events.append(("call", "ended"))
+    yield e.cmd("AT+CHUP", OKERR, (), e.timings["hangup_timeout_ms"])
+    return O_CALL_ENDED
 
 
 def j_sleep(e):
@@ -61,29 +58,12 @@ def j_sleep(e):
     (AT+CPOF, STATUS seen low). Ready profile: UART sleep (AT+CSCLK=1, DTR
     high: Sleep Mode application note 3.1); it stays registered and keeps
     its data path, and wakes the host by RI for every URC (AT+CFGRI=1, set
-    at boot by the dialect)."""
+    at boot by the dialect). Waking is the engine's own job (_j_wake)."""
     if e.saver:
         yield from e.power_off(True)
-        if e.data_up:
-            e.events.append(("link", False))
-        e._down()
-        e.booted = False
-        e.off = True
-        e.asleep = True
-        return
+        return O_OFF
     r = yield e.cmd("AT+CSCLK=1")
-    if r[0] == 0:
-        yield ("K", "dtr", 1)
-        e.asleep = True
-
-
-def j_wake(e):
-    """DTR low, then 20 ms before the first byte (UART application note
-    3.1.4); one AT shows it is listening (a second only if the first went
-    unanswered)."""
-    yield ("K", "dtr", 0)
-    yield e.wait(e.t["dtr_wake_ms"])
-    e.asleep = False
-    r = yield e.cmd("AT", OKERR, ())
-    if r[0] != 0:
-        yield e.cmd("AT", OKERR, ())
+    if r[R_END] == 0:
+        yield e.pin("dtr", 1)
+        return O_ASLEEP
+    return 0

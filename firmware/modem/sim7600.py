@@ -4,13 +4,29 @@ AT+CIPCLOSE, AT+CPSI?), over the generic engine.
 
 Owns: the SIM7600 commands, their answers and URCs (+CIPRXGET: 1,<link>,
 +IPCLOSE, +CIPEVENT, late +NETOPEN:). Never does I/O; all its methods are
-generators run inside an engine job, or plain parsers.
+generators run inside an engine job, or plain parsers. Never sets an
+engine field: its hooks answer (a value, or the O_* outcome bits of
+firmware/modem/at.py) and the engine changes its own state.
 
-A dialect provides: steps (bring-up steps after the generic ones), reset(),
-urc(engine, line) -> handled?, net_open(e) -> bool, sock_open(e),
-sock_send(e, data) -> bytes sent, sock_read(e), cell(e) -> tuple or None,
-resync(e) (after an RI wake: what a lost URC could have said), gnss(e, on)
--> bool (the modem's own GNSS; False: not now, try again later).
+A dialect provides (docs/modem.md, "The dialect interface"; e is the
+engine, whose request builders and timings the generators use):
+  steps                 bring-up steps after the generic ones
+  reset()               forget what it holds for a link (power cycle)
+  urc(line) -> O_*      a line no command claimed; 0: not this dialect's
+  cell_of(line)         the (mcc, mnc, tac, cell_id, rsrp) an O_CELL line says, or None
+  net_open(e) -> bool   open the data path (generator)
+  sock_open(e)          open the socket; returns once open, else raises
+                        Fail(reason, O_*) (generator)
+  sock_send(e, data) -> bytes confirmed; Fail(reason, O_*) (generator)
+  sock_read(e) -> O_*   drain received data, handing whole frames to
+                        e.frames_in() as they come (generator)
+  cell(e) -> tuple or None     the serving cell (generator)
+  resync(e) -> O_*      after an RI wake: what a lost URC could have said
+                        (generator)
+  gnss(e, on) -> bool   the modem's own GNSS (False: not now, try again
+                        later) (generator)
+A step's judge(e, r) returns "ok", "retry", "pin", "fail", or "ri" (ok, and
+RI now pulses for every URC: the engine records it).
 
 Bring-up steps of this dialect: the APN; manual receive (AT+CIPRXGET=1,
 so a frame never arrives inside a line); RI pulsed for every URC
@@ -34,12 +50,30 @@ Link 0 is the only socket. Received data is read in hex (AT+CIPRXGET=3), so
 a binary frame can never be mistaken for a line end, a prompt or a URC.
 
 Must stay in sync with: firmware/modem/engine.py (job protocol),
-host_sim/modem.py (the emulator speaks the same answers), docs/modem.md.
+host_sim/modem.py (the emulator speaks the same answers), docs/modem.md
+(the step and dialect interface tables: tests/test_docs_firmware.py).
 """
 
 import binascii
 
-from firmware.modem.at import OKERR, P_PROMPT, P_TIMEOUT, Fail, cfg as _cfg, fields, to_int
+from firmware.modem.at import (
+    O_BAD_RX,
+    O_CELL,
+    O_CLOSED,
+    O_DATA,
+    O_DONE,
+    O_NET_LOST,
+    OKERR,
+    P_PROMPT,
+    P_TIMEOUT,
+    R_END,
+    R_INFOS,
+    R_LINE,
+    Fail,
+    cfg as _cfg,
+    fields,
+    to_int,
+)
 from firmware.modem.engine import IP_MARGIN_MS
 from protocol.errors import BadLength
 from protocol.stream import Deframer
@@ -54,14 +88,11 @@ def _apn_cmd(e):
 
 
 def _ri_set(e, r):
-    if r[0] == 0:
-        e.ri_urc = True
-        return "ok"
-    return "retry"
+    return "ri" if r[R_END] == 0 else "retry"  # the engine notes that RI pulses for every URC
 
 
 def _iptimeout_cmd(e):
-    t = e.t
+    t = e.timings
     return "AT+CIPTIMEOUT=%d,%d,%d" % (_module_ms(t["netopen_timeout_ms"]), _module_ms(t["open_timeout_ms"]),
                                        _module_ms(t["send_timeout_ms"]))
 
@@ -93,57 +124,53 @@ class Sim7600:
 
     # ---- URCs -----------------------------------------------------------
 
-    def urc(self, e, line):
+    def urc(self, line):
+        """What an unclaimed line says, as O_* bits; 0: not this dialect's."""
         if line.startswith("+CIPRXGET:1,"):
-            e.rx_pending = True
-            return True
+            return O_DATA
         if line.startswith("+IPCLOSE:"):
-            f = fields(line)
-            if to_int(f[0]) == LINK:
-                e.sock = False  # data already buffered stays readable (an ACK, then close)
-            return True
+            # data already buffered stays readable (an ACK, then close)
+            return O_CLOSED if to_int(fields(line)[0]) == LINK else O_DONE
         if line.startswith("+CIPEVENT:"):
-            e.net_lost()
             self.deframer = Deframer()
-            return True
+            return O_NET_LOST
         if line.startswith("+NETOPEN:"):
-            return True  # late answer of a NETOPEN that timed out: the net job asks again
+            return O_DONE  # late answer of a NETOPEN that timed out: the net job asks again
         if line.startswith("+CIPOPEN:") or line.startswith("+CIPSEND:") or line.startswith("+CIPCLOSE:"):
-            return True  # late answers of commands that timed out
+            return O_DONE  # late answers of commands that timed out
         if line.startswith("+CIPERROR:") or line.startswith("+IP ERROR:"):
-            return True
+            return O_DONE
         if line.startswith("+NETCLOSE:"):
-            return True
+            return O_DONE
         if line.startswith("+CPSI:"):
-            c = parse_cpsi(line)
-            if c is not None:
-                e.cell_v = c
-                e.cell_at = e.now
-            return True
+            return O_CELL
         if line.startswith("+CGPS:"):
-            return True  # "+CGPS: 0": a stopped session's end (manual 17.2.1)
-        return False
+            return O_DONE  # "+CGPS: 0": a stopped session's end (manual 17.2.1)
+        return 0
+
+    def cell_of(self, line):
+        return parse_cpsi(line)
 
     # ---- after an RI wake -------------------------------------------------
 
     def resync(self, e):
         """The lost URC could have been +CIPEVENT (data path gone),
         +IPCLOSE (socket closed) or +CIPRXGET: 1,0 (data waiting, and no
-        new URC comes until it is read: manual 11.2.6 note 1)."""
+        new URC comes until it is read: manual 11.2.6 note 1). Returns O_*."""
         if e.data_up:
             r = yield e.cmd("AT+NETOPEN?", OKERR, ("+NETOPEN:",))
-            if r[0] == 0 and r[2] and to_int(fields(r[2][0])[0]) == 0:
-                e.net_lost()
+            if r[R_END] == 0 and r[R_INFOS] and to_int(fields(r[R_INFOS][0])[0]) == 0:
                 self.deframer = Deframer()
-                return
+                return O_NET_LOST
         if e.sock:
             r = yield e.cmd("AT+CIPRXGET=4,%d" % LINK, OKERR, ("+CIPRXGET:4,",))
-            if r[0] == 0 and r[2]:
-                f = fields(r[2][0])
+            if r[R_END] == 0 and r[R_INFOS]:
+                f = fields(r[R_INFOS][0])
                 if len(f) > 2 and (to_int(f[2]) or 0) > 0:
-                    e.rx_pending = True
-            elif r[0] != 0:
-                e.sock = False  # no such link any more
+                    return O_DATA
+            elif r[R_END] != 0:
+                return O_CLOSED  # no such link any more
+        return 0
 
     # ---- GNSS -------------------------------------------------------------
 
@@ -151,7 +178,7 @@ class Sim7600:
         if on:
             for cmd in ("AT+CVAUXV=2800", "AT+CVAUXS=1", "AT+CGPS=1", "AT+CGPSINFOCFG=1,3"):
                 r = yield e.cmd(cmd)
-                if r[0] != 0:
+                if r[R_END] != 0:
                     return False  # e.g. CGPS refused for 2-30 s after a stop (manual 17.2.1)
             return True
         for cmd in ("AT+CGPSINFOCFG=0,3", "AT+CGPS=0", "AT+CVAUXS=0"):
@@ -161,15 +188,15 @@ class Sim7600:
     # ---- data path ------------------------------------------------------
 
     def net_open(self, e):
-        r = yield e.cmd("AT+NETOPEN", ("+NETOPEN:", "ERROR", "+CME ERROR:"), ("+IP ERROR:",), e.t["netopen_timeout_ms"])
-        if r[0] == 0:
-            return to_int(fields(r[1])[0]) == 0
-        if r[0] == 1 and r[2] and "already opened" in r[2][0]:
+        r = yield e.cmd("AT+NETOPEN", ("+NETOPEN:", "ERROR", "+CME ERROR:"), ("+IP ERROR:",), e.timings["netopen_timeout_ms"])
+        if r[R_END] == 0:
+            return to_int(fields(r[R_LINE])[0]) == 0
+        if r[R_END] == 1 and r[R_INFOS] and "already opened" in r[R_INFOS][0]:
             return True
-        if r[0] == P_TIMEOUT:
+        if r[R_END] == P_TIMEOUT:
             # the +NETOPEN: line may have been lost: ask for the state
             r = yield e.cmd("AT+NETOPEN?", OKERR, ("+NETOPEN:",))
-            if r[0] == 0 and r[2] and to_int(fields(r[2][0])[0]) == 1:
+            if r[R_END] == 0 and r[R_INFOS] and to_int(fields(r[R_INFOS][0])[0]) == 1:
                 return True
         return False
 
@@ -181,43 +208,41 @@ class Sim7600:
         # the manual does not say (pessimistic: it does not), so stop
         # waiting at once instead of at the open timeout
         r = yield e.cmd(cmd, ("+CIPOPEN:", "ERROR", "+CME ERROR:", "+CIPEVENT:"), ("+IP ERROR:",),
-                        e.t["open_timeout_ms"])
-        if r[0] == 3:
-            self.urc(e, r[1])
-            raise Fail("open: the network closed")
-        if r[0] == 0:
-            f = fields(r[1])
+                        e.timings["open_timeout_ms"])
+        end = r[R_END]
+        if end == 3:
+            raise Fail("open: the network closed", self.urc(r[R_LINE]))
+        if end == 0:
+            f = fields(r[R_LINE])
             err = to_int(f[1]) if len(f) > 1 else None
             if err == 0:
-                e.sock = True
-                return
+                return  # open: the engine notes it
+            found = 0
             if err == 4 or err == 9:
                 # the link is still held from before: close it, open next time
                 yield from self.sock_close(e)
+                found = O_CLOSED
             elif err in _NET_GONE:
-                e.net_lost()
+                found = O_NET_LOST
             yield e.wait(200)  # the ERROR that trails a failed +CIPOPEN
-            raise Fail("open: error %s" % f[1] if len(f) > 1 else "open: bad answer")
-        if r[0] == P_TIMEOUT:
+            raise Fail("open: error %s" % f[1] if len(f) > 1 else "open: bad answer", found)
+        if end == P_TIMEOUT:
             yield from self.sock_close(e)
-            raise Fail("open: timeout")
-        if r[2] and "opened" not in r[2][0]:
-            e.net_lost()
-        raise Fail("open: %s" % (r[2][0] if r[2] else r[1]))
+            raise Fail("open: timeout", O_CLOSED)
+        infos = r[R_INFOS]
+        raise Fail("open: %s" % (infos[0] if infos else r[R_LINE]),
+                   O_NET_LOST if infos and "opened" not in infos[0] else 0)
 
     def sock_send(self, e, data):
         r = yield e.cmd("AT+CIPSEND=%d,%d" % (LINK, len(data)), ("ERROR", "+CME ERROR:"),
                         ("+CIPERROR:", "+IP ERROR:"), 5000, True)
-        if r[0] != P_PROMPT:
-            e.sock = False
-            if r[2]:
-                err = to_int(fields(r[2][0])[0])
-                if err in _NET_GONE:
-                    e.net_lost()
-            raise Fail("send: no prompt")
-        r = yield ("P", data, ("+CIPSEND:", "ERROR", "+CME ERROR:"), ("+CIPERROR:",), e.t["send_timeout_ms"])
-        if r[0] == 0:
-            f = fields(r[1])
+        if r[R_END] != P_PROMPT:
+            infos = r[R_INFOS]
+            gone = infos and to_int(fields(infos[0])[0]) in _NET_GONE
+            raise Fail("send: no prompt", O_NET_LOST if gone else O_CLOSED)
+        r = yield e.payload(data, ("+CIPSEND:", "ERROR", "+CME ERROR:"), ("+CIPERROR:",), e.timings["send_timeout_ms"])
+        if r[R_END] == 0:
+            f = fields(r[R_LINE])
             req = to_int(f[1]) if len(f) > 2 else None
             cnf = to_int(f[2]) if len(f) > 2 else None
             if req == len(data) and cnf == req:
@@ -225,52 +250,53 @@ class Sim7600:
             # fewer bytes (or -1: disconnected): the manual says the socket
             # cannot be used further
             yield from self.sock_close(e)
-            raise Fail("send: %s of %d bytes" % (f[2] if len(f) > 2 else "?", len(data)))
+            raise Fail("send: %s of %d bytes" % (f[2] if len(f) > 2 else "?", len(data)), O_CLOSED)
         yield from self.sock_close(e)
-        raise Fail("send: %s" % (r[1] or "timeout"))
+        raise Fail("send: %s" % (r[R_LINE] or "timeout"), O_CLOSED)
 
     def sock_close(self, e):
-        e.sock = False
+        """AT+CIPCLOSE; the caller reports O_CLOSED."""
         self.deframer = Deframer()
         yield e.cmd("AT+CIPCLOSE=%d" % LINK, ("+CIPCLOSE:", "ERROR", "+CME ERROR:"), ("+IP ERROR:",), 5000)
 
     def sock_read(self, e):
-        """Drain the modem's receive buffer, handing whole frames out."""
+        """Drain the modem's receive buffer, handing whole frames to
+        e.frames_in() as they come. Returns O_*: what went wrong, if anything."""
         for _ in range(20):
-            r = yield e.cmd("AT+CIPRXGET=3,%d,%d" % (LINK, e.t["read_chunk"]), OKERR, ("+CIPRXGET:3,", "+IP ERROR:"),
+            r = yield e.cmd("AT+CIPRXGET=3,%d,%d" % (LINK, e.timings["read_chunk"]), OKERR, ("+CIPRXGET:3,", "+IP ERROR:"),
                             5000, False, True)
-            if r[0] != 0:
-                if r[0] == 1 and r[2] and "No data" not in r[2][0]:
-                    e.sock = False  # link not there any more
-                return
-            infos = r[2]
+            infos = r[R_INFOS]
+            if r[R_END] != 0:
+                if r[R_END] == 1 and infos and "No data" not in infos[0]:
+                    return O_CLOSED  # link not there any more
+                return 0
             if not infos or not infos[0].startswith("+CIPRXGET:3,"):
-                e.bad_rx += 1
-                return
+                return O_BAD_RX
             f = fields(infos[0])
             n = to_int(f[2]) if len(f) > 3 else None
             rest = to_int(f[3]) if len(f) > 3 else 0
             hexline = infos[1] if len(infos) > 1 else ""
-            if n is None or len(hexline) != 2 * n:
-                e.bad_rx += 1  # cut or corrupted: the frame is lost, the outbox resends
+            frames = None
+            if n is not None and len(hexline) == 2 * n:
+                try:
+                    frames = self.deframer.feed(binascii.unhexlify(hexline))
+                except (BadLength, ValueError):
+                    pass  # no way to resynchronise a length-prefixed stream
+            if frames is None:
+                # cut, corrupted or impossible: the frame is lost, the outbox resends
                 yield from self.sock_close(e)
-                return
-            try:
-                frames = self.deframer.feed(binascii.unhexlify(hexline))
-            except (BadLength, ValueError):
-                e.bad_rx += 1  # no way to resynchronise a length-prefixed stream
-                yield from self.sock_close(e)
-                return
+                return O_BAD_RX | O_CLOSED
             e.frames_in(frames)
             if not rest:
-                return
+                return 0
+        return 0
 
     # ---- cell -----------------------------------------------------------
 
     def cell(self, e):
         r = yield e.cmd("AT+CPSI?", OKERR, ("+CPSI:",), 3000)
-        if r[0] == 0 and r[2]:
-            return parse_cpsi(r[2][0])
+        if r[R_END] == 0 and r[R_INFOS]:
+            return parse_cpsi(r[R_INFOS][0])
         return None
 
 

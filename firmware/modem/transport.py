@@ -21,6 +21,7 @@ Must stay in sync with: firmware/transport.py (the contract).
 from firmware.modem.at import cfg as _cfg
 from firmware.modem.engine import Engine, J_SEND, J_SMS, J_CALL, J_HANGUP
 from firmware.modem.sim7600 import Sim7600
+from firmware.transport import EV_SEND_FAILED, EV_SMS_FAILED
 from protocol.frame import MAX_FRAME
 
 _READ = 512
@@ -118,9 +119,9 @@ class ModemTransport:
         e._req = (J_HANGUP, None)  # wins over a queued request, which is reported
         if old is not None:
             if old[0] == J_SEND:
-                e.events.append(("send_failed", "superseded by hang-up"))
+                e.events.append((EV_SEND_FAILED, "superseded by hang-up"))
             elif old[0] == J_SMS:
-                e.events.append(("sms_failed", "superseded by hang-up"))
+                e.events.append((EV_SMS_FAILED, "superseded by hang-up"))
 
     def sleep(self, now):
         self.engine.want_sleep = True

@@ -21,6 +21,8 @@ Everything transmitted is logged: `sent` (now, raw), `sms` (now, number,
 text), `calls` (now, number), `hangups`.
 """
 
+from firmware.transport import EV_CALL, EV_FRAME, EV_LINK, EV_SEND_FAILED, EV_SENT, EV_SMS_FAILED, EV_SMS_SENT
+
 
 class FakeTransport:
     def __init__(self, deliver=None, deliver_sms=None, latency_ms=0):
@@ -84,10 +86,10 @@ class FakeTransport:
         self._hold(now)
         if self.fail_sends > 0:
             self.fail_sends -= 1
-            self._later(now, ("send_failed", "scripted failure"))
+            self._later(now, (EV_SEND_FAILED, "scripted failure"))
             return True
         self.sent.append((now, raw))
-        self._later(now, ("sent", len(raw)))
+        self._later(now, (EV_SENT, len(raw)))
         if self.drop_frames > 0:
             self.drop_frames -= 1
             return True
@@ -96,7 +98,7 @@ class FakeTransport:
             if self.drop_acks > 0:
                 self.drop_acks -= 1
             else:
-                self._later(now, ("frame", bytes(reply)), self.latency_ms)
+                self._later(now, (EV_FRAME, bytes(reply)), self.latency_ms)
         return True
 
     def send_sms(self, number, text, now):
@@ -105,26 +107,26 @@ class FakeTransport:
         self._hold(now)
         if self.fail_sms > 0:
             self.fail_sms -= 1
-            self._later(now, ("sms_failed", "scripted failure"))
+            self._later(now, (EV_SMS_FAILED, "scripted failure"))
             return True
         self._sms_ref += 1
         self.sms.append((now, number, text))
         if self.deliver_sms is not None:
             self.deliver_sms(number, text, now)
-        self._later(now, ("sms_sent", self._sms_ref))
+        self._later(now, (EV_SMS_SENT, self._sms_ref))
         return True
 
     def start_call(self, number, now):
         if self.busy():
             return False
         self.calls.append((now, number))
-        self._later(now, ("call", "dialling"))
-        self._later(now, ("call", "active"), 1)
+        self._later(now, (EV_CALL, "dialling"))
+        self._later(now, (EV_CALL, "active"), 1)
         return True
 
     def hang_up(self, now):
         self.hangups += 1
-        self._later(now, ("call", "ended"))
+        self._later(now, (EV_CALL, "ended"))
 
     def sleep(self, now):
         self.asleep = True
@@ -153,8 +155,8 @@ class FakeTransport:
     # ---------------------------------------------------------- scripting
     def inject(self, raw, now):
         """Put any bytes on the downlink, as if the network sent them."""
-        self._queue.append((now, ("frame", raw)))
+        self._queue.append((now, (EV_FRAME, raw)))
 
     def set_link(self, up, now):
         self.data_up = up
-        self._queue.append((now, ("link", up)))
+        self._queue.append((now, (EV_LINK, up)))

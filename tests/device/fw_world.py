@@ -9,6 +9,7 @@ downlink key. make_app wires an App to them; run_until and presses drive it.
 
 from fw_fakes import DEV, KEYS, T0, Position, make_config
 
+from firmware.button_events import EV_CANCEL, EV_DURESS_CANCEL, EV_SOS, EV_TEST
 from protocol import frame as F
 
 
@@ -40,9 +41,9 @@ class FakeButton:
             self.count = 0
             self.t_release = None
             if not self.active:
-                ev = {3: 1, 4: 4}.get(n)
+                ev = {3: EV_SOS, 4: EV_TEST}.get(n)
             else:
-                ev = {3: 2, 5: 3}.get(n)
+                ev = {3: EV_CANCEL, 5: EV_DURESS_CANCEL}.get(n)
         return ev
 
     def set_alert_active(self, on):

@@ -61,7 +61,7 @@ def test_watchdog_reset_is_reported():
 
 
 def test_main_loop_light_sleeps_when_idle_and_feeds_the_watchdog():
-    from firmware import main as M
+    from firmware import loop as M
     from board_fake import FakeBoard
     from fake_transport import FakeTransport
 
@@ -97,7 +97,7 @@ def test_main_loop_restarts_after_an_exception_and_reports_it():
 
     from fw_world import FakeButton
 
-    from firmware import main as M
+    from firmware import loop as M
     from board_fake import FakeBoard
     from fake_transport import FakeTransport
 
@@ -134,7 +134,7 @@ def test_alert_keeps_tracking_across_a_ticks_wraparound():
 
     from fw_world import FakeButton
 
-    from firmware import main as M
+    from firmware import loop as M
     from board_fake import FakeBoard
     from fake_transport import FakeTransport
 
@@ -166,7 +166,7 @@ def test_alert_keeps_tracking_across_a_ticks_wraparound():
 
 
 def test_broken_config_file_never_crash_loops():
-    from firmware import main as M
+    from firmware import loop as M
     from board_fake import FakeBoard
 
     fs = MemFs()

@@ -132,7 +132,7 @@ def test_forgetting_a_board_table_that_was_never_imported_is_harmless():
     # AttributeError, for a module attribute that was never set
     import sys
 
-    from firmware.main import forget
+    from firmware.loop import forget
 
     from firmware import boards
 

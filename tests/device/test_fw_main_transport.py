@@ -1,6 +1,6 @@
 """The board's main loop builds the real modem transport (not a fake):
-firmware.main.make_transport gives a ModemTransport on the board's modem
-UART and pins, configured from the device config as main.load_config
+firmware.loop.make_transport gives a ModemTransport on the board's modem
+UART and pins, configured from the device config as loop.load_config
 reads it from flash at boot."""
 
 import json
@@ -9,7 +9,7 @@ import sys
 from fw_child import IN_PLACE, delegate
 
 if IN_PLACE:  # else the tests run in a child VM with the code in ROMFS (fw_child.py)
-    from firmware.main import load_config, make_transport
+    from firmware.loop import load_config, make_transport
     from firmware.modem.transport import ModemTransport
 
 

@@ -22,12 +22,12 @@ def test_a_frame_carries_only_a_recently_read_cell():
             return self.at
 
     class Me:
-        t = T()
+        transport = T()
 
     me = Me()
     fresh = 90000  # firmware/app.py App.cell
     assert app.App.cell(me, 1000 + fresh) == CELL
     assert app.App.cell(me, 1001 + fresh) is None
     assert app.App.cell(me) == CELL
-    me.t.at = None  # never read since the modem started
+    me.transport.at = None  # never read since the modem started
     assert app.App.cell(me, 5000) is None

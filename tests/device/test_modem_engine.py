@@ -103,4 +103,18 @@ def test_nmea_on_the_at_port_goes_to_the_fix_not_to_the_urc_counter():
     assert w.t.stats()["unknown_urcs"] == before
 
 
+def test_an_unsolicited_serving_cell_is_kept_with_the_time_it_was_read():
+    """A +CPSI: line no command asked for (the dialect answers O_CELL, the
+    engine keeps the cell): App.cell puts it in a frame only while it is
+    recent, so when it was read must be the time of that line."""
+    w = _bringup(World())
+    w.now += 70000
+    before = w.t.stats()["unknown_urcs"]
+    w.stream.rx += b"\r\n+CPSI: LTE,Online,234-10,0x0B0C,4321,257,EUTRAN-BAND20,6300,5,5,-90,-971,-545,15\r\n"
+    w.t.poll(w.now)
+    assert w.t.cell() == (234, 10, 0x0B0C, 4321, -97)
+    assert w.t.cell_read_at() == w.now
+    assert w.t.stats()["unknown_urcs"] == before
+
+
 delegate(globals(), "test_modem_engine")
