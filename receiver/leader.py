@@ -84,12 +84,7 @@ class Leader:
 
     def _drop(self):
         self.held = False
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except psycopg.Error:
-                pass
-        self._conn = None
+        self._conn = store_pg.close_quietly(self._conn)
 
     def release(self):
         """Give the lock up (a clean shutdown: another node takes over at

@@ -302,6 +302,16 @@ def connect(url, **extra):
         raise Unavailable("cannot open store %s: %s" % (redact(url), why))
 
 
+def close_quietly(conn):
+    """Close a connection that may be broken already; returns None (for
+    `self.conn = close_quietly(self.conn)`)."""
+    if conn is not None:
+        try:
+            conn.close()
+        except psycopg.Error:
+            pass
+
+
 def _one_line(e):
     return " ".join(str(e).split()) or e.__class__.__name__
 
@@ -333,12 +343,7 @@ class _Conn:
             self.open()
 
     def drop(self):
-        if self.pg is not None:
-            try:
-                self.pg.close()
-            except psycopg.Error:
-                pass
-        self.pg = None
+        self.pg = close_quietly(self.pg)
 
     def execute(self, sql, args=()):
         q, returning = sqldialect.to_pg(sql, self.returning)
@@ -663,12 +668,7 @@ class Listener:
             return False
 
     def close(self):
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except psycopg.Error:
-                pass
-        self._conn = None
+        self._conn = close_quietly(self._conn)
 
 
 def _event(r):
