@@ -325,3 +325,53 @@ def test_a_clean_stop_hands_the_lead_over_at_once(tmp_path, pg_databases):
     finally:
         a.stop()
         b.stop()
+
+
+def test_an_alarm_taken_by_a_node_that_does_not_lead_is_forwarded_at_once_and_once(tmp_path, pg_databases):
+    """The forwarder runs on the leader only; an alarm stored by the other
+    node wakes it through NOTIFY panic_forward at the commit. Without the
+    wake it would be found at the forwarder's next rescan (every 2 s: a
+    median near 1 s); with it the median of six alarms is well under
+    0.4 s. The ARC gets each alarm once. When the leader dies the other
+    node forwards."""
+    from test_forward_peers import OwnArc
+
+    url = pg_databases.new()
+    mk_file = master_key(tmp_path)
+    devs = [Dev(811 + i) for i in range(7)]
+    registered(url, mk_file, devs)
+    arc = OwnArc()
+
+    def alarm(d, node):
+        before = len(arc.events())
+        sent = time.monotonic()
+        with socket.create_connection(("127.0.0.1", node.port), timeout=5) as s:
+            assert send_recv(s, d.frame(F.ALERT, t=T0), stream.Deframer()) is not None
+        end = time.monotonic() + 10
+        while len(arc.events()) == before and time.monotonic() < end:
+            time.sleep(0.005)
+        assert len(arc.events()) == before + 1, "the alarm never reached the ARC"
+        return time.monotonic() - sent
+
+    try:
+        r = subprocess.run([sys.executable, "-m", "tools.cli", "receiver", "forward", "add", "--db", url, "--name", "arc",
+                            "--arc", "127.0.0.1:%d" % arc.port, "--account", "1234"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        a = Node("a", url, mk_file, str(tmp_path), "--supervise-every", "0").start()
+        a.wait_for("leading: supervision", 10)
+        b = Node("b", url, mk_file, str(tmp_path), "--supervise-every", "0").start()
+        try:
+            took = sorted(alarm(d, b) for d in devs[:6])  # stored by b, forwarded by a
+            assert took[3] < 0.4, took
+            assert "leading:" not in b.text()
+            a.kill9()
+            b.wait_for("leading: supervision", TAKEOVER_S)
+            alarm(devs[6], b)
+            time.sleep(1.0)
+            assert len(arc.events()) == 7  # each alarm once
+        finally:
+            a.stop()
+            b.stop()
+    finally:
+        arc.close()
