@@ -5,7 +5,7 @@ and the replay window kept between batches."""
 import json
 import sqlite3
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from protocol import frame as F
@@ -14,7 +14,7 @@ from protocol.crypto import DeviceKeys
 from receiver import core, estimate
 from receiver import store as S
 from receiver.endpoint import Endpoint
-from recv_helpers import T0, Dev, store_path
+from recv_helpers import T0, Dev, on_pg, store_path
 
 KEYS = DeviceKeys(bytes(range(32)))
 u16 = st.integers(0, 0xFFFF)
@@ -190,7 +190,10 @@ def test_an_incident_event_is_the_json_of_its_dict(script, person):
     frame (no position, unknown age/battery/signal, a device without a
     clock, late frames) and whatever the person reference holds: a store
     written before the person-reference rule (receiver/personref.py) may
-    hold anything, so it is put in the row directly."""
+    hold anything, so it is put in the row directly. (Anything but NUL on
+    PostgreSQL, whose text columns refuse it: no PostgreSQL store predates
+    the rule.)"""
+    assume(not (on_pg() and "\x00" in person))
     d = Dev(31)
     ep = Endpoint.in_memory({31: d.key}, {31: "URN 31"}, now=T0, path=store_path())
     with ep.store.transaction():
