@@ -17,6 +17,8 @@ import random
 import threading
 import time
 
+import pytest
+
 from protocol import frame as F
 from receiver import core, masterkey
 from receiver import store as S
@@ -217,3 +219,26 @@ def test_stress_two_nodes_take_the_same_frames_from_threads_and_store_each_once(
     assert sorted(e["device_id"] for e in alerts(a)) == [d.id for d in devs]
     assert all(e["kind"] == "alert" for e in alerts(a))
     assert a.counters["accepted"] + b.counters["accepted"] == len(want)
+
+
+def test_the_simulator_can_run_a_second_node_and_a_failed_over_retry_is_a_duplicate(pg_databases):
+    """receiver.endpoint: the hook for a simulator with two receiver nodes
+    (a device's receiver list): the alert ACKed by node a, whose ACK the
+    device never got, is sent again to node b: ACKed, stored once, no
+    second alert."""
+    from receiver.endpoint import Endpoint
+
+    d = Dev(51)
+    a = Endpoint.in_memory({51: d.key}, {51: "URN 51"}, now=T0, path=pg_databases.new())
+    b = a.another_node()
+    raw = d.frame(F.ALERT, t=T0)
+    assert a.on_tcp_frame(raw, T0 + 1)
+    acks = b.on_tcp_frame(raw, T0 + 9)  # the retry, to the next receiver on the list
+    assert acks and d.ack(acks[0]).body.acked_seq == 1
+    assert [e["kind"] for e in a.events] == ["alert"] and b.events == []
+    assert [f["seq"] for f in b.store.frames()] == [1] and len(b.store.incidents()) == 1
+    assert b.on_tcp_frame(d.frame(F.TRACK, t=T0 + 10), T0 + 10)
+    assert [e["kind"] for e in b.events] == ["track"]  # b carries on the incident a opened
+    mem = Endpoint.in_memory({51: d.key}, now=T0)
+    with pytest.raises(ValueError, match="PostgreSQL"):
+        mem.another_node()
