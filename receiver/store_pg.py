@@ -198,10 +198,12 @@ MIGRATIONS = [
     );
     CREATE INDEX forward_queue_state ON forward_queue (target, state, id)
     """,
-    # version 4: where the person is now and the location database:
-    # SQLite's version 4 itself, in PostgreSQL's dialect
-    sqldialect.ddl_to_pg(S.MIGRATIONS[3]),
-]
+    # version 4 on (where the person is now and the location database, and
+    # whatever store.py adds next): SQLite's own DDL in PostgreSQL's
+    # dialect, one for one. A migration that is more than DDL (a table
+    # rebuilt, a PRAGMA) fails here loudly, in the tests, and gets its own
+    # PostgreSQL text in its place.
+] + [sqldialect.ddl_to_pg(m) for m in S.MIGRATIONS[3:]]
 
 # Client settings added to a URL that does not set them: how long a
 # connection attempt may take, and TCP keepalives so a database that
@@ -357,6 +359,7 @@ class PgStore(S.SqliteStore):
         self._memo = {}  # batch_memo's dicts: one transaction's
         self._lock = threading.RLock()
         self._listen = None
+        self._changes = None  # changed_since_last_call's Listener
         self._db = _Conn(self)
         self._db.open()
         try:
@@ -375,9 +378,10 @@ class PgStore(S.SqliteStore):
 
     def close(self):
         self._db.close()
-        if self._listen is not None:
-            self._listen.close()
-            self._listen = None
+        for lis in (self._listen, self._changes):
+            if lis is not None:
+                lis.close()
+        self._listen = self._changes = None
 
     def _migrate(self, create=True):
         """Apply MIGRATIONS, each in its own transaction under an advisory
@@ -569,6 +573,17 @@ class PgStore(S.SqliteStore):
             cursor = (r["tx"], r["id"])
         return out, cursor
 
+    def changed_since_last_call(self):
+        """True when a transaction that added events has committed since
+        the last call, on any node (NOTIFY panic_events: every batch and
+        every console change adds events); the first call, and any call
+        after the listening connection broke, answers True. (SQLite's
+        answers from PRAGMA data_version, for other connections only;
+        here the store's own commits count too: one look more.)"""
+        if self._changes is None:
+            self._changes = Listener(self.url, FEED_CHANNEL)
+        return self._changes.pending()
+
     def wait_events(self, timeout):
         """Block until a transaction that added events commits (on any
         node), or `timeout` seconds pass. True if woken by one. A watcher
@@ -611,6 +626,21 @@ class Listener:
         self.url = url
         self.channel = channel
         self._conn = None
+
+    def pending(self):
+        """Whether any NOTIFY arrived since the last call (all are taken),
+        without waiting; True too when the connection broke (a caller
+        must then look: something may have been missed)."""
+        try:
+            if self._conn is None or self._conn.closed or self._conn.broken:
+                self.close()
+                self._conn = connect(self.url)
+                self._conn.execute("LISTEN %s" % self.channel)
+                return True
+            return bool(list(self._conn.notifies(timeout=0)))
+        except (psycopg.Error, Unavailable):
+            self.close()
+            return True
 
     def wait(self, timeout):
         try:

@@ -81,3 +81,19 @@ def test_watch_from_the_command_line_follows_both_nodes(pg_databases, capsys):
     assert main(["receiver", "watch", "--db", url, "--once", "--from-start", "--events", "-"]) == 0
     out = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert sorted(e["device_id"] for e in out if e["kind"] == "alert") == [5, 6]
+
+
+def test_changed_since_last_call_sees_commits_of_any_node(pg_databases):
+    """The console's cheap "anything new?" check, on PostgreSQL from NOTIFY."""
+    d = Dev(7)
+    url, (a, b) = nodes(pg_databases, d)
+    st = S.open_store(url)
+    assert st.changed_since_last_call() is True  # the first call: look
+    assert st.changed_since_last_call() is False
+    a.handle_frame(d.frame(F.ALERT))
+    end = time.monotonic() + 5
+    while not st.changed_since_last_call():
+        assert time.monotonic() < end, "a commit on another node was never seen"
+        time.sleep(0.01)
+    assert st.changed_since_last_call() is False
+    st.close()
