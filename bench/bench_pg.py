@@ -31,6 +31,10 @@ quoted as the fastest). Target: psycopg >= DRIVER_RATIO x asyncpg's
 transactions/s; missing it would mean the driver, not the commit, bounds
 the store, and the choice must be measured again.
 
+The lead (receiver/leader.py): two nodes on one database, the leading
+one killed with SIGKILL, the time until the other logs that it leads;
+median of RUNS kills. Target: <= TAKEOVER_S (issue 19: within 10 s).
+
 Environment: PG_BENCH_CONNS (default 200), PG_BENCH_FRAMES (per
 connection, default 25).
 """
@@ -61,26 +65,54 @@ RUNS = 5
 TARGET_FPS = 1000
 TX_N = 300
 DRIVER_RATIO = 0.75
+TAKEOVER_S = 10.0
 WORK = os.path.join(ROOT, "build", "bench-pg")
 
 
-def start_node(db, mk_file, name):
-    log = open(os.path.join(WORK, "%s.log" % name), "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tools.cli", "receiver", "serve", "--db", db, "--listen", "127.0.0.1:0",
-         "--master-key-file", mk_file, "--max-conns-per-peer", str(CONNS + 10), "--supervise-every", "0"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    end = time.time() + 30
-    while time.time() < end:
-        with open(log.name) as f:
+def wait_log(proc, path, what, timeout):
+    """The first line of the log holding `what` (polled every 5 ms)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        with open(path) as f:
             for line in f:
-                if "listening tcp" in line:
-                    return proc, int(line.rsplit(":", 1)[1])
+                if what in line:
+                    return line
         if proc.poll() is not None:
             break
-        time.sleep(0.05)
+        time.sleep(0.005)
     proc.kill()
-    raise SystemExit("receiver did not start:\n" + open(log.name).read())
+    raise SystemExit("receiver: no %r in %s:\n%s" % (what, path, open(path).read()))
+
+
+def start_node(db, mk_file, name, supervise="0"):
+    path = os.path.join(WORK, "%s.log" % name)
+    log = open(path, "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tools.cli", "receiver", "serve", "--db", db, "--listen", "127.0.0.1:0",
+         "--master-key-file", mk_file, "--max-conns-per-peer", str(CONNS + 10), "--supervise-every", supervise],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    return proc, int(wait_log(proc, path, "listening tcp", 30).rsplit(":", 1)[1])
+
+
+def takeover(server, mk_file, k):
+    """Seconds from kill -9 of the leading node to the other leading."""
+    server.sql("DROP DATABASE IF EXISTS lead WITH (FORCE)")
+    server.sql("CREATE DATABASE lead")
+    db = server.url("lead")
+    S.open_store(db, masterkey.load(mk_file)).close()
+    a, _ = start_node(db, mk_file, "lead-a%d" % k, "1")
+    wait_log(a, os.path.join(WORK, "lead-a%d.log" % k), "leading:", 10)
+    b, _ = start_node(db, mk_file, "lead-b%d" % k, "1")
+    try:
+        time.sleep(0.5)
+        a.kill()  # SIGKILL
+        a.wait(10)
+        t0 = time.monotonic()
+        wait_log(b, os.path.join(WORK, "lead-b%d.log" % k), "leading:", 3 * TAKEOVER_S)
+        return time.monotonic() - t0
+    finally:
+        b.terminate()
+        b.wait(30)
 
 
 async def _loads(ports, plan):
@@ -216,6 +248,7 @@ def main():
         res = interleave({k: (lambda k=k: run(k, plan, server, mk_file)) for k in ("sqlite", "pg-1", "pg-2")},
                          rounds=RUNS)
         d = drivers(server)
+        lead = [takeover(server, mk_file, k) for k in range(RUNS)]
     finally:
         server.stop()
         server.remove()
@@ -238,6 +271,9 @@ def main():
     note(B, "driver psycopg 3: batch transactions/s", mp, "tx/s", how, spread=sp)
     note(B, "driver asyncpg: batch transactions/s", ma, "tx/s", how, spread=sa)
     verdict(B, "driver psycopg / asyncpg, transactions/s", mp / ma, DRIVER_RATIO, "x", method=how)
+    m, spread = median_spread(lead)
+    verdict(B, "leader killed -> the other node leads", m, TAKEOVER_S, "s", higher_is_better=False, spread=spread,
+            method="median of %d kill -9 of the leading serve, two nodes" % RUNS)
 
 
 if __name__ == "__main__":
