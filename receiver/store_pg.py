@@ -30,8 +30,9 @@ is how the window is kept to one writer at a time:
     written any row since;
   - an operator command and the supervision tick lock the device rows
     they change the same way (queue_command; list_devices inside a
-    transaction), so a stand-down or a "device silent" never races a
-    batch into a lost update;
+    transaction, skipping the rows a batch holds: that device is
+    reporting), so a stand-down or a "device silent" never races a batch
+    into a lost update;
   - a forward target's DC-09 sequence counter is locked (FOR UPDATE)
     before it is read and advanced.
 The UNIQUE (device_id, seq) constraint stays the second guard.
@@ -482,8 +483,10 @@ class PgStore(S.SqliteStore):
     def list_devices(self):
         """Inside a transaction (the supervision tick) the rows are locked:
         a device that reports while the tick runs is not marked silent on
-        a stale last_seen."""
-        lock = " FOR UPDATE" if self._in_tx else ""
+        a stale last_seen. Rows a batch holds are skipped (SKIP LOCKED):
+        that device is reporting now, and the tick never waits for a batch
+        (the next tick sees the row again)."""
+        lock = " FOR UPDATE SKIP LOCKED" if self._in_tx else ""
         return self._x("SELECT %s FROM devices ORDER BY device_id%s" % (S._DEVICE_COLS, lock)).fetchall()
 
     def queue_command(self, device_id, kind, value=None, actor=None):

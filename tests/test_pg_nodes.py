@@ -242,3 +242,21 @@ def test_the_simulator_can_run_a_second_node_and_a_failed_over_retry_is_a_duplic
     mem = Endpoint.in_memory({51: d.key}, now=T0)
     with pytest.raises(ValueError, match="PostgreSQL"):
         mem.another_node()
+
+
+def test_the_supervision_tick_skips_a_device_a_batch_holds_and_never_waits_for_it(pg_databases):
+    quiet, busy = Dev(61), Dev(62)
+    url, (a, b) = nodes(pg_databases, quiet, busy)
+    for rx_dev in (quiet, busy):  # both reported once, long ago
+        a.handle_frames([(rx_dev.frame(F.HEARTBEAT), "tcp", "a")])
+    b.clock = a.clock = lambda: T0 + 10 * core.DEFAULT_HEARTBEAT_S
+    batch = a.prepare([(busy.frame(F.HEARTBEAT), "tcp", "a")])  # busy is reporting right now
+    done = []
+    t = threading.Thread(target=lambda: done.append(b.tick()))
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "the tick waited for a batch"
+    assert [e.get("device_id") for e in done[0]] == [61]  # only the quiet one is silent
+    finish(a, batch)
+    assert [e["kind"] for e in alerts(a)] == []
+    assert {d["device_id"]: d["silent"] for d in a.store.list_devices()} == {61: 1, 62: 0}
