@@ -331,8 +331,9 @@ def test_an_alarm_taken_by_a_node_that_does_not_lead_is_forwarded_at_once_and_on
     """The forwarder runs on the leader only; an alarm stored by the other
     node wakes it through NOTIFY panic_forward at the commit. Without the
     wake it would be found at the forwarder's next rescan (every 2 s: a
-    median near 1 s); with it the median of six alarms is well under
-    0.4 s. The ARC gets each alarm once. When the leader dies the other
+    median near 1 s, 2 s when alarms follow one another); with it the
+    median of six alarms is under 0.8 s even on a busy machine (about
+    0.05 s on a quiet one). The ARC gets each alarm once. When the leader dies the other
     node forwards."""
     from test_forward_peers import OwnArc
 
@@ -363,7 +364,7 @@ def test_an_alarm_taken_by_a_node_that_does_not_lead_is_forwarded_at_once_and_on
         b = Node("b", url, mk_file, str(tmp_path), "--supervise-every", "0").start()
         try:
             took = sorted(alarm(d, b) for d in devs[:6])  # stored by b, forwarded by a
-            assert took[3] < 0.4, took
+            assert took[3] < 0.8, took
             assert "leading:" not in b.text()
             a.kill9()
             b.wait_for("leading: supervision", TAKEOVER_S)
