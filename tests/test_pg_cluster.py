@@ -333,7 +333,7 @@ def test_an_alarm_taken_by_a_node_that_does_not_lead_is_forwarded_at_once_and_on
     wake it would be found at the forwarder's next rescan (every 2 s: a
     median near 1 s, 2 s when alarms follow one another); with it the
     median of six alarms is under 0.8 s even on a busy machine (about
-    0.05 s on a quiet one). The ARC gets each alarm once. When the leader dies the other
+    0.01 s on a quiet one). The ARC gets each alarm once. When the leader dies the other
     node forwards."""
     from test_forward_peers import OwnArc
 
