@@ -168,3 +168,20 @@ def test_a_migrations_ddl_in_postgresqls_dialect():
         "CREATE TABLE k (a BIGINT, b TEXT, PRIMARY KEY (a, b));"
         "CREATE TABLE h (incident_id BIGINT PRIMARY KEY, interval_s BIGINT);"  # a key that is always given
         "ALTER TABLE audit ADD COLUMN incident_id BIGINT")
+
+
+def test_serve_on_a_database_it_cannot_reach_says_so_without_the_password(tmp_path, capsys):
+    import socket
+
+    from tools.cli import main
+
+    mk = str(tmp_path / "master.key")
+    with open(os.open(mk, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+        f.write(masterkey.generate_hex())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rc = main(["receiver", "serve", "--db", "postgresql://panic:hunter2-pw@127.0.0.1:%d/rx" % port,
+               "--listen", "127.0.0.1:0", "--master-key-file", mk])
+    err = capsys.readouterr().err
+    assert rc == 3 and "cannot open store postgresql://panic:***@127.0.0.1" in err and "hunter2" not in err
