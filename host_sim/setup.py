@@ -22,6 +22,7 @@ import hashlib
 
 from firmware import config as C
 from firmware.button import ButtonConfig
+from host_sim.errors import InputError
 
 DEVICE_ID = 1001
 PERSON_REF = "URN 01/1234/26"
@@ -31,7 +32,7 @@ OWN_NUMBER = "+447700900123"  # the device's SIM (the sender the receiver sees)
 RECEIVER = ("203.0.113.5", 5000)  # what the config names; the simulator routes it
 
 
-class SetupError(ValueError):
+class SetupError(InputError):
     """A scenario's [device] cannot become a device configuration."""
 
 

@@ -19,11 +19,12 @@ store, on rollback, and whenever another connection (another process: the
 `sms`, `command` or `device` commands) has committed, which SQLite reports
 through PRAGMA data_version.
 
-Interface for other back ends: the public methods of SqliteStore below,
-with the same meaning. store_pg.PgStore (PostgreSQL, for several receiver
-nodes) runs these same methods, their SQL translated by sqldialect.py, so
-the SQL here is kept plain: placeholders, INSERT OR IGNORE and lastrowid
-are translated; PRAGMAs stay in the methods store_pg overrides.
+Interface for other back ends: the public methods of SqliteStore below
+(and of its console section, store_console.ConsoleStore), with the same
+meaning. store_pg.PgStore (PostgreSQL, for several receiver nodes) runs
+these same methods, their SQL translated by sqldialect.py, so the SQL here
+is kept plain: placeholders, INSERT OR IGNORE and lastrowid are
+translated; PRAGMAs stay in the methods store_pg overrides.
 Files: the database and its -wal and -shm files hold victims' positions
 and person references in clear, so they are never readable by other users
 (issue 15, D3): a new store is created mode 0600 before SQLite opens it
@@ -47,6 +48,7 @@ import threading
 import time
 
 from receiver import masterkey, personref
+from receiver.store_console import CONSOLE_MIGRATION, ConsoleStore
 from receiver.errors import DuplicateDevice, MasterKeyUnavailable, ReceiverError, Unavailable, UnknownDevice
 
 ACTIVE = "active"
@@ -278,6 +280,10 @@ MIGRATIONS = [
         PRIMARY KEY (bssid, set_id)
     ) WITHOUT ROWID
     """,
+    # version 5: the operator console (receiver/store_console.py): users,
+    # sessions, handling (claims, outcomes), incident_actions, escalations,
+    # device_info; audit gains peer and incident_id.
+    CONSOLE_MIGRATION,
 ]
 
 _DEVICE_COLS = (
@@ -329,7 +335,7 @@ def _rowdict(cursor, row):
     return {d[0]: row[i] for i, d in enumerate(cursor.description)}
 
 
-class SqliteStore:
+class SqliteStore(ConsoleStore):
     """The default store. One instance per process; safe to use from one
     thread at a time (the server runs all store work in one worker thread)."""
 
@@ -549,6 +555,13 @@ class SqliteStore:
             "WHERE f.device_id = ? AND i.kind = ? AND f.arrival >= ? ORDER BY f.seq",
             (device_id, KIND_TEST, since),
         ).fetchall()
+
+    def incident_frames(self, incident_id):
+        """The frames of one incident, oldest seq first: seq, type,
+        frame_time, arrival, transport, decoded (the frame's JSON). What
+        estimate.trail lists every received position from."""
+        return self._x("SELECT seq, type, frame_time, arrival, transport, decoded FROM frames WHERE incident_id = ? "
+                       "ORDER BY seq", (incident_id,)).fetchall()
 
     def count_frames(self):
         return self._x("SELECT COUNT(*) AS n FROM frames").fetchone()["n"]

@@ -87,6 +87,25 @@ def send_recv(sock, raw, deframer, timeout=5.0):
             return got[0]
 
 
+def send_until_acked(port, d, raw, timeout=30.0):
+    """One frame to a real receiver on 127.0.0.1:port over TCP, a new
+    connection per try, until it is ACKed (a device retries so); the ACK
+    verified with Dev `d`'s key."""
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                ack = send_recv(s, raw, stream.Deframer(300))
+            if ack is not None:
+                return d.ack(ack)
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("frame never ACKed")
+
+
 def closed_without_reply(sock, timeout=5.0):
     """True if the peer closes the connection without sending a byte."""
     sock.settimeout(timeout)

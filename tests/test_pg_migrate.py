@@ -44,6 +44,14 @@ def pilot(path):
     with st.transaction():
         st.insert_wifi_aps([(0x0242AC110002, aps, 515010000, -1251000, 40, 1700000000)])
     st.activate_location_set(aps, 1, 0)
+    # the console's tables: an operator, a session, a claimed incident with a note and an escalation
+    st.user_add("alice", "operator", "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA", actor="migration test")
+    st.session_create("f" * 64, "alice", "csrf", T0 + 4, peer="127.0.0.1")
+    inc = st.incidents()[0]["id"]
+    st.claim_and_record(inc, "alice", peer="127.0.0.1")
+    st.add_note(inc, "alice", "called back", peer="127.0.0.1")
+    st.escalate(inc, "alice", "Met Police", "CAD 1234", peer="127.0.0.1")
+    st.set_device_firmware(11, "1.2.0", actor="migration test")
     return st, (a, b, c)
 
 
@@ -53,7 +61,8 @@ def table(st, name):
 
 
 TABLES = ("meta", "devices", "frames", "incidents", "replay", "commands", "events", "audit", "forward_targets",
-          "forward_queue", "location_sets", "cells", "wifi_aps")
+          "forward_queue", "location_sets", "cells", "wifi_aps", "users", "sessions", "handling", "incident_actions",
+          "escalations", "device_info")
 
 
 def test_a_used_sqlite_store_is_copied_whole_and_the_receiver_goes_on_from_it(tmp_path, capsys, pg_databases):

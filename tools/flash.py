@@ -7,7 +7,9 @@ makes an interrupted copy harmless. The board holds
                         on sys.path, imports firmware.main (and calls its
                         main() if it has one)
     /manifest.json      {"format", "app", "version", "march", "files": {path: sha256}}
-    /app-XXXXXXXX/      protocol/*.mpy and firmware/*.mpy of one release
+    /app-XXXXXXXX/      the .mpy files of one release: what the board runs
+                        (release_sources(): the modules firmware/main.py
+                        imports, for the board's port), nothing else
     /data/              device data (config.json, outbox): never touched here
 
 Update order: compile on the host; check free space (statvfs) before the
@@ -24,6 +26,7 @@ everything, only with a MicroPython image). Stays in sync with:
 tools/provision.py (reads the manifest's version), docs/tools.md.
 """
 
+import ast
 import hashlib
 import os
 import subprocess
@@ -37,39 +40,84 @@ from tools.mpy_compile import compile_all
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("protocol", "firmware")
+ENTRY = "firmware.main"
+# firmware/main.py picks its board module by sys.platform (the unix port
+# runs firmware/board_unix.py, every other port firmware/board_esp32.py):
+# a release carries the one its board's port runs.
+BOARD_MODULES = {"linux": "firmware/board_unix.py", None: "firmware/board_esp32.py"}
 MANIFEST = "/manifest.json"
 SHIM = "/main.py"
 BLOCK = 4096  # LittleFS block: every file costs at least one
 
-SHIM_SRC = b"""# Boot shim written by `panic flash`: runs the release named by /manifest.json.
-import sys
-
-
-def _pnc_boot():
-    import json
+SHIM_SRC = b"""# Boot shim written by `panic flash` (tools/flash.py SHIM_SRC says why each line is so).
+import micropython
+micropython.kbd_intr(-1)
+_pnc_ms = 0
+while True:
     try:
-        with open('/manifest.json') as f:
-            m = json.loads(f.read())
-    except (OSError, ValueError):
-        return False
-    sys.path.insert(0, '/' + m['app'])
-    return True
-
-
-if _pnc_boot():
-    try:
+        import os
+        try:
+            os.stat('/data/config.json')
+        except OSError:
+            break  # not provisioned: no keys here; the REPL stays for panic flash and panic provision
+        import time
+        if _pnc_ms:
+            time.sleep_ms(_pnc_ms)
+        _pnc_ms = min(2 * _pnc_ms, 60000) if _pnc_ms else 1000
+        import json
+        import sys
+        with open('/manifest.json') as _pnc_f:
+            _pnc_dir = '/' + json.loads(_pnc_f.read())['app']
+        if _pnc_dir in sys.path:
+            sys.path.remove(_pnc_dir)
+        sys.path.insert(0, _pnc_dir)
+        import gc
+        gc.collect()
         import firmware.main
         _pnc_main = getattr(firmware.main, 'main', None)
         if _pnc_main:
             _pnc_main()
-    except Exception:
-        # A release that cannot start (a broken file, too little heap) must
-        # not print a traceback on the USB serial: the port stays silent.
-        # Ctrl-C still reaches the REPL here, so `panic flash` can repair it.
-        import time
-        while True:
-            time.sleep(60)
+    except SystemExit:
+        raise  # the port's soft reset (ports/esp32/main.c): the board boots again, no REPL
+    except BaseException:
+        pass  # silent, and again after the back-off
 """
+
+# Why the shim is as it is (issue 15, D2). The ESP32 port runs /boot.py,
+# then /main.py only if boot.py ended without an exception, then the REPL
+# on UART0 (ports/esp32/main.c). Each file is compiled first and runs with
+# Ctrl-C enabled (shared/runtime/pyexec.c parse_compile_execute); a Ctrl-C
+# byte then schedules KeyboardInterrupt (ports/esp32/uart.c), raised at the
+# VM's next pending-exception check: a jump, never an import, a call or a
+# store (py/vm.c DISPATCH_WITH_PEND_EXC_CHECK; the port defines no VM hook).
+# So:
+# - the first two statements disable Ctrl-C (afterwards a 0x03 is a data
+#   byte the firmware's console reads) before any check point and before
+#   anything of ours is imported: a Ctrl-C that came before them is at
+#   most one pending KeyboardInterrupt, raised at the first check point,
+#   which is inside the try;
+# - everything else is in a try that catches BaseException (the firmware's
+#   own loop catches Exception only, and KeyboardInterrupt is not one):
+#   nothing leaves the shim except SystemExit, which the port turns into a
+#   soft reset, never the REPL;
+# - a release that cannot start (no manifest, a broken file, too little
+#   heap, a main() that returns) is tried again after 1 s, doubling to
+#   60 s, saying nothing; the watchdog, if the firmware got as far as
+#   starting it, resets the board meanwhile, which is the same retry. A
+#   module whose import failed is taken out of sys.modules by the VM
+#   (py/builtinimport.c unregister_module_from_nlr_jump_callback), so the
+#   next try imports it afresh; the shim keeps no other state (each line
+#   here is heap the firmware then lacks: faithful mode's files board at
+#   320 KB failed to load its console with a longer shim);
+# - only a board with no /data/config.json (never provisioned: no keys on
+#   it) gets the REPL back, so `panic flash` and `panic provision` can
+#   reach it; a provisioned board is repaired by erasing it
+#   (docs/tools.md);
+# - `panic flash` removes /boot.py (stock images create one at first
+#   boot): a Ctrl-C while it runs would skip main.py and start the REPL.
+# What stays open with a stock image, and the build that closes it:
+# docs/security.md, "The abuser holding the device".
+BOOT_PY = "/boot.py"
 
 
 def release_version(src_root=REPO):
@@ -119,8 +167,69 @@ def write_image(port, image, baud, erase, run=subprocess.run):
             raise DeviceError("esptool failed on %s: %s" % (port, lines[-1] if lines else "exit %d" % p.returncode))
 
 
-def build(out_dir, march="xtensawin", src_root=REPO):
-    """Compile the packages; return {board-relative path: bytes}."""
+def _module_file(src_root, name):
+    rel = name.replace(".", "/")
+    for cand in (rel + "/__init__.py", rel + ".py"):
+        if os.path.isfile(os.path.join(src_root, cand)):
+            return cand
+    return None
+
+
+def _port_key(platform):
+    return platform if platform in BOARD_MODULES else None
+
+
+def for_port(files, platform):
+    """A compiled release ({path: bytes}) less the board modules of ports
+    other than this sys.platform's."""
+    drop = {os.path.splitext(f)[0] + ".mpy" for p, f in BOARD_MODULES.items() if p != _port_key(platform)}
+    return {p: d for p, d in files.items() if p not in drop}
+
+
+def board_platform(board):
+    """The board's sys.platform ("esp32", "linux" for the unix port ...)."""
+    plat = board.eval_json("sys.platform", setup="import sys\n")
+    if not isinstance(plat, str):
+        raise DeviceError("unexpected answer from the board: sys.platform is %r" % (plat,))
+    return plat
+
+
+def release_sources(src_root=REPO, platform="esp32"):
+    """The .py files (paths relative to src_root) a board of this port
+    runs: every module of PACKAGES that firmware/main.py imports, directly
+    or through others, with each package's __init__.py on the way.
+    Imports inside functions count (the firmware imports its rare paths
+    lazily, and they still run on the device); the firmware never imports
+    by a computed name. So host-only code (protocol/jsonform.py, the
+    receiver's replay window), contracts nothing imports, and the other
+    port's board module stay off the board. platform None: every port's
+    board module (for_port() picks one once the board has said its port)."""
+    other = set() if platform is None else {f for p, f in BOARD_MODULES.items() if p != _port_key(platform)}
+    found, todo = set(), [ENTRY]
+    while todo:
+        name = todo.pop()
+        if name.split(".")[0] not in PACKAGES:
+            continue
+        parts = name.split(".")
+        todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))
+        rel = _module_file(src_root, name)
+        if rel is None or rel in found or rel in other:
+            continue
+        found.add(rel)
+        with open(os.path.join(src_root, rel)) as f:
+            tree = ast.parse(f.read(), rel)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                todo.extend(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                todo.append(node.module)
+                todo.extend(node.module + "." + a.name for a in node.names)  # `from pkg import module`
+    return sorted(found)
+
+
+def build(out_dir, march="xtensawin", src_root=REPO, platform="esp32"):
+    """Compile what a board of this port runs (release_sources; platform
+    None: every port's board module); return {board-relative path: bytes}."""
     cwd = os.getcwd()
     try:
         os.chdir(src_root)
@@ -130,8 +239,11 @@ def build(out_dir, march="xtensawin", src_root=REPO):
     if errors:
         src, err = errors[0]
         raise Unavailable("mpy-cross failed on %s: %s" % (src, err.splitlines()[-1] if err else "?"))
+    wanted = set(release_sources(src_root, platform))
     files = {}
     for src, dst in done:
+        if src.replace(os.sep, "/") not in wanted:
+            continue
         rel = (os.path.splitext(src)[0] + ".mpy").replace(os.sep, "/")
         with open(dst, "rb") as f:
             files[rel] = f.read()
@@ -243,8 +355,7 @@ def install(board, files, version, march, progress=None, on_file=None):
         except DeviceError:
             pass
         raise
-    if board.read(SHIM) != SHIM_SRC:
-        board.write_atomic(SHIM, SHIM_SRC)
+    boot_files(board)
     manifest = {"format": 1, "app": app, "version": version, "march": march, "files": wanted}
     board.write_atomic(MANIFEST, json.dumps(manifest, sort_keys=True).encode())
     _clean_stale(board, app)
@@ -274,14 +385,30 @@ def describe(m, bad):
 ROM = "rom"  # manifest "app" of a release in the ROM partition (mounted at /rom)
 
 
+def boot_files(board):
+    """This release's boot shim at /main.py, and no /boot.py (see SHIM_SRC).
+    Returns True if anything had to change."""
+    changed = False
+    if board.exists(BOOT_PY):
+        board.remove(BOOT_PY)
+        changed = True
+    if board.read(SHIM) != SHIM_SRC:
+        board.write_atomic(SHIM, SHIM_SRC)
+        changed = True
+    return changed
+
+
 def _up_to_date(board, old, wanted, out):
     """True (and says so) when the installed release is `wanted` and every
-    file verifies: nothing needs writing."""
+    file verifies: its files need no writing (an older boot shim, or a
+    /boot.py, is put right all the same)."""
     if old.get("files") != wanted:
         return False
     m, bad = verify(board, old)
     if bad:
         return False
+    if boot_files(board):
+        out("boot shim updated")
     out("already up to date")
     out(describe(m, bad))
     return True
@@ -301,8 +428,9 @@ def flash_romfs(port, files, version, march, baud=115200, out=print, run=subproc
 
     from tools.romfs import image
 
-    wanted = {p: hashlib.sha256(d).hexdigest() for p, d in files.items()}
     with connect(port, baud=baud) as board:
+        files = for_port(files, board_platform(board))
+        wanted = {p: hashlib.sha256(d).hexdigest() for p, d in files.items()}
         if not board.eval_json("hasattr(vfs, 'rom_ioctl') and vfs.rom_ioctl(1) > 0", setup="import vfs\n"):
             raise DeviceError("this board's MicroPython has no ROM partition (vfs.rom_ioctl): flash a build "
                               "with ROMFS enabled, or install without --romfs; nothing was changed")
@@ -337,8 +465,7 @@ def flash_romfs(port, files, version, march, baud=115200, out=print, run=subproc
         if bad:
             raise DeviceError("%d file(s) in the ROM partition did not read back correctly (first: %s); the board "
                               "has no bootable release until this succeeds" % (len(bad), bad[0]))
-        if board.read(SHIM) != SHIM_SRC:
-            board.write_atomic(SHIM, SHIM_SRC)
+        boot_files(board)
         manifest = {"format": 1, "app": ROM, "version": version, "march": march, "files": wanted}
         board.write_atomic(MANIFEST, json.dumps(manifest, sort_keys=True).encode())
         _clean_stale(board, ROM)
@@ -356,7 +483,7 @@ def flash(port, image=None, baud=115200, flash_baud=460800, march="xtensawin", e
     if image and "://" not in port and not os.path.exists(port):  # say it before esptool does, in its own words
         raise BoardUnavailable("cannot open port %s: no such device (is the board plugged in?)" % port)
     with tempfile.TemporaryDirectory() as tmp:
-        files = build(tmp, march=march, src_root=src_root)
+        files = build(tmp, march=march, src_root=src_root, platform=None)  # one board module is picked below
     if image:
         out("writing MicroPython image %s with esptool..." % image)
         write_image(port, image, flash_baud, erase, run=run)
@@ -365,6 +492,7 @@ def flash(port, image=None, baud=115200, flash_baud=460800, march="xtensawin", e
     if romfs:
         return flash_romfs(port, files, version, march, baud=baud, out=out, run=run, connect=connect)
     with connect(port, baud=baud) as board:
+        files = for_port(files, board_platform(board))
         old = read_manifest(board)
         wanted = {p: hashlib.sha256(d).hexdigest() for p, d in files.items()}
         if old and old["app"] != ROM and _up_to_date(board, old, wanted, out):

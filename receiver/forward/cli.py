@@ -17,7 +17,7 @@ from receiver.errors import ReceiverError
 from receiver.forward import config as C
 from receiver.forward import dc09 as D
 from receiver.forward import events as E
-from tools.cli import UsageError
+from panic.errors import UsageError
 
 
 def _open(args):
