@@ -1,5 +1,5 @@
 """The store parameter: the receiver's tests (test_receiver_*, test_forward_*,
-test_location_receiver, test_pg_*) run once on SQLite and once on PostgreSQL.
+test_location_receiver, test_console_store, test_pg_*) run once on SQLite and once on PostgreSQL.
 
 One PostgreSQL server (tests/pg.py) is started for the whole session, the
 first time a test asks for it, and every test gets databases of its own
@@ -17,7 +17,7 @@ import pytest
 
 import recv_helpers
 
-STORE_MODULES = ("test_receiver_", "test_forward_", "test_location_receiver")
+STORE_MODULES = ("test_receiver_", "test_forward_", "test_location_receiver", "test_console_store")
 
 
 def pytest_configure(config):
