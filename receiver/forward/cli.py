@@ -3,7 +3,7 @@ and maps (Traccar) the receiver forwards to.
 
 Owns: the options and the human output. Settings are checked here
 (config.py) and kept in the store; `serve` reads them when it starts.
-Every user error is a tools.cli.UsageError (one line, exit 2). Never
+Every user error is a panic.errors.UsageError (one line, exit 2). Never
 prints a key, nor an ARC's raw answer (pysiaalarm echoes the key in it).
 """
 
