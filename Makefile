@@ -12,6 +12,9 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
+	@# PostgreSQL server binaries for the receiver's tests (tests/pg.py); only root can install them
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -q && \
+		apt-get install -y -q postgresql; } || echo "PostgreSQL is not installed (apt-get install postgresql as root): the receiver's PostgreSQL tests need it"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'

@@ -1,5 +1,6 @@
 """`panic receiver ...`: serve, take an SMS, watch, command, device registry,
-location database (`locations import|list|lookup`).
+migrate (a SQLite store into PostgreSQL), location database
+(`locations import|list|lookup`).
 
 Owns: argument parsing and human output for the receiver. Every error a
 user can cause is one line with the exit code of tools/errors.py: a
@@ -122,6 +123,10 @@ def cmd_serve(args):
         srv.unbind()
         raise _err(e)
     srv.receiver = _receiver(args, st, cls=_console_receiver() if args.console else core.Receiver)
+    if S.is_pg(st):  # several nodes on PostgreSQL: one of them leads (receiver/leader.py)
+        from receiver import leader
+
+        srv.leader, srv.leading = leader.for_store(st), False
     # Every frame allocates a few dozen short-lived containers, none in a
     # cycle; with the default thresholds the collector ran every few
     # frames and walked the start-up objects too. They are frozen out of
@@ -284,7 +289,7 @@ def cmd_watch(args):
             w.poll()
             if args.once:
                 break
-            time.sleep(args.interval)
+            w.wait(args.interval)
     except KeyboardInterrupt:
         pass
     finally:
@@ -394,6 +399,21 @@ def cmd_device_retire(args):
     finally:
         st.close()
     print("device %d %s" % (args.device_id, "retired: its frames are now rejected" if changed else "was already retired"))
+    return 0
+
+
+# ---------------------------------------------------------------- migrate
+
+
+def cmd_migrate(args):
+    from receiver import migrate
+
+    try:
+        counts = migrate.migrate(args.src, args.dst, out=print)
+    except ReceiverError as e:
+        raise _err(e)
+    print("migrated %d table(s), %d frame(s), %d event(s): every table's count and the evidence verified" % (
+        len(counts), counts.get("frames", 0), counts.get("events", 0)))
     return 0
 
 
@@ -653,7 +673,8 @@ def _u16(text):
 
 
 def _db(p, key=False):
-    p.add_argument("--db", required=True, help="store path (SQLite file)")
+    p.add_argument("--db", required=True,
+                   help="the store: a SQLite file, or postgresql://... for several receiver nodes (docs/deployment.md)")
     if key:
         p.add_argument("--master-key-file", help="file holding the receiver master key in hex (default: $%s)" % masterkey.ENV)
 
@@ -757,6 +778,11 @@ def register(sub):
     from receiver.forward import cli as forward_cli  # `panic receiver forward ...` (receiver/forward/cli.py)
 
     forward_cli.register(rs)
+
+    mg = rs.add_parser("migrate", help="copy a SQLite store whole into a new PostgreSQL store, and check it")
+    mg.add_argument("--from", dest="src", required=True, metavar="SQLITE_FILE", help="the SQLite store (stop serve first)")
+    mg.add_argument("--to", dest="dst", required=True, metavar="URL", help="postgresql://... (an empty store)")
+    mg.set_defaults(func=cmd_migrate)
 
     u = rs.add_parser("user", help="operator console accounts: add, list, disable, passwd")
     us = u.add_subparsers(dest="user_cmd", metavar="ACTION")

@@ -16,7 +16,7 @@ from receiver import store_console as SC
 from receiver.console import live, views
 from receiver.watch import format_event
 
-from recv_helpers import T0, Dev, older_store
+from recv_helpers import T0, Dev, older_store, store_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MK = masterkey.MasterKey(b"\x07" * 32)
@@ -33,7 +33,7 @@ class Clock:
 
 def setup(tmp_path, n=1, clock=None):
     clock = clock or Clock()
-    st = S.open_store(str(tmp_path / "rx.db"), MK, clock=clock)
+    st = S.open_store(store_path(tmp_path, "rx.db"), MK, clock=clock)
     devs = [Dev(1000 + i) for i in range(n)]
     for d in devs:
         st.add_device(d.id, d.key, "URN-%d/26" % d.id)
@@ -50,6 +50,7 @@ def alert(rx, d, ftype=F.ALERT, **kw):
 
 
 @pytest.mark.parametrize("version", [3, 4])
+@pytest.mark.sqlite_only  # a SQLite schema migration
 def test_migration_from_an_older_version_keeps_rows_and_adds_the_console_tables(tmp_path, version):
     """3 -> 4 -> 5 and 4 -> 5: every row kept, the console's tables empty,
     the old incident in the queue unclaimed."""

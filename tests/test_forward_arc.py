@@ -18,7 +18,7 @@ import time
 from protocol import frame as F
 from receiver import masterkey
 from receiver import store as S
-from recv_helpers import Dev, send_until_acked
+from recv_helpers import Dev, send_until_acked, store_path
 from test_forward_peers import DelayProxy, OwnArc, PysiaArc, free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,7 +31,7 @@ class Serve:
 
     def __init__(self, tmp_path, *extra):
         self.tmp = tmp_path
-        self.db = str(tmp_path / "rx.db")
+        self.db = store_path(tmp_path, "rx.db")
         self.mk = str(tmp_path / "master.key")
         if not os.path.exists(self.mk):
             fd = os.open(self.mk, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # serve refuses a key others can read

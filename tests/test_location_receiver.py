@@ -23,7 +23,7 @@ from protocol import sms
 from receiver import core, estimate, locations, masterkey
 from receiver import store as S
 from receiver.endpoint import Endpoint
-from recv_helpers import T0, Dev, older_store
+from recv_helpers import T0, Dev, older_store, store_path
 from tools.cli import main
 
 MK = "cd" * 32
@@ -50,7 +50,7 @@ def _placeholder_track(d, seq, t):
 
 def _registered(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv(masterkey.ENV, MK)
-    db = str(tmp_path / "rx.db")
+    db = store_path(tmp_path, "rx.db")
     keyf = str(tmp_path / "dev.key")
     rc, out, err = run(capsys, "receiver", "device", "add", "--db", db, "--device-id", "1001", "--generate-key", keyf,
                        "--person-ref", "URN 01/1234/26")
@@ -160,7 +160,7 @@ def test_a_running_receiver_sees_an_import_made_by_another_process(tmp_path):
     """The receiver remembers lookups between batches; an import committed
     by another connection (the `locations import` command) drops them."""
     d = Dev(6)
-    path = str(tmp_path / "rx.db")
+    path = store_path(tmp_path, "rx.db")
     ep = Endpoint.in_memory({6: d.key}, {6: "URN 6"}, now=T0, path=path)
     ep.on_tcp_frame(d.frame(F.ALERT, t=T0, tlvs=[(F.T_CELL, SERVING)]), T0)
     assert "not in database" in ep.events[-1]["evidence"][0]["note"]
@@ -173,7 +173,7 @@ def test_a_running_receiver_sees_an_import_made_by_another_process(tmp_path):
 
 
 def test_bad_rows_are_counted_and_reported_by_line_and_the_good_ones_used(tmp_path, capsys):
-    db = str(tmp_path / "rx.db")
+    db = store_path(tmp_path, "rx.db")
     S.open_store(db).close()
     f = tmp_path / "cells.csv"
     f.write_text(CELL_HEADER
@@ -199,7 +199,7 @@ def test_bad_rows_are_counted_and_reported_by_line_and_the_good_ones_used(tmp_pa
 
 
 def test_a_file_that_is_not_the_format_or_has_too_many_bad_rows_is_never_used(tmp_path, capsys):
-    db = str(tmp_path / "rx.db")
+    db = store_path(tmp_path, "rx.db")
     S.open_store(db).close()
     f = tmp_path / "x.csv"
     f.write_text("mcc,mnc,lac,cid,lat,lon\n234,15,1,2,54,-2\n")
@@ -216,12 +216,12 @@ def test_a_file_that_is_not_the_format_or_has_too_many_bad_rows_is_never_used(tm
     assert [(s["kind"], s["state"]) for s in sets] == [("cell", "failed")]
     rc, out, err = run(capsys, "receiver", "locations", "import", "--db", db, str(tmp_path / "missing.csv"))
     assert rc == 3 and "cannot read" in err
-    rc, out, err = run(capsys, "receiver", "locations", "import", "--db", str(tmp_path / "none.db"), str(f))
+    rc, out, err = run(capsys, "receiver", "locations", "import", "--db", store_path(tmp_path, "none.db", exists=False), str(f))
     assert rc == 3 and "no store" in err
 
 
 def test_an_interrupted_import_leaves_nothing_half_imported(tmp_path, monkeypatch):
-    st = S.open_store(str(tmp_path / "rx.db"))
+    st = S.open_store(store_path(tmp_path, "rx.db"))
     rows = "".join("LTE,234,15,6699,%d,1,-2.7480,54.3240,1500,40,1,1600000000,1700000000,0\n" % i for i in range(12000))
     real = st.insert_cells
     calls = []
@@ -247,7 +247,7 @@ def test_an_interrupted_import_leaves_nothing_half_imported(tmp_path, monkeypatc
 
 
 def test_a_new_import_of_a_set_replaces_the_old_one_and_gzip_is_read(tmp_path, capsys):
-    db = str(tmp_path / "rx.db")
+    db = store_path(tmp_path, "rx.db")
     S.open_store(db).close()
     old = tmp_path / "cells.csv"
     old.write_text(CELL_HEADER + "LTE,234,15,6699,1,257,-2.7480,54.3240,1500,40,1,1600000000,1700000000,0\n"
@@ -266,7 +266,7 @@ def test_a_new_import_of_a_set_replaces_the_old_one_and_gzip_is_read(tmp_path, c
 
 
 def test_the_survey_format_and_a_weighted_wifi_estimate(tmp_path, capsys):
-    db = str(tmp_path / "rx.db")
+    db = store_path(tmp_path, "rx.db")
     S.open_store(db).close()
     f = tmp_path / "survey.csv"
     f.write_text("bssid,lat,lon,range,surveyed\n"
@@ -296,6 +296,7 @@ def test_the_survey_format_and_a_weighted_wifi_estimate(tmp_path, capsys):
     assert items[0]["note"] == pos["note"] and items[0]["age_s"] == 5 and items[1]["note"] == "unreadable"
 
 
+@pytest.mark.sqlite_only  # a SQLite schema migration
 def test_a_version_3_store_migrates_to_4_and_keeps_its_incidents_and_positions(tmp_path, capsys):
     mk = masterkey.MasterKey(os.urandom(32))
     d = Dev(41)
