@@ -794,7 +794,7 @@ def register(sub):
     ua.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     ua.add_argument("--actor", help="who is acting, if not the logged-in user (the audit keeps both)")
     ua.set_defaults(func=cmd_user_add)
-    ul = us.add_parser("list")
+    ul = us.add_parser("list", help="every account: role, state, last sign-in")
     _db(ul)
     ul.add_argument("--json", action="store_true")
     ul.set_defaults(func=cmd_user_list)

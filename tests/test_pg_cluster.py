@@ -370,7 +370,12 @@ def test_an_alarm_taken_by_a_node_that_does_not_lead_is_forwarded_at_once_and_on
             b.wait_for("leading: supervision", TAKEOVER_S)
             alarm(devs[6], b)
             time.sleep(1.0)
-            assert len(arc.events()) == 7  # each alarm once
+            # each alarm once; delivery is at least once, so the one the dead
+            # leader may have had in flight (sent, ACKed, not yet marked) can
+            # come again from the new leader, with its own sequence number, for
+            # the ARC to de-duplicate (docs/arc.md, "Delivery guarantees")
+            got = arc.events()
+            assert len({(m.account, m.seq) for m in got}) == 7 and len(got) <= 8, got
         finally:
             a.stop()
             b.stop()
