@@ -46,7 +46,7 @@ def compile_all(folders, out_dir, mpy_cross=None, march="xtensawin"):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "mpy-cross").splitlines()[0])
     ap.add_argument("folders", nargs="+")
     ap.add_argument("--out", help="keep the .mpy files here (default: a temporary folder)")
     ap.add_argument("--march", default="xtensawin", help="target architecture ('' for portable bytecode)")

@@ -143,7 +143,7 @@ def for_port(files, platform):
     return {p: d for p, d in files.items() if p not in drop}
 
 
-def release_sources(src_root=REPO, platform="esp32"):
+def release_sources(src_root=REPO, platform: str | None = "esp32"):
     """The .py files (paths relative to src_root) a board of this port
     runs: every module of PACKAGES that firmware/main.py imports, directly
     or through others, with each package's __init__.py on the way.
@@ -176,7 +176,7 @@ def release_sources(src_root=REPO, platform="esp32"):
     return sorted(found)
 
 
-def build(out_dir, march="xtensawin", src_root=REPO, platform="esp32"):
+def build(out_dir, march="xtensawin", src_root=REPO, platform: str | None = "esp32"):
     """Compile what a board of this port runs (release_sources; platform
     None: every port's board module); return {board-relative path: bytes}."""
     cwd = os.getcwd()

@@ -31,6 +31,8 @@ docs/receiver.md (schema versions).
 
 import hashlib
 import json
+from contextlib import AbstractContextManager
+from typing import Any, Callable
 
 from receiver.errors import ReceiverError
 
@@ -131,7 +133,15 @@ def token_hash(token):
 
 
 class ConsoleStore:
-    """Methods of store.SqliteStore for the operator console."""
+    """Methods of store.SqliteStore for the operator console. What they
+    use of the store they are mixed into is the StoreSection contract
+    (receiver/contracts.py), declared here for the type checker."""
+
+    _clock: Callable[[], float]
+    _x: Callable[..., Any]
+    _write: Callable[..., Any]
+    maybe_transaction: Callable[[], AbstractContextManager[Any]]
+    add_event: Callable[[Any], Any]
 
     # ------------------------------------------------------------ change feed
 
