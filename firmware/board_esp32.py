@@ -144,7 +144,7 @@ class _Latch(io.IOBase):
     def irq(self, pin):
         lvl = self.level ^ 1
         i = self.w % EDGES
-        self.ticks[i] = time.ticks_ms()
+        self.ticks[i] = time.ticks_ms()  # pyright: ignore[reportCallIssue, reportArgumentType]
         self.levels[i] = lvl
         self.level = lvl
         self.w += 1
@@ -190,7 +190,7 @@ class _ConsoleStream:
             inp, out = sys.stdin.buffer, sys.stdout.buffer
         self._in = inp
         self._rd = inp.readinto
-        self._wr = out.write
+        self._wr = out.write  # pyright: ignore[reportOptionalMemberAccess]
         self._poll = select.poll()
         self._poll.register(inp, _POLLIN)
         self._ready = getattr(self._poll, "ipoll", self._poll.poll)  # ipoll allocates nothing
@@ -295,9 +295,8 @@ class Esp32Board(Board):
         self._button = None
         self._ri = None
         self._ri_woke = False
-        self._latch = None
         self._arm_inputs()
-        self._latch = _Latch(self._button.value())  # pyright: ignore[reportOptionalMemberAccess]
+        self._latch = _Latch(self._button.value())  # pyright: ignore[reportOptionalMemberAccess, reportAttributeAccessIssue]
         self._arm_button_irq()
         self._pcnt = None
         pcnt = getattr(esp32, "PCNT", None)
@@ -344,7 +343,7 @@ class Esp32Board(Board):
         p = self.p
         bp = p["button"]
         pull = machine.Pin.PULL_UP if self.button_active == 0 and bp < 34 else None
-        self._button = machine.Pin(bp, machine.Pin.IN, pull)
+        self._button = machine.Pin(bp, machine.Pin.IN, pull)  # pyright: ignore[reportArgumentType]
         level = esp32.WAKEUP_ALL_LOW if self.button_active == 0 else esp32.WAKEUP_ANY_HIGH
         esp32.wake_on_ext0(self._button, level)
         if p["modem_ri"] >= 0:
@@ -454,7 +453,7 @@ class Esp32Board(Board):
             span = time.ticks_diff(t1, t0)
             for k in range(n if n <= EDGES else EDGES):
                 i = (lat.w - n + k) % EDGES
-                lat.ticks[i] = time.ticks_add(t0, span * (k + 1) // (n + 1))
+                lat.ticks[i] = time.ticks_add(t0, span * (k + 1) // (n + 1))  # pyright: ignore[reportCallIssue, reportArgumentType]
         out = [(bytes(r[1]), r[3]) for r in found]
         out.sort(key=lambda x: -x[1])
         return out[:3]

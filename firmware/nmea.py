@@ -286,7 +286,7 @@ def _gga(s, f, nf):
     b = f[9]
     if b:
         a = dec(b, 1)  # decimetres, to metres rounded half away from zero
-        s.alt_m = (a + 5) // 10 if a >= 0 else -((-a + 5) // 10)
+        s.alt_m = (a + 5) // 10 if a >= 0 else -((-a + 5) // 10)  # pyright: ignore[reportOptionalOperand]
 
 
 def _rmc(s, f, nf):
@@ -362,7 +362,7 @@ def _gns(s, f, nf):
     b = f[9]
     if b:
         a = dec(b, 1)  # decimetres, to metres rounded half away from zero
-        s.alt_m = (a + 5) // 10 if a >= 0 else -((-a + 5) // 10)
+        s.alt_m = (a + 5) // 10 if a >= 0 else -((-a + 5) // 10)  # pyright: ignore[reportOptionalOperand]
     s.status = _CH.get(f[13][:1])  # NMEA 4.1 navigational status (S/C/U/V)
 
 
@@ -430,7 +430,7 @@ def parse_line(line):
         f.extend(_PAD[:_NEED[kind] - nf])
     s = Sentence(kind, line[1:3].decode())
     try:
-        _PARSERS[kind](s, f, nf)
+        _PARSERS[kind](s, f, nf)  # pyright: ignore[reportOptionalCall]
     except Malformed:
         return "malformed"
     return s
