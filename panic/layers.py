@@ -5,7 +5,7 @@ Layers, lowest first (docs/architecture.md, "Layers"):
 
   protocol/   the wire format, on the device and the host: itself only
   firmware/   the device: itself and protocol/; `machine` only in the
-              board modules and main.py (the brief: only they touch the
+              board modules and main.py (docs/architecture.md: only they touch the
               hardware)
   panic/      the command's dispatcher, errors and argument types: the
               standard library only (its dispatcher imports subcommand
