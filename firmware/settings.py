@@ -19,9 +19,11 @@ class Config:
         self.device_id = 0
         self.key = None  # type: bytes | None
         self.engineer_key = None  # type: bytes | None
-        self.receiver_host = ""
+        self.receiver_host = ""  # receivers[0], for the modem's first connection
         self.receiver_port = 0
-        self.sms_number = ""
+        self.sms_number = ""  # sms_numbers[0], or "" (no SMS fallback)
+        self.receivers = []  # [(host, port)] in order of preference (firmware/failover.py)
+        self.sms_numbers = []  # [number] in order of preference
         self.listen_number = ""
         self.apn = ""
         self.button = {}
