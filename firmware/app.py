@@ -417,7 +417,11 @@ class App:
     def _on_transport(self, e, now):
         kind = e[0]
         if kind == EV_FRAME:
-            res = self.outbox.on_frame(e[1], now)
+            ob = self.outbox
+            n = ob.unmatched
+            res = ob.on_frame(e[1], now)
+            if self.fo is not None and (res is not None or ob.unmatched != n):
+                self.fo.acked(now)  # any authenticated ACK (a late one too) proves the receiver alive
             if res is not None:
                 ftype, fr = res
                 if self.board.time() is None and fr.time:
@@ -427,8 +431,6 @@ class App:
                 self.ctl.on_ack(ftype, fr, now)
                 if self.ack_hook is not None:
                     self.ack_hook(ftype, fr, now)
-                if self.fo is not None:
-                    self.fo.acked(now)
         else:
             self.note(str(kind))
             self.outbox.on_event(e, now)
