@@ -42,7 +42,7 @@ Heap: bench/bench_firmware.py measures the whole firmware with one
 receiver; here, on the MicroPython unix port (64-bit) as .mpy, the heap in
 use after building the Config record, the Outbox and the failover rules
 (the App's and the outbox's) of a device with one receiver and one number,
-then with MAX_PEERS (4) of each: the difference is what the lists, the
+then with two and with MAX_PEERS (4) of each: the difference is what the lists, the
 failover module's code and its two objects cost (median of 5 runs each,
 interleaved). Shown for information: the judged heap target
 is bench_firmware's.
@@ -237,14 +237,19 @@ def heap_cost():
             return int(p.stdout.split()[-1])
         return go
 
-    r = interleave({"one": run(1), "four": run(4)}, rounds=5)
+    r = interleave({"one": run(1), "two": run(2), "four": run(4)}, rounds=5)
     one_med, one_sp = median_spread(r["one"])
+    two_med, two_sp = median_spread(r["two"])
     four_med, four_sp = median_spread(r["four"])
     print("== heap of the receiver and SMS lists (MicroPython unix port, 64-bit, .mpy) ==")
     note(B, "Config + Outbox, 1 receiver and 1 SMS number", one_med, "bytes", spread=one_sp,
          method="gc.mem_alloc() growth, median of 5 interleaved runs")
+    note(B, "Config + Outbox + failover rules, 2 receivers and 2 SMS numbers", two_med, "bytes", spread=two_sp,
+         method="same; the failover module's code included")
     note(B, "Config + Outbox + failover rules, 4 receivers and 4 SMS numbers", four_med, "bytes", spread=four_sp,
          method="same; the failover module's code included")
+    note(B, "heap cost of 2 receivers and 2 numbers over 1 and 1", two_med - one_med, "bytes",
+         method="difference of the medians")
     note(B, "heap cost of 4 receivers and 4 numbers over 1 and 1", four_med - one_med, "bytes",
          method="difference of the medians")
 
