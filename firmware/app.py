@@ -438,8 +438,9 @@ class App:
             if fo is not None:
                 if kind == EV_SENT:
                     fo.sent(now)
-                elif kind == EV_SEND_FAILED and str(e[1]).startswith("open") and fo.failed(now):
-                    self._moved(now)
+                elif kind == EV_SEND_FAILED and str(e[1]).startswith("open") and self.transport.data_ready() \
+                        and fo.failed(now):
+                    self._moved(now)  # (with the data path gone too, the network failed, not the receiver)
 
     def _moved(self, now):
         """The failover rule chose another receiver: point the transport at

@@ -66,6 +66,21 @@ def test_a_silent_node_costs_one_ack_timeout_then_the_same_frame_same_seq_goes_t
     assert t_b - t_first <= 10000 + 1000, (t_first, t_b)
 
 
+def test_an_open_failure_with_the_data_path_gone_is_the_networks_and_moves_nothing():
+    from firmware.transport import EV_SEND_FAILED
+
+    rx, app, board, tr = _device()
+    tr.data_up = False  # the PDP context went with it (+CIPEVENT, CIPOPEN error 1)
+    tr._queue.append((board.now, (EV_SEND_FAILED, "open: error 1")))
+    run_until(app, board, board.now + 1000)
+    assert app.fo.i == 0 and app.fo.moves == 0
+    tr.data_up = True
+    tr.refused.add(A)
+    tr._queue.append((board.now, (EV_SEND_FAILED, "open: error 10")))  # the receiver refused: that moves
+    run_until(app, board, board.now + 1000)
+    assert app.fo.i == 1 and tr.target == B
+
+
 def test_back_on_the_first_node_after_the_return_time():
     rx, app, board, tr = _device(failover_return_s=60)
     tr.refused.add(A)
