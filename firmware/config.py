@@ -62,7 +62,7 @@ TIMINGS = {
     "ack_timeout_s": (10, 2, 600),
     "failover_return_s": (600, 30, 86400),
 }
-MAX_PEERS = 4  # receivers and SMS numbers each (a few hundred bytes of heap: docs/firmware.md)
+MAX_PEERS = 4  # receivers and SMS numbers each (their heap cost: docs/firmware.md, Memory)
 PINS = (
     "button", "modem_tx", "modem_rx", "modem_pwrkey", "modem_dtr", "modem_ri", "modem_status",
     "modem_flight", "gnss_tx", "gnss_rx", "battery_adc", "led",

@@ -101,7 +101,7 @@ class Failover:
         self.return_ms = return_ms
         self.waiting = _NEVER  # when the oldest send still without any ACK went
         self.moved_at = 0  # when i last changed
-        self.moves = 0  # for the diagnostics console and the simulator
+        self.moves = 0  # moves made (the App notes each in its event log; tests read this)
 
     def fire(self, ev, now):
         """Apply one event; True when `i` changed."""

@@ -370,8 +370,10 @@ class Outbox:
 
     def _send_sms(self, e, now):
         fo = self.sms_fo
-        if e.sms_n and fo is not None and fo.timed_out(now):
-            self.sms_number = fo.peers[fo.i]  # its last SMS brought no ACK: the next number
+        number = self.sms_number
+        again = e.sms_n and fo is not None  # its last SMS brought no ACK: the next number
+        if again:
+            number = fo.peers[(fo.i + 1) % fo.n]
         try:
             # imported here: only an unanswered ALERT/CANCEL/TRACK needs the
             # SMS form (protocol/sms.py), so an idle device never loads it
@@ -382,7 +384,9 @@ class Outbox:
         except Exception:
             e.sms = SMS_NO  # cannot happen for frames we sealed; never retry
             return False
-        if self.transport.send_sms(self.sms_number, text, now):
+        if self.transport.send_sms(number, text, now):
+            if again and fo.timed_out(now):  # moved only once the modem took it (a refusal is retried)
+                self.sms_number = fo.peers[fo.i]
             e.sms = SMS_FLIGHT
             self._sms_entry = e
             return True

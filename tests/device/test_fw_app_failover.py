@@ -111,6 +111,21 @@ def test_the_sms_fallback_moves_to_the_next_number_when_the_first_sms_brings_no_
     assert len(alerts) == 2  # once per number, never more
 
 
+def test_an_sms_the_modem_refuses_for_a_while_still_moves_one_number_only():
+    rx, app, board, tr = _device(sms_fallback_s=20)
+    tr.data_up = False
+    end = presses(app, board, 3, 5000)
+    run_until(app, board, end + 20000 + 2000)  # the first SMS went to the first number
+    real = tr.send_sms
+    tr.send_sms = lambda number, text, now: False  # ready, yet each request refused for a while
+    run_until(app, board, end + 50000)
+    tr.send_sms = real
+    run_until(app, board, end + 60000)
+    first = tr.sms[0][2]
+    assert [n for _, n, t in tr.sms if t == first] == ["+447700900001", "+447700900003"], tr.sms  # the ALERT's
+    assert app.outbox.sms_fo.i == 1 and app.outbox.sms_fo.moves == 1  # one move, not one per refusal
+
+
 def test_a_failed_sms_moves_to_the_next_number():
     rx, app, board, tr = _device(sms_fallback_s=20)
     tr.data_up = False
