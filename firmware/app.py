@@ -250,7 +250,7 @@ class App:
         fo = self.fo
         if fo is not None:
             if fo.poll(now):
-                self._moved(now)
+                self._moved(fo, now)
             f_wait = fo.next_deadline(now)
             if f_wait < t_wait:
                 t_wait = f_wait
@@ -440,13 +440,13 @@ class App:
                     fo.sent(now)
                 elif kind == EV_SEND_FAILED and str(e[1]).startswith("open") and self.transport.data_ready() \
                         and fo.failed(now):
-                    self._moved(now)  # (with the data path gone too, the network failed, not the receiver)
+                    self._moved(fo, now)  # (with the data path gone too, the network failed, not the receiver)
 
-    def _moved(self, now):
+    def _moved(self, fo, now):
         """The failover rule chose another receiver: point the transport at
         it and send every waiting frame there now."""
-        host, port = self.cfg.receivers[self.fo.i]
-        self.note("receiver %d" % self.fo.i)
+        host, port = self.cfg.receivers[fo.i]
+        self.note("receiver %d" % fo.i)
         self.transport.set_receiver(host, port)  # pyright: ignore[reportAttributeAccessIssue]
         self.outbox.retry_now(now)
 

@@ -90,10 +90,10 @@ def transitions():
 
 
 class Failover:
-    def __init__(self, n, ack_timeout_ms, return_ms, peers=None):
+    def __init__(self, n, ack_timeout_ms, return_ms, peers=()):
         if n < 1:
             raise LocalError("no peers")
-        self.peers = peers  # the list itself, for a user that keeps nothing else (the outbox)
+        self.peers = peers  # type: list | tuple  # the list itself, for a user that keeps nothing else (the outbox)
         self.n = n
         self.i = 0
         self.state = FIRST

@@ -371,9 +371,8 @@ class Outbox:
     def _send_sms(self, e, now):
         fo = self.sms_fo
         number = self.sms_number
-        again = e.sms_n and fo is not None  # its last SMS brought no ACK: the next number
-        if again:
-            number = fo.peers[(fo.i + 1) % fo.n]
+        if fo is not None and e.sms_n:
+            number = fo.peers[(fo.i + 1) % fo.n]  # its last SMS brought no ACK: the next number
         try:
             # imported here: only an unanswered ALERT/CANCEL/TRACK needs the
             # SMS form (protocol/sms.py), so an idle device never loads it
@@ -385,7 +384,7 @@ class Outbox:
             e.sms = SMS_NO  # cannot happen for frames we sealed; never retry
             return False
         if self.transport.send_sms(number, text, now):
-            if again and fo.timed_out(now):  # moved only once the modem took it (a refusal is retried)
+            if fo is not None and e.sms_n and fo.timed_out(now):  # moved once the modem took it (a refusal is retried)
                 self.sms_number = fo.peers[fo.i]
             e.sms = SMS_FLIGHT
             self._sms_entry = e
