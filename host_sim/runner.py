@@ -588,7 +588,7 @@ class Runner:
     def _h_receiver_node(self, name, mode, now):
         node = self.nodes[name]
         node.state = mode or "up"
-        if mode == "kill" and self.tcp is not None:
+        if mode is not None and self.tcp is not None:
             self.tcp.node_failed(node, now)
 
     def _h_faults(self, faults, now):

@@ -56,11 +56,21 @@ class ModelTcp:
         return c
 
     def node_failed(self, node, now):
-        """A node's process died (state "kill"): its host resets every
-        connection to it; the reset crosses the network to the modem."""
+        """A node failed (its `state` already says how). "kill": its host
+        resets every connection to it, the reset crossing the network to the
+        modem (a handshake under way fails at once). "cut": open
+        connections go silent (host_sim/runner.py SimNode drops what
+        arrives), and a handshake under way never completes: it times out."""
+        t = now + self.network.floor(DOWN)
         for c in self.conns:
-            if c.node is node and not c.closed:
-                c._push(now + self.network.floor(DOWN), "closed", 1)
+            if c.node is not node or c.closed:
+                continue
+            if node.state == "kill" and c.opened:
+                c._push(t, "closed", 1)
+            elif not c.opened:
+                c._q = [e for e in c._q if e[2] != "open"]
+                heapq.heapify(c._q)
+                c._push(t if node.state == "kill" else c.t0 + self.network.connect_timeout_ms, "open", False)
 
 
 class _ModelConn:
@@ -71,6 +81,8 @@ class _ModelConn:
         self._q = []
         self._n = 0
         self.closed = False
+        self.opened = False  # the "open" event was delivered
+        self.t0 = now
         self._up_last = 0
         self._down_last = 0
         self._deframer = Deframer()
@@ -141,6 +153,8 @@ class _ModelConn:
                         if getattr(self.ep, "close_after_reply", False):
                             self._push(t2, "closed", 1)  # a server that answers, then hangs up
             elif not self.closed:
+                if kind == "open":
+                    self.opened = True
                 if kind == "data":
                     self.b.bytes_down += len(value)
                 if kind == "closed":
