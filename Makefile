@@ -6,16 +6,29 @@ MP     := $(VENV)/bin/micropython
 STAMP  := $(VENV)/.installed
 MP_HEAP ?= 96k
 
-.PHONY: setup test test-full test-cpython test-mp compile demo bench bench-report lint vectors fuzz clean
+.PHONY: setup chromium test test-full test-cpython test-mp compile demo bench bench-report lint vectors fuzz clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
+	@# PostgreSQL server binaries for the receiver's tests (tests/pg.py); only root can install them
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -q && \
+		apt-get install -y -q postgresql; } || echo "PostgreSQL is not installed (apt-get install postgresql as root): the receiver's PostgreSQL tests need it"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	@$(MAKE) --no-print-directory chromium
 	@touch $(STAMP)
+
+# The console's browser tests drive Debian's chromium (never a browser
+# downloaded by a test tool); installed here when missing and we may.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the console's browser tests"; \
+	    apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; \
+	  else echo "chromium is missing: run 'sudo apt-get install chromium' (the console's browser tests need it)"; exit 1; fi; }
 
 test: setup test-cpython test-mp compile
 
@@ -51,13 +64,16 @@ bench-report: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(PY) -m panic.layers
 	@test -f typings/machine.pyi || $(PY) -m pip install -q --target typings micropython-esp32-stubs
 	$(VENV)/bin/pyright
+	$(VENV)/bin/pyright -p pyrightconfig.host.json  # host code under its contracts (receiver/ and host_sim/ not yet whole)
 
 fuzz: setup
 	$(PY) tests/fuzz_modem.py 3000 2000
 	$(PY) tests/fuzz_receiver.py tcp 100000
 	$(PY) tests/fuzz_receiver.py http 100000
+	$(PY) fuzz/console.py 200000
 	SIM_RANDOM_EXAMPLES=400 $(PY) -m pytest -q -p no:cacheprovider tests/test_sim_random.py
 	PANIC_PROPS_EXAMPLES=2000 FW_EXAMPLES=2000 $(PY) -m pytest -q -p no:cacheprovider \
 		tests/test_fw_button_props.py tests/test_fw_nmea_props.py tests/test_fw_host.py tests/test_protocol_props.py

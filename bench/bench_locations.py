@@ -24,7 +24,6 @@ LOCATIONS_BENCH_LOOKUPS (50000).
 
 import os
 import random
-import resource
 import shutil
 import subprocess
 import sys

@@ -31,7 +31,7 @@ fault codes: tests/test_docs_firmware.py checks them against this code).
 """
 
 from protocol import frame as F
-from protocol.errors import EncodeError
+from protocol.errors import EncodeError, LocalError  # LocalError: an illegal transition (our bug)
 
 try:
     from micropython import const  # pyright: ignore[reportAssignmentType]
@@ -39,10 +39,6 @@ except ImportError:  # CPython
 
     def const(x):
         return x
-
-
-class LocalError(Exception):
-    """Our own misuse (an illegal transition): a bug, never wire data."""
 
 
 IDLE = const(0)

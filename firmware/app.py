@@ -283,7 +283,11 @@ class App:
                 self.gnss_want = want
                 self.transport.gnss(want)  # pyright: ignore[reportAttributeAccessIssue]
         quiet = self.outbox.count() == 0 and not self.ctl.active() and self.pending_call is None
-        if quiet and not self.asleep and not self.transport.busy():
+        # a modem that is awake stays awake while someone is pressing: in
+        # the saver profile sleep is a power-off (AT+CPOF, up to 26 s before
+        # it can be switched on again), so an SOS whose presses began as the
+        # last exchange ended would wait for a whole off and on (45 s seen)
+        if quiet and not self.asleep and not self.transport.busy() and self.button.pattern_idle(now):
             self.asleep = True
             self.transport.sleep(now)
         elif not quiet and self.asleep:

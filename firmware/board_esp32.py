@@ -92,6 +92,9 @@ EDGES = 16  # latched button edges held between two reads (a ring)
 _POLL = 3  # MP_STREAM_POLL
 _POLLIN = 1
 _MODEM_OUTPUTS = ("modem_pwrkey", "modem_dtr", "modem_flight")
+CONSOLE_BAUD = 115200  # the USB bridge's rate (MICROPY_HW_UART_REPL_BAUD on a stock image)
+CONSOLE_RXBUF = 512  # UART0's receive buffer when the firmware owns it: any size but the REPL's 256 (_console)
+CONSOLE_MAX = 256  # bytes one console read returns at most (firmware/loop.py CONSOLE_READ)
 
 
 def _rx_irq(uart):
@@ -156,28 +159,112 @@ class _Latch(io.IOBase):
 
 
 class _ConsoleStream:
-    """USB serial (the REPL's port). Non-blocking read via select."""
+    """The USB serial (UART0 behind the board's USB-serial bridge) for the
+    diagnostics console: bytes in, bytes out, never blocking, never raising.
 
-    def __init__(self):
-        import sys
+    `inp` is read one byte at a time, each only after poll says one is
+    waiting, at most `n` per read(), into preallocated buffers; `out` takes
+    bytes. On a stock image these are sys.stdin.buffer and sys.stdout.buffer
+    (see _console for the other build), because UART0 is the REPL's there
+    (ports/esp32/uart.c): its interrupt keeps every byte that is not the
+    interrupt char (none once micropython.kbd_intr(-1) ran) in a 260-byte
+    ring and drops what does not fit (mphalport.c stdin_ringbuf).
+    - Binary, never text: sys.stdin.read() reads UTF-8, so after a byte
+      >= 0x80 it waits for the rest of the character (py/stream.c
+      stream_read_generic), raises UnicodeError on an invalid sequence
+      (py/objstr.c mp_obj_new_str_from_vstr) and turns CR into LF
+      (shared/runtime/sys_stdio_mphal.c stdio_read). Any byte must be
+      harmless here.
+    - One byte per read call: sys.stdin.buffer.read(n) waits until n bytes
+      came (stdio_buffer_read loops on mp_hal_stdin_rx_chr), so asking
+      only for what poll says is there is the only way not to block.
+    - Nothing raises out: a failing read or write is counted in `errors`
+      and looks like silence. `closed` is set when the stream ends (a
+      closed stdin on the unix port; a board's never does).
+    Must stay in sync with firmware/loop.py (CONSOLE_READ, serve_console)."""
 
-        self._in = sys.stdin
-        self._out = sys.stdout
+    def __init__(self, inp=None, out=None):
+        if inp is None:
+            import sys
+
+            inp, out = sys.stdin.buffer, sys.stdout.buffer
+        self._in = inp
+        self._rd = inp.readinto
+        self._wr = out.write
         self._poll = select.poll()
-        self._poll.register(sys.stdin, select.POLLIN)
+        self._poll.register(inp, _POLLIN)
+        self._ready = getattr(self._poll, "ipoll", self._poll.poll)  # ipoll allocates nothing
+        self._buf = bytearray(CONSOLE_MAX)
+        self._mv = memoryview(self._buf)
+        self._one = bytearray(1)
+        self.bytes_in = 0
+        self.errors = 0
+        self.closed = False
 
-    def read(self, n=64):
-        out = bytearray()
-        while len(out) < n and self._poll.poll(0):
-            c = self._in.read(1)
-            if not c:
-                break
-            out.extend(c.encode() if isinstance(c, str) else c)
-        return bytes(out) if out else None
+    def _waiting(self):
+        for _ in self._ready(0):
+            return True
+        return False
+
+    def read(self, n=CONSOLE_MAX):
+        """Up to n bytes that are already waiting, or None; never waits."""
+        if self.closed:
+            return None
+        buf = self._buf
+        one = self._one
+        if n > CONSOLE_MAX:
+            n = CONSOLE_MAX
+        k = 0
+        try:
+            while k < n and self._waiting():
+                got = self._rd(one)
+                if got is None:  # a non-blocking source with nothing after all
+                    break
+                if not got:  # end of the stream
+                    self.closed = True
+                    self._poll.unregister(self._in)
+                    break
+                buf[k] = one[0]
+                k += 1
+        except Exception:  # noqa: BLE001 - nothing on the console path may reach the App
+            self.errors += 1
+        if not k:
+            return None
+        self.bytes_in += k
+        return bytes(self._mv[:k])  # one copy out of the preallocated buffer
 
     def write(self, b):
-        self._out.write(b.decode() if isinstance(b, (bytes, bytearray)) else b)
-        return len(b)
+        try:
+            return self._wr(b) or 0
+        except Exception:  # noqa: BLE001 - as read()
+            self.errors += 1
+            return 0
+
+
+def _console(stdio=None):
+    """The diagnostics console's stream on UART0, or None (console off).
+
+    A MicroPython built without the REPL on UART0
+    (MICROPY_HW_ENABLE_UART_REPL=0, the build of docs/security.md) lets the
+    firmware own UART0 through machine.UART, with a receive buffer of its
+    own. On a stock image UART0 is the REPL's: machine.UART(0) refuses a
+    buffer size other than its fixed 256 with ValueError before it changes
+    anything (ports/esp32/machine_uart.c mp_machine_uart_init_helper: "REPL
+    UART buffer size is fixed"), and the console reads the REPL's ring
+    through sys.stdin.buffer instead. stdio: the module holding stdin and
+    stdout (sys; the simulator passes its model of the port's)."""
+    try:
+        try:
+            uart = machine.UART(0, baudrate=CONSOLE_BAUD, rxbuf=CONSOLE_RXBUF, timeout=0)
+        except ValueError:
+            uart = None
+        if uart is not None:
+            return _ConsoleStream(uart, uart)
+        if stdio is None:
+            import sys as stdio
+        return _ConsoleStream(stdio.stdin.buffer, stdio.stdout.buffer)
+    except Exception:  # noqa: BLE001 - no stdin.buffer (a build without MICROPY_PY_SYS_STDIO_BUFFER): no console
+        return None
 
 
 class Esp32Board(Board):
@@ -226,7 +313,7 @@ class Esp32Board(Board):
         if p["gnss_rx"] >= 0:
             self.gnss = _UartStream(machine.UART(2, baudrate=GNSS_BAUD, tx=p["gnss_tx"], rx=p["gnss_rx"],
                                                  rxbuf=RXBUF, timeout=0))
-        self.console = console if console is not None else _ConsoleStream()
+        self.console = console if console is not None else _console()
         self._poll = select.poll()
         self._poll.register(self._latch, _POLLIN)
         self._poll.register(self.modem.uart, _POLLIN)

@@ -49,6 +49,7 @@ event codes, kept there so the App maps them without loading this module).
 """
 
 from firmware.button_events import EV_CANCEL, EV_DURESS_CANCEL, EV_SOS, EV_TEST
+from protocol.errors import LocalError  # an illegal transition: our bug, never bad input
 
 try:
     from micropython import const  # pyright: ignore[reportAssignmentType]
@@ -84,10 +85,6 @@ _T = {
     (S_QUIET, I_PRESS): S_SPENT,
     (S_QUIET, I_REARM): S_IDLE,
 }
-
-
-class LocalError(Exception):
-    """Our own misuse (a bug on the device side), never bad input."""
 
 
 def transitions():

@@ -24,9 +24,11 @@ overrides of that table), power_profile ("ready" or "saver"), wifi_scan
 
 The single-receiver form written before the lists existed (receiver_host,
 receiver_port, sms_number) is still read: a board provisioned then boots
-after a firmware update with a list of one. Either form fills both the
-lists and receiver_host / receiver_port / sms_number (the first entry) on
-the Config; giving both forms is an error and the list wins.
+after a firmware update with its one receiver. Either form fills
+receiver_host / receiver_port / sms_number (the first entry) on the
+Config, and the lists only when they hold two or more (a list of one is
+the single form: settings.Config); giving both forms is an error and the
+list wins.
 
 Boot-only: firmware/loop.py drops this module once the Config (a
 firmware/settings.py record) is built; nothing may keep a reference to it.
@@ -242,16 +244,21 @@ def _lists(d, cfg, err):
         err("receivers: give either receivers or receiver_host/receiver_port")
     if cfg.receivers:
         cfg.receiver_host, cfg.receiver_port = cfg.receivers[0]
-    elif cfg.receiver_host:
-        cfg.receivers = [(cfg.receiver_host, cfg.receiver_port)]
     if "sms_numbers" in d and "sms_number" in d:
         err("sms_numbers: give either sms_numbers or sms_number")
     if "sms_numbers" in d:
         cfg.sms_number = cfg.sms_numbers[0] if cfg.sms_numbers else ""
-    elif cfg.sms_number:
-        cfg.sms_numbers = [cfg.sms_number]
-    else:
-        cfg.sms_numbers = []
+    # a list of one lives in the single fields only (settings.Config)
+    if len(cfg.receivers) < 2:
+        try:
+            del cfg.receivers
+        except AttributeError:  # never set: the class's empty default
+            pass
+    if len(cfg.sms_numbers) < 2:
+        try:
+            del cfg.sms_numbers
+        except AttributeError:
+            pass
 
 
 def parse(text):

@@ -59,6 +59,7 @@ SESSION_MS = const(1800000)
 BAD_MAC_LIMIT = const(3)
 LOG_PAGE = const(16)  # event-log lines per response
 SEEN_NONCES = const(8)  # host nonces remembered (no replay within a boot)
+MAX_DEPTH = const(4)  # JSON nesting a request may have; a command is a flat object
 
 L_HELLO = b"diag1 hello "
 L_ACCEPT = b"diag1 accept "
@@ -113,6 +114,33 @@ def open_line(sk_mac, direction, line):
     if not tags_equal(sk_mac.digest(direction, body), tag):
         return None
     return body
+
+
+def flat_enough(body, limit=MAX_DEPTH):
+    """True when the JSON text nests at most `limit` deep (brackets inside
+    strings not counted). Checked before json.loads: MicroPython's parser
+    grows a stack per level, and 200 levels in a 512-byte line ran a 96 KB
+    heap out of memory (the console fuzz campaign, fuzz/console.py)."""
+    depth = 0
+    in_str = False
+    esc = False
+    for c in body:
+        if in_str:
+            if esc:
+                esc = False
+            elif c == 92:  # backslash
+                esc = True
+            elif c == 34:  # quote
+                in_str = False
+        elif c == 34:
+            in_str = True
+        elif c == 91 or c == 123:  # [ {
+            depth += 1
+            if depth > limit:
+                return False
+        elif c == 93 or c == 125:  # ] }
+            depth -= 1
+    return True
 
 
 def scrub(obj):
@@ -177,6 +205,7 @@ class Diag:
             "replay": 0,
             "provider_errors": 0,
             "sessions_ended": 0,
+            "line_errors": 0,
         }
 
     def __repr__(self):
@@ -213,7 +242,11 @@ class Diag:
                     self._overlong = False
                     self.n["overlong"] += 1
                 elif self._n:
-                    r = self._line(bytes(self._buf[: self._n]), now)
+                    try:
+                        r = self._line(bytes(self._buf[: self._n]), now)
+                    except Exception:  # noqa: BLE001 - e.g. MemoryError: drop the line, never raise into the App
+                        self.n["line_errors"] += 1
+                        r = None
                     if r:
                         out += r
                 self._n = 0
@@ -319,6 +352,8 @@ class Diag:
                 self._end()
             return b""
         try:
+            if not flat_enough(body):
+                raise ValueError("nested too deep")
             req = json.loads(body)
             seq = req["seq"]
             cmd = req["cmd"]

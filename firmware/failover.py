@@ -41,6 +41,8 @@ failover_return_s), docs/firmware.md ("Receiver failover": the table,
 tests/test_docs_firmware.py checks it).
 """
 
+from protocol.errors import LocalError
+
 try:
     from micropython import const  # pyright: ignore[reportAssignmentType]
 except ImportError:  # CPython
@@ -65,7 +67,7 @@ A_FIRST = const(2)
 ACTION_NAMES = ("stay", "next", "first")
 
 # (state, event) -> action; the new state follows from the new index.
-# Anything absent is illegal (our misuse: LocalError).
+# Anything absent is illegal (our misuse: protocol.errors.LocalError).
 TABLE = {
     (FIRST, E_FAILED): A_NEXT,
     (FIRST, E_TIMEOUT): A_NEXT,
@@ -77,10 +79,6 @@ TABLE = {
 }
 
 _NEVER = const(-1)
-
-
-class LocalError(Exception):
-    """Our own misuse (an illegal event): a bug, never wire data."""
 
 
 def transitions():

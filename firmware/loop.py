@@ -46,6 +46,7 @@ MAX_SLEEP_MS = WATCHDOG_MS // 2
 MAX_BACKOFF_MS = WATCHDOG_MS // 2
 CONSOLE_READ = 256  # bytes per pass at most: a flood cannot starve the alert path
 SESSION_WAKE_MS = 50
+LOAD_RETRY_MS = 60000  # a console that could not be loaded is tried again after this
 
 
 class LazyConsole:
@@ -59,6 +60,8 @@ class LazyConsole:
         self.app = app
         self.fs = fs
         self.diag = None
+        self.load_failures = 0
+        self.retry_at = None  # after a failed load: no new try before then
 
     def load(self):
         from firmware.diag import Diag
@@ -85,12 +88,23 @@ def make_console(app, board, fs):
 
 
 def serve_console(con, board, fs, now, lock):
-    """One pass of the console; returns the lock-out state now on flash."""
+    """One pass of the console; returns the lock-out state now on flash.
+    Never raises into the loop (the console stream and Diag never do): a
+    console that cannot be loaded (a MemoryError importing firmware.diag)
+    drops what came and is tried again at a byte after LOAD_RETRY_MS, so
+    bytes on the USB serial can never tear the App down."""
     data = board.console.read(CONSOLE_READ)
     diag = con.diag
     if data:
         if diag is None:
-            diag = con.load()
+            if con.retry_at is not None and now - con.retry_at < 0:
+                return lock
+            try:
+                diag = con.load()
+            except Exception:  # noqa: BLE001 - the App must go on without its console
+                con.load_failures += 1
+                con.retry_at = now + LOAD_RETRY_MS
+                return lock
             lock = diag.persist_state()  # what load() just read from flash
         out = diag.feed(data, now)
         if out:

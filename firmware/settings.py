@@ -13,6 +13,13 @@ defaults), docs/firmware.md (field table).
 class Config:
     """A validated configuration. repr() never shows keys."""
 
+    # [(host, port)] / [number] in order of preference (firmware/failover.py),
+    # set on the instance only when the config lists two or more: the usual
+    # device keeps its one in receiver_host/receiver_port/sms_number, and this
+    # record's dict stays below a size step of the heap
+    receivers = ()
+    sms_numbers = ()
+
     def __init__(self, timings=None):
         self.usable = False
         self.errors = []
@@ -22,8 +29,6 @@ class Config:
         self.receiver_host = ""  # receivers[0], for the modem's first connection
         self.receiver_port = 0
         self.sms_number = ""  # sms_numbers[0], or "" (no SMS fallback)
-        self.receivers = []  # [(host, port)] in order of preference (firmware/failover.py)
-        self.sms_numbers = []  # [number] in order of preference
         self.listen_number = ""
         self.apn = ""
         self.button = {}

@@ -24,8 +24,10 @@ Stays in sync with: nothing else; the scenario runner and the chip model build o
 
 import heapq
 
+from host_sim.errors import SimBug
 
-class ClockError(Exception):
+
+class ClockError(SimBug):
     """Misuse of the clock by simulator code (a bug on our side)."""
 
 

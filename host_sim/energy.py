@@ -23,6 +23,8 @@ firmware's battery percent mapping (it sees only battery_mv).
 import bisect
 import math
 
+from host_sim.errors import SimBug
+
 # mA per state, per part.
 CURRENTS = {
     "esp32": {"off": 0.0, "deep_sleep": 0.010, "light_sleep": 0.8, "idle": 30.0, "active": 68.0},
@@ -52,7 +54,7 @@ OCV_CURVE = (
 _OCV_XS = [p[0] for p in OCV_CURVE]
 
 
-class EnergyError(ValueError):
+class EnergyError(SimBug):
     """Unknown part or state, time going backwards: a simulator bug."""
 
 

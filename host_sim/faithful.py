@@ -21,9 +21,21 @@ Owns: one faithful run. The pieces:
 - the receiver: receiver/server.py's asyncio Server over a real
   receiver/store.py SQLite store, in a thread of this process, with its
   clock on scenario time (start + simulated ms); SMS from the emulator go
-  to its core.
+  to its core. As in virtual time, the scenario's towers and Wi-Fi survey
+  are imported into its location database (host_sim/cells.py), the modem
+  answers with the tower serving the person, and every receiver event and
+  a battery sample a simulated minute are recorded for the report.
 Results go through host_sim/results.py's Recorder, so the invariants and
 [expect] checks are the virtual-time mode's.
+
+Or the receiver runs elsewhere (`panic sim device`): a
+host_sim/rig_remote.py RemoteReceiver, a real `panic receiver serve` that
+the modem's sockets reach at its own address (the device's config names
+it) and its SMS endpoint over HTTP. The rig then cannot read that store: a
+frame counts as stored (committed and raised) when an ACK that verifies
+under the device key names its seq; the receiver's own alarms (silent
+device) and a scenario's operator commands stay at the receiver, and the
+rig says so in its notes.
 
 Power cuts armed at a flash write are exact: the board's VFS shim
 (host_sim/mpboard.py, flash_gate) reports each mutating flash step on a
@@ -42,15 +54,16 @@ Entry points:
     run(scenario, args)    what `panic sim run FILE --faithful` calls
     run_faithful(scenario_path, json_out=None, report_out=None,
                  time_scale=None, duration_ms=None, heap=None) -> results
-    Rig(...)  start() / run_until(t_ms) / run() / stop()  (tests, tools)
+    Rig(...)  start() / run_until(t_ms) / run(progress=) / stop()  (tests, tools)
+    Rig.progress() -> {sim_ms, duration_ms, wall_s, time_scale, on_air, acks, boots}
 
 Stays in sync with: firmware/board_unix.py (the wire), host_sim/results.py
-(what is recorded), host_sim/world.py (handlers), tools/flash.py (board
+(what is recorded), host_sim/runner.py (the same receiver set-up and
+recording in virtual time), host_sim/cells.py, host_sim/world.py (handlers), panic/release.py (board
 layout: manifest, shim).
 """
 
 import asyncio
-import hashlib
 import json
 import os
 import queue
@@ -67,6 +80,7 @@ from protocol.errors import ProtocolError
 from protocol.sms import from_sms
 from protocol.stream import Deframer
 
+from host_sim import cells
 from host_sim import scenario as SC
 from host_sim.modem import DEFAULTS as MODEM_SETTINGS
 from host_sim.modem import Sim7600
@@ -77,12 +91,20 @@ from host_sim.setup import PERSON_REF, button_patterns, device_config, node_addr
 from host_sim.tcp import SocketTcp
 from host_sim.world import World
 
-# bench/bench_faithful.py measures the smallest heap the firmware runs a
-# scenario in with a console session open: 224 KB on the 64-bit unix port
-# (208 KB fails). The default leaves ~40 % headroom.
-DEFAULT_HEAP = "320k"
+# The smallest heap the firmware runs a scenario in with a console session
+# open, release installed as files (.mpy loaded into the heap): 224 KB on
+# the 64-bit unix port before the shared event-name modules, 352 KB after
+# (336 KB fails: at the console's first byte 157 KB is free but the largest
+# free block is 6 KB, so loading firmware.diag fails; measured with
+# micropython.mem_info()). That is fragmentation, not live data (167 KB
+# after a collection either way); the production layout, ROMFS, runs the
+# code in place (bench_firmware: 56 KB peak on 32 bits), and the
+# T-SIM7600E's ESP32-WROVER has 4 MB of PSRAM for the heap. The default
+# leaves ~40 % headroom over 352 KB.
+DEFAULT_HEAP = "512k"
 PUBLIC_RX = ("203.0.113.5", 5000)  # what the config names; redirected to the real receiver
 DEVICE_ID = 4242
+BATTERY_LOG_MS = 60000  # a battery sample for the report each simulated minute (host_sim/runner.py TICK_MS)
 BOOT_TIMEOUT_S = 60  # wall seconds the VM may take to load the release and say hello
 # Once the device is gone for good (brown-out, a cut never restored) no
 # firmware runs: the rest of the run is the receiver's supervision alone,
@@ -118,14 +140,14 @@ def install_release(root, version=None):
     """Put the compiled release on a board folder as `panic flash` does
     (files under /app-<id>/, /manifest.json, the boot shim /main.py).
     The compiled files are kept for the process while no source changes."""
-    from tools import flash as FL
+    from panic import release as FL
 
     key = _sources_key(FL)
     files = _RELEASE_CACHE.get(key)
     if files is None:
         tmp = tempfile.mkdtemp(prefix="faithful-mpy-")
         try:
-            files = FL.build(tmp, march="")
+            files = FL.build(tmp, march="", platform="linux")  # the unix port: firmware/board_unix.py
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         _RELEASE_CACHE.clear()
@@ -138,8 +160,7 @@ def install_release(root, version=None):
             f.write(data)
     with open(os.path.join(root, "main.py"), "wb") as f:
         f.write(FL.SHIM_SRC)
-    manifest = {"format": 1, "app": app, "version": version or FL.release_version(), "march": "",
-                "files": {p: hashlib.sha256(d).hexdigest() for p, d in files.items()}}
+    manifest = FL.manifest_of(files, app, version or FL.release_version(), "")
     with open(os.path.join(root, "manifest.json"), "w") as f:
         json.dump(manifest, f, sort_keys=True)
     return manifest
@@ -339,10 +360,13 @@ class Rig:
     device must already be registered in db, as `panic provision` does).
     rom: bytes of the board's ROM partition, for a root flashed with
     `panic flash --romfs` (its image is in root + ".rom"); the firmware
-    keeps `heap` beside it (MpBoard.vm_heap)."""
+    keeps `heap` beside it (MpBoard.vm_heap).
+    remote: a rig_remote.RemoteReceiver (the receiver runs elsewhere; db
+    and master are then unused); key: the device key (32 bytes) to give a
+    fresh board (None: a random one), as registered at that receiver."""
 
     def __init__(self, scenario, root=None, db=None, master=None, time_scale=None, heap=None, start_utc_ms=None,
-                 duration_ms=None, device_id=DEVICE_ID, rom=None):
+                 duration_ms=None, device_id=DEVICE_ID, rom=None, remote=None, key=None):
         from receiver import masterkey
 
         self.sc = scenario if isinstance(scenario, SC.Scenario) else SC.load(scenario)
@@ -359,7 +383,11 @@ class Rig:
         self.master = master or masterkey.MasterKey(os.urandom(32))
         self.rec = Recorder(self.sc)
         self.notes = []
-        self._q = queue.Queue()  # receiver events, from its thread
+        self._q = queue.Queue()  # receiver events, from its thread; SMS answers from rig_remote's
+        self.remote = remote
+        self.proven = set()  # seqs an authenticated ACK named (a remote receiver stored them)
+        self.carried = set()  # seqs an earlier run left in the outbox: sent again, not raised as this run's
+        self._up_info = {}  # seq -> (type name, duress) of the uplink frames seen
         self.seen_up = {}  # seq -> first on-air sim ms
         self.battery_low_seen = False
         self.rx_up = True
@@ -379,6 +407,7 @@ class Rig:
         self.stats = {"boots": 0, "max_lag_ms": 0, "wall_s": 0.0, "console_bytes_unauth": 0}
         self._emu_ev = 0
         self._next_batt = 0
+        self._next_batt_log = 0
         self._last_mv = None
         self._button_level = 1
         self._powered = True
@@ -389,16 +418,16 @@ class Rig:
             os.makedirs(os.path.join(self.root, "data"), exist_ok=True)
             install_release(self.root)
             self.device_id = device_id
-            self.key = os.urandom(32)
+            self.key = key or os.urandom(32)
             self.ekey = os.urandom(32)
             try:
                 self.cfg = device_config(self.sc, self.key, device_id=device_id, engineer_key=self.ekey,
-                                         receiver=PUBLIC_RX)[0]
+                                         receiver=remote.tcp if remote is not None else PUBLIC_RX)[0]
             except ValueError as e:
                 raise SC.ScenarioError(str(e), self.sc.path)
             with open(os.path.join(self.root, "data", "config.json"), "w") as f:
                 json.dump(self.cfg, f, sort_keys=True)
-            self._register = True
+            self._register = remote is None
         else:
             with open(os.path.join(self.root, "data", "config.json")) as f:
                 self.cfg = json.load(f)
@@ -407,6 +436,9 @@ class Rig:
             self.ekey = bytes.fromhex(self.cfg["engineer_key_hex"])
             self._register = False
         self.keys = DeviceKeys(self.key)
+        if remote is not None:
+            if self.sc.expect.pop("silent_alarm", None) is not None:
+                self.note(0, "[expect] silent_alarm not checked: the receiver raises it, at %s:%d" % remote.tcp)
         from firmware.button import ButtonConfig
 
         try:
@@ -442,12 +474,14 @@ class Rig:
         clock = Clock()
         self.world = World(self.sc, clock=clock, patterns=self.patterns)
         self.pacer = Pacer(clock, self.scale, paused=True)
-        self.rx = ReceiverThread(self.db, self.master, self.unix_now, self._q.put,
-                                 supervise_every=max(0.05, min(1.0, 30.0 / self.scale)),
-                                 heartbeat_s=self.cfg.get("timings", {}).get("heartbeat_s", 3600)).start()
+        if self.remote is None:
+            self.rx = ReceiverThread(self.db, self.master, self.unix_now, self._q.put,
+                                     supervise_every=max(0.05, min(1.0, 30.0 / self.scale)),
+                                     heartbeat_s=self.cfg.get("timings", {}).get("heartbeat_s", 3600)).start()
         if self._register:
             hb = self.cfg.get("timings", {}).get("heartbeat_s")
             self.rx.store.add_device(self.device_id, self.key, PERSON_REF, heartbeat_s=hb)
+            cells.import_into(self.rx.store, self.sc)  # the scenario's towers and survey, as host_sim/runner.py
         dead = socket.socket()
         dead.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
         self._dead_sock = dead
@@ -494,6 +528,8 @@ class Rig:
         faults.setdefault("coverage", cov)
         if sc.coverage:
             faults.setdefault("rssi", sc.coverage[0].csq)
+        if sc.towers:  # the serving cell follows the person (host_sim/cells.py), as host_sim/runner.py
+            faults.setdefault("cell", cells.ServingCell(sc.towers, self.world.route.true_position))
         return Sim7600(_SmsEndpoint(self), tcp=_TapTcp(self), seed=sc.seed,
                        gnss=self.world.gnss if self.modem_gnss else None, **faults)
 
@@ -510,6 +546,8 @@ class Rig:
             return ("127.0.0.1", self._dead_port)
         if state == "cut":
             return ("127.0.0.1", self._silent_port)
+        if self.remote is not None:
+            return self.remote.tcp
         return ("127.0.0.1", self.rx.port)
 
     def stop(self):
@@ -519,6 +557,8 @@ class Rig:
             self.periph.close()
         if self.rx is not None:
             self.rx.stop()
+        if self.remote is not None:
+            self.remote.close()
         if getattr(self, "_dead_sock", None) is not None:
             self._dead_sock.close()
         if getattr(self, "_silent_sock", None) is not None:
@@ -573,7 +613,8 @@ class Rig:
         scale = max(self.pacer.time_scale, left_s / DEAD_WALL_S)
         if scale > self.pacer.time_scale:
             self.pacer.set_scale(scale)
-            self.rx.server.supervise_every = max(0.02, min(1.0, 60.0 / scale))  # a check every <= 60 simulated s
+            if self.rx is not None:
+                self.rx.server.supervise_every = max(0.02, min(1.0, 60.0 / scale))  # a check every <= 60 simulated s
             self.stats["fast_forward"] = {"from_ms": now, "time_scale": round(scale, 1)}
 
     def _on_flash_cut(self, n, now):
@@ -633,7 +674,7 @@ class Rig:
         if up:
             held, self._sms_held = self._sms_held, []
             for sender, text in held:
-                self.rx.sms(sender, text)
+                self._sms_out(sender, text)
 
     def _on_operator(self, command, value, now):
         """The receiving centre's operator, through the receiver's own API
@@ -641,6 +682,10 @@ class Rig:
         from receiver import core
         from receiver import store as S
 
+        if self.remote is not None:
+            self.note(now, "operator command %s not sent: the receiver is at %s:%d (panic receiver command)" % (
+                (command,) + self.remote.tcp))
+            return
         st = S.open_store(self.db, self.master)
         try:
             core.operator_command(st, self.device_id, command, value, actor="scenario", clock=self.unix_now)
@@ -686,6 +731,7 @@ class Rig:
         self.seen_up[fr.seq] = now
         self.rec.frame(now, "up", "built", fr.name, fr.seq, fr.device_id, path=path, size=len(raw))
         b = fr.body
+        self._up_info[fr.seq] = (fr.name, bool(getattr(b, "duress", False)))
         if fr.ftype != F.ACK and hasattr(b, "source"):
             # measured at the time the frame was sealed: its own timestamp
             # (whole seconds: the middle of that second) when the device
@@ -723,12 +769,48 @@ class Rig:
             return
         acked = fr.body.acked_seq if isinstance(fr.body, F.Ack) else None
         self.rec.frame(now, "down", "acked", fr.name, fr.seq, fr.device_id, path="tcp", size=len(raw), acked_seq=acked)
+        if self.remote is not None and acked is not None:
+            self._proven(acked, now, "tcp")
 
     def deliver_sms(self, sender, text, now):
         if self.rx_up:
-            self.rx.sms(sender, text)
+            self._sms_out(sender, text)
         else:
             self._sms_held.append((sender, text))
+
+    def _sms_out(self, sender, text):
+        if self.remote is None:
+            self.rx.sms(sender, text)
+        else:
+            self.remote.post_sms(sender, text, lambda status, reply, why: self._q.put(
+                {"kind": "_sms_answer", "status": status, "reply": reply, "why": why}))
+
+    def _sms_answer(self, ev, now):
+        """The remote receiver's answer to an SMS we posted: its reply is
+        the ACK as SMS text, proof that it stored the frame."""
+        if ev["reply"]:
+            try:
+                fr = F.decode(self.keys, from_sms(ev["reply"]), F.DOWNLINK)
+            except ProtocolError:
+                self.note(now, "the receiver's SMS reply did not verify under the device key")
+                return
+            if isinstance(fr.body, F.Ack):
+                self._proven(fr.body.acked_seq, now, "sms")
+        elif ev["status"] is not None and ev["status"] not in ("accepted", "duplicate"):  # None: counted in sms_unsent
+            self.note(now, "SMS not stored by the receiver: %s" % (ev["why"] or ev["status"]))
+
+    def _proven(self, seq, now, path):
+        """A remote receiver ACKed seq: it is stored (it ACKs only after its commit)."""
+        if seq in self.proven:
+            return
+        self.proven.add(seq)
+        name, duress = self._up_info.get(seq, ("?", False))
+        if seq in self.carried:
+            self.rec.frame(now, "up", "committed", name, seq, self.device_id, path=path,
+                           note="queued by an earlier run (the receiver may have stored it then)")
+            return
+        self.rec.frame(now, "up", "committed", name, seq, self.device_id, path=path)
+        self.rec.raise_(now, self.device_id, seq, name, duress=duress)
 
     def _emu_events(self, now):
         evs = self.emu.events
@@ -893,6 +975,9 @@ class Rig:
             self._modem_lines(now)
         self._emu_events(now)
         if now >= self._next_batt:
+            if now >= self._next_batt_log:  # the report's battery chart, at the runner's pace
+                self._next_batt_log = now + BATTERY_LOG_MS
+                self.rec.battery(now, *self.world.battery_sample())
             self._next_batt = now + 1000
             mv = self.world.battery_mv()
             if mv != self._last_mv and p.send(b"ctrl", b"v %d\n" % mv):
@@ -903,8 +988,13 @@ class Rig:
                 ev = self._q.get_nowait()
             except queue.Empty:
                 break
+            if ev.get("kind") == "_sms_answer":
+                self._sms_answer(ev, now)
+                continue
+            t = min(now, max(0, int(ev.get("time", self.unix_now()) * 1000 - self.sc.start_utc_ms)))
+            self.rec.receiver_event(t, ev)  # what an operator was shown (the report's receiver lane)
             if ev.get("kind") == "device_silent":
-                self.rec.silent(int(ev.get("time", self.unix_now()) * 1000 - self.sc.start_utc_ms), ev.get("device_id"))
+                self.rec.silent(t, ev.get("device_id"))
         return now
 
     def _check_boot(self):
@@ -922,9 +1012,38 @@ class Rig:
             self.pump()
         return self.pacer.clock.now
 
-    def run(self):
-        self.run_until(self.sc.duration_ms)
+    def run(self, progress=None, every_s=0.5):
+        """Run to the scenario's end and return the results; progress(info)
+        is called with self.progress() about every every_s wall seconds
+        (and once at the end)."""
+        if progress is None:
+            self.run_until(self.sc.duration_ms)
+            return self.finish()
+        end = self.sc.duration_ms
+        next_at = 0.0
+        while self.pacer.clock.now < end:
+            self.pump()
+            t = time.monotonic()
+            if t >= next_at:
+                next_at = t + every_s
+                progress(self.progress())
+        progress(self.progress())
         return self.finish()
+
+    def progress(self):
+        """Where the run is: simulated and wall time, frames on the air
+        (uplink, both paths) and ACKs received by the device so far."""
+        on_air = acks = 0
+        for f in self.rec.frames:
+            if f["event"] == "on_air":
+                on_air += 1
+            elif f["event"] == "acked":
+                acks += 1
+        return {"sim_ms": self.pacer.clock.now if self.pacer is not None else 0, "duration_ms": self.sc.duration_ms,
+                "wall_s": time.monotonic() - self._t0 if self.board is not None else 0.0,
+                "time_scale": self.pacer.time_scale if self.pacer is not None else self.scale,
+                "booting": bool(self.pacer is not None and self.pacer.paused),
+                "on_air": on_air, "acks": acks, "boots": self.stats["boots"]}
 
     # -- results ------------------------------------------------------------------------------
     def _drain_console(self):
@@ -958,12 +1077,23 @@ class Rig:
         if junk:
             self.stats["console_bytes_unauth"] = len(junk)
             self.rec.print_(now, junk.decode("latin-1"), authenticated=False)
-        time.sleep(0.2)  # the receiver's last group commit
-        st = S.open_store(self.db, None)
-        try:
-            rows = st.frames(self.device_id)
-        finally:
-            st.close()
+        rows = []
+        if self.remote is not None:
+            self.remote.close()  # the SMS still being posted get their answers
+            while not self._q.empty():
+                ev = self._q.get_nowait()
+                if ev.get("kind") == "_sms_answer":
+                    self._sms_answer(ev, now)
+            if self.remote.sms_unsent:
+                self.note(now, "%d SMS reached no receiver (%s)" % (
+                    self.remote.sms_unsent, "no --sms-http" if self.remote.http is None else "the SMS endpoint failed"))
+        else:
+            time.sleep(0.2)  # the receiver's last group commit
+            st = S.open_store(self.db, None)
+            try:
+                rows = st.frames(self.device_id)
+            finally:
+                st.close()
         for r in rows:
             t = int(round(r["arrival"] * 1000 - self.sc.start_utc_ms))
             try:
@@ -1012,16 +1142,16 @@ def run_faithful(scenario_path, json_out=None, report_out=None, time_scale=None,
     return res
 
 
-def run(scenario, args=None):
+def run(scenario, args=None, progress=None):
     """`panic sim run FILE --faithful` (host_sim/cli.py calls run(sc, args)
     and writes the reports itself). args: the parsed options; `seed` and
-    `time_scale` are used when present."""
+    `time_scale` are used when present. progress: as Rig.run's."""
     seed = getattr(args, "seed", None)
     if seed is not None:
         scenario.seed = seed
     rig = Rig(scenario, time_scale=getattr(args, "time_scale", None))
     try:
         rig.start()
-        return rig.run()
+        return rig.run(progress=progress)
     finally:
         rig.stop()

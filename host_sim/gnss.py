@@ -30,6 +30,7 @@ import math
 import random
 from collections import deque
 
+from host_sim.errors import InputError
 from host_sim.route import offset_deg
 
 ERROR_CLIP = 3.0
@@ -125,7 +126,7 @@ _EPHEMERIS_MS = 2 * 3600 * 1000  # hot start / fast re-acquisition window
 _SKY_BLOCK_MS = 10000  # satellites and HDOP change every 10 s
 
 
-class GnssError(ValueError):
+class GnssError(InputError):
     """Bad emulator configuration (a bug or a bad scenario)."""
 
 

@@ -186,8 +186,10 @@ def judged_as(shown, by_seq):
 
 def _placeholder_violation(p, true_position, what):
     """A position at exactly (0, 0) where the person is not: the Gulf of
-    Guinea shown as their place."""
-    if p.get("lat_e7") != 0 or p.get("lon_e7") != 0:
+    Guinea shown as their place. A frame of source 0 carries no position
+    (docs/protocol.md, "Position semantics": its coordinate fields are 0 by
+    rule), so its zeros are not one."""
+    if p.get("lat_e7") != 0 or p.get("lon_e7") != 0 or not p.get("source"):
         return None
     la, lo = true_position(p["t_ms"])
     acc = p.get("accuracy_m")

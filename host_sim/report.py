@@ -61,13 +61,15 @@ import json
 import math
 import re
 
+from host_sim.errors import SimBug
+
 FORMAT = "panic-sim-results/1"
 SOURCES = {0: "none", 1: "GNSS live", 2: "GNSS last fix", 3: "cell", 4: "Wi-Fi"}
 SOURCE_COLOURS = {0: "#888888", 1: "#1a7f37", 2: "#bf8700", 3: "#8250df", 4: "#0969da"}
 _SECRETISH = re.compile(r"(^|_)(key|keys|secret|master|k_enc|k_mac|psk|password)($|_)", re.I)
 
 
-class ReportError(ValueError):
+class ReportError(SimBug):
     """A results structure that must not be written."""
 
 

@@ -20,11 +20,13 @@ host_sim/invariants.py (uses true positions via a callable).
 import bisect
 import math
 
+from host_sim.errors import InputError
+
 EARTH_R_M = 6371008.8
 CONDITIONS = ("open", "urban", "indoor")
 
 
-class RouteError(ValueError):
+class RouteError(InputError):
     """A route that cannot be used (too few points, times going backwards,
     unreadable GPX). The message names the point or file."""
 

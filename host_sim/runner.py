@@ -103,7 +103,7 @@ class SimReceiver:
         self.run = run
         self.clock = lambda: run.unix()
         st = S.open_store(":memory:", masterkey.MasterKey(os.urandom(32)), clock=self.clock)
-        st.add_device(DEVICE_ID, key, PERSON_REF, heartbeat_s=heartbeat_s)
+        st.add_device(run.device_id, key, PERSON_REF, heartbeat_s=heartbeat_s)
         cells.import_into(st, run.sc)  # the centre's location database knows the scenario's towers and survey
         self.core = core.Receiver(st, clock=self.clock, events=self._event)
         self.keys = DeviceKeys(key)
@@ -185,6 +185,10 @@ class SimReceiver:
     def tick(self):
         self.core.tick(self.run.unix())
 
+    def operator(self, command, value):
+        """The receiving centre's operator: a command rides the device's next ACK."""
+        core.operator_command(self.core.store, self.run.device_id, command, value, actor="scenario", clock=self.clock)
+
 
 class SimNode:
     """One node of a receiving centre of several (scenario [[receiver]]):
@@ -254,7 +258,7 @@ class _Transport:
                     if f[2] == path:
                         del self.inflight[i]
                         ev = "on_air" if k in ("sent", "sms_sent") else "send_failed"
-                        self.run.rec.frame(t, "up", ev, f[0], f[1], DEVICE_ID, path, f[3])
+                        self.run.rec.frame(t, "up", ev, f[0], f[1], self.run.device_id, path, f[3])
                         if ev == "on_air":
                             self.run.modem_tx()
                         break
@@ -262,19 +266,28 @@ class _Transport:
 
 
 class Runner:
-    def __init__(self, scenario, seed=None, flash_root=None, strict=False):
+    """far_end: None (SimReceiver, the receiver core in this process) or
+    far_end(runner, device_id, key) -> an object with SimReceiver's
+    endpoint, set_up, tick, operator and events (host_sim/rig_remote.py
+    VirtualFarEnd: a real receiver elsewhere); device: (device_id, key)
+    to run as, instead of the simulator's own."""
+
+    def __init__(self, scenario, seed=None, flash_root=None, strict=False, far_end=None, device=None):
         self.sc = scenario
         self.seed = scenario.seed if seed is None else seed
         self.strict = strict
-        self.key = device_key(self.seed)
+        self.device_id, self.key = device or (DEVICE_ID, device_key(self.seed))
         self.keys = DeviceKeys(self.key)
-        self.cfg_dict, cfg = device_config(scenario, self.key)
+        self.cfg_dict, cfg = device_config(scenario, self.key, device_id=self.device_id)
         self.table = boards.load(cfg.board)
         self.patterns = button_patterns(ButtonConfig.from_dict(cfg.button))
         self.world = World(scenario, patterns=self.patterns)
         self.clock = self.world.clock
         self.rec = Recorder(scenario, route=self.world.route)
-        self.receiver = SimReceiver(self, self.key, cfg.t("heartbeat_s"))
+        if far_end is None:
+            self.receiver = SimReceiver(self, self.key, cfg.t("heartbeat_s"))
+        else:
+            self.receiver = far_end(self, self.device_id, self.key)
         cov = scenario.coverage_at(0)
         self.net = Network(seed=self.seed, up_ms=cov.latency_ms, down_ms=cov.latency_ms, jitter_ms=20,
                            loss=min(cov.loss, 0.95), outages=[(w.from_ms, w.to_ms) for w in scenario.receiver_down],
@@ -434,7 +447,7 @@ class Runner:
         self.rec.event(now, "firmware_exception", "".join(traceback.format_exception(e, limit=3))[-300:])
 
     def _instrument(self, app):
-        rec, clock, keys, fs = self.rec, self.clock, self.keys, self.fs
+        rec, clock, keys, fs, dev = self.rec, self.clock, self.keys, self.fs, self.device_id
         btn_update = app.button.update
 
         def update(level, t):
@@ -445,7 +458,7 @@ class Runner:
                 if ev == EV_TEST and not (app.cfg.test_enabled and app.ctl.allowed(A.TEST)):
                     rec.event(at, "test_refused", "a TEST pattern while the alert controller is not idle")
                 else:
-                    rec.press(_EVENT_KIND[ev], at, DEVICE_ID)
+                    rec.press(_EVENT_KIND[ev], at, dev)
             return ev
 
         app.button.update = update
@@ -455,7 +468,7 @@ class Runner:
         def add_(ftype, seq, raw, now, sms=False):
             t = clock.now
             name = F.TYPE_NAMES.get(ftype, "?")
-            rec.frame(t, "up", "built", name, seq, DEVICE_ID, None, len(raw))
+            rec.frame(t, "up", "built", name, seq, dev, None, len(raw))
             try:
                 body = F.decode(keys, raw, F.UPLINK).body
                 rec.position(t, name, seq, body.source, body.lat if body.source else None,
@@ -466,7 +479,7 @@ class Runner:
             from firmware.outbox import entry_name
 
             if fs.read(entry_name(seq)) == bytes(raw):
-                rec.frame(clock.now, "up", "committed", name, seq, DEVICE_ID, None, len(raw))
+                rec.frame(clock.now, "up", "committed", name, seq, dev, None, len(raw))
             return r
 
         ob.add = add_
@@ -476,7 +489,7 @@ class Runner:
             res = on_frame(raw, now)
             if res is not None:
                 ftype, fr = res
-                rec.frame(clock.now, "down", "acked", "ACK", fr.seq, DEVICE_ID, None, len(raw),
+                rec.frame(clock.now, "down", "acked", "ACK", fr.seq, dev, None, len(raw),
                           acked_seq=fr.body.acked_seq)
             return res
 
@@ -613,8 +626,7 @@ class Runner:
 
     def _h_operator(self, command, value, now):
         """The receiving centre's operator: a command rides the device's next ACK."""
-        core.operator_command(self.receiver.core.store, DEVICE_ID, command, value, actor="scenario",
-                              clock=self.receiver.clock)
+        self.receiver.operator(command, value)
 
     def _h_end(self, now):
         self._done = True
@@ -701,7 +713,7 @@ class Runner:
             if end > self.sc.duration_ms:
                 continue
             if not any(at <= t <= at + 15000 for t in got):
-                self.rec.press(kind, at, DEVICE_ID)
+                self.rec.press(kind, at, self.device_id)
                 self.rec.event(at, "press_not_recognised", kind)
 
     def engine_totals(self):

@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 
 from firmware.config import BOARDS
 from host_sim import energy, gnss
+from host_sim.errors import InputError
 from host_sim.route import CONDITIONS, Route, RouteError
 
 ACTIONS = ("sos", "cancel", "duress_cancel", "test", "raw")
@@ -56,7 +57,7 @@ _DUR = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60000, "h": 3600000, "d": 86400000}
 
 
-class ScenarioError(ValueError):
+class ScenarioError(InputError):
     """A scenario file that cannot be used. str() names file, line, field."""
 
     def __init__(self, msg, path=None, line=None, where=None, fld=None):

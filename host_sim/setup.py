@@ -22,6 +22,7 @@ import hashlib
 
 from firmware import config as C
 from firmware.button import ButtonConfig
+from host_sim.errors import InputError
 
 DEVICE_ID = 1001
 PERSON_REF = "URN 01/1234/26"
@@ -35,7 +36,7 @@ NODE_ADDRESSES = (RECEIVER, ("203.0.113.6", 5000), ("203.0.113.7", 5000), ("203.
 NODE_SMS = (SMS_NUMBER, "+447700900997", "+447700900996", "+447700900995")
 
 
-class SetupError(ValueError):
+class SetupError(InputError):
     """A scenario's [device] cannot become a device configuration."""
 
 

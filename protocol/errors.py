@@ -1,11 +1,16 @@
-"""Two error roots, as in the rest of the project.
+"""The two error roots of the code that runs on the device (protocol/ and
+firmware/ raise nothing else of their own):
 
 ProtocolError (remote): bytes from the wire were rejected. Each subclass
 names one reason. The message says why, never what the frame contained:
 nothing from a rejected frame leaks out through an exception.
 
-EncodeError (local): our own code asked to build a frame that the spec does
-not allow (a field out of range, a body too big). It is a bug on our side.
+LocalError (local): our own code misused a part: it asked to build a frame
+that the spec does not allow (EncodeError: a field out of range, a body too
+big) or drove a state machine through a transition its table does not have
+(firmware/alert.py, firmware/button.py). It is a bug on our side, never
+caused by bytes from outside. A ValueError, as callers that check
+arguments expect.
 """
 
 
@@ -41,7 +46,11 @@ class BadSms(ProtocolError):
     reason = "bad sms"
 
 
-class EncodeError(ValueError):
+class LocalError(ValueError):
+    pass
+
+
+class EncodeError(LocalError):
     pass
 
 

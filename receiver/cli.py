@@ -1,5 +1,6 @@
 """`panic receiver ...`: serve, take an SMS, watch, command, device registry,
-location database (`locations import|list|lookup`).
+migrate (a SQLite store into PostgreSQL), location database
+(`locations import|list|lookup`).
 
 Owns: argument parsing and human output for the receiver. Every error a
 user can cause is one line with the exit code of tools/errors.py: a
@@ -20,14 +21,14 @@ import signal
 import sys
 import time
 
-from receiver import core, masterkey, personref
+from receiver import core, estimate, masterkey, personref
 from receiver import store as S
 from receiver.errors import DuplicateDevice, ReceiverError, UnknownDevice
 from receiver.errors import Unavailable as RxUnavailable
 from receiver.server import Limits, Server, parse_hostport
-from receiver.watch import Watcher, format_device
-from tools.argtypes import number
-from tools.errors import Refused, Unavailable, UsageError
+from receiver.watch import Watcher, format_device, format_incident, format_position
+from panic.argtypes import number
+from panic.errors import Refused, Unavailable, UsageError
 
 
 def _err(e):
@@ -54,9 +55,15 @@ def _store(args, need_key=False, create=True):
         raise _err(e)
 
 
-def _receiver(args, st, events=None):
-    return core.Receiver(st, events=events, heartbeat_s=args.heartbeat_s, silent_margin_s=args.silent_margin_s,
-                         low_battery_pct=args.low_battery_pct)
+def _receiver(args, st, events=None, cls=core.Receiver):
+    return cls(st, events=events, heartbeat_s=args.heartbeat_s, silent_margin_s=args.silent_margin_s,
+               low_battery_pct=args.low_battery_pct)
+
+
+def _console_receiver():
+    from receiver.console.live import ConsoleReceiver
+
+    return ConsoleReceiver
 
 
 def _write_secret_file(path, text):
@@ -100,6 +107,8 @@ def cmd_serve(args):
     # behind (issue 15, D3): the master key, then the listening sockets,
     # and only then the store (which creates the database if it is new).
     mk = _master(args)
+    if args.console:
+        _check_console_args(args, args.console)
     limits = Limits(idle_timeout=args.idle_timeout, frame_deadline=args.frame_deadline,
                     auth_deadline=args.auth_deadline, max_conns_per_peer=args.max_conns_per_peer,
                     max_conns=args.max_conns, max_batch=args.max_batch)
@@ -113,7 +122,11 @@ def cmd_serve(args):
     except ReceiverError as e:
         srv.unbind()
         raise _err(e)
-    srv.receiver = _receiver(args, st)
+    srv.receiver = _receiver(args, st, cls=_console_receiver() if args.console else core.Receiver)
+    if S.is_pg(st):  # several nodes on PostgreSQL: one of them leads (receiver/leader.py)
+        from receiver import leader
+
+        srv.leader, srv.leading = leader.for_store(st), False
     # Every frame allocates a few dozen short-lived containers, none in a
     # cycle; with the default thresholds the collector ran every few
     # frames and walked the start-up objects too. They are frozen out of
@@ -131,6 +144,13 @@ def cmd_serve(args):
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await srv.start()
+        console = None
+        if args.console:  # the operator console in this process, pushed at each commit (docs/console.md)
+            try:
+                console = await _start_console(args, args.console, srv.receiver)
+            except BaseException:
+                await srv.close()
+                raise
         last = None
         while not stop.is_set():
             try:
@@ -141,6 +161,8 @@ def cmd_serve(args):
             if c != last:
                 log.info("counters %s", json.dumps(c, sort_keys=True))
                 last = c
+        if console is not None:
+            await console.close()
         await srv.close()
 
     try:
@@ -148,6 +170,82 @@ def cmd_serve(args):
     finally:
         st.close()
     return 0
+
+
+# ---------------------------------------------------------------- console (receiver/console/)
+
+
+def _console_config(args):
+    from receiver.console import app as capp
+
+    return capp.Config(tile_url=args.tiles, claim_cue_s=args.claim_cue_s, progress_cue_s=args.progress_cue_s,
+                       queue_days=args.queue_days, poll_s=args.poll, idle_s=args.session_idle_s,
+                       tls=bool(args.cert))
+
+
+def _check_console_args(args, listen):
+    try:
+        host, port = parse_hostport(listen, "--console" if args.receiver_cmd == "serve" else "--listen")
+    except ValueError as e:
+        raise UsageError(str(e))
+    if bool(args.cert) != bool(args.key):
+        raise UsageError("--cert and --key go together")
+    for f in (args.cert, args.key):
+        if f and not os.path.isfile(f):
+            raise Unavailable("cannot read %s" % f)
+    return host, port
+
+
+async def _start_console(args, listen, receiver=None):
+    from receiver.console import app as capp
+
+    host, port = _check_console_args(args, listen)
+    try:
+        return await capp.start(args.db, host, port, _console_config(args), cert=args.cert, key=args.key,
+                                receiver=receiver)
+    except OSError as e:
+        raise Unavailable("console %s: %s" % (listen, e.strerror or e))
+    except ReceiverError as e:
+        raise _err(e)
+
+
+def cmd_console(args):
+    logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _check_console_args(args, args.listen)
+    if not os.path.exists(args.db):
+        raise Unavailable("no store at %s" % args.db)
+
+    async def main():
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        c = await _start_console(args, args.listen)
+        try:
+            await stop.wait()
+        finally:
+            await c.close()
+
+    asyncio.run(main())
+    return 0
+
+
+def _console_opts(p, serve=False):
+    pre = "console " if serve else ""
+    p.add_argument("--cert", help="%sTLS certificate chain (PEM); with --key the console is served over HTTPS" % pre)
+    p.add_argument("--key", help="%sTLS private key (PEM)" % pre)
+    p.add_argument("--tiles", default="https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+                   help="map tile URL template ('' for none: a plain grid); default OpenStreetMap")
+    p.add_argument("--claim-cue-s", type=_seconds, default=10.0,
+                   help="an alarm unclaimed this long raises a supervisor cue (default 10, BS 8484)")
+    p.add_argument("--progress-cue-s", type=_seconds, default=120.0,
+                   help="a claimed alarm with no action for this long raises a supervisor cue (default 120)")
+    p.add_argument("--queue-days", type=_count, default=30, help="the queue shows incidents of this many days")
+    p.add_argument("--session-idle-s", type=_seconds, default=900.0,
+                   help="a session ends after this long without an operator's request (default 900)")
+    p.add_argument("--poll", type=_seconds, default=0.1,
+                   help="seconds between looks at the store for commits by other processes (default 0.1)")
 
 
 # ---------------------------------------------------------------- sms
@@ -191,7 +289,7 @@ def cmd_watch(args):
             w.poll()
             if args.once:
                 break
-            time.sleep(args.interval)
+            w.wait(args.interval)
     except KeyboardInterrupt:
         pass
     finally:
@@ -277,15 +375,18 @@ def cmd_device_show(args):
     pending = st.pending_commands(args.device_id)
     nframes = len(st.frames(args.device_id))
     st.close()
+    now = time.time()
     if args.json:
-        print(json.dumps({"device": d, "incidents": incs, "pending_commands": pending, "frames": nframes}))
+        # each row's estimate at `now` beside its stored columns (receiver/estimate.py: the rules depend on the time)
+        print(json.dumps({"device": d, "position": estimate.view(d, now), "incidents": incs,
+                          "incident_positions": {str(i["id"]): estimate.view(i, now) for i in incs},
+                          "pending_commands": pending, "frames": nframes}))
         return 0
     print(format_device(d))
+    print("  last position %s" % format_position(estimate.view(d, now)["position"]).replace("\n", "\n  "))
     print("  frames stored: %d, pending commands: %s" % (nframes, ", ".join(c["kind"] for c in pending) or "none"))
     for i in incs:
-        print("  incident #%d %s %s opened %s by %s%s" % (
-            i["id"], i["kind"], i["state"].upper(), time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(i["opened_at"])),
-            i["opened_by"], " (DURESS)" if i["duress"] else ""))
+        print("  " + format_incident(i, d["person_ref"], now).replace("\n", "\n  "))
     return 0
 
 
@@ -298,6 +399,21 @@ def cmd_device_retire(args):
     finally:
         st.close()
     print("device %d %s" % (args.device_id, "retired: its frames are now rejected" if changed else "was already retired"))
+    return 0
+
+
+# ---------------------------------------------------------------- migrate
+
+
+def cmd_migrate(args):
+    from receiver import migrate
+
+    try:
+        counts = migrate.migrate(args.src, args.dst, out=print)
+    except ReceiverError as e:
+        raise _err(e)
+    print("migrated %d table(s), %d frame(s), %d event(s): every table's count and the evidence verified" % (
+        len(counts), counts.get("frames", 0), counts.get("events", 0)))
     return 0
 
 
@@ -420,6 +536,108 @@ def cmd_master_key(args):
     return 0
 
 
+# ---------------------------------------------------------------- operator accounts (receiver/users.py)
+
+
+def _password(args, name):
+    """A new password: one line on stdin (--password-stdin), or typed twice
+    at a prompt. Never an argument: the command line is visible to every
+    user of the machine."""
+    import getpass
+
+    from receiver import users
+
+    if args.password_stdin:
+        pw = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        pw = getpass.getpass("password for %s: " % name)
+        if getpass.getpass("again: ") != pw:
+            raise UsageError("the two passwords differ")
+    else:
+        raise UsageError("give the password on stdin with --password-stdin (or run at a terminal)")
+    why = users.password_problem(pw, name)
+    if why is not None:
+        raise UsageError(why)
+    return pw
+
+
+def _user_err(e):
+    from receiver import store_console as SC
+    from receiver import users
+
+    if isinstance(e, (SC.DuplicateUser, SC.UnknownUser)):
+        return Refused(str(e))
+    if isinstance(e, users.UserError):
+        return UsageError(str(e))
+    return _err(e)
+
+
+def cmd_user_add(args):
+    from receiver import users
+
+    why = users.name_problem(args.name)
+    if why is not None:
+        raise UsageError("--name: %s" % why)
+    pw = _password(args, args.name)
+    st = _store(args)
+    try:
+        users.add(st, args.name, args.role, pw, actor=args.actor)
+    except ReceiverError as e:
+        raise _user_err(e)
+    finally:
+        st.close()
+    print("added %s (%s)" % (args.name, args.role))
+    return 0
+
+
+def cmd_user_list(args):
+    st = _store(args, create=False)
+    rows = st.users()
+    st.close()
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    if not rows:
+        print("no users")
+    now = time.time()
+    for u in rows:
+        state = "disabled" if u["disabled"] else ("locked" if (u["locked_until"] or 0) > now else "active")
+        print("%-20s %-10s %-8s last login %s" % (u["name"], u["role"], state,
+                                                  time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(u["last_login"]))
+                                                  if u["last_login"] else "never"))
+    return 0
+
+
+def cmd_user_disable(args):
+    st = _store(args, create=False)
+    try:
+        changed = st.user_set_disabled(args.name, not args.enable, actor=args.actor)
+    except ReceiverError as e:
+        raise _user_err(e)
+    finally:
+        st.close()
+    word = "enabled" if args.enable else "disabled (its sessions ended)"
+    print("%s %s" % (args.name, word if changed else "was already " + word.split()[0]))
+    return 0
+
+
+def cmd_user_passwd(args):
+    from receiver import users
+
+    st = _store(args, create=False)
+    try:
+        if st.user_get(args.name) is None:
+            raise Refused("no user %r" % args.name)
+        pw = _password(args, args.name)
+        users.set_password(st, args.name, pw, actor=args.actor)
+    except ReceiverError as e:
+        raise _user_err(e)
+    finally:
+        st.close()
+    print("password of %s changed; its sessions ended and any lockout lifted" % args.name)
+    return 0
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -455,7 +673,8 @@ def _u16(text):
 
 
 def _db(p, key=False):
-    p.add_argument("--db", required=True, help="store path (SQLite file)")
+    p.add_argument("--db", required=True,
+                   help="the store: a SQLite file, or postgresql://... for several receiver nodes (docs/deployment.md)")
     if key:
         p.add_argument("--master-key-file", help="file holding the receiver master key in hex (default: $%s)" % masterkey.ENV)
 
@@ -490,7 +709,16 @@ def register(sub):
     s.add_argument("--supervise-every", type=_seconds0, default=30.0)
     s.add_argument("--stats-every", type=_seconds, default=60.0)
     s.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    s.add_argument("--console", metavar="HOST:PORT", help="also serve the operator console here (docs/console.md)")
+    _console_opts(s, serve=True)
     s.set_defaults(func=cmd_serve)
+
+    co = rs.add_parser("console", help="the operator console, a web page (docs/console.md)")
+    _db(co)
+    co.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT (default 127.0.0.1:8080)")
+    _console_opts(co)
+    co.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    co.set_defaults(func=cmd_console)
 
     m = rs.add_parser("sms", help="take one SMS text as a gateway would deliver it")
     _db(m, key=True)
@@ -532,16 +760,16 @@ def register(sub):
     a.add_argument("--heartbeat-s", type=int, help="this device's heartbeat interval")
     a.add_argument("--actor", help="who is acting, if not the logged-in user (the audit keeps both)")
     a.set_defaults(func=cmd_device_add)
-    li = ds.add_parser("list")
+    li = ds.add_parser("list", help="every registered device, its state and last contact")
     _db(li)
     li.add_argument("--json", action="store_true")
     li.set_defaults(func=cmd_device_list)
-    sh = ds.add_parser("show")
+    sh = ds.add_parser("show", help="one device: its incidents, stored frames and pending commands")
     _db(sh)
     sh.add_argument("--device-id", type=_u32, required=True)
     sh.add_argument("--json", action="store_true")
     sh.set_defaults(func=cmd_device_show)
-    r = ds.add_parser("retire")
+    r = ds.add_parser("retire", help="stop accepting a device's frames (its id is never reused)")
     _db(r)
     r.add_argument("--device-id", type=_u32, required=True)
     r.add_argument("--actor", help="who is acting, if not the logged-in user (the audit keeps both)")
@@ -550,6 +778,38 @@ def register(sub):
     from receiver.forward import cli as forward_cli  # `panic receiver forward ...` (receiver/forward/cli.py)
 
     forward_cli.register(rs)
+
+    mg = rs.add_parser("migrate", help="copy a SQLite store whole into a new PostgreSQL store, and check it")
+    mg.add_argument("--from", dest="src", required=True, metavar="SQLITE_FILE", help="the SQLite store (stop serve first)")
+    mg.add_argument("--to", dest="dst", required=True, metavar="URL", help="postgresql://... (an empty store)")
+    mg.set_defaults(func=cmd_migrate)
+
+    u = rs.add_parser("user", help="operator console accounts: add, list, disable, passwd")
+    us = u.add_subparsers(dest="user_cmd", metavar="ACTION")
+    us.required = True
+    ua = us.add_parser("add", help="add an account (password on stdin or at a prompt)")
+    _db(ua)
+    ua.add_argument("--name", required=True)
+    ua.add_argument("--role", required=True, choices=["operator", "supervisor", "admin"])
+    ua.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    ua.add_argument("--actor", help="who is acting, if not the logged-in user (the audit keeps both)")
+    ua.set_defaults(func=cmd_user_add)
+    ul = us.add_parser("list", help="every account: role, state, last sign-in")
+    _db(ul)
+    ul.add_argument("--json", action="store_true")
+    ul.set_defaults(func=cmd_user_list)
+    ud = us.add_parser("disable", help="disable an account and end its sessions (--enable: the reverse)")
+    _db(ud)
+    ud.add_argument("--name", required=True)
+    ud.add_argument("--enable", action="store_true")
+    ud.add_argument("--actor", help="who is acting, if not the logged-in user (the audit keeps both)")
+    ud.set_defaults(func=cmd_user_disable)
+    up = us.add_parser("passwd", help="set a new password; ends the account's sessions, lifts a lockout")
+    _db(up)
+    up.add_argument("--name", required=True)
+    up.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    up.add_argument("--actor", help="who is acting, if not the logged-in user (the audit keeps both)")
+    up.set_defaults(func=cmd_user_passwd)
 
     lo = rs.add_parser("locations", help="the location database: cell ids and Wi-Fi BSSIDs to positions")
     ls = lo.add_subparsers(dest="locations_cmd", metavar="ACTION")

@@ -21,7 +21,7 @@ rejected frame is counted, logged with its reason and never ACKed):
 If the commit fails nothing is ACKed and every frame of the batch reports
 status "error"; the device retries.
 
-Incident rules (one table, see _RULES): an ALERT opens an incident (a TEST
+Incident rules (one table: receiver/rules.py RULES): an ALERT opens an incident (a TEST
 frame or an ALERT with the test flag opens a *test* incident, never a real
 one); TRACKs attach to the open incident (or open one if the ALERT has not
 arrived yet); a plain CANCEL closes it; a duress CANCEL marks it DURESS and
@@ -55,6 +55,7 @@ from protocol.errors import ProtocolError
 from protocol.replay import DUPLICATE, NEW, STALE, WINDOW, ReplayWindow
 from receiver import estimate as E
 from receiver import locations
+from receiver import rules as R
 from receiver import store as S
 from receiver.errors import ReceiverError
 
@@ -636,7 +637,6 @@ class Receiver:
         csq = rep.csq
         events = []
         inc = None
-        late = False
         ev_kind = None
         label = None
 
@@ -666,41 +666,23 @@ class Receiver:
             events.append(Event.of(_event_dict("battery_ok", now, device, None, label="BATTERY OK", battery=battery,
                                                frame={"type": name, "seq": fr.seq})))
 
-        # incident rules
-        if ftype == F.TRACK:
+        # incident rules (receiver/rules.py: the table decides, this applies)
+        if ftype in R.INCIDENT_TYPES:
             inc, late = self._find_incident(incs, dev, fr.seq, kind)
-            if inc is None:
+            sit = R.LATE if late else R.NONE if inc is None else R.DURESS if inc["state"] == S.DURESS else R.OPEN
+            eff, ev_kind, label, t_kind, t_label = R.RULES[(ftype, bool(rep.duress) and ftype == F.CANCEL, sit)]
+            if is_test:
+                ev_kind, label = t_kind, t_label
+            if eff == R.E_OPEN:
                 inc = self._open(incs, dirty, dev, kind, now, fr)
-                ev_kind, label = ("test_alert", "TEST ALERT") if is_test else ("alert", "ALERT (opened by TRACK)")
-            elif not late:
-                ev_kind, label = "track", ("TEST TRACK" if is_test else "TRACK")
-        elif ftype == F.ALERT or ftype == F.TEST:
-            inc, late = self._find_incident(incs, dev, fr.seq, kind)
-            if inc is None:
-                inc = self._open(incs, dirty, dev, kind, now, fr)
-                ev_kind, label = ("test_alert", "TEST ALERT") if is_test else ("alert", "ALERT")
-            elif not late:
-                ev_kind, label = "alert_repeat", ("TEST ALERT (repeat)" if is_test else "ALERT (repeat)")
-        elif ftype == F.CANCEL:
-            if rep.duress:
-                # never lost, never shown as a cancel: mark the latest incident
-                # DURESS (reopening it if it was closed), or open one
+            elif eff == R.E_CLOSE:
+                inc.update(state=S.CANCELLED, closed_at=now, closed_seq=fr.seq, closed_by="CANCEL")
+            elif eff == R.E_DURESS:
+                # the latest incident of its kind, whatever its state
                 inc = incs.get((dev, kind))
                 if inc is None:
                     inc = self._open(incs, dirty, dev, kind, now, fr)
                 inc.update(state=S.DURESS, duress=1, closed_at=None, closed_seq=None, closed_by=None)
-                ev_kind, label = "duress", ("TEST DURESS" if is_test else "DURESS")
-            else:
-                inc, late = self._find_incident(incs, dev, fr.seq, kind)
-                if inc is None:
-                    ev_kind, label = "cancel", ("TEST CANCEL" if is_test else "CANCEL (no open incident)")
-                elif late:
-                    pass
-                elif inc["state"] == S.DURESS:
-                    ev_kind, label = "duress", "DURESS (a later cancel does not lift duress)"
-                else:
-                    inc.update(state=S.CANCELLED, closed_at=now, closed_seq=fr.seq, closed_by="CANCEL")
-                    ev_kind, label = "cancel", ("TEST CANCELLED" if is_test else "CANCELLED by user")
         elif ftype == F.STATUS:
             for code, detail in status_events:
                 sname = jsonform.EVENT_NAMES.get(code, "event %d" % code)
@@ -847,12 +829,8 @@ def operator_command(store, device_id, kind, value=None, actor="operator", clock
                 store.update_incident(inc["id"], state=S.STOOD_DOWN, closed_at=now, closed_seq=inc["last_seq"],
                                       closed_by="operator:" + actor, updated_at=now)
                 inc = dict(inc, state=S.STOOD_DOWN)
-                ev = {
-                    "time": now, "kind": "stood_down", "label": "STOOD DOWN by " + actor,
-                    "device_id": device_id, "person_ref": device["person_ref"], "incident_id": inc["id"],
-                    "incident_kind": inc["kind"], "incident_state": inc["state"], "test": inc["kind"] == S.KIND_TEST,
-                    "duress": bool(inc["duress"]),
-                }
+                ev = _event_dict("stood_down", now, device, inc, label="STOOD DOWN by " + actor,
+                                 duress=bool(inc["duress"]))
                 store.add_event(ev)
                 events.append(ev)
     for ev in events:

@@ -11,6 +11,7 @@ time. Never opens sockets, never sleeps.
     ep.tick(now)                               # supervision (device silent)
     ep.events                                  # every event raised, in order
     ep.store                                   # the store, for assertions
+    ep2 = ep.another_node()                    # a second node on the same PostgreSQL store
 
 Must stay in sync with: core.Receiver (handle_frame / handle_sms / tick).
 """
@@ -47,6 +48,18 @@ class Endpoint:
             ref = (person_refs or {}).get(dev, "device %d" % dev)
             st.add_device(dev, key, ref)
         return cls(core.Receiver(st, clock=clock, **receiver_options), clock)
+
+    def another_node(self):
+        """A second receiver node on this endpoint's store (a PostgreSQL
+        URL given as `path`): a connection of its own, the same master key
+        and virtual clock, its own events. A device that fails over sends
+        the same frame to it; it is stored once and both ACK
+        (docs/deployment.md)."""
+        st = self.store
+        if not S.is_pg(st):
+            raise ValueError("another node needs a PostgreSQL store (path='postgresql://...')")
+        other = S.open_store(st.url, st._master, clock=self.clock)
+        return Endpoint(core.Receiver(other, clock=self.clock), self.clock)
 
     @property
     def store(self):

@@ -5,8 +5,10 @@ kept as evidence.
 Owns: the rules table below, merging a newly received position into a
 row's evidence, choosing the estimate, and the estimate's views (an event's
 `position` and `evidence`, `watch` lines, the operator console's
-`view(row, now)`). Never does I/O and never reads a clock: the caller passes
-`now` (Unix seconds). The normative rule it keeps is docs/protocol.md,
+`view(row, now)`, and `trail(frames, now, locator)`: every position an
+incident's stored frames carried). Never does I/O and never reads a clock:
+the caller passes `now` (Unix seconds), and to `trail` the frames and the
+locator whose lookups it may make. The normative rule it keeps is docs/protocol.md,
 "Position semantics": a coarser or older position never replaces a finer,
 newer one as "where the person is now", and each is kept and shown with its
 source and age.
@@ -106,7 +108,7 @@ def select(slots, now):
         if c is not None and c[3] is not None and now - c[3] <= STALE_S:
             return cls
     best = None
-    bt = None
+    bt = _NO_TIME
     for cls in (GNSS, WIFI, CELL):
         c = slots[cls]
         if c is None:
@@ -127,7 +129,7 @@ def _state(row):
 
 
 def _load(row):
-    slots = [None, None, None]
+    slots: list = [None, None, None]
     sel = None
     src = row.get("source")
     lat = row.get("lat_e7")
@@ -196,6 +198,18 @@ def add(row, cand, now):
     slots = st[0]
     cls = CLASS_OF[cand[4]]
     cur = slots[cls]
+    t = cand[3]
+    if cls == GNSS and st[3] == GNSS and t is not None and now - t <= STALE_S:
+        # The hot path, a stream of live fixes: the selected class is the
+        # finest and this fix is fresh, so R2 selects it again if R1 takes
+        # it, and the evidence (the other classes) is unchanged.
+        ct = cur[3]
+        if (ct is not None and t > ct) or _key(cand) > _key(cur):
+            slots[GNSS] = cand
+            row["lat_e7"], row["lon_e7"], row["accuracy_m"], row["pos_time"], row["source"], row["pos_note"], \
+                row["pos_seq"] = cand
+            return True
+        return False
     if cur is None or _key(cand) > _key(cur):
         slots[cls] = cand
         _store(row, st, now, cls != st[3])
@@ -295,7 +309,8 @@ def has_evidence(row):
     if st is None:
         return bool(row.get("evidence"))
     slots, unresolved, _n, sel = st
-    return unresolved is not None or any(c is not None for i, c in enumerate(slots) if i != sel)
+    return unresolved is not None or (sel != GNSS and slots[GNSS] is not None) or (
+        sel != WIFI and slots[WIFI] is not None) or (sel != CELL and slots[CELL] is not None)
 
 
 def placeholder_item(source, seq, time, now):
@@ -303,6 +318,72 @@ def placeholder_item(source, seq, time, now):
             "time": time, "age_s": _age(time, now),
             "note": "the device sent %s coordinates (0, 0): a placeholder of firmware older than the position rule, "
                     "not a position (ignored and counted)" % source, "seq": seq, "newer": True}
+
+
+def trail(frames, now, locator=None):
+    """Every position an incident's frames carried, oldest frame first:
+    the evidence in full, beside the estimate's summary (`evidence` keeps
+    only each class's newest). frames: store.trail_frames(id) rows
+    (seq, type, frame_time, arrival, decoded). locator: a
+    receiver.locations.Locator to resolve cell and Wi-Fi observations as
+    the receiver did (its lookups are the caller's I/O), or None to list
+    them unresolved. A frame with a live fix is not looked up (as in the
+    core). Items as evidence items (source, lat_e7, lon_e7, lat, lon,
+    accuracy_m, time, age_s, note, seq) plus type and arrival; a placeholder
+    (0, 0) and an observation the database does not know have no
+    coordinates and say so in the note. A frame whose decoded column is
+    not JSON is listed with the note "unreadable" (never skipped)."""
+    out = []
+    for f in frames:
+        seq, ftype, arrival = f["seq"], f["type"], f["arrival"]
+        try:
+            items = _trail_frame(json.loads(f["decoded"]), seq, arrival, now, locator)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            items = [(None, None, None, None, None, "unreadable", seq)]
+        out.extend(_trail_item(c, ftype, arrival, now) for c in items)
+    return out
+
+
+def _trail_frame(d, seq, arrival, now, locator):
+    """The positions (candidate tuples) one decoded frame carried."""
+    src = d.get("source") or "none"
+    tlvs = d.get("tlvs") or []
+    ft = d.get("time")
+    t = ft if ft and ft < arrival else arrival  # a position is never from after its arrival
+    out = []
+    if src in CLASS_OF:
+        lat, lon = d["lat_e7"], d["lon_e7"]
+        if CLASS_OF[src] != GNSS and lat == 0 and lon == 0:
+            out.append((None, None, None, t, src, placeholder_item(src, seq, t, now)["note"], seq))
+        else:
+            age = d.get("age_s")
+            out.append((lat, lon, d.get("accuracy_m"), None if age is None else t - age, src, None, seq))  # as the core
+    if src == "gnss" or not tlvs:
+        return out
+    cell = next((x for x in tlvs if x.get("tlv") == "cell"), None)  # the first is the serving cell
+    aps = [x for x in tlvs if x.get("tlv") == "wifi"]
+    if cell is not None:
+        if locator is None:
+            res = (None, None, None, "cell %03d-%02d TAC %d id %d (not resolved here)" % (
+                cell["mcc"], cell["mnc"], cell["tac"], cell["cell_id"]))
+        else:
+            res = locator.cell(cell["mcc"], cell["mnc"], cell["tac"], cell["cell_id"])
+        out.append((res[0], res[1], res[2], t, "cell" if res[0] is None else "cell (resolved)", res[3], seq))
+    if aps:
+        if locator is None:
+            res = (None, None, None, "Wi-Fi %s (not resolved here)" % " ".join(x["bssid"] for x in aps))
+        else:
+            res = locator.wifi([(bytes.fromhex(x["bssid"].replace(":", "")), x["rssi"]) for x in aps])
+        out.append((res[0], res[1], res[2], t, "wifi" if res[0] is None else "wifi (resolved)", res[3], seq))
+    return out
+
+
+def _trail_item(c, ftype, arrival, now):
+    item = _evidence_item(c, False, now)
+    del item["newer"]
+    item["type"] = ftype
+    item["arrival"] = arrival
+    return item
 
 
 def view(row, now):

@@ -26,6 +26,11 @@ then waits for the GIL behind it; only the disk wait moved. The HTTP SMS
 endpoint and supervision ticks take the same store lock, so the store has
 one user at a time.
 
+Several nodes (a PostgreSQL store): every node takes frames; the
+once-per-centre work (supervision ticks, the forwarder) runs only on the
+node holding the leader's lock (leader.py), checked every second off the
+loop, and moves to another node when the leader dies.
+
 A connection is *unverified* until one of its frames is accepted (a new
 frame that verified and was stored); a duplicate does not count, since
 anyone who captured a frame can replay it. Limits (Limits below; every
@@ -427,8 +432,14 @@ class _Conn(asyncio.BufferedProtocol):
 
 
 class Server:
-    def __init__(self, receiver, limits=None, supervise_every=30.0):
+    def __init__(self, receiver, limits=None, supervise_every=30.0, leader=None):
         self.receiver = receiver
+        # leader.Leader on a PostgreSQL store with several nodes: supervision
+        # and forwarding run only while it is held. None: this node leads.
+        self.leader = leader
+        self.leading = leader is None
+        self._leader_thread = None
+        self._forward_wake = None  # the leader's LISTEN panic_forward task
         self.limits = limits or Limits()
         self.supervise_every = supervise_every
         self.counters = collections.Counter()  # connection-level; frame-level live in receiver.counters
@@ -491,7 +502,12 @@ class Server:
         self._tasks.append(asyncio.create_task(self._sweeper()))
         if self.supervise_every:
             self._tasks.append(asyncio.create_task(self._supervisor()))
-        await self._start_forwarder()
+        if self.leader is None:
+            await self._start_forwarder()
+        else:
+            self._leader_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="receiver-leader")
+            await self._lead_step()
+            self._tasks.append(asyncio.create_task(self._lead()))
         for sock in self._tcp_socks:
             srv = await self._loop.create_server(lambda: _Conn(self), sock=sock, backlog=1024)
             self._servers.append(srv)
@@ -512,6 +528,9 @@ class Server:
             c.transport.abort()
         for s in self._servers:
             await s.wait_closed()
+        if self._forward_wake is not None:
+            self._tasks.append(self._forward_wake)
+            self._forward_wake = None
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -519,6 +538,9 @@ class Server:
             await self.forwarder.close()
         if self._committer is not None:
             self._committer.shutdown(wait=True)
+        if self._leader_thread is not None:
+            await self._loop.run_in_executor(self._leader_thread, self.leader.release)
+            self._leader_thread.shutdown(wait=True)
 
     def tasks_alive(self):
         """True while the flusher, the sweeper (and the supervisor) run: a
@@ -646,9 +668,61 @@ class Server:
         async with self._store_lock:
             return fn(*args)
 
+    async def _lead(self):
+        """Every leader.every seconds, one leader step (the first ran in
+        start(), so a lone node leads before it takes its first frame)."""
+        while True:
+            await asyncio.sleep(self.leader.every)
+            await self._lead_step()
+
+    async def _lead_step(self):
+        """One leader.step() off the loop; the once-per-centre work
+        (supervision, the forwarder) starts when this node takes the lock
+        and stops when it loses it (leader.py)."""
+        held = await self._loop.run_in_executor(self._leader_thread, self.leader.step)
+        if held and not self.leading:
+            self.leading = True
+            self.counters["leader taken"] += 1
+            log.info("leading: supervision and forwarding run on this node")
+            await self._start_forwarder()
+            if self.forwarder is not None and self._forward_wake is None:
+                self._forward_wake = asyncio.create_task(self._forward_wakeups())
+        elif not held and self.leading:
+            self.leading = False
+            self.counters["leader lost"] += 1
+            log.warning("no longer leading: supervision and forwarding stopped on this node")
+            fw, self.forwarder = self.forwarder, None
+            if self._forward_wake is not None:
+                self._forward_wake.cancel()
+                self._forward_wake = None
+            if self.receiver.outbox is not None:
+                self.receiver.outbox.on_queued = None
+            if fw is not None:
+                await fw.close()
+
+    async def _forward_wakeups(self):
+        """On the leader: a batch committed on any node that queued
+        forward messages sends NOTIFY panic_forward; this wakes the
+        forwarder at once (without it, a message queued on another node
+        would wait for the forwarder's next idle poll)."""
+        from receiver import store_pg
+
+        listener = store_pg.Listener(self.receiver.store.url, store_pg.FORWARD_CHANNEL)
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="receiver-forward-listen")
+        try:
+            while True:
+                woke = await self._loop.run_in_executor(pool, listener.wait, 1.0)
+                if woke and self.forwarder is not None:
+                    self.forwarder.kick()
+        finally:
+            pool.submit(listener.close)
+            pool.shutdown(wait=False)
+
     async def _supervisor(self):
         while True:
             await asyncio.sleep(self.supervise_every)
+            if not self.leading:
+                continue
             try:
                 await self._store_call(self.receiver.tick)
             except Exception as e:

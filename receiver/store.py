@@ -19,10 +19,12 @@ store, on rollback, and whenever another connection (another process: the
 `sms`, `command` or `device` commands) has committed, which SQLite reports
 through PRAGMA data_version.
 
-Interface for other back ends (PostgreSQL for several receiver nodes): the
-public methods of SqliteStore below, with the same meaning; the SQL is kept
-plain (no SQLite-only features beyond AUTOINCREMENT ids on the rarely
-written tables and the pragmas).
+Interface for other back ends: the public methods of SqliteStore below
+(and of its console section, store_console.ConsoleStore), with the same
+meaning. store_pg.PgStore (PostgreSQL, for several receiver nodes) runs
+these same methods, their SQL translated by sqldialect.py, so the SQL here
+is kept plain: placeholders, INSERT OR IGNORE and lastrowid are
+translated; PRAGMAs stay in the methods store_pg overrides.
 Files: the database and its -wal and -shm files hold victims' positions
 and person references in clear, so they are never readable by other users
 (issue 15, D3): a new store is created mode 0600 before SQLite opens it
@@ -46,6 +48,7 @@ import threading
 import time
 
 from receiver import masterkey, personref
+from receiver.store_console import CONSOLE_MIGRATION, ConsoleStore
 from receiver.errors import DuplicateDevice, MasterKeyUnavailable, ReceiverError, Unavailable, UnknownDevice
 
 ACTIVE = "active"
@@ -277,6 +280,10 @@ MIGRATIONS = [
         PRIMARY KEY (bssid, set_id)
     ) WITHOUT ROWID
     """,
+    # version 5: the operator console (receiver/store_console.py): users,
+    # sessions, handling (claims, outcomes), incident_actions, escalations,
+    # device_info; audit gains peer and incident_id.
+    CONSOLE_MIGRATION,
 ]
 
 _DEVICE_COLS = (
@@ -328,7 +335,7 @@ def _rowdict(cursor, row):
     return {d[0]: row[i] for i, d in enumerate(cursor.description)}
 
 
-class SqliteStore:
+class SqliteStore(ConsoleStore):
     """The default store. One instance per process; safe to use from one
     thread at a time (the server runs all store work in one worker thread)."""
 
@@ -548,6 +555,14 @@ class SqliteStore:
             "WHERE f.device_id = ? AND i.kind = ? AND f.arrival >= ? ORDER BY f.seq",
             (device_id, KIND_TEST, since),
         ).fetchall()
+
+    def trail_frames(self, incident_id):
+        """The frames of one incident, oldest seq first: seq, type,
+        frame_time, arrival, transport, decoded (the frame's JSON). What
+        estimate.trail lists every received position from. (Not the
+        console's incident_frames, store_console.py: newest first, paged.)"""
+        return self._x("SELECT seq, type, frame_time, arrival, transport, decoded FROM frames WHERE incident_id = ? "
+                       "ORDER BY seq", (incident_id,)).fetchall()
 
     def count_frames(self):
         return self._x("SELECT COUNT(*) AS n FROM frames").fetchone()["n"]
@@ -894,6 +909,21 @@ class SqliteStore:
             out.append(e)
         return out
 
+    # The feed as a watcher follows it: a cursor, and the events after it.
+    # Here ids commit in order (one writer at a time); store_pg orders its
+    # feed by transaction, since there two nodes commit side by side.
+
+    def feed_start(self, from_start=False):
+        """A feed cursor: before every event, or after the newest."""
+        if from_start:
+            return 0
+        return self._x("SELECT MAX(id) AS m FROM events").fetchone()["m"] or 0
+
+    def feed_after(self, cursor, limit=1000):
+        """(events after the cursor, the new cursor)."""
+        evs = self.events_after(cursor, limit)
+        return evs, (evs[-1]["event_id"] if evs else cursor)
+
     def audit(self, actor, action, device_id=None, detail=None):
         """One audit row; its actor is acting(actor): the operating-system
         account of this process, with the name the caller gave beside it."""
@@ -1100,9 +1130,21 @@ def private_files(path):
             raise Unavailable("cannot create store %s: %s" % (path, e.strerror))
 
 
+def is_pg(store):
+    """True for a PostgreSQL store (store_pg.PgStore), which several
+    receiver nodes may share."""
+    return hasattr(store, "url")
+
+
 def open_store(path, master_key=None, clock=time.time, create=True):
-    """Open (and migrate) the store at `path`. master_key: a
-    masterkey.MasterKey, needed to add devices or verify frames."""
+    """Open (and migrate) the store at `path`: a SQLite file, or a
+    postgresql:// URL (store_pg.PgStore, for several receiver nodes).
+    master_key: a masterkey.MasterKey, needed to add devices or verify
+    frames."""
+    if isinstance(path, str) and path.startswith(("postgresql://", "postgres://")):
+        from receiver import store_pg
+
+        return store_pg.PgStore(path, master_key, clock, create=create)
     if not create and not os.path.exists(path):
         raise Unavailable("no store at %s" % path)
     return SqliteStore(path, master_key, clock)

@@ -4,7 +4,8 @@ same events as JSON lines for other systems.
 Owns: how an event looks to a person. Rules that must never break:
 a duress cancel is shown as DURESS (never as a cancel), and anything from a
 test is labelled TEST. Reads the store's event feed only (any number of
-watchers can follow one receiver; they never write).
+watchers can follow one receiver, or every node of a PostgreSQL store;
+they never write).
 Must stay in sync with: the event dicts built in core.py.
 """
 
@@ -155,11 +156,18 @@ def format_device(d):
 
 
 class Watcher:
+    """Follows the store's feed through its cursor (store.feed_start /
+    feed_after): on SQLite the last id; on PostgreSQL, where several nodes
+    commit side by side, the last (transaction, id) below the horizon of
+    finished transactions (store_pg.py). wait(timeout) sleeps until the
+    next poll: on PostgreSQL it returns as soon as any node commits events
+    (LISTEN/NOTIFY), on SQLite after the timeout."""
+
     def __init__(self, store, human=None, feed=None):
         self.store = store
         self.human = human
         self.feed = feed
-        self.last_id = 0
+        self.cursor = store.feed_start(from_start=True)
 
     def start(self, from_start=False):
         if from_start:
@@ -171,13 +179,18 @@ class Watcher:
             for inc in open_incs:
                 print(format_incident(inc, refs.get(inc["device_id"])), file=self.human)
             self.human.flush()
-        row = self.store._x("SELECT MAX(id) AS m FROM events").fetchone()
-        self.last_id = row["m"] or 0
+        self.cursor = self.store.feed_start()
+
+    def wait(self, timeout):
+        wait = getattr(self.store, "wait_events", None)
+        if wait is None:
+            time.sleep(timeout)
+            return False
+        return wait(timeout)
 
     def poll(self):
-        evs = self.store.events_after(self.last_id)
+        evs, self.cursor = self.store.feed_after(self.cursor)
         for ev in evs:
-            self.last_id = ev["event_id"]
             if self.feed is not None:
                 self.feed.write(json.dumps(ev, sort_keys=True) + "\n")
             if self.human is not None:

@@ -36,6 +36,7 @@ import hashlib
 import json
 import logging
 import os
+import pathlib
 import random
 import socket
 import struct
@@ -365,11 +366,11 @@ def run(kind, n, seed=1, conc=32, out=print, workdir=None):
     from receiver import core, masterkey
     from receiver import store as S
     from receiver.server import Limits
-    from recv_helpers import ServerThread
+    from recv_helpers import ServerThread, store_path
 
     base = workdir or ("/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None)
     tmp = tempfile.TemporaryDirectory(dir=base, prefix="fuzz-receiver-")
-    st = S.open_store(os.path.join(tmp.name, "rx.db"), masterkey.MasterKey(os.urandom(32)))
+    st = S.open_store(store_path(pathlib.Path(tmp.name), "rx.db"), masterkey.MasterKey(os.urandom(32)))
     keys = device_keys(seed)
     for d, k in keys.items():
         st.add_device(d, k, "URN-FUZZ-%d" % d)

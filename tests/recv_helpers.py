@@ -10,6 +10,47 @@ from protocol.crypto import DeviceKeys
 
 T0 = 1_800_000_000
 
+# The store the current test runs on (tests/conftest.py sets it for the
+# PostgreSQL run of a receiver test; None: SQLite)
+STORES = None
+
+
+class PgNames:
+    """Database URLs for one test on the session's PostgreSQL server: one
+    database per name (the same name is the same database, as the same file
+    name is the same SQLite file); an unnamed one is always new."""
+
+    def __init__(self, databases):
+        self.databases = databases
+        self.urls = {}
+        self.made = []
+
+    def url(self, name=None, exists=True):
+        if name is None or name not in self.urls:
+            url = self.databases.new() if exists else self.databases.server.url("absent_%d" % len(self.urls))
+            self.made.append(url)
+            if name is None:
+                return url
+            self.urls[name] = url
+        return self.urls[name]
+
+    def drop(self):
+        self.databases.drop(self.made)
+
+
+def store_path(tmp_path=None, name=None, exists=True):
+    """Where the test's store named `name` lives: tmp_path/name on SQLite
+    (":memory:" when tmp_path is None), a database of the test's own on
+    PostgreSQL (exists=False: one that is never created, as a file name
+    that was never written)."""
+    if STORES is not None:
+        return STORES.url(name if tmp_path is not None or name else None, exists)
+    return ":memory:" if tmp_path is None else str(tmp_path / name)
+
+
+def on_pg():
+    return STORES is not None
+
 
 class Dev:
     """A device as the receiver sees it: id, key, and a seq counter."""
@@ -44,6 +85,25 @@ def send_recv(sock, raw, deframer, timeout=5.0):
         got = deframer.feed(data)
         if got:
             return got[0]
+
+
+def send_until_acked(port, d, raw, timeout=30.0):
+    """One frame to a real receiver on 127.0.0.1:port over TCP, a new
+    connection per try, until it is ACKed (a device retries so); the ACK
+    verified with Dev `d`'s key."""
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                ack = send_recv(s, raw, stream.Deframer(300))
+            if ack is not None:
+                return d.ack(ack)
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("frame never ACKed")
 
 
 def closed_without_reply(sock, timeout=5.0):
@@ -110,7 +170,7 @@ def file_receiver(tmp_path, devs, **opts):
     from receiver import core, masterkey
     from receiver import store as S
 
-    st = S.open_store(str(tmp_path / "rx.db"), masterkey.MasterKey(os.urandom(32)))
+    st = S.open_store(store_path(tmp_path, "rx.db"), masterkey.MasterKey(os.urandom(32)))
     for d in devs:
         st.add_device(d.id, d.key, "URN %d" % d.id)
     return core.Receiver(st, **opts)

@@ -10,17 +10,15 @@ every repeat carries its original sequence number."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 
 from protocol import frame as F
-from protocol import stream
 from receiver import masterkey
 from receiver import store as S
-from recv_helpers import Dev, send_recv
+from recv_helpers import Dev, send_until_acked, store_path
 from test_forward_peers import DelayProxy, OwnArc, PysiaArc, free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,7 +31,7 @@ class Serve:
 
     def __init__(self, tmp_path, *extra):
         self.tmp = tmp_path
-        self.db = str(tmp_path / "rx.db")
+        self.db = store_path(tmp_path, "rx.db")
         self.mk = str(tmp_path / "master.key")
         if not os.path.exists(self.mk):
             fd = os.open(self.mk, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # serve refuses a key others can read
@@ -85,17 +83,7 @@ class Serve:
 
     def send(self, d, raw):
         """One frame over TCP until it is ACKed (retries as a device does)."""
-        end = time.monotonic() + 30
-        while time.monotonic() < end:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
-                    ack = send_recv(s, raw, stream.Deframer(300))
-                if ack is not None:
-                    return d.ack(ack)
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("frame never ACKed")
+        return send_until_acked(self.port, d, raw)
 
 
 def rows(sv):

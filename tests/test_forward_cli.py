@@ -8,7 +8,7 @@ import json
 from protocol import frame as F
 from protocol import sms
 from receiver import masterkey
-from recv_helpers import Dev
+from recv_helpers import Dev, store_path
 from test_forward_peers import PysiaArc, free_port
 from tools.cli import main
 
@@ -24,7 +24,7 @@ def run(capsys, *argv):
 
 def test_add_list_test_remove(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv(masterkey.ENV, MK)
-    db = str(tmp_path / "r.db")
+    db = store_path(tmp_path, "r.db")
     keyf = tmp_path / "arc.key"
     keyf.write_text(KEY + "\n")
     keyf.chmod(0o600)
@@ -78,7 +78,7 @@ def test_add_list_test_remove(tmp_path, capsys, monkeypatch):
 
 
 def test_bad_settings_are_one_line_errors(tmp_path, capsys):
-    db = str(tmp_path / "r.db")
+    db = store_path(tmp_path, "r.db")
     from receiver import store as S
 
     S.open_store(db).close()
@@ -101,5 +101,5 @@ def test_bad_settings_are_one_line_errors(tmp_path, capsys):
         assert "0123456789ABCDEF" not in err
     rc, out, err = run(capsys, "receiver", "forward", "test", "--db", db, "--name", "nope")
     assert rc == 2 and "no forward target" in err
-    rc, out, err = run(capsys, "receiver", "forward", "list", "--db", str(tmp_path / "absent.db"))
+    rc, out, err = run(capsys, "receiver", "forward", "list", "--db", store_path(tmp_path, "absent.db", exists=False))
     assert rc == 2 and "no store" in err

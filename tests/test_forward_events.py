@@ -10,7 +10,7 @@ from receiver import core, masterkey
 from receiver import store as S
 from receiver.forward import config as C
 from receiver.forward import events as E
-from recv_helpers import T0, Dev
+from recv_helpers import T0, Dev, store_path
 
 GNSS = dict(source=F.SRC_GNSS, lat=515007292, lon=-1246254, accuracy=6, age=3)
 
@@ -20,7 +20,7 @@ def cfg(**kw):
 
 
 def events_of(frames, dev, ref="URN 7", heartbeat=None):
-    st = S.open_store(":memory:", masterkey.MasterKey(os.urandom(32)))
+    st = S.open_store(store_path(), masterkey.MasterKey(os.urandom(32)))
     st.add_device(dev.id, dev.key, ref, heartbeat_s=heartbeat)
     rx = core.Receiver(st, clock=lambda: T0 + 5)
     out = []

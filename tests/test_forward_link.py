@@ -14,14 +14,14 @@ from receiver.forward import config as C
 from receiver.forward import dc09 as D
 from receiver.forward.forwarder import Forwarder
 from receiver.watch import format_event
-from recv_helpers import Dev
+from recv_helpers import Dev, store_path
 from test_forward_peers import OwnArc, PysiaArc, free_port
 
 KEY_TEXT = "0123456789ABCDEF"  # pysiaalarm's key: 16 hex characters, used as the key bytes
 
 
 def setup(tmp_path, targets, devs=(), db="rx.db"):
-    st = S.open_store(str(tmp_path / db), masterkey.MasterKey(os.urandom(32)))
+    st = S.open_store(store_path(tmp_path, db), masterkey.MasterKey(os.urandom(32)))
     for d in devs:
         st.add_device(d.id, d.key, "URN %d" % d.id)
     for name, cfg in targets.items():

@@ -23,7 +23,7 @@ from protocol import sms
 from receiver import core, estimate, locations, masterkey
 from receiver import store as S
 from receiver.endpoint import Endpoint
-from recv_helpers import T0, Dev, older_store
+from recv_helpers import T0, Dev, older_store, store_path
 from tools.cli import main
 
 MK = "cd" * 32
@@ -50,7 +50,7 @@ def _placeholder_track(d, seq, t):
 
 def _registered(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv(masterkey.ENV, MK)
-    db = str(tmp_path / "rx.db")
+    db = store_path(tmp_path, "rx.db")
     keyf = str(tmp_path / "dev.key")
     rc, out, err = run(capsys, "receiver", "device", "add", "--db", db, "--device-id", "1001", "--generate-key", keyf,
                        "--person-ref", "URN 01/1234/26")
@@ -84,6 +84,16 @@ def test_power_cut_track_131_keeps_the_4_m_fix_and_says_the_cell_is_not_in_the_d
     assert "carried (0, 0) as a cell or Wi-Fi position" in out
     inc = S.open_store(db).incidents()[0]
     assert (inc["lat_e7"], inc["lon_e7"], inc["source"], inc["accuracy_m"], inc["pos_seq"]) == (FIX[0], FIX[1], "gnss", 4, 130)
+    # every later view: `device show`, as text and as JSON
+    rc, out, err = run(capsys, "receiver", "device", "show", "--db", db, "--device-id", "1001")
+    assert rc == 0 and "0.0000000" not in out
+    assert [line for line in out.splitlines() if "54.3247897, -2.7478262" in line and "GNSS fix, +/-4 m" in line]
+    assert "cell 234-15 TAC 6699 id 30125732 not in database" in out  # the incident's evidence
+    rc, out, err = run(capsys, "receiver", "device", "show", "--db", db, "--device-id", "1001", "--json")
+    shown = json.loads(out)
+    pos = shown["incident_positions"][str(inc["id"])]["position"]
+    assert (pos["lat_e7"], pos["source"], pos["accuracy_m"], pos["seq"]) == (FIX[0], "gnss", 4, 130)
+    assert shown["position"]["position"]["seq"] == 130 and shown["position"]["placeholders"] == 1
 
 
 def test_power_cut_track_131_with_the_cell_in_the_database(tmp_path, capsys, monkeypatch):
@@ -109,6 +119,20 @@ def test_power_cut_track_131_with_the_cell_in_the_database(tmp_path, capsys, mon
     assert "OpenCellID, CC BY-SA 4.0" in ev["cell (resolved)"]["note"]
     assert "placeholder" in ev["cell"]["note"] and ev["cell"]["lat_e7"] is None
     assert all((e.get("position") or {}).get("lat_e7") not in (0, None) for e in events if "position" in e)
+    # every received position, in full, for any later view (the console's route)
+    st = S.open_store(db)
+    inc = st.incidents()[0]
+    items = estimate.trail(st.trail_frames(inc["id"]), time.time(), locations.Locator(st))
+    assert [(i["seq"], i["source"]) for i in items] == [
+        (2, "last_fix"), (130, "gnss"), (131, "cell"), (131, "cell (resolved)")]
+    assert (items[0]["lat_e7"], items[0]["accuracy_m"]) == (FIX[0] + 300, 11)
+    assert items[0]["time"] == items[1]["time"] - 75 - 72  # the ALERT's fix: its frame time less its 72 s age
+    assert items[1]["lat_e7"] == FIX[0] and items[1]["accuracy_m"] == 4
+    assert items[2]["lat_e7"] is None and "placeholder" in items[2]["note"]
+    assert items[3]["accuracy_m"] == 1500 and "OpenCellID, CC BY-SA 4.0" in items[3]["note"]
+    unresolved = estimate.trail(st.trail_frames(inc["id"]), time.time())[3]
+    assert unresolved["source"] == "cell" and unresolved["note"] == "cell 234-15 TAC 6699 id 30125732 (not resolved here)"
+    st.close()
 
 
 def test_observations_alone_give_a_receiver_resolved_estimate_labelled_as_such():
@@ -136,7 +160,7 @@ def test_a_running_receiver_sees_an_import_made_by_another_process(tmp_path):
     """The receiver remembers lookups between batches; an import committed
     by another connection (the `locations import` command) drops them."""
     d = Dev(6)
-    path = str(tmp_path / "rx.db")
+    path = store_path(tmp_path, "rx.db")
     ep = Endpoint.in_memory({6: d.key}, {6: "URN 6"}, now=T0, path=path)
     ep.on_tcp_frame(d.frame(F.ALERT, t=T0, tlvs=[(F.T_CELL, SERVING)]), T0)
     assert "not in database" in ep.events[-1]["evidence"][0]["note"]
@@ -149,7 +173,7 @@ def test_a_running_receiver_sees_an_import_made_by_another_process(tmp_path):
 
 
 def test_bad_rows_are_counted_and_reported_by_line_and_the_good_ones_used(tmp_path, capsys):
-    db = str(tmp_path / "rx.db")
+    db = store_path(tmp_path, "rx.db")
     S.open_store(db).close()
     f = tmp_path / "cells.csv"
     f.write_text(CELL_HEADER
@@ -175,7 +199,7 @@ def test_bad_rows_are_counted_and_reported_by_line_and_the_good_ones_used(tmp_pa
 
 
 def test_a_file_that_is_not_the_format_or_has_too_many_bad_rows_is_never_used(tmp_path, capsys):
-    db = str(tmp_path / "rx.db")
+    db = store_path(tmp_path, "rx.db")
     S.open_store(db).close()
     f = tmp_path / "x.csv"
     f.write_text("mcc,mnc,lac,cid,lat,lon\n234,15,1,2,54,-2\n")
@@ -192,12 +216,12 @@ def test_a_file_that_is_not_the_format_or_has_too_many_bad_rows_is_never_used(tm
     assert [(s["kind"], s["state"]) for s in sets] == [("cell", "failed")]
     rc, out, err = run(capsys, "receiver", "locations", "import", "--db", db, str(tmp_path / "missing.csv"))
     assert rc == 3 and "cannot read" in err
-    rc, out, err = run(capsys, "receiver", "locations", "import", "--db", str(tmp_path / "none.db"), str(f))
+    rc, out, err = run(capsys, "receiver", "locations", "import", "--db", store_path(tmp_path, "none.db", exists=False), str(f))
     assert rc == 3 and "no store" in err
 
 
 def test_an_interrupted_import_leaves_nothing_half_imported(tmp_path, monkeypatch):
-    st = S.open_store(str(tmp_path / "rx.db"))
+    st = S.open_store(store_path(tmp_path, "rx.db"))
     rows = "".join("LTE,234,15,6699,%d,1,-2.7480,54.3240,1500,40,1,1600000000,1700000000,0\n" % i for i in range(12000))
     real = st.insert_cells
     calls = []
@@ -223,7 +247,7 @@ def test_an_interrupted_import_leaves_nothing_half_imported(tmp_path, monkeypatc
 
 
 def test_a_new_import_of_a_set_replaces_the_old_one_and_gzip_is_read(tmp_path, capsys):
-    db = str(tmp_path / "rx.db")
+    db = store_path(tmp_path, "rx.db")
     S.open_store(db).close()
     old = tmp_path / "cells.csv"
     old.write_text(CELL_HEADER + "LTE,234,15,6699,1,257,-2.7480,54.3240,1500,40,1,1600000000,1700000000,0\n"
@@ -242,7 +266,7 @@ def test_a_new_import_of_a_set_replaces_the_old_one_and_gzip_is_read(tmp_path, c
 
 
 def test_the_survey_format_and_a_weighted_wifi_estimate(tmp_path, capsys):
-    db = str(tmp_path / "rx.db")
+    db = store_path(tmp_path, "rx.db")
     S.open_store(db).close()
     f = tmp_path / "survey.csv"
     f.write_text("bssid,lat,lon,range,surveyed\n"
@@ -264,8 +288,15 @@ def test_the_survey_format_and_a_weighted_wifi_estimate(tmp_path, capsys):
     pos = ep.events[-1]["position"]
     assert pos["source"] == "wifi (resolved)" and pos["accuracy_m"] <= 40 + 20
     assert "Wi-Fi 2 of 2 BSSIDs known" in pos["note"] and "spread" in pos["note"]
+    # the trail lists the Wi-Fi observation as the receiver resolved it, and a row it cannot read in words
+    rows = ep.store.trail_frames(ep.events[-1]["incident_id"])
+    items = estimate.trail(rows + [dict(rows[0], seq=9, decoded="{not json")], T0 + 5, locations.Locator(ep.store))
+    assert [(i["seq"], i["source"], i["accuracy_m"]) for i in items] == [(1, "wifi (resolved)", pos["accuracy_m"]),
+                                                                          (9, None, None)]
+    assert items[0]["note"] == pos["note"] and items[0]["age_s"] == 5 and items[1]["note"] == "unreadable"
 
 
+@pytest.mark.sqlite_only  # a SQLite schema migration
 def test_a_version_3_store_migrates_to_4_and_keeps_its_incidents_and_positions(tmp_path, capsys):
     mk = masterkey.MasterKey(os.urandom(32))
     d = Dev(41)
@@ -274,7 +305,7 @@ def test_a_version_3_store_migrates_to_4_and_keeps_its_incidents_and_positions(t
     before = [dict(r) for r in old._x("SELECT * FROM incidents ORDER BY id").fetchall()]
     old.close()
     st = S.open_store(str(tmp_path / "v3.db"), mk)
-    assert st.schema_version() == len(S.MIGRATIONS) == 4
+    assert st.schema_version() == len(S.MIGRATIONS) >= 4
     after = st.incidents()
     assert [{k: r[k] for k in before[0]} for r in after] == before
     assert after[0]["evidence"] is None and after[0]["pos_note"] is None

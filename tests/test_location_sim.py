@@ -118,7 +118,7 @@ def test_power_cut_mid_alert_the_operator_never_sees_zero_zero_and_keeps_the_fix
     assert all(p["source"] != 0 or p["lat_e7"] is None for p in res["positions"])  # the device never sends coordinates it has not got
     resolved = [p for p in shown if p["source"] == "cell (resolved)"]
     assert resolved and all(p["role"] == "evidence" and p["error_m"] <= p["accuracy_m"] for p in resolved)
-    for seq, src, ev in _receiver_lines(res):
+    for _seq, src, ev in _receiver_lines(res):
         if "cell (resolved)" in ev:
             assert src in ("gnss", "last_fix")  # the coarse cell never displaced the fix while it was fresh
     inv = _inv(res, "positions_within_accuracy")

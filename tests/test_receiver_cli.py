@@ -10,7 +10,7 @@ import stat
 from protocol import frame as F
 from protocol import sms
 from receiver import masterkey
-from recv_helpers import Dev
+from recv_helpers import Dev, store_path
 from tools.cli import main
 
 MK = "ab" * 32
@@ -24,7 +24,7 @@ def run(capsys, *argv):
 
 def test_registry_sms_command_and_watch(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv(masterkey.ENV, MK)
-    db = str(tmp_path / "r.db")
+    db = store_path(tmp_path, "r.db")
     keyf = str(tmp_path / "dev.key")
     rc, out, err = run(capsys, "receiver", "device", "add", "--db", db, "--device-id", "1001", "--generate-key", keyf,
                        "--person-ref", "URN 01/1234/26")
@@ -77,7 +77,7 @@ def test_registry_sms_command_and_watch(tmp_path, capsys, monkeypatch):
 
 def test_missing_or_wrong_master_key_is_a_clear_error(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv(masterkey.ENV, raising=False)
-    db = str(tmp_path / "r.db")
+    db = store_path(tmp_path, "r.db")
     rc, out, err = run(capsys, "receiver", "device", "add", "--db", db, "--device-id", "1", "--generate-key",
                        str(tmp_path / "k"), "--person-ref", "URN-2026-0001")
     assert rc == 3 and masterkey.ENV in err and "--master-key-file" in err
@@ -96,5 +96,5 @@ def test_missing_or_wrong_master_key_is_a_clear_error(tmp_path, capsys, monkeypa
     assert rc == 2 and "not hex" in err and "nothex" not in err
     rc, out, err = run(capsys, "receiver", "command", "--db", db, "--device", "9", "--listen-in")
     assert rc == 1 and "not registered" in err
-    rc, out, err = run(capsys, "receiver", "watch", "--db", str(tmp_path / "nope.db"), "--once")
+    rc, out, err = run(capsys, "receiver", "watch", "--db", store_path(tmp_path, "nope.db", exists=False), "--once")
     assert rc == 3 and "no store" in err and not os.path.exists(tmp_path / "nope.db")

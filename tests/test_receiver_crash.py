@@ -16,7 +16,7 @@ from protocol import frame as F
 from protocol import stream
 from receiver import masterkey
 from receiver import store as S
-from recv_helpers import T0, Dev, send_recv
+from recv_helpers import T0, Dev, send_recv, store_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPISODES = 4
@@ -76,7 +76,7 @@ def test_kill_9_at_random_points_loses_no_acked_frame_and_raises_nothing_twice(t
     mk_file = str(tmp_path / "master.key")
     with open(os.open(mk_file, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
         f.write(mk_hex)
-    db = str(tmp_path / "crash.db")
+    db = store_path(tmp_path, "crash.db")
     st = S.open_store(db, masterkey.load(mk_file))
     for d in devs:
         st.add_device(d.id, d.key, "URN %d" % d.id)

@@ -19,6 +19,8 @@ from tools import provision as PV
 from tools.cli import main
 from tools.registry import MemoryRegistry
 
+pytestmark = pytest.mark.sqlite_only  # the SQLite store's files and the key files
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MK = "ab" * 32
 

@@ -122,7 +122,6 @@ def test_the_watchdog_resets_a_chip_that_is_not_fed():
 
 def test_a_power_cut_reaches_the_firmware_wherever_it_waits():
     r, m = rig("\n[[power_cut]]\nat = \"10s\"\nduration = \"5s\"\n")
-    r.world.start  # the cut is on the world's clock
     r.world._h["power"] = r._h_power
     with pytest.raises(PowerCut):
         m["machine"].lightsleep(60000)

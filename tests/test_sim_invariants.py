@@ -146,6 +146,10 @@ def test_a_position_at_zero_zero_is_never_unknown():
     r = base()
     r["positions"] = [_pos(1000, 0, 0, 10, 0)]
     assert I.positions_within_accuracy(r, on_null_island.true_position)["ok"]  # unless the person is there
+    r = base()
+    r["positions"] = [_pos(1000, 0, 0, 0xFFFF, 0xFFFF, source=0)]  # source 0: no position, its fields 0 by rule
+    res = I.positions_within_accuracy(r, ROUTE.true_position)
+    assert res["ok"] and res["unknown"] == 1
 
 
 def test_a_position_the_receiver_resolved_is_judged_at_its_frame_against_its_range():

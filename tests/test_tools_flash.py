@@ -46,6 +46,9 @@ def test_cli_flash_installs_verifies_and_reports(board, capsys):
     for p, h in m["files"].items():
         assert on_disk[m["app"] + "/" + p] == h
     assert "firmware/diag.mpy" in m["files"] and "protocol/frame.mpy" in m["files"]
+    # only what this board runs: its port's board module (the unix port's here), nothing host-only
+    assert "firmware/board_unix.mpy" in m["files"] and "firmware/board_esp32.mpy" not in m["files"]
+    assert not {"protocol/jsonform.mpy", "protocol/replay.mpy"} & set(m["files"])
     assert open(os.path.join(board.root, "main.py"), "rb").read() == FL.SHIM_SRC
     assert not [f for f in os.listdir(board.root) if f.endswith(".tmp")]
     # again: nothing to copy
@@ -57,6 +60,17 @@ def test_cli_flash_installs_verifies_and_reports(board, capsys):
     assert cli.main(["flash", "--port", board.url, "--check"]) == 1
     cap = capsys.readouterr()
     assert "no application installed" in cap.out and "panic flash: the board has no verified release" in cap.err
+
+
+def test_an_esp32_release_is_what_the_esp32_runs():
+    src = FL.release_sources(platform="esp32")
+    assert "firmware/main.py" in src and "firmware/board_esp32.py" in src and "firmware/modem/engine.py" in src
+    assert "firmware/diagprov.py" in src  # imported lazily, at the console's first byte: still on the board
+    # test doubles, host-only protocol code and the unix port's board never go on an ESP32
+    for host_only in ("firmware/board_unix.py", "protocol/jsonform.py", "protocol/replay.py"):
+        assert host_only not in src
+    assert "firmware/transport.py" in src  # the event names every transport and caller import
+    assert all(p.startswith(("firmware/", "protocol/")) for p in src)
 
 
 def test_corrupted_file_on_board_is_detected_and_repaired(board, release, capsys):
@@ -203,10 +217,19 @@ def test_mpremote_cli_with_resume_works_against_the_bridge(board, tmp_path):
     assert board.proc.poll() is None  # the "board" survived the session
 
 
+def _provisioned(board):
+    """Give the board a /data/config.json, as `panic provision` does: the
+    boot shim runs a release only on a provisioned board (an unprovisioned
+    one keeps its REPL for flash and provision; tools/flash.py SHIM_SRC)."""
+    os.makedirs(os.path.join(board.root, "data"), exist_ok=True)
+    with open(os.path.join(board.root, "data", "config.json"), "w") as f:
+        f.write("{}")
+
+
 def _install_with_main(board, release, tmp_path, source):
     """Install `release` with firmware/main replaced by `source` (compiled
-    with mpy-cross) and power-cycle the board through /main.py; returns the
-    manifest."""
+    with mpy-cross) on a provisioned board and power-cycle it through
+    /main.py; returns the manifest."""
     import subprocess
 
     from tools.mpy_compile import mpy_cross_path
@@ -219,6 +242,7 @@ def _install_with_main(board, release, tmp_path, source):
     files["firmware/main.mpy"] = mpy.read_bytes()
     with Board(board.url) as b:
         m = FL.install(b, files, "v", "")
+    _provisioned(board)
     board.power_cycle(run="/main.py")
     return m
 
@@ -314,6 +338,7 @@ def test_flash_romfs_installs_in_rom_verifies_and_the_board_boots_from_it(rom_bo
     assert FL.flash_romfs(rom_board.url, files, "v1", "")["app"] == "rom"
     assert "already up to date" in capsys.readouterr().out
     # power on: the shim runs firmware.main from the ROM partition
+    _provisioned(rom_board)
     rom_board.power_cycle(run="/main.py")
     assert b"APP RUNNING FROM /rom/firmware/main.mpy" in _boot_output(rom_board, b"RUNNING")
 

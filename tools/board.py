@@ -18,17 +18,14 @@ import contextlib
 import functools
 import io
 import json
+from typing import Any
 
 import serial
 
 from tools.errors import EXIT_UNAVAILABLE, PanicError
 
-try:
-    from mpremote.transport import TransportError, TransportExecError
-    from mpremote.transport_serial import SerialTransport
-except ImportError:  # pragma: no cover - mpremote is a dependency
-    SerialTransport = None
-    TransportError = TransportExecError = Exception
+from mpremote.transport import TransportError, TransportExecError  # a dependency (pyproject.toml)
+from mpremote.transport_serial import SerialTransport
 
 
 class DeviceError(PanicError):
@@ -96,8 +93,6 @@ class Board:
 
     def __init__(self, port, baud=115200, timeout=10):
         self.port = port
-        if SerialTransport is None:
-            raise BoardUnavailable("mpremote is not installed")
         quiet = io.StringIO()
         try:
             with contextlib.redirect_stdout(quiet):
@@ -107,7 +102,8 @@ class Board:
         # Wait for bytes in a blocking read with a short timeout instead of
         # mpremote's poll-and-sleep loop (its pty path): same results, a
         # round trip per command instead of 10 ms sleeps.
-        self.t.serial.timeout = 0.05
+        ser: Any = self.t.serial  # a pyserial Serial (mpremote types it as its own wrapper)
+        ser.timeout = 0.05
         self.t.is_pty = True
         # ...except while a command is handed over: mpremote's
         # exec_raw_no_follow reads the raw-paste handshake ("R\x01"), the

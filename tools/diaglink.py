@@ -17,11 +17,12 @@ import serial
 
 from firmware import diag as D
 from protocol.crypto import Hmac, tags_equal
-from tools.errors import Unavailable, UsageError
+from tools.errors import PanicError, Unavailable, UsageError
 
 
-class DiagError(Exception):
-    """The console did not answer as a genuine, authenticated device would."""
+class DiagError(PanicError):
+    """The console did not answer as a genuine, authenticated device would
+    (exit 1: the unit failed; tools/errors.py, the one root of tools/)."""
 
 
 def load_engineer_key(path):

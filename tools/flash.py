@@ -7,7 +7,9 @@ makes an interrupted copy harmless. The board holds
                         on sys.path, imports firmware.main (and calls its
                         main() if it has one)
     /manifest.json      {"format", "app", "version", "march", "files": {path: sha256}}
-    /app-XXXXXXXX/      protocol/*.mpy and firmware/*.mpy of one release
+    /app-XXXXXXXX/      the .mpy files of one release: what the board runs
+                        (release_sources(): the modules firmware/main.py
+                        imports, for the board's port), nothing else
     /data/              device data (config.json, outbox): never touched here
 
 Update order: compile on the host; check free space (statvfs) before the
@@ -33,62 +35,22 @@ import time
 
 from tools.board import Board, BoardUnavailable, DeviceError
 from tools.errors import Unavailable, UsageError
-from tools.mpy_compile import compile_all
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PACKAGES = ("protocol", "firmware")
-MANIFEST = "/manifest.json"
-SHIM = "/main.py"
-BLOCK = 4096  # LittleFS block: every file costs at least one
-
-SHIM_SRC = b"""# Boot shim written by `panic flash`: runs the release named by /manifest.json.
-import sys
-
-
-def _pnc_boot():
-    import json
-    try:
-        with open('/manifest.json') as f:
-            m = json.loads(f.read())
-    except (OSError, ValueError):
-        return False
-    sys.path.insert(0, '/' + m['app'])
-    return True
-
-
-if _pnc_boot():
-    try:
-        import firmware.main
-        _pnc_main = getattr(firmware.main, 'main', None)
-        if _pnc_main:
-            _pnc_main()
-    except Exception:
-        # A release that cannot start (a broken file, too little heap) must
-        # not print a traceback on the USB serial: the port stays silent.
-        # Ctrl-C still reaches the REPL here, so `panic flash` can repair it.
-        import time
-        while True:
-            time.sleep(60)
-"""
-
-
-def release_version(src_root=REPO):
-    """The firmware version string put in the manifest."""
-    path = os.path.join(src_root, "firmware", "version.py")
-    try:
-        with open(path) as f:
-            for line in f:
-                if line.startswith("VERSION"):
-                    return line.split("=", 1)[1].strip().strip("\"'")
-    except OSError:
-        pass
-    try:
-        from importlib.metadata import version
-
-        return version("wearable-panic")
-    except Exception:
-        return "0.0.0"
-
+from panic.release import (  # noqa: F401  (the release layout, shared with the simulator; re-exported)
+    BLOCK,
+    BOARD_MODULES,
+    BOOT_PY,
+    ENTRY,
+    MANIFEST,
+    PACKAGES,
+    REPO,
+    SHIM,
+    SHIM_SRC,
+    build,
+    for_port,
+    manifest_of,
+    release_sources,
+    release_version,
+)
 
 def esptool_command(port, image, baud=460800, chip="esp32", offset="0x1000", erase=False):
     """The esptool invocations (list of argv lists) that write a MicroPython image."""
@@ -119,25 +81,12 @@ def write_image(port, image, baud, erase, run=subprocess.run):
             raise DeviceError("esptool failed on %s: %s" % (port, lines[-1] if lines else "exit %d" % p.returncode))
 
 
-def build(out_dir, march="xtensawin", src_root=REPO):
-    """Compile the packages; return {board-relative path: bytes}."""
-    cwd = os.getcwd()
-    try:
-        os.chdir(src_root)
-        done, errors = compile_all(list(PACKAGES), out_dir, march=march)
-    finally:
-        os.chdir(cwd)
-    if errors:
-        src, err = errors[0]
-        raise Unavailable("mpy-cross failed on %s: %s" % (src, err.splitlines()[-1] if err else "?"))
-    files = {}
-    for src, dst in done:
-        rel = (os.path.splitext(src)[0] + ".mpy").replace(os.sep, "/")
-        with open(dst, "rb") as f:
-            files[rel] = f.read()
-    if not files:
-        raise Unavailable("nothing to flash: no .py files under %s" % ", ".join(PACKAGES))
-    return files
+def board_platform(board):
+    """The board's sys.platform ("esp32", "linux" for the unix port ...)."""
+    plat = board.eval_json("sys.platform", setup="import sys\n")
+    if not isinstance(plat, str):
+        raise DeviceError("unexpected answer from the board: sys.platform is %r" % (plat,))
+    return plat
 
 
 def _need_bytes(files):
@@ -243,9 +192,8 @@ def install(board, files, version, march, progress=None, on_file=None):
         except DeviceError:
             pass
         raise
-    if board.read(SHIM) != SHIM_SRC:
-        board.write_atomic(SHIM, SHIM_SRC)
-    manifest = {"format": 1, "app": app, "version": version, "march": march, "files": wanted}
+    boot_files(board)
+    manifest = manifest_of(files, app, version, march)
     board.write_atomic(MANIFEST, json.dumps(manifest, sort_keys=True).encode())
     _clean_stale(board, app)
     return manifest
@@ -274,14 +222,30 @@ def describe(m, bad):
 ROM = "rom"  # manifest "app" of a release in the ROM partition (mounted at /rom)
 
 
+def boot_files(board):
+    """This release's boot shim at /main.py, and no /boot.py (see SHIM_SRC).
+    Returns True if anything had to change."""
+    changed = False
+    if board.exists(BOOT_PY):
+        board.remove(BOOT_PY)
+        changed = True
+    if board.read(SHIM) != SHIM_SRC:
+        board.write_atomic(SHIM, SHIM_SRC)
+        changed = True
+    return changed
+
+
 def _up_to_date(board, old, wanted, out):
     """True (and says so) when the installed release is `wanted` and every
-    file verifies: nothing needs writing."""
+    file verifies: its files need no writing (an older boot shim, or a
+    /boot.py, is put right all the same)."""
     if old.get("files") != wanted:
         return False
     m, bad = verify(board, old)
     if bad:
         return False
+    if boot_files(board):
+        out("boot shim updated")
     out("already up to date")
     out(describe(m, bad))
     return True
@@ -301,8 +265,9 @@ def flash_romfs(port, files, version, march, baud=115200, out=print, run=subproc
 
     from tools.romfs import image
 
-    wanted = {p: hashlib.sha256(d).hexdigest() for p, d in files.items()}
     with connect(port, baud=baud) as board:
+        files = for_port(files, board_platform(board))
+        wanted = {p: hashlib.sha256(d).hexdigest() for p, d in files.items()}
         if not board.eval_json("hasattr(vfs, 'rom_ioctl') and vfs.rom_ioctl(1) > 0", setup="import vfs\n"):
             raise DeviceError("this board's MicroPython has no ROM partition (vfs.rom_ioctl): flash a build "
                               "with ROMFS enabled, or install without --romfs; nothing was changed")
@@ -337,9 +302,8 @@ def flash_romfs(port, files, version, march, baud=115200, out=print, run=subproc
         if bad:
             raise DeviceError("%d file(s) in the ROM partition did not read back correctly (first: %s); the board "
                               "has no bootable release until this succeeds" % (len(bad), bad[0]))
-        if board.read(SHIM) != SHIM_SRC:
-            board.write_atomic(SHIM, SHIM_SRC)
-        manifest = {"format": 1, "app": ROM, "version": version, "march": march, "files": wanted}
+        boot_files(board)
+        manifest = manifest_of(files, ROM, version, march)
         board.write_atomic(MANIFEST, json.dumps(manifest, sort_keys=True).encode())
         _clean_stale(board, ROM)
         m, bad = verify(board)
@@ -356,7 +320,7 @@ def flash(port, image=None, baud=115200, flash_baud=460800, march="xtensawin", e
     if image and "://" not in port and not os.path.exists(port):  # say it before esptool does, in its own words
         raise BoardUnavailable("cannot open port %s: no such device (is the board plugged in?)" % port)
     with tempfile.TemporaryDirectory() as tmp:
-        files = build(tmp, march=march, src_root=src_root)
+        files = build(tmp, march=march, src_root=src_root, platform=None)  # one board module is picked below
     if image:
         out("writing MicroPython image %s with esptool..." % image)
         write_image(port, image, flash_baud, erase, run=run)
@@ -365,6 +329,7 @@ def flash(port, image=None, baud=115200, flash_baud=460800, march="xtensawin", e
     if romfs:
         return flash_romfs(port, files, version, march, baud=baud, out=out, run=run, connect=connect)
     with connect(port, baud=baud) as board:
+        files = for_port(files, board_platform(board))
         old = read_manifest(board)
         wanted = {p: hashlib.sha256(d).hexdigest() for p, d in files.items()}
         if old and old["app"] != ROM and _up_to_date(board, old, wanted, out):

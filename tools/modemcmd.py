@@ -16,7 +16,7 @@ from host_sim.modem_rig import AlertDriver, Rig
 from host_sim.network import Network
 from protocol import frame as F
 from protocol.crypto import DeviceKeys
-from tools.argtypes import number
+from panic.argtypes import number
 
 
 def _fault(text):

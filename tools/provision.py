@@ -13,7 +13,17 @@ Owns: the provisioning order and the device config it writes.
    Last on purpose: if it fails, the board is configured with a key the
    receiver does not know, and a re-run with --force fixes it; registering
    first would strand an id no board has.
-Never prints, logs or reports either key; the label holds device id,
+With --secure (issue 15, keys at rest) it also burns, between the checks
+and the writes, the ESP32 eFuses that flash encryption needs from the host:
+a flash-encryption key generated here (BLOCK1, which espefuse read- and
+write-protects as it burns it) and FLASH_CRYPT_CONFIG 0xF. Irreversible, so
+only after an explicit confirmation (--confirm-burn with the device id, or
+the id typed at a terminal). Harmless to the image the board runs now: the
+flash is encrypted only when a release-mode build's bootloader first boots
+(docs/hardware.md, "Preparing a board for issue"). --efuse-virt FILE
+rehearses it on espefuse's virtual eFuses (--virt --path-efuse-file), which
+is how it is tested: never a real chip in a test.
+Never prints, logs or reports any key; the label holds device id,
 person reference, firmware version and receivers only.
 
 Receivers and SMS numbers: --receiver and --sms-number may each be given
@@ -29,7 +39,9 @@ Stays in sync with: firmware/config.py (field names below), tools/flash.py
 import json
 import os
 import re
+import subprocess
 import sys
+import tempfile
 
 from tools.board import Board, DeviceError
 from tools.errors import Refused, Unavailable, UsageError
@@ -145,6 +157,128 @@ def write_key_file(path, key, force):
     os.chmod(path, 0o600)
 
 
+# -- eFuses (--secure) -----------------------------------------------------
+# espefuse (esptool >= 4: `--virt --path-efuse-file`; here esptool 5) as a
+# subprocess of this interpreter. Field names: espefuse's ESP32 eFuse table
+# (summary); FLASH_CRYPT_CONFIG 0xF and the key in BLOCK1: ESP-IDF "Flash
+# Encryption", "Relevant eFuses" (ESP32).
+FLASH_CRYPT_CONFIG = 0xF
+
+
+def espefuse_cmd(a, *args):
+    """The espefuse command line for this board (or its virtual eFuses)."""
+    cmd = [sys.executable, "-m", "espefuse", "--chip", "esp32"]
+    if a.efuse_virt:
+        cmd += ["--virt", "--path-efuse-file", a.efuse_virt]
+    else:
+        cmd += ["-p", a.port, "--baud", str(a.baud)]
+    return cmd + ["--do-not-confirm"] + list(args)
+
+
+def _espefuse(a, run, *args):
+    try:
+        p = run(espefuse_cmd(a, *args), capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise Unavailable("espefuse did not run (%s): is esptool installed in this environment?" % e)
+    if p.returncode != 0:
+        lines = [x for x in (p.stderr + p.stdout).splitlines() if x.strip()]
+        raise DeviceError("espefuse %s failed: %s" % (args[0], lines[-1] if lines else "exit %d" % p.returncode))
+    return p.stdout
+
+
+def efuse_summary(a, run=subprocess.run):
+    """{field: {"value", "readable", "writeable", ...}} from espefuse summary."""
+    out = _espefuse(a, run, "summary", "--format", "json")
+    try:
+        return json.loads(out[out.index("{"):])
+    except ValueError:
+        raise DeviceError("espefuse summary: unexpected output")
+
+
+def _field(summary, name):
+    f = summary.get(name)
+    if not isinstance(f, dict):
+        raise DeviceError("espefuse summary has no %s: is this an ESP32?" % name)
+    return f
+
+
+def flash_key_state(summary):
+    """'blank' (nothing burned), 'done' (key burned and protected, config
+    0xF) or a sentence saying why the chip cannot take our steps."""
+    if not str(_field(summary, "CODING_SCHEME").get("value", "")).startswith("NONE"):
+        return "its eFuses use the 3/4 coding scheme (192-bit keys), which these steps do not handle"
+    if _field(summary, "FLASH_CRYPT_CNT").get("value") != 0:
+        return "its flash is already encrypted (FLASH_CRYPT_CNT is not 0)"
+    blk, cfg = _field(summary, "BLOCK1"), _field(summary, "FLASH_CRYPT_CONFIG").get("value")
+    if blk.get("readable") is False and blk.get("writeable") is False:
+        if cfg == FLASH_CRYPT_CONFIG:
+            return "done"
+        return "BLOCK1 is protected but FLASH_CRYPT_CONFIG is %r, not 0xF" % cfg
+    if str(blk.get("value", "")).replace(" ", "").strip("0") or cfg:
+        return "BLOCK1 or FLASH_CRYPT_CONFIG already holds something this tool did not burn"
+    return "blank"
+
+
+def confirm_burn(a, ask=input, tty=None):
+    """The explicit confirmation --secure needs: --confirm-burn equal to the
+    device id, or the id typed at a terminal."""
+    target = "virtual eFuse file %s" % a.efuse_virt if a.efuse_virt else "the chip on %s" % a.port
+    if a.confirm_burn is not None:
+        if a.confirm_burn != a.device_id:
+            raise UsageError("--confirm-burn %d does not match --device-id %d: nothing burned"
+                             % (a.confirm_burn, a.device_id))
+        return
+    if not (sys.stdin.isatty() if tty is None else tty):
+        raise UsageError("--secure burns eFuses on %s for ever: confirm with --confirm-burn %d" % (target, a.device_id))
+    got = ask("--secure burns the flash-encryption key and FLASH_CRYPT_CONFIG into %s. This cannot be undone.\n"
+              "Type the device id (%d) to go on: " % (target, a.device_id))
+    if got.strip() != str(a.device_id):
+        raise Refused("not confirmed: nothing burned")
+
+
+def burn_flash_key(a, out=print, run=subprocess.run, rand=os.urandom):
+    """Burn a new flash-encryption key and FLASH_CRYPT_CONFIG 0xF, then read
+    them back. The key file espefuse reads is 0600 in a private folder and
+    removed at once unless --flash-key-out keeps it. Returns False when the
+    chip already had them (a re-run with --force)."""
+    state = flash_key_state(efuse_summary(a, run))
+    if state == "done":
+        out("flash-encryption key already burned (BLOCK1 read- and write-protected, FLASH_CRYPT_CONFIG 0xF)")
+        return False
+    if state != "blank":
+        raise Refused("cannot secure this board: %s" % state)
+    keep = a.flash_key_out
+    if keep and os.path.exists(keep):
+        raise Refused("flash key file %s already exists: nothing burned" % keep)
+    d = tempfile.mkdtemp(prefix="panic-fek-")
+    path = os.path.join(d, "key.bin")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(rand(32))
+        _espefuse(a, run, "burn-key", "flash_encryption", path)
+        _espefuse(a, run, "burn-efuse", "FLASH_CRYPT_CONFIG", hex(FLASH_CRYPT_CONFIG))
+        if keep:
+            kd = os.path.dirname(keep)
+            if kd:
+                os.makedirs(kd, mode=0o700, exist_ok=True)
+            with open(path, "rb") as src:
+                fd = os.open(keep, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(src.read())
+    finally:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+        os.rmdir(d)
+    if flash_key_state(efuse_summary(a, run)) != "done":
+        raise DeviceError("the flash-encryption eFuses did not read back as burned and protected")
+    out("flash-encryption key burned into BLOCK1 (read- and write-protected), FLASH_CRYPT_CONFIG 0xF; %s"
+        % ("key kept in %s (mode 0600)" % keep if keep else "no copy of the key exists off the chip"))
+    return True
+
+
 def label(device_id, person_ref, manifest, receivers):
     ver = "%s (%s)" % (manifest.get("version", "?"), manifest["app"])
     rows = [("device id", str(device_id)), ("person", person_ref), ("firmware", ver)]
@@ -155,24 +289,43 @@ def label(device_id, person_ref, manifest, receivers):
     return "\n".join([bar] + ["| %s |" % x.ljust(len(bar) - 4) for x in body] + [bar])
 
 
-def provision(a, registry, connect=Board, out=print, rand=os.urandom):
+def _check_board(a, board, registry):
+    """Step 1 on the board: a release on it, no config (or --force), the
+    device id never registered. Returns the manifest."""
+    manifest = read_manifest(board)
+    if manifest is None:
+        raise DeviceError("no application on the board (no /manifest.json): run `panic flash` first")
+    if board.exists(CONFIG_PATH) and not a.force:
+        raise DeviceError("the board is already provisioned (%s exists); use --force to overwrite it" % CONFIG_PATH)
+    try:
+        if registry.has_device(a.device_id):
+            raise Refused(
+                "device id %d is already registered with the receiver; device ids are never reused" % a.device_id
+            )
+    except RegistryError as e:
+        raise DeviceError("receiver registry: %s" % e)
+    return manifest
+
+
+def provision(a, registry, connect=Board, out=print, rand=os.urandom, run=subprocess.run, ask=input):
     receivers, extra = check_args(a)
     key_path = a.engineer_key_out or default_key_path(a.device_id)
     if os.path.exists(key_path) and not a.force:
         raise Refused("engineer key file %s already exists (use --force to replace it)" % key_path)
+    if a.secure:
+        confirm_burn(a, ask=ask)
+        state = flash_key_state(efuse_summary(a, run))
+        if state not in ("blank", "done"):
+            raise Refused("cannot secure this board: %s" % state)
     with connect(a.port, baud=a.baud) as board:
-        manifest = read_manifest(board)
-        if manifest is None:
-            raise DeviceError("no application on the board (no /manifest.json): run `panic flash` first")
-        if board.exists(CONFIG_PATH) and not a.force:
-            raise DeviceError("the board is already provisioned (%s exists); use --force to overwrite it" % CONFIG_PATH)
-        try:
-            if registry.has_device(a.device_id):
-                raise Refused(
-                    "device id %d is already registered with the receiver; device ids are never reused" % a.device_id
-                )
-        except RegistryError as e:
-            raise DeviceError("receiver registry: %s" % e)
+        manifest = _check_board(a, board, registry)
+    if a.secure:
+        # The serial port is free again: espefuse resets the chip into its
+        # ROM bootloader and back (on a real port), then the REPL is reopened.
+        burn_flash_key(a, out=out, run=run, rand=rand)
+    with connect(a.port, baud=a.baud) as board:
+        if a.secure:
+            manifest = _check_board(a, board, registry)
         key = rand(32)
         ekey = rand(32)
         cfg = make_config(a, receivers, extra, key, ekey)
@@ -228,4 +381,13 @@ def register(sub):
                         "probes; docs/security.md)")
     p.add_argument("--no-test", action="store_true", help="disable TEST alerts on this device")
     p.add_argument("--force", action="store_true", help="overwrite an existing board config / key file")
+    p.add_argument("--secure", action="store_true",
+                   help="also burn the ESP32's flash-encryption key and FLASH_CRYPT_CONFIG eFuses (irreversible; "
+                        "docs/hardware.md, 'Preparing a board for issue')")
+    p.add_argument("--confirm-burn", type=int, metavar="DEVICE_ID",
+                   help="with --secure: the device id again, to confirm the burn without a prompt")
+    p.add_argument("--efuse-virt", metavar="FILE",
+                   help="with --secure: burn espefuse's virtual eFuses kept in FILE instead of the chip (a rehearsal)")
+    p.add_argument("--flash-key-out", metavar="FILE",
+                   help="with --secure: keep a copy of the flash-encryption key here (mode 0600); default: no copy")
     p.set_defaults(func=cmd_provision)

@@ -22,15 +22,18 @@ Never does: print, log or put in an error message the device key.
 Stays in sync with: receiver/store.py (API names) and docs/tools.md.
 """
 
+from tools.errors import EXIT_REFUSED, EXIT_UNAVAILABLE, PanicError
 
-class RegistryError(Exception):
+
+class RegistryError(PanicError):
     """The registry refused, or its API is not what this adapter expects.
     unavailable: True when the store or the master key could not be opened
     (exit 3 under the convention of tools/errors.py), else False (exit 1)."""
 
     def __init__(self, msg, unavailable=False):
-        Exception.__init__(self, msg)
+        PanicError.__init__(self, msg)
         self.unavailable = unavailable
+        self.exit_code = EXIT_UNAVAILABLE if unavailable else EXIT_REFUSED
 
 
 def check_person_ref(ref):

@@ -3,7 +3,7 @@ and maps (Traccar) the receiver forwards to.
 
 Owns: the options and the human output. Settings are checked here
 (config.py) and kept in the store; `serve` reads them when it starts.
-Every user error is a tools.cli.UsageError (one line, exit 2). Never
+Every user error is a panic.errors.UsageError (one line, exit 2). Never
 prints a key, nor an ARC's raw answer (pysiaalarm echoes the key in it).
 """
 
@@ -17,7 +17,7 @@ from receiver.errors import ReceiverError
 from receiver.forward import config as C
 from receiver.forward import dc09 as D
 from receiver.forward import events as E
-from tools.cli import UsageError
+from panic.errors import UsageError
 
 
 def _open(args):

@@ -76,7 +76,7 @@ class BenchProvider:
         rep = F.Report(source=F.SRC_GNSS, lat=515000000, lon=-1000000, csq=25, test=True)
         raw = F.encode(self.keys, F.Frame(F.TEST, CFG["device_id"], tok, int(time.time()), rep))
         res = {"acked": False, "error": "no ACK"}
-        for host, port in VALID.receivers:
+        for host, port in VALID.receivers or [(VALID.receiver_host, VALID.receiver_port)]:
             res = self._try(host, port, raw, tok, t0)
             if res["acked"]:
                 break

@@ -35,7 +35,6 @@ VALIDATED = {
     "usable": True, "errors": [], "device_id": DEV, "key": KEY, "engineer_key": None,
     "receiver_host": "arc.example.org", "receiver_port": 7400, "sms_number": "+447700900001",
     "listen_number": "+447700900002", "apn": "internet", "button": {}, "pins": {}, "board": "t-sim7600e",
-    "receivers": [("arc.example.org", 7400)], "sms_numbers": ["+447700900001"],
     "power_profile": "ready", "wifi_scan": True, "test_enabled": True,
     "timings": {"track_interval_s": 30, "sms_fallback_s": 20, "heartbeat_s": 3600, "heartbeat_jitter_s": 60,
                 "backoff_base_ms": 4000, "backoff_max_ms": 32000, "sms_track_s": 300, "wifi_rescan_s": 120,

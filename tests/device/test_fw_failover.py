@@ -77,11 +77,15 @@ def test_the_lists_are_read_in_order_and_fill_the_single_fields():
     assert cfg.sms_numbers == ["+447700900001", "+447700900003"] and cfg.sms_number == "+447700900001"
 
 
-def test_a_board_provisioned_with_one_receiver_boots_with_a_list_of_one():
+def test_a_board_provisioned_with_one_receiver_boots_with_it():
     cfg = C.validate(CONFIG)  # receiver_host / receiver_port / sms_number
     assert cfg.usable and cfg.errors == []
-    assert cfg.receivers == [("arc.example.org", 7400)]
-    assert cfg.sms_numbers == ["+447700900001"]
+    assert (cfg.receiver_host, cfg.receiver_port, cfg.sms_number) == ("arc.example.org", 7400, "+447700900001")
+    assert len(cfg.receivers) < 2 and len(cfg.sms_numbers) < 2  # no failover: one of each
+    one = _cfg(receivers=["arc.example.org:7400"], sms_numbers=["+447700900001"])  # a list of one: the same
+    assert one.errors == [] and (one.receiver_host, one.receiver_port, one.sms_number) == (
+        "arc.example.org", 7400, "+447700900001")
+    assert len(one.receivers) < 2 and len(one.sms_numbers) < 2
 
 
 def test_bad_lists_are_named_errors_and_never_crash():
@@ -91,11 +95,11 @@ def test_bad_lists_are_named_errors_and_never_crash():
         assert cfg.usable  # the key is fine: the device still runs (and reports FAULT_CONFIG)
         assert len(cfg.errors) == 1 and cfg.errors[0].startswith("receivers: must be"), (bad, cfg.errors)
         assert "arc" not in cfg.errors[0]  # a value is never echoed
-        assert cfg.receivers == []
+        assert len(cfg.receivers) == 0
     for bad in ("+447700900001", [""], ["12"], ["+44x"], [1]):
         cfg = _cfg(receivers=["a:1"], sms_numbers=bad)
         assert len(cfg.errors) == 1 and cfg.errors[0].startswith("sms_numbers: must be"), (bad, cfg.errors)
-        assert cfg.sms_numbers == [] and cfg.sms_number == ""
+        assert len(cfg.sms_numbers) == 0 and cfg.sms_number == ""
 
 
 def test_both_forms_at_once_is_an_error_and_the_list_wins():

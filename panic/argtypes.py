@@ -8,7 +8,7 @@ setting the command would run with.
 import argparse
 
 
-def number(kind=int, low=None, high=None, unit="", off=None):
+def number(kind: type = int, low=None, high=None, unit="", off=None):
     """An argparse type: `kind` (int or float) from `low` to `high` (either
     may be None); `off`, if given, is also accepted (e.g. 0 for "never")."""
     what = "whole number" if kind is int else "number"

@@ -1,0 +1,5 @@
+import sys
+
+from panic.cli import main
+
+sys.exit(main())
