@@ -14,7 +14,10 @@ controller), run the controller's timers, pump the outbox, scan Wi-Fi if
 an alert wants it (after the ALERT has been handed to the transport, and
 never in the middle of someone's presses), carry out controller actions
 (listen-in call), switch the modem's GNSS on for an alert and off after,
-top up the seq reservation.
+top up the seq reservation. With two or more receivers configured, the
+failover rule (firmware/failover.py) hears of every send, unreachable
+receiver and authenticated ACK; when it moves, the transport is pointed at
+the next receiver and the outbox retries at once (same frames, same seqs).
 step() returns the ms until something next needs doing; the caller sleeps
 that long (or less) and calls step() again. Never sleeps, never touches
 `machine`: the board does.
@@ -39,7 +42,7 @@ from firmware.button_events import EV_CANCEL, EV_DURESS_CANCEL, EV_SOS, EV_TEST
 from firmware.fs import Fs
 from firmware.outbox import Outbox
 from firmware.store import SeqStore, StateStore, StoreError
-from firmware.transport import EV_FRAME
+from firmware.transport import EV_FRAME, EV_SEND_FAILED, EV_SENT
 
 FAULT_FILE = "fault"
 _GNSS_CHUNK = 256
@@ -142,9 +145,14 @@ class App:
         self.fix = fix
         keys = DeviceKeys(config.key)
         tm = config.t
-        self.outbox = Outbox(self.fs, keys, transport, config.sms_number, tm("backoff_base_ms"),
-                             tm("backoff_max_ms"), tm("sms_fallback_s") * 1000, rand=rand,
-                             device_id=config.device_id)
+        self.outbox = Outbox(self.fs, keys, transport, config.sms_numbers or config.sms_number,
+                             tm("backoff_base_ms"), tm("backoff_max_ms"), tm("sms_fallback_s") * 1000, rand=rand,
+                             device_id=config.device_id, sms_return_ms=tm("failover_return_s") * 1000)
+        self.fo = None  # the receiver failover rule: only with two or more receivers
+        if len(config.receivers) > 1:
+            from firmware.failover import Failover
+
+            self.fo = Failover(len(config.receivers), tm("ack_timeout_s") * 1000, tm("failover_return_s") * 1000)
         high = self.outbox.load(now)
         if self.outbox.corrupt:
             faults.append(A.FAULT_OUTBOX_CORRUPT)
@@ -239,6 +247,13 @@ class App:
         t_wait = self.transport.poll(now)
         for e in self.transport.events():
             self._on_transport(e, now)
+        fo = self.fo
+        if fo is not None:
+            if fo.poll(now):
+                self._moved(fo, now)
+            f_wait = fo.next_deadline(now)
+            if f_wait < t_wait:
+                t_wait = f_wait
         if now - self.next_battery >= 0:
             self.next_battery = now + _BATTERY_EVERY_MS
             try:
@@ -406,7 +421,11 @@ class App:
     def _on_transport(self, e, now):
         kind = e[0]
         if kind == EV_FRAME:
-            res = self.outbox.on_frame(e[1], now)
+            ob = self.outbox
+            n = ob.unmatched
+            res = ob.on_frame(e[1], now)
+            if self.fo is not None and (res is not None or ob.unmatched != n):
+                self.fo.acked(now)  # any authenticated ACK (a late one too) proves the receiver alive
             if res is not None:
                 ftype, fr = res
                 if self.board.time() is None and fr.time:
@@ -419,6 +438,21 @@ class App:
         else:
             self.note(str(kind))
             self.outbox.on_event(e, now)
+            fo = self.fo
+            if fo is not None:
+                if kind == EV_SENT:
+                    fo.sent(now)
+                elif kind == EV_SEND_FAILED and str(e[1]).startswith("open") and self.transport.data_ready() \
+                        and fo.failed(now):
+                    self._moved(fo, now)  # (with the data path gone too, the network failed, not the receiver)
+
+    def _moved(self, fo, now):
+        """The failover rule chose another receiver: point the transport at
+        it and send every waiting frame there now."""
+        host, port = self.cfg.receivers[fo.i]
+        self.note("receiver %d" % fo.i)
+        self.transport.set_receiver(host, port)  # pyright: ignore[reportAttributeAccessIssue]
+        self.outbox.retry_now(now)
 
     def _actions(self, now):
         while self.ctl.actions:

@@ -13,12 +13,22 @@ Outcome of load(), never an exception:
 - unknown top-level fields are errors too (a typo must not pass silently).
 
 Fields: device_id (int), key_hex (64 hex, master key), engineer_key_hex (64
-hex or absent: diagnostics console disabled), receiver_host, receiver_port,
-sms_number, listen_number, apn, button (dict for ButtonConfig.from_dict),
+hex or absent: diagnostics console disabled), receivers (a list of 1 to
+MAX_PEERS "host:port" strings, in order of preference: firmware/failover.py),
+sms_numbers (a list of 0 to MAX_PEERS numbers for the SMS fallback, in
+order), listen_number, apn, button (dict for ButtonConfig.from_dict),
 timings (dict, TIMINGS below), board (BOARDS below: which table of
 firmware/boards/ describes the hardware), pins (dict, PINS below:
 overrides of that table), power_profile ("ready" or "saver"), wifi_scan
 (bool), test_enabled (bool).
+
+The single-receiver form written before the lists existed (receiver_host,
+receiver_port, sms_number) is still read: a board provisioned then boots
+after a firmware update with its one receiver. Either form fills
+receiver_host / receiver_port / sms_number (the first entry) on the
+Config, and the lists only when they hold two or more (a list of one is
+the single form: settings.Config); giving both forms is an error and the
+list wins.
 
 Boot-only: firmware/loop.py drops this module once the Config (a
 firmware/settings.py record) is built; nothing may keep a reference to it.
@@ -49,7 +59,12 @@ TIMINGS = {
     # boards whose GNSS is the modem's (off in standby): a session this often
     # keeps a last known fix for an alert raised indoors (0: never)
     "fix_refresh_s": (900, 0, 86400),
+    # firmware/failover.py: no authenticated ACK this long after a send moves
+    # to the next receiver; back to the first this long after a move
+    "ack_timeout_s": (10, 2, 600),
+    "failover_return_s": (600, 30, 86400),
 }
+MAX_PEERS = 4  # receivers and SMS numbers each (their heap cost: docs/firmware.md, Memory)
 PINS = (
     "button", "modem_tx", "modem_rx", "modem_pwrkey", "modem_dtr", "modem_ri", "modem_status",
     "modem_flight", "gnss_tx", "gnss_rx", "battery_adc", "led",
@@ -63,6 +78,8 @@ _FIELDS = {
     "receiver_host": ("receiver_host", "host"),
     "receiver_port": ("receiver_port", "port"),
     "sms_number": ("sms_number", "phone"),
+    "receivers": ("receivers", "receivers"),
+    "sms_numbers": ("sms_numbers", "phones"),
     "listen_number": ("listen_number", "phone"),
     "apn": ("apn", "apn"),
     "button": ("button", "dict"),
@@ -84,6 +101,8 @@ _RULE = {
     "profile": "\"ready\" or \"saver\"",
     "board": "one of " + ", ".join(BOARDS),
     "bool": "true or false",
+    "receivers": "a list of 1 to %d \"host:port\" strings" % MAX_PEERS,
+    "phones": "a list of 0 to %d phone numbers like +447700900123" % MAX_PEERS,
 }
 _HEX = "0123456789abcdefABCDEF"
 
@@ -117,6 +136,10 @@ def _check(kind, v):
         return v in ("ready", "saver"), v
     if kind == "board":
         return v in BOARDS, v
+    if kind == "receivers":
+        return _peers(v, 1, _host_port)
+    if kind == "phones":
+        return _peers(v, 0, lambda x: x if x and _check("phone", x)[0] else None)
     if not isinstance(v, str):
         return False, None
     if kind == "key":
@@ -130,6 +153,34 @@ def _check(kind, v):
         return len(v) <= 253 and _chars(v, lambda c: c.isalpha() or c.isdigit() or c in ".-:"), v
     # apn
     return len(v) <= 62 and _chars(v, lambda c: 32 < ord(c) < 127 and c not in "\",\'"), v
+
+
+def _host_port(v):
+    """("host", port) from "host:port" (the last colon splits: an IPv6
+    address keeps its own), or None."""
+    if not isinstance(v, str):
+        return None
+    i = v.rfind(":")
+    host, port = v[:i], v[i + 1:]
+    if i < 1 or not port or not _chars(port, lambda c: "0" <= c <= "9") or len(port) > 5:
+        return None
+    port = int(port)
+    if not 0 < port < 65536 or not _check("host", host)[0]:
+        return None
+    return (host, port)
+
+
+def _peers(v, least, one):
+    """(ok, list) for a list of least..MAX_PEERS items, each checked by one()."""
+    if not isinstance(v, list) or not least <= len(v) <= MAX_PEERS:
+        return False, None
+    out = []
+    for x in v:
+        p = one(x)
+        if p is None:
+            return False, None
+        out.append(p)
+    return True, out
 
 
 def _name(k):
@@ -153,6 +204,7 @@ def validate(d):
             setattr(cfg, spec[0], val)
         else:
             err("%s: must be %s" % (k, _RULE[spec[1]]))
+    _lists(d, cfg, err)
     cfg.usable = _check("u32", d.get("device_id"))[0] and _check("key", d.get("key_hex"))[0]
     if "device_id" not in d or "key_hex" not in d:
         err("device_id and key_hex are required")
@@ -184,6 +236,29 @@ def validate(d):
         else:
             err("pins.%s: must be a GPIO number 0..39 or -1" % k)
     return cfg
+
+
+def _lists(d, cfg, err):
+    """Both forms of the receiver and SMS settings on the Config."""
+    if "receivers" in d and ("receiver_host" in d or "receiver_port" in d):
+        err("receivers: give either receivers or receiver_host/receiver_port")
+    if cfg.receivers:
+        cfg.receiver_host, cfg.receiver_port = cfg.receivers[0]
+    if "sms_numbers" in d and "sms_number" in d:
+        err("sms_numbers: give either sms_numbers or sms_number")
+    if "sms_numbers" in d:
+        cfg.sms_number = cfg.sms_numbers[0] if cfg.sms_numbers else ""
+    # a list of one lives in the single fields only (settings.Config)
+    if len(cfg.receivers) < 2:
+        try:
+            del cfg.receivers
+        except AttributeError:  # never set: the class's empty default
+            pass
+    if len(cfg.sms_numbers) < 2:
+        try:
+            del cfg.sms_numbers
+        except AttributeError:
+            pass
 
 
 def parse(text):

@@ -64,8 +64,10 @@ class Provider:
             "firmware": VERSION,
             "device_id": cfg.device_id,
             "config": {
-                "receiver": "%s:%d" % (cfg.receiver_host, cfg.receiver_port),
-                "sms_number": cfg.sms_number,
+                # every receiver and SMS number, in the device's order (failover)
+                "receiver": " ".join(["%s:%d" % r for r in cfg.receivers]) or "%s:%d" % (cfg.receiver_host,
+                                                                                    cfg.receiver_port),
+                "sms_number": " ".join(cfg.sms_numbers) or cfg.sms_number,
                 "apn": cfg.apn,
                 "power_profile": cfg.power_profile,
                 "wifi_scan": cfg.wifi_scan,

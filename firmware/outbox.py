@@ -41,6 +41,16 @@ Rules:
   ms after it was added is sent once as an SMS (protocol.sms.to_sms; the
   controller orders TLVs with sms_order so the short form is a prefix);
   data retries go on until the ACK. A failed SMS is retried after backoff.
+- SMS numbers: with more than one configured (sms_numbers), the number in
+  use follows the failover rule of firmware/failover.py: a failed SMS
+  moves to the next number; an entry whose SMS went but which still has no
+  ACK sms_after ms later goes again by SMS, to the next number (at most
+  once per number: the same frame, same seq, so the centre raises it
+  once whichever gateway delivers it); back to the first after
+  failover_return_s.
+- retry_now(): after the App moved to another receiver, every waiting
+  entry is due at once (the same frame goes to the other node without
+  waiting out a back-off meant for the dead one).
 
 Must stay in sync with: firmware/transport.py (events), firmware/alert.py
 (which types ask for SMS), docs/firmware.md (drop policy, write budget, and
@@ -101,30 +111,37 @@ class Entry:
         self.next_try = now
         self.sms = SMS_WAIT if sms_at >= 0 else SMS_NO
         self.sms_at = sms_at
+        self.sms_n = 0  # SMS sent for it (one per number at most)
 
     def __repr__(self):
         return "<Entry %s seq=%d tries=%d>" % (F.TYPE_NAMES.get(self.ftype, "?"), self.seq, self.attempts)
 
 
-def _diff(a, b):
-    return a - b
-
-
 class Outbox:
     def __init__(self, fs, keys, transport, sms_number="", backoff_base_ms=4000, backoff_max_ms=60000,
-                 sms_after_ms=20000, limit=LIMIT, rand=None, device_id=None):
+                 sms_after_ms=20000, limit=LIMIT, rand=None, device_id=None, sms_return_ms=600000):
+        """sms_number: one number (str), or the list of them in order of
+        preference (config sms_numbers)."""
         self.device_id = device_id
         self.fs = fs
         self.keys = keys
         self.transport = transport
-        self.sms_number = sms_number
+        nums = [n for n in ([sms_number] if isinstance(sms_number, str) else sms_number) if n]
+        self.sms_number = nums[0] if nums else ""  # the one in use
+        # the failover rule over the numbers, holding them (its ack timeout is
+        # unused: an SMS gets its "no ACK" from the entry's own sms_after).
+        # One attribute: this object's dict is at a size step of the heap.
+        self.sms_fo = None
+        if len(nums) > 1:
+            from firmware.failover import Failover  # only a device with two or more numbers loads it
+
+            self.sms_fo = Failover(len(nums), 0, sms_return_ms, nums)
         self.base = backoff_base_ms
         self.max = backoff_max_ms
         self.sms_after = sms_after_ms
         self.limit = limit
         self.rand = rand if rand is not None else _default_rand
-        self.diff = _diff  # `now` never wraps (see firmware/loop.py)
-        self.entries = []
+        self.entries = []  # times compare by subtraction: `now` never wraps (firmware/loop.py)
         self.recent = []  # seqs of transmitted TRACKs that were coalesced away
         self._sms_entry = None
         # counters (for STATUS and the diagnostics console)
@@ -278,8 +295,12 @@ class Outbox:
         if kind == EV_SMS_SENT:
             e = self._sms_entry
             if e is not None:
-                e.sms = SMS_DONE
+                e.sms_n += 1
                 self.sms_sent += 1
+                if self.sms_fo is not None and e.sms_n < self.sms_fo.n:
+                    e.sms, e.sms_at = SMS_WAIT, now + self.sms_after  # no ACK by then: the next number
+                else:
+                    e.sms = SMS_DONE
             self._sms_entry = None
         elif kind == EV_SMS_FAILED:
             e = self._sms_entry
@@ -287,8 +308,17 @@ class Outbox:
                 e.sms = SMS_WAIT
                 e.sms_at = now + self._backoff(2)
             self._sms_entry = None
+            fo = self.sms_fo
+            if fo is not None and fo.failed(now):
+                self.sms_number = fo.peers[fo.i]
         elif kind == EV_SEND_FAILED:
             pass  # the entry's next try is already scheduled
+
+    def retry_now(self, now):
+        """Every waiting entry is due now (the receiver changed)."""
+        for e in self.entries:
+            if e.next_try - now > 0:
+                e.next_try = now
 
     # ------------------------------------------------------------ uplink
     def _backoff(self, n):
@@ -299,10 +329,10 @@ class Outbox:
         return d - half + self.rand(half + 1)
 
     def _due(self, e, now):
-        return self.diff(now, e.next_try) >= 0
+        return now - e.next_try >= 0
 
     def _sms_due(self, e, now):
-        return e.sms == SMS_WAIT and self.diff(now, e.sms_at) >= 0
+        return e.sms == SMS_WAIT and now - e.sms_at >= 0
 
     def _pick(self, now, sms):
         best = None
@@ -316,6 +346,9 @@ class Outbox:
         """Start whatever transmissions are due. Returns ms until the
         outbox next wants to run."""
         t = self.transport
+        fo = self.sms_fo
+        if fo is not None and fo.poll(now):
+            self.sms_number = fo.peers[fo.i]
         for _ in range(_MAX_SENDS_PER_PUMP):
             if t.busy():
                 break
@@ -336,6 +369,10 @@ class Outbox:
         return self.next_deadline(now)
 
     def _send_sms(self, e, now):
+        fo = self.sms_fo
+        number = self.sms_number
+        if fo is not None and e.sms_n:
+            number = fo.peers[(fo.i + 1) % fo.n]  # its last SMS brought no ACK: the next number
         try:
             # imported here: only an unanswered ALERT/CANCEL/TRACK needs the
             # SMS form (protocol/sms.py), so an idle device never loads it
@@ -346,7 +383,9 @@ class Outbox:
         except Exception:
             e.sms = SMS_NO  # cannot happen for frames we sealed; never retry
             return False
-        if self.transport.send_sms(self.sms_number, text, now):
+        if self.transport.send_sms(number, text, now):
+            if fo is not None and e.sms_n and fo.timed_out(now):  # moved once the modem took it (a refusal is retried)
+                self.sms_number = fo.peers[fo.i]
             e.sms = SMS_FLIGHT
             self._sms_entry = e
             return True
@@ -355,9 +394,9 @@ class Outbox:
     def next_deadline(self, now):
         best = 3600000
         for e in self.entries:
-            d = self.diff(e.next_try, now)
+            d = e.next_try - now
             if e.sms == SMS_WAIT and self.sms_number:
-                d2 = self.diff(e.sms_at, now)
+                d2 = e.sms_at - now
                 if d2 < d:
                     d = d2
             if d < best:

@@ -13,15 +13,22 @@ defaults), docs/firmware.md (field table).
 class Config:
     """A validated configuration. repr() never shows keys."""
 
+    # [(host, port)] / [number] in order of preference (firmware/failover.py),
+    # set on the instance only when the config lists two or more: the usual
+    # device keeps its one in receiver_host/receiver_port/sms_number, and this
+    # record's dict stays below a size step of the heap
+    receivers = ()
+    sms_numbers = ()
+
     def __init__(self, timings=None):
         self.usable = False
         self.errors = []
         self.device_id = 0
         self.key = None  # type: bytes | None
         self.engineer_key = None  # type: bytes | None
-        self.receiver_host = ""
+        self.receiver_host = ""  # receivers[0], for the modem's first connection
         self.receiver_port = 0
-        self.sms_number = ""
+        self.sms_number = ""  # sms_numbers[0], or "" (no SMS fallback)
         self.listen_number = ""
         self.apn = ""
         self.button = {}

@@ -18,6 +18,9 @@ Methods (all take `now`, a monotonic ms count, where timing matters):
     send_sms(number, text, now) -> bool   start sending one SMS
     start_call(number, now) -> bool       covert voice call, speaker muted
     hang_up(now) -> None
+    set_receiver(host, port) -> None   where the next connection goes (optional:
+                               a device with one receiver never calls it); a
+                               connection open to another one is closed first
     sleep(now) / wake(now)     nothing for the modem until wake(): it may
                                sleep (or, in the saver profile, switch off)
     quiet() -> bool            no command outstanding or queued: the board
@@ -34,7 +37,10 @@ Methods (all take `now`, a monotonic ms count, where timing matters):
     events() -> list           drains events since the last call:
         ("frame", raw)               a downlink frame arrived
         ("sent", n)                  a send_frame() was accepted by the network
-        ("send_failed", reason)      it was not (reason: short str, no secrets)
+        ("send_failed", reason)      it was not (reason: short str, no secrets;
+                                     one starting with "open" means the
+                                     receiver could not be reached: the
+                                     failover rule, firmware/failover.py)
         ("sms_sent", ref)            an SMS left (ref: the modem's +CMGS number)
         ("sms_failed", reason)
         ("call", state)              "dialling", "active", "ended"

@@ -87,7 +87,7 @@ from host_sim.modem import Sim7600
 from host_sim.mpboard import MpBoard
 from host_sim.pacer import Pacer
 from host_sim.results import Recorder
-from host_sim.setup import PERSON_REF, button_patterns, device_config
+from host_sim.setup import PERSON_REF, button_patterns, device_config, node_addresses
 from host_sim.tcp import SocketTcp
 from host_sim.world import World
 
@@ -235,13 +235,14 @@ class _TapTcp(SocketTcp):
     def connect(self, host, port, now):
         addr = self.rig.rx_addr_for(host, port)
         self.redirect = {(host, port): addr}
-        return _TapConn(super().connect(host, port, now), self.rig)
+        return _TapConn(super().connect(host, port, now), self.rig, self.rig.node_at(host, port))
 
 
 class _TapConn:
-    def __init__(self, inner, rig):
+    def __init__(self, inner, rig, node=None):
         self.i = inner
         self.rig = rig
+        self.node = node  # the [[receiver]] node it was opened to (None: a centre of one)
         self.up = Deframer()
         self.down = Deframer()
 
@@ -251,9 +252,11 @@ class _TapConn:
     def send(self, data, now):
         try:
             for raw in self.up.feed(data):
-                self.rig.on_air_up(raw, now, "tcp")
+                self.rig.on_air_up(raw, now, "tcp", self.node)
         except ProtocolError:
             self.rig.note(now, "uplink stream broken")
+        if self.node is not None and self.rig.node_state[self.node] != "up":
+            return None  # a node cut off (or dead) since this connection opened: the bytes go nowhere
         return self.i.send(data, now)
 
     def poll(self, now):
@@ -388,6 +391,12 @@ class Rig:
         self.seen_up = {}  # seq -> first on-air sim ms
         self.battery_low_seen = False
         self.rx_up = True
+        # a centre of several nodes ([[receiver]]): each address the device's
+        # list names leads to the one real receiver (one store: nodes of a
+        # centre share their database), unless that node is dead (refused:
+        # the dead port) or cut off (the silent port: accepts, never answers)
+        self.nodes = node_addresses(self.sc)
+        self.node_state = {n: "up" for n in self.nodes}
         self._sms_held = []
         self.board = None
         self.rx = None
@@ -477,12 +486,18 @@ class Rig:
         dead.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
         self._dead_sock = dead
         self._dead_port = dead.getsockname()[1]
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # never accepted: the kernel completes the handshake, nothing ever answers
+        self._silent_sock = silent
+        self._silent_port = silent.getsockname()[1]
         self.periph = PeriphServer()
         self.emu = self._make_modem()
         self.world.start({
             "button": self._on_button, "power": self._on_power, "arm_flash_cut": self._on_flash_cut,
             "receiver": self._on_receiver, "brownout": self._on_brownout, "action": self._on_action,
             "modem_faults": self._on_faults, "operator": self._on_operator,
+            "receiver_node": self._on_receiver_node,
         })
         self.world.set_state("esp32", "idle")
         self.board = MpBoard(self.root, heap=self.heap, run="/main.py", rom=self.rom,
@@ -518,9 +533,19 @@ class Rig:
         return Sim7600(_SmsEndpoint(self), tcp=_TapTcp(self), seed=sc.seed,
                        gnss=self.world.gnss if self.modem_gnss else None, **faults)
 
+    def node_at(self, host, port):
+        for n, a in self.nodes.items():
+            if a == (host, port):
+                return n
+        return None
+
     def rx_addr_for(self, host, port):
-        if not self.rx_up:
+        node = self.node_at(host, port)
+        state = self.node_state.get(node, "up")
+        if not self.rx_up or state == "kill":
             return ("127.0.0.1", self._dead_port)
+        if state == "cut":
+            return ("127.0.0.1", self._silent_port)
         if self.remote is not None:
             return self.remote.tcp
         return ("127.0.0.1", self.rx.port)
@@ -536,6 +561,8 @@ class Rig:
             self.remote.close()
         if getattr(self, "_dead_sock", None) is not None:
             self._dead_sock.close()
+        if getattr(self, "_silent_sock", None) is not None:
+            self._silent_sock.close()
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     def __enter__(self):
@@ -628,6 +655,15 @@ class Rig:
     def _on_brownout(self, now):
         self._power_off(now)
 
+    def _on_receiver_node(self, name, mode, now):
+        self.node_state[name] = mode or "up"
+        conn = self.emu.conn
+        if mode == "kill" and conn is not None and getattr(conn, "node", None) == name:
+            try:
+                self.emu._remote_close(now, 1)  # its host resets the connection
+            except Exception:  # noqa: BLE001
+                pass
+
     def _on_receiver(self, up, now):
         self.rx_up = up
         if not up and self.emu.conn is not None:
@@ -675,13 +711,15 @@ class Rig:
         except ProtocolError:
             return None
 
-    def on_air_up(self, raw, now, path):
+    def on_air_up(self, raw, now, path, node=None):
         fr = self._decode_up(raw)
         if fr is None:
             self.rec.frame(now, "up", "on_air", "?", None, self.device_id, path=path, size=len(raw), note="did not verify")
             return
         self._built(fr, raw, now, path)
-        self.rec.frame(now, "up", "on_air", fr.name, fr.seq, fr.device_id, path=path, size=len(raw))
+        f = self.rec.frame(now, "up", "on_air", fr.name, fr.seq, fr.device_id, path=path, size=len(raw))
+        if node is not None:
+            f["node"] = node  # where the device sent it
 
     def _built(self, fr, raw, now, path):
         """First sight of a frame: when the outbox committed it to flash

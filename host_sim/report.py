@@ -392,6 +392,9 @@ def run_timeline_svg(results, width=900):
                      % (X(t), Y("coverage"), max(1, X(end) - X(t)), lh - 2, cov_col.get(ev.get("detail"), "#eee"), _e(ev.get("detail"))))
         elif k == "receiver_down":
             o.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="#ffcecb"><title>receiver down</title></rect>' % (X(t), Y("receiver"), max(1, X(end) - X(t)), lh - 2))
+        elif k == "receiver_fault":
+            o.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="#ffcecb"><title>%s</title></rect>'
+                     % (X(t), Y("receiver"), max(1, X(end) - X(t)), lh - 2, _e("receiver node %s" % (ev.get("detail") or ""))))
         elif k in ("power_cut", "brownout", "reset", "power_off", "device_dead", "watchdog_reset"):
             o.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="#cf222e"><title>%s</title></rect>' % (X(t), Y("power"), max(2, X(end) - X(t)), lh - 2, _e("%s %s" % (_words(k), ev.get("detail") or ""))))
         elif k == "sky":

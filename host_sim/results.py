@@ -177,6 +177,7 @@ class Recorder:
             "coverage": cov,
             "power_cuts": cuts,
             "receiver_down": [[w.from_ms, w.to_ms] for w in sc.receiver_down],
+            "receiver_faults": [[f.from_ms, f.to_ms, f.node, f.mode] for f in getattr(sc, "receiver_faults", ())],
         }
 
     def finish(self, energy=None, pending_seqs=(), profiles=None, strict=False, visible=I.VISIBLE_PIN_WORDS,

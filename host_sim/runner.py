@@ -64,7 +64,8 @@ from host_sim.esp32 import Chip, ConsoleSink, RunEnd, SimFs, WatchdogReset, load
 from host_sim.modem import Sim7600
 from host_sim.network import Network
 from host_sim.results import Recorder
-from host_sim.setup import DEVICE_ID, OWN_NUMBER, PERSON_REF, button_patterns, device_config, device_key
+from host_sim.setup import DEVICE_ID, OWN_NUMBER, PERSON_REF, button_patterns, device_config, device_key, node_addresses
+from host_sim.tcp import ModelTcp
 from host_sim.world import World
 from protocol import frame as F
 from protocol.crypto import DeviceKeys
@@ -120,7 +121,7 @@ class SimReceiver:
         elif ev["kind"] == "low_battery":
             rec.summary["low_battery"] = True
 
-    def _frame(self, raw, path, peer):
+    def _frame(self, raw, path, peer, node=None):
         rec = self.run.rec
         t = self.run.clock.now
         try:
@@ -129,8 +130,10 @@ class SimReceiver:
         except ProtocolError:
             ftype, dev, seq, name = None, None, None, "?"
         out = self.core.handle_frames([(bytes(raw), path, peer)])[0]
-        rec.frame(t, "up", "received" if out.status in (core.ACCEPTED, core.DUPLICATE_S) else "rejected",
-                  name, seq, dev, path, len(raw), note=out.status)
+        f = rec.frame(t, "up", "received" if out.status in (core.ACCEPTED, core.DUPLICATE_S) else "rejected",
+                      name, seq, dev, path, len(raw), note=out.status)
+        if node is not None:
+            f["node"] = node
         if out.status == core.ACCEPTED:
             duress = False
             if ftype == F.CANCEL:
@@ -145,14 +148,16 @@ class SimReceiver:
                 acked = F.decode(self.keys, r, F.DOWNLINK).body.acked_seq
             except ProtocolError:
                 ddev, dseq, acked = dev, None, None
-            rec.frame(t, "down", "built", "ACK", dseq, ddev, path, len(r), acked_seq=acked)
+            f = rec.frame(t, "down", "built", "ACK", dseq, ddev, path, len(r), acked_seq=acked)
+            if node is not None:
+                f["node"] = node
         return out
 
     # -- the emulator's endpoint interface
-    def on_tcp_frame(self, raw, now):
+    def on_tcp_frame(self, raw, now, node=None):
         if not self.up:
             return []
-        return list(self._frame(raw, "tcp", "sim").replies)
+        return list(self._frame(raw, "tcp", node or "sim", node).replies)
 
     def on_sms(self, sender, text, now):
         if not self.up:
@@ -183,6 +188,25 @@ class SimReceiver:
     def operator(self, command, value):
         """The receiving centre's operator: a command rides the device's next ACK."""
         core.operator_command(self.core.store, self.run.device_id, command, value, actor="scenario", clock=self.clock)
+
+
+class SimNode:
+    """One node of a receiving centre of several (scenario [[receiver]]):
+    its own address, the centre's one store and core behind it (nodes of
+    one centre share their database: docs/receiver.md), so a frame seen by
+    either is stored and raised once. `state` is "up", "kill" (its process
+    died: host_sim/tcp.py resets its connections and refuses new ones) or
+    "cut" (cut off: nothing reaches it, nothing answers)."""
+
+    def __init__(self, name, centre):
+        self.name = name
+        self.centre = centre
+        self.state = "up"
+
+    def on_tcp_frame(self, raw, now):
+        if self.state != "up":
+            return []
+        return self.centre.on_tcp_frame(raw, now, self.name)
 
 
 class _Transport:
@@ -281,8 +305,14 @@ class Runner:
         # the board's GNSS: the modem's own receiver (world.gnss in the
         # "sim7600" style, switched by AT+CGPS), or an external module on UART2
         self.modem_gnss = self.table.FACTS["gnss"][0] == "modem"
-        self.emu = Sim7600(self.receiver, self.net, seed=self.seed, gnss=self.world.gnss if self.modem_gnss else None,
-                           **faults)
+        # a centre of several nodes: each at its own address, one store behind them
+        self.nodes = {name: SimNode(name, self.receiver) for name in node_addresses(scenario)}
+        tcp = None
+        if self.nodes:
+            tcp = ModelTcp(self.net, self.receiver, {a: self.nodes[n] for n, a in node_addresses(scenario).items()})
+        self.tcp = tcp
+        self.emu = Sim7600(self.receiver, self.net, tcp=tcp, seed=self.seed,
+                           gnss=self.world.gnss if self.modem_gnss else None, **faults)
         self.emu.record = False
         self._own_tmp = flash_root is None
         self.flash_root = flash_root or tempfile.mkdtemp(prefix="panic-sim-")
@@ -568,6 +598,12 @@ class Runner:
     def _h_receiver(self, up, now):
         self.receiver.set_up(up)
 
+    def _h_receiver_node(self, name, mode, now):
+        node = self.nodes[name]
+        node.state = mode or "up"
+        if mode is not None and self.tcp is not None:
+            self.tcp.node_failed(node, now)
+
     def _h_faults(self, faults, now):
         for k, v in faults.items():
             if k in ("coverage",):
@@ -609,6 +645,7 @@ class Runner:
             "arm_flash_cut": self._h_arm_flash_cut,
             "coverage": self._h_coverage,
             "receiver": self._h_receiver,
+            "receiver_node": self._h_receiver_node,
             "modem_faults": self._h_faults,
             "brownout": self._h_brownout,
             "operator": self._h_operator,

@@ -50,6 +50,8 @@ EXPECT_KEYS = {
     "max_modem_power_cycles": int,  # forced power-offs (PWRKEY hold) of a hung modem, at most
 }
 OPERATOR_COMMANDS = ("listen_in", "track", "stand_down")  # receiver/store.py CMD_*
+NODE_FAULTS = ("kill", "cut")  # [[receiver_fault]] mode: the process dies (resets, refusals) / cut off (silence)
+MAX_NODES = 4  # firmware/config.py MAX_PEERS: the device lists at most this many receivers
 
 _DUR = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60000, "h": 3600000, "d": 86400000}
@@ -141,6 +143,14 @@ class Window:
 
 
 @dataclass
+class NodeFault:
+    node: str  # a [[receiver]] name
+    from_ms: int
+    to_ms: int  # the node is back then (the run's end: never)
+    mode: str  # kill, cut
+
+
+@dataclass
 class ModemFault:
     from_ms: int
     to_ms: object  # None: until the end
@@ -205,6 +215,8 @@ class Scenario:
     coverage: list = field(default_factory=list)
     actions: list = field(default_factory=list)
     receiver_down: list = field(default_factory=list)
+    receivers: list = field(default_factory=list)  # [[receiver]] names in the device's order (none: one node)
+    receiver_faults: list = field(default_factory=list)  # [NodeFault]
     power_cuts: list = field(default_factory=list)
     modem_faults: dict = field(default_factory=dict)
     modem_fault_windows: list = field(default_factory=list)
@@ -307,6 +319,8 @@ class Scenario:
                 ev.append(cur)
         for w in self.receiver_down:
             ev.append({"t_ms": w.from_ms, "end_ms": w.to_ms, "kind": "receiver_down", "detail": ""})
+        for nf in self.receiver_faults:
+            ev.append({"t_ms": nf.from_ms, "end_ms": nf.to_ms, "kind": "receiver_fault", "detail": "%s %s" % (nf.mode, nf.node)})
         for pc in self.power_cuts:
             end = self.duration_ms if pc.duration_ms is None else pc.at_ms + pc.duration_ms
             det = "at flash write %d" % pc.at_flash_write if pc.at_flash_write else ("never restored" if pc.duration_ms is None else "")
@@ -439,6 +453,7 @@ class _Ctx:
 _TOP = {
     "scenario", "device", "battery", "gnss", "route", "indoor", "sky", "coverage", "action",
     "receiver_down", "power_cut", "modem_faults", "modem_fault", "wifi", "expect", "operator", "tower",
+    "receiver", "receiver_fault",
 }
 
 
@@ -681,6 +696,31 @@ def loads(text, path=None):
         if t <= f:
             raise c.err("ends before it starts", "to")
         sc.receiver_down.append(Window(f, t))
+
+    for i, w in enumerate(array("receiver")):
+        c = _Ctx(path, loc, "receiver", i)
+        c.check_keys(w, {"name"})
+        name = c.typed(w, "name", (str,), required=True)
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,16}", name):
+            raise c.err("a name of 1-16 letters, digits, '-' or '_'", "name")
+        if name in sc.receivers:
+            raise c.err("%r is given twice" % name, "name")
+        if i >= MAX_NODES:
+            raise c.err("at most %d receivers (the device's list holds %d)" % (MAX_NODES, MAX_NODES))
+        sc.receivers.append(name)
+    for i, w in enumerate(array("receiver_fault")):
+        c = _Ctx(path, loc, "receiver_fault", i)
+        c.check_keys(w, {"node", "from", "to", "mode"})
+        if len(sc.receivers) < 2:
+            raise c.err("needs two or more [[receiver]] nodes (one node going away is [[receiver_down]])")
+        node = c.typed(w, "node", (str,), required=True, choices=sc.receivers)
+        f, t = c.dur(w, "from", required=True), c.dur(w, "to", sc.duration_ms)
+        if t <= f:
+            raise c.err("ends before it starts", "to")
+        for o in sc.receiver_faults:
+            if o.node == node and f < o.to_ms and o.from_ms < t:
+                raise c.err("overlaps an earlier fault of node %r" % node, "from")
+        sc.receiver_faults.append(NodeFault(node, f, min(t, sc.duration_ms), c.typed(w, "mode", (str,), "kill", choices=NODE_FAULTS)))
 
     for i, w in enumerate(array("power_cut")):
         c = _Ctx(path, loc, "power_cut", i)

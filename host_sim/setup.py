@@ -30,6 +30,10 @@ SMS_NUMBER = "+447700900999"
 LISTEN_NUMBER = "+447700900998"
 OWN_NUMBER = "+447700900123"  # the device's SIM (the sender the receiver sees)
 RECEIVER = ("203.0.113.5", 5000)  # what the config names; the simulator routes it
+# a centre of several nodes (scenario [[receiver]]): their public addresses
+# and SMS gateways, in the device's order (firmware/config.py receivers)
+NODE_ADDRESSES = (RECEIVER, ("203.0.113.6", 5000), ("203.0.113.7", 5000), ("203.0.113.8", 5000))
+NODE_SMS = (SMS_NUMBER, "+447700900997", "+447700900996", "+447700900995")
 
 
 class SetupError(InputError):
@@ -42,8 +46,17 @@ def device_key(seed):
     return hashlib.sha256(b"wearable-panic sim device key %d" % seed).digest()
 
 
+def node_addresses(scenario):
+    """{name: (host, port)} of the scenario's [[receiver]] nodes; {} for a
+    centre of one."""
+    names = getattr(scenario, "receivers", None) or []
+    return dict(zip(names, NODE_ADDRESSES)) if len(names) > 1 else {}
+
+
 def device_config(scenario, key, device_id=DEVICE_ID, engineer_key=None, receiver=RECEIVER):
-    """(config.json dict, validated firmware Config) for the scenario."""
+    """(config.json dict, validated firmware Config) for the scenario: the
+    single-receiver form for a centre of one node, the lists (receivers,
+    sms_numbers, as `panic provision` writes them) for several."""
     d = {
         "device_id": device_id,
         "key_hex": key.hex(),
@@ -54,6 +67,12 @@ def device_config(scenario, key, device_id=DEVICE_ID, engineer_key=None, receive
         "apn": "internet",
         "power_profile": scenario.profile,
     }
+    nodes = node_addresses(scenario)
+    if nodes:
+        for k in ("receiver_host", "receiver_port", "sms_number"):
+            del d[k]
+        d["receivers"] = ["%s:%d" % a for a in nodes.values()]
+        d["sms_numbers"] = list(NODE_SMS[: len(nodes)])
     if engineer_key is not None:
         d["engineer_key_hex"] = engineer_key.hex()
     timings = {}

@@ -2,8 +2,18 @@
 
 Owns: one connection's life on the far side of the modem. Two backends:
 
-  ModelTcp(network, endpoint)   virtual time: segments cross host_sim/network.py,
-                                the endpoint's on_tcp_frame() answers.
+  ModelTcp(network, endpoint, nodes=None)   virtual time: segments cross
+                                host_sim/network.py, the endpoint's
+                                on_tcp_frame() answers. With nodes
+                                ({(host, port): node}, a receiving centre of
+                                several nodes) each connection goes to the
+                                node at the address the firmware asked for;
+                                a node has `state` ("up", "kill": its process
+                                is dead, so the host answers a SYN with a
+                                reset and resets open connections, "cut": it
+                                is cut off, so nothing answers) and
+                                on_tcp_frame(). An address no node has never
+                                answers.
   SocketTcp(redirect=None)      real time: a real non-blocking socket to the
                                 address the firmware asked for (optionally
                                 redirected), for faithful runs against a real
@@ -30,27 +40,62 @@ from host_sim.network import DOWN, UP
 
 
 class ModelTcp:
-    def __init__(self, network, endpoint):
+    def __init__(self, network, endpoint, nodes=None):
         self.network = network
         self.endpoint = endpoint
+        self.nodes = nodes
         self.bytes_up = 0
         self.bytes_down = 0
+        self.conns = []  # connections to nodes (a killed node resets them)
 
     def connect(self, host, port, now):
-        return _ModelConn(self, now)
+        if self.nodes is None:
+            return _ModelConn(self, now)
+        c = _ModelConn(self, now, self.nodes.get((host, port)), routed=True)
+        self.conns = [x for x in self.conns if not x.closed] + [c]
+        return c
+
+    def node_failed(self, node, now):
+        """A node failed (its `state` already says how). "kill": its host
+        resets every connection to it, the reset crossing the network to the
+        modem (a handshake under way fails at once). "cut": open
+        connections go silent (host_sim/runner.py SimNode drops what
+        arrives), and a handshake under way never completes: it times out."""
+        t = now + self.network.floor(DOWN)
+        for c in self.conns:
+            if c.node is not node or c.closed:
+                continue
+            if node.state == "kill" and c.opened:
+                c._push(t, "closed", 1)
+            elif not c.opened:
+                c._q = [e for e in c._q if e[2] != "open"]
+                heapq.heapify(c._q)
+                c._push(t if node.state == "kill" else c.t0 + self.network.connect_timeout_ms, "open", False)
 
 
 class _ModelConn:
-    def __init__(self, backend, now):
+    def __init__(self, backend, now, node=None, routed=False):
         self.b = backend
+        self.node = node
+        self.ep = node if node is not None else backend.endpoint
         self._q = []
         self._n = 0
         self.closed = False
+        self.opened = False  # the "open" event was delivered
+        self.t0 = now
         self._up_last = 0
         self._down_last = 0
         self._deframer = Deframer()
-        ok, t = backend.network.connect(now)
-        self._push(t, "open", ok)
+        net = backend.network
+        state = node.state if node is not None else ("cut" if routed else "up")
+        if state == "up":
+            ok, t = net.connect(now)
+            self._push(t, "open", ok)
+        elif state == "kill":  # the SYN gets a reset: refused after one round trip
+            ok, t = net.connect(now)
+            self._push(t if ok else now + net.connect_timeout_ms, "open", False)
+        else:  # cut off, or no such address: the handshake times out
+            self._push(now + net.connect_timeout_ms, "open", False)
 
     def _push(self, t, kind, value):
         self._n += 1
@@ -93,8 +138,10 @@ class _ModelConn:
                     if not self.closed:  # the server drops a garbage stream
                         self._push(t + self.b.network.floor(DOWN), "closed", 1)
                     continue
+                if self.node is not None and self.node.state != "up":
+                    continue  # a dead or cut-off node: the segment goes nowhere
                 for raw in frames:
-                    for reply in self.b.endpoint.on_tcp_frame(raw, t) or ():
+                    for reply in self.ep.on_tcp_frame(raw, t) or ():
                         if self.closed:
                             continue
                         t2 = self.b.network.transit(DOWN, t)
@@ -103,9 +150,11 @@ class _ModelConn:
                         t2 = max(t2, self._down_last)
                         self._down_last = t2
                         self._push(t2, "data", pack(reply))
-                        if getattr(self.b.endpoint, "close_after_reply", False):
+                        if getattr(self.ep, "close_after_reply", False):
                             self._push(t2, "closed", 1)  # a server that answers, then hangs up
             elif not self.closed:
+                if kind == "open":
+                    self.opened = True
                 if kind == "data":
                     self.b.bytes_down += len(value)
                 if kind == "closed":

@@ -18,6 +18,9 @@ the handlers the runner gives it; every handler is optional:
                                 (the simulated flash calls world.cut_power)
     coverage(cov, now)          a scenario.Coverage comes into force
     receiver(up, now)           receiver outage starts (False) / ends (True)
+    receiver_node(name, mode, now)   one node of a centre with several
+                                (scenario [[receiver]]) fails (mode "kill" or
+                                "cut") or is back (mode None)
     modem_faults(faults, now)   the merged fault dict changed
     brownout(now)               the cell can no longer hold the board up
     end(now)                    the run's duration is over (always the last
@@ -70,6 +73,10 @@ class World:
             c.at(w.from_ms, self._receiver, False, name="receiver_down")
             if w.to_ms < sc.duration_ms:
                 c.at(w.to_ms, self._receiver, True, name="receiver_up")
+        for nf in getattr(sc, "receiver_faults", ()):
+            c.at(nf.from_ms, self._node, nf, nf.mode, name="receiver_fault")
+            if nf.to_ms < sc.duration_ms:
+                c.at(nf.to_ms, self._node, nf, None, name="receiver_back")
         for pc in sc.power_cuts:
             if pc.at_flash_write:
                 c.at(pc.at_ms, self._arm_flash_cut, pc, name="arm_flash_cut")
@@ -108,6 +115,11 @@ class World:
             end = next((w.to_ms for w in self.scenario.receiver_down if w.from_ms == self.clock.now), self.scenario.duration_ms)
             self._log("receiver_down", "", end)
         self._call("receiver", up)
+
+    def _node(self, nf, mode):
+        if mode is not None:
+            self._log("receiver_fault", "%s %s" % (mode, nf.node), nf.to_ms)
+        self._call("receiver_node", nf.node, mode)
 
     def _operator(self, op):
         self._log("operator", op.command + ("" if op.value is None else " %d" % op.value))

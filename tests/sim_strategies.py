@@ -86,6 +86,14 @@ def scenario_texts(draw, max_minutes=60):
         act_t += draw(st.integers(15, max(15, dur_s // 3)))
     for a, b in _windows(draw, dur_s, 2):
         lines += ["", "[[receiver_down]]", "from = %d" % a, "to = %d" % b]
+    # a centre of several nodes, one of which dies or is cut off at times
+    nodes = draw(st.sampled_from([0, 0, 2, 3]))
+    for i in range(nodes):
+        lines += ["", "[[receiver]]", 'name = "n%d"' % i]
+    for i in range(nodes):
+        for a, b in _windows(draw, dur_s, 2):
+            lines += ["", "[[receiver_fault]]", 'node = "n%d"' % i, "from = %d" % a, "to = %d" % b,
+                      'mode = "%s"' % draw(st.sampled_from(["kill", "cut"]))]
     for _ in range(draw(st.integers(0, 2))):
         at = draw(st.integers(1, dur_s - 1))
         lines += ["", "[[power_cut]]", "at = %d" % at]

@@ -5,7 +5,7 @@ one without the other fails here.
 Each checked table sits between `<!-- checked: WHAT -->` and
 `<!-- /checked -->`; its columns that copy code are compared with the code
 (the alert and button transition tables, fault codes, outbox treatment,
-config fields and timings, button events and settings, the modem engine's
+config fields and timings, the failover table, button events and settings, the modem engine's
 request builders, result indices, bring-up steps, timings, the dialect
 interface and the outcomes). Prose columns are the docs' own.
 """
@@ -14,7 +14,7 @@ import inspect
 import os
 import re
 
-from firmware import alert, button, button_events, config, outbox
+from firmware import alert, button, button_events, config, failover, outbox
 from firmware.modem import at, engine
 from firmware.modem.sim7600 import Sim7600
 from protocol import frame as F
@@ -63,6 +63,11 @@ def test_the_alert_state_table_is_the_controllers():
     rows = _table("firmware.md", "alert.transitions()")
     doc = [(s, e, n, a.strip("`")) for s, e, n, a, _ in rows]
     assert doc == alert.transitions()
+
+
+def test_the_failover_table_is_the_rules():
+    rows = _table("firmware.md", "failover.transitions()")
+    assert [(st, ev, act) for st, ev, act, _ in rows] == failover.transitions()
 
 
 def test_the_alert_diagram_draws_every_transition():

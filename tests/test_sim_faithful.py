@@ -185,6 +185,21 @@ def _check_lte_only(res):
     _expect(res, "alerts", "sms_used", "listen_in_calls")
 
 
+def _check_failover(res):
+    # two nodes, the device's list names both; arc1 dies at 5m1.2s (about
+    # when the ALERT goes): the ALERT is raised once and ACKed, and what the
+    # device sends after arc1's death goes to arc2 (arc1 refuses)
+    (a,) = res["alerts"]
+    assert a["kind"] == "sos" and a["ack_ms"] is not None
+    assert len(_raised(res, "ALERT")) == 1
+    on_air = [f for f in res["frames"] if f["dir"] == "up" and f["event"] == "on_air"]
+    assert {f.get("node") for f in on_air if f["t_ms"] < 300000} == {"arc1"}
+    late = [f for f in on_air if f["t_ms"] > a["ack_ms"]]
+    assert late and {f["node"] for f in late} == {"arc2"}, late
+    assert [f["node"] for f in on_air if f["seq"] == a["seq"]][-1] == "arc2"
+    _expect(res, "alerts")
+
+
 # name -> (window ms, time scale, check); test_alert_clock_unknown has its own test above
 WINDOWS = {
     "idle_then_sos_ready": (2490000, 60, _check_idle_then_sos(5)),
@@ -198,6 +213,7 @@ WINDOWS = {
     "heartbeat_silent": (1000000, 40, _check_heartbeat),
     "power_cut_mid_alert": (170000, 10, _check_power_cut),
     "walk_home_indoor_attack": (1800000, 75, _check_walk_home),
+    "receiver_failover": (400000, 20, _check_failover),
 }
 
 

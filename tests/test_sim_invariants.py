@@ -232,3 +232,17 @@ def test_an_alert_held_back_by_an_outage_still_belongs_to_its_own_press():
     r["receiver"]["raised"].append({"t_ms": 117000, "device_id": 7, "seq": 13, "type": "ALERT"})
     res = I.no_duplicates(r)
     assert not res["ok"] and "2 ALERT frames raised for the one sos press at 30000 ms" in res["violations"][0]
+
+
+def test_alert_latency_is_judged_with_every_node_up_and_excused_while_one_is_down():
+    # a press at 120 s, first frame 6.7 s later (ready profile: 5 s bound)
+    r = {"scenario": {"profile": "ready", "duration_ms": 600000},
+         "alerts": [{"kind": "sos", "press_ms": 120000, "first_frame_ms": 126700}],
+         "conditions": {"coverage": [[0, 600000, "data+sms"]], "receiver_faults": []}}
+    assert not I.alert_latency(r)["ok"]
+    # the device's first node was dead then: a refused connection came first
+    r["conditions"]["receiver_faults"] = [[38000, 226000, "n0", "kill"]]
+    res = I.alert_latency(r)
+    assert res["ok"] and res["checked"] == 0
+    r["conditions"]["receiver_faults"] = [[300000, 400000, "n0", "cut"]]  # later: judged again
+    assert not I.alert_latency(r)["ok"]

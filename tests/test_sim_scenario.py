@@ -164,6 +164,42 @@ def test_windows_and_faults_by_time():
     assert sc.power_cuts[0].duration_ms is None
 
 
+def test_receiver_nodes_and_their_faults():
+    nodes = '\n[[receiver]]\nname = "a"\n\n[[receiver]]\nname = "b"\n'
+    sc = S.loads(MIN + nodes + '\n[[receiver_fault]]\nnode = "a"\nfrom = "1m"\nto = "2m"\n'
+                 + '\n[[receiver_fault]]\nnode = "b"\nfrom = "3m"\nmode = "cut"\n', "x.toml")
+    assert sc.receivers == ["a", "b"]
+    assert [(f.node, f.from_ms, f.to_ms, f.mode) for f in sc.receiver_faults] == [
+        ("a", 60_000, 120_000, "kill"), ("b", 180_000, sc.duration_ms, "cut")]
+    assert ("receiver_fault", "cut b") in [(e["kind"], e["detail"]) for e in sc.world_events()]
+    bad = [
+        (MIN + '\n[[receiver]]\nname = "a"\n[[receiver_fault]]\nnode = "a"\nfrom = "1m"\n', "two or more"),
+        (MIN + nodes + '\n[[receiver_fault]]\nnode = "c"\nfrom = "1m"\n', "not one of a, b"),
+        (MIN + nodes + '\n[[receiver_fault]]\nnode = "a"\nfrom = "1m"\nmode = "pause"\n', "not one of kill, cut"),
+        (MIN + nodes + '\n[[receiver_fault]]\nnode = "a"\nfrom = "1m"\nto = "3m"\n'
+         '\n[[receiver_fault]]\nnode = "a"\nfrom = "2m"\n', "overlaps"),
+        (MIN + nodes + '\n[[receiver]]\nname = "a"\n', "given twice"),
+        (MIN + nodes.replace('"b"', '"b c"'), "letters, digits"),
+        (MIN + "".join('\n[[receiver]]\nname = "n%d"\n' % i for i in range(5)), "at most 4"),
+    ]
+    for text, msg in bad:
+        with pytest.raises(S.ScenarioError, match=msg) as ei:
+            S.loads(text, "x.toml")
+        assert "x.toml:" in str(ei.value) and "[[receiver" in str(ei.value)
+
+
+def test_a_centre_of_several_nodes_gives_the_device_the_lists():
+    from host_sim.setup import device_config
+
+    sc = S.loads(MIN + '\n[[receiver]]\nname = "a"\n\n[[receiver]]\nname = "b"\n', "x.toml")
+    d, cfg = device_config(sc, b"\x01" * 32)
+    assert d["receivers"] == ["203.0.113.5:5000", "203.0.113.6:5000"] and len(d["sms_numbers"]) == 2
+    assert "receiver_host" not in d and "sms_number" not in d
+    assert cfg.receivers == [("203.0.113.5", 5000), ("203.0.113.6", 5000)]
+    one, _ = device_config(S.loads(MIN, "x.toml"), b"\x01" * 32)  # one node: the single-receiver form, as before
+    assert one["receiver_host"] == "203.0.113.5" and "receivers" not in one
+
+
 def test_unreadable_file_is_a_clear_error():
     with pytest.raises(S.ScenarioError, match="cannot read"):
         S.load("/nonexistent/x.toml")

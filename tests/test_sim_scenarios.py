@@ -50,6 +50,32 @@ def test_walk_home_alert_goes_at_once_with_the_last_fix_and_an_honest_accuracy()
     assert {("ALERT", "built"), ("ALERT", "committed"), ("ALERT", "on_air"), ("ALERT", "received"), ("TRACK", "received")} <= ups
 
 
+def test_the_first_node_dies_mid_alert_the_second_acks_the_same_frame_and_it_is_raised_once():
+    res = run_file("receiver_failover.toml")
+    ups = [f for f in res["frames"] if f["dir"] == "up" and f["event"] == "received"]
+    (a,) = res["alerts"]
+    alert = [f for f in ups if f["seq"] == a["seq"]]
+    # sent to arc1 as it died (lost there), then the same seq to arc2, stored and ACKed there once
+    assert [(f["node"], f["note"]) for f in alert] == [("arc2", "accepted")]
+    on_air = [f for f in res["frames"] if f["dir"] == "up" and f["event"] == "on_air" and f["seq"] == a["seq"]]
+    assert len(on_air) == 2 and on_air[0]["t_ms"] < 301200 < on_air[1]["t_ms"]  # the first went out before the kill
+    acks = [f for f in res["frames"] if f["dir"] == "down" and f["event"] == "built" and f.get("acked_seq") == a["seq"]]
+    assert [f["node"] for f in acks] == ["arc2"] and a["ack_ms"] is not None
+    assert [r["type"] for r in res["receiver"]["raised"]].count("ALERT") == 1
+    # every frame the device made was stored exactly once, on one node or the other
+    built = sorted(f["seq"] for f in res["frames"] if f["dir"] == "up" and f["event"] == "built")
+    stored = sorted(f["seq"] for f in ups if f["note"] == "accepted")
+    assert set(built) <= set(stored) and len(set(stored)) == len(stored)  # (the boot STATUS is built before the recorder looks)
+    # arc2 cut off at 9m: the next TRACK waits one ACK timeout (10 s), then goes to arc1 (back since 8m)
+    later = [f for f in ups if f["t_ms"] >= 540000]
+    assert later and all(f["node"] == "arc1" for f in later)
+    first = later[0]
+    made = [f["t_ms"] for f in res["frames"] if f["dir"] == "up" and f["event"] == "built" and f["seq"] == first["seq"]][0]
+    assert 10000 <= first["t_ms"] - made <= 10000 + 3000, (made, first["t_ms"])
+    kinds = [(e["kind"], e["detail"]) for e in res["events"] if e["kind"] == "receiver_fault"]
+    assert kinds == [("receiver_fault", "kill arc1"), ("receiver_fault", "cut arc2")]
+
+
 def test_power_cut_mid_alert_boots_again_and_the_alert_is_raised_once():
     res = run_file("power_cut_mid_alert.toml")
     assert res["summary"]["boots"] == 3

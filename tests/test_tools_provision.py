@@ -49,7 +49,10 @@ def flashed(tmp_path, flashed_root):
 
 
 def _args(port, tmp_path, *extra, device_id=42, receiver="arc.example.org:7700"):
-    argv = ["provision", "--port", port, "--device-id", str(device_id), "--receiver", receiver,
+    recv = []
+    for r in receiver if isinstance(receiver, list) else [receiver]:
+        recv += ["--receiver", r]
+    argv = ["provision", "--port", port, "--device-id", str(device_id)] + recv + [
             "--sms-number", "+447700900123", "--listen-number", "+447700900456", "--apn", "internet",
             "--person-ref", "urn:arc:case:A-1001", "--db", str(tmp_path / "rx.db"),
             "--engineer-key-out", str(tmp_path / "keys" / ("dev%d.key" % device_id))] + list(extra)
@@ -67,7 +70,8 @@ def test_provision_writes_config_registers_and_prints_label(flashed, tmp_path, c
     on_board = _config(flashed)
     assert on_board == cfg
     assert tuple(sorted(on_board)) == tuple(sorted(PV.CONFIG_FIELDS))
-    assert on_board["device_id"] == 42 and on_board["receiver_port"] == 7700 and on_board["test_enabled"] is True
+    assert on_board["device_id"] == 42 and on_board["test_enabled"] is True
+    assert on_board["receivers"] == ["arc.example.org:7700"] and on_board["sms_numbers"] == ["+447700900123"]
     assert reg.key_of(42).hex() == on_board["key_hex"] and len(reg.key_of(42)) == 32
     assert reg.devices[42][1] == "urn:arc:case:A-1001"
     kf = tmp_path / "keys" / "dev42.key"
@@ -135,9 +139,39 @@ def test_registry_failure_says_how_to_recover(flashed, tmp_path):
 )
 def test_bad_arguments_are_usage_errors_before_touching_anything(tmp_path, field_, value, msg):
     a = _args("socket://127.0.0.1:1", tmp_path)
-    setattr(a, field_[2:].replace("-", "_"), int(value) if field_ == "--device-id" else value)
+    listed = field_ in ("--receiver", "--sms-number")  # repeatable: argparse gives a list
+    setattr(a, field_[2:].replace("-", "_"), int(value) if field_ == "--device-id" else [value] if listed else value)
     with pytest.raises(UsageError) as ei:
         PV.provision(a, MemoryRegistry())
+    assert msg in str(ei.value)
+
+
+def test_receivers_and_sms_numbers_are_written_in_the_order_given(flashed, tmp_path, capsys):
+    a = _args(flashed.url, tmp_path, "--sms-number", "+447700900124",
+              receiver=["arc1.example.org:7700", "arc2.example.org:7701", "[2001:db8::7]:7702"])
+    cfg = PV.provision(a, MemoryRegistry())
+    on_board = _config(flashed)
+    assert on_board == cfg
+    assert on_board["receivers"] == ["arc1.example.org:7700", "arc2.example.org:7701", "2001:db8::7:7702"]
+    assert on_board["sms_numbers"] == ["+447700900123", "+447700900124"]
+    # what the firmware makes of it: the same list, in order (firmware/config.py)
+    from firmware import config as C
+
+    fw = C.validate(on_board)
+    assert fw.errors == [] and fw.receivers == [("arc1.example.org", 7700), ("arc2.example.org", 7701),
+                                                ("2001:db8::7", 7702)]
+    assert fw.sms_numbers == ["+447700900123", "+447700900124"]
+    out = capsys.readouterr().out
+    assert "arc1.example.org:7700" in out and "arc2.example.org:7701" in out and "[2001:db8::7]:7702" in out
+
+
+@pytest.mark.parametrize("receivers,msg", [
+    (["a.example:1"] * 2, "the same value twice"),
+    (["a%d.example:1" % i for i in range(5)], "1 to 4 times"),
+])
+def test_too_many_or_repeated_receivers_are_usage_errors(tmp_path, receivers, msg):
+    with pytest.raises(UsageError) as ei:
+        PV.provision(_args("socket://127.0.0.1:1", tmp_path, receiver=receivers), MemoryRegistry())
     assert msg in str(ei.value)
 
 
@@ -252,7 +286,13 @@ def test_flash_provision_then_field_selftest_end_to_end(tmp_path, capsys):
     board = MpBoard(str(tmp_path / "root")).start()
     try:
         assert cli.main(["flash", "--port", board.url, "--march", "", "--quiet"]) == 0
-        PV.provision(_args(board.url, tmp_path, receiver="127.0.0.1:%d" % rx.port), reg)
+        # two receivers, the first with nothing listening: the board reads the
+        # list with its own validator and the TEST is ACKed by the second
+        dead = socket.socket()
+        dead.bind(("127.0.0.1", 0))
+        dead_port = dead.getsockname()[1]
+        dead.close()
+        PV.provision(_args(board.url, tmp_path, receiver=["127.0.0.1:%d" % dead_port, "127.0.0.1:%d" % rx.port]), reg)
         # put the bench app on the board and boot it: the USB serial now speaks only DIAG1
         with Board(board.url) as b:
             b.write("/diagbench.py", open(os.path.join(HERE, "board", "diagbench.py"), "rb").read())

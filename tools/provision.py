@@ -24,7 +24,14 @@ flash is encrypted only when a release-mode build's bootloader first boots
 rehearses it on espefuse's virtual eFuses (--virt --path-efuse-file), which
 is how it is tested: never a real chip in a test.
 Never prints, logs or reports any key; the label holds device id,
-person reference, firmware version and receiver only.
+person reference, firmware version and receivers only.
+
+Receivers and SMS numbers: --receiver and --sms-number may each be given
+up to MAX_PEERS times, in order of preference; the config holds them as
+the lists `receivers` ("host:port") and `sms_numbers`, which the firmware
+fails over along (firmware/failover.py, docs/firmware.md "Receiver
+failover"). Boards provisioned before the lists hold receiver_host,
+receiver_port and sms_number; the firmware still reads those.
 Stays in sync with: firmware/config.py (field names below), tools/flash.py
 (manifest), tools/registry.py.
 """
@@ -42,11 +49,11 @@ from tools.flash import read_manifest
 from tools.registry import RegistryError, ReceiverRegistry, check_person_ref
 
 from firmware.board import FLASH_DIR  # noqa: E402  (the device's flash directory)
-from firmware.config import CONFIG_FILE  # noqa: E402
+from firmware.config import CONFIG_FILE, MAX_PEERS  # noqa: E402
 
 CONFIG_PATH = FLASH_DIR + "/" + CONFIG_FILE  # "/data/config.json", where firmware/main.py loads it
 CONFIG_FIELDS = (
-    "device_id", "key_hex", "engineer_key_hex", "receiver_host", "receiver_port", "sms_number", "listen_number",
+    "device_id", "key_hex", "engineer_key_hex", "receivers", "sms_numbers", "listen_number",
     "apn", "button", "timings", "pins", "power_profile", "wifi_scan", "test_enabled",
 )
 _PHONE = re.compile(r"^\+[1-9][0-9]{5,14}$")
@@ -66,11 +73,23 @@ def check_phone(name, value):
     return value
 
 
+def _listed(name, values):
+    """--receiver / --sms-number given 1..MAX_PEERS times, no repeats."""
+    values = list(values or ())
+    if not 1 <= len(values) <= MAX_PEERS:
+        raise UsageError("%s may be given 1 to %d times (in order of preference), got %d" % (name, MAX_PEERS, len(values)))
+    if len(set(values)) != len(values):
+        raise UsageError("%s: the same value twice (each is a separate fallback)" % name)
+    return values
+
+
 def check_args(a):
+    """Returns ([(host, port), ...], extra)."""
     if not 0 < a.device_id < 2**32:
         raise UsageError("--device-id must be between 1 and 4294967295")
-    host, port = parse_receiver(a.receiver)
-    check_phone("--sms-number", a.sms_number)
+    receivers = [parse_receiver(r) for r in _listed("--receiver", a.receiver)]
+    for n in _listed("--sms-number", a.sms_number):
+        check_phone("--sms-number", n)
     check_phone("--listen-number", a.listen_number)
     if not a.apn or len(a.apn) > 63 or not all(0x20 < ord(c) < 0x7F for c in a.apn):
         raise UsageError("--apn must be 1-63 printable characters without spaces")
@@ -91,17 +110,20 @@ def check_args(a):
         for k, v in extra.items():
             if not isinstance(v, dict):
                 raise UsageError("%s: %s must be an object" % (a.config_extra, k))
-    return host, port, extra
+    return receivers, extra
 
 
-def make_config(a, host, port, extra, key, ekey):
+def _host_port(host, port):
+    return "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
+
+
+def make_config(a, receivers, extra, key, ekey):
     cfg = {
         "device_id": a.device_id,
         "key_hex": key.hex(),
         "engineer_key_hex": ekey.hex(),
-        "receiver_host": host,
-        "receiver_port": port,
-        "sms_number": a.sms_number,
+        "receivers": ["%s:%d" % r for r in receivers],  # firmware/config.py splits at the last colon
+        "sms_numbers": list(a.sms_number),
         "listen_number": a.listen_number,
         "apn": a.apn,
         "button": extra.get("button", {}),
@@ -257,9 +279,10 @@ def burn_flash_key(a, out=print, run=subprocess.run, rand=os.urandom):
     return True
 
 
-def label(device_id, person_ref, manifest, host, port):
+def label(device_id, person_ref, manifest, receivers):
     ver = "%s (%s)" % (manifest.get("version", "?"), manifest["app"])
-    rows = [("device id", str(device_id)), ("person", person_ref), ("firmware", ver), ("receiver", "%s:%d" % (host, port))]
+    rows = [("device id", str(device_id)), ("person", person_ref), ("firmware", ver)]
+    rows += [("receiver" if i == 0 else "", _host_port(*r)) for i, r in enumerate(receivers)]
     w = max(len(r[0]) for r in rows)
     body = ["  %s  %s" % (k.ljust(w), v) for k, v in rows]
     bar = "+" + "-" * (max(len(x) for x in body) + 2) + "+"
@@ -285,7 +308,7 @@ def _check_board(a, board, registry):
 
 
 def provision(a, registry, connect=Board, out=print, rand=os.urandom, run=subprocess.run, ask=input):
-    host, port, extra = check_args(a)
+    receivers, extra = check_args(a)
     key_path = a.engineer_key_out or default_key_path(a.device_id)
     if os.path.exists(key_path) and not a.force:
         raise Refused("engineer key file %s already exists (use --force to replace it)" % key_path)
@@ -305,7 +328,7 @@ def provision(a, registry, connect=Board, out=print, rand=os.urandom, run=subpro
             manifest = _check_board(a, board, registry)
         key = rand(32)
         ekey = rand(32)
-        cfg = make_config(a, host, port, extra, key, ekey)
+        cfg = make_config(a, receivers, extra, key, ekey)
         write_key_file(key_path, ekey, a.force)
         board.mkdirs(os.path.dirname(CONFIG_PATH))
         board.write_atomic(CONFIG_PATH, json.dumps(cfg, sort_keys=True).encode())
@@ -315,7 +338,7 @@ def provision(a, registry, connect=Board, out=print, rand=os.urandom, run=subpro
             raise DeviceError(
                 "the board is configured but the receiver did not register it (%s); fix that, then re-run with --force" % e
             )
-    out(label(a.device_id, a.person_ref, manifest, host, port))
+    out(label(a.device_id, a.person_ref, manifest, receivers))
     out("engineer key written to %s (mode 0600): give it only to the field engineer's kit" % key_path)
     return cfg
 
@@ -339,8 +362,10 @@ def register(sub):
     p.add_argument("--port", required=True, help="serial port or pyserial URL")
     p.add_argument("--baud", type=int, default=115200)
     p.add_argument("--device-id", type=int, required=True)
-    p.add_argument("--receiver", required=True, metavar="HOST:PORT")
-    p.add_argument("--sms-number", required=True, help="receiving centre SMS number (+E.164)")
+    p.add_argument("--receiver", required=True, action="append", metavar="HOST:PORT",
+                   help="a receiver node; repeat for the others, in order of preference (up to %d)" % MAX_PEERS)
+    p.add_argument("--sms-number", required=True, action="append",
+                   help="receiving centre SMS number (+E.164); repeat for fallbacks, in order (up to %d)" % MAX_PEERS)
     p.add_argument("--listen-number", required=True, help="number the device calls for covert listening (+E.164)")
     p.add_argument("--apn", required=True)
     p.add_argument("--person-ref", required=True, metavar="REF",

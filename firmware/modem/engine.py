@@ -198,6 +198,7 @@ class Engine:
         self.ri_urc = False  # AT+CFGRI=1 accepted at the last boot (RI pulses for every URC)
         self.wedged = False  # STATUS stayed high after a power-off: needs a battery cycle
         self._sync = False  # an RI wake: what did the lost URC say?
+        self._moved = False  # retarget(): close the socket before the next send
         self._gnss_at = 0
         self.sim_pin = _cfg(cfg, "pin", None)  # the SIM PIN from the config (services.enter_pin)
         self.ch = AtChannel(self._urc)
@@ -815,11 +816,24 @@ class Engine:
         if was:
             self.events.append((EV_LINK, False))
 
+    def retarget(self, host, port):
+        """The next connection goes to host:port (firmware/failover.py); a
+        socket open to another receiver is closed before the next send."""
+        if self.d.host != host or self.d.port != port:
+            self.d.host, self.d.port = host, port
+            self._moved = True
+
     def _j_send(self, raw):
         from protocol.stream import pack
 
         if not self.data_up:
             raise Fail("no data path")
+        if self._moved:
+            self._moved = False
+            if self.sock:
+                self.sock = False
+                self.rx_pending = False
+                yield from self.d.sock_close(self)
         if not self.sock:
             yield from self.d.sock_open(self)  # returns once open; else Fail(reason, what it found)
             self.sock = True

@@ -10,6 +10,8 @@ firmware/modem/at.py) and the engine changes its own state.
 
 A dialect provides (docs/modem.md, "The dialect interface"; e is the
 engine, whose request builders and timings the generators use):
+  host, port            where sock_open connects (the engine's retarget()
+                        changes them: receiver failover, firmware/failover.py)
   steps                 bring-up steps after the generic ones
   reset()               forget what it holds for a link (power cycle)
   urc(line) -> O_*      a line no command claimed; 0: not this dialect's

@@ -123,6 +123,9 @@ class ModemTransport:
             elif old[0] == J_SMS:
                 e.events.append((EV_SMS_FAILED, "superseded by hang-up"))
 
+    def set_receiver(self, host, port):
+        self.engine.retarget(host, port)
+
     def sleep(self, now):
         self.engine.want_sleep = True
 

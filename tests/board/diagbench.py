@@ -2,10 +2,13 @@
 
 Not firmware: a stand-in for the App, so `panic field selftest` can be
 tested end to end against the flashed release on a real MicroPython VM. It
-loads the release named by /manifest.json, reads /data/config.json, serves
-firmware/diag.py on stdin/stdout (the board's USB serial), and sends a real
-protocol v1 TEST frame to the configured receiver when asked, waiting for
-an authenticated ACK. Blocking is fine here; the App must not block.
+loads the release named by /manifest.json, reads /data/config.json with
+the release's own validator (firmware/config.py, as the App's boot does),
+serves firmware/diag.py on stdin/stdout (the board's USB serial), and sends
+a real protocol v1 TEST frame to the configured receivers when asked, in
+their order until one ACKs (a stand-in for firmware/failover.py: one try
+each), waiting for an authenticated ACK. Blocking is fine here; the App
+must not block.
 """
 
 import json
@@ -20,13 +23,17 @@ import binascii  # noqa: E402
 import os  # noqa: E402
 import socket  # noqa: E402
 
+from firmware import config as C  # noqa: E402
 from firmware.diag import Diag  # noqa: E402
 from protocol import frame as F  # noqa: E402
 from protocol import stream  # noqa: E402
 from protocol.crypto import DeviceKeys  # noqa: E402
 
 with open("/data/config.json") as f:
-    CFG = json.loads(f.read())
+    TEXT = f.read()
+CFG = json.loads(TEXT)
+VALID = C.parse(TEXT)  # the receivers and SMS numbers as the firmware reads them
+assert VALID.usable and not VALID.errors, VALID.errors
 
 
 class BenchProvider:
@@ -42,8 +49,8 @@ class BenchProvider:
             "firmware": "%s (%s)" % (MANIFEST["version"], MANIFEST["app"]),
             "device_id": CFG["device_id"],
             "config": {
-                "receiver": "%s:%d" % (CFG["receiver_host"], CFG["receiver_port"]),
-                "sms_number": CFG["sms_number"],
+                "receiver": "%s:%d" % (VALID.receiver_host, VALID.receiver_port),
+                "sms_number": VALID.sms_number,
                 "apn": CFG["apn"],
                 "power_profile": CFG["power_profile"],
                 "test_enabled": CFG["test_enabled"],
@@ -69,9 +76,19 @@ class BenchProvider:
         rep = F.Report(source=F.SRC_GNSS, lat=515000000, lon=-1000000, csq=25, test=True)
         raw = F.encode(self.keys, F.Frame(F.TEST, CFG["device_id"], tok, int(time.time()), rep))
         res = {"acked": False, "error": "no ACK"}
+        for host, port in VALID.receivers or [(VALID.receiver_host, VALID.receiver_port)]:
+            res = self._try(host, port, raw, tok, t0)
+            if res["acked"]:
+                break
+        self.results[tok] = res
+        self.log.append("test %d: %s" % (tok, "acked" if res["acked"] else "failed"))
+        return tok
+
+    def _try(self, host, port, raw, tok, t0):
+        res = {"acked": False, "error": "no ACK"}
         s = socket.socket()
         try:
-            ai = socket.getaddrinfo(CFG["receiver_host"], CFG["receiver_port"])[0][-1]
+            ai = socket.getaddrinfo(host, port)[0][-1]
             s.connect(ai)
             s.send(stream.pack(raw))
             d = stream.Deframer()
@@ -88,9 +105,7 @@ class BenchProvider:
         except Exception as e:
             res = {"acked": False, "error": "tcp: %r" % (e,)}
         s.close()
-        self.results[tok] = res
-        self.log.append("test %d: %s" % (tok, "acked" if res["acked"] else "failed"))
-        return tok
+        return res
 
     def test_result(self, token):
         return self.results.get(token)

@@ -16,6 +16,10 @@ Script it by setting attributes:
     cell_info, csq_val      what cell() and csq() answer
     deliver(raw, now) -> bytes|None        fake receiver for frames
     deliver_sms(number, text, now) -> None fake receiver for SMS
+    refused = {(host, port), ...}  receivers that refuse connections: a
+                            send to one ends in send_failed "open: error 4"
+    silent = {(host, port), ...}   receivers that take frames and never answer
+    target                  where set_receiver() pointed it (None: never)
 and inject(raw, now) puts any bytes (forged, garbage) on the downlink.
 Everything transmitted is logged: `sent` (now, raw), `sms` (now, number,
 text), `calls` (now, number), `hangups`.
@@ -25,6 +29,13 @@ from firmware.transport import EV_CALL, EV_FRAME, EV_LINK, EV_SEND_FAILED, EV_SE
 
 
 class FakeTransport:
+    # failover scripting, at class level until a test sets it: the whole-App
+    # tests run at the edge of a 96 KB heap and most never use it
+    target = None
+    refused = ()
+    silent = ()
+    sent_to = None  # after set_receiver(): the target of each entry of `sent`
+
     def __init__(self, deliver=None, deliver_sms=None, latency_ms=0):
         self.deliver = deliver
         self.deliver_sms = deliver_sms
@@ -88,8 +99,15 @@ class FakeTransport:
             self.fail_sends -= 1
             self._later(now, (EV_SEND_FAILED, "scripted failure"))
             return True
+        if self.target in self.refused:
+            self._later(now, (EV_SEND_FAILED, "open: error 4"))
+            return True
         self.sent.append((now, raw))
+        if self.sent_to is not None:
+            self.sent_to.append(self.target)
         self._later(now, (EV_SENT, len(raw)))
+        if self.target in self.silent:
+            return True
         if self.drop_frames > 0:
             self.drop_frames -= 1
             return True
@@ -115,6 +133,11 @@ class FakeTransport:
             self.deliver_sms(number, text, now)
         self._later(now, (EV_SMS_SENT, self._sms_ref))
         return True
+
+    def set_receiver(self, host, port):
+        self.target = (host, port)
+        if self.sent_to is None:
+            self.sent_to = [None] * len(self.sent)
 
     def start_call(self, number, now):
         if self.busy():
