@@ -159,9 +159,31 @@ class ConsoleStore:
         row = self._x("SELECT MAX(id) AS m FROM events").fetchone()
         return row["m"] or 0
 
+    # The console's live feed follows a cursor, opaque to it: here the event
+    # id (one SQLite writer commits ids in order); store_pg.PgStore's is
+    # (transaction, id), because two nodes can commit ids out of order.
+    # events_raw_after's rows start with the cursor of each event.
+
+    def feed_cursor(self):
+        """A cursor after every event committed so far."""
+        return self.last_event_id()
+
+    @staticmethod
+    def cursor_text(cursor):
+        """A cursor as an SSE id (and a page's data-since)."""
+        return "%d" % cursor
+
+    @staticmethod
+    def cursor_from_text(text):
+        """cursor_text's inverse; ValueError for anything else."""
+        if not isinstance(text, str) or not text.isascii() or not text.isdigit() or len(text) > 12:
+            raise ValueError("not an event id")
+        return int(text)
+
     def events_raw_after(self, after, upto=None, limit=2000):
         """Events with after < id (<= upto), oldest first, their bodies as
-        stored (JSON text, not parsed): (id, kind, incident_id, body)."""
+        stored (JSON text, not parsed): (cursor, kind, incident_id, body),
+        the cursor here being the event id."""
         if upto is None:
             return [(r["id"], r["kind"], r["incident_id"], r["body"]) for r in self._x(
                 "SELECT id, kind, incident_id, body FROM events WHERE id > ? ORDER BY id LIMIT ?",
@@ -501,6 +523,11 @@ class ConsoleStore:
             self._record(inc, user, "reopened", "RE-OPENED by %s" % user,
                          detail="was %s; %s" % (inc["outcome"], reason), peer=peer,
                          extra={"previous_outcome": inc["outcome"]})
+
+
+def event_id_of(cursor):
+    """The event id a feed cursor ends at (an id, or (transaction, id))."""
+    return cursor if isinstance(cursor, int) else cursor[1]
 
 
 def event_json_with_id(event_id, body):

@@ -361,6 +361,7 @@ class PgStore(S.SqliteStore):
         self._lock = threading.RLock()
         self._listen = None
         self._changes = None  # changed_since_last_call's Listener
+        self._held = False  # events committed but held back by an older running transaction
         self._db = _Conn(self)
         self._db.open()
         try:
@@ -576,6 +577,48 @@ class PgStore(S.SqliteStore):
             cursor = (r["tx"], r["id"])
         return out, cursor
 
+    # The console's live feed (receiver/console/live.py) follows the same
+    # (transaction, id) cursor as feed_after: ids from two nodes can commit
+    # out of order, and an id cursor would step past one committed late.
+
+    def feed_cursor(self):
+        return self.feed_start()
+
+    @staticmethod
+    def cursor_text(cursor):
+        return "%d.%d" % cursor
+
+    @staticmethod
+    def cursor_from_text(text):
+        tx, dot, eid = text.partition(".") if isinstance(text, str) else ("", "", "")
+        if not (dot and tx.isascii() and tx.isdigit() and eid.isascii() and eid.isdigit() and len(text) <= 40):
+            raise ValueError("not a feed cursor")
+        return (int(tx), int(eid))
+
+    def events_raw_after(self, after, upto=None, limit=2000):
+        """As the SQLite store's, for cursors (transaction, id): only
+        events whose transaction is older than every one still running, in
+        (transaction, id) order, so none is skipped or repeated."""
+        tx, eid = after
+        sql = ("SELECT id, tx::text::bigint AS tx, kind, incident_id, body FROM events "
+               "WHERE tx < pg_snapshot_xmin(pg_current_snapshot()) AND (tx, id) > (?::text::xid8, ?)")
+        args = [str(tx), eid]
+        if upto is not None:
+            sql += " AND (tx, id) <= (?::text::xid8, ?)"
+            args += [str(upto[0]), upto[1]]
+        sql += " ORDER BY tx, id LIMIT ?"
+        args.append(limit)
+        rows = [((r["tx"], r["id"]), r["kind"], r["incident_id"], r["body"]) for r in self._x(sql, tuple(args)).fetchall()]
+        if upto is None and len(rows) < limit:
+            # events already committed behind a transaction still running
+            # (one that adds none sends no NOTIFY when it ends): the next
+            # changed_since_last_call() says so, so the reader looks again
+            last = rows[-1][0] if rows else after
+            self._held = self._x(
+                "SELECT 1 FROM events WHERE tx >= pg_snapshot_xmin(pg_current_snapshot()) "
+                "AND (tx, id) > (?::text::xid8, ?) LIMIT 1", (str(last[0]), last[1])).fetchone() is not None
+        return rows
+
     def changed_since_last_call(self):
         """True when a transaction that added events has committed since
         the last call, on any node (NOTIFY panic_events: every batch and
@@ -585,7 +628,7 @@ class PgStore(S.SqliteStore):
         here the store's own commits count too: one look more.)"""
         if self._changes is None:
             self._changes = Listener(self.url, FEED_CHANNEL)
-        return self._changes.pending()
+        return self._changes.pending() or self._held
 
     def wait_events(self, timeout):
         """Block until a transaction that added events commits (on any

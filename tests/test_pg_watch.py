@@ -97,3 +97,53 @@ def test_changed_since_last_call_sees_commits_of_any_node(pg_databases):
         time.sleep(0.01)
     assert st.changed_since_last_call() is False
     st.close()
+
+
+def test_the_consoles_live_feed_skips_no_event_committed_late_with_a_smaller_id(pg_databases):
+    """The operator console's hub (receiver/console/live.py) on the same
+    interleaving: it follows the store's (transaction, id) cursor, so the
+    alarm a's batch commits late reaches the browsers, once; and the hub
+    is told to look again while an event is held back behind a running
+    transaction that will send no notification when it ends."""
+    import asyncio
+
+    from receiver.console import live
+
+    a_dev, b_dev = Dev(7), Dev(8)
+    url, (a, b) = nodes(pg_databases, a_dev, b_dev)
+    con = S.open_store(url)
+
+    async def main():
+        hub = live.Hub(live.DbWorker(con), poll_s=0.05)
+        await hub.start()
+        sub = hub.subscribe()
+        since = hub.last_id
+        batch = a.prepare([(a_dev.frame(F.ALERT), "tcp", "a")])  # the smaller id, not committed yet
+        assert b.handle_frames([(b_dev.frame(F.ALERT), "tcp", "b")])[0].status == core.ACCEPTED
+        hub.kick()
+        await asyncio.sleep(0.5)
+        assert sub.queue.empty()  # b's alarm waits for a's transaction: an id cursor would step past a's
+        batch.commit()
+        a.finish(batch)
+        got = b""
+        end = time.monotonic() + 10
+        while got.count(b"data: ") < 2 and time.monotonic() < end:
+            try:
+                got += await asyncio.wait_for(sub.queue.get(), 0.5)
+            except TimeoutError:
+                pass
+        devices = [json.loads(line[6:])["device_id"] for line in got.decode().splitlines() if line.startswith("data: ")]
+        assert devices == [7, 8]
+        ids = [line[4:] for line in got.decode().splitlines() if line.startswith("id: ")]
+        assert [con.cursor_from_text(i) for i in ids] == sorted(con.cursor_from_text(i) for i in ids)
+        # a browser that reconnects with the first id gets exactly the second again
+        replay = await hub.replay(con.cursor_from_text(ids[0]), hub.last_id)
+        assert [json.loads(line[6:])["device_id"] for line in replay.decode().splitlines()
+                if line.startswith("data: ")] == [8]
+        assert (await hub.replay(since, hub.last_id)).count(b"data: ") == 2
+        await hub.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        con.close()

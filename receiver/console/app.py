@@ -364,7 +364,7 @@ class Console:
         since = self.clock() - self.config.queue_days * 86400
 
         def read(s):
-            last = s.last_event_id()  # first: events after it are replayed (a row read twice is harmless)
+            last = s.cursor_text(s.feed_cursor())  # first: events after it are replayed (a row read twice is harmless)
             return last, s.console_queue(since)
 
         last, rows = await self.db(read)
@@ -402,7 +402,10 @@ class Console:
         q = request.headers.get("Last-Event-ID") or request.query.get("since")
         since = None
         if q is not None:
-            since = _int(q, "the event id")
+            try:
+                since = self.hub.db.store.cursor_from_text(q)
+            except ValueError:
+                raise BadInput(400, "the event id must be one this console gave") from None
         hub = self.hub
         sub = hub.subscribe()
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
@@ -456,7 +459,7 @@ class Console:
         def read(s):
             return (s.incident_frames(inc["id"], inc["device_id"], inc["opened_seq"], frames_limit),
                     s.incident_actions(inc["id"]), s.incident_escalations(inc["id"]), s.get_device(inc["device_id"]),
-                    [u["name"] for u in s.users() if not u["disabled"]], s.last_event_id())
+                    [u["name"] for u in s.users() if not u["disabled"]], s.cursor_text(s.feed_cursor()))
 
         frames, actions, escalations, device, names, last = await self.db(read)
         now = self.clock()

@@ -17,7 +17,10 @@ How the hub learns of a commit:
 - the console's own writes (claims, notes ...) kick the hub directly.
 
 Never missed across a reconnect: every SSE message carries the store's
-event id as its `id:`; a browser that reconnects (EventSource does, after
+feed cursor as its `id:` (the event id; with several PostgreSQL nodes,
+whose transactions can commit ids out of order, "transaction.id": the
+store hands out only events no running transaction can precede, so the
+live stream skips none either); a browser that reconnects (EventSource does, after
 a network blip or a restart of the receiver) sends Last-Event-ID, and the
 stream first replays the events after it from the store, then goes live.
 A page opened fresh asks from the id it was rendered at (?since=). Replay
@@ -48,7 +51,7 @@ import concurrent.futures
 import logging
 
 from receiver import core
-from receiver.store_console import event_json_with_id
+from receiver.store_console import event_id_of, event_json_with_id
 
 log = logging.getLogger("receiver.console")
 
@@ -84,10 +87,11 @@ class DbWorker:
         self.store.close()
 
 
-def encode(rows):
-    """SSE messages (bytes) for rows (id, kind, incident_id, body), TRACKs
-    coalesced per incident (the last one stays, at its place in order).
-    Returns (bytes, last id)."""
+def encode(rows, cursor_text=str):
+    """SSE messages (bytes) for rows (cursor, kind, incident_id, body),
+    TRACKs coalesced per incident (the last one stays, at its place in
+    order); each message's id is cursor_text(cursor) (the store's).
+    Returns (bytes, last cursor)."""
     last_track = {}
     for i, (_eid, kind, iid, _body) in enumerate(rows):
         if kind in _COALESCE and iid is not None:
@@ -96,7 +100,7 @@ def encode(rows):
     for i, (eid, kind, iid, body) in enumerate(rows):
         if kind in _COALESCE and iid is not None and last_track[iid] != i:
             continue
-        parts.append("id: %d\ndata: %s\n\n" % (eid, event_json_with_id(eid, body)))
+        parts.append("id: %s\ndata: %s\n\n" % (cursor_text(eid), event_json_with_id(event_id_of(eid), body)))
     return "".join(parts).encode(), (rows[-1][0] if rows else None)
 
 
@@ -113,7 +117,8 @@ class Hub:
     def __init__(self, db, poll_s=0.1):
         self.db = db
         self.poll_s = poll_s
-        self.last_id = 0
+        self.last_id = 0  # the feed cursor read up to (the store's: an id, or (transaction, id))
+        self.cursor_text = str
         self.subs = set()
         self._kick = None
         self._task = None
@@ -122,7 +127,8 @@ class Hub:
 
     async def start(self):
         self._kick = asyncio.Event()
-        self.last_id = await self.db(lambda s: s.last_event_id())
+        self.last_id = await self.db(lambda s: s.feed_cursor())
+        self.cursor_text = self.db.store.cursor_text
         await self.db(lambda s: s.changed_since_last_call())
         self._task = asyncio.create_task(self._run())
 
@@ -177,7 +183,7 @@ class Hub:
             self._busy = n > BUSY_ROWS
             if not rows:
                 return
-            data, last = encode(rows)
+            data, last = encode(rows, self.cursor_text)
             self.last_id = last
             self.counters["events"] += len(rows)
             self._publish(data)
@@ -207,16 +213,20 @@ class Hub:
         self.subs.discard(s)
 
     async def replay(self, after, upto):
-        """SSE bytes of the events in (after, upto], or None when more
-        than REPLAY_MAX are missing (the browser reloads instead)."""
-        if upto - after > REPLAY_MAX:
+        """SSE bytes of the events in (after, upto] (feed cursors), or None
+        when more than REPLAY_MAX are missing (the browser reloads instead)."""
+        if isinstance(after, int) and isinstance(upto, int) and upto - after > REPLAY_MAX:
             return None
         out = []
+        n = 0
         while after < upto:
             rows = await self.db(lambda s, a: s.events_raw_after(a, upto, READ_CHUNK), after)
             if not rows:
                 break
-            data, after = encode(rows)
+            n += len(rows)
+            if n > REPLAY_MAX:
+                return None
+            data, after = encode(rows, self.cursor_text)
             out.append(data)
         return b"".join(out)
 
