@@ -118,6 +118,7 @@ class EnergyModel:
         self.adc_divider = adc_divider
         self._tables = {"esp32": CURRENTS["esp32"], "modem": CURRENTS[modem], "gnss": CURRENTS["gnss"]}
         self.state = {"esp32": "active", "modem": "off", "gnss": "off"}
+        self._cur = None  # the present states' loads (see _load), until one changes
         self.used_mah = self.capacity_mah * (1.0 - start_pct / 100.0)
         self.start_used_mah = self.used_mah
         self.t_ms = 0
@@ -130,9 +131,20 @@ class EnergyModel:
     def current_ma(self):
         if not self.power_connected:
             return 0.0
-        s = self.state
-        t = self._tables
-        return t["esp32"][s["esp32"]] + t["modem"][s["modem"]] + t["gnss"][s["gnss"]] + self.board_quiescent_ma
+        return self._load()[1]
+
+    def _load(self):
+        """((part, mA, (part, state)) for each part, the total mA) in the
+        present states: worked out again only when a state changes (the
+        device changes state a few times a second of simulated time)."""
+        c = self._cur
+        if c is None:
+            s = self.state
+            t = self._tables
+            parts = tuple((part, t[part][s[part]], (part, s[part])) for part in ("esp32", "modem", "gnss"))
+            total = t["esp32"][s["esp32"]] + t["modem"][s["modem"]] + t["gnss"][s["gnss"]] + self.board_quiescent_ma
+            c = self._cur = (parts, total)
+        return c
 
     def advance(self, now):
         """Integrate up to now (ms) with the current states."""
@@ -143,14 +155,13 @@ class EnergyModel:
             return
         h = dt / 3600000.0
         if self.power_connected:
-            s = self.state
-            for part in ("esp32", "modem", "gnss"):
-                ma = self._tables[part][s[part]]
-                self.by_part_mah[part] += ma * h
-                k = (part, s[part])
-                self.by_state_ms[k] = self.by_state_ms.get(k, 0) + dt
-            self.by_part_mah["board"] += self.board_quiescent_ma * h
-            self.used_mah += self.current_ma() * h
+            parts, total = self._load()
+            by_part, by_state = self.by_part_mah, self.by_state_ms
+            for part, ma, k in parts:
+                by_part[part] += ma * h
+                by_state[k] = by_state.get(k, 0) + dt
+            by_part["board"] += self.board_quiescent_ma * h
+            self.used_mah += total * h
         self.used_mah += self.self_discharge_ma * h
         if self.used_mah > self.capacity_mah:
             self.used_mah = self.capacity_mah
@@ -158,14 +169,17 @@ class EnergyModel:
 
     def set_state(self, part, state, now):
         """Part ("esp32", "modem", "gnss") enters state at sim time now."""
+        if self.state.get(part) == state:
+            self.advance(now)  # known part, known state: nothing changes
+            return
         if part not in self._tables:
             raise EnergyError("unknown part %r (esp32, modem, gnss)" % part)
         if state not in self._tables[part]:
             raise EnergyError("unknown %s state %r (%s)" % (part, state, ", ".join(self._tables[part])))
         self.advance(now)
-        if self.state[part] != state:
-            self.state[part] = state
-            self.transitions.append((now, part, state))
+        self.state[part] = state
+        self._cur = None
+        self.transitions.append((now, part, state))
 
     def set_connected(self, connected, now):
         """Battery connected or cut (power-cut injection)."""

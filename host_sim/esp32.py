@@ -646,7 +646,9 @@ def _make_uart(chip):
             if not host.world.powered:
                 return b""
             if self.peer == "modem":
-                return host.emu.read(now)
+                # nothing due: the emulator is not run (it already ran to
+                # this instant: the world stops at every one of its events)
+                return host.emu.read(now) if host.emu.output_due(now) else b""
             if self.peer == "gnss":
                 return host.world.gnss.read(now)
             return b""

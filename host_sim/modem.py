@@ -135,6 +135,7 @@ class Sim7600:
         self.gnss = gnss  # a GnssEmulator in the "sim7600" style: the module's own receiver
         self._line_free = 0  # the UART towards the device is busy until then
         self._ri_lows = []  # (from, to) ms: RI held low
+        self._ri_max = -1  # the latest fall in _ri_lows
         self._status_since = None  # STATUS high from (None: low)
         self._off_at = None  # shutting down: STATUS low then
         self._dtr_high_at = None
@@ -224,25 +225,33 @@ class Sim7600:
         a connection event, a byte that is still on its way (bytes already
         due and not yet read do not count: they are waiting for the reader)."""
         self._advance(now)
-        c = []
+        best = None
         for t, _ in self._out:
             if t > now:
-                c.append(t)
+                best = t
                 break
         for d in self._draining:
             t = d.next_event_ms()
-            if t is not None and t > now:
-                c.append(t)
+            if t is not None and t > now and (best is None or t < best):
+                best = t
         if self._timers:
-            c.append(max(self._timers[0][0], now + 1))
+            t = self._timers[0][0]
+            if t <= now:
+                t = now + 1
+            if best is None or t < best:
+                best = t
         if self.conn is not None:
             t = self.conn.next_event_ms()
             if t is not None:
-                c.append(max(t, now + 1))
-        for a, _ in self._ri_lows:
-            if a > now:
-                c.append(a)  # RI falls then (a pin: it can wake a sleeping ESP32)
-        return min(c) if c else None
+                if t <= now:
+                    t = now + 1
+                if best is None or t < best:
+                    best = t
+        if self._ri_max > now:  # RI falls then (a pin: it can wake a sleeping ESP32)
+            t = min(a for a, _ in self._ri_lows if a > now)
+            if best is None or t < best:
+                best = t
+        return best
 
     def _advance(self, now):
         while True:
@@ -294,6 +303,7 @@ class Sim7600:
         default only SMS and calls move it: Sleep Mode application note 5)."""
         if self._cfgri:
             self._ri_lows.append((t, t + self.f["ri_urc_ms"]))
+            self._ri_max = max(self._ri_max, t)
             if len(self._ri_lows) > 64:
                 del self._ri_lows[:32]
         self._say(t, *lines)

@@ -42,6 +42,35 @@ def test_channel_survives_random_bytes_then_answers(data, chunk):
     assert ch.result == (0, "OK")
 
 
+# Bytes the channel treats specially, often; the rest printable or not.
+_AT_BYTES = st.lists(st.one_of(st.sampled_from(b"\r\n> \x00\xff"), st.integers(32, 126), st.integers(0, 255)),
+                     max_size=300).map(bytes)
+
+
+def _channel_after(data, cuts, prompt, max_line):
+    """What a channel shows after `data`, delivered in pieces cut at `cuts`."""
+    urcs = []
+    ch = AtChannel(urcs.append, max_line=max_line)
+    ch.send("AT+CIPSEND=0,5", ("OK", "ERROR"), ("+CSQ:",), 1000, 0, prompt=prompt)
+    at = 0
+    for c in sorted(set(cuts)) + [len(data)]:
+        ch.feed(data[at:c], 1)
+        at = max(at, c)
+    return (urcs, ch.result, ch.infos, bytes(ch._buf), ch.rejected, ch.overflow, ch.stray, ch.echoes,
+            ch.rx_lines, ch._dropping, ch._bad)
+
+
+@SET
+@given(_AT_BYTES, st.lists(st.integers(0, 300), max_size=12), st.booleans(), st.integers(4, 40))
+def test_any_split_of_the_stream_gives_the_same_lines(data, cuts, prompt, max_line):
+    """The UART hands over bytes in whatever pieces its FIFO and timeout
+    make: whole, cut anywhere, or one at a time, the lines, the prompt, the
+    rejections and the over-long lines come out the same."""
+    whole = _channel_after(data, [], prompt, max_line)
+    assert _channel_after(data, [c for c in cuts if c < len(data)], prompt, max_line) == whole
+    assert _channel_after(data, list(range(len(data))), prompt, max_line) == whole
+
+
 @SET
 @given(st.lists(st.tuples(st.integers(0, 5000), st.binary(max_size=80)), max_size=30))
 def test_engine_survives_random_bytes_at_random_times(chunks):
