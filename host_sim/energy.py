@@ -119,6 +119,7 @@ class EnergyModel:
         self._tables = {"esp32": CURRENTS["esp32"], "modem": CURRENTS[modem], "gnss": CURRENTS["gnss"]}
         self.state = {"esp32": "active", "modem": "off", "gnss": "off"}
         self._cur = None  # the present states' loads (see _load), until one changes
+        self._loads = {}  # (esp32, modem, gnss) states -> their loads
         self.used_mah = self.capacity_mah * (1.0 - start_pct / 100.0)
         self.start_used_mah = self.used_mah
         self.t_ms = 0
@@ -140,10 +141,14 @@ class EnergyModel:
         c = self._cur
         if c is None:
             s = self.state
-            t = self._tables
-            parts = tuple((part, t[part][s[part]], (part, s[part])) for part in ("esp32", "modem", "gnss"))
-            total = t["esp32"][s["esp32"]] + t["modem"][s["modem"]] + t["gnss"][s["gnss"]] + self.board_quiescent_ma
-            c = self._cur = (parts, total)
+            key = (s["esp32"], s["modem"], s["gnss"])
+            c = self._loads.get(key)
+            if c is None:
+                t = self._tables
+                parts = tuple((part, t[part][s[part]], (part, s[part])) for part in ("esp32", "modem", "gnss"))
+                total = t["esp32"][s["esp32"]] + t["modem"][s["modem"]] + t["gnss"][s["gnss"]] + self.board_quiescent_ma
+                c = self._loads[key] = (parts, total)
+            self._cur = c
         return c
 
     def advance(self, now):

@@ -803,13 +803,22 @@ def _make_poll(chip):
     class Poll:
         def __init__(self):
             self.objs = []
+            self.uarts = []
+            self.streams = []
 
         def register(self, obj, mask=POLLIN):
             self.unregister(obj)
             self.objs.append((obj, mask))
+            self._sort()
 
         def unregister(self, obj):
             self.objs = [(o, m) for o, m in self.objs if o is not obj]
+            self._sort()
+
+        def _sort(self):
+            # UARTs (ready()) and other streams (ioctl()), told apart once
+            self.uarts = [o for o, _ in self.objs if hasattr(o, "ready")]
+            self.streams = [(o, m) for o, m in self.objs if not hasattr(o, "ready") and hasattr(o, "ioctl")]
 
         def modify(self, obj, mask):
             self.register(obj, mask)
@@ -836,13 +845,14 @@ def _make_poll(chip):
             uart_at = [None]
 
             def stop():
-                chip.run_pending()  # a Pin interrupt wakes the main task: its handler runs now
-                for o, m in self.objs:
-                    if hasattr(o, "ioctl") and not hasattr(o, "ready") and o.ioctl(_POLL, m):
+                if chip.sched:
+                    chip.run_pending()  # a Pin interrupt wakes the main task: its handler runs now
+                for o, m in self.streams:
+                    if o.ioctl(_POLL, m):
                         found.append((o, m))
                         return True
-                for o, _ in self.objs:
-                    if hasattr(o, "ready") and o.ready():
+                for o in self.uarts:
+                    if o.ready():
                         q = getattr(o, "irq_", None)
                         if q is not None and q.seen_at is not None:
                             uart_at[0] = q.seen_at  # its UART_DATA woke the main task

@@ -377,17 +377,17 @@ class Runner:
         event, the emulator's output or timers, the watchdog's deadline).
         Raises PowerCut when the power goes (unless the device is already
         off), RunEnd at the scenario's end, WatchdogReset when it bites."""
-        clock, emu, chip = self.clock, self.emu, self.chip
+        clock, emu, chip, world = self.clock, self.emu, self.chip, self.world
         while True:
             if self._done:
                 raise RunEnd()
+            wd = None
             if not self._off:
-                if not self.world.powered:
+                if not world.powered:
                     raise PowerCut()
                 wd = chip.wdt_deadline()
                 if wd is not None and clock.now > wd:
                     raise WatchdogReset()
-            if not self._off:
                 chip.uart_rx()
             if stop is not None and stop():
                 return
@@ -398,11 +398,11 @@ class Runner:
             t = clock.next_time()
             if t is not None and (nxt is None or t < nxt):
                 nxt = t
-            t = emu.next_event_after(now) if self.world.powered else None
+            t = emu.next_event_after(now) if world.powered else None
             if t is not None and (nxt is None or t < nxt):
                 nxt = t
             if not self._off:
-                wd = chip.wdt_deadline()
+                wd = chip.wdt_deadline()  # again: stop() may have fed it
                 if wd is not None and (nxt is None or wd + 1 < nxt):
                     nxt = wd + 1
             if nxt is None:
