@@ -76,6 +76,7 @@ import os
 import sys
 import time as _ctime
 import types
+from typing import Any
 
 from firmware.board import UNIX_2000
 from firmware.fs import Fs, PowerCut
@@ -176,7 +177,7 @@ class Chip:
         self.pcnt = {}  # unit -> _Pcnt
         self.sched = []
         self._in_handler = False
-        self.wake = {"ext0": None, "ext1": None}
+        self.wake: dict[str, Any] = {"ext0": None, "ext1": None}
         self.wake_reason = 0
         self.wdt_ms = None
         self.last_feed = now
@@ -321,7 +322,7 @@ class Chip:
         m = {}
 
         # ---- time
-        t = types.ModuleType("time")
+        t = _module("time")
 
         def ticks_ms():
             chip.run_pending()
@@ -358,7 +359,7 @@ class Chip:
         m["time"] = t
 
         # ---- machine
-        mc = types.ModuleType("machine")
+        mc = _module("machine")
         mc.PWRON_RESET, mc.HARD_RESET, mc.WDT_RESET, mc.DEEPSLEEP_RESET, mc.SOFT_RESET = 1, 2, 3, 4, 5
         mc.EXT0_WAKE, mc.EXT1_WAKE, mc.TIMER_WAKE = 2, 3, 4
         mc.PIN_WAKE = 2
@@ -386,7 +387,7 @@ class Chip:
         m["machine"] = mc
 
         # ---- esp32
-        e = types.ModuleType("esp32")
+        e = _module("esp32")
         e.WAKEUP_ALL_LOW, e.WAKEUP_ANY_HIGH = False, True
 
         def wake_on_ext0(pin, level):
@@ -402,19 +403,19 @@ class Chip:
         m["esp32"] = e
 
         # ---- network
-        n = types.ModuleType("network")
+        n = _module("network")
         n.STA_IF, n.AP_IF = 0, 1
         n.WLAN = _make_wlan(chip)
         m["network"] = n
 
         # ---- select
-        s = types.ModuleType("select")
+        s = _module("select")
         s.POLLIN, s.POLLOUT, s.POLLERR, s.POLLHUP = 1, 4, 8, 16
         s.poll = _make_poll(chip)
         m["select"] = s
 
         # ---- micropython
-        mp = types.ModuleType("micropython")
+        mp = _module("micropython")
         mp.const = lambda x: x
         mp.kbd_intr = lambda c: None
         m["micropython"] = mp
@@ -465,18 +466,23 @@ class Chip:
             u.lose()  # everything that arrived while the clock was gated
 
 
+def _module(name) -> Any:
+    """A module object the chip fills with its functions and classes."""
+    return types.ModuleType(name)
+
+
 class _PinState:
     __slots__ = ("gpio", "mode", "pull", "out", "handler", "trigger", "stuck", "pin_obj")
 
     def __init__(self, gpio):
         self.gpio = gpio
-        self.mode = None
-        self.pull = None
+        self.mode: str | None = None  # "in" / "out" once set
+        self.pull: str | None = None  # "up" / "down" once set
         self.out = 0
         self.handler = None
         self.trigger = 3
         self.stuck = False
-        self.pin_obj = None
+        self.pin_obj: Any = None  # the machine.Pin built on it last
 
 
 def _make_pin(chip):
@@ -569,7 +575,7 @@ def _make_pcnt(chip):
                 raise ValueError("invalid id")
             obj = chip.pcnt.get(unit)
             if obj is None:
-                obj = object.__new__(cls)
+                obj: Any = object.__new__(cls)
                 obj.unit, obj.gpio, obj.count, obj.rising, obj.falling, obj.running = unit, None, 0, 0, 0, True
                 chip.pcnt[unit] = obj
             return obj
@@ -614,9 +620,9 @@ class _UartIrq:
 
     def __init__(self, uart):
         self.pin_obj = uart
-        self.handler = None
+        self.handler: Any = None  # callable(uart) or None
         self.trigger = 0
-        self.seen_at = None  # when the last UART_DATA woke the main task
+        self.seen_at: int | None = None  # when the last UART_DATA woke the main task
 
 
 def _make_uart(chip):

@@ -29,6 +29,7 @@ host_sim/route.py (truth), docs/scenarios.md ([gnss] fields).
 import math
 import random
 from collections import deque
+from typing import Any
 
 from host_sim.errors import InputError
 from host_sim.route import offset_deg
@@ -232,7 +233,7 @@ class GnssEmulator:
         self._last_fix_ms = None
         self._stale = None  # (lat, lon) for stale-on-loss styles
         self._err = (0.0, 0.0)
-        self._sky_cache = (None, None)
+        self._sky_cache: tuple[Any, Any] = (None, None)  # (key, value) of the last 10 s block
         self._block_cache = {}
         self._day_cache = (None, "")
         self._has_fix = False
@@ -565,7 +566,8 @@ class GnssEmulator:
         else:
             self._err = (0.0, 0.0)
         if self.log is not None:
-            self.log.append((t, fix, hdop, err_m, int(round(lat * 1e7)) if fix else None, int(round(lon * 1e7)) if fix else None))
+            self.log.append((t, fix, hdop, err_m, int(round(lat * 1e7)) if lat is not None else None,
+                             int(round(lon * 1e7)) if lon is not None else None))  # (set only with a fix)
         self._write(t, fix, lat, lon, alt, spd, crs, used_gp, used_gl, view_gp, view_gl, hdop)
 
     def _write(self, t, fix, lat, lon, alt, spd, crs, used_gp, used_gl, view_gp, view_gl, hdop):

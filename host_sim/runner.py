@@ -50,6 +50,7 @@ import random
 import shutil
 import tempfile
 import traceback
+from typing import Any
 
 from firmware import alert as A
 from firmware import boards
@@ -138,14 +139,16 @@ class SimReceiver:
             duress = False
             if ftype == F.CANCEL:
                 try:
-                    duress = bool(F.decode(self.keys, raw, F.UPLINK).body.duress)
+                    body = F.decode(self.keys, raw, F.UPLINK).body
+                    duress = isinstance(body, F.Report) and bool(body.duress)
                 except ProtocolError:
                     pass
             rec.raise_(t, dev, seq, name, duress)
         for r in out.replies:
             try:
                 _, ddev, dseq = F.peek(r)
-                acked = F.decode(self.keys, r, F.DOWNLINK).body.acked_seq
+                ack = F.decode(self.keys, r, F.DOWNLINK).body
+                acked = ack.acked_seq if isinstance(ack, F.Ack) else None
             except ProtocolError:
                 ddev, dseq, acked = dev, None, None
             f = rec.frame(t, "down", "built", "ACK", dseq, ddev, path, len(r), acked_seq=acked)
@@ -427,7 +430,8 @@ class Runner:
             return
         board.haptic = self._haptic
         self.board = board
-        loop = Loop(board, self.fs, transport_factory=self._make_transport, app_kw={"rand": self._rand})
+        # (its on_app / on_fault hooks start as None: typed loosely here, where they are set)
+        loop: Any = Loop(board, self.fs, transport_factory=self._make_transport, app_kw={"rand": self._rand})
         loop.on_app = self._instrument
         loop.on_fault = self._on_fault
         self.loop = loop
@@ -471,6 +475,7 @@ class Runner:
             rec.frame(t, "up", "built", name, seq, dev, None, len(raw))
             try:
                 body = F.decode(keys, raw, F.UPLINK).body
+                assert isinstance(body, F.Report)  # decode(..., UPLINK) parses a Report or raises
                 rec.position(t, name, seq, body.source, body.lat if body.source else None,
                              body.lon if body.source else None, body.accuracy, body.age)
             except ProtocolError:
