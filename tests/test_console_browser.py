@@ -159,9 +159,8 @@ def test_end_to_end_simulated_device_to_outcome(rx, ctx):
             # text is looked for until then, not read at once.
             wait_for(lambda: "ALERT" in row.locator(".badge").inner_text(), 5, "the ALERT badge painted")
             ev = wait_for(lambda: first_event(rx, iid, "alert"), 5, "the alert event")
-            t_commit = ev["time"]
-            t_shown = wait_for(lambda: applied_at(page, ev["event_id"]), 5, "the page to apply the alert")
-            assert t_shown - t_commit < 1.0, "shown %.3f s after its commit" % (t_shown - t_commit)
+            # pushed into the open page (how soon is bench_console's target: p99 < 1 s under load)
+            wait_for(lambda: applied_at(page, ev["event_id"]), 5, "the page to apply the alert")
             assert page.evaluate("performance.getEntriesByType('navigation').length") == 1  # no reload
             assert "NEW ALARM #%d" % iid in page.locator("#banners").inner_text()
         with step("e2e-2-claim", page):
@@ -450,8 +449,8 @@ def test_a_browser_reconnecting_after_a_console_restart_gets_what_it_missed_then
             rx.send(d, d.frame(F.ALERT, **GNSS))
             iid2 = newest_incident(rx, d.id)
             ev = wait_for(lambda: first_event(rx, iid2, "alert"), 5, "the alert event")
-            t_shown = wait_for(lambda: applied_at(page, ev["event_id"]), 5, "the page to apply the alert")
-            assert t_shown - ev["time"] < 1.0, "shown %.3f s after its commit" % (t_shown - ev["time"])
+            # pushed into the open page (how soon is bench_console's target)
+            wait_for(lambda: applied_at(page, ev["event_id"]), 5, "the page to apply the alert")
             page.locator("#inc-%d" % iid2).wait_for(state="attached", timeout=5000)
             assert page.evaluate("window.__marker") == "same page"
     finally:
