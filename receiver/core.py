@@ -47,6 +47,7 @@ import logging
 import operator
 import struct
 import time
+from typing import Callable
 
 from protocol import frame as F
 from protocol import jsonform, sms
@@ -354,7 +355,7 @@ class Receiver:
         self._now_s = None  # the batch's clock reading as JSON (set by _write)
         # may_log(peer) -> bool: whether a rejection from this peer may be
         # logged now (the server rate-limits per peer; counters always count)
-        self.may_log = None
+        self.may_log: Callable[[object], bool] | None = None
         self.outbox = _outbox_for(store)  # forwarding to ARCs and maps: None unless configured
         self.locator = locations.Locator(store)  # cell and Wi-Fi observations -> receiver-resolved positions
 
@@ -676,6 +677,7 @@ class Receiver:
             if eff == R.E_OPEN:
                 inc = self._open(incs, dirty, dev, kind, now, fr)
             elif eff == R.E_CLOSE:
+                assert inc is not None  # rules.py closes only in situation OPEN, where _find_incident found it
                 inc.update(state=S.CANCELLED, closed_at=now, closed_seq=fr.seq, closed_by="CANCEL")
             elif eff == R.E_DURESS:
                 # the latest incident of its kind, whatever its state
@@ -685,7 +687,7 @@ class Receiver:
                 inc.update(state=S.DURESS, duress=1, closed_at=None, closed_seq=None, closed_by=None)
         elif ftype == F.STATUS:
             for code, detail in status_events:
-                sname = jsonform.EVENT_NAMES.get(code, "event %d" % code)
+                sname = jsonform.EVENT_NAMES.get(code) or "event %d" % code  # every known name is non-empty
                 events.append(Event.of(_event_dict("status", now, device, None, label="STATUS " + sname.upper(),
                                                    status=sname, detail=detail, frame={"type": name, "seq": fr.seq})))
 

@@ -46,10 +46,14 @@ import sqlite3
 import stat
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from receiver import masterkey, personref
 from receiver.store_console import CONSOLE_MIGRATION, ConsoleStore
 from receiver.errors import DuplicateDevice, MasterKeyUnavailable, ReceiverError, Unavailable, UnknownDevice
+
+if TYPE_CHECKING:
+    from receiver import contracts
 
 ACTIVE = "active"
 RETIRED = "retired"
@@ -331,6 +335,14 @@ json_string = getattr(json.encoder, "c_encode_basestring_ascii", None) or json.e
 _to_json = to_json
 
 
+def _new_id(cur) -> int:
+    """The id of the row an INSERT just made (the cursor's lastrowid, None
+    only before a cursor has inserted anything)."""
+    rid = cur.lastrowid
+    assert rid is not None, "an INSERT made no row id"
+    return rid
+
+
 def _rowdict(cursor, row):
     return {d[0]: row[i] for i, d in enumerate(cursor.description)}
 
@@ -363,7 +375,7 @@ class SqliteStore(ConsoleStore):
             self._db.close()
             raise Unavailable("cannot use store %s: %s" % (path, e))
         if master_key is not None:
-            self._check_master()
+            self._check_master(master_key)
 
     # ------------------------------------------------------------ plumbing
 
@@ -392,13 +404,15 @@ class SqliteStore(ConsoleStore):
                 self._db.execute("ROLLBACK")
                 raise
 
-    def _check_master(self):
+    def _check_master(self, master):
+        """The store opened with the master key `master` (self._master):
+        the key it was first opened with, or refused."""
         row = self._db.execute("SELECT value FROM meta WHERE key = 'master_check'").fetchone()
         if row is None:
             with self.transaction():
-                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('master_check', ?)", (self._master.check_value(),))
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('master_check', ?)", (master.check_value(),))
             row = self._db.execute("SELECT value FROM meta WHERE key = 'master_check'").fetchone()
-        if not self._master.matches(row["value"]):
+        if not master.matches(row["value"]):
             raise MasterKeyUnavailable("the master key does not match store %s" % self.path)
 
     def transaction(self):
@@ -850,7 +864,7 @@ class SqliteStore(ConsoleStore):
             "INSERT INTO incidents (device_id, kind, state, opened_at, opened_seq, opened_by, updated_at) VALUES (?, ?, 'open', ?, ?, ?, ?)",
             (device_id, kind, opened_at, opened_seq, opened_by, opened_at),
         )
-        return cur.lastrowid
+        return _new_id(cur)
 
     def update_incident(self, incident_id, **fields):
         cols = ", ".join("%s = ?" % k for k in fields)
@@ -869,7 +883,7 @@ class SqliteStore(ConsoleStore):
                 (device_id, kind, value, self._clock(), acting(actor)),
             )
             self.audit(actor, "command %s" % kind, device_id, None if value is None else "value=%s" % value)
-            return cur.lastrowid
+            return _new_id(cur)
 
     def commands_for_ack(self, device_id, acked_seq, now):
         """Commands to put into the ACK of uplink `acked_seq`: those already
@@ -1151,3 +1165,8 @@ def open_store(path, master_key=None, clock=time.time, create=True):
 
 
 Store = SqliteStore
+
+
+if TYPE_CHECKING:  # the contracts SqliteStore keeps (receiver/contracts.py), proved by pyright
+    def _keeps(s: SqliteStore) -> tuple[contracts.CoreStore, contracts.StoreSection, contracts.FeedStore]:
+        return s, s, s
