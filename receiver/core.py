@@ -103,8 +103,6 @@ DEFAULT_SILENT_MARGIN_S = 30 * 60
 DEFAULT_LOW_BATTERY_PCT = 15
 _BATTERY_HYSTERESIS = 5
 
-_WINDOW_OBJ = "replay_window"  # key of the parsed ReplayWindow on a cached device row
-
 _CMD_TLV = {S.CMD_TRACK: F.C_TRACKING, S.CMD_STAND_DOWN: F.C_STAND_DOWN, S.CMD_LISTEN_IN: F.C_LISTEN_IN}
 
 
@@ -266,16 +264,16 @@ _INC_EVENT_JSON = (
     '"test":%s,"label":%s,"duress":%s,"frame":{"type":%s,"seq":%d,"time":%d,"transport":%s},"position":%s,'
     '"evidence":%s,"position_in_frame":%s,"battery":%s,"csq":%s}')
 _POS_JSON = '{%s,"source":%s,"accuracy_m":%s,"fix_time":%s,"age_s":%s,"map":%s,"note":%s,"seq":%s,"stale":%s}'
-_MAP = "_map"  # on a cached incident row: (lat_e7, lon_e7, the JSON of their map link)
 _STALE_S = E.STALE_S
 
 
-def _inc_event(kind, now, now_s, device, inc, label, fr, name, transport, pos_in_frame, latlon, extra=()):
+def _inc_event(kind, now, now_s, device, parsed, inc, label, fr, name, transport, pos_in_frame, latlon, extra=()):
     """The Event for a frame that belongs to an incident, formatted from
     the rows without building its dict. now_s: str(now), formatted once
     per batch (a 17-digit float costs about a microsecond to format);
-    latlon: _latlon() of the frame's own position; extra: evidence items
-    of this frame only (a placeholder it carried)."""
+    parsed: the device's _Parsed (its map link is kept there); latlon:
+    _latlon() of the frame's own position; extra: evidence items of this
+    frame only (a placeholder it carried)."""
     lat = inc["lat_e7"]
     if lat is None:
         pos = "null"
@@ -284,9 +282,9 @@ def _inc_event(kind, now, now_s, device, inc, label, fr, name, transport, pos_in
         rep = fr.body
         if lat != rep.lat or lon != rep.lon:  # the incident's estimate is not this frame's position
             latlon = _latlon(lat, lon)
-        link = inc.get(_MAP)  # (lat_e7, lon_e7, the map link's JSON) on the incident row
+        link = parsed.link
         if link is None or link[0] != lat or link[1] != lon:
-            link = inc[_MAP] = (lat, lon, _str(osm_link(lat, lon)))
+            link = parsed.link = (lat, lon, _str(osm_link(lat, lon)))
         ft = inc["pos_time"]
         note = inc["pos_note"]
         pos = _POS_JSON % (latlon, _str(inc["source"]), _num(inc["accuracy_m"]), _num(ft),
@@ -301,6 +299,41 @@ def _inc_event(kind, now, now_s, device, inc, label, fr, name, transport, pos_in
         _FALSE_TRUE[ikind == S.KIND_TEST], _str(label), _FALSE_TRUE[bool(inc["duress"])], _str(name), fr.seq,
         fr.time, _str(transport), pos, ev, _FALSE_TRUE[pos_in_frame], _num(inc["battery"]), _num(inc["csq"]))
     return Event(now, kind, device["device_id"], iid, body)
+
+
+class _Parsed:
+    """What the core parsed from one device's cached row, kept beside the
+    row (Receiver._parsed, by device id), never inside the store's dict:
+      row     the store's device row it was parsed from
+      window  the ReplayWindow parsed from row["window"] (or rebuilt from
+              the stored frames), marked as frames arrive and written back
+              into row["window"] at the end of each batch
+      link    (lat_e7, lon_e7, the JSON of their map link) of the device's
+              incident position, formatted once while it does not move
+    The store hands out the same row object between batches while its
+    cache holds (store.load_batch) and a new one once the cache is dropped
+    (a rollback, another process's commit, any other write): `row is not
+    the row handed out` means parse again, so a window never outlives the
+    row it came from (a batch that failed to commit marked seqs in it)."""
+
+    __slots__ = ("row", "window", "link")
+
+    def __init__(self):
+        self.row = None
+        self.window = ReplayWindow()
+        self.link = None
+
+    def parse(self, store, device_id, row):
+        """Parse `row` (the device's row from store.load_batch)."""
+        if row["window"] is not None:
+            w = ReplayWindow.from_bytes(bytes(row["window"]))
+        else:  # no saved window: rebuild it from the evidence, never trust emptiness
+            w = ReplayWindow()
+            for q in sorted(store.recent_seqs(device_id, WINDOW)):
+                w.mark(q)
+        row["down_seq"] = row["down_seq"] or 0
+        self.window = w
+        self.row = row
 
 
 class Batch:
@@ -352,6 +385,7 @@ class Receiver:
         self.low_battery_pct = low_battery_pct
         self.counters = collections.Counter()
         self._keys = {}  # device_id -> (sealed, DeviceKeys)
+        self._parsed = {}  # device_id -> _Parsed: the core's objects beside the store's device row
         self._now_s = None  # the batch's clock reading as JSON (set by _write)
         # may_log(peer) -> bool: whether a rejection from this peer may be
         # logged now (the server rate-limits per peer; counters always count)
@@ -529,35 +563,32 @@ class Receiver:
         touched = {}
         ack_time = int(now) & 0xFFFFFFFF
         encode_raw, ack_type = F.encode_raw, F.ACK
+        parsed = self._parsed
         for i, fr, raw, transport, peer, keys in verified:
             out = outs[i]
             dev = fr.device_id
             seq = fr.seq
             device = devices[dev]
-            # the window object lives on the cached device row between
-            # batches (the store drops the rows on rollback or when another
-            # process wrote), so it is parsed once, not once per batch
-            w = device.get(_WINDOW_OBJ)
-            if w is None:
-                if device["window"] is not None:
-                    w = ReplayWindow.from_bytes(bytes(device["window"]))
-                else:  # no saved window: rebuild it from the evidence, never trust emptiness
-                    w = ReplayWindow()
-                    for q in sorted(st.recent_seqs(dev, WINDOW)):
-                        w.mark(q)
-                device[_WINDOW_OBJ] = w
-                device["down_seq"] = device["down_seq"] or 0
+            # the window is parsed once while the store keeps handing out
+            # the same row (its cache holds between batches), not once per
+            # batch; a new row is parsed again (_Parsed)
+            p = parsed.get(dev)
+            if p is None:
+                p = parsed[dev] = _Parsed()
+            if p.row is not device:
+                p.parse(st, dev, device)
+            w = p.window
             verdict = w.check(seq)
             if verdict == STALE:
                 self._reject(out, R_STALE, transport, peer, "older than the replay window", dev, seq)
                 continue
-            touched[dev] = device
+            touched[dev] = p
             if verdict == NEW:
                 w.mark(seq)
                 out.status = ACCEPTED
                 name = out.type
                 latlon = _latlon(fr.body.lat, fr.body.lon)
-                evs, inc = self._apply(fr, name, device, incs, dirty_incs, now, transport, latlon)
+                evs, inc = self._apply(fr, name, device, p, incs, dirty_incs, now, transport, latlon)
                 iid = out.incident_id = None if inc is None else inc["id"]
                 frame_rows.append((dev, seq, name, fr.time, now, transport, peer, raw, frame_json(fr, name, latlon), iid))
                 if evs:
@@ -581,11 +612,12 @@ class Receiver:
         st.add_events(map(_EVENT_ROW, events))
         if self.outbox is not None and events:  # forwarded messages commit with the events that cause them
             self.outbox.queue(st, events)
-        st.save_devices(touched.values())
+        st.save_devices([p.row for p in touched.values()])
         st.save_incidents(dirty_incs.values())
         rows = []
-        for dev, d in touched.items():
-            d["window"] = d[_WINDOW_OBJ].to_bytes()
+        for dev, p in touched.items():
+            d = p.row
+            d["window"] = p.window.to_bytes()
             rows.append((dev, d["window"], d["down_seq"]))
         st.save_replays(rows)
         return events
@@ -624,9 +656,10 @@ class Receiver:
         dirty[iid] = inc
         return inc
 
-    def _apply(self, fr, name, device, incs, dirty, now, transport, latlon):
+    def _apply(self, fr, name, device, parsed, incs, dirty, now, transport, latlon):
         """The incident rules for one new frame, on in-memory rows (device,
-        incidents); the caller writes the changed rows once per batch.
+        incidents; parsed: the device's _Parsed); the caller writes the
+        changed rows once per batch.
         Returns ([Event], the incident the frame belongs to or None)."""
         rep = fr.body
         dev = fr.device_id
@@ -704,7 +737,7 @@ class Receiver:
             dirty[inc["id"]] = inc
             if ev_kind is not None:
                 extra = () if ph is None else (E.placeholder_item(ph, fr.seq, fr.time or now, now),)
-                events.append(_inc_event(ev_kind, now, self._now_s, device, inc, label, fr, name, transport,
+                events.append(_inc_event(ev_kind, now, self._now_s, device, parsed, inc, label, fr, name, transport,
                                          rep.source != F.SRC_NONE and ph is None, latlon, extra))
         elif ev_kind is not None:
             extra = () if ph is None else (E.placeholder_item(ph, fr.seq, fr.time or now, now),)

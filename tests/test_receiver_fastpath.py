@@ -103,7 +103,7 @@ def test_a_plain_ack_is_byte_identical_to_the_protocol_encoder():
 
 
 def test_a_window_kept_between_batches_is_dropped_with_a_failed_batch():
-    """The parsed replay window stays on the cached device row between
+    """The parsed replay window is kept beside the cached device row between
     batches. A batch whose commit fails must not leave its seqs marked:
     the device's retry is then a new frame (stored, raised), never a
     'duplicate' that would be ACKed without being stored."""
