@@ -267,13 +267,14 @@ _POS_JSON = '{%s,"source":%s,"accuracy_m":%s,"fix_time":%s,"age_s":%s,"map":%s,"
 _STALE_S = E.STALE_S
 
 
-def _inc_event(kind, now, now_s, device, parsed, inc, label, fr, name, transport, pos_in_frame, latlon, extra=()):
+def _inc_event(kind, now, now_s, device, parsed, inc, ist, label, fr, name, transport, pos_in_frame, latlon, extra=()):
     """The Event for a frame that belongs to an incident, formatted from
     the rows without building its dict. now_s: str(now), formatted once
     per batch (a 17-digit float costs about a microsecond to format);
-    parsed: the device's _Parsed (its map link is kept there); latlon:
-    _latlon() of the frame's own position; extra: evidence items of this
-    frame only (a placeholder it carried)."""
+    parsed: the device's _Parsed (its map link is kept there); ist: the
+    incident's estimate state (estimate.state); latlon: _latlon() of the
+    frame's own position; extra: evidence items of this frame only (a
+    placeholder it carried)."""
     lat = inc["lat_e7"]
     if lat is None:
         pos = "null"
@@ -291,7 +292,7 @@ def _inc_event(kind, now, now_s, device, parsed, inc, label, fr, name, transport
                            "null" if ft is None else max(0, round(now - ft)), link[2],
                            "null" if note is None else _str(note), _num(inc["pos_seq"]),
                            _FALSE_TRUE[ft is None or now - ft > _STALE_S])
-    ev = _to_json(E.evidence_of(inc, now, extra)) if extra or E.has_evidence(inc) else "[]"
+    ev = _to_json(E.evidence(ist, now, extra)) if extra or E.has_evidence(ist) else "[]"
     iid = inc["id"]
     ikind = inc["kind"]
     body = _INC_EVENT_JSON % (
@@ -302,26 +303,49 @@ def _inc_event(kind, now, now_s, device, parsed, inc, label, fr, name, transport
 
 
 class _Parsed:
-    """What the core parsed from one device's cached row, kept beside the
-    row (Receiver._parsed, by device id), never inside the store's dict:
+    """What the core parsed from one device's cached rows, kept beside the
+    rows (Receiver._parsed, by device id), never inside the store's dicts:
       row     the store's device row it was parsed from
       window  the ReplayWindow parsed from row["window"] (or rebuilt from
               the stored frames), marked as frames arrive and written back
               into row["window"] at the end of each batch
+      est     the device row's estimate state (estimate.state), or None
+              until a frame needs it
+      incs    {incident kind: (the device's latest incident row of that
+              kind, its estimate state)}
       link    (lat_e7, lon_e7, the JSON of their map link) of the device's
               incident position, formatted once while it does not move
-    The store hands out the same row object between batches while its
-    cache holds (store.load_batch) and a new one once the cache is dropped
-    (a rollback, another process's commit, any other write): `row is not
-    the row handed out` means parse again, so a window never outlives the
-    row it came from (a batch that failed to commit marked seqs in it)."""
+    The store hands out the same row objects between batches while its
+    cache holds (store.load_batch) and new ones once the cache is dropped
+    (a rollback, another process's commit, any other write): a row that is
+    not the one parsed is parsed again, so nothing parsed outlives the row
+    it came from (a batch that failed to commit marked seqs in its window
+    and moved its estimates)."""
 
-    __slots__ = ("row", "window", "link")
+    __slots__ = ("row", "window", "est", "incs", "link")
 
     def __init__(self):
         self.row = None
         self.window = ReplayWindow()
+        self.est = None
+        self.incs = {}
         self.link = None
+
+    def device_est(self, row):
+        """The estimate state of the device row `row` (self.row)."""
+        st = self.est
+        if st is None:
+            st = self.est = E.state(row)
+        return st
+
+    def inc_est(self, inc):
+        """The estimate state of `inc`, the device's latest incident of its
+        kind (store.load_batch's incs, or one the core opened)."""
+        kind = inc["kind"]
+        hit = self.incs.get(kind)
+        if hit is None or hit[0] is not inc:
+            hit = self.incs[kind] = (inc, E.state(inc))
+        return hit[1]
 
     def parse(self, store, device_id, row):
         """Parse `row` (the device's row from store.load_batch)."""
@@ -333,6 +357,7 @@ class _Parsed:
                 w.mark(q)
         row["down_seq"] = row["down_seq"] or 0
         self.window = w
+        self.est = None
         self.row = row
 
 
@@ -686,7 +711,7 @@ class Receiver:
             device["battery"] = battery
         if csq != _NO_CSQ:
             device["csq"] = csq
-        _apply_where(device, cands, unresolved, ph, now)
+        _apply_where(device, parsed.device_est(device), cands, unresolved, ph, now)
         status_events = [v for t, v in rep.tlvs if t == F.T_EVENT] if rep.tlvs else ()
         low = rep.battery_low or (battery != _NO_BATTERY and battery <= self.low_battery_pct) or any(
             c == F.EV_LOW_BATTERY for c, _ in status_events)
@@ -733,18 +758,19 @@ class Receiver:
                 inc["battery"] = battery
             if csq != _NO_CSQ:
                 inc["csq"] = csq
-            _apply_where(inc, cands, unresolved, ph, now)
+            ist = parsed.inc_est(inc)
+            _apply_where(inc, ist, cands, unresolved, ph, now)
             dirty[inc["id"]] = inc
             if ev_kind is not None:
                 extra = () if ph is None else (E.placeholder_item(ph, fr.seq, fr.time or now, now),)
-                events.append(_inc_event(ev_kind, now, self._now_s, device, parsed, inc, label, fr, name, transport,
+                events.append(_inc_event(ev_kind, now, self._now_s, device, parsed, inc, ist, label, fr, name, transport,
                                          rep.source != F.SRC_NONE and ph is None, latlon, extra))
         elif ev_kind is not None:
             extra = () if ph is None else (E.placeholder_item(ph, fr.seq, fr.time or now, now),)
             events.append(Event.of(_event_dict(ev_kind, now, device, None, label=label,
                                                frame={"type": name, "seq": fr.seq, "time": fr.time, "transport": transport},
                                                position=_inc_position(device, now),
-                                               evidence=E.evidence_of(device, now, extra),
+                                               evidence=E.evidence(parsed.device_est(device), now, extra),
                                                battery=device["battery"], csq=device["csq"])))
         return events, inc
 
@@ -813,18 +839,19 @@ def _outbox_for(store):
         raise ReceiverError(str(e))
 
 
-def _apply_where(row, cands, unresolved, ph, now):
+def _apply_where(row, st, cands, unresolved, ph, now):
     """One frame's positions and observations into a device or incident
-    row (receiver/estimate.py chooses the estimate by its rules)."""
+    row and its estimate state st (receiver/estimate.py chooses the
+    estimate by its rules)."""
     if cands:
         for c in cands:
-            E.add(row, c, now)
+            E.add(row, st, c, now)
     elif row["lat_e7"] is not None:
-        E.refresh(row, now)  # R2/R3 depend on `now`: a stale fix may give way to newer evidence
+        E.refresh(row, st, now)  # R2/R3 depend on `now`: a stale fix may give way to newer evidence
     if unresolved is not None:
-        E.observe_unresolved(row, unresolved[0], unresolved[1], unresolved[2], unresolved[3], now)
+        E.observe_unresolved(row, st, unresolved[0], unresolved[1], unresolved[2], unresolved[3], now)
     if ph is not None:
-        E.placeholder(row, now)
+        E.placeholder(row, st, now)
 
 
 def _event_dict(kind, now, device, inc, **extra):
