@@ -320,7 +320,9 @@ class _Parsed:
     (a rollback, another process's commit, any other write): a row that is
     not the one parsed is parsed again, so nothing parsed outlives the row
     it came from (a batch that failed to commit marked seqs in its window
-    and moved its estimates)."""
+    and moved its estimates). So one Receiver per store object, as every
+    caller makes it: a second core over the same store object would keep
+    windows of its own beside the same rows and miss the first's marks."""
 
     __slots__ = ("row", "window", "est", "incs", "link")
 
