@@ -523,7 +523,7 @@ def cmd_locations_lookup(args):
             source = "wifi (resolved)"
     finally:
         st.close()
-    if lat is None:
+    if lat is None or lon is None:  # (None, None, None, why) together: not in the database
         print(note)
         return 1
     print("%.7f, %.7f %s +/-%d m  %s\n  from %s" % (lat / 1e7, lon / 1e7, source, acc, core.osm_link(lat, lon), note))

@@ -47,6 +47,7 @@ import logging
 import operator
 import struct
 import time
+from typing import Callable
 
 from protocol import frame as F
 from protocol import jsonform, sms
@@ -101,8 +102,6 @@ DEFAULT_HEARTBEAT_S = 6 * 3600
 DEFAULT_SILENT_MARGIN_S = 30 * 60
 DEFAULT_LOW_BATTERY_PCT = 15
 _BATTERY_HYSTERESIS = 5
-
-_WINDOW_OBJ = "replay_window"  # key of the parsed ReplayWindow on a cached device row
 
 _CMD_TLV = {S.CMD_TRACK: F.C_TRACKING, S.CMD_STAND_DOWN: F.C_STAND_DOWN, S.CMD_LISTEN_IN: F.C_LISTEN_IN}
 
@@ -265,16 +264,17 @@ _INC_EVENT_JSON = (
     '"test":%s,"label":%s,"duress":%s,"frame":{"type":%s,"seq":%d,"time":%d,"transport":%s},"position":%s,'
     '"evidence":%s,"position_in_frame":%s,"battery":%s,"csq":%s}')
 _POS_JSON = '{%s,"source":%s,"accuracy_m":%s,"fix_time":%s,"age_s":%s,"map":%s,"note":%s,"seq":%s,"stale":%s}'
-_MAP = "_map"  # on a cached incident row: (lat_e7, lon_e7, the JSON of their map link)
 _STALE_S = E.STALE_S
 
 
-def _inc_event(kind, now, now_s, device, inc, label, fr, name, transport, pos_in_frame, latlon, extra=()):
+def _inc_event(kind, now, now_s, device, parsed, inc, ist, label, fr, name, transport, pos_in_frame, latlon, extra=()):
     """The Event for a frame that belongs to an incident, formatted from
     the rows without building its dict. now_s: str(now), formatted once
     per batch (a 17-digit float costs about a microsecond to format);
-    latlon: _latlon() of the frame's own position; extra: evidence items
-    of this frame only (a placeholder it carried)."""
+    parsed: the device's _Parsed (its map link is kept there); ist: the
+    incident's estimate state (estimate.state); latlon: _latlon() of the
+    frame's own position; extra: evidence items of this frame only (a
+    placeholder it carried)."""
     lat = inc["lat_e7"]
     if lat is None:
         pos = "null"
@@ -283,16 +283,16 @@ def _inc_event(kind, now, now_s, device, inc, label, fr, name, transport, pos_in
         rep = fr.body
         if lat != rep.lat or lon != rep.lon:  # the incident's estimate is not this frame's position
             latlon = _latlon(lat, lon)
-        link = inc.get(_MAP)  # (lat_e7, lon_e7, the map link's JSON) on the incident row
+        link = parsed.link
         if link is None or link[0] != lat or link[1] != lon:
-            link = inc[_MAP] = (lat, lon, _str(osm_link(lat, lon)))
+            link = parsed.link = (lat, lon, _str(osm_link(lat, lon)))
         ft = inc["pos_time"]
         note = inc["pos_note"]
         pos = _POS_JSON % (latlon, _str(inc["source"]), _num(inc["accuracy_m"]), _num(ft),
                            "null" if ft is None else max(0, round(now - ft)), link[2],
                            "null" if note is None else _str(note), _num(inc["pos_seq"]),
                            _FALSE_TRUE[ft is None or now - ft > _STALE_S])
-    ev = _to_json(E.evidence_of(inc, now, extra)) if extra or E.has_evidence(inc) else "[]"
+    ev = _to_json(E.evidence(ist, now, extra)) if extra or E.has_evidence(ist) else "[]"
     iid = inc["id"]
     ikind = inc["kind"]
     body = _INC_EVENT_JSON % (
@@ -300,6 +300,67 @@ def _inc_event(kind, now, now_s, device, inc, label, fr, name, transport, pos_in
         _FALSE_TRUE[ikind == S.KIND_TEST], _str(label), _FALSE_TRUE[bool(inc["duress"])], _str(name), fr.seq,
         fr.time, _str(transport), pos, ev, _FALSE_TRUE[pos_in_frame], _num(inc["battery"]), _num(inc["csq"]))
     return Event(now, kind, device["device_id"], iid, body)
+
+
+class _Parsed:
+    """What the core parsed from one device's cached rows, kept beside the
+    rows (Receiver._parsed, by device id), never inside the store's dicts:
+      row     the store's device row it was parsed from
+      window  the ReplayWindow parsed from row["window"] (or rebuilt from
+              the stored frames), marked as frames arrive and written back
+              into row["window"] at the end of each batch
+      est     the device row's estimate state (estimate.state), or None
+              until a frame needs it
+      incs    {incident kind: (the device's latest incident row of that
+              kind, its estimate state)}
+      link    (lat_e7, lon_e7, the JSON of their map link) of the device's
+              incident position, formatted once while it does not move
+    The store hands out the same row objects between batches while its
+    cache holds (store.load_batch) and new ones once the cache is dropped
+    (a rollback, another process's commit, any other write): a row that is
+    not the one parsed is parsed again, so nothing parsed outlives the row
+    it came from (a batch that failed to commit marked seqs in its window
+    and moved its estimates). So one Receiver per store object, as every
+    caller makes it: a second core over the same store object would keep
+    windows of its own beside the same rows and miss the first's marks."""
+
+    __slots__ = ("row", "window", "est", "incs", "link")
+
+    def __init__(self):
+        self.row = None
+        self.window = ReplayWindow()
+        self.est = None
+        self.incs = {}
+        self.link = None
+
+    def device_est(self, row):
+        """The estimate state of the device row `row` (self.row)."""
+        st = self.est
+        if st is None:
+            st = self.est = E.state(row)
+        return st
+
+    def inc_est(self, inc):
+        """The estimate state of `inc`, the device's latest incident of its
+        kind (store.load_batch's incs, or one the core opened)."""
+        kind = inc["kind"]
+        hit = self.incs.get(kind)
+        if hit is None or hit[0] is not inc:
+            hit = self.incs[kind] = (inc, E.state(inc))
+        return hit[1]
+
+    def parse(self, store, device_id, row):
+        """Parse `row` (the device's row from store.load_batch)."""
+        if row["window"] is not None:
+            w = ReplayWindow.from_bytes(bytes(row["window"]))
+        else:  # no saved window: rebuild it from the evidence, never trust emptiness
+            w = ReplayWindow()
+            for q in sorted(store.recent_seqs(device_id, WINDOW)):
+                w.mark(q)
+        row["down_seq"] = row["down_seq"] or 0
+        self.window = w
+        self.est = None
+        self.row = row
 
 
 class Batch:
@@ -351,10 +412,11 @@ class Receiver:
         self.low_battery_pct = low_battery_pct
         self.counters = collections.Counter()
         self._keys = {}  # device_id -> (sealed, DeviceKeys)
+        self._parsed = {}  # device_id -> _Parsed: the core's objects beside the store's device row
         self._now_s = None  # the batch's clock reading as JSON (set by _write)
         # may_log(peer) -> bool: whether a rejection from this peer may be
         # logged now (the server rate-limits per peer; counters always count)
-        self.may_log = None
+        self.may_log: Callable[[object], bool] | None = None
         self.outbox = _outbox_for(store)  # forwarding to ARCs and maps: None unless configured
         self.locator = locations.Locator(store)  # cell and Wi-Fi observations -> receiver-resolved positions
 
@@ -528,35 +590,32 @@ class Receiver:
         touched = {}
         ack_time = int(now) & 0xFFFFFFFF
         encode_raw, ack_type = F.encode_raw, F.ACK
+        parsed = self._parsed
         for i, fr, raw, transport, peer, keys in verified:
             out = outs[i]
             dev = fr.device_id
             seq = fr.seq
             device = devices[dev]
-            # the window object lives on the cached device row between
-            # batches (the store drops the rows on rollback or when another
-            # process wrote), so it is parsed once, not once per batch
-            w = device.get(_WINDOW_OBJ)
-            if w is None:
-                if device["window"] is not None:
-                    w = ReplayWindow.from_bytes(bytes(device["window"]))
-                else:  # no saved window: rebuild it from the evidence, never trust emptiness
-                    w = ReplayWindow()
-                    for q in sorted(st.recent_seqs(dev, WINDOW)):
-                        w.mark(q)
-                device[_WINDOW_OBJ] = w
-                device["down_seq"] = device["down_seq"] or 0
+            # the window is parsed once while the store keeps handing out
+            # the same row (its cache holds between batches), not once per
+            # batch; a new row is parsed again (_Parsed)
+            p = parsed.get(dev)
+            if p is None:
+                p = parsed[dev] = _Parsed()
+            if p.row is not device:
+                p.parse(st, dev, device)
+            w = p.window
             verdict = w.check(seq)
             if verdict == STALE:
                 self._reject(out, R_STALE, transport, peer, "older than the replay window", dev, seq)
                 continue
-            touched[dev] = device
+            touched[dev] = p
             if verdict == NEW:
                 w.mark(seq)
                 out.status = ACCEPTED
                 name = out.type
                 latlon = _latlon(fr.body.lat, fr.body.lon)
-                evs, inc = self._apply(fr, name, device, incs, dirty_incs, now, transport, latlon)
+                evs, inc = self._apply(fr, name, device, p, incs, dirty_incs, now, transport, latlon)
                 iid = out.incident_id = None if inc is None else inc["id"]
                 frame_rows.append((dev, seq, name, fr.time, now, transport, peer, raw, frame_json(fr, name, latlon), iid))
                 if evs:
@@ -580,11 +639,12 @@ class Receiver:
         st.add_events(map(_EVENT_ROW, events))
         if self.outbox is not None and events:  # forwarded messages commit with the events that cause them
             self.outbox.queue(st, events)
-        st.save_devices(touched.values())
+        st.save_devices([p.row for p in touched.values()])
         st.save_incidents(dirty_incs.values())
         rows = []
-        for dev, d in touched.items():
-            d["window"] = d[_WINDOW_OBJ].to_bytes()
+        for dev, p in touched.items():
+            d = p.row
+            d["window"] = p.window.to_bytes()
             rows.append((dev, d["window"], d["down_seq"]))
         st.save_replays(rows)
         return events
@@ -623,9 +683,10 @@ class Receiver:
         dirty[iid] = inc
         return inc
 
-    def _apply(self, fr, name, device, incs, dirty, now, transport, latlon):
+    def _apply(self, fr, name, device, parsed, incs, dirty, now, transport, latlon):
         """The incident rules for one new frame, on in-memory rows (device,
-        incidents); the caller writes the changed rows once per batch.
+        incidents; parsed: the device's _Parsed); the caller writes the
+        changed rows once per batch.
         Returns ([Event], the incident the frame belongs to or None)."""
         rep = fr.body
         dev = fr.device_id
@@ -652,7 +713,7 @@ class Receiver:
             device["battery"] = battery
         if csq != _NO_CSQ:
             device["csq"] = csq
-        _apply_where(device, cands, unresolved, ph, now)
+        _apply_where(device, parsed.device_est(device), cands, unresolved, ph, now)
         status_events = [v for t, v in rep.tlvs if t == F.T_EVENT] if rep.tlvs else ()
         low = rep.battery_low or (battery != _NO_BATTERY and battery <= self.low_battery_pct) or any(
             c == F.EV_LOW_BATTERY for c, _ in status_events)
@@ -676,6 +737,7 @@ class Receiver:
             if eff == R.E_OPEN:
                 inc = self._open(incs, dirty, dev, kind, now, fr)
             elif eff == R.E_CLOSE:
+                assert inc is not None  # rules.py closes only in situation OPEN, where _find_incident found it
                 inc.update(state=S.CANCELLED, closed_at=now, closed_seq=fr.seq, closed_by="CANCEL")
             elif eff == R.E_DURESS:
                 # the latest incident of its kind, whatever its state
@@ -685,7 +747,7 @@ class Receiver:
                 inc.update(state=S.DURESS, duress=1, closed_at=None, closed_seq=None, closed_by=None)
         elif ftype == F.STATUS:
             for code, detail in status_events:
-                sname = jsonform.EVENT_NAMES.get(code, "event %d" % code)
+                sname = jsonform.EVENT_NAMES.get(code) or "event %d" % code  # every known name is non-empty
                 events.append(Event.of(_event_dict("status", now, device, None, label="STATUS " + sname.upper(),
                                                    status=sname, detail=detail, frame={"type": name, "seq": fr.seq})))
 
@@ -698,18 +760,19 @@ class Receiver:
                 inc["battery"] = battery
             if csq != _NO_CSQ:
                 inc["csq"] = csq
-            _apply_where(inc, cands, unresolved, ph, now)
+            ist = parsed.inc_est(inc)
+            _apply_where(inc, ist, cands, unresolved, ph, now)
             dirty[inc["id"]] = inc
             if ev_kind is not None:
                 extra = () if ph is None else (E.placeholder_item(ph, fr.seq, fr.time or now, now),)
-                events.append(_inc_event(ev_kind, now, self._now_s, device, inc, label, fr, name, transport,
+                events.append(_inc_event(ev_kind, now, self._now_s, device, parsed, inc, ist, label, fr, name, transport,
                                          rep.source != F.SRC_NONE and ph is None, latlon, extra))
         elif ev_kind is not None:
             extra = () if ph is None else (E.placeholder_item(ph, fr.seq, fr.time or now, now),)
             events.append(Event.of(_event_dict(ev_kind, now, device, None, label=label,
                                                frame={"type": name, "seq": fr.seq, "time": fr.time, "transport": transport},
                                                position=_inc_position(device, now),
-                                               evidence=E.evidence_of(device, now, extra),
+                                               evidence=E.evidence(parsed.device_est(device), now, extra),
                                                battery=device["battery"], csq=device["csq"])))
         return events, inc
 
@@ -778,18 +841,19 @@ def _outbox_for(store):
         raise ReceiverError(str(e))
 
 
-def _apply_where(row, cands, unresolved, ph, now):
+def _apply_where(row, st, cands, unresolved, ph, now):
     """One frame's positions and observations into a device or incident
-    row (receiver/estimate.py chooses the estimate by its rules)."""
+    row and its estimate state st (receiver/estimate.py chooses the
+    estimate by its rules)."""
     if cands:
         for c in cands:
-            E.add(row, c, now)
+            E.add(row, st, c, now)
     elif row["lat_e7"] is not None:
-        E.refresh(row, now)  # R2/R3 depend on `now`: a stale fix may give way to newer evidence
+        E.refresh(row, st, now)  # R2/R3 depend on `now`: a stale fix may give way to newer evidence
     if unresolved is not None:
-        E.observe_unresolved(row, unresolved[0], unresolved[1], unresolved[2], unresolved[3], now)
+        E.observe_unresolved(row, st, unresolved[0], unresolved[1], unresolved[2], unresolved[3], now)
     if ph is not None:
-        E.placeholder(row, now)
+        E.placeholder(row, st, now)
 
 
 def _event_dict(kind, now, device, inc, **extra):

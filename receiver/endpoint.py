@@ -17,9 +17,13 @@ Must stay in sync with: core.Receiver (handle_frame / handle_sms / tick).
 """
 
 import os
+from typing import TYPE_CHECKING
 
 from receiver import core, masterkey
 from receiver import store as S
+
+if TYPE_CHECKING:
+    from receiver import contracts
 
 
 class VirtualClock:
@@ -92,3 +96,8 @@ class Endpoint:
         CMD_LISTEN_IN) for the device's next ACK."""
         return core.operator_command(self.store, device_id, kind, value, actor, clock=self.clock,
                                      on_event=self.events.append)
+
+
+if TYPE_CHECKING:  # the contract Endpoint keeps (receiver/contracts.py), proved by pyright
+    def _keeps(e: Endpoint) -> contracts.Endpoint:
+        return e

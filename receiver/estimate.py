@@ -50,7 +50,10 @@ before: what SQL readers and the forwarders see); every other class's
 newest position, the newest observation the database could not resolve,
 and the count of (0, 0) placeholders in the row's `evidence` column (JSON),
 rewritten only when it changes: a stream of live fixes never touches it.
-The parsed state rides on the cached row (key _EST) between batches.
+The parsed state (state(row): [slots, unresolved, placeholders, selected
+class]) is the caller's to keep beside the row and hand back with it: the
+receiver core keeps it between batches with the rows the store caches
+(core._Parsed), never inside the row, which holds only its columns.
 
 Must stay in sync with: receiver/core.py (what it feeds in), store.py
 (columns), watch.py (lines), docs/receiver.md ("Where the person is now",
@@ -81,7 +84,6 @@ CLASS_NAMES = ("gnss", "wifi", "cell")
 RESOLVED = ("wifi (resolved)", "cell (resolved)")
 # within a class, at the same time and accuracy: a live fix before a last fix
 _SRC_RANK = {"gnss": 3, "last_fix": 2, "wifi": 1, "cell": 1, "wifi (resolved)": 0, "cell (resolved)": 0}
-_EST = "_estimate"  # the parsed state on a cached row: [slots, unresolved, placeholders, selected class]
 _NO_TIME = -math.inf
 _NO_ACC = 1 << 40
 
@@ -121,14 +123,11 @@ def select(slots, now):
 
 # ---------------------------------------------------------------- rows
 
-def _state(row):
-    st = row.get(_EST)
-    if st is None:
-        st = row[_EST] = _load(row)
-    return st
-
-
-def _load(row):
+def state(row):
+    """The estimate's parsed state of a row (its estimate columns and its
+    `evidence`): [slots, unresolved, placeholders, selected class], for
+    add / observe_unresolved / placeholder / refresh / evidence to work on
+    with the row."""
     slots: list = [None, None, None]
     sel = None
     src = row.get("source")
@@ -188,13 +187,10 @@ def _store(row, st, now, evidence_dirty):
         row["evidence"] = _evidence_json(st)
 
 
-def add(row, cand, now):
+def add(row, st, cand, now):
     """Merge one received position into a row (R1) and choose the estimate
-    again at `now` (R2, R3). Returns True when the row's estimate columns
-    now hold `cand`."""
-    st = row.get(_EST)
-    if st is None:
-        st = row[_EST] = _load(row)
+    again at `now` (R2, R3). st: state(row), kept by the caller since.
+    Returns True when the row's estimate columns now hold `cand`."""
     slots = st[0]
     cls = CLASS_OF[cand[4]]
     cur = slots[cls]
@@ -218,29 +214,26 @@ def add(row, cand, now):
     return slots[st[3]] is cand if st[3] is not None else False
 
 
-def observe_unresolved(row, time, source, note, seq, now):
+def observe_unresolved(row, st, time, source, note, seq, now):
     """An observation the location database could not resolve (source
     "cell" or "wifi", note "cell ... not in database"): kept as evidence
     (the newest one), never a position."""
-    st = _state(row)
     u = st[1]
     if u is None or (time or 0) >= (u[0] or 0):
         st[1] = (time, source, note, seq)
         _store(row, st, now, True)
 
 
-def placeholder(row, now):
+def placeholder(row, st, now):
     """A cell or Wi-Fi source at (0, 0) from a device flashed before the
     position rule: counted on the row, never a position."""
-    st = _state(row)
     st[2] += 1
     _store(row, st, now, True)
 
 
-def refresh(row, now):
+def refresh(row, st, now):
     """The estimate again at a later `now` (R2/R3 depend on it): a view
     that shows a row long after its last frame calls this first."""
-    st = _state(row)
     _store(row, st, now, False)
 
 
@@ -298,16 +291,9 @@ def evidence(st, now, extra=()):
     return out
 
 
-def evidence_of(row, now, extra=()):
-    return evidence(_state(row), now, extra)
-
-
-def has_evidence(row):
-    """True when the row holds anything besides its estimate (the event
+def has_evidence(st):
+    """True when the state holds anything besides its estimate (the event
     formatter's fast path: a stream of live fixes has none)."""
-    st = row.get(_EST)
-    if st is None:
-        return bool(row.get("evidence"))
     slots, unresolved, _n, sel = st
     return unresolved is not None or (sel != GNSS and slots[GNSS] is not None) or (
         sel != WIFI and slots[WIFI] is not None) or (sel != CELL and slots[CELL] is not None)
@@ -397,8 +383,8 @@ def view(row, now):
     fix_time, age_s, map, note, seq, stale. An evidence item: source,
     lat_e7/lon_e7/lat/lon/accuracy_m (None for an unresolved observation),
     time, age_s, note, seq, newer (True: newer than the estimate). The row
-    is not changed (a copy is chosen from)."""
-    st = _load(row) if row.get(_EST) is None else [list(row[_EST][0])] + row[_EST][1:]
+    is not changed."""
+    st = state(row)
     st[3] = select(st[0], now)
     pos = None if st[3] is None else position_dict(st[0][st[3]], now)
     return {"position": pos, "evidence": evidence(st, now), "placeholders": st[2]}

@@ -75,7 +75,7 @@ class Leader:
             if self.held:
                 self._conn.execute("SELECT 1").fetchone()
             else:
-                self.held = bool(self._conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (self.key,)).fetchone()["ok"])
+                self.held = bool(store_pg.one_row(self._conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (self.key,)))["ok"])
         except (psycopg.Error, Unavailable) as e:
             if self.held:
                 log.error("leader's database session lost (%s): this node stops leading", " ".join(str(e).split()))

@@ -255,9 +255,12 @@ class _Conn(asyncio.BufferedProtocol):
     the ACKs it is given back, in order. Deadlines are enforced by the
     server's sweeper through `until` / `why`."""
 
+    # set by connection_made, which asyncio calls before any other method;
+    # the server reaches a connection only through the pools it joins there
+    transport: asyncio.Transport
+
     def __init__(self, server):
         self.s = server
-        self.transport = None
         self.ip = "?"
         self.until = 0.0
         self.why = ""
@@ -277,6 +280,9 @@ class _Conn(asyncio.BufferedProtocol):
 
     def connection_made(self, transport):
         s = self.s
+        # a stream server's transport (create_server) is always a Transport:
+        # it reads, writes and pauses, which BaseTransport does not promise
+        assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.ip = peer[0] if peer else "?"
@@ -432,8 +438,15 @@ class _Conn(asyncio.BufferedProtocol):
 
 
 class Server:
+    # made by start() on the running loop; nothing reads them before it
+    _loop: asyncio.AbstractEventLoop
+    _wake: asyncio.Event  # frames are queued
+    _store_lock: asyncio.Lock  # one store user at a time (batch, SMS, tick)
+
     def __init__(self, receiver, limits=None, supervise_every=30.0, leader=None):
-        self.receiver = receiver
+        # cli.py binds the sockets before it opens the store, so it makes
+        # the Server with None and sets the receiver before start()
+        self.receiver: core.Receiver = receiver
         # leader.Leader on a PostgreSQL store with several nodes: supervision
         # and forwarding run only while it is held. None: this node leads.
         self.leader = leader
@@ -455,15 +468,12 @@ class Server:
         self._read_buf = bytearray(16384)
         self._read_view = memoryview(self._read_buf)
         self._ready = collections.deque()  # connections with queued frames, in turn
-        self._wake = None  # asyncio.Event: frames are queued
-        self._store_lock = None  # asyncio.Lock: one store user at a time (batch, SMS, tick)
         self._committer = None  # the one thread that waits for COMMIT (the disk)
-        self._loop = None
         self._servers = []
         self._tasks = []
         self._tcp_socks = []
         self._http_socks = []
-        self._logs = None
+        self._logs: _LogBudget | None = None
         self.tcp_address = None
         self.http_address = None
         self.forwarder = None  # receiver/forward/: runs only when forward targets are configured
@@ -493,21 +503,22 @@ class Server:
             self.bind(host, port, http)
         self._loop = asyncio.get_running_loop()
         lim = self.limits
-        self._logs = _LogBudget(self._now, lim.log_burst, lim.log_per_s, lim.log_total_per_s)
-        self.receiver.may_log = self._logs.allow
+        logs = self._logs = _LogBudget(self._now, lim.log_burst, lim.log_per_s, lim.log_total_per_s)
+        self.receiver.may_log = logs.allow
         self._wake = asyncio.Event()
         self._store_lock = asyncio.Lock()
         self._committer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="receiver-commit")
         self._tasks.append(asyncio.create_task(self._flusher()))
-        self._tasks.append(asyncio.create_task(self._sweeper()))
+        self._tasks.append(asyncio.create_task(self._sweeper(logs)))
         if self.supervise_every:
             self._tasks.append(asyncio.create_task(self._supervisor()))
-        if self.leader is None:
+        leader = self.leader
+        if leader is None:
             await self._start_forwarder()
         else:
             self._leader_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="receiver-leader")
-            await self._lead_step()
-            self._tasks.append(asyncio.create_task(self._lead()))
+            await self._lead_step(leader)
+            self._tasks.append(asyncio.create_task(self._lead(leader)))
         for sock in self._tcp_socks:
             srv = await self._loop.create_server(lambda: _Conn(self), sock=sock, backlog=1024)
             self._servers.append(srv)
@@ -538,7 +549,7 @@ class Server:
             await self.forwarder.close()
         if self._committer is not None:
             self._committer.shutdown(wait=True)
-        if self._leader_thread is not None:
+        if self._leader_thread is not None and self.leader is not None:
             await self._loop.run_in_executor(self._leader_thread, self.leader.release)
             self._leader_thread.shutdown(wait=True)
 
@@ -668,18 +679,18 @@ class Server:
         async with self._store_lock:
             return fn(*args)
 
-    async def _lead(self):
+    async def _lead(self, leader):
         """Every leader.every seconds, one leader step (the first ran in
         start(), so a lone node leads before it takes its first frame)."""
         while True:
-            await asyncio.sleep(self.leader.every)
-            await self._lead_step()
+            await asyncio.sleep(leader.every)
+            await self._lead_step(leader)
 
-    async def _lead_step(self):
+    async def _lead_step(self, leader):
         """One leader.step() off the loop; the once-per-centre work
         (supervision, the forwarder) starts when this node takes the lock
         and stops when it loses it (leader.py)."""
-        held = await self._loop.run_in_executor(self._leader_thread, self.leader.step)
+        held = await self._loop.run_in_executor(self._leader_thread, leader.step)
         if held and not self.leading:
             self.leading = True
             self.counters["leader taken"] += 1
@@ -728,7 +739,7 @@ class Server:
             except Exception as e:
                 log.error("supervision tick failed: %s", e.__class__.__name__)
 
-    async def _sweeper(self):
+    async def _sweeper(self, logs):
         """Deadlines for every connection, checked by one task instead of a
         timer per read (cheaper per frame; a deadline fires within `step`).
         An unverified connection whose frames are being verified is given
@@ -748,7 +759,7 @@ class Server:
             n += 1
             if n * step >= 5.0:
                 n = 0
-                self._logs.flush()
+                logs.flush()
 
     # ------------------------------------------------------------ TCP admission
 
@@ -881,7 +892,7 @@ class Server:
         if out.status == core.ERROR:
             return 503, res
         if out.reason == core.R_SENDER:
-            res["error"] = "'from': " + core.sender_problem(sender)
+            res["error"] = "'from': %s" % core.sender_problem(sender)
             return 400, res
         return 422, res
 

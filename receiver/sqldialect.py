@@ -34,6 +34,7 @@ rules, one by one).
 """
 
 import re
+from typing import LiteralString, cast
 
 from receiver.errors import ReceiverError
 
@@ -42,7 +43,7 @@ _INSERT_OR_IGNORE = re.compile(r"^\s*INSERT\s+OR\s+IGNORE\s+INTO\s", re.I)
 _INSERT = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)", re.I)
 _REFUSED = re.compile(r"^\s*(PRAGMA|VACUUM|ATTACH)\b|sqlite_", re.I)
 
-_cache = {}
+_cache: dict[tuple[str, frozenset], tuple[LiteralString, bool]] = {}
 
 _ID_COLUMN = re.compile(r"\bid\s+INTEGER\s+PRIMARY\s+KEY(\s+AUTOINCREMENT)?\b", re.I)
 _TYPES = ((re.compile(r"\bINTEGER\b", re.I), "BIGINT"), (re.compile(r"\bREAL\b", re.I), "DOUBLE PRECISION"),
@@ -65,9 +66,12 @@ def ddl_to_pg(ddl):
     return _WINDOW.sub('"window"', q)
 
 
-def to_pg(sql, returning_tables=frozenset()):
+def to_pg(sql, returning_tables=frozenset()) -> tuple[LiteralString, bool]:
     """(statement in PostgreSQL's dialect, whether it returns the new id).
-    returning_tables: tables whose INSERTs should return their id."""
+    returning_tables: tables whose INSERTs should return their id. The
+    statement is a LiteralString to psycopg: it is made from store.py's
+    fixed templates (column lists and placeholders), and values travel as
+    parameters, never in its text."""
     key = (sql, returning_tables)
     hit = _cache.get(key)
     if hit is not None:
@@ -89,5 +93,5 @@ def to_pg(sql, returning_tables=frozenset()):
             returning = True
     if len(_cache) > 4096:  # statements are made from a fixed set of templates; bound it anyway
         _cache.clear()
-    _cache[key] = (q, returning)
-    return q, returning
+    out = _cache[key] = (cast(LiteralString, q), returning)
+    return out

@@ -46,10 +46,14 @@ import sqlite3
 import stat
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from receiver import masterkey, personref
 from receiver.store_console import CONSOLE_MIGRATION, ConsoleStore
 from receiver.errors import DuplicateDevice, MasterKeyUnavailable, ReceiverError, Unavailable, UnknownDevice
+
+if TYPE_CHECKING:
+    from receiver import contracts
 
 ACTIVE = "active"
 RETIRED = "retired"
@@ -331,6 +335,41 @@ json_string = getattr(json.encoder, "c_encode_basestring_ascii", None) or json.e
 _to_json = to_json
 
 
+class _Cache:
+    """What SqliteStore keeps between batches (load_batch), valid while
+    SQLite's data_version is `dv` and dropped whole (see load_batch):
+      devices   {device_id: device row + 'window' and 'down_seq'}
+      incs      {(device_id, kind): latest incident row}
+      pending   device ids with undelivered commands
+      loaded    device ids whose rows above are loaded
+      keys      {device_id: (status, sealed key) or None} (keys_for)
+      memo      batch_memo's dicts, by name
+      written   {incident id: its state columns as this store last wrote
+                them} (save_incidents), kept beside the rows: the rows
+                hold only their columns, for the core to read and change
+    """
+
+    __slots__ = ("dv", "devices", "incs", "pending", "loaded", "keys", "memo", "written")
+
+    def __init__(self, dv):
+        self.dv = dv
+        self.devices = {}
+        self.incs = {}
+        self.pending = set()
+        self.loaded = set()
+        self.keys = {}
+        self.memo = {}
+        self.written = {}
+
+
+def _new_id(cur) -> int:
+    """The id of the row an INSERT just made (the cursor's lastrowid, None
+    only before a cursor has inserted anything)."""
+    rid = cur.lastrowid
+    assert rid is not None, "an INSERT made no row id"
+    return rid
+
+
 def _rowdict(cursor, row):
     return {d[0]: row[i] for i, d in enumerate(cursor.description)}
 
@@ -344,7 +383,7 @@ class SqliteStore(ConsoleStore):
         self._master = master_key
         self._clock = clock
         self._in_tx = False
-        self._cache = None
+        self._cache: _Cache | None = None
         self._lock = threading.RLock()
         if path not in ("", ":memory:"):
             private_files(path)
@@ -363,7 +402,7 @@ class SqliteStore(ConsoleStore):
             self._db.close()
             raise Unavailable("cannot use store %s: %s" % (path, e))
         if master_key is not None:
-            self._check_master()
+            self._check_master(master_key)
 
     # ------------------------------------------------------------ plumbing
 
@@ -392,13 +431,15 @@ class SqliteStore(ConsoleStore):
                 self._db.execute("ROLLBACK")
                 raise
 
-    def _check_master(self):
+    def _check_master(self, master):
+        """The store opened with the master key `master` (self._master):
+        the key it was first opened with, or refused."""
         row = self._db.execute("SELECT value FROM meta WHERE key = 'master_check'").fetchone()
         if row is None:
             with self.transaction():
-                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('master_check', ?)", (self._master.check_value(),))
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('master_check', ?)", (master.check_value(),))
             row = self._db.execute("SELECT value FROM meta WHERE key = 'master_check'").fetchone()
-        if not self._master.matches(row["value"]):
+        if not master.matches(row["value"]):
             raise MasterKeyUnavailable("the master key does not match store %s" % self.path)
 
     def transaction(self):
@@ -680,9 +721,9 @@ class SqliteStore(ConsoleStore):
         it at the start of every batch, and a query per lookup would cost as
         much as the lookup."""
         c = self._cache if self._cache is not None else self._valid_cache()
-        m = c.get(name)
+        m = c.memo.get(name)
         if m is None:
-            m = c[name] = {}
+            m = c.memo[name] = {}
         return m
 
     # ------------------------------------------------------------ batch access (the core's hot path)
@@ -698,28 +739,28 @@ class SqliteStore(ConsoleStore):
         data_version), on any other write through this store, and on
         rollback, so it never serves a row the database no longer holds."""
         c = self._valid_cache()
-        ids = [i for i in device_ids if i not in c["loaded"]]
+        ids = [i for i in device_ids if i not in c.loaded]
         if ids:
             marks = ",".join("?" * len(ids))
             for r in self._x(
                     "SELECT %s, r.window AS window, r.down_seq AS down_seq FROM devices d LEFT JOIN replay r "
                     "ON r.device_id = d.device_id WHERE d.device_id IN (%s)" % (", ".join("d." + x.strip() for x in _DEVICE_COLS.split(",")), marks),
                     ids).fetchall():
-                c["devices"][r["device_id"]] = r
+                c.devices[r["device_id"]] = r
             for i in self._x(
                     "SELECT %s FROM incidents WHERE id IN (SELECT MAX(id) FROM incidents WHERE device_id IN (%s) GROUP BY device_id, kind)"
                     % (_INCIDENT_COLS, marks), ids).fetchall():
-                c["incs"][(i["device_id"], i["kind"])] = i
-            c["pending"].update(r["device_id"] for r in self._x(
+                c.incs[(i["device_id"], i["kind"])] = i
+            c.pending.update(r["device_id"] for r in self._x(
                 "SELECT DISTINCT device_id FROM commands WHERE delivered_seq IS NULL AND device_id IN (%s)" % marks, ids).fetchall())
-            c["loaded"].update(ids)
-        return c["devices"], c["incs"], c["pending"]
+            c.loaded.update(ids)
+        return c.devices, c.incs, c.pending
 
     def _valid_cache(self):
         dv = self._x("PRAGMA data_version").fetchone()["data_version"]
         c = self._cache
-        if c is None or c["dv"] != dv:
-            c = self._cache = {"dv": dv, "loaded": set(), "devices": {}, "incs": {}, "pending": set(), "keys": {}}
+        if c is None or c.dv != dv:
+            c = self._cache = _Cache(dv)
         return c
 
     def drop_cache(self):
@@ -729,7 +770,7 @@ class SqliteStore(ConsoleStore):
         """{device_id: (status, sealed key)} for those registered (cached
         like load_batch)."""
         c = self._valid_cache()
-        keys = c["keys"]
+        keys = c.keys
         ids = [i for i in device_ids if i not in keys]
         if ids:
             for i in ids:
@@ -783,7 +824,6 @@ class SqliteStore(ConsoleStore):
     assert sorted(_INC_MOVE + _INC_STATE_COLS) == sorted(_INC_STATE)
     _INC_MOVE_ROW = operator.itemgetter(*_INC_MOVE, "id")
     _INC_MOVE_SQL = "UPDATE incidents SET %s WHERE id = ?" % ", ".join("%s = ?" % c for c in _INC_MOVE)
-    _WRITTEN = "_written_state"  # on a cached incident row: its state columns as last written here
 
     def save_incidents(self, incidents):
         """Write back incident rows handed out by load_batch (or built by the
@@ -791,11 +831,15 @@ class SqliteStore(ConsoleStore):
         if not self._in_tx:
             self._write("bug")
         full, moved = [], []
-        state_of, written = self._INC_STATE_OF, self._WRITTEN
+        c = self._cache
+        # without a cache (PostgreSQL's store keeps none) every row is written whole
+        written = c.written if c is not None else {}
+        state_of = self._INC_STATE_OF
         for i in incidents:
+            iid = i["id"]
             now = state_of(i)
-            (moved if i.get(written) == now else full).append(i)
-            i[written] = now  # true once this transaction commits; a rollback drops the cached rows
+            (moved if written.get(iid) == now else full).append(i)
+            written[iid] = now  # true once this transaction commits; a rollback drops the cache, this with it
         if full:
             self._db.executemany(self._INC_SQL, map(self._INC_ROW, full))
         if moved:
@@ -850,7 +894,7 @@ class SqliteStore(ConsoleStore):
             "INSERT INTO incidents (device_id, kind, state, opened_at, opened_seq, opened_by, updated_at) VALUES (?, ?, 'open', ?, ?, ?, ?)",
             (device_id, kind, opened_at, opened_seq, opened_by, opened_at),
         )
-        return cur.lastrowid
+        return _new_id(cur)
 
     def update_incident(self, incident_id, **fields):
         cols = ", ".join("%s = ?" % k for k in fields)
@@ -869,7 +913,7 @@ class SqliteStore(ConsoleStore):
                 (device_id, kind, value, self._clock(), acting(actor)),
             )
             self.audit(actor, "command %s" % kind, device_id, None if value is None else "value=%s" % value)
-            return cur.lastrowid
+            return _new_id(cur)
 
     def commands_for_ack(self, device_id, acked_seq, now):
         """Commands to put into the ACK of uplink `acked_seq`: those already
@@ -1151,3 +1195,8 @@ def open_store(path, master_key=None, clock=time.time, create=True):
 
 
 Store = SqliteStore
+
+
+if TYPE_CHECKING:  # the contracts SqliteStore keeps (receiver/contracts.py), proved by pyright
+    def _keeps(s: SqliteStore) -> tuple[contracts.CoreStore, contracts.StoreSection, contracts.FeedStore]:
+        return s, s, s

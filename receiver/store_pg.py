@@ -66,14 +66,18 @@ docs/receiver.md (the PostgreSQL sections).
 import threading
 import time
 import urllib.parse
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import conninfo as _conninfo
-from psycopg.rows import dict_row, tuple_row
+from psycopg.rows import DictRow, dict_row, tuple_row
 
 from receiver import sqldialect
 from receiver import store as S
 from receiver.errors import ReceiverError, Unavailable
+
+if TYPE_CHECKING:
+    from receiver import contracts
 
 SCHEMES = ("postgresql://", "postgres://")
 FEED_CHANNEL = "panic_events"
@@ -254,7 +258,9 @@ def connect(url, **extra):
     """A psycopg connection (autocommit, rows as dicts), or Unavailable
     naming the URL without its password."""
     try:
-        return psycopg.connect(conninfo(url, **extra), autocommit=True, row_factory=dict_row)
+        # Connection[DictRow]: the row type the row factory makes (psycopg's
+        # connect() is typed by the class it is called on)
+        return psycopg.Connection[DictRow].connect(conninfo(url, **extra), autocommit=True, row_factory=dict_row)
     except psycopg.Error as e:
         why = _one_line(e)
         if "database" in why and "does not exist" in why:
@@ -272,6 +278,15 @@ def close_quietly(conn):
             pass
 
 
+def one_row(cur):
+    """The row of a statement that always returns exactly one (a SELECT of
+    expressions or aggregates without FROM or GROUP BY, or an INSERT ...
+    RETURNING of one row)."""
+    row = cur.fetchone()
+    assert row is not None, "a one-row statement returned no row"
+    return row
+
+
 def _one_line(e):
     return " ".join(str(e).split()) or e.__class__.__name__
 
@@ -285,12 +300,21 @@ class _Conn:
 
     def __init__(self, store):
         self.store = store
-        self.pg = None
+        self.pg: psycopg.Connection[DictRow] | None = None
         self.returning = frozenset()
 
+    @property
+    def live(self):
+        """The connection open() made (ensure() makes it again after a
+        drop()); using the store after close() is our misuse."""
+        pg = self.pg
+        if pg is None:
+            raise ReceiverError("the store's connection is closed (bug)")
+        return pg
+
     def open(self):
-        self.pg = connect(self.store.url)
-        self.returning = frozenset(r["table_name"] for r in self.pg.execute(
+        pg = self.pg = connect(self.store.url)
+        self.returning = frozenset(r["table_name"] for r in pg.execute(
             "SELECT table_name FROM information_schema.columns WHERE table_schema = current_schema() "
             "AND column_name = 'id' AND is_identity = 'YES'").fetchall())
 
@@ -319,14 +343,14 @@ class _Conn:
         return self._run(q, args, returning)
 
     def _run(self, q, args, returning):
-        cur = self.pg.execute(q, args or None, prepare=None)
+        cur = self.live.execute(q, args or None, prepare=None)
         if returning:
-            return _Inserted(cur.fetchone()["id"], cur.rowcount)
+            return _Inserted(one_row(cur)["id"], cur.rowcount)
         return cur
 
     def executemany(self, sql, rows):
         q, _ = sqldialect.to_pg(sql)
-        with self.pg.cursor() as cur:
+        with self.live.cursor() as cur:
             cur.executemany(q, rows)
             return cur.rowcount
 
@@ -374,7 +398,7 @@ class PgStore(S.SqliteStore):
             raise
         self._db.open()  # again: the migrations may have made the tables with ids
         if master_key is not None:
-            self._check_master()
+            self._check_master(master_key)
 
     # ------------------------------------------------------------ plumbing
 
@@ -388,8 +412,8 @@ class PgStore(S.SqliteStore):
     def _migrate(self, create=True):
         """Apply MIGRATIONS, each in its own transaction under an advisory
         lock, so nodes that start together migrate once."""
-        pg = self._db.pg
-        exists = pg.execute("SELECT to_regclass('schema_version') IS NOT NULL AS e").fetchone()["e"]
+        pg = self._db.live
+        exists = one_row(pg.execute("SELECT to_regclass('schema_version') IS NOT NULL AS e"))["e"]
         if not exists and not create:
             raise Unavailable("no store at %s (no receiver schema in that database)" % self.path)
         while True:
@@ -397,7 +421,7 @@ class PgStore(S.SqliteStore):
                 pg.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATE_LOCK,))
                 pg.execute("CREATE TABLE IF NOT EXISTS schema_version "
                            "(version BIGINT PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)")
-                have = pg.execute("SELECT COALESCE(MAX(version), 0) AS v FROM schema_version").fetchone()["v"]
+                have = one_row(pg.execute("SELECT COALESCE(MAX(version), 0) AS v FROM schema_version"))["v"]
                 if have > len(MIGRATIONS):
                     raise Unavailable("store %s has schema version %d, newer than this receiver (%d)"
                                       % (self.path, have, len(MIGRATIONS)))
@@ -415,7 +439,7 @@ class PgStore(S.SqliteStore):
                 self._cache = None
                 if self._db.usable():
                     try:
-                        self._db.pg.execute("ROLLBACK")
+                        self._db.live.execute("ROLLBACK")
                     except psycopg.Error:
                         self._db.drop()  # made again at the next begin()
         finally:
@@ -429,7 +453,7 @@ class PgStore(S.SqliteStore):
             raise ReceiverError("nested store transaction (bug)")
         try:
             self._db.ensure()
-            self._db.pg.execute("BEGIN")
+            self._db.live.execute("BEGIN")
             self._memo = {}
         except BaseException:
             self._lock.release()
@@ -513,19 +537,19 @@ class PgStore(S.SqliteStore):
     def insert_cells(self, rows):
         if not self._in_tx:
             self._write("bug")
-        with self._db.pg.cursor() as cur:
+        with self._db.live.cursor() as cur:
             cur.executemany(self._CELL_UPSERT, rows)
 
     def insert_wifi_aps(self, rows):
         if not self._in_tx:
             self._write("bug")
-        with self._db.pg.cursor() as cur:
+        with self._db.live.cursor() as cur:
             cur.executemany(self._WIFI_UPSERT, rows)
 
     def _tuples(self, sql, args):
         if not self._in_tx:
             self._db.ensure()
-        with self._db.pg.cursor(row_factory=tuple_row) as cur:
+        with self._db.live.cursor(row_factory=tuple_row) as cur:
             return cur.execute(sql, args, prepare=True).fetchall()
 
     def cell_rows(self, mcc, net, area, cell):
@@ -710,3 +734,8 @@ def _event(r):
     e = json.loads(r["body"])
     e["event_id"] = r["id"]
     return e
+
+
+if TYPE_CHECKING:  # the contracts PgStore keeps (receiver/contracts.py), proved by pyright
+    def _keeps(s: PgStore) -> tuple[contracts.CoreStore, contracts.StoreSection, contracts.FeedStore]:
+        return s, s, s

@@ -83,9 +83,10 @@ def _cands(script):
 @given(positions, st.integers(0, 2000))
 def test_the_estimate_is_the_rules_read_literally_after_every_position(script, later):
     row = {"lat_e7": None}
+    est_state = E.state(row)  # kept beside the row, as the receiver core keeps it; views read the row alone
     got = []
     for c, now in _cands(script):
-        E.add(row, c, now)
+        E.add(row, est_state, c, now)
         got.append(c)
         est = E.view(row, now)["position"]
         want = reference(got, now)
@@ -106,10 +107,11 @@ def test_the_rules_stated_one_by_one_and_in_any_order(script, later, rnd):
     shuffled = received[:]
     rnd.shuffle(shuffled)
     a, b = {"lat_e7": None}, {"lat_e7": None}
+    sa, sb = E.state(a), E.state(b)
     for c in received:
-        E.add(a, c, now)
+        E.add(a, sa, c, now)
     for c in shuffled:
-        E.add(b, c, now)
+        E.add(b, sb, c, now)
     ea, eb = E.view(a, now)["position"], E.view(b, now)["position"]
     assert ea == eb  # the order of arrival does not matter
     est = next(c for c in received if c[6] == ea["seq"])  # one of the positions received: never made up
@@ -149,8 +151,9 @@ def test_a_live_fix_five_seconds_old_holds_against_a_newer_cell_until_it_is_stal
     row = {"lat_e7": None}
     fix = (543247897, -27478262, 4, T0, "gnss", None, 130)
     cell = (543240000, -27480000, 1500, T0 + 5, "cell (resolved)", "cell 234-15 TAC 6699 id 30125732", 131)
-    E.add(row, fix, T0)
-    E.add(row, cell, T0 + 5)
+    st = E.state(row)
+    E.add(row, st, fix, T0)
+    E.add(row, st, cell, T0 + 5)
     v = E.view(row, T0 + 5)
     assert v["position"]["source"] == "gnss" and v["position"]["accuracy_m"] == 4 and not v["position"]["stale"]
     assert [(i["source"], i["newer"]) for i in v["evidence"]] == [("cell (resolved)", True)]

@@ -103,7 +103,7 @@ def test_a_plain_ack_is_byte_identical_to_the_protocol_encoder():
 
 
 def test_a_window_kept_between_batches_is_dropped_with_a_failed_batch():
-    """The parsed replay window stays on the cached device row between
+    """The parsed replay window is kept beside the cached device row between
     batches. A batch whose commit fails must not leave its seqs marked:
     the device's retry is then a new frame (stored, raised), never a
     'duplicate' that would be ACKed without being stored."""
@@ -124,6 +124,48 @@ def test_a_window_kept_between_batches_is_dropped_with_a_failed_batch():
     assert [o.status for o in outs] == [core.ACCEPTED] * 3
     assert [f["seq"] for f in ep.store.frames(8)] == [1, 2, 3, 4]
     assert ep.receiver.counters["duplicate"] == 0
+
+
+def test_a_position_from_a_failed_batch_is_not_shown_as_evidence_later():
+    """What the core parsed of the device's position (kept beside its
+    cached row) is dropped with a batch whose commit failed, as the row's
+    columns are: a later event shows only positions the store holds."""
+    d = Dev(13)
+    ep = Endpoint.in_memory({13: d.key}, {13: "URN 13"}, now=T0, path=store_path())
+    ep.on_tcp_frame(d.frame(F.HEARTBEAT, source=F.SRC_GNSS, lat=515000000, lon=-1250000, age=0), T0)
+    real = ep.store.insert_frames
+
+    def broken(rows):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    ep.store.insert_frames = broken
+    cell = d.frame(F.HEARTBEAT, t=T0 + 400, source=F.SRC_CELL, lat=515100000, lon=-1260000, accuracy=900, age=0)
+    assert ep.on_tcp_frame(cell, T0 + 400) == []  # not stored, not ACKed
+    ep.store.insert_frames = real
+    out = ep.receiver.handle_frames([(d.frame(F.CANCEL, t=T0 + 401, source=F.SRC_NONE, lat=0, lon=0), "tcp", "x")])[0]
+    (ev,) = out.events
+    assert ev["kind"] == "cancel" and ev["incident_id"] is None
+    assert [i["source"] for i in ev["evidence"]] == [] and ev["position"]["source"] == "gnss"
+
+
+def test_the_rows_a_batch_reads_hold_their_columns_and_nothing_else():
+    """The store hands the core its cached rows to read and change. What
+    the core parses from them (the replay window, the map link) and what
+    the store remembers of them (the state columns it last wrote) are kept
+    beside the rows, never as keys in them: a row holds the columns a read
+    of the database gives, nothing another reader could trip on."""
+    d = Dev(12)
+    ep = Endpoint.in_memory({12: d.key}, {12: "URN 12"}, now=T0, path=store_path())
+    ep.on_tcp_frame(d.frame(F.ALERT, source=F.SRC_GNSS, lat=515000000, lon=-1250000, age=0), T0)
+    for i in range(2):  # a TRACK writes the incident without its state columns, from what the store remembers
+        ep.on_tcp_frame(d.frame(F.TRACK, source=F.SRC_GNSS, lat=515000000, lon=-1250000, age=0), T0 + 1 + i)
+    st = ep.store
+    iid = st.incidents()[0]["id"]
+    with st.transaction():
+        devices, incs, _ = st.load_batch({12})
+        assert set(devices[12]) == set(st.get_device(12)) | {"window", "down_seq"}
+        assert set(incs[(12, S.KIND_ALERT)]) == set(st.get_incident(iid))
+    assert ep.on_tcp_frame(d.frame(F.TRACK), T0 + 3)  # and the next batch still takes frames
 
 
 def test_incident_state_changes_reach_the_disk_after_track_only_writes(tmp_path):

@@ -322,6 +322,7 @@ class Console:
             msg = {users.LOCKED: "This account is locked after repeated failures: wait 15 minutes or ask an admin."
                    }.get(verdict, "Wrong name or password.")
             return again(msg, 401)
+        assert user is not None  # OK comes with the account: users.precheck refuses a name without one
         tok = security.new_token()
         csrf = security.new_token()
         h = SC.token_hash(tok)

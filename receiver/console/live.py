@@ -126,11 +126,11 @@ class Hub:
         self.counters = {"reads": 0, "events": 0, "messages": 0, "dropped subscribers": 0}
 
     async def start(self):
-        self._kick = asyncio.Event()
+        kick = self._kick = asyncio.Event()
         self.last_id = await self.db(lambda s: s.feed_cursor())
         self.cursor_text = self.db.store.cursor_text
         await self.db(lambda s: s.changed_since_last_call())
-        self._task = asyncio.create_task(self._run())
+        self._task = asyncio.create_task(self._run(kick))
 
     async def close(self):
         if self._task is not None:
@@ -146,21 +146,22 @@ class Hub:
         if self._kick is not None:
             self._kick.set()
 
-    async def _run(self):
+    async def _run(self, kick):
+        """Follow the feed; `kick` (self._kick) is set by kick() on a commit."""
         loop = asyncio.get_running_loop()
         last = 0.0
         self._busy = False
         while True:
             kicked = False
             try:
-                await asyncio.wait_for(self._kick.wait(), self.poll_s)
+                await asyncio.wait_for(kick.wait(), self.poll_s)
                 kicked = True
             except TimeoutError:
                 pass
             gap = last + (BUSY_GAP_S if self._busy else MIN_GAP_S) - loop.time()
             if gap > 0:
                 await asyncio.sleep(gap)
-            self._kick.clear()
+            kick.clear()
             last = loop.time()
             try:
                 await self._read(kicked)
@@ -226,7 +227,8 @@ class Hub:
             n += len(rows)
             if n > REPLAY_MAX:
                 return None
-            data, after = encode(rows, self.cursor_text)
+            data, _ = encode(rows, self.cursor_text)
+            after = rows[-1][0]  # the cursor of the last row read (what encode hands back for rows)
             out.append(data)
         return b"".join(out)
 

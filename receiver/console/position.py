@@ -23,6 +23,7 @@ static/map.js (what the map draws), watch.py.
 """
 
 import json
+from typing import Final
 
 from receiver import estimate as E
 
@@ -53,7 +54,7 @@ def frame_position(d):
     return {"lat": lat / 1e7, "lon": lon / 1e7, "source": src, "accuracy_m": d.get("accuracy_m")}
 
 
-PLACEHOLDER = "placeholder"
+PLACEHOLDER: Final = "placeholder"
 
 
 def trail(frames):

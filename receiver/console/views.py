@@ -135,7 +135,7 @@ def timeline(inc, frames, actions, escalations=()):
         p = position.frame_position(d)
         if p is None:
             pos = ""
-        elif p is position.PLACEHOLDER:
+        elif p == position.PLACEHOLDER:
             pos = "%s (0, 0): a placeholder of older firmware, not a position" % d["source"]
         else:
             pos = "%.7f, %.7f (%s%s)" % (p["lat"], p["lon"], p["source"],

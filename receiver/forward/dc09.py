@@ -261,7 +261,8 @@ class Message:
 
     __slots__ = ("token", "encrypted", "seq", "receiver", "line", "account", "data", "ext", "time")
 
-    def __init__(self, token, seq, account, data="", ext=(), receiver=None, line="0", time=None, encrypted=False):
+    def __init__(self, token, seq, account, data="", ext=(), receiver: str | None = None, line: str | None = "0",
+                 time=None, encrypted=False):
         self.token = token
         self.encrypted = encrypted
         self.seq = seq
@@ -287,10 +288,11 @@ def encode(msg, key=None, now=None, rand=os.urandom):
         raise Dc09Error("unknown DC-09 id token %r" % (msg.token,))
     if not 0 <= msg.seq <= 9999:
         raise Dc09Error("a DC-09 sequence number is 0000..9999")
+    rcv = check_prefix(msg.receiver, "the receiver number")
+    line = check_prefix(msg.line, "the line prefix")
     head = '"%s%s"%04d%s%s#%s[' % (
-        "*" if key is not None else "", msg.token, msg.seq,
-        "" if msg.receiver is None else "R" + check_prefix(msg.receiver, "the receiver number"),
-        "" if msg.line is None else "L" + check_prefix(msg.line, "the line prefix"), check_account(msg.account))
+        "*" if key is not None else "", msg.token, msg.seq, "" if rcv is None else "R" + rcv,
+        "" if line is None else "L" + line, check_account(msg.account))
     rest = msg.data + "]" + "".join("[%s]" % x for x in msg.ext)
     if key is not None:
         if now is None:

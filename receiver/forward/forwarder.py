@@ -160,6 +160,11 @@ class _Link:
     def close(self):
         pass
 
+    async def deliver(self, row):
+        """One queue row to the target, its answer kept in self.done (each
+        kind of link has its own: Dc09Link, TraccarLink)."""
+        raise NotImplementedError
+
     async def flush(self):
         if not self.done:
             return

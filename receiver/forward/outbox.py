@@ -15,6 +15,7 @@ a receiver without forwarding does no work here.
 
 import json
 import logging
+from typing import Callable
 
 from receiver.forward import config as C
 from receiver.forward import events as E
@@ -28,7 +29,7 @@ SCHEMA = 3  # the store schema version that added forward_targets and forward_qu
 class Outbox:
     def __init__(self, targets):
         self.targets = targets  # checked configs (config.check), each with "name"
-        self.on_queued = None  # called (on the caller's thread) when rows were queued
+        self.on_queued: Callable[[], None] | None = None  # called (on the caller's thread) when rows were queued
         self.queued = 0
         self.errors = 0  # events a message could not be made for (logged; a bug)
         self._seq_targets = tuple(t["name"] for t in targets if t["kind"] == C.DC09)
