@@ -66,6 +66,8 @@ Entry points:
                  time_scale=None, duration_ms=None, heap=None) -> results
     Rig(...)  start() / run_until(t_ms) / run(progress=) / stop()  (tests, tools)
     Rig.progress() -> {sim_ms, duration_ms, wall_s, time_scale, on_air, acks, boots}
+    Rig.world / pacer / periph / emu: made by start(); before it they raise
+    RigNotStarted (a host_sim.errors.SimBug: our misuse, never the board's)
 
 Stays in sync with: firmware/board_unix.py (the wire), host_sim/results.py
 (what is recorded), host_sim/runner.py (the same receiver set-up and
