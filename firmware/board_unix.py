@@ -2,7 +2,7 @@
 its peripherals emulated on the host and reached over TCP (faithful mode).
 
 Owns: the device end of the faithful-mode wire (host end:
-host_sim/faithful.py, PeriphServer). Never decides anything: the app does.
+host_sim/periph.py's PeriphServer, driven by host_sim/faithful.py). Never decides anything: the app does.
 Imports `socket` and `select`, never `machine`.
 
 Wire: the board opens TCP connections to the host's peripheral server
@@ -51,7 +51,7 @@ mounts a host folder as "/", so /data/config.json is where
 tools/provision.py writes it.
 
 Must stay in sync with: firmware/board.py (the contract),
-host_sim/faithful.py (the host end of the wire).
+host_sim/periph.py and host_sim/faithful.py (the host end of the wire).
 """
 
 import os

@@ -370,10 +370,12 @@ def cmd_device(args):
                               flash_root=flash.path)
         except ValueError as e:  # a [device] or fault setting the firmware/emulator does not know
             raise UsageError("%s: %s" % (sc.path, e)) from None
+        far = r.receiver
+        assert isinstance(far, VirtualFarEnd)  # far_end= above made it
         try:
             res = r.run()
         finally:
-            r.receiver.close()
+            far.close()
     _write(res, args)
     up = [f for f in res["frames"] if f["dir"] == "up" and f["event"] == "on_air"]
     acks = [f for f in res["frames"] if f["dir"] == "down" and f["event"] == "acked"]

@@ -9,7 +9,8 @@ gnss.GnssError.
 SimBug: the simulator's own code misused one of its parts (a timer in the
 past, an unknown energy state, a results structure that must not be
 written). A bug on our side: never caught to carry on.
-Subclasses: clock.ClockError, energy.EnergyError, report.ReportError.
+Subclasses: clock.ClockError, energy.EnergyError, report.ReportError,
+faithful.RigNotStarted.
 
 Apart from both: esp32.WatchdogReset and esp32.RunEnd are BaseExceptions
 that model the chip (a reset, the end of the run), not errors.

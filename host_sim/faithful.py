@@ -1,30 +1,36 @@
 """Faithful mode: the real firmware inside the real MicroPython VM, the
 world around it served over sockets in real time, a real receiver over TCP.
 
-Owns: one faithful run. The pieces:
+Owns: the rig, one faithful run: `Rig` wires the pieces below, paces the
+world, moves bytes between them (`pump()`), parses the board's ctrl and
+flash-gate lines, decodes what the taps see with the device key, and turns
+it all into results. The pieces, one job each:
+- host_sim/install.py: the compiled release on the board folder, as
+  `panic flash` lays it (layout from panic/release.py).
 - the board: a MicroPython unix-port process (host_sim/mpboard.py) whose
-  "/" is a host folder holding the flashed release (the .mpy files and the
-  boot shim `panic flash` writes) and /data/config.json; its /main.py runs
+  "/" is that folder, with /data/config.json; its /main.py runs
   firmware.main.main(), which on the unix port builds
   firmware/board_unix.py's UnixBoard. Its stdin/stdout are the USB serial,
   served as socket://127.0.0.1:PORT (`console_url`) for the tools.
-- PeriphServer: the host end of board_unix.py's wire (ctrl, gnss, modem
-  channels over TCP; format in firmware/board_unix.py).
+- host_sim/periph.py's PeriphServer: the host end of board_unix.py's wire
+  (ctrl, gnss, modem channels over TCP; format in firmware/board_unix.py)
+  and of the flash gate.
 - the world (host_sim/world.py) paced against the wall clock
   (host_sim/pacer.py, the scenario's time_scale): button edges, GNSS NMEA
   bytes, battery mV, coverage, power cuts (the VM process is killed and
   restarted: RAM and clock lost, the folder kept), brown-out.
 - the modem: host_sim/modem.py's Sim7600 emulator on the modem channel,
-  its sockets real (host_sim/tcp.py SocketTcp, redirected from the
-  receiver address in the config to the receiver below), taps on both
-  directions recording frames as they cross the air.
-- the receiver: receiver/server.py's asyncio Server over a real
-  receiver/store.py SQLite store, in a thread of this process, with its
-  clock on scenario time (start + simulated ms); SMS from the emulator go
-  to its core. As in virtual time, the scenario's towers and Wi-Fi survey
-  are imported into its location database (host_sim/cells.py), the modem
-  answers with the tower serving the person, and every receiver event and
-  a battery sample a simulated minute are recorded for the report.
+  its sockets real (host_sim/taps.py TapTcp over host_sim/tcp.py SocketTcp,
+  redirected from the receiver address in the config to the receiver
+  below), tapped both ways, recording frames as they cross the air.
+- the receiver: host_sim/receiver_thread.py, receiver/server.py's asyncio
+  Server over a real receiver/store.py SQLite store, in a thread of this
+  process, with its clock on scenario time (start + simulated ms); SMS
+  from the emulator go to its core. As in virtual time, the scenario's
+  towers and Wi-Fi survey are imported into its location database
+  (host_sim/cells.py), the modem answers with the tower serving the
+  person, and every receiver event and a battery sample a simulated minute
+  are recorded for the report.
 Results go through host_sim/results.py's Recorder, so the invariants and
 [expect] checks are the virtual-time mode's.
 
@@ -44,6 +50,10 @@ VM at the n-th atomic write's step, as host_sim/esp32.py's SimFs
 tears it in virtual time. Once the device is gone for good (brown-out, a
 cut never restored) the rest of the run is paced fast (DEAD_WALL_S).
 
+Never: lays out a release (install.py, from panic/release.py), frames the
+board's channels (periph.py), runs the receiver's logic (receiver/), or
+judges a run (results.py and invariants.py do).
+
 Not faithful (said in the results' events as "faithful_note"): modem
 faults whose names are not host_sim/modem.py settings (timed ones that are
 change the emulator's settings in place, as the virtual-time runner does),
@@ -56,14 +66,16 @@ Entry points:
                  time_scale=None, duration_ms=None, heap=None) -> results
     Rig(...)  start() / run_until(t_ms) / run(progress=) / stop()  (tests, tools)
     Rig.progress() -> {sim_ms, duration_ms, wall_s, time_scale, on_air, acks, boots}
+    Rig.world / pacer / periph / emu: made by start(); before it they raise
+    RigNotStarted (a host_sim.errors.SimBug: our misuse, never the board's)
 
 Stays in sync with: firmware/board_unix.py (the wire), host_sim/results.py
 (what is recorded), host_sim/runner.py (the same receiver set-up and
-recording in virtual time), host_sim/cells.py, host_sim/world.py (handlers), panic/release.py (board
-layout: manifest, shim).
+recording in virtual time), host_sim/cells.py, host_sim/world.py (handlers),
+host_sim/taps.py (the Rig is its TapHost), host_sim/install.py,
+host_sim/periph.py, host_sim/receiver_thread.py.
 """
 
-import asyncio
 import json
 import os
 import queue
@@ -71,24 +83,27 @@ import select
 import shutil
 import socket
 import tempfile
-import threading
 import time
+from typing import TypeVar
 
 from protocol import frame as F
 from protocol.crypto import DeviceKeys
 from protocol.errors import ProtocolError
 from protocol.sms import from_sms
-from protocol.stream import Deframer
 
 from host_sim import cells
 from host_sim import scenario as SC
+from host_sim.errors import SimBug
+from host_sim.install import install_release
 from host_sim.modem import DEFAULTS as MODEM_SETTINGS
 from host_sim.modem import Sim7600
 from host_sim.mpboard import MpBoard
 from host_sim.pacer import Pacer
+from host_sim.periph import PeriphServer
+from host_sim.receiver_thread import ReceiverThread
 from host_sim.results import Recorder
 from host_sim.setup import PERSON_REF, button_patterns, device_config, node_addresses
-from host_sim.tcp import SocketTcp
+from host_sim.taps import SmsEndpoint, TapTcp
 from host_sim.world import World
 
 # The smallest heap the firmware runs a scenario in with a console session
@@ -112,7 +127,19 @@ BOOT_TIMEOUT_S = 60  # wall seconds the VM may take to load the release and say 
 DEAD_WALL_S = 10.0
 RESET_POWER_ON = 1
 _COVERAGE = {"data+sms": "full", "sms-only": "sms", "none": "none"}
-_TIMINGS_FW = None
+
+
+class RigNotStarted(SimBug):
+    """A part of a Rig that start() makes, used before start()."""
+
+
+_T = TypeVar("_T")
+
+
+def _started(part: "_T | None", name) -> _T:
+    if part is None:
+        raise RigNotStarted("Rig.%s is made by start(): start the rig first" % name)
+    return part
 
 
 def _fault_value(v):
@@ -120,233 +147,6 @@ def _fault_value(v):
     if isinstance(v, dict) and set(v) == {"value"}:
         return v["value"]
     return v
-
-
-_RELEASE_CACHE = {}  # sources' (path, mtime, size) -> compiled files: one mpy-cross pass per process
-
-
-def _sources_key(FL):
-    key = []
-    for pkg in FL.PACKAGES:
-        for d, _dirs, names in os.walk(os.path.join(FL.REPO, pkg)):
-            for n in sorted(names):
-                if n.endswith(".py"):
-                    st = os.stat(os.path.join(d, n))
-                    key.append((os.path.join(d, n), st.st_mtime_ns, st.st_size))
-    return tuple(sorted(key))
-
-
-def install_release(root, version=None):
-    """Put the compiled release on a board folder as `panic flash` does
-    (files under /app-<id>/, /manifest.json, the boot shim /main.py).
-    The compiled files are kept for the process while no source changes."""
-    from panic import release as FL
-
-    key = _sources_key(FL)
-    files = _RELEASE_CACHE.get(key)
-    if files is None:
-        tmp = tempfile.mkdtemp(prefix="faithful-mpy-")
-        try:
-            files = FL.build(tmp, march="", platform="linux")  # the unix port: firmware/board_unix.py
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        _RELEASE_CACHE.clear()
-        _RELEASE_CACHE[key] = files
-    app = "app-faithful"
-    for rel, data in files.items():
-        p = os.path.join(root, app, rel)
-        os.makedirs(os.path.dirname(p), exist_ok=True)
-        with open(p, "wb") as f:
-            f.write(data)
-    with open(os.path.join(root, "main.py"), "wb") as f:
-        f.write(FL.SHIM_SRC)
-    manifest = FL.manifest_of(files, app, version or FL.release_version(), "")
-    with open(os.path.join(root, "manifest.json"), "w") as f:
-        json.dump(manifest, f, sort_keys=True)
-    return manifest
-
-
-# ---------------------------------------------------------------------------- receiver
-
-
-class ReceiverThread:
-    """receiver.server.Server + core.Receiver on a store, in a thread."""
-
-    def __init__(self, db_path, master, clock, on_event, supervise_every=0.5, heartbeat_s=3600, silent_margin_s=600):
-        from receiver import core
-        from receiver import store as S
-        from receiver.server import Limits, Server
-
-        self.store = S.open_store(db_path, master, clock=clock)
-        self.core = core.Receiver(self.store, clock=clock, events=on_event, heartbeat_s=heartbeat_s,
-                                  silent_margin_s=silent_margin_s)
-        self.server = Server(self.core, Limits(), supervise_every=supervise_every)
-        self.loop = asyncio.new_event_loop()
-        self.port = None
-        self._ready = threading.Event()
-        self._err = None
-        self._t = threading.Thread(target=self._main, daemon=True)
-
-    def start(self):
-        self._t.start()
-        self._ready.wait(10)
-        if self._err is not None:
-            raise self._err
-        return self
-
-    def _main(self):
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.loop.run_until_complete(self.server.start("127.0.0.1", 0))
-            self.port = self.server.tcp_address[1]
-        except Exception as e:  # noqa: BLE001 - reported to start()
-            self._err = e
-            self._ready.set()
-            return
-        self._ready.set()
-        self.loop.run_forever()
-        self.loop.run_until_complete(self.server.close())
-        self.loop.close()
-
-    def sms(self, sender, text):
-        self.loop.call_soon_threadsafe(self._sms, sender, text)
-
-    def _sms(self, sender, text):
-        try:
-            self.core.handle_sms(sender, text)
-        except Exception:  # noqa: BLE001 - the core counts; a run goes on
-            pass
-
-    def stop(self):
-        if self._t.is_alive():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._t.join(10)
-        self.store.close()
-
-
-# ---------------------------------------------------------------------------- taps
-
-
-class _TapTcp(SocketTcp):
-    def __init__(self, rig):
-        super().__init__({})
-        self.rig = rig
-
-    def connect(self, host, port, now):
-        addr = self.rig.rx_addr_for(host, port)
-        self.redirect = {(host, port): addr}
-        return _TapConn(super().connect(host, port, now), self.rig, self.rig.node_at(host, port))
-
-
-class _TapConn:
-    def __init__(self, inner, rig, node=None):
-        self.i = inner
-        self.rig = rig
-        self.node = node  # the [[receiver]] node it was opened to (None: a centre of one)
-        self.up = Deframer()
-        self.down = Deframer()
-
-    def __getattr__(self, name):
-        return getattr(self.i, name)
-
-    def send(self, data, now):
-        try:
-            for raw in self.up.feed(data):
-                self.rig.on_air_up(raw, now, "tcp", self.node)
-        except ProtocolError:
-            self.rig.note(now, "uplink stream broken")
-        if self.node is not None and self.rig.node_state[self.node] != "up":
-            return None  # a node cut off (or dead) since this connection opened: the bytes go nowhere
-        return self.i.send(data, now)
-
-    def poll(self, now):
-        evs = self.i.poll(now)
-        for _t, kind, value in evs:
-            if kind == "data":
-                try:
-                    for raw in self.down.feed(value):
-                        self.rig.on_air_down(raw, now)
-                except ProtocolError:
-                    self.rig.note(now, "downlink stream broken")
-        return evs
-
-
-class _SmsEndpoint:
-    def __init__(self, rig):
-        self.rig = rig
-
-    def on_sms(self, sender, text, now):
-        self.rig.deliver_sms(sender, text, now)
-
-    def on_tcp_frame(self, raw, now):
-        return []
-
-
-# ---------------------------------------------------------------------------- peripherals
-
-
-class PeriphServer:
-    """Accepts the board's channel connections (ctrl, gnss, modem)."""
-
-    NAMES = (b"ctrl", b"gnss", b"modem", b"flash")
-
-    def __init__(self):
-        self.ls = socket.socket()
-        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.ls.bind(("127.0.0.1", 0))
-        self.ls.listen(8)
-        self.ls.setblocking(False)
-        self.port = self.ls.getsockname()[1]
-        self.pending = {}  # sock -> bytes of its hello so far
-        self.ch = {}  # name -> sock
-        self.ctrl_buf = b""
-        self.flash_buf = b""
-
-    def sockets(self):
-        return [self.ls] + list(self.pending) + list(self.ch.values())
-
-    def name_of(self, s):
-        for k, v in self.ch.items():
-            if v is s:
-                return k
-        return None
-
-    def drop_all(self):
-        for s in list(self.pending) + list(self.ch.values()):
-            try:
-                s.close()
-            except OSError:
-                pass
-        self.pending = {}
-        self.ch = {}
-        self.ctrl_buf = b""
-        self.flash_buf = b""
-
-    def send(self, name, data):
-        s = self.ch.get(name)
-        if s is None or not data:
-            return False
-        try:
-            s.setblocking(True)
-            s.settimeout(2)
-            s.sendall(data)
-            s.setblocking(False)
-            return True
-        except OSError:
-            self._close(name)
-            return False
-
-    def _close(self, name):
-        s = self.ch.pop(name, None)
-        if s is not None:
-            try:
-                s.close()
-            except OSError:
-                pass
-
-    def close(self):
-        self.drop_all()
-        self.ls.close()
 
 
 # ---------------------------------------------------------------------------- the rig
@@ -398,12 +198,13 @@ class Rig:
         self.nodes = node_addresses(self.sc)
         self.node_state = {n: "up" for n in self.nodes}
         self._sms_held = []
-        self.board = None
-        self.rx = None
-        self.periph = None
-        self.world = None
-        self.pacer = None
-        self.emu = None
+        self.board: "MpBoard | None" = None  # made by start()
+        self.rx: "ReceiverThread | None" = None  # None with a remote receiver
+        # made by start(); read through the properties below
+        self._periph: "PeriphServer | None" = None
+        self._world: "World | None" = None
+        self._pacer: "Pacer | None" = None
+        self._emu: "Sim7600 | None" = None
         self.stats = {"boots": 0, "max_lag_ms": 0, "wall_s": 0.0, "console_bytes_unauth": 0}
         self._emu_ev = 0
         self._next_batt = 0
@@ -455,9 +256,26 @@ class Rig:
         self._ri_sent = -1  # start of the last RI pulse sent
         self._pwrkey_bt = None  # the board's ticks when it pressed PWRKEY
 
+    # -- the parts start() makes ---------------------------------------------------
+    @property
+    def world(self) -> World:
+        return _started(self._world, "world")
+
+    @property
+    def pacer(self) -> Pacer:
+        return _started(self._pacer, "pacer")
+
+    @property
+    def periph(self) -> PeriphServer:
+        return _started(self._periph, "periph")
+
+    @property
+    def emu(self) -> Sim7600:
+        return _started(self._emu, "emu")
+
     # -- clocks -----------------------------------------------------------------
     def sim_now(self):
-        return self.pacer.sim_now() if self.pacer is not None else 0
+        return self._pacer.sim_now() if self._pacer is not None else 0
 
     def unix_now(self):
         """The receiver's clock: scenario start + simulated time (s)."""
@@ -472,16 +290,16 @@ class Rig:
         from host_sim.clock import Clock
 
         clock = Clock()
-        self.world = World(self.sc, clock=clock, patterns=self.patterns)
-        self.pacer = Pacer(clock, self.scale, paused=True)
+        self._world = World(self.sc, clock=clock, patterns=self.patterns)
+        self._pacer = Pacer(clock, self.scale, paused=True)
         if self.remote is None:
-            self.rx = ReceiverThread(self.db, self.master, self.unix_now, self._q.put,
-                                     supervise_every=max(0.05, min(1.0, 30.0 / self.scale)),
-                                     heartbeat_s=self.cfg.get("timings", {}).get("heartbeat_s", 3600)).start()
-        if self._register:
-            hb = self.cfg.get("timings", {}).get("heartbeat_s")
-            self.rx.store.add_device(self.device_id, self.key, PERSON_REF, heartbeat_s=hb)
-            cells.import_into(self.rx.store, self.sc)  # the scenario's towers and survey, as host_sim/runner.py
+            self.rx = rx = ReceiverThread(self.db, self.master, self.unix_now, self._q.put,
+                                          supervise_every=max(0.05, min(1.0, 30.0 / self.scale)),
+                                          heartbeat_s=self.cfg.get("timings", {}).get("heartbeat_s", 3600)).start()
+            if self._register:  # a fresh board (never with a remote receiver)
+                hb = self.cfg.get("timings", {}).get("heartbeat_s")
+                rx.store.add_device(self.device_id, self.key, PERSON_REF, heartbeat_s=hb)
+                cells.import_into(rx.store, self.sc)  # the scenario's towers and survey, as host_sim/runner.py
         dead = socket.socket()
         dead.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
         self._dead_sock = dead
@@ -491,8 +309,8 @@ class Rig:
         silent.listen(8)  # never accepted: the kernel completes the handshake, nothing ever answers
         self._silent_sock = silent
         self._silent_port = silent.getsockname()[1]
-        self.periph = PeriphServer()
-        self.emu = self._make_modem()
+        self._periph = PeriphServer()
+        self._emu = self._make_modem()
         self.world.start({
             "button": self._on_button, "power": self._on_power, "arm_flash_cut": self._on_flash_cut,
             "receiver": self._on_receiver, "brownout": self._on_brownout, "action": self._on_action,
@@ -509,7 +327,7 @@ class Rig:
 
     @property
     def console_url(self):
-        return self.board.url
+        return _started(self.board, "board").url
 
     def _make_modem(self):
         sc = self.sc
@@ -530,7 +348,7 @@ class Rig:
             faults.setdefault("rssi", sc.coverage[0].csq)
         if sc.towers:  # the serving cell follows the person (host_sim/cells.py), as host_sim/runner.py
             faults.setdefault("cell", cells.ServingCell(sc.towers, self.world.route.true_position))
-        return Sim7600(_SmsEndpoint(self), tcp=_TapTcp(self), seed=sc.seed,
+        return Sim7600(SmsEndpoint(self), tcp=TapTcp(self), seed=sc.seed,
                        gnss=self.world.gnss if self.modem_gnss else None, **faults)
 
     def node_at(self, host, port):
@@ -548,12 +366,12 @@ class Rig:
             return ("127.0.0.1", self._silent_port)
         if self.remote is not None:
             return self.remote.tcp
-        return ("127.0.0.1", self.rx.port)
+        return ("127.0.0.1", _started(self.rx, "rx").port)
 
     def stop(self):
         if self.board is not None:
             self.board.stop()
-        if self.periph is not None:
+        if self._periph is not None:
             self.periph.close()
         if self.rx is not None:
             self.rx.stop()
@@ -597,12 +415,12 @@ class Rig:
         else:
             self._powered = True
             self.emu.power(True, now)  # the battery is back (the modem sits on it: no supply switch)
-            self.board.power_cycle()
+            _started(self.board, "board").power_cycle()
             self.stats["boots"] += 1
 
     def _power_off(self, now):
         self._powered = False
-        self.board.kill()
+        _started(self.board, "board").kill()
         self.periph.drop_all()
         self.emu.power(False, now)
         if self.world.dead or self.world.never_back:
@@ -780,7 +598,7 @@ class Rig:
 
     def _sms_out(self, sender, text):
         if self.remote is None:
-            self.rx.sms(sender, text)
+            _started(self.rx, "rx").sms(sender, text)
         else:
             self.remote.post_sms(sender, text, lambda status, reply, why: self._q.put(
                 {"kind": "_sms_answer", "status": status, "reply": reply, "why": why}))
@@ -825,38 +643,10 @@ class Rig:
                 self.on_air_up(raw, e[0], "sms")
 
     # -- the loop ---------------------------------------------------------------------------
-    def _accept(self):
+    def _on_hello(self, name, rest, now):
+        """A board channel named itself (periph.PeriphServer.hello): set it
+        up; rest is what came after its hello line."""
         p = self.periph
-        try:
-            s, _ = p.ls.accept()
-        except OSError:
-            return
-        s.setblocking(False)
-        p.pending[s] = b""
-
-    def _hello(self, s, now):
-        p = self.periph
-        try:
-            data = s.recv(64)
-        except OSError:
-            return
-        if not data:
-            p.pending.pop(s, None)
-            s.close()
-            return
-        buf = p.pending[s] + data
-        if b"\n" not in buf:
-            p.pending[s] = buf[:64]
-            return
-        name, rest = buf.split(b"\n", 1)
-        del p.pending[s]
-        if name not in PeriphServer.NAMES:
-            s.close()
-            return
-        old = p.ch.get(name)
-        if old is not None:
-            old.close()
-        p.ch[name] = s
         if name == b"ctrl":
             p.ctrl_buf = rest
             self._status_sent = None  # a new VM: tell it STATUS again
@@ -940,22 +730,16 @@ class Rig:
             self._check_boot()
         for s in r:
             if s is p.ls:
-                self._accept()
+                p.accept()
             elif s in p.pending:
-                self._hello(s, now)
+                named = p.hello(s)
+                if named is not None:
+                    self._on_hello(named[0], named[1], now)
             else:
-                name = p.name_of(s)
-                if name is None:
+                got = p.recv(s)
+                if got is None:
                     continue
-                try:
-                    data = s.recv(4096)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    data = b""
-                if not data:
-                    p._close(name)
-                    continue
+                name, data = got
                 if name == b"ctrl":
                     self._ctrl_lines(data, now)
                 elif name == b"gnss":
@@ -1039,10 +823,11 @@ class Rig:
                 on_air += 1
             elif f["event"] == "acked":
                 acks += 1
-        return {"sim_ms": self.pacer.clock.now if self.pacer is not None else 0, "duration_ms": self.sc.duration_ms,
+        pc = self._pacer
+        return {"sim_ms": pc.clock.now if pc is not None else 0, "duration_ms": self.sc.duration_ms,
                 "wall_s": time.monotonic() - self._t0 if self.board is not None else 0.0,
-                "time_scale": self.pacer.time_scale if self.pacer is not None else self.scale,
-                "booting": bool(self.pacer is not None and self.pacer.paused),
+                "time_scale": pc.time_scale if pc is not None else self.scale,
+                "booting": bool(pc is not None and pc.paused),
                 "on_air": on_air, "acks": acks, "boots": self.stats["boots"]}
 
     # -- results ------------------------------------------------------------------------------

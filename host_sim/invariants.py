@@ -241,7 +241,7 @@ def positions_within_accuracy(results, true_position):
         except (KeyError, TypeError, ValueError) as e:
             viol.append("malformed receiver position %r: %s" % (s, e))
             continue
-        if err is None:
+        if j is None or err is None:  # nothing it is judged as, or that is unknown
             unknown += 1
             continue
         checked += 1

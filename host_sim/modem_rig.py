@@ -147,7 +147,7 @@ class AlertDriver:
             except ProtocolError:
                 self.bad_downlink += 1
                 return
-            if fr.ftype == F.ACK and fr.body.acked_seq == self.frame.seq and self.acked_at is None:
+            if fr.ftype == F.ACK and isinstance(fr.body, F.Ack) and fr.body.acked_seq == self.frame.seq and self.acked_at is None:
                 self.acked_at = now
         elif kind == "sent":
             self._in_flight = False

@@ -363,15 +363,18 @@ class MpBoard:
                 break
 
     def _serve(self):
+        ls = self._lsock
+        if ls is None:  # start() opens it before this thread runs
+            return
         while not self._stop.is_set():
             try:
-                r, _, _ = select.select([self._lsock], [], [], 0.1)
+                r, _, _ = select.select([ls], [], [], 0.1)
             except (OSError, ValueError):
                 return
             if not r:
                 continue
             try:
-                client, _ = self._lsock.accept()
+                client, _ = ls.accept()
             except OSError:
                 return
             self._client = client

@@ -60,6 +60,7 @@ import html
 import json
 import math
 import re
+from typing import Any, Mapping, TypeGuard
 
 from host_sim.errors import SimBug
 
@@ -294,8 +295,21 @@ def _dict(x):
     return x if isinstance(x, dict) else {}
 
 
-def _int(x):
+def _int(x) -> TypeGuard[int]:
     return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _duration(results):
+    """The run's length in ms for an axis: the scenario's, or 1 when it
+    says none (or nonsense)."""
+    dur = _dict(results.get("scenario")).get("duration_ms")
+    return dur if _int(dur) and dur > 0 else 1
+
+
+def _look(table: Mapping[Any, Any], key: object, default: object = None) -> Any:
+    """table.get(key, default) for a key read from a results dict, whose
+    values may be any JSON value (the tables' keys are of one type)."""
+    return table.get(key, default)
 
 
 def alert_timeline_svg(alert, frames, width=900):
@@ -327,7 +341,7 @@ def alert_timeline_svg(alert, frames, width=900):
         t += step
     for f in fe:
         x = X(f["t_ms"])
-        col = {"tcp": "#0969da", "sms": "#bf8700"}.get(f.get("path"), "#8c959f")
+        col = _look({"tcp": "#0969da", "sms": "#bf8700"}, f.get("path"), "#8c959f")
         o.append('<rect x="%.1f" y="84" width="3" height="10" fill="%s"><title>%s</title></rect>'
                  % (x - 1.5, col, _e("%s %s %s at %s" % (f.get("type"), _words(f.get("event") or ""), f.get("path") or "",
                                                           _fmt_ms(f["t_ms"])))))
@@ -363,8 +377,7 @@ def run_timeline_svg(results, width=900):
     received), ACKs down (sent by the receiver, accepted by the device),
     coverage, the receiver (outages, and what it raised: alerts, duress,
     cancels, silent device, low battery, status), power, sky."""
-    dur = _dict(results.get("scenario")).get("duration_ms")
-    dur = dur if _int(dur) and dur > 0 else 1
+    dur = _duration(results)
     x0, x1 = 110, width - 10
     lanes = ["presses", "frames up", "ACKs down", "coverage", "receiver", "power", "sky"]
     lh = 18
@@ -389,7 +402,7 @@ def run_timeline_svg(results, width=900):
         end = ev.get("end_ms", t) if _int(ev.get("end_ms", t)) else t
         if k == "coverage":
             o.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s</title></rect>'
-                     % (X(t), Y("coverage"), max(1, X(end) - X(t)), lh - 2, cov_col.get(ev.get("detail"), "#eee"), _e(ev.get("detail"))))
+                     % (X(t), Y("coverage"), max(1, X(end) - X(t)), lh - 2, _look(cov_col, ev.get("detail"), "#eee"), _e(ev.get("detail"))))
         elif k == "receiver_down":
             o.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="#ffcecb"><title>receiver down</title></rect>' % (X(t), Y("receiver"), max(1, X(end) - X(t)), lh - 2))
         elif k == "receiver_fault":
@@ -398,7 +411,7 @@ def run_timeline_svg(results, width=900):
         elif k in ("power_cut", "brownout", "reset", "power_off", "device_dead", "watchdog_reset"):
             o.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="#cf222e"><title>%s</title></rect>' % (X(t), Y("power"), max(2, X(end) - X(t)), lh - 2, _e("%s %s" % (_words(k), ev.get("detail") or ""))))
         elif k == "sky":
-            col = {"open": "#dafbe1", "urban": "#fff8c5", "indoor": "#d0d7de"}.get(ev.get("detail"), "#eee")
+            col = _look({"open": "#dafbe1", "urban": "#fff8c5", "indoor": "#d0d7de"}, ev.get("detail"), "#eee")
             o.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s</title></rect>' % (X(t), Y("sky"), max(1, X(end) - X(t)), lh - 2, col, _e(ev.get("detail"))))
     for a in _list(results.get("alerts")):
         if not isinstance(a, dict) or not _int(a.get("press_ms")):
@@ -430,7 +443,7 @@ def run_timeline_svg(results, width=900):
                   for r in _list(rec.get("silent_alarms")) if isinstance(r, dict) and _int(r.get("t_ms"))]
     for m in marks:
         kind = "duress" if m.get("duress") else m.get("kind")
-        col = _MARK_COLOURS.get(kind, "#8c959f")
+        col = _look(_MARK_COLOURS, kind, "#8c959f")
         x = X(m["t_ms"])
         y = Y("receiver") + 8
         o.append('<path d="M %.1f %d l 5 5 l -5 5 l -5 -5 z" fill="%s"><title>%s</title></path>'
@@ -467,11 +480,8 @@ def map_positions(results):
 
 
 def _route_at(route, t):
-    best = None
-    for r in route:
-        if best is None or abs(r["t_ms"] - t) < abs(best["t_ms"] - t):
-            best = r
-    return best
+    """The route sample nearest t (the first of equals); route is not empty."""
+    return min(route, key=lambda r: abs(r["t_ms"] - t))
 
 
 def route_svg(results, width=900, height=560):
@@ -551,9 +561,9 @@ def route_svg(results, width=900, height=560):
         acc = p.get("accuracy_m")
         if isinstance(acc, (int, float)) and acc != UNKNOWN_U16:
             o.append('<circle cx="%.1f" cy="%.1f" r="%.1f" fill="%s" fill-opacity="0.08" stroke="%s" stroke-opacity="0.6"/>' % (x, y, max(1.0, acc * scale), col, col))
-        tp = p.get("true_lat_e7"), p.get("true_lon_e7")
-        if _int(tp[0]) and _int(tp[1]):
-            tx, ty = P(tp[0] / 1e7, tp[1] / 1e7)
+        tlat, tlon = p.get("true_lat_e7"), p.get("true_lon_e7")
+        if _int(tlat) and _int(tlon):
+            tx, ty = P(tlat / 1e7, tlon / 1e7)
             o.append('<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="1"/>' % (x, y, tx, ty, col))
         o.append('<circle cx="%.1f" cy="%.1f" r="3.5" fill="%s"><title>%s</title></circle>'
                  % (x, y, col, _e("%s seq %s at %s: %s, accuracy %s, age %s, error %s" % (
@@ -599,8 +609,7 @@ def route_svg(results, width=900, height=560):
 def battery_svg(results, width=900, height=180):
     """The true state of charge over the run (line) and the battery the
     device reported to the receiver (dots)."""
-    dur = _dict(results.get("scenario")).get("duration_ms")
-    dur = dur if _int(dur) and dur > 0 else 1
+    dur = _duration(results)
     samples = [b for b in _list(results.get("battery")) if isinstance(b, dict) and _int(b.get("t_ms"))
                and isinstance(b.get("soc_pct"), (int, float)) and not isinstance(b.get("soc_pct"), bool)]
     t0 = _dict(results.get("scenario")).get("start_utc_ms")
@@ -694,12 +703,12 @@ def render_html(results):
                 _e(sc.get("profile")), _e(sc.get("file"))))
     o.append("<h2>What must always hold</h2>")
     o.append(_table(["", "result", "details"],
-                    [[INVARIANT_LABELS.get(i.get("name"), _words(i.get("name") or "?")), _okcell(i.get("ok")), _inv_details(i)]
+                    [[_look(INVARIANT_LABELS, i.get("name"), _words(i.get("name") or "?")), _okcell(i.get("ok")), _inv_details(i)]
                      for i in inv]))
     if exp:
         o.append("<h2>What this scenario expects</h2>")
         o.append(_table(["", "result", "expected", "seen"],
-                        [[EXPECT_LABELS.get(e.get("name"), _words(e.get("name") or "?")), _okcell(e.get("ok")),
+                        [[_look(EXPECT_LABELS, e.get("name"), _words(e.get("name") or "?")), _okcell(e.get("ok")),
                           _num(e.get("expected")), _num(e.get("actual"))] for e in exp]))
     o.append("<h2>The run</h2>")
     o.append(run_timeline_svg(results))
@@ -730,7 +739,7 @@ def render_html(results):
         o.append(_table(["time", "frame", "seq", "source", "accuracy", "age", "error"],
                         [[_fmt_ms(p.get("t_ms")), p.get("type"), p.get("seq"),
                           "unknown (not a position)" if _placeholder(p) else
-                          ("unknown" if not p.get("source") else SOURCES.get(p.get("source"), p.get("source"))),
+                          ("unknown" if not p.get("source") else _look(SOURCES, p.get("source"), p.get("source"))),
                           _num(p.get("accuracy_m"), "m"), _num(p.get("age_s"), "s"),
                           "-" if p.get("error_m") is None else _num(p.get("error_m"), "m")] for p in pos[:300]]))
     shown = [p for p in _list(_dict(results.get("receiver")).get("positions")) if isinstance(p, dict)]
@@ -738,7 +747,7 @@ def render_html(results):
         o.append("<h3>Positions the receiver showed an operator</h3>")
         o.append(_table(["first shown", "as", "source", "seq", "accuracy", "error", "from"],
                         [[_fmt_ms(p.get("t_ms")), "where the person is" if p.get("role") == "estimate" else "evidence beside it",
-                          SHOWN_SOURCES.get(p.get("source"), p.get("source")), p.get("seq"), _num(p.get("accuracy_m"), "m"),
+                          _look(SHOWN_SOURCES, p.get("source"), p.get("source")), p.get("seq"), _num(p.get("accuracy_m"), "m"),
                           "-" if p.get("error_m") is None else _num(p.get("error_m"), "m"), p.get("note") or ""]
                          for p in shown[:300]]))
     bat = battery_svg(results)

@@ -35,7 +35,7 @@ class Recorder:
         self.marks = []  # receiver events other than TRACKs: [{t_ms, kind, label, duress}]
         self._shown_keys = set()
         self.battery_log = []  # [{t_ms, soc_pct, cell_mv}]: the true battery over the run
-        self.summary = {"low_battery": False, "device_dead": False}
+        self.summary: dict[str, object] = {"low_battery": False, "device_dead": False}
 
     # -- as it happens -----------------------------------------------------------
     def frame(self, t_ms, dir, event, type, seq, device_id=None, path=None, size=None, note="", acked_seq=None):

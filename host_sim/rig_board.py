@@ -126,7 +126,7 @@ def boot(folder, scenario, time_scale=None, start_utc_ms=None):
     """The Rig of the board in `folder` (provisioned), started: its
     console is at rig.console_url. The current release is put on the
     board first, as `panic flash` would (its /data is kept)."""
-    from host_sim.faithful import install_release
+    from host_sim.install import install_release
     from receiver import masterkey
 
     install_release(folder.root)

@@ -176,7 +176,7 @@ class VirtualFarEnd:
         self.events = []  # the receiver's events stay at the receiver (panic receiver watch)
         self.proven = set()
         self._sock = None
-        self._deframer = None
+        self._deframer = Deframer()  # a fresh one with each connection
 
     # -- the emulator's endpoint interface (host_sim/modem.py, tcp.py ModelTcp)
     def on_tcp_frame(self, raw, now):

