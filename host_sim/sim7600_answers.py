@@ -17,7 +17,10 @@ brought into each row's state, answers each row's command with the row's
 lines.
 
 MicroPython-compatible (the device tests and the heap bench load it as
-.mpy beside the firmware): strings, tuples, one small class, no re.
+.mpy beside the firmware): strings, tuples, one small class, no re. Kept
+small in names and short strings: MicroPython interns them (the heap
+bench's harness shares the firmware's string pools), so the manual
+sections are comments.
 Must stay in sync with: firmware/modem/engine.py and sim7600.py (what the
 engine sends and which lines it waits for), docs/modem.md.
 
@@ -25,97 +28,90 @@ Framing (manual 1.4, ATV1): each line goes out as <CR><LF>text<CR><LF>;
 the two data prompts are raw bytes with no line end (bytes in a reply).
 """
 
-# ---- lines: a % format is filled in by the modem that says it ------------
+# ---- the lines the scripted modems and the emulator both say --------------
+# (a % format is filled in by the modem that says it; lines only the
+# emulator says, such as +CME ERROR: and read commands' answers, are its
+# own: host_sim/modem.py)
 
 OK = "OK"
 ERROR = "ERROR"
 RDY = "RDY"  # 1.4: start-up done (not sent with auto-bauding)
 CPIN = "+CPIN: %s"  # 3.2.2: READY, SIM PIN
-CME = "+CME ERROR: %d"  # 3.2.18 with AT+CMEE=1, codes 3.3: 3 not allowed, 10 no SIM, 11 PIN, 14 busy, 16 wrong PIN
-CMS = "+CMS ERROR: %d"  # 9.2.13, codes 3.4: 305 bad text mode parameter, 331 no network service
 CSQ = "+CSQ: %d,%d"  # 3.2.8: <rssi>,<ber> (99: not known)
 REG = "%s: 0,%d"  # +CREG 4.2.1, +CGREG 8.2.1, +CEREG 4.2.16: <n>,<stat> (1 home, 2 searching)
 CPSI = "+CPSI: %s,Online,%03d-%02d,0x%04X,%d,257,EUTRAN-BAND20,6300,5,5,-94,%d,-545,15"  # 4.2.14 (LTE form)
-CPSI_NONE = "+CPSI: NO SERVICE,Online"  # 4.2.14
 NETOPEN = "+NETOPEN: %d"  # 11.2.1: the result URC <err>, or the read command's <net_state>
 NETCLOSE = "+NETCLOSE: %d"  # 11.2.2
-IP_ERROR = "+IP ERROR: %s"  # 11.2.1, 11.2.6: "Network is already opened", "Invalid parameter", "No data"
+IP_ERROR = "+IP ERROR: %s"  # 11.2.6: "No data" (and 11.2.1 "Network is already opened")
 CIPOPEN = "+CIPOPEN: 0,%d"  # 11.2.3: <link_num>,<err> (0 ok, 2 network not open, 4 link in use, 10 open failed)
 CIPCLOSE = "+CIPCLOSE: 0,%d"  # 11.2.4
 CIPSEND = "+CIPSEND: 0,%d,%d"  # 11.2.5: <link_num>,<reqSendLength>,<cnfSendLength> (-1: link gone)
-CIPERROR = "+CIPERROR: %d"  # 11.2.5, <err> 11.6: 4 link not connected
 CIPRXGET = "+CIPRXGET: %d,0,%d,%d"  # 11.2.6 modes 2/3: <mode>,<link>,<read_len>,<rest_len>
 CIPRXGET_LEFT = "+CIPRXGET: 4,0,%d"  # 11.2.6 mode 4: <rest_len>
-CIPRXGET_MODE = "+CIPRXGET: %d"  # 11.2.6 read command
 CIPRXGET_NEW = "+CIPRXGET: 1,0"  # 11.2.6: data waiting in manual mode (once, until read)
-IPCLOSE = "+IPCLOSE: 0,%d"  # 11.4: <close_reason> (1 closed by the far end)
-CIPEVENT = "+CIPEVENT: NETWORK CLOSED UNEXPECTEDLY"  # 11.4
 CMGS = "+CMGS: %d"  # 9.2.13: <mr>
 CALL_BEGIN = "VOICE CALL: BEGIN"  # 2.2.2
 CALL_END = "VOICE CALL: END: 000017"  # 2.2.7, 5.2.2: with the call's length
-NO_CARRIER = "NO CARRIER"  # 2.2.2
 CGPS_OFF = "+CGPS: 0"  # 17.2.1: a stopped session's end, after its OK
 SEND_PROMPT = b"\r\n>"  # 11.2.5: then exactly <length> bytes
 SMS_PROMPT = b"\r\n> "  # 9.2.13: then the text and Ctrl-Z (ESC cancels)
 
 # ---- golden transcripts ------------------------------------------------------
 
-# States a row holds in (tests/test_modem_answers.py builds each in the emulator):
-UP = "up"  # booted, echo off, SIM ready, registered on LTE (CS and PS), network closed
-NET = "net"  # UP, then AT+NETOPEN done
-SOCKET = "socket"  # NET, manual receive (AT+CIPRXGET=1), link 0 connected, nothing waiting
-DATA = "data"  # SOCKET with the far end's bytes waiting
-CALL = "call"  # UP with AT+CVHU=0, a voice call connected
-GNSS = "gnss"  # UP with a GNSS session on (AT+CGPS=1)
-
-# the answer to AT+CIPRXGET=3 (DATA): the count line, the bytes in hex, OK
+# The answer to AT+CIPRXGET=3 with bytes waiting: the count line, the
+# bytes in hex, OK (filled in by whoever holds the bytes).
 READ = (CIPRXGET, "%s", OK)
-# after the CIPSEND payload: OK, then how much went (11.2.5)
-SENT = (OK, CIPSEND)
-# after the SMS text and Ctrl-Z (9.2.13): the first message since start-up
-SMS_SENT = (CMGS % 1, OK)
 
-# (command line, state, answer, manual section): "*" ends a command that
-# takes any arguments; the engine's order (firmware/modem/engine.py
-# STEPS, sim7600.py) first
+# (command line, state, answer), each row citing its manual section. "*"
+# ends a command that takes any arguments. The state the answer holds in
+# (tests/test_modem_answers.py brings the emulator into each):
+#   "up"      booted, echo off, SIM ready, registered on LTE (CS and PS), network closed
+#   "net"     "up", then AT+NETOPEN done
+#   "socket"  "net", manual receive (AT+CIPRXGET=1), link 0 connected, nothing waiting
+#   "data"    "socket" with the far end's bytes waiting
+#   "call"    "up" with AT+CVHU=0 and a voice call connected
+#   "gnss"    "up" with a GNSS session on (AT+CGPS=1)
+# After a prompt: the CIPSEND payload gets OK, CIPSEND % (n, n) (11.2.5);
+# the SMS text and Ctrl-Z get CMGS % 1, OK (9.2.13: the first since start-up).
+# The engine's order first (firmware/modem/engine.py STEPS, sim7600.py).
 ANSWERS = (
-    ("AT", UP, (OK,), "1.4"),
-    ("ATE0", UP, (OK,), "2.2.16"),
-    ("AT+CMEE=1", UP, (OK,), "3.2.18"),
-    ("AT+CPIN?", UP, (CPIN % "READY", OK), "3.2.2"),
-    ("AT+CMGF=1", UP, (OK,), "9.2.3"),
-    ("AT+CSQ", UP, (CSQ % (21, 99), OK), "3.2.8"),
-    ("AT+CGDCONT=*", UP, (OK,), "8.2.4"),
-    ("AT+CIPRXGET=1", UP, (OK,), "11.2.6"),
-    ("AT+CFGRI=1", UP, (OK,), "19.2.16"),
-    ("AT+CIPTIMEOUT=*", UP, (OK,), "11.2.12"),
-    ("AT+CREG?", UP, (REG % ("+CREG", 1), OK), "4.2.1"),
-    ("AT+CEREG?", UP, (REG % ("+CEREG", 1), OK), "4.2.16"),
-    ("AT+CGREG?", UP, (REG % ("+CGREG", 1), OK), "8.2.1"),
-    ("AT+NETOPEN", UP, (OK, NETOPEN % 0), "11.2.1"),
-    ("AT+NETOPEN?", NET, (NETOPEN % 1, OK), "11.2.1"),
-    ("AT+CPSI?", UP, (CPSI % ("LTE", 234, 15, 0x1A2B, 30125732, -971), OK), "4.2.14"),
-    ("AT+CIPOPEN=*", NET, (OK, CIPOPEN % 0), "11.2.3"),
-    ("AT+CIPSEND=*", SOCKET, (SEND_PROMPT,), "11.2.5"),
-    ("AT+CIPRXGET=4,0", SOCKET, (CIPRXGET_LEFT % 0, OK), "11.2.6"),
-    ("AT+CIPRXGET=3,*", DATA, READ, "11.2.6"),
-    ("AT+CIPCLOSE=0", SOCKET, (OK, CIPCLOSE % 0), "11.2.4"),
-    ("AT+NETCLOSE", NET, (OK, NETCLOSE % 0), "11.2.2"),
-    ("AT+CMGS=*", UP, (SMS_PROMPT,), "9.2.13"),
-    ("AT+CLVL=*", UP, (OK,), "5.2.22"),
-    ("AT+CVHU=0", UP, (OK,), "5.2.1"),
-    ("ATD*", UP, (OK, CALL_BEGIN), "2.2.2"),
-    ("AT+VMUTE=1", CALL, (OK,), "5.2.19"),
-    ("AT+CMUT=*", UP, (ERROR,), "5.2.20"),  # "If there is not a connected call, write command can't be used"
-    ("ATH", CALL, (CALL_END, OK), "2.2.7"),
-    ("AT+CHUP", CALL, (CALL_END, OK), "5.2.2"),
-    ("AT+CSCLK=1", UP, (OK,), "19.2.17"),
-    ("AT+CVAUXV=*", UP, (OK,), "19.2.3"),
-    ("AT+CVAUXS=*", UP, (OK,), "19.2.2"),
-    ("AT+CGPS=1", UP, (OK,), "17.2.1"),
-    ("AT+CGPSINFOCFG=*", UP, (OK,), "17.2.16"),
-    ("AT+CGPS=0", GNSS, (OK, CGPS_OFF), "17.2.1"),
-    ("AT+CPOF", UP, (OK,), "3.2.12"),
+    ("AT", "up", (OK,)),  # 1.4
+    ("ATE0", "up", (OK,)),  # 2.2.16
+    ("AT+CMEE=1", "up", (OK,)),  # 3.2.18
+    ("AT+CPIN?", "up", (CPIN % "READY", OK)),  # 3.2.2
+    ("AT+CMGF=1", "up", (OK,)),  # 9.2.3
+    ("AT+CSQ", "up", (CSQ % (21, 99), OK)),  # 3.2.8
+    ("AT+CGDCONT=*", "up", (OK,)),  # 8.2.4
+    ("AT+CIPRXGET=1", "up", (OK,)),  # 11.2.6
+    ("AT+CFGRI=1", "up", (OK,)),  # 19.2.16
+    ("AT+CIPTIMEOUT=*", "up", (OK,)),  # 11.2.12
+    ("AT+CREG?", "up", (REG % ("+CREG", 1), OK)),  # 4.2.1
+    ("AT+CEREG?", "up", (REG % ("+CEREG", 1), OK)),  # 4.2.16
+    ("AT+CGREG?", "up", (REG % ("+CGREG", 1), OK)),  # 8.2.1
+    ("AT+NETOPEN", "up", (OK, NETOPEN % 0)),  # 11.2.1
+    ("AT+NETOPEN?", "net", (NETOPEN % 1, OK)),  # 11.2.1
+    ("AT+CPSI?", "up", (CPSI % ("LTE", 234, 15, 0x1A2B, 30125732, -971), OK)),  # 4.2.14
+    ("AT+CIPOPEN=*", "net", (OK, CIPOPEN % 0)),  # 11.2.3
+    ("AT+CIPSEND=*", "socket", (SEND_PROMPT,)),  # 11.2.5
+    ("AT+CIPRXGET=4,0", "socket", (CIPRXGET_LEFT % 0, OK)),  # 11.2.6
+    ("AT+CIPRXGET=3,*", "data", READ),  # 11.2.6
+    ("AT+CIPCLOSE=0", "socket", (OK, CIPCLOSE % 0)),  # 11.2.4
+    ("AT+NETCLOSE", "net", (OK, NETCLOSE % 0)),  # 11.2.2
+    ("AT+CMGS=*", "up", (SMS_PROMPT,)),  # 9.2.13
+    ("AT+CLVL=*", "up", (OK,)),  # 5.2.22
+    ("AT+CVHU=0", "up", (OK,)),  # 5.2.1
+    ("ATD*", "up", (OK, CALL_BEGIN)),  # 2.2.2
+    ("AT+VMUTE=1", "call", (OK,)),  # 5.2.19
+    ("AT+CMUT=*", "up", (ERROR,)),  # 5.2.20: "If there is not a connected call, write command can't be used"
+    ("ATH", "call", (CALL_END, OK)),  # 2.2.7
+    ("AT+CHUP", "call", (CALL_END, OK)),  # 5.2.2
+    ("AT+CSCLK=1", "up", (OK,)),  # 19.2.17
+    ("AT+CVAUXV=*", "up", (OK,)),  # 19.2.3
+    ("AT+CVAUXS=*", "up", (OK,)),  # 19.2.2
+    ("AT+CGPS=1", "up", (OK,)),  # 17.2.1
+    ("AT+CGPSINFOCFG=*", "up", (OK,)),  # 17.2.16
+    ("AT+CGPS=0", "gnss", (OK, CGPS_OFF)),  # 17.2.1
+    ("AT+CPOF", "up", (OK,)),  # 3.2.12
 )
 
 
@@ -128,10 +124,10 @@ def answer(line):
     return None
 
 
-def frame(lines):
+def frame(answer):
     """The bytes of an answer: each line framed, prompts as they are."""
     out = b""
-    for x in lines:
+    for x in answer:
         out += x if isinstance(x, bytes) else b"\r\n" + x.encode() + b"\r\n"
     return out
 
@@ -141,7 +137,7 @@ class Registered:
     from ANSWERS at once (a line ANSWERS lacks: ERROR, as the module says
     to a command it does not know). What depends on data is the
     subclass's: sent(payload) after a prompt (the CIPSEND bytes or the SMS
-    text with its Ctrl-Z) and read() for AT+CIPRXGET=3."""
+    text with its Ctrl-Z) and fetch(), the answer to AT+CIPRXGET=3."""
 
     def __init__(self):
         self.prompted = False
@@ -161,15 +157,15 @@ class Registered:
         if a is None:
             return frame((ERROR,))
         if a is READ:
-            return self.read()
+            return self.fetch()
         if isinstance(a[0], bytes):
             self.prompted = True
         return frame(a)
 
     def sent(self, out):
         if out.endswith(b"\x1a"):
-            return frame(SMS_SENT)
+            return frame((CMGS % 1, OK))
         return frame((OK, CIPSEND % (len(out), len(out))))
 
-    def read(self):
+    def fetch(self):
         raise NotImplementedError

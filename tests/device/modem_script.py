@@ -38,7 +38,7 @@ class Scripted(A.Registered):
         r = A.Registered.sent(self, out)
         return r if out.endswith(b"\x1a") else r + A.frame((A.CIPRXGET_NEW,))
 
-    def read(self):
+    def fetch(self):
         data = pack(REPLY)
         return A.frame((A.CIPRXGET % (3, len(data), 0), binascii.hexlify(data).decode().upper(), A.OK))
 
