@@ -65,7 +65,8 @@ READ = (CIPRXGET, "%s", OK)
 # (command line, state, answer), each row citing its manual section. "*"
 # ends a command that takes any arguments. The state the answer holds in
 # (tests/test_modem_answers.py brings the emulator into each):
-#   "up"      booted, echo off, SIM ready, registered on LTE (CS and PS), network closed
+#   "up"      booted, echo off, SIM ready, SMS text mode (AT+CMGF=1), registered on
+#             LTE (CS and PS), network closed
 #   "net"     "up", then AT+NETOPEN done
 #   "socket"  "net", manual receive (AT+CIPRXGET=1), link 0 connected, nothing waiting
 #   "data"    "socket" with the far end's bytes waiting
