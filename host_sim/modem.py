@@ -2,10 +2,11 @@
 SIM7600 AT manual V3.00 on a byte stream, carrying TCP through a pluggable
 backend (host_sim/tcp.py) and SMS through the network model to an endpoint.
 
-Owns: when the modem says what, in which state (the text of each line,
-and the golden answers of a registered module, are host_sim/
-sim7600_answers.py's, shared with the device tests' scripted modem and
-the heap bench). Device side:
+Owns: when the modem says what, in which state, and the lines only it
+says (errors, read commands' answers); the text of every line the
+scripted modems say too, and the golden answers of a registered module,
+are host_sim/sim7600_answers.py's (shared with the device tests' scripted
+modem and the heap bench). Device side:
     write(data, now)        bytes from the device's UART TX
     read(now) -> bytes      bytes due on the device's UART RX by `now`
     next_event_ms() -> int or None   when something next happens (for a

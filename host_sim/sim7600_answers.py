@@ -2,12 +2,14 @@
 golden transcripts cited to SIMCom's SIM7500/SIM7600 Series AT Command
 Manual V3.00 (section numbers after each row).
 
-Owns: the text of every line the modem says (result codes, information
-lines, URCs, prompts) and, for each command line the modem engine sends,
-its answer in a named state of the module (ANSWERS). Never does: state,
+Owns: the text of every line both the scripted modems and the emulator
+say (result codes, information lines, URCs, prompts) and, for each
+command line the modem engine sends, its answer in a named state of the
+module (ANSWERS). Never does: state,
 timing, faults or I/O. Three modems use it:
-- host_sim/modem.py, the full emulator, formats its lines from the names
-  here (its state machine, timings and faults stay its own);
+- host_sim/modem.py, the full emulator, formats those lines from the
+  names here (its state machine, timings, faults and the lines only it
+  says, such as +CME ERROR: and read commands' answers, stay its own);
 - tests/device/modem_script.py (Scripted: the device tests of the modem
   engine on MicroPython and CPython) and bench/mp_firmware.py (the heap
   bench's modem) drive `Registered`: a module that is up and registered
