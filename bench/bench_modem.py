@@ -110,10 +110,11 @@ print("cycle_us", us // N)
 
 def mp_figures():
     mp_util.compile_device_code()
-    # the scripted modem lives with the device tests; compile them too
+    # the scripted modem lives with the device tests and answers from the
+    # SIM7600 answer table; compile them too
     from tools.mpy_compile import compile_all
 
-    compile_all(["tests/device"], mp_util.BUILD, march="")
+    compile_all(["tests/device", "host_sim/sim7600_answers.py"], mp_util.BUILD, march="")
     path = os.path.join(mp_util.BUILD, "bench_modem_mp.py")
     with open(path, "w") as f:
         f.write(MP_SCRIPT)

@@ -29,8 +29,10 @@ import binascii
 import gc
 import sys
 
+from host_sim import sim7600_answers as A  # the harness's (in BASE): the modem's answers
+
 gc.collect()
-BASE = gc.mem_alloc()
+BASE = gc.mem_alloc() if hasattr(gc, "mem_alloc") else 0  # CPython imports it for tests/test_modem_answers.py
 
 
 def nmea(body):
@@ -64,16 +66,17 @@ class Gnss:
         return out
 
 
-class Modem:
-    """A SIM7600 that is up and registered; the receiving centre behind it
-    ACKs each frame except the first `drop` ones (retries and the SMS
-    fallback run), the third ACK asks for listen-in."""
+class Modem(A.Registered):
+    """A SIM7600 that is up and registered (host_sim/sim7600_answers.py's
+    answers, as the device tests' scripted modem); the receiving centre
+    behind it ACKs each frame except the first `drop` ones (retries and
+    the SMS fallback run), the third ACK asks for listen-in."""
 
     def __init__(self, board, keys):
+        A.Registered.__init__(self)
         self.b = board
         self.keys = keys
         self.rx = b""
-        self.payload = False
         self.alive = False
         self.rdy = False
         self.pending = []
@@ -89,7 +92,7 @@ class Modem:
     def read(self, n):
         if self.rdy:
             self.rdy = False
-            self.rx += b"\r\nRDY\r\n"
+            self.rx += A.frame((A.RDY,))
         if not self.rx:
             return None
         out, self.rx = self.rx[:n], self.rx[n:]
@@ -117,52 +120,29 @@ class Modem:
         body = F.Ack(seq, cmds)
         return pack(F.encode(self.keys, F.Frame(F.ACK, 4242, self.down, 1795900000, body)))
 
-    def answer(self, out):
-        if self.payload:
-            self.payload = False
-            if out.endswith(b"\x1a"):
-                self.sms += 1
-                return b"\r\n+CMGS: 46\r\n\r\nOK\r\n"
-            self.frames += 1
-            if self.drop > 0 and self.b.now >= SOS_AT:
-                self.drop -= 1
-                return b"\r\nOK\r\n\r\n+CIPSEND: 0,%d,%d\r\n" % (len(out), len(out))
-            self.pending.append(self.ack(out[2:]))
-            return b"\r\nOK\r\n\r\n+CIPSEND: 0,%d,%d\r\n\r\n+CIPRXGET: 1,0\r\n" % (len(out), len(out))
-        r = b""
-        for cmd in out.split(b"\r"):
-            if cmd:
-                r += self.one(cmd.decode())
-        return r
-
-    def one(self, c):
-        if c.startswith("AT+CPIN?"):
-            return b"\r\n+CPIN: READY\r\n\r\nOK\r\n"
-        if c == "AT+CSQ":
-            return b"\r\n+CSQ: 22,0\r\n\r\nOK\r\n"
-        if c in ("AT+CREG?", "AT+CEREG?", "AT+CGREG?"):
-            return b"\r\n%s: 0,1\r\n\r\nOK\r\n" % c[2:-1].encode()
-        if c == "AT+NETOPEN":
-            return b"\r\nOK\r\n\r\n+NETOPEN: 0\r\n"
-        if c == "AT+CPSI?":
-            return b"\r\n+CPSI: LTE,Online,234-15,0x1A2B,30125732,257,EUTRAN-BAND20,6300,5,5,-94,-971,-545,15\r\n\r\nOK\r\n"
-        if c.startswith("AT+CIPOPEN="):
-            return b"\r\nOK\r\n\r\n+CIPOPEN: 0,0\r\n"
-        if c.startswith("AT+CIPSEND=") or c.startswith("AT+CMGS="):
-            self.payload = True
-            return b"\r\n>" if c[3] == "C" and c[4] == "I" else b"\r\n> "
-        if c.startswith("AT+CIPRXGET=3"):
-            if not self.pending:
-                return b"\r\n+CIPRXGET: 3,0,0,0\r\n\r\nOK\r\n"
-            data = self.pending.pop(0)
-            return b"\r\n+CIPRXGET: 3,0,%d,%d\r\n\r\n%s\r\n\r\nOK\r\n" % (
-                len(data), len(self.pending), binascii.hexlify(data).upper())
-        if c.startswith("ATD"):
+    def line(self, c):
+        if c[:3] == "ATD":
             self.calls += 1
-            return b"\r\nOK\r\n\r\nVOICE CALL: BEGIN\r\n"
-        if c == "ATH":
-            return b"\r\nVOICE CALL: END: 000017\r\n\r\nOK\r\n"
-        return b"\r\nOK\r\n"
+        return A.Registered.line(self, c)
+
+    def fetch(self):
+        """AT+CIPRXGET=3: the next ACK waiting."""
+        if not self.pending:
+            return A.frame((A.IP_ERROR % "No data", A.ERROR))
+        data = self.pending.pop(0)
+        return A.frame((A.CIPRXGET % (3, len(data), len(self.pending)), binascii.hexlify(data).decode().upper(), A.OK))
+
+    def sent(self, out):
+        r = A.Registered.sent(self, out)
+        if out.endswith(b"\x1a"):
+            self.sms += 1
+            return r
+        self.frames += 1
+        if self.drop > 0 and self.b.now >= SOS_AT:
+            self.drop -= 1
+            return r
+        self.pending.append(self.ack(out[2:]))
+        return r + A.frame((A.CIPRXGET_NEW,))
 
 
 CONFIG = (b'{"device_id": 4242, "key_hex": "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",'
@@ -319,5 +299,5 @@ def note():
     return not state["grew"]
 
 
-if not WASM:
+if not WASM and sys.implementation.name == "micropython":
     main()

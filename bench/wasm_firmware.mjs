@@ -8,9 +8,10 @@
 // the ESP32). ROMFS_IMAGE (tools/romfs.py) is mounted at /rom outside the
 // GC heap, so firmware/ and protocol/ run in place as from a board's ROM
 // partition. HARNESS_DIR holds mp_firmware.mpy (the scenario,
-// bench/mp_firmware.py) and cryptolib.mpy (bench/cryptolib_shim.py: this
-// build has no cryptolib), copied to /lib and imported before the
-// baseline is taken.
+// bench/mp_firmware.py), its modem's answer table
+// (host_sim/sim7600_answers.mpy) and cryptolib.mpy
+// (bench/cryptolib_shim.py: this build has no cryptolib), copied to /lib
+// and imported before the baseline is taken.
 //
 // This VM collects garbage only when a call from JS returns, and grows its
 // heap instead of raising MemoryError. So JS drives the device's main loop
@@ -51,7 +52,8 @@ try {
 } catch (e) {
   // already there
 }
-for (const f of ["mp_firmware.mpy", "cryptolib.mpy", "board_fake.mpy"]) {
+mp.FS.mkdir("/lib/host_sim");
+for (const f of ["mp_firmware.mpy", "cryptolib.mpy", "board_fake.mpy", "host_sim/sim7600_answers.mpy"]) {
   mp.FS.writeFile("/lib/" + f, fs.readFileSync(path.join(harness, f)));
 }
 

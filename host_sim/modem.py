@@ -2,7 +2,11 @@
 SIM7600 AT manual V3.00 on a byte stream, carrying TCP through a pluggable
 backend (host_sim/tcp.py) and SMS through the network model to an endpoint.
 
-Owns: what the modem says and when. Device side:
+Owns: when the modem says what, in which state, and the lines only it
+says (errors, read commands' answers); the text of every line the
+scripted modems say too, and the golden answers of a registered module,
+are host_sim/sim7600_answers.py's (shared with the device tests' scripted
+modem and the heap bench). Device side:
     write(data, now)        bytes from the device's UART TX
     read(now) -> bytes      bytes due on the device's UART RX by `now`
     next_event_ms() -> int or None   when something next happens (for a
@@ -29,13 +33,16 @@ noise until power-cycled), reset_at / quiet_reset_at (restarts by itself,
 with / without RDY), start_on (already booted at 0).
 
 Must stay in sync with: firmware/modem/sim7600.py (the engine's view of the
-same dialect), host_sim/README.md (the API), docs/modem.md.
+same dialect), host_sim/sim7600_answers.py (tests/test_modem_answers.py
+holds this emulator to its golden answers), host_sim/README.md (the API),
+docs/modem.md.
 """
 
 import binascii
 import heapq
 import random
 
+from host_sim import sim7600_answers as A
 from host_sim.network import Network
 from host_sim.tcp import ModelTcp
 
@@ -467,7 +474,7 @@ class Sim7600:
         self._ready_at = t
         self.events.append((t, "ready"))
         if not getattr(self, "_quiet", False):
-            self._urc(t, "RDY")
+            self._urc(t, A.RDY)
         self._timer(t + self.f["cpin_after_ms"], self._cpin_urc)
 
     def _cpin_urc(self, t):
@@ -479,10 +486,10 @@ class Sim7600:
             return  # nothing: the module stays silent without a SIM
         if sim == "pin":
             self.sim_state = "pin"
-            self._urc(t, "+CPIN: SIM PIN")
+            self._urc(t, A.CPIN % "SIM PIN")
             return
         self._sim_ready(t)
-        self._urc(t, "+CPIN: READY")
+        self._urc(t, A.CPIN % "READY")
 
     def _sim_ready(self, t):
         self.sim_state = "ready"
@@ -610,7 +617,7 @@ class Sim7600:
                     self._cmgs_done(now, bytes(self._payload))
                 elif b == _ESC:
                     self._mode = "cmd"
-                    self._reply(now, "OK")
+                    self._reply(now, A.OK)
                 else:
                     self._payload.append(b)
                 continue
@@ -637,12 +644,12 @@ class Sim7600:
         try:
             line = raw.decode("ascii").strip()
         except UnicodeDecodeError:
-            self._reply(now, "ERROR")
+            self._reply(now, A.ERROR)
             return
         if not line:
             return
         if not line.upper().startswith("AT"):
-            self._reply(now, "ERROR")
+            self._reply(now, A.ERROR)
             return
         self._cmds += 1
         hc = self.f["hang_after_cmds"]
@@ -653,27 +660,27 @@ class Sim7600:
         up = body.upper()
         h = _HANDLERS.get(_name(up))
         if h is None:
-            self._reply(now, "ERROR")
+            self._reply(now, A.ERROR)
             return
         h(self, now, body, up)
 
     # ---- command handlers --------------------------------------------------
 
     def _c_at(self, now, body, up):
-        self._reply(now, "OK")
+        self._reply(now, A.OK)
 
     def _c_e(self, now, body, up):
         if up in ("E0", "E1", "E"):
             self._echo = up == "E1"
-            self._reply(now, "OK")
+            self._reply(now, A.OK)
         else:
-            self._reply(now, "ERROR")
+            self._reply(now, A.ERROR)
 
     def _c_ok(self, now, body, up):
-        self._reply(now, "OK")
+        self._reply(now, A.OK)
 
     def _c_vmute(self, now, body, up):
-        self._reply(now, "OK" if self.call == "active" else "ERROR")
+        self._reply(now, A.OK if self.call == "active" else A.ERROR)
 
     def _sim_err(self, now):
         if self.sim_state == "missing":
@@ -690,9 +697,9 @@ class Sim7600:
     def _c_cpin(self, now, body, up):
         if up == "+CPIN?":
             if self.sim_state == "ready":
-                self._reply(now, "+CPIN: READY", "OK")
+                self._reply(now, A.CPIN % "READY", A.OK)
             elif self.sim_state == "pin":
-                self._reply(now, "+CPIN: SIM PIN", "OK")
+                self._reply(now, A.CPIN % "SIM PIN", A.OK)
             elif self.sim_state == "missing":
                 self._reply(now, "+CME ERROR: 10")
             else:
@@ -704,22 +711,22 @@ class Sim7600:
                 self._reply(now, "+CME ERROR: 3")
             elif code == self.f["pin_code"]:
                 t = self._t(now)
-                self._say(t, "OK")
+                self._say(t, A.OK)
                 self._sim_ready(t + 1000)
-                self._timer(t + 1000, self._say_urc, "+CPIN: READY")
+                self._timer(t + 1000, self._say_urc, A.CPIN % "READY")
             else:
                 self._reply(now, "+CME ERROR: 16")
             return
-        self._reply(now, "ERROR")
+        self._reply(now, A.ERROR)
 
     def _c_csq(self, now, body, up):
         rssi = self.f["rssi"] if self.cov != "none" and self.sim_state == "ready" else 99
-        self._reply(now, "+CSQ: %d,99" % rssi, "OK")
+        self._reply(now, A.CSQ % (rssi, 99), A.OK)
 
     def _c_reg(self, now, body, up):
         name = _name(up)
         if not up.endswith("?"):
-            self._reply(now, "OK")
+            self._reply(now, A.OK)
             return
         if name == "+CREG":
             ok = self.cs_reg(now)
@@ -729,27 +736,26 @@ class Sim7600:
             ok = self.ps_reg(now)
         searching = self.sim_state == "ready" and self.cov != "none"
         st = 1 if ok else (2 if searching else 0)
-        self._reply(now, "%s: 0,%d" % (name, st), "OK")
+        self._reply(now, A.REG % (name, st), A.OK)
 
     def _c_cpsi(self, now, body, up):
         cell = self.f["cell"]
         if callable(cell):  # a scenario's towers: the cell serving the person now (host_sim/cells.py)
             cell = cell(now)
         if self.cov == "none" or not self.cs_reg(now) or cell is None:
-            self._reply(now, "+CPSI: NO SERVICE,Online", "OK")
+            self._reply(now, "+CPSI: NO SERVICE,Online", A.OK)
             return
         sysm, mcc, mnc, tac, cid, rsrp = cell
-        self._reply(now, "+CPSI: %s,Online,%03d-%02d,0x%04X,%d,257,EUTRAN-BAND20,6300,5,5,-94,%d,-545,15"
-                    % (sysm, mcc, mnc, tac, cid, rsrp), "OK")
+        self._reply(now, A.CPSI % (sysm, mcc, mnc, tac, cid, rsrp), A.OK)
 
     def _c_cmgf(self, now, body, up):
         if up in ("+CMGF=0", "+CMGF=1"):
             self._cmgf = int(up[-1])
-            self._reply(now, "OK")
+            self._reply(now, A.OK)
         elif up == "+CMGF?":
-            self._reply(now, "+CMGF: %d" % self._cmgf, "OK")
+            self._reply(now, "+CMGF: %d" % self._cmgf, A.OK)
         else:
-            self._reply(now, "ERROR")
+            self._reply(now, A.ERROR)
 
     def _c_cmgs(self, now, body, up):
         if self._sim_err(now):
@@ -760,7 +766,7 @@ class Sim7600:
         self._sms_to = body[6:].split(",")[0].strip().strip('"')
         self._payload = bytearray()
         self._mode = "cmgs"
-        self._raw(self._t(now), b"\r\n> ")
+        self._raw(self._t(now), A.SMS_PROMPT)
 
     def _cmgs_done(self, now, text_bytes):
         t = self._t(now) + self.f["sms_submit_ms"]
@@ -779,7 +785,7 @@ class Sim7600:
             return
         mr = (len([e for e in self.events if e[1] == "sms"]) + 1) % 256
         self.events.append((t, "sms", to, text))
-        self._say(t, "+CMGS: %d" % mr, "OK")
+        self._say(t, A.CMGS % mr, A.OK)
         arr = self.network.sms(t)
         if arr is not None and self.endpoint is not None:
             self._timer(arr, self._deliver_sms, self.f["own_number"], text)
@@ -800,60 +806,60 @@ class Sim7600:
         self.call = "dialling"
         t = self._t(now)
         self.events.append((t, "call", number))
-        self._say(t, "OK")
+        self._say(t, A.OK)
         if self.f["call_answer"]:
             self._timer(t + self.f["call_setup_ms"], self._call_up)
 
     def _call_up(self, t):
         if self.call == "dialling" and self.on and not self.hung:
             self.call = "active"
-            self._urc(t, "VOICE CALL: BEGIN")
+            self._urc(t, A.CALL_BEGIN)
 
     def _c_cvhu(self, now, body, up):
         if up in ("+CVHU=0", "+CVHU=1"):
             self._cvhu = int(up[-1])
-            self._reply(now, "OK")
+            self._reply(now, A.OK)
         else:
-            self._reply(now, "ERROR")
+            self._reply(now, A.ERROR)
 
     def _c_hangup(self, now, body, up):
         t = self._t(now)
         if up == "H" and self._cvhu != 0:
-            self._say(t, "OK")  # ATH is ignored unless AT+CVHU=0 (manual 2.2.7)
+            self._say(t, A.OK)  # ATH is ignored unless AT+CVHU=0 (manual 2.2.7)
             return
         if self.call is not None:
             self.events.append((t, "hangup"))
             if self.call == "active":
-                self._say(t, "VOICE CALL: END: 000017")
+                self._say(t, A.CALL_END)
             self.call = None
-        self._say(t, "OK")
+        self._say(t, A.OK)
 
     def _c_csclk(self, now, body, up):
         if up in ("+CSCLK=0", "+CSCLK=1", "+CSCLK=2"):
             self._csclk = int(up[-1])
-            self._reply(now, "OK")
+            self._reply(now, A.OK)
         else:
-            self._reply(now, "ERROR")
+            self._reply(now, A.ERROR)
 
     def _c_cfgri(self, now, body, up):
         """AT+CFGRI=<status>[,<URC time>[,<SMS time>]] (manual 19.2.16)."""
         args = _args(body)
         if up == "+CFGRI?":
-            self._reply(now, "+CFGRI: %d,%d,120" % (self._cfgri, self.f["ri_urc_ms"]), "OK")
+            self._reply(now, "+CFGRI: %d,%d,120" % (self._cfgri, self.f["ri_urc_ms"]), A.OK)
         elif args and args[0] in ("0", "1"):
             self._cfgri = int(args[0])
-            self._reply(now, "OK")
+            self._reply(now, A.OK)
         elif up == "+CFGRI":
             self._cfgri = 0
-            self._reply(now, "OK")
+            self._reply(now, A.OK)
         else:
-            self._reply(now, "ERROR")
+            self._reply(now, A.ERROR)
 
     def _c_cpof(self, now, body, up):
         """AT+CPOF: OK, then power-off as with a PWRKEY hold (manual 3.2.12;
         Hardware Design 3.2.2)."""
         t = self._t(now)
-        self._say(t, "OK")
+        self._say(t, A.OK)
         self._timer(self._line_free, self._cpof)  # once its OK is on the wire
 
     def _cpof(self, t):
@@ -864,9 +870,9 @@ class Sim7600:
         """AT+CMUT (manual 5.2.20): "If there is not a connected call, write
         command can't be used"."""
         if up.startswith("+CMUT=") and self.call != "active":
-            self._reply(now, "ERROR")
+            self._reply(now, A.ERROR)
         else:
-            self._reply(now, "OK")
+            self._reply(now, A.OK)
 
     def _c_chup(self, now, body, up):
         """AT+CHUP ends a voice call whatever AT+CVHU says (manual 5.2.2)."""
@@ -874,18 +880,18 @@ class Sim7600:
         if self.call is not None:
             self.events.append((t, "hangup"))
             if self.call == "active":
-                self._say(t, "VOICE CALL: END: 000017")
+                self._say(t, A.CALL_END)
             self.call = None
-        self._say(t, "OK")
+        self._say(t, A.OK)
 
     def _c_ciptimeout(self, now, body, up):
         args = _args(body)
         if up == "+CIPTIMEOUT?":
-            self._reply(now, "+CIPTIMEOUT: 120000,120000,120000", "OK")
+            self._reply(now, "+CIPTIMEOUT: 120000,120000,120000", A.OK)
         elif 1 <= len(args) <= 3 and all(a == "" or (a.isdigit() and 3000 <= int(a) <= 120000) for a in args):
-            self._reply(now, "OK")
+            self._reply(now, A.OK)
         else:
-            self._reply(now, "ERROR")
+            self._reply(now, A.ERROR)
 
     # ---- GNSS (manual chapter 17; GNSS application note) ----------------------
 
@@ -895,20 +901,20 @@ class Sim7600:
         if up in ("+CVAUXS=0", "+CVAUXS=1"):
             self._cvaux = int(up[-1])
             self._antenna(now)
-            self._reply(now, "OK")
+            self._reply(now, A.OK)
         elif up == "+CVAUXS?":
-            self._reply(now, "+CVAUXS: %d" % self._cvaux, "OK")
+            self._reply(now, "+CVAUXS: %d" % self._cvaux, A.OK)
         else:
-            self._reply(now, "ERROR")
+            self._reply(now, A.ERROR)
 
     def _c_cvauxv(self, now, body, up):
         args = _args(body)
         if args and args[0].isdigit() and 1700 <= int(args[0]) <= 3050 and int(args[0]) % 50 == 0:
-            self._reply(now, "OK")
+            self._reply(now, A.OK)
         elif up == "+CVAUXV?":
-            self._reply(now, "+CVAUXV: 2850", "OK")
+            self._reply(now, "+CVAUXV: 2850", A.OK)
         else:
-            self._reply(now, "ERROR")
+            self._reply(now, A.ERROR)
 
     def _antenna(self, now):
         """GNSS hears satellites only with the session on and the active
@@ -922,23 +928,23 @@ class Sim7600:
         later by +CGPS: 0."""
         args = _args(body)
         if up == "+CGPS?":
-            self._reply(now, "+CGPS: %d,1" % self._gps, "OK")
+            self._reply(now, "+CGPS: %d,1" % self._gps, A.OK)
             return
         if not args or args[0] not in ("0", "1"):
-            self._reply(now, "ERROR")
+            self._reply(now, A.ERROR)
             return
         on = int(args[0])
         if on == self._gps:
-            self._reply(now, "ERROR")  # already in that state (manual: ERROR)
+            self._reply(now, A.ERROR)  # already in that state (manual: ERROR)
             return
         self._gps = on
         t = self._t(now)
-        self._say(t, "OK")
+        self._say(t, A.OK)
         if self.gnss is not None:
             self.gnss.read(t)  # a new or ended session reports nothing from before it
         self._antenna(t)
         if not on:
-            self._timer(t + 1000, self._say_urc, "+CGPS: 0")
+            self._timer(t + 1000, self._say_urc, A.CGPS_OFF)
         self._nmea_schedule(t)
 
     def _c_cgpsinfocfg(self, now, body, up):
@@ -946,16 +952,16 @@ class Sim7600:
         port every <time> s, sentences by the <config> bit mask."""
         args = _args(body)
         if not args or not args[0].isdigit() or int(args[0]) > 255:
-            self._reply(now, "ERROR")
+            self._reply(now, A.ERROR)
             return
         self._nmea_period = int(args[0])
         if len(args) > 1:
             if not args[1].isdigit() or int(args[1]) > 262143:
-                self._reply(now, "ERROR")
+                self._reply(now, A.ERROR)
                 return
             self._nmea_mask = int(args[1])
         t = self._t(now)
-        self._say(t, "OK")
+        self._say(t, A.OK)
         self._nmea_schedule(t)
 
     def _nmea_schedule(self, t):
@@ -984,21 +990,21 @@ class Sim7600:
         """AT+CGNSSINFO (manual 17.2.21): without a fix 15 empty fields."""
         g = self.gnss
         if g is None or not self._gps or not g.has_fix():
-            self._reply(now, "+CGNSSINFO: ,,,,,,,,,,,,,,,", "OK")
+            self._reply(now, "+CGNSSINFO: ,,,,,,,,,,,,,,,", A.OK)
             return
-        self._reply(now, "+CGNSSINFO: " + g.cgnssinfo(now), "OK")
+        self._reply(now, "+CGNSSINFO: " + g.cgnssinfo(now), A.OK)
 
     # ---- TCP/IP (manual chapter 11) ---------------------------------------
 
     def _c_netopen(self, now, body, up):
         if up == "+NETOPEN?":
-            self._reply(now, "+NETOPEN: %d" % (1 if self.net_open else 0), "OK")
+            self._reply(now, A.NETOPEN % (1 if self.net_open else 0), A.OK)
             return
         if self.net_open:
-            self._reply(now, "+IP ERROR: Network is already opened", "ERROR")
+            self._reply(now, "+IP ERROR: Network is already opened", A.ERROR)
             return
         t = self._t(now)
-        self._say(t, "OK")
+        self._say(t, A.OK)
         self._timer(t + self.f["netopen_ms"], self._netopen_done)
 
     def _netopen_done(self, t):
@@ -1006,40 +1012,40 @@ class Sim7600:
             return
         if self.ps_reg(t):
             self.net_open = True
-            self._urc(t, "+NETOPEN: 0")
+            self._urc(t, A.NETOPEN % 0)
         else:
-            self._urc(t, "+NETOPEN: 1")
+            self._urc(t, A.NETOPEN % 1)
 
     def _c_netclose(self, now, body, up):
         if not self.net_open:
-            self._reply(now, "+NETCLOSE: 2", "ERROR")
+            self._reply(now, A.NETCLOSE % 2, A.ERROR)
             return
         if self.conn is not None:
             self._drop_conn(now)
         self.sock = False
         self.net_open = False
-        self._reply(now, "OK", "+NETCLOSE: 0")
+        self._reply(now, A.OK, A.NETCLOSE % 0)
 
     def _c_cipopen(self, now, body, up):
         args = _args(body)
         if len(args) < 4 or args[0] != "0" or args[1].upper() != "TCP":
-            self._reply(now, "+IP ERROR: Invalid parameter", "ERROR")
+            self._reply(now, "+IP ERROR: Invalid parameter", A.ERROR)
             return
         if not self.net_open:
-            self._reply(now, "+CIPOPEN: 0,2", "ERROR")
+            self._reply(now, A.CIPOPEN % 2, A.ERROR)
             return
         if self.sock or self.conn is not None:
-            self._reply(now, "+CIPOPEN: 0,4", "ERROR")
+            self._reply(now, A.CIPOPEN % 4, A.ERROR)
             return
         host, port = args[2], int(args[3]) if args[3].isdigit() else 0
         t = self._t(now)
-        self._say(t, "OK")
+        self._say(t, A.OK)
         self._dead_sock = False
         self._rx = bytearray()
         if self._open_fails < self.f["open_fail"]:
             self._open_fails += 1
             self.events.append((t, "open_failed"))
-            self._timer(t + self.f["open_fail_ms"], self._say_urc, "+CIPOPEN: 0,10")
+            self._timer(t + self.f["open_fail_ms"], self._say_urc, A.CIPOPEN % 10)
             return
         self.conn = self.tcp.connect(host, port, t)
 
@@ -1052,10 +1058,10 @@ class Sim7600:
             if value:
                 self.sock = True
                 self.events.append((t, "tcp_open"))
-                self._urc(t, "+CIPOPEN: 0,0")
+                self._urc(t, A.CIPOPEN % 0)
             else:
                 self.conn = None
-                self._urc(t, "+CIPOPEN: 0,10")
+                self._urc(t, A.CIPOPEN % 10)
         elif kind == "data":
             was_empty = not self._rx
             self._rx.extend(value)
@@ -1063,7 +1069,7 @@ class Sim7600:
                 return
             if self._rxmode == 1:
                 if was_empty:
-                    self._urc(t, "+CIPRXGET: 1,0")
+                    self._urc(t, A.CIPRXGET_NEW)
             else:
                 self._urc(t, "RECV FROM:0.0.0.0:0")
                 self._raw(t, b"+IPD%d\r\n" % len(self._rx) + bytes(self._rx))
@@ -1078,23 +1084,23 @@ class Sim7600:
     def _c_cipsend(self, now, body, up):
         args = _args(body)
         if up == "+CIPSEND?" or len(args) < 2 or args[0] != "0":
-            self._reply(now, "ERROR")
+            self._reply(now, A.ERROR)
             return
         n = int(args[1]) if args[1].isdigit() else 0
         if not self.sock:
-            self._reply(now, "+CIPERROR: 4", "ERROR")
+            self._reply(now, "+CIPERROR: 4", A.ERROR)
             return
         if not 1 <= n <= 1500:
-            self._reply(now, "ERROR")
+            self._reply(now, A.ERROR)
             return
         self._need = n
         self._payload = bytearray()
         self._mode = "cipsend"
-        self._raw(self._t(now), b"\r\n>")
+        self._raw(self._t(now), A.SEND_PROMPT)
 
     def _cipsend_done(self, now, data):
         t = self._t(now)
-        self._say(t, "OK")
+        self._say(t, A.OK)
         n = len(data)
         if self._dead_sock:
             cnf = -1
@@ -1107,29 +1113,29 @@ class Sim7600:
         if cnf > 0 and self.conn is not None:
             self.conn.send(data[:cnf], t)
         t2 = t + self.f["send_ms"]
-        self._timer(t2, self._say_urc, "+CIPSEND: 0,%d,%d" % (n, cnf))
+        self._timer(t2, self._say_urc, A.CIPSEND % (n, cnf))
 
     def _c_ciprxget(self, now, body, up):
         args = _args(body)
         if up == "+CIPRXGET?":
-            self._reply(now, "+CIPRXGET: %d" % self._rxmode, "OK")
+            self._reply(now, "+CIPRXGET: %d" % self._rxmode, A.OK)
             return
         if not args or not args[0].isdigit():
-            self._reply(now, "ERROR")
+            self._reply(now, A.ERROR)
             return
         mode = int(args[0])
         if mode in (0, 1) and len(args) == 1:
             self._rxmode = mode
-            self._reply(now, "OK")
+            self._reply(now, A.OK)
             return
         if mode not in (2, 3, 4) or len(args) < 2 or args[1] != "0" or self._rxmode != 1:
-            self._reply(now, "+IP ERROR: Invalid parameter", "ERROR")
+            self._reply(now, "+IP ERROR: Invalid parameter", A.ERROR)
             return
         if mode == 4:
-            self._reply(now, "+CIPRXGET: 4,0,%d" % len(self._rx), "OK")
+            self._reply(now, A.CIPRXGET_LEFT % len(self._rx), A.OK)
             return
         if not self._rx:
-            self._reply(now, "+IP ERROR: No data", "ERROR")
+            self._reply(now, A.IP_ERROR % "No data", A.ERROR)
             return
         cap = 1500 if mode == 2 else 750
         want = int(args[2]) if len(args) > 2 and args[2].isdigit() else cap
@@ -1137,25 +1143,25 @@ class Sim7600:
         chunk = bytes(self._rx[:k])
         del self._rx[:k]
         t = self._t(now)
-        self._say(t, "+CIPRXGET: %d,0,%d,%d" % (mode, k, len(self._rx)))
+        self._say(t, A.CIPRXGET % (mode, k, len(self._rx)))
         if mode == 2:
             self._raw(t, chunk + b"\r\n")
-            self._say(t, "OK")
+            self._say(t, A.OK)
         else:
-            self._say(t, binascii.hexlify(chunk).decode().upper(), "OK")
+            self._say(t, binascii.hexlify(chunk).decode().upper(), A.OK)
 
     def _c_cipclose(self, now, body, up):
         args = _args(body)
         if not args or args[0] != "0":
-            self._reply(now, "ERROR")
+            self._reply(now, A.ERROR)
             return
         if self.conn is None and not self.sock:
-            self._reply(now, "+CIPCLOSE: 0,4", "ERROR")
+            self._reply(now, A.CIPCLOSE % 4, A.ERROR)
             return
         if self.conn is not None:
             self._drop_conn(now)
         self.sock = False
-        self._reply(now, "OK", "+CIPCLOSE: 0,0")
+        self._reply(now, A.OK, A.CIPCLOSE % 0)
 
 
 def _name(up):

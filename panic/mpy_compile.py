@@ -2,7 +2,7 @@
 
     python tools/mpy_compile.py firmware protocol [--out DIR]
 
-Every .py under the given folders is compiled; with --out the .mpy files are
+Every .py under the given folders (or a .py file given by name) is compiled; with --out the .mpy files are
 kept (the flash tool copies them), otherwise they go to a temporary folder.
 Exits non-zero, naming each file, if any file fails to compile.
 """
@@ -22,6 +22,9 @@ def mpy_cross_path():
 
 def sources(folders):
     for folder in folders:
+        if folder.endswith(".py") and os.path.isfile(folder):  # one module (host_sim/sim7600_answers.py)
+            yield folder
+            continue
         for root, dirs, files in os.walk(folder):
             dirs[:] = sorted(d for d in dirs if d != "__pycache__")
             for f in sorted(files):

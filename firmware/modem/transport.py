@@ -39,8 +39,11 @@ def _valid_number(number):
 def _valid_sms(text):
     if not isinstance(text, str) or not 0 < len(text) <= 160:
         return False
-    for c in text:
-        o = ord(c)
+    # over the bytes, not the str: MicroPython interns each 1-char string a
+    # str iteration yields, and a new string pool wanted mid-alert in a
+    # fragmented heap is a MemoryError (bench/bench_firmware.py found it
+    # in the SMS fallback when the qstr count sat at a pool's end)
+    for o in text.encode():
         if o < 32 or o > 126:
             return False
     return True

@@ -1,73 +1,46 @@
 """A scripted SIM7600 for the device tests of the modem engine: answers
-command lines with the AT manual's sequences, whole or one byte at a time.
-(The full emulator, host_sim/modem.py, runs in the host tests.)"""
+command lines with the golden transcripts of host_sim/sim7600_answers.py
+(the AT manual's sequences), whole or one byte at a time. (The full
+emulator, host_sim/modem.py, runs in the host tests, held to the same
+transcripts by tests/test_modem_answers.py.)"""
 
 import binascii
 
 from firmware.modem.transport import ModemTransport
+from host_sim import sim7600_answers as A
 from protocol.stream import pack
 
 REPLY = bytes(range(40, 80))  # any 40 bytes: the engine never interprets frames
-CPSI = b"+CPSI: LTE,Online,234-15,0x1A2B,30125732,257,EUTRAN-BAND20,6300,5,5,-94,-971,-545,15"
 
 
-class Scripted:
-    """Answers command lines like a SIM7600 that is up and registered."""
+class Scripted(A.Registered):
+    """Answers command lines like a SIM7600 that is up and registered; its
+    far end answers every frame with REPLY at once."""
 
     def __init__(self):
+        A.Registered.__init__(self)
         self.lines = []
         self.payloads = []
         self.alive = True
-        self._payload = False
         self.rdy_due = False
 
     def answer(self, out):
         if not self.alive:
             return b""
-        if self._payload:
-            self._payload = False
-            self.payloads.append(out)
-            if out.endswith(b"\x1a"):
-                return b"\r\n+CMGS: 46\r\n\r\nOK\r\n"
-            return b"\r\nOK\r\n\r\n+CIPSEND: 0,%d,%d\r\n\r\n+CIPRXGET: 1,0\r\n" % (len(out), len(out))
-        reply = b""
-        for cmd in out.split(b"\r"):
-            if not cmd:
-                continue
-            c = cmd.decode()
-            self.lines.append(c)
-            reply += self._one(c)
-        return reply
+        return A.Registered.answer(self, out)
 
-    def _one(self, c):
-        if c.startswith("AT+CPIN?"):
-            return b"\r\n+CPIN: READY\r\n\r\nOK\r\n"
-        if c == "AT+CSQ":
-            return b"\r\n+CSQ: 22,0\r\n\r\nOK\r\n"
-        if c in ("AT+CREG?", "AT+CEREG?", "AT+CGREG?"):
-            return b"\r\n%s: 0,1\r\n\r\nOK\r\n" % c[2:-1].encode()
-        if c == "AT+NETOPEN":
-            return b"\r\nOK\r\n\r\n+NETOPEN: 0\r\n"
-        if c == "AT+CPSI?":
-            return b"\r\n" + CPSI + b"\r\n\r\nOK\r\n"
-        if c.startswith("AT+CIPOPEN="):
-            return b"\r\nOK\r\n\r\n+CIPOPEN: 0,0\r\n"
-        if c.startswith("AT+CIPSEND="):
-            self._payload = True
-            return b"\r\n>"
-        if c.startswith("AT+CMGS="):
-            self._payload = True
-            return b"\r\n> "
-        if c.startswith("AT+CIPRXGET=3"):
-            data = pack(REPLY)
-            return b"\r\n+CIPRXGET: 3,0,%d,0\r\n\r\n%s\r\n\r\nOK\r\n" % (len(data), binascii.hexlify(data).upper())
-        if c.startswith("ATD"):
-            return b"\r\nOK\r\n\r\nVOICE CALL: BEGIN\r\n"
-        if c in ("ATH", "AT+CHUP"):
-            return b"\r\nVOICE CALL: END: 000017\r\n\r\nOK\r\n"
-        if c.startswith("AT+CMUT="):
-            return b"\r\nERROR\r\n"  # only during a connected call (manual 5.2.20): never sent now
-        return b"\r\nOK\r\n"
+    def line(self, c):
+        self.lines.append(c)
+        return A.Registered.line(self, c)
+
+    def sent(self, out):
+        self.payloads.append(out)
+        r = A.Registered.sent(self, out)
+        return r if out.endswith(b"\x1a") else r + A.frame((A.CIPRXGET_NEW,))
+
+    def fetch(self):
+        data = pack(REPLY)
+        return A.frame((A.CIPRXGET % (3, len(data), 0), binascii.hexlify(data).decode().upper(), A.OK))
 
 
 class Pins:
@@ -116,7 +89,7 @@ class Stream:
     def read(self, n):
         if self.modem.rdy_due:
             self.modem.rdy_due = False
-            self.rx += b"\r\nRDY\r\n"
+            self.rx += A.frame((A.RDY,))
         if not self.rx:
             return None
         k = 1 if self.bytewise else n
