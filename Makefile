@@ -67,7 +67,7 @@ lint: setup
 	$(PY) -m panic.layers
 	@test -f typings/machine.pyi || $(PY) -m pip install -q --target typings micropython-esp32-stubs
 	$(VENV)/bin/pyright
-	$(VENV)/bin/pyright -p pyrightconfig.host.json  # host code under its contracts (receiver/ and host_sim/ not yet whole)
+	$(VENV)/bin/pyright -p pyrightconfig.host.json  # tools/, panic/, receiver/ and host_sim/ under their contracts
 
 fuzz: setup
 	$(PY) tests/fuzz_modem.py 3000 2000

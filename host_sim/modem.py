@@ -41,6 +41,7 @@ docs/modem.md.
 import binascii
 import heapq
 import random
+from typing import Any
 
 from host_sim import sim7600_answers as A
 from host_sim.network import Network
@@ -268,8 +269,8 @@ class Sim7600:
                 t, _, fn, args = heapq.heappop(self._timers)
                 fn(t, *args)
                 continue
-            if t_conn is not None and t_conn <= now:
-                conn = self.conn
+            conn = self.conn
+            if t_conn is not None and t_conn <= now and conn is not None:  # (t_conn is set only with a conn)
                 for t, kind, value in conn.poll(t_conn):
                     self._conn_event(conn, t, kind, value)
                 continue
@@ -739,7 +740,7 @@ class Sim7600:
         self._reply(now, A.REG % (name, st), A.OK)
 
     def _c_cpsi(self, now, body, up):
-        cell = self.f["cell"]
+        cell: Any = self.f["cell"]  # a 6-tuple, or a function of time giving one (or None)
         if callable(cell):  # a scenario's towers: the cell serving the person now (host_sim/cells.py)
             cell = cell(now)
         if self.cov == "none" or not self.cs_reg(now) or cell is None:
@@ -791,7 +792,8 @@ class Sim7600:
             self._timer(arr, self._deliver_sms, self.f["own_number"], text)
 
     def _deliver_sms(self, t, sender, text):
-        self.endpoint.on_sms(sender, text, t)
+        if self.endpoint is not None:  # (scheduled only with one)
+            self.endpoint.on_sms(sender, text, t)
 
     def _c_dial(self, now, body, up):
         number = body[1:].rstrip(";")
