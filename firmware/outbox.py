@@ -87,7 +87,12 @@ PERSISTED = (F.ALERT, F.CANCEL, F.TEST)
 COALESCED = (F.TRACK, F.HEARTBEAT)
 LIMIT = const(12)
 _RECENT = const(4)
-_RECHECK_MS = const(1000)
+_RECHECK_MS = const(1000)  # due but the transport is busy: its job ends soon
+# due but no path (no data link, no SMS): whatever opens one (registration,
+# the data path) happens in the transport, polled in the same App step that
+# then pumps, so this is only a backstop; at 1 s an alert in a coverage gap
+# woke the device every second for nothing
+_BLOCKED_MS = const(10000)
 _MAX_SENDS_PER_PUMP = const(4)
 
 SMS_NO = const(0)
@@ -402,7 +407,7 @@ class Outbox:
             if d < best:
                 best = d
         if best <= 0:
-            best = _RECHECK_MS  # due but blocked (no link, busy): look again soon
+            best = _RECHECK_MS if self.transport.busy() else _BLOCKED_MS  # due but blocked: look again
         return best
 
     def pending(self, ftype):

@@ -317,3 +317,19 @@ def test_busy_transport_is_never_hammered():
     run(ob, t, 100)
     assert len(t.sent) == 1
 
+
+
+def test_a_due_frame_with_no_path_waits_for_the_link_not_a_one_second_recheck():
+    # no data link and no SMS: nothing to try, so the outbox does not ask to
+    # run again within the second (an alert in a coverage gap woke the
+    # device every second for nothing); the link coming back is a transport
+    # event, and the step that sees it pumps and sends at once
+    rx = FakeReceiver()
+    ob, t, fs = make(rx)
+    t.data_up = False
+    t.sms_up = False
+    ob.add(F.ALERT, 5, seal(F.ALERT, 5), 0)
+    assert run(ob, t, 0) >= 10000 and t.sent == []
+    t.set_link(True, 2500)
+    run(ob, t, 2500)
+    assert len(t.sent) == 1
