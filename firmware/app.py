@@ -45,17 +45,25 @@ from firmware.store import SeqStore, StateStore, StoreError
 from firmware.transport import EV_FRAME, EV_SEND_FAILED, EV_SENT
 
 FAULT_FILE = "fault"
-_GNSS_CHUNK = 256
-_GNSS_CHUNKS = 8  # at most 2 KB of NMEA per step (the UART rxbuf size)
-# NMEA fills the 1 KB UART buffer in about 2 s; bytes read after a longer
-# gap may have waited there since the last read, so they count as that old
-_GNSS_BACKLOG_MS = 2000
+_GNSS_CHUNK = 1024
+_GNSS_CHUNKS = 4  # at most 4 KB of NMEA per step (the UART rxbuf size)
+# an NMEA UART is read this often while its GNSS runs: a 1 Hz receiver's
+# few hundred bytes a second wait in the 4 KB buffer (board_esp32
+# GNSS_RXBUF) meanwhile, and each sentence is dated by its own UTC time
+# against the newest one read (_read_gnss)
+_GNSS_READ_MS = 3000
+# bytes read after a longer gap may have waited there since the last read
+# (the buffer keeps the oldest when full), so they count as that old
+_GNSS_BACKLOG_MS = 4000
 _BATTERY_EVERY_MS = 60000
 _IDLE_MAX_MS = 60000
 # a standby GNSS session ends at its first live fix, or after this: a cold
 # start takes < 35 s under open sky (SIM7600 Hardware Design 3.12); indoors
 # it never comes
 _REFRESH_MAX_MS = 90000
+# the modem's GNSS reports every second for this long into a session (a
+# cold start, HD 3.12) or until its first fix, then every gnss_report_s
+_GNSS_FAST_MS = 35000
 _SCAN_LATER_MS = 200  # a Wi-Fi scan put off by presses in progress
 _BUTTON_TO_ALERT = {EV_SOS: A.SOS, EV_CANCEL: A.CANCEL, EV_DURESS_CANCEL: A.DURESS, EV_TEST: A.TEST}
 _LOG_LINES = 32  # event log kept in RAM for the diagnostics console
@@ -109,6 +117,9 @@ class App:
         # GNSS from the modem (no NMEA UART on this board, and a transport that has one)
         self.modem_gnss = board.gnss is None and getattr(transport, "gnss", None) is not None
         self.gnss_want = False
+        self.gnss_every = 1  # the modem's GNSS reports every this many s
+        self.gnss_fixed = False  # this session of the modem's GNSS has had a live fix
+        self.gnss_since = now  # when this session began
         self.refresh_at = now  # the next standby GNSS session (one at boot)
         self.refresh_until = None  # the current one ends by then
         self.gnss_hold = None  # the console keeps the modem's GNSS on until then (an engineer is testing)
@@ -143,6 +154,10 @@ class App:
             fix = FixTracker()
         self.button = button
         self.fix = fix
+        if self.modem_gnss:
+            # a report every gnss_report_s once fixed: a position is live
+            # until the next report is late (2 s of slack, as at 1 s)
+            fix.live_ms = (config.t("gnss_report_s") + 2) * 1000
         keys = DeviceKeys(config.key)
         tm = config.t
         self.outbox = Outbox(self.fs, keys, transport, config.sms_numbers or config.sms_number,
@@ -279,9 +294,16 @@ class App:
         if self.modem_gnss:
             want = self._refreshing(now) or self.ctl.active() or self.pending_call is not None \
                 or (self.gnss_hold is not None and now - self.gnss_hold < 0)
-            if want != self.gnss_want:
+            if want and not self.gnss_want:
+                self.gnss_fixed = False  # a new session: every second until its first fix
+                self.gnss_since = now
+            every = 1
+            if self.gnss_fixed or now - self.gnss_since >= _GNSS_FAST_MS:
+                every = self.cfg.t("gnss_report_s")
+            if want != self.gnss_want or every != self.gnss_every:
                 self.gnss_want = want
-                self.transport.gnss(want)  # pyright: ignore[reportAttributeAccessIssue]
+                self.gnss_every = every
+                self.transport.gnss(want, every)  # pyright: ignore[reportAttributeAccessIssue]
         quiet = self.outbox.count() == 0 and not self.ctl.active() and self.pending_call is None
         # a modem that is awake stays awake while someone is pressing: in
         # the saver profile sleep is a power-off (AT+CPOF, up to 26 s before
@@ -301,8 +323,10 @@ class App:
         bd = self.button.next_deadline(now)
         if bd is not None and bd < wait:
             wait = bd
-        if wait > 1000 and (self.pending_call is not None or self.ctl.active() or self.gnss_want):
-            wait = 1000  # while GNSS runs it is read while fresh (see _read_gnss)
+        if wait > _GNSS_READ_MS and self.board.gnss is not None \
+                and (self.pending_call is not None or self.ctl.active() or self.gnss_want):
+            wait = _GNSS_READ_MS  # an NMEA UART is read while fresh (see _read_gnss); the
+            # modem's GNSS wakes the loop by itself (its UART is polled)
         return wait if wait > 0 else 0
 
     def can_light_sleep(self):
@@ -378,6 +402,8 @@ class App:
                         self.fix.feed(data, now)
                     except Exception:
                         self.gnss_errors += 1
+                    if not self.gnss_fixed and self.fix.has_live_fix(now):
+                        self.gnss_fixed = True
                     self._gnss_clock(now)
             return
         # after a long gap (the loop idled) the buffered sentences may be
@@ -388,12 +414,19 @@ class App:
         stamp = now
         if last is not None and now - last > _GNSS_BACKLOG_MS:
             stamp = last
+        chunks = []  # up to _GNSS_READ_MS of epochs: dated together (FixTracker.feed_read)
         for _ in range(_GNSS_CHUNKS):
             data = s.read(_GNSS_CHUNK)
             if not data:
                 break
+            chunks.append(data)
+        if chunks:
             try:
-                self.fix.feed(data, stamp)
+                if stamp == now:
+                    self.fix.feed_read(chunks, now, 0 if last is None else now - last)
+                else:
+                    for data in chunks:
+                        self.fix.feed(data, stamp)
             except Exception:
                 self.gnss_errors += 1  # the tracker should count, not raise
         if stamp != now:

@@ -87,6 +87,10 @@ from firmware.board import (
 )
 
 RXBUF = 1024
+# the GNSS UART's receive buffer: the App reads it every 3 s (app.py
+# _GNSS_READ_MS) and a 1 Hz receiver's NMEA is a few hundred bytes a second
+# (the IDF driver's ring buffer, outside the MicroPython heap)
+GNSS_RXBUF = 4096
 GNSS_BAUD = 9600
 EDGES = 16  # latched button edges held between two reads (a ring)
 _POLL = 3  # MP_STREAM_POLL
@@ -311,7 +315,7 @@ class Esp32Board(Board):
         self.gnss = None
         if p["gnss_rx"] >= 0:
             self.gnss = _UartStream(machine.UART(2, baudrate=GNSS_BAUD, tx=p["gnss_tx"], rx=p["gnss_rx"],
-                                                 rxbuf=RXBUF, timeout=0))
+                                                 rxbuf=GNSS_RXBUF, timeout=0))
         self.console = console if console is not None else _console()
         self._poll = select.poll()
         self._poll.register(self._latch, _POLLIN)

@@ -18,7 +18,7 @@ starts with one line naming its channel:
                               changed (ticks: the board's ms, for durations),
                               "s <unix>" the firmware set its clock
   "gnss\\n"    raw bytes of the GNSS UART (both directions); the board keeps
-               a 1 KB receive buffer that drops bytes when full (_UartSock)
+               a bounded receive buffer that drops bytes when full (_UartSock)
   "modem\\n"   raw bytes of the modem UART (both directions)
 The console (the USB serial) is the process's own stdin/stdout, as on a
 board whose USB serial is the REPL port: host_sim/mpboard.py puts the
@@ -66,7 +66,7 @@ ENV_ADDR = "PANIC_PERIPH"
 _CTRL_MAX = 128  # longest control line kept
 _EDGES_MAX = 64  # latched button edges held at most (a host flooding edges loses the newest)
 _MODEM_PINS = ("modem_pwrkey", "modem_dtr", "modem_flight")
-GNSS_RXBUF = 1024  # board_esp32.RXBUF: the GNSS UART's receive buffer
+GNSS_RXBUF = 4096  # board_esp32.GNSS_RXBUF: the GNSS UART's receive buffer
 MODEM_RXBUF = 1024  # and the modem UART's
 
 

@@ -20,7 +20,9 @@ Trust rules (a wrong position sends help to the wrong door):
     rules per sentence (docs/firmware-sensing.md lists them); it is
     checked against gpsd on its whole corpus (tests/device/gpsd_compare.py).
   - A live fix is one whose last position arrived within live_max_age_ms
-    and that no later sentence revoked.
+    (the tracker's live_ms unless given: 3 s for a receiver reporting every
+    second; the owner widens it when the receiver reports less often) and
+    that no later sentence revoked.
 
 Accuracy estimate: accuracy_m = ceil((HDOP + 0.05) * 7.5 m), at least 1 m;
 100 m when HDOP is unknown (the 0.05: HDOP arrives rounded to tenths);
@@ -105,6 +107,7 @@ class FixTracker:
     def __init__(self, min_year=2020):
         self.reader = NmeaReader()
         self.min_year = min_year
+        self.live_ms = 3000  # a position this recent is live (see the module doc)
         self.mode = MODE_NO_FIX
         self.valid = False  # a trusted position is current (not revoked)
         # current fix (values from the latest sentences that carried them)
@@ -144,6 +147,30 @@ class FixTracker:
             self.apply(s, now_ms)
             n += 1
         return n
+
+    def feed_read(self, chunks, now_ms, span_ms):
+        """The bytes of one UART read (a list of chunks) that may hold up
+        to span_ms of epochs: each sentence is dated by its UTC time against
+        the newest timed sentence in the read (one without a time goes with
+        the one before it), never more than span_ms before now_ms. So only
+        the newest epoch counts as arriving now. Returns sentences used."""
+        got = []
+        for c in chunks:
+            got.extend(self.reader.feed(c))
+        newest = None
+        for s in got:
+            if s.time_ms is not None:
+                newest = s.time_ms
+        t = newest
+        for s in got:
+            if s.time_ms is not None:
+                t = s.time_ms
+            at = now_ms
+            if t is not None and newest is not None:
+                lag = (newest - t) % 86400000  # ms of day: a read across midnight
+                at = now_ms - (lag if lag < span_ms else span_ms)
+            self.apply(s, at)
+        return len(got)
 
     def apply(self, s, now_ms):
         """One parsed sentence. The rules are gpsd's NMEA driver rules
@@ -306,11 +333,13 @@ class FixTracker:
 
     # ---- output ---------------------------------------------------------
 
-    def has_live_fix(self, now_ms, live_max_age_ms=3000):
+    def has_live_fix(self, now_ms, live_max_age_ms=None):
+        if live_max_age_ms is None:
+            live_max_age_ms = self.live_ms
         return (self.valid and self.mode >= MODE_2D and self.fix_ms is not None
                 and 0 <= now_ms - self.fix_ms <= live_max_age_ms)
 
-    def position(self, now_ms, live_max_age_ms=3000):
+    def position(self, now_ms, live_max_age_ms=None):
         """Best GNSS position now: the live fix (source 1), else the last
         known good fix (source 2) with its age, else None."""
         if self.last is None:

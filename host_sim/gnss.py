@@ -241,6 +241,13 @@ class GnssEmulator:
         self.first_fix_ms = None  # sim ms of the first fix after power-on
         # output queue: [start_ms, end_ms, bytes]
         self._q = deque()
+        # lazy: the owner takes only the latest epoch now and then (the
+        # SIM7600 reporting every <time> s, AT+CGPSINFOCFG): epochs are still
+        # computed one by one (acquisition, noise, the log), but only the
+        # last two are kept, unformatted, and read() formats the newest one
+        # that has finished going out. Off for a module on a UART.
+        self.lazy = False
+        self._pend = deque(maxlen=2)
         self._tx_free = 0
         self._since_read = 0
         # counters
@@ -406,8 +413,21 @@ class GnssEmulator:
 
     # -- UART side ------------------------------------------------------------
     def read(self, now):
-        """Bytes the device UART has received since the last read, up to now."""
+        """Bytes the device UART has received since the last read, up to now
+        (lazy: the newest whole epoch's sentences, older ones dropped)."""
         self.advance(now)
+        if self.lazy:
+            self._q.clear()  # a power-on banner: the modem's port never shows it
+            out = b""
+            for p in reversed(self._pend):
+                text, n, info = self._text(*p)
+                if p[0] + self.out_delay_ms + (len(text) * 10000 + self.baud - 1) // self.baud <= now:
+                    out = text.encode("ascii")
+                    self.sentences_out += n
+                    self.bytes_out += len(out)
+                    break
+            self._pend.clear()
+            return out
         q = self._q
         out = []
         while q and q[0][0] <= now:
@@ -571,9 +591,21 @@ class GnssEmulator:
         self._write(t, fix, lat, lon, alt, spd, crs, used_gp, used_gl, view_gp, view_gl, hdop)
 
     def _write(self, t, fix, lat, lon, alt, spd, crs, used_gp, used_gl, view_gp, view_gl, hdop):
+        args = (t, fix, lat, lon, alt, spd, crs, used_gp, used_gl, view_gp, view_gl, hdop,
+                self._time_known, self._stale, self._sky_cache[0])
+        if self.lazy:
+            self._pend.append(args)
+            self._last_info = args
+            return
+        text, n, self._last_info = self._text(*args)
+        self._emit(text, t + self.out_delay_ms, n)
+
+    def _text(self, t, fix, lat, lon, alt, spd, crs, used_gp, used_gl, view_gp, view_gl, hdop,
+              time_known, stale, sky_key):
+        """(NMEA text, sentence count, last-info tuple) of one epoch."""
         T = self.talker
         dec = self._dec
-        if self._time_known:
+        if time_known:
             secs = (self.start_utc_ms + t) // 1000
             day, sod = divmod(secs, 86400)
             hh, rem = divmod(sod, 3600)
@@ -606,9 +638,9 @@ class GnssEmulator:
             elif s == "RMC":
                 if fix:
                     body = "%sRMC,%s,A,%s,%s,%s,%s,%s,%s,%s,,,A" % (T, tstr, la, ns, lo, ew, spd_s, rmc_crs, dstr)
-                elif self._st["stale_on_loss"] and self._stale is not None:
-                    sla, sns = fmt_latlon(self._stale[0], True, dec)
-                    slo, sew = fmt_latlon(self._stale[1], False, dec)
+                elif self._st["stale_on_loss"] and stale is not None:
+                    sla, sns = fmt_latlon(stale[0], True, dec)
+                    slo, sew = fmt_latlon(stale[1], False, dec)
                     body = "%sRMC,%s,V,%s,%s,%s,%s,,,%s,,,N" % (T, tstr, sla, sns, slo, sew, dstr)
                 else:
                     body = "%sRMC,%s,V,,,,,,,%s,,,N" % (T, tstr, dstr)
@@ -623,12 +655,11 @@ class GnssEmulator:
                 else:
                     body = "%sGLL,,,,,%s,V,N" % (T, tstr)
             else:  # GSA, GSV: no time in them, constant within a sky block
-                add(self._sat_block(s, fix, used_gp, used_gl, view_gp, view_gl, hdop))
+                add(self._sat_block(s, fix, used_gp, used_gl, view_gp, view_gl, hdop, sky_key))
                 continue
             add(sentence(body))
-        self._last_info = (t, fix, lat, lon, alt, spd, crs, len(used_gp), len(used_gl), hdop, tstr, dstr)
         text = "".join(out)
-        self._emit(text, t + self.out_delay_ms, text.count("\n"))
+        return text, text.count("\n"), (t, fix, lat, lon, alt, spd, crs, len(used_gp), len(used_gl), hdop, tstr, dstr)
 
     def cgnssinfo(self, now):
         """The fields of the SIM7600's +CGNSSINFO: for the last epoch, in
@@ -636,6 +667,8 @@ class GnssEmulator:
         2,09,05,00,3113.330650,N,12121.262554,E,131117,091918.0,32.9,0.0,255.0,1.1,0.8,0.7)."""
         self.advance(now)
         li = self._last_info
+        if li is not None and len(li) == 15:  # lazy: formatted when asked
+            li = self._text(*li)[2]
         if li is None or not li[1]:
             return ",,,,,,,,,,,,,,"
         t, fix, lat, lon, alt, spd, crs, ngp, ngl, hdop, tstr, dstr = li
@@ -645,8 +678,8 @@ class GnssEmulator:
             ngp, ngl, la, ns, lo, ew, dstr, tstr, alt, spd * 1.943844, crs, min(99.9, hdop * 1.6), hdop,
             min(99.9, hdop * 1.3))
 
-    def _sat_block(self, s, fix, used_gp, used_gl, view_gp, view_gl, hdop):
-        key = (s, fix, self._sky_cache[0])
+    def _sat_block(self, s, fix, used_gp, used_gl, view_gp, view_gl, hdop, sky_key):
+        key = (s, fix, sky_key)
         hit = self._block_cache.get(s)
         if hit is not None and hit[0] == key:
             return hit[1]

@@ -972,17 +972,25 @@ class Sim7600:
             self._timer(t + 1000 * self._nmea_period, self._nmea_out)
 
     def _nmea_out(self, t):
+        """Every <time> s the sentences of the receiver's latest epoch, one
+        set: the manual's capture for AT+CGPSINFOCFG=10,31 (17.2.16) is a
+        single epoch (all at 051147.0), not the ten since the last report."""
         self._nmea_timer_on = False
         if not self.on or not self._gps or not self._nmea_period or self.gnss is None:
             return
         data = self.gnss.read(t)
         lines = []
+        kinds = set()
         for raw in data.split(b"\r\n"):
             if len(raw) < 7 or raw[:1] != b"$":
                 continue
             kind = raw[3:6].decode("ascii", "replace")
             bit = _GNSS_BIT.get(kind)
             if bit is not None and self._nmea_mask >> bit & 1:
+                if kind in kinds and kind != "GSV":
+                    lines = []  # a kind again: a newer epoch, and the report carries only the latest
+                    kinds = set()
+                kinds.add(kind)
                 lines.append(raw.decode("ascii"))
         if lines and not self.hung:
             self._urc(t, *lines)

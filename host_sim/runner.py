@@ -316,6 +316,8 @@ class Runner:
         self.tcp = tcp
         self.emu = Sim7600(self.receiver, self.net, tcp=tcp, seed=self.seed,
                            gnss=self.world.gnss if self.modem_gnss else None, **faults)
+        if self.modem_gnss:
+            self.world.gnss.lazy = True  # the modem reports only its latest epoch (host_sim/modem.py _nmea_out)
         self.emu.record = False
         self._own_tmp = flash_root is None
         self.flash_root = flash_root or tempfile.mkdtemp(prefix="panic-sim-")

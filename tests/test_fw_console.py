@@ -207,8 +207,9 @@ class _GnssTransport(FakeTransport):
         super().__init__(*a)
         self.gnss_calls = []
 
-    def gnss(self, on):
-        self.gnss_calls.append(on)
+    def gnss(self, on, every_s=1):
+        if not self.gnss_calls or self.gnss_calls[-1] != on:
+            self.gnss_calls.append(on)  # (a rate change keeps it on)
 
     def nmea(self):
         return b""  # a desk indoors: the session answers nothing usable

@@ -109,3 +109,40 @@ def test_without_the_antenna_fed_there_is_no_fix():
     _at(emu, b"AT+CGPSINFOCFG=1,1", 1100)
     lines = [x for x in emu.read(60000).decode().split("\r\n") if x.startswith("$GPGGA")]
     assert lines == []  # the session is on, nothing is received (and nothing is reported)
+
+
+def test_a_report_every_n_seconds_carries_only_the_latest_epoch():
+    # the manual's capture for AT+CGPSINFOCFG=10,31 (17.2.16) is one epoch's
+    # sentences, not ten seconds of them; both emulator modes agree
+    for lazy in (False, True):
+        emu = _emu()
+        emu.gnss.lazy = lazy
+        _at(emu, b"AT+CVAUXS=1", 1000)
+        _at(emu, b"AT+CGPS=1", 1100)
+        _at(emu, b"AT+CGPSINFOCFG=5,3", 1200)
+        out = emu.read(22300).decode()
+        lines = [x for x in out.split("\r\n") if x.startswith("$")]
+        assert [x[3:6] for x in lines] == ["GGA", "RMC"] * 4, lines  # at 6.2, 11.2, 16.2, 21.2 s
+        times = [x.split(",")[1] for x in lines]
+        assert all(times[i] == times[i + 1] for i in range(0, 8, 2))  # each report one epoch
+        secs = [int(t[4:6]) for t in times[::2]]
+        assert all((b - a) % 60 == 5 for a, b in zip(secs, secs[1:]))
+
+
+def test_the_engine_slows_the_reports_once_asked_and_a_restart_starts_again_at_one_second():
+    from modem_world import World
+
+    w = World(start_on=True)
+    w.rig.run_until(w.t.data_ready, 60000)
+    e = w.t.engine
+    w.t.gnss(True, 1)
+    w.rig.run_until(lambda: e.gnss_on, w.rig.now + 10000)
+    assert e.nmea_s == 1
+    w.t.gnss(True, 5)
+    w.rig.run_until(lambda: e.nmea_s == 5, w.rig.now + 5000)
+    sent = [b for (_, dr, b) in w.emu.transcript if dr == ">"]
+    assert [b for b in sent if b.startswith(b"AT+CGPSINFOCFG")] == [b"AT+CGPSINFOCFG=1,3\r", b"AT+CGPSINFOCFG=5,3\r"]
+    assert sum(b.startswith(b"AT+CGPS=") for b in sent) == 1  # the session kept running
+    w.t.gnss(False)
+    w.rig.run_until(lambda: not e.gnss_on, w.rig.now + 10000)
+    assert e.nmea_s == 0

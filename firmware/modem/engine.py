@@ -72,7 +72,9 @@ outstanding and none is queued: only then may the board stop the UART's
 clock (ESP32 light sleep loses UART bytes, esp-idf#8098).
 
 GNSS (boards whose GNSS is the modem's): want_gnss switches it on and off
-(dialect.gnss); its NMEA arrives on the AT port and is kept in `nmea`
+(dialect.gnss); want_nmea_s is how often it reports (the caller asks for
+every second until a session's first fix, then less often; a change is
+one dialect.gnss_rate command); its NMEA arrives on the AT port and is kept in `nmea`
 (at most NMEA_MAX bytes, newest dropped and counted when full) for the
 caller's fix tracker. The modem is never put to sleep with GNSS on.
 
@@ -147,6 +149,12 @@ DEFAULTS = {
     "cmd_timeout_ms": 3000,
     "reg_timeout_ms": 120000,  # give up one registration round after this
     "reg_poll_ms": 1000,
+    # unregistered for longer than reg_fast_ms (a coverage gap, not a boot:
+    # the SIM7600 registers within seconds of RDY where there is service),
+    # the poll interval doubles up to reg_poll_max_ms: three commands a
+    # second for a whole gap kept the modem and the ESP32 awake for nothing
+    "reg_fast_ms": 30000,
+    "reg_poll_max_ms": 10000,
     # the module's own NETOPEN/CIPOPEN/CIPSEND timeouts are set by
     # AT+CIPTIMEOUT (manual 11.2.12) to these minus IP_MARGIN_MS, so the
     # engine never gives up before the module does (its default is 120 s)
@@ -192,6 +200,8 @@ class Engine:
         self.want_sleep = False  # the caller has nothing for the modem: sleep when idle
         self.want_gnss = False
         self.gnss_on = False
+        self.want_nmea_s = 1  # NMEA report interval the caller wants, s
+        self.nmea_s = 0  # the interval the modem was last told (0: not reporting)
         self.nmea = bytearray()  # NMEA lines from the AT port, for the caller
         self.nmea_dropped = 0
         self.nmea_lines = 0  # NMEA sentences the modem's GNSS reported (the field self-test asks)
@@ -200,6 +210,8 @@ class Engine:
         self._sync = False  # an RI wake: what did the lost URC say?
         self._moved = False  # retarget(): close the socket before the next send
         self._gnss_at = 0
+        self._reg_since = None  # when the present unregistered stretch began (None: registered)
+        self._reg_poll = 0  # the present poll interval of that stretch, ms
         self.sim_pin = _cfg(cfg, "pin", None)  # the SIM PIN from the config (services.enter_pin)
         self.ch = AtChannel(self._urc)
         self.events = []
@@ -247,6 +259,7 @@ class Engine:
         self._reply_wait = False  # a frame went out and nothing came back yet: no status polls in the way
         self._net_at = 0
         self._net_backoff = self.timings["net_retry_ms"]
+        self._reg_since = None  # a boot registers within seconds: poll fast again
         self._rdy = False
         self.d.reset()
 
@@ -498,7 +511,8 @@ class Engine:
             self._fail_req("sim: %s" % self.sim)
             return False  # a SIM fault: nothing works until someone fixes it
         req = self._req
-        gnss_due = self.want_gnss != self.gnss_on and now >= self._gnss_at
+        gnss_due = (self.want_gnss != self.gnss_on or (self.gnss_on and self.want_nmea_s != self.nmea_s)) \
+            and now >= self._gnss_at
         if self.asleep:
             if req is not None or self.rx_pending or self._mute_due or self._sync or gnss_due or not self.want_sleep \
                     or (not self.data_up and self._net_at and now >= self._net_at):
@@ -529,6 +543,8 @@ class Engine:
         if gnss_due and not self._reply_wait:
             # (after the reply: its CIPRXGET read would wait behind four
             # GNSS commands; a round trip is nothing beside a fix's TTFF)
+            if self.want_gnss and self.gnss_on:
+                return self._start(J_GNSS, self._j_gnss_rate(self.want_nmea_s))
             return self._start(J_GNSS, self._j_gnss(self.want_gnss))
         if not self.data_up and now >= self._net_at:
             return self._start(J_NET, self._j_net())
@@ -663,6 +679,7 @@ class Engine:
         self.ri_urc = False
         if self.gnss_on:
             self.gnss_on = False  # a restarted modem has GNSS off (manual 17.2.1: off by default)
+            self.nmea_s = 0
         if not cycle:
             self._first = False
             if self.status != 0:
@@ -720,6 +737,7 @@ class Engine:
                 raise Hung("modem will not power off")
         self.wedged = False
         self.gnss_on = False
+        self.nmea_s = 0
 
     def _is_rdy(self):
         return self._rdy
@@ -780,6 +798,7 @@ class Engine:
                     break
             self.ps_reg = ps
             if ps:
+                self._reg_since = None
                 break
             if self.now >= deadline:
                 self._net_later()
@@ -787,7 +806,7 @@ class Engine:
             if self._req is not None:
                 self._net_at = self.now  # let the caller's SMS or call go first
                 return
-            yield self.wait(self.timings["reg_poll_ms"])
+            yield self.wait(self._reg_wait())
         ok = yield from self.d.net_open(self)
         if ok:
             self.data_up = True
@@ -795,6 +814,19 @@ class Engine:
             self.events.append((EV_LINK, True))
         else:
             self._net_later()
+
+    def _reg_wait(self):
+        """The next registration poll's delay: reg_poll_ms for the first
+        reg_fast_ms of an unregistered stretch, then doubling up to
+        reg_poll_max_ms (a URC-free design: +CREG/+CEREG URCs would need
+        AT+CxREG=1 after every boot and still a poll for one lost in sleep)."""
+        tm = self.timings
+        if self._reg_since is None:
+            self._reg_since = self.now
+            self._reg_poll = tm["reg_poll_ms"]
+        elif self.now - self._reg_since >= tm["reg_fast_ms"]:
+            self._reg_poll = min(self._reg_poll * 2, tm["reg_poll_max_ms"])
+        return self._reg_poll
 
     def _net_later(self):
         self._net_at = self.now + self._net_backoff
@@ -813,6 +845,7 @@ class Engine:
         self._rx_check_at = 0
         self._reply_wait = False
         self._net_at = self.now
+        self._reg_since = None
         if was:
             self.events.append((EV_LINK, False))
 
@@ -896,9 +929,19 @@ class Engine:
         self._apply((yield from self.d.resync(self)))
 
     def _j_gnss(self, on):
-        ok = yield from self.d.gnss(self, on)
+        s = self.want_nmea_s
+        ok = yield from self.d.gnss(self, on, s)
         if ok:
             self.gnss_on = on
+            self.nmea_s = s if on else 0
+            self._gnss_at = 0
+        else:
+            self._gnss_at = self.now + self.timings["gnss_retry_ms"]
+
+    def _j_gnss_rate(self, s):
+        ok = yield from self.d.gnss_rate(self, s)
+        if ok:
+            self.nmea_s = s
             self._gnss_at = 0
         else:
             self._gnss_at = self.now + self.timings["gnss_retry_ms"]

@@ -41,8 +41,9 @@ always answers before the engine gives up on it.
 GNSS (manual 17; GNSS application note): the antenna's LNA is fed from the
 modem's VDD_AUX (the T-SIM7600E: LilyGO "GPS Enabled: Modem AUXVDD";
 AT+CVAUXV=2800, AT+CVAUXS=1, as LilyGO's TinyGSM does); AT+CGPS=1
-starts a standalone session; AT+CGPSINFOCFG=1,3 (17.2.16) reports GGA and RMC every
-second on this AT port (141 bytes/s, against 472 for the manual's mask 31:
+starts a standalone session; AT+CGPSINFOCFG=<s>,3 (17.2.16) reports GGA and RMC every
+<s> seconds on this AT port (the caller asks for 1 until the session's
+first fix, then its gnss_report_s; 141 bytes a report, against 472 for the manual's mask 31:
 RMC gives date, time, position and validity, GGA satellites, HDOP and
 altitude, which is all firmware/fix.py uses; polling AT+CGNSSINFO would
 cost about as much and need a second parser, and a poll cannot be answered
@@ -176,9 +177,9 @@ class Sim7600:
 
     # ---- GNSS -------------------------------------------------------------
 
-    def gnss(self, e, on):
+    def gnss(self, e, on, every_s=1):
         if on:
-            for cmd in ("AT+CVAUXV=2800", "AT+CVAUXS=1", "AT+CGPS=1", "AT+CGPSINFOCFG=1,3"):
+            for cmd in ("AT+CVAUXV=2800", "AT+CVAUXS=1", "AT+CGPS=1", "AT+CGPSINFOCFG=%d,3" % every_s):
                 r = yield e.cmd(cmd)
                 if r[R_END] != 0:
                     return False  # e.g. CGPS refused for 2-30 s after a stop (manual 17.2.1)
@@ -186,6 +187,12 @@ class Sim7600:
         for cmd in ("AT+CGPSINFOCFG=0,3", "AT+CGPS=0", "AT+CVAUXS=0"):
             yield e.cmd(cmd)  # an ERROR here (already stopped) changes nothing
         return True
+
+    def gnss_rate(self, e, every_s):
+        """GGA and RMC every `every_s` s (AT+CGPSINFOCFG <time>, 1-255; the
+        session keeps running, only the reports on this port change)."""
+        r = yield e.cmd("AT+CGPSINFOCFG=%d,3" % every_s)
+        return r[R_END] == 0
 
     # ---- data path ------------------------------------------------------
 

@@ -141,8 +141,11 @@ class ModemTransport:
     def ri_wake(self, now):
         self.engine.ri()
 
-    def gnss(self, on):
-        self.engine.want_gnss = bool(on)
+    def gnss(self, on, every_s=1):
+        """The modem's GNSS on or off, reporting every `every_s` s."""
+        e = self.engine
+        e.want_gnss = bool(on)
+        e.want_nmea_s = every_s if 1 <= every_s <= 255 else 1
 
     def nmea(self):
         return self.engine.take_nmea()

@@ -38,7 +38,7 @@ VALIDATED = {
     "power_profile": "ready", "wifi_scan": True, "test_enabled": True,
     "timings": {"track_interval_s": 30, "sms_fallback_s": 20, "heartbeat_s": 3600, "heartbeat_jitter_s": 60,
                 "backoff_base_ms": 4000, "backoff_max_ms": 32000, "sms_track_s": 300, "wifi_rescan_s": 120,
-                "low_battery_mv": 3500, "fix_refresh_s": 900, "ack_timeout_s": 10, "failover_return_s": 600},
+                "low_battery_mv": 3500, "fix_refresh_s": 900, "gnss_report_s": 5, "ack_timeout_s": 10, "failover_return_s": 600},
 }
 
 

@@ -133,3 +133,40 @@ def test_garbage_never_crashes_and_is_counted():
     assert c["garbage"] > 0 and c["ok"] == 0 and t.position(0) is None
     t.feed(GGA1, 10)
     assert t.position(10).lat == LAT
+
+
+def test_a_read_holding_several_epochs_dates_each_by_its_utc_time():
+    # an NMEA UART read every few seconds holds several epochs: only the
+    # newest arrived "now"; one 2 s older is 2 s old, and if it is the last
+    # position it is reported with that age, never as newer than it is
+    old = ck("GPGGA,120000.00,5130.0000,N,00007.5000,W,1,08,0.9,35.4,M,46.9,M,,")
+    nofix = ck("GPGGA,120002.00,,,,,0,00,,,M,,M,,")
+    t = FixTracker()
+    assert t.feed_read([old[:30], old[30:] + nofix], 10000, 3000) == 2
+    assert t.last_ms == 8000 and not t.has_live_fix(10000)
+    p = t.position(10000)
+    assert (p.source, p.age_s) == (2, 2)
+    # the same bytes fed as one instant would have called the fix 0 s old
+    u = FixTracker()
+    u.feed(old + nofix, 10000)
+    assert u.last_ms == 10000
+
+
+def test_a_read_is_never_dated_before_the_previous_one_and_crosses_midnight():
+    late = ck("GPGGA,235959.00,5130.0000,N,00007.5000,W,1,08,0.9,35.4,M,46.9,M,,")
+    early = ck("GPGGA,000001.00,5131.0000,N,00007.5000,W,0,00,,,M,,M,,")
+    t = FixTracker()
+    t.feed_read([late + early], 50000, 3000)
+    assert t.last_ms == 48000  # 23:59:59 is 2 s before 00:00:01
+    far = ck("GPGGA,115950.00,5130.0000,N,00007.5000,W,1,08,0.9,35.4,M,46.9,M,,")
+    t = FixTracker()
+    t.feed_read([far + GGA0], 50000, 3000)  # 12 s apart by their times, but the last read was 3 s ago
+    assert t.last_ms == 47000
+
+
+def test_live_window_follows_the_report_interval():
+    t = FixTracker()
+    t.live_ms = 7000  # a receiver reporting every 5 s (App: gnss_report_s + 2 s)
+    t.feed(GGA1 + RMC_A, 1000)
+    assert t.position(1000 + 6000).source == 1
+    assert t.position(1000 + 7001).source == 2
