@@ -149,11 +149,11 @@ DEFAULTS = {
     "cmd_timeout_ms": 3000,
     "reg_timeout_ms": 120000,  # give up one registration round after this
     "reg_poll_ms": 1000,
-    # unregistered for longer than reg_fast_ms (a coverage gap, not a boot:
-    # the SIM7600 registers within seconds of RDY where there is service),
+    # unregistered for longer than reg_fast_ms (one reg_timeout_ms round:
+    # a network found after a boot or a move is seen within the second),
     # the poll interval doubles up to reg_poll_max_ms: three commands a
-    # second for a whole gap kept the modem and the ESP32 awake for nothing
-    "reg_fast_ms": 30000,
+    # second for a whole coverage gap kept the modem and the ESP32 awake
+    "reg_fast_ms": 120000,
     "reg_poll_max_ms": 10000,
     # the module's own NETOPEN/CIPOPEN/CIPSEND timeouts are set by
     # AT+CIPTIMEOUT (manual 11.2.12) to these minus IP_MARGIN_MS, so the
