@@ -66,7 +66,7 @@ ENV_ADDR = "PANIC_PERIPH"
 _CTRL_MAX = 128  # longest control line kept
 _EDGES_MAX = 64  # latched button edges held at most (a host flooding edges loses the newest)
 _MODEM_PINS = ("modem_pwrkey", "modem_dtr", "modem_flight")
-GNSS_RXBUF = 4096  # board_esp32.GNSS_RXBUF: the GNSS UART's receive buffer
+GNSS_RXBUF = 1024  # board_esp32.GNSS_RXBUF: the GNSS UART's receive buffer
 MODEM_RXBUF = 1024  # and the modem UART's
 
 
