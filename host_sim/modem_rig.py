@@ -87,7 +87,7 @@ class Rig:
                 down = None
         return out
 
-    def step(self):
+    def step(self, limit_ms=None):
         now = self.clock.now
         wait = self.transport.poll(now)
         self.polls += 1
@@ -102,6 +102,8 @@ class Rig:
         nxt = now + max(wait, 0)
         if t_emu is not None and t_emu < nxt:
             nxt = t_emu
+        if limit_ms is not None and nxt > limit_ms + 1:
+            nxt = limit_ms + 1  # run_until stops at its limit, not at the engine's next deadline past it
         self.clock.now = max(now + 1, int(nxt) if nxt == int(nxt) else int(nxt) + 1)
 
     def run_until(self, pred, limit_ms):
@@ -109,7 +111,7 @@ class Rig:
         while self.clock.now <= limit_ms:
             if pred():
                 return True
-            self.step()
+            self.step(limit_ms)
         return pred()
 
 

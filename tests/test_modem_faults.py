@@ -383,3 +383,29 @@ def test_a_long_gap_in_data_coverage_is_polled_ever_more_slowly_and_its_end_stil
     w.rig.run_until(w.t.data_ready, 700000)
     assert w.t.data_ready() and w.rig.now - 600000 < 20000  # the data path found within a slow poll
     w.assert_delivered(w.deliver(limit_ms=800000))
+
+
+def test_a_reply_whose_urc_is_lost_is_polled_for_and_once_read_the_polls_stop():
+    """After a send the engine polls for the reply (3, 9, 21 s) in case its
+    +CIPRXGET: 1 was lost; once a reply is read they stop: each was a wake
+    of the modem and the ESP32 for nothing."""
+    w = World(net=Network(seed=1, jitter_ms=0), start_on=True)
+    w.rig.run_until(w.t.data_ready, 60000)
+    w.assert_delivered(w.deliver(alert(1)))
+    t_ack = w.rig.now
+    w.rig.run_until(lambda: False, t_ack + 30000)
+    reads = [t for (t, dr, b) in w.emu.transcript if dr == ">" and b.startswith(b"AT+CIPRXGET=") and t > t_ack]
+    assert reads == []
+    # the URC of the next reply is lost: a poll still finds the ACK
+    e = w.t.engine
+    real = e._urc
+
+    def lose_data_urc(line):
+        if not line.replace(" ", "").startswith("+CIPRXGET:1"):
+            real(line)
+
+    e.ch._urc = lose_data_urc
+    n0 = len(w.emu.transcript)
+    took = w.assert_delivered(w.deliver(alert(2), limit_ms=w.rig.now + 60000))
+    assert 3000 <= took < 8000, took
+    assert any(b.startswith(b"AT+CIPRXGET=") for (_, dr, b) in w.emu.transcript[n0:] if dr == ">")

@@ -883,8 +883,12 @@ class Engine:
     def frames_in(self, frames):
         """Whole frames the dialect read off the socket, handed here as it
         reads them (the one call a dialect makes into the engine: a reply
-        reaches the caller before the next chunk is asked for)."""
+        reaches the caller before the next chunk is asked for). The reply
+        is in: the polls for one whose URC was lost stop (3, 9 and 21 s
+        after every send, each a wake; data after it has a URC of its own,
+        and one lost in light sleep pulsed RI: ri_wake)."""
         self._reply_wait = False
+        self._rx_check_at = 0
         for f in frames:
             self.events.append((EV_FRAME, f))
 
