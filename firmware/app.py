@@ -45,18 +45,16 @@ from firmware.store import SeqStore, StateStore, StoreError
 from firmware.transport import EV_FRAME, EV_SEND_FAILED, EV_SENT
 
 FAULT_FILE = "fault"
-_GNSS_CHUNK = 256
-_GNSS_CHUNKS = 8  # at most 2 KB of NMEA per step (the UART rxbuf size)
-# an NMEA UART is read this often while its GNSS runs (a 1 Hz receiver's few
-# hundred bytes a second wait in the 1 KB buffer meanwhile), and each
-# sentence is dated by its own UTC time against the newest one read
-# (_read_gnss). Reading every 3 s with a 4 KB buffer was tried: the unix
-# board keeps that buffer in the MicroPython heap, and a tight-heap test
-# ran out of memory growing it
-_GNSS_READ_MS = 1000
-# NMEA fills the 1 KB UART buffer in about 2 s; bytes read after a longer
-# gap may have waited there since the last read, so they count as that old
-_GNSS_BACKLOG_MS = 2000
+_GNSS_CHUNK = 1024
+_GNSS_CHUNKS = 4  # at most 4 KB of NMEA per step (the UART rxbuf size)
+# an NMEA UART is read this often while its GNSS runs: a 1 Hz receiver's
+# few hundred bytes a second wait in the 4 KB buffer (board_esp32
+# GNSS_RXBUF) meanwhile, and each sentence is dated by its own UTC time
+# against the newest one read (_read_gnss)
+_GNSS_READ_MS = 3000
+# bytes read after a longer gap may have waited there since the last read
+# (the buffer keeps the oldest when full), so they count as that old
+_GNSS_BACKLOG_MS = 4000
 _BATTERY_EVERY_MS = 60000
 _IDLE_MAX_MS = 60000
 # a standby GNSS session ends at its first live fix, or after this: a cold

@@ -87,7 +87,10 @@ from firmware.board import (
 )
 
 RXBUF = 1024
-GNSS_RXBUF = 1024  # the GNSS UART's: the App reads it every second while GNSS runs (app.py _GNSS_READ_MS)
+# the GNSS UART's receive buffer: the App reads it every 3 s while GNSS runs
+# (app.py _GNSS_READ_MS) and a 1 Hz receiver's NMEA is a few hundred bytes
+# a second (the IDF driver's ring buffer, outside the MicroPython heap)
+GNSS_RXBUF = 4096
 GNSS_BAUD = 9600
 EDGES = 16  # latched button edges held between two reads (a ring)
 _POLL = 3  # MP_STREAM_POLL

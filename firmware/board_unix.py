@@ -66,7 +66,7 @@ ENV_ADDR = "PANIC_PERIPH"
 _CTRL_MAX = 128  # longest control line kept
 _EDGES_MAX = 64  # latched button edges held at most (a host flooding edges loses the newest)
 _MODEM_PINS = ("modem_pwrkey", "modem_dtr", "modem_flight")
-GNSS_RXBUF = 1024  # board_esp32.GNSS_RXBUF: the GNSS UART's receive buffer
+GNSS_RXBUF = 4096  # board_esp32.GNSS_RXBUF: the GNSS UART's receive buffer
 MODEM_RXBUF = 1024  # and the modem UART's
 
 
@@ -117,10 +117,17 @@ class _UartSock(_SockStream):
     def __init__(self, sock, rxbuf):
         _SockStream.__init__(self, sock)
         self.rxbuf = rxbuf
-        self.buf = b""
+        # a ring allocated once, as the IDF driver's (uart_driver_install):
+        # the board's buffer is not the MicroPython heap's, so nothing here
+        # may grow or churn it while the firmware runs
+        self._ring = bytearray(rxbuf)
+        self._at = 0  # where the oldest byte is
+        self.n = 0  # bytes held
         self.overrun = 0
 
     def pump(self, discard=False):
+        size = self.rxbuf
+        ring = self._ring
         while True:
             try:
                 data = self.s.recv(512)
@@ -131,18 +138,30 @@ class _UartSock(_SockStream):
             if discard:
                 self.overrun += len(data)
                 continue
-            room = self.rxbuf - len(self.buf)
-            if room > 0:
-                self.buf += data[:room]
-            if len(data) > room:
-                self.overrun += len(data) - max(room, 0)
+            k = size - self.n
+            if k > len(data):
+                k = len(data)
+            self.overrun += len(data) - k
+            w = (self._at + self.n) % size
+            first = size - w if size - w < k else k
+            ring[w:w + first] = data[:first]
+            if k > first:
+                ring[:k - first] = data[first:k]
+            self.n += k
 
     def read(self, n=256):
         self.pump()
-        if not self.buf:
+        if not self.n:
             return None
-        out = self.buf[:n]
-        self.buf = self.buf[n:]
+        k = n if n < self.n else self.n
+        size = self.rxbuf
+        a = self._at
+        if a + k <= size:
+            out = bytes(self._ring[a:a + k])
+        else:
+            out = bytes(self._ring[a:]) + bytes(self._ring[:a + k - size])
+        self._at = (a + k) % size
+        self.n -= k
         return out
 
 

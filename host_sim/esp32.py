@@ -637,6 +637,7 @@ def _make_uart(chip):
             self.irq_ = _UartIrq(self)
             self.rxbuf = max(int(rxbuf), 257)  # the IDF driver needs more than its FIFO
             self.buf = bytearray()
+            self._gnss_at = None  # the instant the GNSS was last read up to
             g = chip.gpio_of
             if rx is not None and rx == g.get("modem_rx") and tx == g.get("modem_tx"):
                 self.peer = "modem"
@@ -656,6 +657,9 @@ def _make_uart(chip):
                 # this instant: the world stops at every one of its events)
                 return host.emu.read(now) if host.emu.output_due(now) else b""
             if self.peer == "gnss":
+                if now == self._gnss_at:
+                    return b""  # read up to this instant already: nothing more can have come
+                self._gnss_at = now
                 return host.world.gnss.read(now)
             return b""
 
