@@ -61,9 +61,12 @@ _IDLE_MAX_MS = 60000
 # start takes < 35 s under open sky (SIM7600 Hardware Design 3.12); indoors
 # it never comes
 _REFRESH_MAX_MS = 90000
-# the modem's GNSS reports every second for this long into a session (a
-# cold start, HD 3.12) or until its first fix, then every gnss_report_s
-_GNSS_FAST_MS = 35000
+# the modem's GNSS reports every second for this long into a session or
+# until its first fix, then every gnss_report_s: a hot start fixes in < 1 s
+# (HD 3.12), and the standby sessions every fix_refresh_s keep it hot;
+# without a fix by then (indoors, or a cold start: < 35 s) a fix that comes
+# later is seen within gnss_report_s
+_GNSS_FAST_MS = 10000
 _SCAN_LATER_MS = 200  # a Wi-Fi scan put off by presses in progress
 _BUTTON_TO_ALERT = {EV_SOS: A.SOS, EV_CANCEL: A.CANCEL, EV_DURESS_CANCEL: A.DURESS, EV_TEST: A.TEST}
 _LOG_LINES = 32  # event log kept in RAM for the diagnostics console

@@ -60,7 +60,7 @@ TIMINGS = {
     # keeps a last known fix for an alert raised indoors (0: never)
     "fix_refresh_s": (900, 0, 86400),
     # the modem's GNSS reports its fix this often once a session has one
-    # (every second until then, at most 35 s): a frame's position is at most this old
+    # (every second until then, at most 10 s): a frame's position is at most this old
     "gnss_report_s": (5, 1, 255),
     # firmware/failover.py: no authenticated ACK this long after a send moves
     # to the next receiver; back to the first this long after a move

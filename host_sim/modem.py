@@ -187,6 +187,11 @@ class Sim7600:
         self.sim_state = None  # None, "ready", "pin", "missing"
         self._cs_at = None
         self._ps_at = None
+        # AT+CREG/CGREG/CEREG=<n> (manual 4.2.1, 8.2.1, 4.2.16): <n> 0 after
+        # every boot (not known to persist: assumed not, pessimistic), and
+        # the <stat> a URC last said
+        self._reg_n = {"+CREG": 0, "+CGREG": 0, "+CEREG": 0}
+        self._reg_said = {}
         self.net_open = False
         self.conn = None
         self.sock = False
@@ -530,6 +535,9 @@ class Sim7600:
                     self._ps_at = reg
             else:
                 self._ps_at = None
+        self._reg_urcs(t)  # what changed now (lost, or searching)
+        if reg in (self._cs_at, self._ps_at):
+            self._timer(reg, self._reg_urcs)  # and when it registers
         if mode not in ("full", "lte") and self.net_open:
             self.events.append((t, "network_lost"))
             if self.conn is not None:
@@ -724,20 +732,45 @@ class Sim7600:
         rssi = self.f["rssi"] if self.cov != "none" and self.sim_state == "ready" else 99
         self._reply(now, A.CSQ % (rssi, 99), A.OK)
 
+    def _reg_stat(self, name, t):
+        if name == "+CREG":
+            ok = self.cs_reg(t)
+        elif name == "+CGREG":
+            ok = self.ps_reg(t) and self.cov != "lte"  # pessimistic: only CEREG on an EPS-only attach
+        else:
+            ok = self.ps_reg(t)
+        searching = self.sim_state == "ready" and self.cov != "none"
+        return 1 if ok else (2 if searching else 0)
+
+    def _reg_urcs(self, t):
+        """With <n>=1, "+CREG: <stat>" (and +CGREG, +CEREG) when the status
+        changes (manual 4.2.1: "presentation of an unsolicited result code
+        +CREG: <stat> when <n>=1 and there is a change"; <n>=2's <lac>,<ci>
+        are not modelled: the firmware asks for 1)."""
+        if not self.on or self.hung:
+            return
+        for name, n in self._reg_n.items():
+            if n:
+                st = self._reg_stat(name, t)
+                if self._reg_said.get(name) != st:
+                    self._reg_said[name] = st
+                    self._urc(t, A.REG_URC % (name, st))
+
     def _c_reg(self, now, body, up):
         name = _name(up)
+        if up.endswith("=?"):
+            self._reply(now, "%s: (0-2)" % name, A.OK)
+            return
         if not up.endswith("?"):
+            args = _args(body)
+            if len(args) != 1 or args[0] not in ("0", "1", "2"):
+                self._reply(now, A.ERROR)
+                return
+            self._reg_n[name] = int(args[0])
+            self._reg_said[name] = self._reg_stat(name, now)  # a URC comes at the next change
             self._reply(now, A.OK)
             return
-        if name == "+CREG":
-            ok = self.cs_reg(now)
-        elif name == "+CGREG":
-            ok = self.ps_reg(now) and self.cov != "lte"  # pessimistic: only CEREG on an EPS-only attach
-        else:
-            ok = self.ps_reg(now)
-        searching = self.sim_state == "ready" and self.cov != "none"
-        st = 1 if ok else (2 if searching else 0)
-        self._reply(now, A.REG % (name, st), A.OK)
+        self._reply(now, A.REG % (name, self._reg_n[name], self._reg_stat(name, now)), A.OK)
 
     def _c_cpsi(self, now, body, up):
         cell: Any = self.f["cell"]  # a 6-tuple, or a function of time giving one (or None)

@@ -40,7 +40,8 @@ ERROR = "ERROR"
 RDY = "RDY"  # 1.4: start-up done (not sent with auto-bauding)
 CPIN = "+CPIN: %s"  # 3.2.2: READY, SIM PIN
 CSQ = "+CSQ: %d,%d"  # 3.2.8: <rssi>,<ber> (99: not known)
-REG = "%s: 0,%d"  # +CREG 4.2.1, +CGREG 8.2.1, +CEREG 4.2.16: <n>,<stat> (1 home, 2 searching)
+REG = "%s: %d,%d"  # +CREG 4.2.1, +CGREG 8.2.1, +CEREG 4.2.16: <n>,<stat> (1 home, 2 searching)
+REG_URC = "%s: %d"  # the same, unsolicited with <n>=1: <stat> on a change
 CPSI = "+CPSI: %s,Online,%03d-%02d,0x%04X,%d,257,EUTRAN-BAND20,6300,5,5,-94,%d,-545,15"  # 4.2.14 (LTE form)
 NETOPEN = "+NETOPEN: %d"  # 11.2.1: the result URC <err>, or the read command's <net_state>
 NETCLOSE = "+NETCLOSE: %d"  # 11.2.2
@@ -88,9 +89,12 @@ ANSWERS = (
     ("AT+CIPRXGET=1", "up", (OK,)),  # 11.2.6
     ("AT+CFGRI=1", "up", (OK,)),  # 19.2.16
     ("AT+CIPTIMEOUT=*", "up", (OK,)),  # 11.2.12
-    ("AT+CREG?", "up", (REG % ("+CREG", 1), OK)),  # 4.2.1
-    ("AT+CEREG?", "up", (REG % ("+CEREG", 1), OK)),  # 4.2.16
-    ("AT+CGREG?", "up", (REG % ("+CGREG", 1), OK)),  # 8.2.1
+    ("AT+CREG?", "up", (REG % ("+CREG", 0, 1), OK)),  # 4.2.1
+    ("AT+CEREG?", "up", (REG % ("+CEREG", 0, 1), OK)),  # 4.2.16
+    ("AT+CGREG?", "up", (REG % ("+CGREG", 0, 1), OK)),  # 8.2.1
+    ("AT+CREG=1", "up", (OK,)),  # 4.2.1: URC on a change from now on
+    ("AT+CGREG=1", "up", (OK,)),  # 8.2.1
+    ("AT+CEREG=1", "up", (OK,)),  # 4.2.16
     ("AT+NETOPEN", "up", (OK, NETOPEN % 0)),  # 11.2.1
     ("AT+NETOPEN?", "net", (NETOPEN % 1, OK)),  # 11.2.1
     ("AT+CPSI?", "up", (CPSI % ("LTE", 234, 15, 0x1A2B, 30125732, -971), OK)),  # 4.2.14

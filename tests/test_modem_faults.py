@@ -147,6 +147,9 @@ def test_sms_only_coverage_falls_back_to_sms():
 
 def test_sms_that_the_network_refuses_is_reported_then_retried():
     w = World(coverage=[(0, "sms"), (18000, "none"), (40000, "sms")])
+    # without registration URCs the engine learns of the loss only by trying
+    # (with them, "+CREG: 2" at 18 s and nothing is tried until 40 s)
+    w.t.engine.d.steps = [s for s in w.t.engine.d.steps if "registration urc" not in s[0]]
     w.rig.run_until(w.t.sms_ready, 30000)
     d = AlertDriver(w.rig, KEYS, alert(), sms_after_ms=0)
     assert d.run(300000, until_sms=True)
@@ -230,7 +233,7 @@ def test_modem_that_stops_answering_until_power_cycled():
 
 
 def test_modem_that_restarts_by_itself_is_reinitialised_without_a_power_cycle():
-    w = World(reset_at=[17900])  # between the socket opening and the ACK
+    w = World(reset_at=[17460])  # between the socket opening and the ACK
     d = w.deliver()
     w.assert_delivered(d)
     assert w.events("self_reset") and len(w.events("boot")) == 2
@@ -368,12 +371,15 @@ def test_real_socket_backend_in_real_time():
 
 
 def test_a_long_gap_in_data_coverage_is_polled_ever_more_slowly_and_its_end_still_seen():
-    """Registration is asked every second for one 120 s round (a network
-    found after a boot or a move is seen at once), then every 2, 4, 8, 10 s:
-    not three commands a second for a whole gap. Data that returns is found
+    """Without registration URCs (a modem that refuses AT+CxREG=1),
+    registration is asked every second for one 120 s round (a network found
+    after a boot or a move is seen at once), then every 2, 4, 8, 10 s: not
+    three commands a second for a whole gap. Data that returns is found
     within one slow poll."""
     w = World(coverage=[(0, "sms"), (600000, "full")])
+    w.t.engine.d.steps = [s for s in w.t.engine.d.steps if "registration urc" not in s[0]]
     w.rig.run_until(lambda: False, 600000)
+    assert w.t.engine.reg_urcs == 0
     creg = [t for (t, dr, b) in w.emu.transcript if dr == ">" and b.startswith(b"AT+CGREG?")]
     first = [t for t in creg if t < creg[0] + 120000]
     assert len(first) >= 100  # fast at the start
@@ -382,6 +388,24 @@ def test_a_long_gap_in_data_coverage_is_polled_ever_more_slowly_and_its_end_stil
     assert len(creg) < 200  # (it was about 600 at one a second)
     w.rig.run_until(w.t.data_ready, 700000)
     assert w.t.data_ready() and w.rig.now - 600000 < 20000  # the data path found within a slow poll
+    w.assert_delivered(w.deliver(limit_ms=800000))
+
+
+def test_with_registration_urcs_a_gap_is_polled_every_30_s_and_its_end_seen_as_it_comes():
+    """AT+CREG=1, AT+CGREG=1, AT+CEREG=1 at bring-up (manual 4.2.1, 8.2.1,
+    4.2.16): the modem says when registration changes, so a gap is only
+    polled as a backstop and the data path opens when the network comes."""
+    w = World(coverage=[(0, "sms"), (600000, "full")])
+    w.rig.run_until(lambda: False, 600000)
+    assert w.t.engine.reg_urcs == 3
+    sent = [b for (_, dr, b) in w.emu.transcript if dr == ">"]
+    assert [b for b in sent if b[:10] in (b"AT+CREG=1\r", b"AT+CGREG=1", b"AT+CEREG=1")] == [
+        b"AT+CREG=1\r", b"AT+CGREG=1\r", b"AT+CEREG=1\r"]
+    creg = [t for (t, dr, b) in w.emu.transcript if dr == ">" and b.startswith(b"AT+CGREG?")]
+    assert 10 <= len(creg) <= 25  # one round in 30 s
+    w.rig.run_until(w.t.data_ready, 700000)
+    urcs = [(t, b) for (t, dr, b) in w.emu.transcript if dr == "<" and b"+CEREG: 1" in b and t >= 600000]
+    assert urcs and w.rig.now - urcs[0][0] < 2000  # NETOPEN right after the URC, not a poll later
     w.assert_delivered(w.deliver(limit_ms=800000))
 
 
@@ -409,3 +433,12 @@ def test_a_reply_whose_urc_is_lost_is_polled_for_and_once_read_the_polls_stop():
     took = w.assert_delivered(w.deliver(alert(2), limit_ms=w.rig.now + 60000))
     assert 3000 <= took < 8000, took
     assert any(b.startswith(b"AT+CIPRXGET=") for (_, dr, b) in w.emu.transcript[n0:] if dr == ">")
+
+
+def test_with_registration_urcs_no_sms_is_tried_while_the_network_is_gone():
+    w = World(coverage=[(0, "sms"), (18000, "none"), (40000, "sms")])
+    w.rig.run_until(w.t.sms_ready, 30000)
+    d = AlertDriver(w.rig, KEYS, alert(), sms_after_ms=0)
+    assert d.run(300000, until_sms=True)
+    assert d.failures == [] and d.sms_sent_at > 40000 and len(w.events("sms")) == 1
+    assert not [b for (t, dr, b) in w.emu.transcript if dr == ">" and b.startswith(b"AT+CMGS") and 18000 < t < 40000]

@@ -155,6 +155,10 @@ DEFAULTS = {
     # second for a whole coverage gap kept the modem and the ESP32 awake
     "reg_fast_ms": 120000,
     "reg_poll_max_ms": 10000,
+    # with the registration URCs on, a change ends the wait as it comes: the
+    # poll is a backstop for one lost in light sleep (standby only: an
+    # alert keeps the ESP32 awake)
+    "reg_backstop_ms": 30000,
     # the module's own NETOPEN/CIPOPEN/CIPSEND timeouts are set by
     # AT+CIPTIMEOUT (manual 11.2.12) to these minus IP_MARGIN_MS, so the
     # engine never gives up before the module does (its default is 120 s)
@@ -211,6 +215,8 @@ class Engine:
         self._moved = False  # retarget(): close the socket before the next send
         self._gnss_at = 0
         self._reg_since = None  # when the present unregistered stretch began (None: registered)
+        self.reg_urcs = 0  # registration URCs (AT+CREG/CGREG/CEREG=1) the modem accepted at the last boot
+        self._cond_look = True
         self._reg_poll = 0  # the present poll interval of that stretch, ms
         self.sim_pin = _cfg(cfg, "pin", None)  # the SIM PIN from the config (services.enter_pin)
         self.ch = AtChannel(self._urc)
@@ -251,6 +257,8 @@ class Engine:
     def _down(self):
         self.cs_reg = False
         self.ps_reg = False
+        self._eps = False
+        self._gprs = False
         self.data_up = False
         self.sock = False
         self.rx_pending = False
@@ -369,7 +377,7 @@ class Engine:
         if self._job is not None and w is not None:
             if w[0] == _Q_WAIT:
                 cands.append(self._until)
-                if self._cond is not None:
+                if self._cond is not None and self._cond_look:
                     cands.append(now + 500)  # a pin (STATUS) cannot wake anyone: look again
             else:
                 dl = self.ch.deadline()
@@ -432,6 +440,7 @@ class Engine:
         elif op == _Q_WAIT:
             self._until = now + req[1]
             self._cond = req[2]
+            self._cond_look = not req[3]
         elif op == _Q_PIN:
             self.actions.append((req[1], req[2]))
             self._wait = (_Q_WAIT,)
@@ -569,9 +578,11 @@ class Engine:
         """After P_PROMPT: write `data` (bytes) and wait as cmd() does."""
         return (_Q_PAYLOAD, data, final, info, timeout)
 
-    def wait(self, ms, cond=None):
-        """Wait `ms`, or until cond() is true. -> None"""
-        return (_Q_WAIT, ms, cond)
+    def wait(self, ms, cond=None, lines=False):
+        """Wait `ms`, or until cond() is true. -> None. lines: only a line
+        from the modem can make cond() true (a URC), so the engine is
+        stepped when bytes come, not looked at every 500 ms as for a pin."""
+        return (_Q_WAIT, ms, cond, lines)
 
     def pin(self, name, level):
         """Set a modem pin ("pwrkey": 1 = key pressed; "dtr") now. -> None"""
@@ -620,8 +631,13 @@ class Engine:
         if line.startswith("+CREG:"):
             self.cs_reg = _reg_ok(line)
             return
-        if line.startswith("+CEREG:") or line.startswith("+CGREG:"):
-            self.ps_reg = _reg_ok(line)
+        if line.startswith("+CEREG:"):
+            self._eps = _reg_ok(line)  # EPS (LTE) or GPRS attach: either carries data
+            self.ps_reg = self._eps or self._gprs
+            return
+        if line.startswith("+CGREG:"):
+            self._gprs = _reg_ok(line)
+            self.ps_reg = self._eps or self._gprs
             return
         o = self.d.urc(line)
         if not o:
@@ -677,6 +693,7 @@ class Engine:
         if was_up:
             self.events.append((EV_LINK, False))
         self.ri_urc = False
+        self.reg_urcs = 0
         if self.gnss_on:
             self.gnss_on = False  # a restarted modem has GNSS off (manual 17.2.1: off by default)
             self.nmea_s = 0
@@ -796,7 +813,7 @@ class Engine:
                 if r[R_END] == 0 and r[R_INFOS] and _reg_ok(r[R_INFOS][0]):
                     ps = True
                     break
-            self.ps_reg = ps
+            self.ps_reg = self._eps = self._gprs = ps
             if ps:
                 self._reg_since = None
                 break
@@ -806,7 +823,7 @@ class Engine:
             if self._req is not None:
                 self._net_at = self.now  # let the caller's SMS or call go first
                 return
-            yield self.wait(self._reg_wait())
+            yield self.wait(self._reg_wait(), self._ps_up, True)
         ok = yield from self.d.net_open(self)
         if ok:
             self.data_up = True
@@ -815,12 +832,19 @@ class Engine:
         else:
             self._net_later()
 
+    def _ps_up(self):
+        return self.ps_reg
+
     def _reg_wait(self):
-        """The next registration poll's delay: reg_poll_ms for the first
-        reg_fast_ms of an unregistered stretch, then doubling up to
-        reg_poll_max_ms (a URC-free design: +CREG/+CEREG URCs would need
-        AT+CxREG=1 after every boot and still a poll for one lost in sleep)."""
+        """The next registration poll's delay. With all three registration
+        URCs on (AT+CREG=1, AT+CGREG=1, AT+CEREG=1 at bring-up), a change
+        ends the wait as it comes and the poll is only a backstop (a URC
+        lost in light sleep pulsed RI, but the resync asks about data):
+        reg_backstop_ms. Without them, reg_poll_ms for the first
+        reg_fast_ms of an unregistered stretch, then doubling up to it."""
         tm = self.timings
+        if self.reg_urcs == 3:
+            return tm["reg_backstop_ms"]
         if self._reg_since is None:
             self._reg_since = self.now
             self._reg_poll = tm["reg_poll_ms"]

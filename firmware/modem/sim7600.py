@@ -94,6 +94,12 @@ def _ri_set(e, r):
     return "ri" if r[R_END] == 0 else "retry"  # the engine notes that RI pulses for every URC
 
 
+def _reg_urc(e, r):
+    if r[R_END] == 0:
+        e.reg_urcs += 1
+    return "ok"
+
+
 def _iptimeout_cmd(e):
     t = e.timings
     return "AT+CIPTIMEOUT=%d,%d,%d" % (_module_ms(t["netopen_timeout_ms"]), _module_ms(t["open_timeout_ms"]),
@@ -120,6 +126,12 @@ class Sim7600:
             ("manual receive", "AT+CIPRXGET=1", (), 3000, 3, 1000, None),
             ("ri on urc", "AT+CFGRI=1", (), 3000, 3, 1000, _ri_set),
             ("ip timeouts", _iptimeout_cmd, (), 3000, 3, 1000, None),
+            # a registration change as a URC (manual 4.2.1, 8.2.1, 4.2.16:
+            # <n>=1, "+CREG: <stat>"), so the data path opens when the
+            # network comes, not at the next poll; refused: polling only
+            ("registration urc", "AT+CREG=1", (), 3000, 1, 0, _reg_urc),
+            ("gprs registration urc", "AT+CGREG=1", (), 3000, 1, 0, _reg_urc),
+            ("eps registration urc", "AT+CEREG=1", (), 3000, 1, 0, _reg_urc),
         ]
 
     def reset(self):

@@ -18,7 +18,8 @@ def test_bringup_runs_the_step_table_then_opens_the_network():
         w = _bringup(World(bytewise))
         lines = w.modem.lines
         order = ["AT", "ATE0", "AT+CMEE=1", "AT+CPIN?", "AT+CMGF=1", "AT+CSQ", 'AT+CGDCONT=1,"IP","internet"',
-                 "AT+CIPRXGET=1", "AT+CFGRI=1", "AT+CIPTIMEOUT=30000,15000,15000", "AT+CREG?", "AT+CEREG?",
+                 "AT+CIPRXGET=1", "AT+CFGRI=1", "AT+CIPTIMEOUT=30000,15000,15000", "AT+CREG=1", "AT+CGREG=1",
+                     "AT+CEREG=1", "AT+CREG?", "AT+CEREG?",
                  "AT+NETOPEN"]
         assert lines[: len(order)] == order, lines
         assert ("link", True) in w.events
