@@ -263,6 +263,11 @@ class App:
         self._read_gnss(now)
         self._sample_button(now)
         t_wait = self.transport.poll(now)
+        if self.modem_gnss:
+            # what this poll fed the engine, now: taken before it, a report's
+            # last sentence waited for the next wake (a report later, 5 s)
+            # and its position was dated then
+            self._read_modem_gnss(now)
         for e in self.transport.events():
             self._on_transport(e, now)
         fo = self.fo
@@ -395,20 +400,21 @@ class App:
         if ev is not None:
             self._on_button(ev, now)
 
+    def _read_modem_gnss(self, now):
+        data = self.transport.nmea()  # pyright: ignore[reportAttributeAccessIssue]
+        if data:
+            try:
+                self.fix.feed(data, now)
+            except Exception:
+                self.gnss_errors += 1
+            if not self.gnss_fixed and self.fix.has_live_fix(now):
+                self.gnss_fixed = True
+            self._gnss_clock(now)
+
     def _read_gnss(self, now):
         s = self.board.gnss
         if s is None:
-            if self.modem_gnss:
-                data = self.transport.nmea()  # pyright: ignore[reportAttributeAccessIssue]
-                if data:
-                    try:
-                        self.fix.feed(data, now)
-                    except Exception:
-                        self.gnss_errors += 1
-                    if not self.gnss_fixed and self.fix.has_live_fix(now):
-                        self.gnss_fixed = True
-                    self._gnss_clock(now)
-            return
+            return  # (the modem's GNSS: _read_modem_gnss, after the transport's poll)
         # after a long gap (the loop idled) the buffered sentences may be
         # that old: stamp them with the gap's start, so a stale position is
         # never reported live and never sets the clock

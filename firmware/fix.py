@@ -26,9 +26,13 @@ Trust rules (a wrong position sends help to the wrong door):
 
 Accuracy estimate: accuracy_m = ceil((HDOP + 0.05) * 7.5 m), at least 1 m;
 100 m when HDOP is unknown (the 0.05: HDOP arrives rounded to tenths);
-plus one second of motion at the fix's speed (ceil(speed m/s) metres): the
-age counts whole seconds from the sentence's arrival, and the epoch it
-describes is up to a second before that. 7.5 m is three times the typical 2.5 m RMS user range
+plus two seconds of motion at the fix's speed (ceil(2 x speed m/s)
+metres): the age counts whole seconds from the sentence's arrival, and the
+epoch it describes is up to a second before that plus the time the
+receiver takes to report it (a module reporting every few seconds, as the
+SIM7600 with AT+CGPSINFOCFG=<time>, may report when its newest epoch is
+not yet out: the one before, over a second old; not documented, so
+another second is allowed). 7.5 m is three times the typical 2.5 m RMS user range
 error of a consumer receiver: the claim is a radius responders can search
 inside, not a 1- or 2-sigma figure (HDOP x 5 m is exceeded by ~2 % of
 fixes, and an understated radius sends people to the wrong door).
@@ -354,8 +358,9 @@ class FixTracker:
         acc = accuracy_from_hdop(hdop)
         if speed:
             # the age counts from the sentence's arrival, but the fix is of
-            # its epoch, up to a second earlier: cover a second of motion
-            acc += (speed + 99) // 100
+            # its epoch, up to a second earlier plus the module's report
+            # delay (module doc): cover two seconds of motion
+            acc += (2 * speed + 99) // 100
             if acc > ACC_CAP_M:
                 acc = ACC_CAP_M
         return Position(SRC_GNSS if live else SRC_LAST_FIX, lat, lon, acc, age, alt,

@@ -32,7 +32,7 @@ def test_live_fix_then_last_known():
     assert t.mode == 3 and t.valid
     p = t.position(1500)
     assert (p.source, p.lat, p.lon, p.alt_m, p.sats, p.hdop_x10, p.age_s) == (1, LAT, LON, 35, 8, 9, 0)
-    assert p.speed_cms == 154 and p.course_cdeg == 9000 and p.accuracy_m == 8 + 2  # (0.9 + 0.05) * 7.5 m rounded up, + 1 s at 1.54 m/s
+    assert p.speed_cms == 154 and p.course_cdeg == 9000 and p.accuracy_m == 8 + 4  # (0.9 + 0.05) * 7.5 m rounded up, + 2 s at 1.54 m/s
     # silence: after 3 s the fix is no longer live, it is the last known one
     p = t.position(1000 + 3001)
     assert (p.source, p.lat, p.age_s) == (2, LAT, 3)
