@@ -719,7 +719,7 @@ class Engine:
         yield self.pin("pwrkey", 1)
         yield self.wait(self.timings["pwrkey_ms"])
         yield self.pin("pwrkey", 0)
-        yield self.wait(self.timings["boot_timeout_ms"], self._is_rdy)
+        yield self.wait(self.timings["boot_timeout_ms"], self._is_rdy, True)  # RDY is a line
         ok = self._rdy
         if not ok:
             for _ in range(3):
