@@ -45,8 +45,8 @@ from firmware.store import SeqStore, StateStore, StoreError
 from firmware.transport import EV_FRAME, EV_SEND_FAILED, EV_SENT
 
 FAULT_FILE = "fault"
-_GNSS_CHUNK = 1024
-_GNSS_CHUNKS = 4  # at most 4 KB of NMEA per step (the UART rxbuf size)
+_GNSS_CHUNK = 256
+_GNSS_CHUNKS = 16  # at most 4 KB of NMEA per step (the UART rxbuf size)
 # an NMEA UART is read this often while its GNSS runs: a 1 Hz receiver's
 # few hundred bytes a second wait in the 4 KB buffer (board_esp32
 # GNSS_RXBUF) meanwhile, and each sentence is dated by its own UTC time
@@ -423,21 +423,20 @@ class App:
         stamp = now
         if last is not None and now - last > _GNSS_BACKLOG_MS:
             stamp = last
-        chunks = []  # up to _GNSS_READ_MS of epochs: dated together (FixTracker.feed_read)
+        got = False
         for _ in range(_GNSS_CHUNKS):
             data = s.read(_GNSS_CHUNK)
             if not data:
                 break
-            chunks.append(data)
-        if chunks:
+            got = True
             try:
-                if stamp == now:
-                    self.fix.feed_read(chunks, now, 0 if last is None else now - last)
-                else:
-                    for data in chunks:
-                        self.fix.feed(data, stamp)
+                self.fix.feed(data, stamp)
             except Exception:
                 self.gnss_errors += 1  # the tracker should count, not raise
+        if got and stamp == now:
+            # up to _GNSS_READ_MS of epochs came in this read: the position
+            # and clock are dated by their sentences' times (FixTracker.redate)
+            self.fix.redate(now, 0 if last is None else now - last)
         if stamp != now:
             self.gnss_backlog += 1
             return

@@ -130,6 +130,9 @@ class FixTracker:
         # GNSS clock: unix ms at a monotonic instant (from RMC A with date)
         self._utc_unix_ms = None
         self._utc_at_ms = None
+        self._utc_tms = None  # UTC ms of day of the RMC that set it (redate)
+        self._pos_tms = None  # ... of the sentence that set the live position
+        self._last_tms = None  # ... and the last known one
         # last position a receiver sent but marked invalid: (kind, lat, lon)
         self.rejected = None
         # gpsd-compatible mode bookkeeping
@@ -152,29 +155,27 @@ class FixTracker:
             n += 1
         return n
 
-    def feed_read(self, chunks, now_ms, span_ms):
-        """The bytes of one UART read (a list of chunks) that may hold up
-        to span_ms of epochs: each sentence is dated by its UTC time against
-        the newest timed sentence in the read (one without a time goes with
-        the one before it), never more than span_ms before now_ms. So only
-        the newest epoch counts as arriving now. Returns sentences used."""
-        got = []
-        for c in chunks:
-            got.extend(self.reader.feed(c))
-        newest = None
-        for s in got:
-            if s.time_ms is not None:
-                newest = s.time_ms
-        t = newest
-        for s in got:
-            if s.time_ms is not None:
-                t = s.time_ms
-            at = now_ms
-            if t is not None and newest is not None:
-                lag = (newest - t) % 86400000  # ms of day: a read across midnight
-                at = now_ms - (lag if lag < span_ms else span_ms)
-            self.apply(s, at)
-        return len(got)
+    def redate(self, now_ms, span_ms):
+        """After a UART read that may have held up to span_ms of epochs, all
+        fed at now_ms: date the position (live and last known) and the UTC
+        clock by their sentences' own UTC times against the newest sentence
+        read, never more than span_ms back. So only the newest epoch counts
+        as arriving now. Holds nothing: the read's bytes are fed as they
+        come (the device's heap)."""
+        newest = self.time_ms
+        if newest is None:
+            return
+        if self.fix_ms == now_ms and self._pos_tms is not None:
+            self.fix_ms = now_ms - self._lag(newest, self._pos_tms, span_ms)
+        if self.last_ms == now_ms and self._last_tms is not None:
+            self.last_ms = now_ms - self._lag(newest, self._last_tms, span_ms)
+        if self._utc_at_ms == now_ms and self._utc_tms is not None:
+            self._utc_at_ms = now_ms - self._lag(newest, self._utc_tms, span_ms)
+
+    @staticmethod
+    def _lag(newest, t, span_ms):
+        lag = (newest - t) % 86400000  # ms of day: a read across midnight
+        return lag if lag < span_ms else span_ms
 
     def apply(self, s, now_ms):
         """One parsed sentence. The rules are gpsd's NMEA driver rules
@@ -244,6 +245,7 @@ class FixTracker:
             y, m, d = s.date
             self._utc_unix_ms = days_from_civil(y, m, d) * 86400000 + s.time_ms
             self._utc_at_ms = now_ms
+            self._utc_tms = s.time_ms
 
     def _gll(self, s, now_ms):
         if s.status != "A" or s.lat_e7 is None or s.lon_e7 is None:
@@ -320,6 +322,7 @@ class FixTracker:
         self.rejected = None
         self.fix_ms = now_ms
         self._snapshot(now_ms)
+        self._pos_tms = self._last_tms = s.time_ms if s.time_ms is not None else self.time_ms
 
     def _reject(self, s):
         """A position the receiver itself marks invalid: never used."""

@@ -142,7 +142,9 @@ def test_a_read_holding_several_epochs_dates_each_by_its_utc_time():
     old = ck("GPGGA,120000.00,5130.0000,N,00007.5000,W,1,08,0.9,35.4,M,46.9,M,,")
     nofix = ck("GPGGA,120002.00,,,,,0,00,,,M,,M,,")
     t = FixTracker()
-    assert t.feed_read([old[:30], old[30:] + nofix], 10000, 3000) == 2
+    t.feed(old[:30], 10000)
+    t.feed(old[30:] + nofix, 10000)  # one read, fed as it came
+    t.redate(10000, 3000)
     assert t.last_ms == 8000 and not t.has_live_fix(10000)
     p = t.position(10000)
     assert (p.source, p.age_s) == (2, 2)
@@ -156,11 +158,13 @@ def test_a_read_is_never_dated_before_the_previous_one_and_crosses_midnight():
     late = ck("GPGGA,235959.00,5130.0000,N,00007.5000,W,1,08,0.9,35.4,M,46.9,M,,")
     early = ck("GPGGA,000001.00,5131.0000,N,00007.5000,W,0,00,,,M,,M,,")
     t = FixTracker()
-    t.feed_read([late + early], 50000, 3000)
+    t.feed(late + early, 50000)
+    t.redate(50000, 3000)
     assert t.last_ms == 48000  # 23:59:59 is 2 s before 00:00:01
     far = ck("GPGGA,115950.00,5130.0000,N,00007.5000,W,1,08,0.9,35.4,M,46.9,M,,")
     t = FixTracker()
-    t.feed_read([far + GGA0], 50000, 3000)  # 12 s apart by their times, but the last read was 3 s ago
+    t.feed(far + GGA0, 50000)
+    t.redate(50000, 3000)  # 12 s apart by their times, but the last read was 3 s ago
     assert t.last_ms == 47000
 
 
