@@ -45,8 +45,11 @@ from firmware.store import SeqStore, StateStore, StoreError
 from firmware.transport import EV_FRAME, EV_SEND_FAILED, EV_SENT
 
 FAULT_FILE = "fault"
-_GNSS_CHUNK = 256
-_GNSS_CHUNKS = 16  # at most 4 KB of NMEA per step (the UART rxbuf size)
+# an NMEA UART is read into one buffer allocated with the App (no garbage
+# per read: the read runs every _GNSS_READ_MS for the whole life of the
+# device), a chunk at a time, at most the UART's rxbuf (4 KB) per step
+_GNSS_CHUNK = 512
+_GNSS_CHUNKS = 8
 # an NMEA UART is read this often while its GNSS runs: a 1 Hz receiver's
 # few hundred bytes a second wait in the 4 KB buffer (board_esp32
 # GNSS_RXBUF) meanwhile, and each sentence is dated by its own UTC time
@@ -55,6 +58,25 @@ _GNSS_READ_MS = 3000
 # bytes read after a longer gap may have waited there since the last read
 # (the buffer keeps the oldest when full), so they count as that old
 _GNSS_BACKLOG_MS = 4000
+# An NMEA module is asked to send only what the fix tracker needs (RMC, GGA,
+# GSA) when it is seen sending more (GSV, VTG, GLL, anything unknown): less
+# UART traffic, fewer wakes and parses for the life of the device. The module
+# type is not configured, so both families are sent; each ignores the
+# other's (an unknown sentence is dropped). MTK (Quectel L76/L80):
+# PMTK314 field order GLL,RMC,VTG,GGA,GSA,GSV,... (Quectel L80 GPS Protocol
+# Specification 3.19 PMTK_API_SET_NMEA_OUTPUT; answered $PMTK001,314,3).
+# u-blox M8: $PUBX,40,msg,rddc,rus1,rus2,rusb,rspi,res per message, all
+# ports 0 (u-blox 8/M8 Receiver Description, PUBX,40 RATE; no answer).
+# Neither is assumed to survive a module power-off (not documented for the
+# L76: the pessimistic case), so it is sent again whenever spare sentences
+# come back, backing off from _TRIM_MS to _TRIM_MAX_MS while they keep
+# coming (a module that obeys neither: ~160 bytes an hour).
+TRIM = (b"$PMTK314,0,1,0,1,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0*29\r\n"
+        b"$PUBX,40,GSV,0,0,0,0,0,0*59\r\n"
+        b"$PUBX,40,VTG,0,0,0,0,0,0*5E\r\n"
+        b"$PUBX,40,GLL,0,0,0,0,0,0*5C\r\n")
+_TRIM_MS = 10000
+_TRIM_MAX_MS = 3600000
 _BATTERY_EVERY_MS = 60000
 _IDLE_MAX_MS = 60000
 # a standby GNSS session ends at its first live fix, or after this: a cold
@@ -113,6 +135,14 @@ class App:
         self.gnss_errors = 0
         self.gnss_read_at = None  # ticks of the last GNSS read
         self.gnss_backlog = 0  # reads after a gap, stamped with the gap's start
+        self.gnss_buf = bytearray(_GNSS_CHUNK) if board.gnss is not None else None
+        # asking the module to send less (TRIM, _trim): [spare sentences it
+        # had sent (FixTracker.spare + unknown), when that count last grew,
+        # when it was last asked, how long to wait before asking again,
+        # times asked]. One list: as five attributes, the App's attribute
+        # table grew from 37 slots to 47 (MicroPython's map sizes), and the
+        # 96 KB whole-App MicroPython test could not allocate it (752 bytes)
+        self.gnss_trim = [0, None, None, 0, 0]
         self.pending_call = None
         self.asleep = False
         self.btn_at = None  # time of the last button sample fed (edges never go back before it)
@@ -424,15 +454,20 @@ class App:
         if last is not None and now - last > _GNSS_BACKLOG_MS:
             stamp = last
         got = False
+        buf = self.gnss_buf
+        if buf is None:  # a board whose GNSS UART came after the App
+            buf = self.gnss_buf = bytearray(_GNSS_CHUNK)
         for _ in range(_GNSS_CHUNKS):
-            data = s.read(_GNSS_CHUNK)
-            if not data:
+            n = s.readinto(buf)
+            if not n:
                 break
             got = True
             try:
-                self.fix.feed(data, stamp)
+                self.fix.feed(buf, stamp, n)
             except Exception:
                 self.gnss_errors += 1  # the tracker should count, not raise
+        if got:
+            self._trim(s, now)
         if got and stamp == now:
             # up to _GNSS_READ_MS of epochs came in this read: the position
             # and clock are dated by their sentences' times (FixTracker.redate)
@@ -441,6 +476,30 @@ class App:
             self.gnss_backlog += 1
             return
         self._gnss_clock(now)
+
+    def _trim(self, s, now):
+        """Ask the module to send only RMC, GGA and GSA (TRIM) when it sends
+        anything else: at once the first time and after it had obeyed (10 s
+        of sentences read and none spare), then after 10, 20, 40 s ... up to
+        an hour while it keeps sending them."""
+        fx = self.fix
+        spare = fx.spare + fx.reader.unknown
+        tr = self.gnss_trim
+        if spare == tr[0]:
+            if tr[1] is not None and now - tr[1] >= _TRIM_MS:
+                tr[3] = 0  # it obeyed: no back-off when it forgets
+            return
+        tr[0] = spare
+        tr[1] = now
+        if tr[2] is not None and now - tr[2] < tr[3]:
+            return
+        tr[3] = min(tr[3] * 2, _TRIM_MAX_MS) if tr[3] else _TRIM_MS
+        tr[2] = now
+        tr[4] += 1
+        try:
+            s.write(TRIM)
+        except Exception:
+            self.gnss_errors += 1
 
     def _gnss_clock(self, now):
         if self.board.time() is None:

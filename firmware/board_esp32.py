@@ -126,6 +126,15 @@ class _UartStream:
             return None
         return self.uart.read(n)
 
+    def readinto(self, buf):
+        """Bytes waiting, at most len(buf), into buf: their count (0: none).
+        UART.readinto(buf) reads at most len(buf) bytes and returns the
+        count, or None on a timeout (MicroPython docs, machine.UART); with
+        timeout=0 it returns what the driver holds without waiting."""
+        if not self.uart.any():
+            return 0
+        return self.uart.readinto(buf) or 0
+
     def write(self, b):
         return self.uart.write(b) or 0
 

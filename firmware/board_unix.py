@@ -164,6 +164,24 @@ class _UartSock(_SockStream):
         self.n -= k
         return out
 
+    def readinto(self, buf):
+        """As UART.readinto (board_esp32 _UartStream): up to len(buf) held
+        bytes into buf, their count (0: none)."""
+        self.pump()
+        k = len(buf) if len(buf) < self.n else self.n
+        if not k:
+            return 0
+        size = self.rxbuf
+        a = self._at
+        ring = memoryview(self._ring)
+        first = size - a if size - a < k else k
+        buf[:first] = ring[a:a + first]
+        if k > first:
+            buf[first:k] = ring[:k - first]
+        self._at = (a + k) % size
+        self.n -= k
+        return k
+
 
 class _Console:
     """stdin/stdout of the process (the pty mpboard.py serves)."""

@@ -135,6 +135,7 @@ class FixTracker:
         self._last_tms = None  # ... and the last known one
         # last position a receiver sent but marked invalid: (kind, lat, lon)
         self.rejected = None
+        self.spare = 0  # GLL and VTG applied: sentences a trimmed module does not send (app.py TRIM)
         # gpsd-compatible mode bookkeeping
         self._alt_known = False  # the latest GGA/GNS carried an altitude
         self._sats_used = 0  # PRNs in this cycle's GSAs
@@ -147,10 +148,11 @@ class FixTracker:
 
     # ---- input ----------------------------------------------------------
 
-    def feed(self, data, now_ms):
-        """Bytes from the GNSS UART. Returns the number of sentences used."""
+    def feed(self, data, now_ms, end=-1):
+        """Bytes from the GNSS UART (data[:end] when end >= 0: a buffer read
+        into). Returns the number of sentences used."""
         n = 0
-        for s in self.reader.feed(data):
+        for s in self.reader.feed(data, end):
             self.apply(s, now_ms)
             n += 1
         return n
@@ -193,8 +195,10 @@ class FixTracker:
         elif k == GNS:
             self._gns(s, now_ms)
         elif k == GLL:
+            self.spare += 1
             self._gll(s, now_ms)
         elif k == VTG:
+            self.spare += 1
             if s.faa == "N" or s.faa == "E" or s.course_cdeg is None or s.speed_cms is None:
                 return
             self._motion(s)

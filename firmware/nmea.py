@@ -29,7 +29,8 @@ Rules (from gpsd's corpus of real receivers, see docs/firmware-sensing.md):
   - Bytes outside sentences (other than CR/LF) count as garbage.
 
 The line buffer is one preallocated bytearray; feed() copies runs of bytes
-into it with slice assignment, never builds strings per character.
+into it with slice assignment, never builds strings per character, and
+reads a buffer the UART is read into (feed(buf, n)) only up to n.
 parse_line checks the checksum, splits the body once (GGA only as far as
 its altitude) and converts each field with one isdigit() and one int();
 bench/bench_nmea.py measures it against pynmea2 and pynmeagps on the same
@@ -437,8 +438,8 @@ def parse_line(line):
 
 
 def _eol(data, i, end):
-    """Index of the first CR or LF at or after i, or -1."""
-    a = data.find(b"\n", i)
+    """Index of the first CR or LF in data[i:end], or -1."""
+    a = data.find(b"\n", i, end)
     b = data.find(b"\r", i, end if a < 0 else a)
     return a if b < 0 else b
 
@@ -477,12 +478,16 @@ class NmeaReader:
             "garbage": self.garbage,
         }
 
-    def feed(self, data):
-        """Bytes (or bytearray) from the UART, any chunking. Returns the
-        list of Sentence objects completed by this chunk."""
+    def feed(self, data, end=-1):
+        """Bytes (or bytearray) from the UART, any chunking: data[:end] when
+        end >= 0 (a buffer the UART is read into again and again: nothing
+        past end is looked at, and nothing of it is kept but copies).
+        Returns the list of Sentence objects completed by this chunk."""
         out = []
         i = 0
-        end = len(data)
+        if end < 0 or end > len(data):
+            end = len(data)
+        mv = None if isinstance(data, bytes) else memoryview(data)
         while i < end:
             if self._in:
                 # a sentence begun in an earlier chunk: copy up to its end
@@ -494,7 +499,7 @@ class NmeaReader:
                     if n + k > self._max:
                         self._over = True
                     else:
-                        self._mv[n:n + k] = memoryview(data)[i:stop]
+                        self._mv[n:n + k] = data[i:stop] if mv is None else mv[i:stop]
                         self._n = n + k
                 if a < 0:
                     return out
@@ -505,14 +510,14 @@ class NmeaReader:
                 else:
                     self._take(bytes(self._mv[:self._n]), out)
                 continue
-            j = data.find(b"$", i)
+            j = data.find(b"$", i, end)
             if j != i:
                 stop = end if j < 0 else j
                 seg = data[i:stop]  # outside a sentence; CR and LF are not garbage
                 self.garbage += len(seg) - seg.count(b"\r") - seg.count(b"\n")
                 if j < 0:
                     return out
-            a = data.find(b"\n", j)
+            a = data.find(b"\n", j, end)
             b = data.find(b"\r", j, end if a < 0 else a)
             if b >= 0:
                 a = b
@@ -522,13 +527,14 @@ class NmeaReader:
                 self._in = True
                 self._over = k > self._max
                 if not self._over:
-                    self._mv[:k] = memoryview(data)[j:end]
+                    self._mv[:k] = data[j:end] if mv is None else mv[j:end]
                     self._n = k
                 return out
             if a - j > self._max:
                 self.too_long += 1
             else:
-                self._take(data[j:a] if isinstance(data, bytes) else bytes(data[j:a]), out)
+                # one copy: bytes of a slice of bytes, or of a view of a buffer
+                self._take(data[j:a] if mv is None else bytes(mv[j:a]), out)
             i = a + 1
             if i < end and data[i] == 10 and data[a] == 13:
                 i += 1  # CRLF

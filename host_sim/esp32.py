@@ -691,11 +691,26 @@ def _make_uart(chip):
             del self.buf[:n]
             return out
 
+        def readinto(self, buf, nbytes=-1):
+            # machine_uart.c: read at most len(buf) (or nbytes) of the bytes
+            # the driver holds; with timeout=0 none held is a timeout: None
+            chip.run_pending()
+            self.pull()
+            if not self.buf:
+                return None
+            n = len(buf) if nbytes is None or nbytes < 0 else min(nbytes, len(buf))
+            n = min(n, len(self.buf))
+            buf[:n] = self.buf[:n]
+            del self.buf[:n]
+            return n
+
         def write(self, b):
             chip.run_pending()
             host = chip.host
             if self.peer == "modem" and host.world.powered:
                 host.emu.write(bytes(b), chip.now())
+            elif self.peer == "gnss" and host.world.powered:
+                host.world.gnss.write(bytes(b), chip.now())  # the module's RX (PMTK / PUBX commands)
             return len(b)
 
         def ready(self):

@@ -201,7 +201,8 @@ class GnssEmulator:
                 raise GnssError("sentence type %r is not one of %s" % (s, ", ".join(SENTENCE_TYPES)))
         if start not in STARTS:
             raise GnssError("start %r is not one of %s" % (start, ", ".join(STARTS)))
-        self.sentences = sents
+        self.sentences = sents  # what the module sends now (PMTK314 / PUBX,40 change it)
+        self.default_sentences = sents
         self.baud = int(baud or st["baud"])
         if self.baud < 1200:
             raise GnssError("baud %d too low" % self.baud)
@@ -281,6 +282,10 @@ class GnssEmulator:
             self._next_epoch = None
             self._has_fix = False
             self._cut_tx(now)
+            # output set back to the style's: whether PMTK314 / PUBX,40
+            # settings outlive a power-off is not documented for these
+            # modules (kept in RAM; backup RAM unknown): the pessimistic case
+            self.sentences = self.default_sentences
             return
         self.on = True
         mode = start or self.start_mode
@@ -350,8 +355,10 @@ class GnssEmulator:
         """Bytes the device sends to the module. Quectel style: $PMTK
         commands with a good checksum are answered with $PMTK001,cmd,flag
         (3 done, 1 unsupported); 101/102/103/104 restart hot/warm/cold/full
-        cold, 161 enters standby (no output) until the next byte arrives.
-        Anything else (u-blox UBX/PUBX, junk) is counted and ignored.
+        cold, 161 enters standby (no output) until the next byte arrives,
+        314 sets which sentences it sends (_pmtk314). u-blox style: PUBX,40
+        switches one message on or off (_pubx40). A module ignores the
+        other family's commands; junk and bad checksums are counted.
         Returns the number of bytes taken (all of them)."""
         self.advance(now)
         self.bytes_in += len(data)
@@ -378,11 +385,16 @@ class GnssEmulator:
             self.rejected_commands += 1
             return
         self.commands.append(body)
+        if body.startswith("PUBX,40,") and self.style == "ublox-m8" and self.on:
+            self._pubx40(body)
+            return
         if not body.startswith("PMTK") or self.style != "quectel-l76" or not self.on:
             return
         cmd = body[4:7]
         flag = 1
-        if cmd in ("101", "102", "103", "104"):
+        if cmd == "314":
+            flag = 3 if self._pmtk314(body) else 1
+        elif cmd in ("101", "102", "103", "104"):
             flag = 3
             mode = {"101": "hot", "102": "warm", "103": "cold", "104": "cold"}[cmd]
             self.power(False, now)
@@ -398,6 +410,38 @@ class GnssEmulator:
             self._next_epoch = None
             self.standby = True
             self._has_fix = False
+
+    def _pmtk314(self, body):
+        """PMTK314 (MTK, Quectel L80 GPS Protocol Specification 3.19
+        PMTK_API_SET_NMEA_OUTPUT): 19 per-sentence output intervals in the
+        order GLL, RMC, VTG, GGA, GSA, GSV, ..., 0 = off; "-1" restores the
+        defaults. Intervals above 1 (every n-th fix) are taken as on.
+        Returns False (answered flag 1) for a malformed field list."""
+        f = body.split(",")[1:]
+        if f == ["-1"]:
+            self.sentences = self.default_sentences
+            return True
+        if len(f) != 19 or not all(x.isdigit() and int(x) <= 5 for x in f):
+            return False
+        on = {n for n, x in zip(("GLL", "RMC", "VTG", "GGA", "GSA", "GSV"), f) if x != "0"}
+        self.sentences = tuple(n for n in self.default_sentences if n in on)
+        return True
+
+    def _pubx40(self, body):
+        """$PUBX,40,msgId,rddc,rus1,rus2,rusb,rspi,reserved (u-blox 8/M8
+        Receiver Description, PUBX,40 RATE): the message's rate per port;
+        the module's UART1 (rus1) is the one wired to the ESP32. No answer.
+        A malformed one is ignored and counted."""
+        f = body.split(",")
+        if len(f) != 9 or not all(x.isdigit() for x in f[3:]):
+            self.rejected_commands += 1
+            return
+        msg = f[2]
+        if msg not in SENTENCE_TYPES:
+            return  # a message this emulator does not produce
+        on = f[4] != "0"
+        cur = self.sentences
+        self.sentences = tuple(n for n in self.default_sentences if (n == msg and on) or (n != msg and n in cur))
 
     # -- truth --------------------------------------------------------------
     def true_position(self, t_ms):

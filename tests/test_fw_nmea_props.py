@@ -74,6 +74,26 @@ def test_chunking_never_changes_the_result(parts, cuts):
     assert len(whole) == sum(1 for p in parts if p in VALID)
 
 
+@SETTINGS
+@given(pieces, st.lists(st.integers(0, 3000), max_size=30), st.integers(1, 300), st.binary(min_size=1, max_size=8))
+def test_a_buffer_read_into_again_and_again_gives_what_the_bytes_give(parts, cuts, size, stale):
+    # the device reads its NMEA UART into one buffer (app.py gnss_buf):
+    # what the buffer held before, past this read's end, is never read
+    stream = b"".join(parts)
+    whole, cw = feed_split(stream, [])
+    r = NmeaReader()
+    buf = bytearray((stale * (size // len(stale) + 1))[:size])
+    got = []
+    prev = 0
+    for c in sorted(set(x for x in cuts if x <= len(stream))) + [len(stream)]:
+        while prev < c:  # a UART read returns at most len(buf)
+            n = min(size, c - prev)
+            buf[:n] = stream[prev:prev + n]
+            got += r.feed(buf, n)
+            prev += n
+    assert [sig(x) for x in got] == whole and r.counters() == cw
+
+
 # ---- field parsers against references built from the NMEA text rules ----
 # (exact arithmetic with Fraction; each rule written from the field's
 # definition, not from the parser's code)

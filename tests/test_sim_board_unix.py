@@ -83,3 +83,40 @@ def test_malformed_button_lines_are_dropped_and_later_edges_still_latch():
     seen = _run(b"c 10 -1 1\nb 1 0\nb 0\nb x 5\nb\nb 0 1000\nb 1 1300\n")
     assert [lvl for _t, lvl in seen] == [1, 0, 1], seen
     assert seen[2][0] - seen[1][0] >= 300
+
+
+def test_the_gnss_uart_ring_reads_into_a_buffer_the_bytes_read_gives_across_its_wrap():
+    # UnixBoard's UART buffer is a ring allocated once (as the IDF driver's);
+    # the App reads the NMEA UART into its own buffer (UART.readinto): the
+    # same bytes in the same order as read(), whatever the ring's position,
+    # and bytes past a full ring are lost and counted, never kept
+    from firmware.board_unix import _UartSock
+
+    data = bytes(range(256)) * 4
+    outs = []
+    for use_into in (False, True):
+        a, b = socket.socketpair()
+        u = _UartSock(a, 100)
+        got = bytearray()
+        buf = bytearray(b"\xee" * 37)
+        for i in range(0, len(data), 60):
+            b.send(data[i:i + 60])
+            while True:
+                if use_into:
+                    n = u.readinto(buf)
+                    if not n:
+                        break
+                    got += buf[:n]
+                else:
+                    chunk = u.read(37)
+                    if not chunk:
+                        break
+                    got += chunk
+        outs.append(bytes(got))
+        assert u.overrun == 0
+        b.send(b"x" * 150)  # more than the ring holds
+        n = u.readinto(bytearray(200))
+        assert n == 100 and u.overrun == 50 and u.readinto(buf) == 0
+        a.close()
+        b.close()
+    assert outs[0] == outs[1] == data

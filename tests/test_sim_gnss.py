@@ -343,6 +343,99 @@ def test_l76_acks_pmtk_commands_restarts_and_sleeps_in_standby():
     assert "$PMTK001,999,1*" in g.read(23_000).decode()
 
 
+def kinds(data):
+    """The NMEA sentence types in some module output (not $P... ones)."""
+    return {x[3:6] for x in data.decode("ascii").split("\r\n") if x.startswith("$G")}
+
+
+FULL = {"RMC", "VTG", "GGA", "GSA", "GSV", "GLL"}
+TRIMMED = {"RMC", "GGA", "GSA"}
+PMTK314 = "PMTK314,0,1,0,1,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0"
+
+
+def test_l76_sends_only_the_sentences_pmtk314_asks_for_until_it_is_switched_off():
+    g = GnssEmulator(walk(), style="quectel-l76", start="hot", seed=18)
+    g.power(True, 0)
+    assert kinds(g.read(3000)) == FULL
+    for m in ("GSV", "VTG", "GLL"):  # the u-blox form: not for an MTK module
+        g.write(_pmtk("PUBX,40,%s,0,0,0,0,0,0" % m), 3000)
+    out = g.read(5000)
+    assert kinds(out) == FULL and b"PMTK001" not in out
+    g.write(_pmtk(PMTK314), 5000)
+    out = g.read(6000)  # the epoch already formed goes out whole, then the answer
+    assert "$PMTK001,314,3*" in out.decode()
+    assert kinds(g.read(10_000)) == TRIMMED
+    g.write(_pmtk("PMTK314,1,1"), 10_000)  # malformed: answered "unsupported", nothing changes
+    out = g.read(13_000)
+    assert "$PMTK001,314,1*" in out.decode() and kinds(out) == TRIMMED
+    g.write(_pmtk("PMTK314,-1"), 13_000)  # the defaults again
+    g.read(14_000)
+    assert kinds(g.read(17_000)) == FULL
+    g.write(_pmtk(PMTK314), 17_000)
+    g.read(18_000)
+    g.power(False, 20_000)
+    g.read(20_000)
+    g.power(True, 21_000)  # not assumed to outlive a power-off (pessimistic)
+    assert kinds(g.read(25_000)) == FULL
+
+
+def test_ublox_m8_switches_messages_off_by_pubx40_and_ignores_pmtk():
+    g = GnssEmulator(walk(), style="ublox-m8", start="hot", seed=19)
+    g.power(True, 0)
+    g.read(3000)
+    g.write(_pmtk(PMTK314), 3000)
+    out = g.read(6000)
+    assert kinds(out) == FULL and b"PMTK001" not in out
+    for m in ("GSV", "VTG", "GLL"):
+        g.write(_pmtk("PUBX,40,%s,0,0,0,0,0,0" % m), 6000)
+    g.read(7000)
+    out = g.read(10_000)
+    assert kinds(out) == TRIMMED and b"PUBX" not in out  # no answer
+    g.write(_pmtk("PUBX,40,VTG,0,1,0,0,0,0"), 10_000)  # on again on UART1 (rus1)
+    g.write(_pmtk("PUBX,40,GSV,0,0"), 10_000)  # malformed: counted, ignored
+    g.read(11_000)
+    assert kinds(g.read(14_000)) == TRIMMED | {"VTG"}
+    assert g.rejected_commands == 1
+
+
+def test_a_device_with_an_nmea_module_gets_it_to_send_only_what_it_uses():
+    # the whole device on the ext-gnss board: the firmware's TRIM (app.py)
+    # goes out on the ESP32 model's UART2 TX to the module; an MTK and a
+    # u-blox module obey, a module that obeys neither is asked ever less
+    # often; the alert's positions are live GNSS fixes in all three
+    from host_sim import runner
+    from host_sim import scenario as S
+
+    toml = """
+[scenario]
+name = "trim"
+duration = "6m"
+seed = 4
+[device]
+board = "t-sim7600e-ext-gnss"
+[gnss]
+style = "%s"
+start = "hot"
+[route]
+points = [ { at = 0, lat = 54.3212, lon = -2.7535 }, { at = "6m", lat = 54.3250, lon = -2.7475 } ]
+[[action]]
+at = "1m"
+kind = "sos"
+"""
+    for style, obeys in (("quectel-l76", True), ("ublox-m8", True), ("minimal", False)):
+        r = runner.Runner(S.loads(toml % style, "trim.toml"))
+        res = r.run()
+        assert runner.failures(res) == [], (style, runner.failures(res))
+        g = r.world.gnss
+        asks = sum(1 for c in g.commands if c.startswith("PMTK314"))
+        if obeys:
+            assert set(g.sentences) == TRIMMED and asks == 1, (style, g.sentences, asks)
+        else:
+            assert set(g.sentences) == set(g.default_sentences) and 2 <= asks <= 6, (style, asks)
+        pos = [p for p in res["positions"] if p["type"] in ("ALERT", "TRACK")]
+        assert pos and all(p["source"] == 1 and p["error_m"] <= p["accuracy_m"] for p in pos), (style, pos[:2])
+
+
 def test_bad_commands_are_counted_and_never_crash():
     g = GnssEmulator(walk(), style="quectel-l76", start="hot", seed=14)
     g.power(True, 0)

@@ -25,6 +25,12 @@ class FakeStream:
         self.rx = self.rx[n:]
         return out
 
+    def readinto(self, buf):
+        k = min(len(buf), len(self.rx))
+        buf[:k] = self.rx[:k]
+        self.rx = self.rx[k:]
+        return k
+
     def write(self, b):
         self.tx.extend(b)
         return len(b)

@@ -84,9 +84,12 @@ class FakeFix:
         self.live = None
         self.t_fix = None
         self.utc = None
+        self.spare = 0  # FixTracker's: no NMEA here, nothing to trim
+        self.reader = self  # ... and its reader's count of unknown sentences
+        self.unknown = 0
 
-    def feed(self, data, now):
-        self.buf += bytes(data)
+    def feed(self, data, now, end=-1):
+        self.buf += bytes(data[:end] if end >= 0 else data)
         while b"\n" in self.buf:
             line, self.buf = self.buf.split(b"\n", 1)
             parts = line.split()

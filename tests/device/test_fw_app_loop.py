@@ -74,4 +74,51 @@ def test_an_alert_queued_in_a_step_starts_on_the_transport_in_that_step():
     assert started and started[0][0] == sos, (started[:1], sos)
 
 
+def test_a_module_sending_more_than_the_tracker_uses_is_asked_for_less_and_asked_again_when_it_forgets():
+    # an NMEA module's GSV, VTG and GLL are parsed or framed and never
+    # needed: the App asks for RMC, GGA and GSA only (app.TRIM: the MTK and
+    # u-blox forms), again when they come back (a module power-off), and
+    # ever less often from a module that obeys neither form
+    from firmware.app import TRIM
+    from firmware.fix import FixTracker
+    from nmeautil import ck
+
+    rx = FakeReceiver()
+    app, board, _ = make_app(MemFs(), rx, fix=FixTracker())
+
+    def epoch(s, spare):
+        hms = "12%04d" % (s // 60 * 100 + s % 60)
+        e = (ck("GPGGA,%s.00,5130.0000,N,00007.5000,W,1,08,0.9,35.0,M,45.0,M,," % hms)
+             + ck("GPRMC,%s.00,A,5130.0000,N,00007.5000,W,0.0,0.0,281126,,,A" % hms)
+             + ck("GPGSA,A,3,02,05,06,09,12,13,15,17,,,,,1.6,0.9,1.3"))
+        if spare:
+            e += (ck("GPGSV,3,1,10,02,79,145,42,05,40,205,40,06,20,300,38,09,60,080,44")
+                  + ck("GPVTG,0.0,T,,M,0.0,N,0.0,K,A")
+                  + ck("GPGLL,5130.0000,N,00007.5000,W,%s.00,A,A" % hms))
+        return e
+
+    asked = []
+
+    def seconds(a, b, spare):
+        for s in range(a, b):
+            board.gnss.feed(epoch(s, spare))
+            run_until(app, board, (s + 1) * 1000)
+            if board.gnss.tx:
+                assert bytes(board.gnss.tx) == TRIM
+                asked.append(s)
+                board.gnss.tx = bytearray()
+
+    seconds(0, 3, True)
+    assert asked == [0]  # at the first read that saw them
+    seconds(3, 30, False)  # it obeyed
+    assert asked == [0]
+    seconds(30, 33, True)  # switched off and on: full output again
+    assert asked == [0, 30]
+    seconds(33, 400, True)  # it ignores both forms: asked again after 10, 20, 40, 80, 160 s
+    gaps = [b - a for a, b in zip(asked[1:], asked[2:])]
+    assert gaps == [10, 20, 40, 80, 160], asked
+    assert app.fix.has_live_fix(board.now)  # its positions are used all along
+    assert app.gnss_trim[4] == len(asked) and app.gnss_errors == 0  # times asked, every write went out
+
+
 delegate(globals(), "test_fw_app_loop")
