@@ -60,23 +60,21 @@ _GNSS_READ_MS = 3000
 _GNSS_BACKLOG_MS = 4000
 # An NMEA module is asked to send only what the fix tracker needs (RMC, GGA,
 # GSA) when it is seen sending more (GSV, VTG, GLL, anything unknown): less
-# UART traffic, fewer wakes and parses for the life of the device. The module
-# type is not configured, so both families are sent; each ignores the
-# other's (an unknown sentence is dropped). MTK (Quectel L76/L80):
-# PMTK314 field order GLL,RMC,VTG,GGA,GSA,GSV,... (Quectel L80 GPS Protocol
-# Specification 3.19 PMTK_API_SET_NMEA_OUTPUT; answered $PMTK001,314,3).
-# u-blox M8: $PUBX,40,msg,rddc,rus1,rus2,rusb,rspi,res per message, all
-# ports 0 (u-blox 8/M8 Receiver Description, PUBX,40 RATE; no answer).
-# Neither is assumed to survive a module power-off (not documented for the
-# L76: the pessimistic case), so it is sent again whenever spare sentences
-# come back, backing off from _TRIM_MS to _TRIM_MAX_MS while they keep
-# coming (a module that obeys neither: ~160 bytes an hour).
-TRIM = (b"$PMTK314,0,1,0,1,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0*29\r\n"
-        b"$PUBX,40,GSV,0,0,0,0,0,0*59\r\n"
-        b"$PUBX,40,VTG,0,0,0,0,0,0*5E\r\n"
-        b"$PUBX,40,GLL,0,0,0,0,0,0*5C\r\n")
-_TRIM_MS = 10000
-_TRIM_MAX_MS = 3600000
+# UART traffic, fewer wakes and parses for the life of the device
+# (_read_gnss). The module type is not configured, so both families are
+# sent; each ignores the other's (an unknown sentence is dropped). MTK
+# (Quectel L76/L80): PMTK314 field order GLL,RMC,VTG,GGA,GSA,GSV,...
+# (Quectel L80 GPS Protocol Specification 3.19 PMTK_API_SET_NMEA_OUTPUT;
+# answered $PMTK001,314,3). u-blox M8: $PUBX,40,msg,rddc,rus1,rus2,rusb,
+# rspi,res per message, all ports 0 (u-blox 8/M8 Receiver Description,
+# PUBX,40 RATE; no answer). Neither is assumed to survive a module power-off
+# (not documented for the L76: the pessimistic case), so it is sent again
+# whenever spare sentences come back, backing off from 10 s to an hour
+# while they keep coming (a module that obeys neither: ~160 bytes an hour).
+# Its bytes, limits and state are literals and one list, not module or App
+# names: each name is an interned string in RAM, and three more names
+# crossed a step of MicroPython's string pool (a new pool, 9 KB on 32-bit,
+# at the bench_firmware scenario's peak: 66.4 KB against its 64 KB target).
 _BATTERY_EVERY_MS = 60000
 _IDLE_MAX_MS = 60000
 # a standby GNSS session ends at its first live fix, or after this: a cold
@@ -135,14 +133,14 @@ class App:
         self.gnss_errors = 0
         self.gnss_read_at = None  # ticks of the last GNSS read
         self.gnss_backlog = 0  # reads after a gap, stamped with the gap's start
-        self.gnss_buf = bytearray(_GNSS_CHUNK) if board.gnss is not None else None
-        # asking the module to send less (TRIM, _trim): [spare sentences it
-        # had sent (FixTracker.spare + unknown), when that count last grew,
-        # when it was last asked, how long to wait before asking again,
-        # times asked]. One list: as five attributes, the App's attribute
-        # table grew from 37 slots to 47 (MicroPython's map sizes), and the
-        # 96 KB whole-App MicroPython test could not allocate it (752 bytes)
-        self.gnss_trim = [0, None, None, 0, 0]
+        # an NMEA UART's reading (_read_gnss): [the buffer it is read into
+        # (None until a GNSS UART reads), spare sentences the module had sent
+        # (FixTracker.spare + unknown), when that count last grew, when the
+        # module was last asked to send less, how long to wait before asking
+        # again, times asked]. One list: as attributes, the App's attribute
+        # table grew from 37 slots to 47 (MicroPython's map sizes), which the
+        # 96 KB whole-App MicroPython test could not allocate (752 bytes)
+        self.gnss_rx = [None, 0, None, None, 0, 0]
         self.pending_call = None
         self.asleep = False
         self.btn_at = None  # time of the last button sample fed (edges never go back before it)
@@ -454,9 +452,10 @@ class App:
         if last is not None and now - last > _GNSS_BACKLOG_MS:
             stamp = last
         got = False
-        buf = self.gnss_buf
-        if buf is None:  # a board whose GNSS UART came after the App
-            buf = self.gnss_buf = bytearray(_GNSS_CHUNK)
+        rx = self.gnss_rx
+        buf = rx[0]
+        if buf is None:  # allocated once, at the first read (512 bytes)
+            buf = rx[0] = bytearray(_GNSS_CHUNK)
         for _ in range(_GNSS_CHUNKS):
             n = s.readinto(buf)
             if not n:
@@ -467,7 +466,29 @@ class App:
             except Exception:
                 self.gnss_errors += 1  # the tracker should count, not raise
         if got:
-            self._trim(s, now)
+            # the module sent sentences the tracker does not use: ask it for
+            # RMC, GGA and GSA only (see the note at the top), at once the
+            # first time and after it had obeyed (10 s of sentences read and
+            # none spare), then after 10, 20, 40 s ... up to an hour
+            fx = self.fix
+            spare = fx.spare + fx.reader.unknown
+            if spare == rx[1]:
+                if rx[2] is not None and now - rx[2] >= 10000:
+                    rx[4] = 0  # it obeyed: no back-off when it forgets
+            else:
+                rx[1] = spare
+                rx[2] = now
+                if rx[3] is None or now - rx[3] >= rx[4]:
+                    rx[4] = min(rx[4] * 2, 3600000) if rx[4] else 10000
+                    rx[3] = now
+                    rx[5] += 1
+                    try:
+                        s.write(b"$PMTK314,0,1,0,1,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0*29\r\n"
+                                b"$PUBX,40,GSV,0,0,0,0,0,0*59\r\n"
+                                b"$PUBX,40,VTG,0,0,0,0,0,0*5E\r\n"
+                                b"$PUBX,40,GLL,0,0,0,0,0,0*5C\r\n")
+                    except Exception:
+                        self.gnss_errors += 1
         if got and stamp == now:
             # up to _GNSS_READ_MS of epochs came in this read: the position
             # and clock are dated by their sentences' times (FixTracker.redate)
@@ -476,30 +497,6 @@ class App:
             self.gnss_backlog += 1
             return
         self._gnss_clock(now)
-
-    def _trim(self, s, now):
-        """Ask the module to send only RMC, GGA and GSA (TRIM) when it sends
-        anything else: at once the first time and after it had obeyed (10 s
-        of sentences read and none spare), then after 10, 20, 40 s ... up to
-        an hour while it keeps sending them."""
-        fx = self.fix
-        spare = fx.spare + fx.reader.unknown
-        tr = self.gnss_trim
-        if spare == tr[0]:
-            if tr[1] is not None and now - tr[1] >= _TRIM_MS:
-                tr[3] = 0  # it obeyed: no back-off when it forgets
-            return
-        tr[0] = spare
-        tr[1] = now
-        if tr[2] is not None and now - tr[2] < tr[3]:
-            return
-        tr[3] = min(tr[3] * 2, _TRIM_MAX_MS) if tr[3] else _TRIM_MS
-        tr[2] = now
-        tr[4] += 1
-        try:
-            s.write(TRIM)
-        except Exception:
-            self.gnss_errors += 1
 
     def _gnss_clock(self, now):
         if self.board.time() is None:

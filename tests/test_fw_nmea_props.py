@@ -77,7 +77,7 @@ def test_chunking_never_changes_the_result(parts, cuts):
 @SETTINGS
 @given(pieces, st.lists(st.integers(0, 3000), max_size=30), st.integers(1, 300), st.binary(min_size=1, max_size=8))
 def test_a_buffer_read_into_again_and_again_gives_what_the_bytes_give(parts, cuts, size, stale):
-    # the device reads its NMEA UART into one buffer (app.py gnss_buf):
+    # the device reads its NMEA UART into one buffer (app.py gnss_rx):
     # what the buffer held before, past this read's end, is never read
     stream = b"".join(parts)
     whole, cw = feed_split(stream, [])

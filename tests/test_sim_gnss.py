@@ -399,8 +399,8 @@ def test_ublox_m8_switches_messages_off_by_pubx40_and_ignores_pmtk():
 
 
 def test_a_device_with_an_nmea_module_gets_it_to_send_only_what_it_uses():
-    # the whole device on the ext-gnss board: the firmware's TRIM (app.py)
-    # goes out on the ESP32 model's UART2 TX to the module; an MTK and a
+    # the whole device on the ext-gnss board: the firmware's request (app.py
+    # _read_gnss) goes out on the ESP32 model's UART2 TX to the module; an MTK and a
     # u-blox module obey, a module that obeys neither is asked ever less
     # often; the alert's positions are live GNSS fixes in all three
     from host_sim import runner

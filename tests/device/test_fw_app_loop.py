@@ -76,12 +76,15 @@ def test_an_alert_queued_in_a_step_starts_on_the_transport_in_that_step():
 
 def test_a_module_sending_more_than_the_tracker_uses_is_asked_for_less_and_asked_again_when_it_forgets():
     # an NMEA module's GSV, VTG and GLL are parsed or framed and never
-    # needed: the App asks for RMC, GGA and GSA only (app.TRIM: the MTK and
-    # u-blox forms), again when they come back (a module power-off), and
-    # ever less often from a module that obeys neither form
-    from firmware.app import TRIM
+    # needed: the App asks for RMC, GGA and GSA only (PMTK314 for an MTK
+    # module, PUBX,40 for a u-blox one, each with a checksum the module
+    # checks), again when they come back (a module power-off), and ever less
+    # often from a module that obeys neither form
     from firmware.fix import FixTracker
     from nmeautil import ck
+
+    ask = (ck("PMTK314,0,1,0,1,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0")  # GLL off, RMC on, VTG off, GGA on, GSA on, GSV off
+           + ck("PUBX,40,GSV,0,0,0,0,0,0") + ck("PUBX,40,VTG,0,0,0,0,0,0") + ck("PUBX,40,GLL,0,0,0,0,0,0"))
 
     rx = FakeReceiver()
     app, board, _ = make_app(MemFs(), rx, fix=FixTracker())
@@ -104,7 +107,7 @@ def test_a_module_sending_more_than_the_tracker_uses_is_asked_for_less_and_asked
             board.gnss.feed(epoch(s, spare))
             run_until(app, board, (s + 1) * 1000)
             if board.gnss.tx:
-                assert bytes(board.gnss.tx) == TRIM
+                assert bytes(board.gnss.tx) == ask
                 asked.append(s)
                 board.gnss.tx = bytearray()
 
@@ -118,7 +121,7 @@ def test_a_module_sending_more_than_the_tracker_uses_is_asked_for_less_and_asked
     gaps = [b - a for a, b in zip(asked[1:], asked[2:])]
     assert gaps == [10, 20, 40, 80, 160], asked
     assert app.fix.has_live_fix(board.now)  # its positions are used all along
-    assert app.gnss_trim[4] == len(asked) and app.gnss_errors == 0  # times asked, every write went out
+    assert app.gnss_rx[5] == len(asked) and app.gnss_errors == 0  # times asked, every write went out
 
 
 delegate(globals(), "test_fw_app_loop")
