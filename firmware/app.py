@@ -132,15 +132,16 @@ class App:
         self.ignored_events = 0
         self.gnss_errors = 0
         self.gnss_read_at = None  # ticks of the last GNSS read
-        self.gnss_backlog = 0  # reads after a gap, stamped with the gap's start
+        self.gnss_backlog = 0  # reads after a gap (dated by their sentences' times, _read_gnss)
         # an NMEA UART's reading (_read_gnss): [the buffer it is read into
         # (None until a GNSS UART reads), spare sentences the module had sent
         # (FixTracker.spare + unknown), when that count last grew, when the
         # module was last asked to send less, how long to wait before asking
-        # again, times asked]. One list: as attributes, the App's attribute
+        # again, times asked, the buffer's first 64 bytes as a view (the
+        # small reads after a gap)]. One list: as attributes, the App's attribute
         # table grew from 37 slots to 47 (MicroPython's map sizes), which the
         # 96 KB whole-App MicroPython test could not allocate (752 bytes)
-        self.gnss_rx = [None, 0, None, None, 0, 0]
+        self.gnss_rx = [None, 0, None, None, 0, 0, None]
         self.pending_call = None
         self.asleep = False
         self.btn_at = None  # time of the last button sample fed (edges never go back before it)
@@ -443,28 +444,45 @@ class App:
         s = self.board.gnss
         if s is None:
             return  # (the modem's GNSS: _read_modem_gnss, after the transport's poll)
-        # after a long gap (the loop idled) the buffered sentences may be
-        # that old: stamp them with the gap's start, so a stale position is
-        # never reported live and never sets the clock
+        # after a long gap (the loop idled) the buffered sentences waited up
+        # to the whole gap, and a full buffer keeps the oldest: the newest
+        # one read did not arrive now. The first sentence read came after
+        # the last read, so the newest came at least their UTC times' span
+        # after that: it is given that age (no younger than it is, about
+        # as old as it is; FixTracker.redate). A position in a read with no
+        # sentence time is never live and dated at the gap's start, and a
+        # read after a gap never sets the clock.
         last = self.gnss_read_at
         self.gnss_read_at = now
-        stamp = now
-        if last is not None and now - last > _GNSS_BACKLOG_MS:
-            stamp = last
+        fx = self.fix
+        gap = last is not None and now - last > _GNSS_BACKLOG_MS
+        before = fx.time_ms
+        first = None  # UTC time of the first timed sentence read (within a small read)
         got = False
         rx = self.gnss_rx
         buf = rx[0]
         if buf is None:  # allocated once, at the first read (512 bytes)
             buf = rx[0] = bytearray(_GNSS_CHUNK)
-        for _ in range(_GNSS_CHUNKS):
-            n = s.readinto(buf)
+            rx[6] = memoryview(buf)[:64]
+        # after a gap the read begins with 64-byte reads until a sentence
+        # time is read: that time dates the read (below), so it must be the
+        # first sentence's or the next one's, not a whole chunk's later
+        k = _GNSS_CHUNKS
+        while k:
+            if gap and first is None:
+                n = s.readinto(rx[6])  # after a gap: 64-byte reads until a time is read
+            else:
+                n = s.readinto(buf)
+                k -= 1
             if not n:
                 break
             got = True
             try:
-                self.fix.feed(buf, stamp, n)
+                fx.feed(buf, now, n)
             except Exception:
                 self.gnss_errors += 1  # the tracker should count, not raise
+            if first is None and fx.time_ms != before:
+                first = fx.time_ms  # within a small read of the first sentence's
         if got:
             # the module sent sentences the tracker does not use: ask it for
             # RMC, GGA and GSA only (see the note at the top), at once the
@@ -489,11 +507,25 @@ class App:
                                 b"$PUBX,40,GLL,0,0,0,0,0,0*5C\r\n")
                     except Exception:
                         self.gnss_errors += 1
-        if got and stamp == now:
-            # up to _GNSS_READ_MS of epochs came in this read: the position
-            # and clock are dated by their sentences' times (FixTracker.redate)
-            self.fix.redate(now, 0 if last is None else now - last)
-        if stamp != now:
+        if got:
+            # up to _GNSS_READ_MS of epochs came in this read (more after a
+            # gap): the position and clock are dated by their sentences'
+            # times (FixTracker.redate)
+            age = 0
+            if gap:
+                if first is None:  # no sentence time to date it by: as old as it can be, never live
+                    age = -1
+                    if fx.fix_ms == now:
+                        fx.valid = False
+                    if fx.last_ms == now:
+                        fx.last_ms = last
+                else:
+                    age = now - last - (fx.time_ms - first) % 86400000
+                    if age < 0:
+                        age = 0
+            if age >= 0:
+                fx.redate(now, 0 if last is None else now - last, age)
+        if gap:
             self.gnss_backlog += 1
             return
         self._gnss_clock(now)

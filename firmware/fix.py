@@ -157,22 +157,25 @@ class FixTracker:
             n += 1
         return n
 
-    def redate(self, now_ms, span_ms):
+    def redate(self, now_ms, span_ms, age=0):
         """After a UART read that may have held up to span_ms of epochs, all
         fed at now_ms: date the position (live and last known) and the UTC
         clock by their sentences' own UTC times against the newest sentence
-        read, never more than span_ms back. So only the newest epoch counts
-        as arriving now. Holds nothing: the read's bytes are fed as they
+        read, which arrived age ms before now_ms (0: a read while fresh),
+        never more than span_ms back. So only the newest epoch counts as
+        arriving then. Holds nothing: the read's bytes are fed as they
         come (the device's heap)."""
         newest = self.time_ms
         if newest is None:
             return
+        span_ms -= age
+        at = now_ms - age
         if self.fix_ms == now_ms and self._pos_tms is not None:
-            self.fix_ms = now_ms - self._lag(newest, self._pos_tms, span_ms)
+            self.fix_ms = at - self._lag(newest, self._pos_tms, span_ms)
         if self.last_ms == now_ms and self._last_tms is not None:
-            self.last_ms = now_ms - self._lag(newest, self._last_tms, span_ms)
+            self.last_ms = at - self._lag(newest, self._last_tms, span_ms)
         if self._utc_at_ms == now_ms and self._utc_tms is not None:
-            self._utc_at_ms = now_ms - self._lag(newest, self._utc_tms, span_ms)
+            self._utc_at_ms = at - self._lag(newest, self._utc_tms, span_ms)
 
     @staticmethod
     def _lag(newest, t, span_ms):

@@ -27,8 +27,8 @@ class FakeStream:
 
     def readinto(self, buf):
         k = min(len(buf), len(self.rx))
-        buf[:k] = self.rx[:k]
-        self.rx = self.rx[k:]
+        buf[:k] = memoryview(self.rx)[:k]
+        self.rx[:k] = b""  # in place, as a UART's buffer: no copy of the rest
         return k
 
     def write(self, b):

@@ -21,7 +21,7 @@ its modules loaded into the heap.
 import gc
 import sys
 
-CHILD_HEAP_KB = 96  # beside the ROMFS image; all pass at 96, test_fw_app.py fails at 94
+CHILD_HEAP_KB = 98  # beside the ROMFS image; all pass at 97, test_fw_app.py fails at 96 (was: pass at 96, fail at 94, before the App held its 512-byte NMEA read buffer and the module-trim state: bench_firmware, 32-bit peak +0.8 KB)
 IN_PLACE_KB = 128
 ROM_IMAGE = "build/mp.romfs"
 

@@ -79,14 +79,19 @@ def presses(app, board, n, start):
 class FakeFix:
     """Fed lines 'FIX <lat> <lon>' and 'NOFIX' (ASCII, any chunking)."""
 
+    # FixTracker's attributes the App reads, as class attributes (no heap
+    # per instance: the whole-App tests run in 96 KB on MicroPython)
+    spare = 0  # no NMEA here, nothing to ask the module to trim
+    unknown = 0  # ... nor unknown sentences (its `reader` is the class itself, below)
+    time_ms = None  # no sentence times (a read after a gap is not dated)
+    last = last_ms = fix_ms = None
+    valid = False
+
     def __init__(self):
         self.buf = b""
         self.live = None
         self.t_fix = None
         self.utc = None
-        self.spare = 0  # FixTracker's: no NMEA here, nothing to trim
-        self.reader = self  # ... and its reader's count of unknown sentences
-        self.unknown = 0
 
     def feed(self, data, now, end=-1):
         self.buf += bytes(data[:end] if end >= 0 else data)
@@ -102,11 +107,8 @@ class FakeFix:
             elif parts and parts[0] == b"TIME":
                 self.utc = (int(parts[1]), now)
 
-    def redate(self, now, span):
+    def redate(self, now, span, age=0):
         pass  # its lines carry no times
-
-    def last(self):
-        return self.t_fix
 
     def position(self, now):
         if self.t_fix is None:
@@ -121,6 +123,9 @@ class FakeFix:
             return None
         return self.utc[0] + (now - self.utc[1]) // 1000
 
+
+
+FakeFix.reader = FakeFix  # no new class: every name is interned on the device heap
 
 # ---------------------------------------------------------------- receiver
 

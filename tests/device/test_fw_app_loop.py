@@ -35,6 +35,40 @@ def test_sentences_that_waited_in_the_uart_while_idle_are_never_reported_live():
     assert app.gnss_backlog >= 1
 
 
+def test_a_fix_that_waited_in_the_uart_is_dated_by_its_sentences_never_younger_nor_the_whole_gap_older():
+    # read at 2.75 s; then the loop idles while the module sends an epoch a
+    # second (arriving at 4, 5, ... 11 s), a fix up to 12:00:06 and none
+    # after (indoors). An SOS at 12 s reads them all at once: the last fix
+    # arrived at 9 s, and the ALERT must say so (not "9 s old": the gap)
+    from firmware.fix import FixTracker
+    from nmeautil import ck
+
+    rx = FakeReceiver()
+    app, board, _ = make_app(MemFs(), rx, fix=FixTracker())
+
+    def epoch(s, fix):
+        hms = "1200%02d" % s
+        if fix:
+            return (ck("GPGGA,%s.00,5130.%04d,N,00007.5000,W,1,08,0.9,35.0,M,45.0,M,," % (hms, s * 10))
+                    + ck("GPRMC,%s.00,A,5130.%04d,N,00007.5000,W,0.0,0.0,281126,,,A" % (hms, s * 10)))
+        return ck("GPGGA,%s.00,,,,,0,00,99.9,,,,,," % hms) + ck("GPRMC,%s.00,V,,,,,,,281126,,,N" % hms)
+
+    board.gnss.feed(epoch(0, True))
+    run_until(app, board, 3000)  # read while fresh (the last step at 2.75 s)
+    for s in range(1, 9):
+        board.now = 3000 + s * 1000
+        board.gnss.feed(epoch(s, s <= 6))  # nobody reads: the loop idles
+    now = presses(app, board, 3, 12000)
+    run_until(app, board, now + 2000)
+    (alert,) = rx.of(F.ALERT)
+    b = alert.body
+    assert b.source == F.SRC_LAST_FIX and b.lat == 515001000, (b.source, b.lat)  # the 12:00:06 fix
+    # sealed when the detector decides, 1 s after the last release (now - 100)
+    true_age = (now - 100 + 1000 - 9000) // 1000
+    assert true_age <= b.age <= true_age + 2, (b.age, true_age)  # was 10 s: the whole gap
+    assert app.gnss_backlog == 1
+
+
 def test_an_alert_queued_in_a_step_starts_on_the_transport_in_that_step():
     # the modem engine starts a queued request only when polled: a step that
     # queues the ALERT and then sleeps its whole wait would put it on the air
