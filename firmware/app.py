@@ -464,13 +464,13 @@ class App:
         if buf is None:  # allocated once, at the first read (512 bytes)
             buf = rx[0] = bytearray(_GNSS_CHUNK)
             rx[6] = memoryview(buf)[:64]
-        # after a gap the read begins with 64-byte reads until a sentence
-        # time is read: that time dates the read (below), so it must be the
-        # first sentence's or the next one's, not a whole chunk's later
         k = _GNSS_CHUNKS
         while k:
             if gap and first is None:
-                n = s.readinto(rx[6])  # after a gap: 64-byte reads until a time is read
+                # after a gap, 64-byte reads until a sentence time is read:
+                # it dates the read (below), so it must be the first
+                # sentence's or the next one's, not a whole chunk's later
+                n = s.readinto(rx[6])
             else:
                 n = s.readinto(buf)
                 k -= 1
@@ -488,7 +488,6 @@ class App:
             # RMC, GGA and GSA only (see the note at the top), at once the
             # first time and after it had obeyed (10 s of sentences read and
             # none spare), then after 10, 20, 40 s ... up to an hour
-            fx = self.fix
             spare = fx.spare + fx.reader.unknown
             if spare == rx[1]:
                 if rx[2] is not None and now - rx[2] >= 10000:
@@ -507,7 +506,6 @@ class App:
                                 b"$PUBX,40,GLL,0,0,0,0,0,0*5C\r\n")
                     except Exception:
                         self.gnss_errors += 1
-        if got:
             # up to _GNSS_READ_MS of epochs came in this read (more after a
             # gap): the position and clock are dated by their sentences'
             # times (FixTracker.redate)
