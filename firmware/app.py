@@ -45,9 +45,9 @@ from firmware.store import SeqStore, StateStore, StoreError
 from firmware.transport import EV_FRAME, EV_SEND_FAILED, EV_SENT
 
 FAULT_FILE = "fault"
-# an NMEA UART is read into one buffer allocated with the App (no garbage
-# per read: the read runs every _GNSS_READ_MS for the whole life of the
-# device), a chunk at a time, at most the UART's rxbuf (4 KB) per step
+# an NMEA UART is read into one buffer allocated at its first read (no
+# garbage per read: the read runs every _GNSS_READ_MS for the whole life of
+# the device), a chunk at a time, at most the UART's rxbuf (4 KB) per step
 _GNSS_CHUNK = 512
 _GNSS_CHUNKS = 8
 # an NMEA UART is read this often while its GNSS runs: a 1 Hz receiver's
@@ -56,7 +56,8 @@ _GNSS_CHUNKS = 8
 # against the newest one read (_read_gnss)
 _GNSS_READ_MS = 3000
 # bytes read after a longer gap may have waited there since the last read
-# (the buffer keeps the oldest when full), so they count as that old
+# (the buffer keeps the oldest when full): such a read is dated by the span
+# of its sentences' times (_read_gnss)
 _GNSS_BACKLOG_MS = 4000
 # An NMEA module is asked to send only what the fix tracker needs (RMC, GGA,
 # GSA) when it is seen sending more (GSV, VTG, GLL, anything unknown): less
@@ -509,20 +510,18 @@ class App:
             # up to _GNSS_READ_MS of epochs came in this read (more after a
             # gap): the position and clock are dated by their sentences'
             # times (FixTracker.redate)
-            age = 0
-            if gap:
-                if first is None:  # no sentence time to date it by: as old as it can be, never live
-                    age = -1
-                    if fx.fix_ms == now:
-                        fx.valid = False
-                    if fx.last_ms == now:
-                        fx.last_ms = last
-                else:
-                    age = now - last - (fx.time_ms - first) % 86400000
-                    if age < 0:
-                        age = 0
-            if age >= 0:
-                fx.redate(now, 0 if last is None else now - last, age)
+            if gap and first is None:  # no sentence time to date it by: as old as it can be, never live
+                if fx.fix_ms == now:
+                    fx.valid = False
+                if fx.last_ms == now:
+                    fx.last_ms = last
+            elif last is None:
+                fx.redate(now, 0)
+            else:
+                age = 0
+                if first is not None and gap:
+                    age = max(0, now - last - (fx.time_ms - first) % 86400000)
+                fx.redate(now, now - last, age)
         if gap:
             self.gnss_backlog += 1
             return

@@ -135,7 +135,7 @@ class FixTracker:
         self._last_tms = None  # ... and the last known one
         # last position a receiver sent but marked invalid: (kind, lat, lon)
         self.rejected = None
-        self.spare = 0  # GLL and VTG applied: sentences a trimmed module does not send (app.py TRIM)
+        self.spare = 0  # GLL and VTG applied: sentences a module asked to send less does not send (app.py _read_gnss)
         # gpsd-compatible mode bookkeeping
         self._alt_known = False  # the latest GGA/GNS carried an altitude
         self._sats_used = 0  # PRNs in this cycle's GSAs
