@@ -4,7 +4,9 @@ the modem engine, a UART-like stream and the board's modem pins.
 Owns: moving bytes between the stream and the engine, applying the engine's
 pin actions to the board, and turning calls into engine requests. Never
 blocks: poll(now) reads what the stream has, advances the engine, writes
-what it produced and returns ms until it next wants a poll.
+what it produced and returns ms until it next wants a poll (at once, the
+last answer, when it is polled again at the same instant with no byte
+come and nothing asked of it since).
 
     stream: read(n) -> bytes or None (non-blocking), write(b)
     pins:   modem_pwrkey(level) (1 = key pressed, i.e. PWRKEY pulled low at
@@ -57,20 +59,35 @@ class ModemTransport:
         port = _cfg(cfg, "receiver_port")
         self.engine = Engine(dialect or Sim7600(host, port), cfg)
         self._status = getattr(pins, "modem_status", None)
+        # [instant, wait] of the last poll (instant None: not to be skipped).
+        # A poll at the same instant with no byte come and nothing asked of
+        # the engine since (every call below that changes what it is asked
+        # clears the instant) would change nothing: the App polls again
+        # after each step for what the step queued, usually nothing. One
+        # list, no garbage per poll.
+        self.now = [None, 0]
 
     # ---- driving --------------------------------------------------------
 
     def poll(self, now):
+        m = self.now
         e = self.engine
+        data = self.stream.read(_READ)
+        if not data and m[0] == now:
+            return m[1]
         if self._status is not None:
             e.status = self._status()
-        for _ in range(8):
-            data = self.stream.read(_READ)
-            if not data:
-                break
+        n = 0
+        while data:
             e.feed(data, now)
+            n += 1
+            if n == 8:
+                break  # at most 8 reads a poll; the rest at the next
+            data = self.stream.read(_READ)
         wait = e.poll(now)
         self._flush()
+        m[0] = now if wait > 0 else None  # 0: the engine has more to do now
+        m[1] = wait
         return wait
 
     def _flush(self):
@@ -102,21 +119,25 @@ class ModemTransport:
         return self.engine.busy()
 
     def send_frame(self, raw, now):
+        self.now[0] = None
         if not self.engine.data_ready() or not isinstance(raw, (bytes, bytearray)) or not 0 < len(raw) <= MAX_FRAME:
             return False
         return self.engine.request(J_SEND, bytes(raw))
 
     def send_sms(self, number, text, now):
+        self.now[0] = None
         if not self.engine.sms_ready() or not _valid_number(number) or not _valid_sms(text):
             return False
         return self.engine.request(J_SMS, (number, text))
 
     def start_call(self, number, now):
+        self.now[0] = None
         if not self.engine.sms_ready() or not _valid_number(number):
             return False
         return self.engine.request(J_CALL, number)
 
     def hang_up(self, now):
+        self.now[0] = None
         e = self.engine
         old = e._req
         e._req = (J_HANGUP, None)  # wins over a queued request, which is reported
@@ -127,22 +148,27 @@ class ModemTransport:
                 e.events.append((EV_SMS_FAILED, "superseded by hang-up"))
 
     def set_receiver(self, host, port):
+        self.now[0] = None
         self.engine.retarget(host, port)
 
     def sleep(self, now):
+        self.now[0] = None
         self.engine.want_sleep = True
 
     def wake(self, now):
+        self.now[0] = None
         self.engine.want_sleep = False
 
     def quiet(self):
         return self.engine.quiet()
 
     def ri_wake(self, now):
+        self.now[0] = None
         self.engine.ri()
 
     def gnss(self, on, every_s=1):
         """The modem's GNSS on or off, reporting every `every_s` s."""
+        self.now[0] = None
         e = self.engine
         e.want_gnss = bool(on)
         e.want_nmea_s = every_s if 1 <= every_s <= 255 else 1

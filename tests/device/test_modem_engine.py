@@ -118,4 +118,31 @@ def test_an_unsolicited_serving_cell_is_kept_with_the_time_it_was_read():
     assert w.t.stats()["unknown_urcs"] == before
 
 
+def test_what_a_step_asks_goes_on_the_wire_in_the_same_instant_and_nothing_twice():
+    """The App polls the transport after each step so that what the step
+    asked (an ALERT, a call, the GNSS, sleep) starts at once, not a retry
+    back-off later; a poll repeated at an instant with nothing asked and
+    nothing come writes nothing (the transport skips it)."""
+    cases = (
+        (lambda w: w.t.send_frame(bytes(range(60)), w.now), "AT+CIP"),
+        (lambda w: w.t.start_call("+447700900123", w.now), "AT+CLVL=0"),  # muted first (covert)
+        (lambda w: w.t.gnss(True, 1), "AT+CVAUXV=2800"),
+        (lambda w: w.t.sleep(w.now), "AT+CSCLK=1"),
+        (lambda w: w.t.ri_wake(w.now), "AT"),
+    )
+    for ask, first in cases:
+        w = _bringup(World())
+        assert w.run(w.t.quiet)
+        w.now += 5
+        w.t.poll(w.now)
+        n = len(w.modem.lines)
+        w.t.poll(w.now)
+        assert len(w.modem.lines) == n  # asked nothing: wrote nothing
+        ask(w)
+        w.t.poll(w.now)
+        assert w.modem.lines[n:n + 1] and w.modem.lines[n].startswith(first), (first, w.modem.lines[n:])
+        w = None
+        gc.collect()
+
+
 delegate(globals(), "test_modem_engine")
