@@ -15,7 +15,9 @@ starts with one line naming its channel:
                               "st <0|1>" the modem's STATUS line, "r" an
                               RI pulse (a URC, AT+CFGRI=1)
                board -> host  "p <pin name> <level> <ticks>" an output pin
-                              changed (ticks: the board's ms, for durations),
+                              changed (ticks: the board's ms, for durations;
+                              the host answers "k" once it has applied it,
+                              and the board waits for that, up to 1 s),
                               "s <unix>" the firmware set its clock
   "gnss\\n"    raw bytes of the GNSS UART (both directions); the board keeps
                a bounded receive buffer that drops bytes when full (_UartSock)
@@ -238,6 +240,7 @@ class UnixBoard(Board):
         self._ri = False  # an RI pulse came
         self._ri_woke = False
         self._pins = {}
+        self._unacked = 0  # pin changes said to the host, not yet applied (_applied)
         self._last = time.ticks_ms()
         self._real = 0  # real ms since boot, accumulated (never wraps)
         self._ctrl.setblocking(False)
@@ -291,6 +294,8 @@ class UnixBoard(Board):
                 self._status = 1 if int(f[1]) else 0
             elif f[0] == b"r":
                 self._ri = True
+            elif f[0] == b"k":
+                self._unacked -= 1  # the host applied a pin change (_applied)
             elif f[0] == b"v":
                 self._mv = int(f[1])
             elif f[0] == b"c":
@@ -368,6 +373,26 @@ class UnixBoard(Board):
         if self._pins.get(name) != level:
             self._pins[name] = level
             self._say("p %s %d %d\n" % (name, level, self.ticks_ms()))
+            self._unacked += 1
+            self._applied()
+
+    def _applied(self):
+        """Wait (at most 1 s real) until the host has applied every pin
+        change said (one "k" line each). A GPIO write is done when it
+        returns, so the UART bytes the firmware writes next (an AT 20 ms
+        after DTR low) meet a modem that has the pin; here the pin goes on
+        the ctrl socket and the bytes on the modem socket, and a loaded host
+        can be handed the second first (seen: an AT reached the emulator
+        92 ms of device time before the DTR change said before it)."""
+        t0 = time.ticks_ms()
+        p = select.poll()
+        p.register(self._ctrl, select.POLLIN)
+        while self._unacked > 0:
+            if time.ticks_diff(time.ticks_ms(), t0) >= 1000:
+                self._unacked = 0  # a host that does not answer: go on
+                return
+            p.poll(20)
+            self._pump()
 
     def modem_pwrkey(self, level):
         self._pin("modem_pwrkey", level)

@@ -692,6 +692,11 @@ class Rig:
                     self.emu.pwrkey(level, now, held=held)
                 elif name == "modem_dtr":
                     self.emu.dtr(level, now)
+                # applied: the board waits for this before it goes on (a GPIO
+                # write is done when it returns), so the modem bytes it writes
+                # next cannot reach the emulator before the pin (they travel
+                # on another socket: firmware/board_unix.py _applied)
+                self.periph.send(b"ctrl", b"k\n")
             elif len(f) == 2 and f[0] == b"s":
                 self.rec.event(now, "clock_set", f[1].decode("ascii", "replace"))
         if len(p.ctrl_buf) > 256:

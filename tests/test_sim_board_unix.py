@@ -40,7 +40,7 @@ def _serve(ls, sends):
             name += s.recv(1)
         chans[name.strip()] = s
         if name.strip() == b"ctrl":
-            s.sendall(sends)
+            s.sendall(sends + b"k\n" * 4)  # the four pins the board sets at boot, applied (board_unix._applied)
     return chans
 
 
