@@ -31,7 +31,8 @@ Facts of MicroPython's ESP32 port this driver is built on (micropython
 - select.poll() sees UART bytes at its next look, once per FreeRTOS tick
   (10 ms), unless the UART has an IRQ_RX trigger with a handler: then the
   port's UART event task wakes the main task as soon as the IDF driver
-  posts UART_DATA (RX timeout after a burst, or its FIFO threshold) and
+  posts UART_DATA (RX timeout after a burst, or its FIFO threshold: 1 byte
+  unless timeout_char is at least a character time, see the UARTs) and
   schedules the handler (machine_uart.c uart_event_task; MicroPython
   1.24+). The modem's UART gets one (a no-op handler) so a reply is read
   when it arrives, not up to a tick later; it uses a slot of the
@@ -318,13 +319,22 @@ class Esp32Board(Board):
             self._pcnt = pcnt(0, pin=self._button, falling=down, rising=up, filter=1023)
             self._pcnt.start()
         self._status = machine.Pin(p["modem_status"], machine.Pin.IN) if p["modem_status"] >= 0 else None
+        # timeout_char: one character time (12 bits, as machine_uart.c counts
+        # it). The port sets the driver's RX timeout to timeout_char / that
+        # many symbols and, below one (the default 0), its RX FIFO threshold
+        # to 1 byte: a UART_DATA event, a scheduler slot and a wake of the
+        # main task for every byte. With it, the IDF's threshold of 120 bytes
+        # stays (components/driver/uart.c UART_FULL_THRESH_DEFAULT) and the
+        # event comes when the line has been idle for a symbol: one per
+        # burst. Reads never wait for it (pdMS_TO_TICKS of < 10 ms is 0 at
+        # the port's 100 Hz tick).
         self.modem = _UartStream(machine.UART(1, baudrate=baud, tx=p["modem_tx"], rx=p["modem_rx"],
-                                              rxbuf=RXBUF, timeout=0))
+                                              rxbuf=RXBUF, timeout=0, timeout_char=12000 // baud + 1))
         self.modem_rx_irq = self.modem.wake_on_rx(True)
         self.gnss = None
         if p["gnss_rx"] >= 0:
             self.gnss = _UartStream(machine.UART(2, baudrate=GNSS_BAUD, tx=p["gnss_tx"], rx=p["gnss_rx"],
-                                                 rxbuf=GNSS_RXBUF, timeout=0))
+                                                 rxbuf=GNSS_RXBUF, timeout=0, timeout_char=12000 // GNSS_BAUD + 1))
         self.console = console if console is not None else _console()
         self._poll = select.poll()
         self._poll.register(self._latch, _POLLIN)

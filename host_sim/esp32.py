@@ -32,10 +32,20 @@ ports/esp32, unless said otherwise):
   uart_event_task; `hard=True` raises ValueError): each UART_DATA event
   schedules the handler (a slot of the same queue of 8 as the pins,
   dropped when full) and wakes the main task. The IDF posts UART_DATA on
-  its RX timeout after a burst (1 symbol minimum, uart_set_rx_timeout) or
-  at its FIFO threshold: modelled as one event per arrival the world
-  delivers, seen UART_IRQ_MS (1 ms, pessimistic) after it, at any time
-  but light sleep (the UART's clock is gated then).
+  its RX timeout after a burst or at its RX FIFO threshold. machine_uart.c
+  (1.22 to 1.29 alike) sets the timeout to timeout_char / (12000 // baud
+  + 1) symbols and, when that is under one (timeout_char's default 0),
+  the threshold to 1 byte: an event for every byte. Otherwise the IDF's
+  threshold stays (120 bytes, components/driver/uart.c
+  UART_FULL_THRESH_DEFAULT). Modelled as one event per arrival the world
+  delivers (each line the modem says: an idle gap is assumed after
+  every line, the pessimistic reading, since the modem's pacing between
+  lines is not documented), seen UART_IRQ_MS (1 ms, pessimistic) after
+  it, at any time but light sleep (the UART's clock is gated then). Not
+  modelled, and counted instead (`uart_byte_events` in the summary: the
+  UARTs given an IRQ_RX handler without a character time of
+  timeout_char): the event per byte, and the event at 120 bytes inside
+  one longer line.
 - machine.lightsleep(ms): wakes on the timer, on ext0 (esp32.wake_on_ext0,
   level) and ext1 (wake_on_ext1, ALL_LOW/ANY_HIGH) (modmachine.c
   machine_sleep_helper); no edge interrupt runs; the UARTs' clock is
@@ -163,6 +173,7 @@ class Chip:
         self.wdt_resets = 0
         self.max_feed_gap_ms = 0
         self.feeds = 0
+        self.uart_byte_events = set()  # UART ids whose IRQ_RX would wake the main task per byte (see UART)
         self.rtc_unix = None  # wall clock (Unix s) at boot_ms, or None: not set
         self.modules = self._modules()
         self.power_on(0, clock_known=False)
@@ -631,9 +642,14 @@ def _make_uart(chip):
         IRQ_BREAK = 1 << 2  # 1 << UART_BREAK
         IRQ_RXIDLE = 0x1000
 
-        def __init__(self, uid, baudrate=115200, tx=None, rx=None, rxbuf=256, timeout=0, **kw):
+        def __init__(self, uid, baudrate=115200, tx=None, rx=None, rxbuf=256, timeout=0, timeout_char=0, **kw):
             chip.run_pending()
             self.id = uid
+            # machine_uart.c: RX timeout = timeout_char / (12000 // baud + 1)
+            # symbols; below one, the RX FIFO threshold is 1 byte (an event
+            # per byte, which this model does not deliver: it is counted)
+            self.per_byte = int(timeout_char) // (12000 // int(baudrate) + 1) < 1
+            chip.uart_byte_events.discard(uid)
             self.irq_ = _UartIrq(self)
             self.rxbuf = max(int(rxbuf), 257)  # the IDF driver needs more than its FIFO
             self.buf = bytearray()
@@ -726,6 +742,8 @@ def _make_uart(chip):
                 raise ValueError("trigger 0x%04x unsupported" % trigger)
             self.irq_.handler = handler
             self.irq_.trigger = trigger
+            if handler is not None and trigger & UART.IRQ_RX and self.per_byte:
+                chip.uart_byte_events.add(self.id)  # it would wake the main task for every byte
             return self.irq_
 
         def rx_event(self):

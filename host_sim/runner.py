@@ -749,6 +749,7 @@ class Runner:
             "wifi_scans": chip.scans, "presses_lost_with_power": self._lost_with_power,
             "board": self.table.NAME, "light_sleeps": chip.lightsleeps, "uart_bytes_lost": chip.uart_lost,
             "uart_overrun_bytes": chip.uart_overrun, "irq_dropped": chip.irq_dropped,
+            "uart_byte_events": sorted(chip.uart_byte_events),
             "watchdog_resets": chip.wdt_resets, "modem_power_cycles": eng["power_cycles"],
             "at_timeouts": eng["timeouts"], "ri_syncs": eng["ri_syncs"],
             "modem_forced_offs": [e[0] for e in self.emu.events if e[1] == "shutdown" and e[2] == "pwrkey"],

@@ -8,6 +8,7 @@ import pytest
 
 from firmware.boards import t_sim7600e as T
 from firmware.fs import PowerCut
+from host_sim import runner
 from host_sim import scenario as SC
 from host_sim.esp32 import WatchdogReset
 from host_sim.runner import Runner
@@ -167,6 +168,30 @@ def test_a_uart_rx_interrupt_wakes_poll_when_the_answer_arrives_not_at_the_next_
     assert plain % 10 == 0 and with_irq < plain
     assert plain - with_irq < 10  # the answer arrived within the tick the plain poll waited out
     assert calls == [u]  # one burst, one scheduled handler run, given the UART
+
+
+def test_a_uart_interrupt_without_a_character_time_of_timeout_char_is_counted_as_one_per_byte():
+    # machine_uart.c: RX timeout = timeout_char / (12000 // baud + 1) symbols;
+    # under one (timeout_char left at 0) the RX FIFO threshold is set to 1 and
+    # the driver posts UART_DATA, and wakes the main task, for every byte:
+    # the model delivers one event per line, so it says so instead
+    r, m = rig()
+    mc = m["machine"]
+    g = T.PINS
+    u = uart(m)  # timeout=0 only, as the board driver opened it before
+    u.irq(handler=lambda x: None, trigger=mc.UART.IRQ_RX)
+    assert r.chip.uart_byte_events == {1}
+    u = mc.UART(1, baudrate=115200, tx=g["modem_tx"][0], rx=g["modem_rx"][0], rxbuf=1024, timeout=0,
+                timeout_char=12000 // 115200 + 1)
+    u.irq(handler=lambda x: None, trigger=mc.UART.IRQ_RX)
+    assert r.chip.uart_byte_events == set()
+
+
+def test_the_board_driver_opens_its_uarts_so_the_modem_wakes_it_once_a_burst():
+    for board in ("t-sim7600e", "t-sim7600e-ext-gnss"):
+        sc = SC.loads(BASE.replace('duration = "30m"', 'duration = "20s"') + '[device]\nboard = "%s"\n' % board, "b.toml")
+        res = runner.run(sc)
+        assert res["summary"]["uart_byte_events"] == [], board
 
 
 def test_a_uart_interrupt_is_soft_and_shares_the_pins_queue_of_eight():
