@@ -89,7 +89,7 @@ import types
 from typing import Any
 
 from firmware.board import UNIX_2000
-from firmware.fs import Fs, PowerCut
+from firmware.fs import Fs, MemFs, PowerCut
 
 TICKS_PERIOD = 1 << 30
 SCHED_DEPTH = 8
@@ -112,15 +112,10 @@ class RunEnd(BaseException):
     """The scenario's end: the world stops here."""
 
 
-class SimFs(Fs):
-    """Fs on a host directory with the scenario's `at_flash_write` cut: the
-    n-th atomic write after arming is torn (power goes at its "write" step,
-    after the temp file was opened) and the world cuts the power."""
-
-    def __init__(self, root, on_cut):
-        super().__init__(root)
-        self._on_cut = on_cut
-        self.cut_in = 0  # atomic writes to go before the torn one (0: none armed)
+class _Torn:
+    """The scenario's `at_flash_write` cut: the n-th atomic write after
+    arming is torn (power goes at its "write" step, after the temp file
+    was opened) and the world cuts the power."""
 
     def write_atomic(self, name, data):
         if self.cut_in > 0:
@@ -128,17 +123,38 @@ class SimFs(Fs):
             if self.cut_in == 0:
                 self.cut_at = self.steps + 1
         try:
-            super().write_atomic(name, data)
+            super().write_atomic(name, data)  # pyright: ignore[reportAttributeAccessIssue]
         except PowerCut:
             self._on_cut()
             raise
 
     def remove(self, name):
         try:
-            return super().remove(name)
+            return super().remove(name)  # pyright: ignore[reportAttributeAccessIssue]
         except PowerCut:
             self._on_cut()
             raise
+
+
+class SimFs(_Torn, Fs):
+    """Fs on a host directory (a flash that outlives the run: `panic sim
+    device --flash DIR`), with the scenario's flash-write cut."""
+
+    def __init__(self, root, on_cut):
+        Fs.__init__(self, root)
+        self._on_cut = on_cut
+        self.cut_in = 0  # atomic writes to go before the torn one (0: none armed)
+
+
+class SimMemFs(_Torn, MemFs):
+    """The same flash in RAM (firmware/fs.py MemFs: the same LittleFS
+    semantics and step counts), for a run whose flash ends with it: no
+    directory made and removed, no host file opened per write."""
+
+    def __init__(self, on_cut):
+        MemFs.__init__(self)
+        self._on_cut = on_cut
+        self.cut_in = 0
 
 
 class Chip:
@@ -680,7 +696,14 @@ def _make_uart(chip):
             return b""
 
         def pull(self):
-            data = self._incoming()
+            if self.peer == "modem":  # (the common case, inline: _incoming's first branch)
+                host = chip.host
+                now = host.clock.now
+                if not host.world.powered or not host.emu.output_due(now):
+                    return
+                data = host.emu.read(now)
+            else:
+                data = self._incoming()
             if data:
                 room = self.rxbuf - len(self.buf)
                 if len(data) > room:
@@ -848,6 +871,7 @@ def _make_poll(chip):
             self.objs = []
             self.uarts = []
             self.streams = []
+            self.kinds = []
 
         def register(self, obj, mask=POLLIN):
             self.unregister(obj)
@@ -862,17 +886,18 @@ def _make_poll(chip):
             # UARTs (ready()) and other streams (ioctl()), told apart once
             self.uarts = [o for o, _ in self.objs if hasattr(o, "ready")]
             self.streams = [(o, m) for o, m in self.objs if not hasattr(o, "ready") and hasattr(o, "ioctl")]
+            self.kinds = [(o, m, hasattr(o, "ready")) for o, m in self.objs if hasattr(o, "ready") or hasattr(o, "ioctl")]
 
         def modify(self, obj, mask):
             self.register(obj, mask)
 
         def _ready(self):
             out = []
-            for o, m in self.objs:
-                if hasattr(o, "ready"):
+            for o, m, uart in self.kinds:
+                if uart:
                     if o.ready():
                         out.append((o, POLLIN))
-                elif hasattr(o, "ioctl"):
+                else:
                     r = o.ioctl(_POLL, m)
                     if r:
                         out.append((o, r))
@@ -956,4 +981,4 @@ def load_board_module(chip):
     return mod
 
 
-__all__ = ["Chip", "ConsoleSink", "RunEnd", "SimFs", "WatchdogReset", "load_board_module"]
+__all__ = ["Chip", "ConsoleSink", "RunEnd", "SimFs", "SimMemFs", "WatchdogReset", "load_board_module"]

@@ -43,12 +43,10 @@ firmware/loop.py, host_sim/esp32.py, host_sim/world.py, host_sim/results.py,
 docs/simulator.md.
 """
 
-import contextlib
 import io
 import os
 import random
-import shutil
-import tempfile
+import sys
 import traceback
 from typing import Any
 
@@ -61,7 +59,7 @@ from firmware.loop import Loop
 from firmware.loop import load_config, make_transport
 from host_sim import cells
 from host_sim import energy as E
-from host_sim.esp32 import Chip, ConsoleSink, RunEnd, SimFs, WatchdogReset, load_board_module
+from host_sim.esp32 import Chip, ConsoleSink, RunEnd, SimFs, SimMemFs, WatchdogReset, load_board_module
 from host_sim.modem import Sim7600
 from host_sim.network import Network
 from host_sim.results import Recorder
@@ -221,6 +219,8 @@ class _Transport:
         self.run = run
         self.inflight = []  # (name, seq, path) waiting for sent / sms_sent
         self.n_events = 0
+        for name in ("poll", "busy", "quiet", "data_ready", "sms_ready", "nmea", "gnss", "sleep", "wake"):
+            setattr(self, name, getattr(inner, name))  # the firmware's calls each step, without __getattr__
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -319,9 +319,11 @@ class Runner:
         if self.modem_gnss:
             self.world.gnss.lazy = True  # the modem reports only its latest epoch (host_sim/modem.py _nmea_out)
         self.emu.record = False
-        self._own_tmp = flash_root is None
-        self.flash_root = flash_root or tempfile.mkdtemp(prefix="panic-sim-")
-        self.fs = SimFs(os.path.join(self.flash_root, "flash"), self._flash_cut)
+        self.flash_root = flash_root
+        if flash_root is None:
+            self.fs = SimMemFs(self._flash_cut)  # the flash ends with the run
+        else:
+            self.fs = SimFs(os.path.join(flash_root, "flash"), self._flash_cut)
         self.level = 1 if self.table.PINS["button"][2] == 0 else 0  # released
         self.chip = Chip(self, self.table, cfg.pins)
         self.board_mod = load_board_module(self.chip)
@@ -670,16 +672,19 @@ class Runner:
                     self._boot(_PWRON)
                     continue
                 t0 = self.clock.now
+                out0 = sys.stdout
+                sys.stdout = self._stdout  # what the firmware prints (contextlib.redirect_stdout, without one per step)
                 try:
-                    with contextlib.redirect_stdout(self._stdout):
-                        self.steps += 1
-                        self.loop.step()
+                    self.steps += 1
+                    self.loop.step()
                 except PowerCut:
                     self.loop = None
                 except WatchdogReset:
                     self.chip.wdt_resets += 1
                     self.rec.event(self.clock.now, "watchdog_reset", "not fed for %d ms" % self.chip.wdt_ms)
                     self._boot(_WDT)
+                finally:
+                    sys.stdout = out0
                 out = self._stdout.getvalue()
                 if out:
                     self.printed(out)
@@ -761,8 +766,6 @@ class Runner:
                               visible=visible, extra_events=self.world.events)
         res["receiver"]["events"] = [_clean_event(e) for e in self.receiver.events]
         self.results = res
-        if self._own_tmp:
-            shutil.rmtree(self.flash_root, ignore_errors=True)
         return res
 
 
