@@ -267,6 +267,18 @@ class Sim7600:
         return best
 
     def _advance(self, now):
+        if not self._draining:
+            # nothing due: the common case, answered without the loop below
+            # (which also polls a real-time connection, one with no queue)
+            t = self._timers[0][0] if self._timers else None
+            if t is None or t > now:
+                conn = self.conn
+                if conn is None:
+                    return
+                if getattr(type(conn), "virtual", False):
+                    t = conn.next_event_ms()
+                    if t is None or t > now:
+                        return
         while True:
             t_timer = self._timers[0][0] if self._timers else None
             t_conn = self.conn.next_event_ms() if self.conn is not None else None

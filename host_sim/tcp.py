@@ -74,6 +74,8 @@ class ModelTcp:
 
 
 class _ModelConn:
+    virtual = True  # every event is queued with its time (next_event_ms); nothing comes by itself
+
     def __init__(self, backend, now, node=None, routed=False):
         self.b = backend
         self.node = node
