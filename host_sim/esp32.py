@@ -117,6 +117,11 @@ class _Torn:
     arming is torn (power goes at its "write" step, after the temp file
     was opened) and the world cuts the power."""
 
+    cut_in: int  # atomic writes to go before the torn one (0: none armed)
+    cut_at: int  # (firmware/fs.py Fs)
+    steps: int
+    _on_cut: Any
+
     def write_atomic(self, name, data):
         if self.cut_in > 0:
             self.cut_in -= 1
