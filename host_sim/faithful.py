@@ -733,6 +733,13 @@ class Rig:
         now = self.pacer.clock.now
         if pc.paused:
             self._check_boot()
+        m = p.ch.get(b"modem")
+        if m is not None and m in r and r[0] is not m:
+            # the modem's bytes before the pins in one pass: bytes written
+            # before a pin change (AT+CSCLK=1, then DTR high) reached the
+            # board's UART first; a pin the board changes before writing
+            # (DTR low, then AT) it has seen applied ("k") before it writes
+            r = [m] + [x for x in r if x is not m]
         for s in r:
             if s is p.ls:
                 p.accept()
