@@ -18,8 +18,8 @@ boot stay at or below 40x. walk_home ran at 75x until a machine 40 % slower
 than usual put its press -> first frame at 5.0-5.9 s of device time (about
 70 wall ms of VM work, times 75) against the ready profile's 5 s bound, and
 its first AT+CSCLK=1 past the 3 s command timeout: it runs at 40x (about
-2.5 s), as do the others that need the modem's timings to hold;
-idle_then_sos_* (60x) have a 30 s bound on a boot.
+2.5 s). idle_then_sos_ready and _saver ran at 60x and measured 3.7-4.9 s
+(bound 5 s) and 26.6-30.6 s (bound 30 s) on that machine: 40x too.
 """
 
 import json
@@ -206,8 +206,8 @@ def _check_failover(res):
 
 # name -> (window ms, time scale, check); test_alert_clock_unknown has its own test above
 WINDOWS = {
-    "idle_then_sos_ready": (2490000, 60, _check_idle_then_sos(5)),
-    "idle_then_sos_saver": (2500000, 60, _check_idle_then_sos(30)),
+    "idle_then_sos_ready": (2490000, 40, _check_idle_then_sos(5)),
+    "idle_then_sos_saver": (2500000, 40, _check_idle_then_sos(30)),
     "duress_cancel_during_wifi_scan": (300000, 20, _check_duress_during_scan),
     "hung_modem_power_cycle": (700000, 20, _check_hung_modem),
     "lte_only_network": (420000, 20, _check_lte_only),
