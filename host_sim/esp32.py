@@ -147,8 +147,7 @@ class SimFs(_Torn, Fs):
 
     def __init__(self, root, on_cut):
         Fs.__init__(self, root)
-        self._on_cut = on_cut
-        self.cut_in = 0  # atomic writes to go before the torn one (0: none armed)
+        self._on_cut, self.cut_in = on_cut, 0
 
 
 class SimMemFs(_Torn, MemFs):
@@ -158,8 +157,7 @@ class SimMemFs(_Torn, MemFs):
 
     def __init__(self, on_cut):
         MemFs.__init__(self)
-        self._on_cut = on_cut
-        self.cut_in = 0
+        self._on_cut, self.cut_in = on_cut, 0
 
 
 class Chip:
@@ -889,9 +887,9 @@ def _make_poll(chip):
 
         def _sort(self):
             # UARTs (ready()) and other streams (ioctl()), told apart once
-            self.uarts = [o for o, _ in self.objs if hasattr(o, "ready")]
-            self.streams = [(o, m) for o, m in self.objs if not hasattr(o, "ready") and hasattr(o, "ioctl")]
             self.kinds = [(o, m, hasattr(o, "ready")) for o, m in self.objs if hasattr(o, "ready") or hasattr(o, "ioctl")]
+            self.uarts = [o for o, _, uart in self.kinds if uart]
+            self.streams = [(o, m) for o, m, uart in self.kinds if not uart]
 
         def modify(self, obj, mask):
             self.register(obj, mask)

@@ -269,7 +269,7 @@ class Sim7600:
     def _advance(self, now):
         if not self._draining:
             # nothing due: the common case, answered without the loop below
-            # (which also polls a real-time connection, one with no queue)
+            # (a real-time connection is always polled: it has no queue)
             t = self._timers[0][0] if self._timers else None
             if t is None or t > now:
                 conn = self.conn
@@ -302,9 +302,9 @@ class Sim7600:
                 if t_drain.next_event_ms() is None:
                     self._draining.remove(t_drain)
                 continue
-            if self.conn is not None and self.conn.next_event_ms() is None:
-                conn = self.conn
-                for t, kind, value in conn.poll(now):  # real-time backend
+            conn = self.conn
+            if conn is not None and not getattr(type(conn), "virtual", False):
+                for t, kind, value in conn.poll(now):  # a real-time backend: what came by now
                     self._conn_event(conn, t, kind, value)
             break
 
