@@ -125,7 +125,6 @@ class EnergyModel:
         self.t_ms = 0
         self.by_part_mah = {"esp32": 0.0, "modem": 0.0, "gnss": 0.0, "board": 0.0}
         self.by_state_ms = {}  # (part, state) -> ms spent
-        self.transitions = []  # (t_ms, part, state) for reports
         self.power_connected = True  # battery present (a power cut sets False)
 
     # -- state reporting --------------------------------------------------------
@@ -184,7 +183,6 @@ class EnergyModel:
         self.advance(now)
         self.state[part] = state
         self._cur = None
-        self.transitions.append((now, part, state))
 
     def set_connected(self, connected, now):
         """Battery connected or cut (power-cut injection)."""

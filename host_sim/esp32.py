@@ -264,7 +264,9 @@ class Chip:
         if self.state == "light_sleep" or not self.host.world.powered:
             return
         for u in self.uarts.values():
-            u.rx_event()
+            q = u.irq_
+            if q.handler is not None and q.trigger & 1:  # (rx_event's own first test, before the call)
+                u.rx_event()
 
     def input_changed(self, gpio, old, new):
         """The world moved an input (the button): interrupts on it."""
@@ -934,10 +936,16 @@ def _make_poll(chip):
                         return True
                 return False
 
-            chip.block(None if timeout < 0 else timeout, stop)
-            # a UART seen ready: return at the tick boundary (advance there if need be)
-            if uart_at[0] is not None and chip.now() < uart_at[0] and (timeout < 0 or uart_at[0] <= start + timeout):
-                chip.block(uart_at[0] - chip.now(), None)
+            # (chip.block, and again to the instant a UART seen ready wakes
+            # the task, in one idle span: no zero-length "active" between)
+            chip.set_state("idle")
+            try:
+                chip.host.advance(None if timeout < 0 else start + max(0, int(timeout)), stop)
+                if uart_at[0] is not None and chip.now() < uart_at[0] and (timeout < 0 or uart_at[0] <= start + timeout):
+                    chip.host.advance(uart_at[0], None)
+            finally:
+                if chip.host.world.powered:
+                    chip.set_state("active")
             chip.run_pending()
             return found or self._ready()
 

@@ -625,7 +625,26 @@ class Sim7600:
                 self.deaf.append((now, why))
             return
         now += self._xfer(len(data))  # the module has the bytes when the last one arrived
-        for b in data:
+        data = bytes(data)
+        i, n = 0, len(data)
+        while i < n and self._mode == "cmd":
+            # a command line, taken whole up to its CR (LFs dropped, at most 600 bytes kept)
+            j = data.find(b"\r", i)
+            seg = data[i:] if j < 0 else data[i:j]
+            if 10 in seg:
+                seg = seg.replace(b"\n", b"")
+            room = 600 - len(self._line)
+            if room > 0 and seg:
+                self._line += seg[:room]
+            if j < 0:
+                return
+            i = j + 1
+            line = bytes(self._line)
+            self._line = bytearray()
+            if self._echo:
+                self._raw(now, line + b"\r")
+            self._command(now, line)
+        for b in data[i:]:
             if self._mode == "cipsend":
                 self._payload.append(b)
                 if len(self._payload) >= self._need:

@@ -77,6 +77,7 @@ class Route:
         self.lon = lons
         self.alt = alts
         self.cond = conds
+        self._motion = {}  # segment index -> (speed m/s, course deg): constant along a segment
         # windows: (from_ms, to_ms, condition); later entries win.
         self.windows = []
         for w in windows:
@@ -168,16 +169,19 @@ class Route:
         lat = la0 + (la1 - la0) * f
         lon = lo0 + (lo1 - lo0) * f
         alt = self.alt[i] + (self.alt[i + 1] - self.alt[i]) * f
-        d = distance_m(la0, lo0, la1, lo1)
-        speed = d / ((t1 - t0) / 1000.0)
-        if d > 0:
-            k = math.pi / 180.0
-            de = (lo1 - lo0) * math.cos((la0 + la1) * 0.5 * k)
-            dn = la1 - la0
-            course = math.degrees(math.atan2(de, dn)) % 360.0
-        else:
-            course = 0.0
-        return lat, lon, alt, speed, course
+        m = self._motion.get(i)
+        if m is None:
+            d = distance_m(la0, lo0, la1, lo1)
+            speed = d / ((t1 - t0) / 1000.0)
+            if d > 0:
+                k = math.pi / 180.0
+                de = (lo1 - lo0) * math.cos((la0 + la1) * 0.5 * k)
+                dn = la1 - la0
+                course = math.degrees(math.atan2(de, dn)) % 360.0
+            else:
+                course = 0.0
+            m = self._motion[i] = (speed, course)
+        return lat, lon, alt, m[0], m[1]
 
     def true_position(self, t_ms):
         """(lat_e7, lon_e7) ints: where the person truly is at t_ms."""

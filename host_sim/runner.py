@@ -388,12 +388,10 @@ class Runner:
         while True:
             if self._done:
                 raise RunEnd()
-            wd = None
             if not self._off:
                 if not world.powered:
                     raise PowerCut()
-                wd = chip.wdt_deadline()
-                if wd is not None and clock.now > wd:
+                if chip.wdt_ms is not None and clock.now > chip.last_feed + chip.wdt_ms:  # (chip.wdt_deadline())
                     raise WatchdogReset()
                 chip.uart_rx()
             if stop is not None and stop():
@@ -408,9 +406,9 @@ class Runner:
             t = emu.next_event_after(now) if world.powered else None
             if t is not None and (nxt is None or t < nxt):
                 nxt = t
-            if not self._off:
-                wd = chip.wdt_deadline()  # again: stop() may have fed it
-                if wd is not None and (nxt is None or wd + 1 < nxt):
+            if not self._off and chip.wdt_ms is not None:  # again: stop() may have fed it
+                wd = chip.last_feed + chip.wdt_ms
+                if nxt is None or wd + 1 < nxt:
                     nxt = wd + 1
             if nxt is None:
                 raise RunEnd()

@@ -179,8 +179,12 @@ class World:
         """Report a part's power state now (the board calls this); keeps the
         brown-out watch up to date. GNSS power follows "off"/other."""
         now = self.clock.now
-        same = self.energy.state.get(part) == state
-        self.energy.set_state(part, state, now)
+        energy = self.energy
+        same = energy.state.get(part) == state
+        if same and part != "gnss":
+            energy.advance(now)  # (what energy.set_state does for the same state)
+            return
+        energy.set_state(part, state, now)
         if part == "gnss":
             self.gnss.power(state not in ("off", "backup"), now)
         if not same:  # the same load: the brown-out watch already armed still holds
