@@ -261,11 +261,13 @@ class Chip:
     def uart_rx(self):
         """The world moved on: UARTs with an RX interrupt see what arrived
         (none in light sleep: the UART's clock is gated)."""
-        if self.state == "light_sleep" or not self.host.world.powered:
+        host = self.host
+        if self.state == "light_sleep" or not host.world.powered:
             return
         for u in self.uarts.values():
             q = u.irq_
-            if q.handler is not None and q.trigger & 1:  # (rx_event's own first test, before the call)
+            # (rx_event's own first tests, before the call: usually nothing came)
+            if q.handler is not None and q.trigger & 1 and (u.peer != "modem" or host.emu.output_due(host.clock.now)):
                 u.rx_event()
 
     def input_changed(self, gpio, old, new):

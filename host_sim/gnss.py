@@ -232,7 +232,7 @@ class GnssEmulator:
         self._time_at_ms = None  # sim ms at which a cold start learns time
         self._backup = True  # V_BCKP held (lost on a battery cut)
         self._last_fix_ms = None
-        self._stale = None  # (lat, lon) for stale-on-loss styles
+        self._stale = None  # (lat, lon) for stale-on-loss styles (lazy: a _Place, placed when formatted)
         self._err = (0.0, 0.0)
         self._sky_cache: tuple[Any, Any] = (None, None)  # (key, value) of the last 10 s block
         self._block_cache = {}
@@ -608,7 +608,6 @@ class GnssEmulator:
         lat = lon = alt = spd = crs = None
         err_m = None
         if fix:
-            lat, lon, alt, spd, crs = route.state(t)
             sig = self.uere_m * hdop / math.sqrt(2.0)
             r = self._rng
             k = math.sqrt(1 - _AR * _AR)
@@ -620,13 +619,14 @@ class GnssEmulator:
                 en, ee = en * lim / m, ee * lim / m
                 m = lim
             self._err = (en, ee)
-            dlat, dlon = offset_deg(lat, en, ee)
-            lat += dlat
-            lon += dlon
             err_m = m
             self._last_fix_ms = t
-            self._stale = (lat, lon)
-            spd = max(0.0, spd + r.gauss(0.0, 0.05))
+            place = _Place(t, en, ee, r.gauss(0.0, 0.05))
+            if self.lazy and self.log is None:
+                lat = self._stale = place  # most epochs are never formatted: placed if one is
+            else:
+                lat, lon, alt, spd, crs = self._place(place)
+                self._stale = (lat, lon)
         else:
             self._err = (0.0, 0.0)
         if self.log is not None:
@@ -644,9 +644,20 @@ class GnssEmulator:
         text, n, self._last_info = self._text(*args)
         self._emit(text, t + self.out_delay_ms, n)
 
+    def _place(self, p):
+        """(lat, lon, alt, speed, course) of a fix: the route's truth at its
+        time, moved by its error, its speed by its noise."""
+        lat, lon, alt, spd, crs = self.route.state(p.t)
+        dlat, dlon = offset_deg(lat, p.en, p.ee)
+        return lat + dlat, lon + dlon, alt, max(0.0, spd + p.dspd), crs
+
     def _text(self, t, fix, lat, lon, alt, spd, crs, used_gp, used_gl, view_gp, view_gl, hdop,
               time_known, stale, sky_key):
         """(NMEA text, sentence count, last-info tuple) of one epoch."""
+        if type(lat) is _Place:
+            lat, lon, alt, spd, crs = self._place(lat)
+        if type(stale) is _Place:
+            stale = self._place(stale)[:2]
         T = self.talker
         dec = self._dec
         if time_known:
@@ -754,6 +765,16 @@ class GnssEmulator:
         text = "".join(parts)
         self._block_cache[s] = (key, text)
         return text
+
+
+class _Place:
+    """A fix's position before it is worked out: its time, its error (m
+    north, m east) and its speed noise (m/s), all drawn at its epoch."""
+
+    __slots__ = ("t", "en", "ee", "dspd")
+
+    def __init__(self, t, en, ee, dspd):
+        self.t, self.en, self.ee, self.dspd = t, en, ee, dspd
 
 
 def _civil(days):
