@@ -59,7 +59,7 @@ from firmware.loop import Loop
 from firmware.loop import load_config, make_transport
 from host_sim import cells
 from host_sim import energy as E
-from host_sim.esp32 import Chip, ConsoleSink, RunEnd, SimFs, SimMemFs, WatchdogReset, load_board_module
+from host_sim.esp32 import Chip, ConsoleSink, RunEnd, SimFs, SimMemFs, WatchdogReset, cache_boot_modules, load_board_module
 from host_sim.modem import Sim7600
 from host_sim.network import Network
 from host_sim.results import Recorder
@@ -327,6 +327,7 @@ class Runner:
         self.level = 1 if self.table.PINS["button"][2] == 0 else 0  # released
         self.chip = Chip(self, self.table, cfg.pins)
         self.board_mod = load_board_module(self.chip)
+        cache_boot_modules()
         self.loop = None
         self.board = None
         self.transports = []  # every ModemTransport built (engine counters over the run)
