@@ -247,7 +247,9 @@ class Chip:
 
     def run_pending(self):
         """Run the scheduled handlers, one after another, never one inside
-        another (py/scheduler.c holds the scheduler lock while one runs)."""
+        another (py/scheduler.c holds the scheduler lock while one runs).
+        The API's functions call it only when one is queued (`if
+        chip.sched`): most calls found none, and the call was the cost."""
         if self._in_handler:
             return
         self._in_handler = True
@@ -360,7 +362,8 @@ class Chip:
         t = _module("time")
 
         def ticks_ms():
-            chip.run_pending()
+            if chip.sched:
+                chip.run_pending()
             return (chip.now() - chip.boot_ms) % TICKS_PERIOD
 
         def ticks_diff(a, b):
@@ -371,10 +374,12 @@ class Chip:
             return (a + d) % TICKS_PERIOD
 
         def sleep_ms(ms):
-            chip.run_pending()
+            if chip.sched:
+                chip.run_pending()
             if ms > 0:
                 chip.block(ms, chip.run_pending_stop)
-            chip.run_pending()
+            if chip.sched:
+                chip.run_pending()
 
         def tsleep(s):
             sleep_ms(int(s * 1000))
@@ -412,7 +417,8 @@ class Chip:
             return chip.wake_reason
 
         def lightsleep(ms=None):
-            chip.run_pending()
+            if chip.sched:
+                chip.run_pending()
             chip.lightsleep(ms)
 
         def deepsleep(ms=None):
@@ -426,11 +432,13 @@ class Chip:
         e.WAKEUP_ALL_LOW, e.WAKEUP_ANY_HIGH = False, True
 
         def wake_on_ext0(pin, level):
-            chip.run_pending()
+            if chip.sched:
+                chip.run_pending()
             chip.wake["ext0"] = (pin.gpio, 1 if level else 0)
 
         def wake_on_ext1(pins, level):
-            chip.run_pending()
+            if chip.sched:
+                chip.run_pending()
             chip.wake["ext1"] = (tuple(p.gpio for p in pins), bool(level))
 
         e.wake_on_ext0, e.wake_on_ext1 = wake_on_ext0, wake_on_ext1
@@ -542,7 +550,8 @@ def _make_pin(chip):
                 self.init(mode, pull, value)
 
         def init(self, mode=None, pull=None, value=None):
-            chip.run_pending()
+            if chip.sched:
+                chip.run_pending()
             st = self._st
             gp = self.gpio
             newly_out = False
@@ -565,7 +574,8 @@ def _make_pin(chip):
                 self.value(value)
 
         def value(self, v=None):
-            chip.run_pending()
+            if chip.sched:
+                chip.run_pending()
             st = self._st
             if v is None:
                 return chip.level(self.gpio)
@@ -588,7 +598,8 @@ def _make_pin(chip):
             self.value(0)
 
         def irq(self, handler=None, trigger=3, wake=None):
-            chip.run_pending()
+            if chip.sched:
+                chip.run_pending()
             if wake is not None:
                 chip.wake["ext0"] = (self.gpio, 1 if trigger == Pin.WAKE_HIGH else 0)
                 return None
@@ -619,7 +630,8 @@ def _make_pcnt(chip):
             self.init(**kw)
 
         def init(self, pin=None, rising=None, falling=None, filter=None, value=None, **kw):
-            chip.run_pending()
+            if chip.sched:
+                chip.run_pending()
             if pin is not None:
                 self.gpio = pin.gpio
             if rising is not None or falling is not None:
@@ -633,7 +645,8 @@ def _make_pcnt(chip):
                 self.count = 0
 
         def value(self, v=None):
-            chip.run_pending()
+            if chip.sched:
+                chip.run_pending()
             c = self.count
             if v is not None:
                 if v != 0:
@@ -667,7 +680,8 @@ def _make_uart(chip):
         IRQ_RXIDLE = 0x1000
 
         def __init__(self, uid, baudrate=115200, tx=None, rx=None, rxbuf=256, timeout=0, timeout_char=0, **kw):
-            chip.run_pending()
+            if chip.sched:
+                chip.run_pending()
             self.id = uid
             # machine_uart.c: RX timeout = timeout_char / (12000 // baud + 1)
             # symbols; below one, the RX FIFO threshold is 1 byte (an event
@@ -723,12 +737,14 @@ def _make_uart(chip):
             chip.uart_lost += len(self._incoming())
 
         def any(self):
-            chip.run_pending()
+            if chip.sched:
+                chip.run_pending()
             self.pull()
             return len(self.buf)
 
         def read(self, n=-1):
-            chip.run_pending()
+            if chip.sched:
+                chip.run_pending()
             self.pull()
             if not self.buf:
                 return None
@@ -741,7 +757,8 @@ def _make_uart(chip):
         def readinto(self, buf, nbytes=-1):
             # machine_uart.c: read at most len(buf) (or nbytes) of the bytes
             # the driver holds; with timeout=0 none held is a timeout: None
-            chip.run_pending()
+            if chip.sched:
+                chip.run_pending()
             self.pull()
             if not self.buf:
                 return None
@@ -752,7 +769,8 @@ def _make_uart(chip):
             return n
 
         def write(self, b):
-            chip.run_pending()
+            if chip.sched:
+                chip.run_pending()
             host = chip.host
             if self.peer == "modem" and host.world.powered:
                 host.emu.write(bytes(b), chip.now())
@@ -806,7 +824,8 @@ def _make_adc(chip):
             pass
 
         def read_uv(self):
-            chip.run_pending()
+            if chip.sched:
+                chip.run_pending()
             if chip.name_of.get(self.gpio) != "battery_adc":
                 return 0
             return chip.host.world.battery_mv() * 1000 // chip.divider
@@ -823,7 +842,8 @@ def _make_wdt(chip):
             chip.last_feed = chip.now()
 
         def feed(self):
-            chip.run_pending()
+            if chip.sched:
+                chip.run_pending()
             chip.feed()
 
     return WDT
@@ -832,7 +852,8 @@ def _make_wdt(chip):
 def _make_rtc(chip):
     class RTC:
         def datetime(self, dt=None):
-            chip.run_pending()
+            if chip.sched:
+                chip.run_pending()
             if dt is None:
                 return None
             y, mo, d, wd, h, mi, s = dt[:7]
@@ -852,7 +873,8 @@ def _make_wlan(chip):
             self.interface = interface
 
         def active(self, on=None):
-            chip.run_pending()
+            if chip.sched:
+                chip.run_pending()
             if on is None:
                 return chip.wlan_on if self.interface == 0 else False
             if self.interface == 0:
@@ -860,7 +882,8 @@ def _make_wlan(chip):
             return None
 
         def scan(self):
-            chip.run_pending()
+            if chip.sched:
+                chip.run_pending()
             if not chip.wlan_on:
                 raise OSError("STA must be active")
             chip.scans += 1
@@ -912,7 +935,8 @@ def _make_poll(chip):
             return out
 
         def poll(self, timeout=-1):
-            chip.run_pending()
+            if chip.sched:
+                chip.run_pending()
             r = self._ready()
             if r or timeout == 0:
                 return r
@@ -949,7 +973,8 @@ def _make_poll(chip):
             finally:
                 if chip.host.world.powered:
                     chip.set_state("active")
-            chip.run_pending()
+            if chip.sched:
+                chip.run_pending()
             return found or self._ready()
 
     return Poll

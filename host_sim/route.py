@@ -77,6 +77,7 @@ class Route:
         self.lon = lons
         self.alt = alts
         self.cond = conds
+        self._last_seg = -1  # the segment _seg found last (-1: none)
         self._motion = {}  # segment index -> (speed m/s, course deg): constant along a segment
         # windows: (from_ms, to_ms, condition); later entries win.
         self.windows = []
@@ -147,11 +148,16 @@ class Route:
 
     def _seg(self, t_ms):
         """Index i with t[i] <= t_ms < t[i+1], clamped."""
-        i = bisect.bisect_right(self.t, t_ms) - 1
+        ts = self.t
+        i = self._last_seg  # time mostly moves on within a segment: the last one answered first
+        if 0 < i + 1 < len(ts) and ts[i] <= t_ms < ts[i + 1]:
+            return i
+        i = bisect.bisect_right(ts, t_ms) - 1
         if i < 0:
             return 0
-        if i >= len(self.t) - 1:
-            return len(self.t) - 1
+        if i >= len(ts) - 1:
+            return len(ts) - 1
+        self._last_seg = i
         return i
 
     def state(self, t_ms):
