@@ -13,6 +13,8 @@ Never does: decide anything about the device or the receiver; hold keys
 Stays in sync with: host_sim/report.py (format), host_sim/invariants.py.
 """
 
+import functools
+
 from host_sim import invariants as I
 from host_sim.report import FORMAT
 
@@ -23,6 +25,7 @@ class Recorder:
     def __init__(self, scenario=None, route=None):
         self.scenario = scenario
         self.route = route if route is not None else (scenario.build_route() if scenario is not None else None)
+        self._truth = None  # route.true_position, remembered (set by finish)
         self.frames = []
         self.alerts = []
         self.positions = []
@@ -140,20 +143,20 @@ class Recorder:
             return
         for p in self.positions:
             try:
-                err = I.position_error_m(p, self.route.true_position)
+                err = I.position_error_m(p, self._truth)
             except (KeyError, TypeError, ValueError):
                 err = None
             p["error_m"] = None if err is None else round(err, 2)
             if err is not None:
-                p["true_lat_e7"], p["true_lon_e7"] = self.route.true_position(p["t_ms"] - p["age_s"] * 1000)
+                p["true_lat_e7"], p["true_lon_e7"] = self._truth(p["t_ms"] - p["age_s"] * 1000)
         by_seq = {p["seq"]: p for p in self.positions}
         for s in self.shown:
             j = I.judged_as(s, by_seq)
             if j is None:
                 continue
-            err = I.position_error_m(j, self.route.true_position)
+            err = I.position_error_m(j, self._truth)
             s["error_m"] = None if err is None else round(err, 2)
-            s["true_lat_e7"], s["true_lon_e7"] = self.route.true_position(j["t_ms"] - j["age_s"] * 1000)
+            s["true_lat_e7"], s["true_lon_e7"] = self._truth(j["t_ms"] - j["age_s"] * 1000)
 
     def _conditions(self, dur):
         """What the scenario put in the device's way (for the invariants
@@ -187,6 +190,9 @@ class Recorder:
         summary is taken) or a dict; pending_seqs: uplink seqs still queued
         on the device at the end; profiles: energy.profile_tradeoff() rows."""
         self._tie_alerts(set(pending_seqs))
+        # the truth at an instant, asked for every position by the measures
+        # below and again by the invariants: worked out once
+        self._truth = functools.lru_cache(maxsize=None)(self.route.true_position) if self.route is not None else None
         self._measure_positions()
         sc = self.scenario
         dur = sc.duration_ms if sc is not None else max([0] + [f["t_ms"] for f in self.frames] + [e["t_ms"] for e in self.events])
@@ -227,7 +233,7 @@ class Recorder:
             "summary": dict(self.summary),
             "conditions": self._conditions(dur),
         }
-        tp = self.route.true_position if self.route is not None else (lambda t: (0, 0))
+        tp = self._truth if self._truth is not None else (lambda t: (0, 0))
         results["invariants"] = I.check_all(results, tp, strict, visible, off_levels)
         results["expect"] = I.check_expect(results, sc.expect) if sc is not None else []
         return results
