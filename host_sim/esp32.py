@@ -82,6 +82,7 @@ firmware/boards/ (pin functions), host_sim/modem.py (modem lines),
 host_sim/runner.py (host.advance, the handlers that feed inputs).
 """
 
+import importlib.abc
 import importlib.machinery
 import os
 import sys
@@ -1020,7 +1021,7 @@ def load_board_module(chip):
     return mod
 
 
-class _BootModules:
+class _BootModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """An import finder for the modules the firmware drops after boot
     (firmware.loop.forget: firmware.config) and so imports again at every
     boot: here from code compiled once, not looked up and read from disk
@@ -1038,9 +1039,10 @@ class _BootModules:
         hit = self._code.get(name)
         if hit is None:
             spec = importlib.machinery.PathFinder.find_spec(name, path)
-            if spec is None or spec.origin is None or not hasattr(spec.loader, "get_code"):
+            get_code = getattr(spec.loader, "get_code", None) if spec is not None else None
+            if spec is None or spec.origin is None or get_code is None:
                 return None
-            hit = self._code[name] = (spec.origin, spec.loader.get_code(name))  # pyright: ignore[reportOptionalMemberAccess]
+            hit = self._code[name] = (spec.origin, get_code(name))
         spec = importlib.machinery.ModuleSpec(name, self, origin=hit[0])
         spec.has_location = True
         return spec

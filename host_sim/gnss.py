@@ -606,6 +606,7 @@ class GnssEmulator:
         self._has_fix = fix
         used_gp, used_gl, view_gp, view_gl, hdop = self._sky(t, cond)
         lat = lon = alt = spd = crs = None
+        place = None  # a fix not yet worked out (lazy mode)
         err_m = None
         if fix:
             sig = self.uere_m * hdop / math.sqrt(2.0)
@@ -623,16 +624,17 @@ class GnssEmulator:
             self._last_fix_ms = t
             place = _Place(t, en, ee, r.gauss(0.0, 0.05))
             if self.lazy and self.log is None:
-                lat = self._stale = place  # most epochs are never formatted: placed if one is
+                self._stale = place  # most epochs are never formatted: placed if one is
             else:
                 lat, lon, alt, spd, crs = self._place(place)
                 self._stale = (lat, lon)
+                place = None
         else:
             self._err = (0.0, 0.0)
         if self.log is not None:
             self.log.append((t, fix, hdop, err_m, int(round(lat * 1e7)) if lat is not None else None,
                              int(round(lon * 1e7)) if lon is not None else None))  # (set only with a fix)
-        self._write(t, fix, lat, lon, alt, spd, crs, used_gp, used_gl, view_gp, view_gl, hdop)
+        self._write(t, fix, lat if place is None else place, lon, alt, spd, crs, used_gp, used_gl, view_gp, view_gl, hdop)
 
     def _write(self, t, fix, lat, lon, alt, spd, crs, used_gp, used_gl, view_gp, view_gl, hdop):
         args = (t, fix, lat, lon, alt, spd, crs, used_gp, used_gl, view_gp, view_gl, hdop,

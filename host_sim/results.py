@@ -141,22 +141,23 @@ class Recorder:
     def _measure_positions(self):
         if self.route is None:
             return
+        truth = self._truth or self.route.true_position
         for p in self.positions:
             try:
-                err = I.position_error_m(p, self._truth)
+                err = I.position_error_m(p, truth)
             except (KeyError, TypeError, ValueError):
                 err = None
             p["error_m"] = None if err is None else round(err, 2)
             if err is not None:
-                p["true_lat_e7"], p["true_lon_e7"] = self._truth(p["t_ms"] - p["age_s"] * 1000)
+                p["true_lat_e7"], p["true_lon_e7"] = truth(p["t_ms"] - p["age_s"] * 1000)
         by_seq = {p["seq"]: p for p in self.positions}
         for s in self.shown:
             j = I.judged_as(s, by_seq)
             if j is None:
                 continue
-            err = I.position_error_m(j, self._truth)
+            err = I.position_error_m(j, truth)
             s["error_m"] = None if err is None else round(err, 2)
-            s["true_lat_e7"], s["true_lon_e7"] = self._truth(j["t_ms"] - j["age_s"] * 1000)
+            s["true_lat_e7"], s["true_lon_e7"] = truth(j["t_ms"] - j["age_s"] * 1000)
 
     def _conditions(self, dur):
         """What the scenario put in the device's way (for the invariants
