@@ -627,50 +627,40 @@ class Sim7600:
         now += self._xfer(len(data))  # the module has the bytes when the last one arrived
         data = bytes(data)
         i, n = 0, len(data)
-        while i < n and self._mode == "cmd":
-            # a command line, taken whole up to its CR (LFs dropped, at most 600 bytes kept)
-            j = data.find(b"\r", i)
-            seg = data[i:] if j < 0 else data[i:j]
-            if 10 in seg:
-                seg = seg.replace(b"\n", b"")
-            room = 600 - len(self._line)
-            if room > 0 and seg:
-                self._line += seg[:room]
-            if j < 0:
-                return
-            i = j + 1
-            line = bytes(self._line)
-            self._line = bytearray()
-            if self._echo:
-                self._raw(now, line + b"\r")
-            self._command(now, line)
-        for b in data[i:]:
-            if self._mode == "cipsend":
-                self._payload.append(b)
-                if len(self._payload) >= self._need:
-                    self._mode = "cmd"
-                    self._cipsend_done(now, bytes(self._payload))
-                continue
-            if self._mode == "cmgs":
-                if b == _CTRL_Z:
-                    self._mode = "cmd"
-                    self._cmgs_done(now, bytes(self._payload))
-                elif b == _ESC:
-                    self._mode = "cmd"
-                    self._reply(now, A.OK)
-                else:
-                    self._payload.append(b)
-                continue
-            if b == 13:
+        while i < n:
+            if self._mode == "cmd":
+                # a command line, taken whole up to its CR (LFs dropped, at most 600 bytes kept)
+                j = data.find(b"\r", i)
+                seg = data[i:] if j < 0 else data[i:j]
+                if 10 in seg:
+                    seg = seg.replace(b"\n", b"")
+                room = 600 - len(self._line)
+                if room > 0 and seg:
+                    self._line += seg[:room]
+                if j < 0:
+                    return
+                i = j + 1
                 line = bytes(self._line)
                 self._line = bytearray()
                 if self._echo:
                     self._raw(now, line + b"\r")
                 self._command(now, line)
-            elif b == 10:
                 continue
-            elif len(self._line) < 600:
-                self._line.append(b)
+            b = data[i]  # a payload byte (AT+CIPSEND, AT+CMGS), one at a time: its end changes the mode
+            i += 1
+            if self._mode == "cipsend":
+                self._payload.append(b)
+                if len(self._payload) >= self._need:
+                    self._mode = "cmd"
+                    self._cipsend_done(now, bytes(self._payload))
+            elif b == _CTRL_Z:
+                self._mode = "cmd"
+                self._cmgs_done(now, bytes(self._payload))
+            elif b == _ESC:
+                self._mode = "cmd"
+                self._reply(now, A.OK)
+            else:
+                self._payload.append(b)
 
     def _t(self, now):
         t = max(now, self._busy_until) + self.f["cmd_latency_ms"]

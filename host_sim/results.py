@@ -25,7 +25,6 @@ class Recorder:
     def __init__(self, scenario=None, route=None):
         self.scenario = scenario
         self.route = route if route is not None else (scenario.build_route() if scenario is not None else None)
-        self._truth = None  # route.true_position, remembered (set by finish)
         self.frames = []
         self.alerts = []
         self.positions = []
@@ -138,10 +137,10 @@ class Recorder:
         ts = [f["t_ms"] for f in self.frames if f["dir"] == direction and f["event"] == event and f.get(key) == seq]
         return min(ts) if ts else None
 
-    def _measure_positions(self):
-        if self.route is None:
+    def _measure_positions(self, truth):
+        """truth: route.true_position (remembered: the invariants ask again)."""
+        if truth is None:  # (no route)
             return
-        truth = self._truth or self.route.true_position
         for p in self.positions:
             try:
                 err = I.position_error_m(p, truth)
@@ -193,8 +192,8 @@ class Recorder:
         self._tie_alerts(set(pending_seqs))
         # the truth at an instant, asked for every position by the measures
         # below and again by the invariants: worked out once
-        self._truth = functools.lru_cache(maxsize=None)(self.route.true_position) if self.route is not None else None
-        self._measure_positions()
+        truth = functools.lru_cache(maxsize=None)(self.route.true_position) if self.route is not None else None
+        self._measure_positions(truth)
         sc = self.scenario
         dur = sc.duration_ms if sc is not None else max([0] + [f["t_ms"] for f in self.frames] + [e["t_ms"] for e in self.events])
         if energy is not None and not isinstance(energy, dict):
@@ -234,7 +233,7 @@ class Recorder:
             "summary": dict(self.summary),
             "conditions": self._conditions(dur),
         }
-        tp = self._truth if self._truth is not None else (lambda t: (0, 0))
+        tp = truth if truth is not None else (lambda t: (0, 0))
         results["invariants"] = I.check_all(results, tp, strict, visible, off_levels)
         results["expect"] = I.check_expect(results, sc.expect) if sc is not None else []
         return results
