@@ -189,6 +189,7 @@ def main():
         runs["standby day"].append(timed(standby)[0])
         runs["process"].append(process_x())
     day_path = os.path.join(ROOT, "build", "bench-sim-standby-day.toml")
+    os.makedirs(os.path.dirname(day_path), exist_ok=True)
     with open(day_path, "w") as f:
         f.write(DAY % {"seed": 1, "gnss": "", "profile": "ready"})
     paths = {name: p for name, p, _ in scen}
