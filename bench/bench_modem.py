@@ -59,9 +59,9 @@ def one(sock_open, tick_ms=None, seq=2, asleep=False):
         rig = w.rig
         orig = rig.step
 
-        def step():
+        def step(limit_ms=None):
             now = rig.clock.now
-            orig()
+            orig(limit_ms)
             nxt = now + tick_ms
             rig.clock.now = max(nxt - (nxt % tick_ms), now + 1) if rig.clock.now > now else now
 

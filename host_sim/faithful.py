@@ -115,7 +115,8 @@ from host_sim.world import World
 # after a collection either way); the production layout, ROMFS, runs the
 # code in place (bench_firmware: 56 KB peak on 32 bits), and the
 # T-SIM7600E's ESP32-WROVER has 4 MB of PSRAM for the heap. The default
-# leaves ~40 % headroom over 352 KB.
+# leaves ~40 % headroom over 352 KB (bench_faithful, later, on the
+# T-SIM7600E's own GNSS: 384 KB runs, 352 KB does not: ~30 %).
 DEFAULT_HEAP = "512k"
 PUBLIC_RX = ("203.0.113.5", 5000)  # what the config names; redirected to the real receiver
 DEVICE_ID = 4242
