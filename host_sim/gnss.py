@@ -125,6 +125,9 @@ _SKY = {
 }
 _EPHEMERIS_MS = 2 * 3600 * 1000  # hot start / fast re-acquisition window
 _SKY_BLOCK_MS = 10000  # satellites and HDOP change every 10 s
+# NMEA 0183's longest sentence, "$" to LF; every GSA and GSV this emulator
+# makes is shorter (fixed-width fields), which a lazy read relies on
+_MAX_SENTENCE = 82
 
 
 class GnssError(InputError):
@@ -246,7 +249,8 @@ class GnssEmulator:
         # SIM7600 reporting every <time> s, AT+CGPSINFOCFG): epochs are still
         # computed one by one (acquisition, noise, the log), but only the
         # last two are kept, unformatted, and read() formats the newest one
-        # that has finished going out. Off for a module on a UART.
+        # that has finished going out (only the kinds the modem reports,
+        # when told: then bytes_out counts those). Off for a module on a UART.
         self.lazy = False
         self._pend = deque(maxlen=2)
         self._tx_free = 0
@@ -456,18 +460,18 @@ class GnssEmulator:
         return ERROR_CLIP * self.uere_m * hdop
 
     # -- UART side ------------------------------------------------------------
-    def read(self, now):
+    def read(self, now, kinds=None):
         """Bytes the device UART has received since the last read, up to now
-        (lazy: the newest whole epoch's sentences, older ones dropped)."""
+        (lazy: the newest whole epoch's sentences, older ones dropped; with
+        `kinds`, only those sentence kinds of it: see _lazy_read)."""
         self.advance(now)
         if self.lazy:
             self._q.clear()  # a power-on banner: the modem's port never shows it
             out = b""
             for p in reversed(self._pend):
-                text, n, info = self._text(*p)
-                if p[0] + self.out_delay_ms + (len(text) * 10000 + self.baud - 1) // self.baud <= now:
+                text = self._lazy_read(p, now, kinds)
+                if text is not None:
                     out = text.encode("ascii")
-                    self.sentences_out += n
                     self.bytes_out += len(out)
                     break
             self._pend.clear()
@@ -643,8 +647,52 @@ class GnssEmulator:
             self._pend.append(args)
             self._last_info = args
             return
-        text, n, self._last_info = self._text(*args)
+        text, n, self._last_info, _ = self._text(*args)
         self._emit(text, t + self.out_delay_ms, n)
+
+    def _lazy_read(self, p, now, kinds):
+        """The text of pending epoch p if it has finished going out by now
+        (its last byte sent: out_delay_ms, then every sentence the module
+        makes at the baud rate), else None. With `kinds` (the SIM7600's
+        AT+CGPSINFOCFG mask) only those sentences are formatted; the rest
+        count for the epoch's length only: the simple ones' bodies without
+        a checksum (every sentence is body + 6 bytes), the GSA/GSV blocks
+        at most _MAX_SENTENCE bytes each (their fields have fixed widths:
+        tests/test_sim_gnss.py), and made whole only in the rare instant
+        where that bound cannot tell done from not yet."""
+        t0 = p[0] + self.out_delay_ms
+        baud = self.baud
+        if kinds is None:
+            text, n, _, _ = self._text(*p)
+            if t0 + (len(text) * 10000 + baud - 1) // baud > now:
+                return None
+            self.sentences_out += n
+            return text
+        text, n, _, rest = self._text(*p, only=kinds)
+        assert rest is not None
+        known = len(text) + rest[0]
+        if t0 + (known * 10000 + baud - 1) // baud > now:
+            return None  # not out yet, whatever the blocks' length
+        blocks = rest[1]
+        if blocks:
+            fix, hdop, sky_key = p[1], p[11], p[14]
+            used_gp, used_gl, view_gp, view_gl = p[7], p[8], p[9], p[10]
+            nb = 0
+            for s in blocks:
+                if s == "GSA":
+                    nb += len(self._systems)
+                else:
+                    for sys_t, view in (("GP", view_gp), ("GL", view_gl)):
+                        if sys_t in self._systems:
+                            nb += max(1, (len(view) + 3) // 4)
+            if t0 + ((known + nb * _MAX_SENTENCE) * 10000 + baud - 1) // baud > now:
+                whole = sum(len(self._sat_block(s, fix, used_gp, used_gl, view_gp, view_gl, hdop, sky_key))
+                            for s in blocks)
+                if t0 + ((known + whole) * 10000 + baud - 1) // baud > now:
+                    return None
+            n += nb
+        self.sentences_out += n + rest[2]
+        return text
 
     def _place(self, p):
         """(lat, lon, alt, speed, course) of a fix: the route's truth at its
@@ -654,8 +702,11 @@ class GnssEmulator:
         return lat + dlat, lon + dlon, alt, max(0.0, spd + p.dspd), crs
 
     def _text(self, t, fix, lat, lon, alt, spd, crs, used_gp, used_gl, view_gp, view_gl, hdop,
-              time_known, stale, sky_key):
-        """(NMEA text, sentence count, last-info tuple) of one epoch."""
+              time_known, stale, sky_key, only=None):
+        """(NMEA text, sentence count, last-info tuple, rest) of one epoch.
+        With `only` (sentence kinds), the text of those alone, and `rest`
+        what was left out: (bytes of the other simple sentences, the GSA/GSV
+        kinds, how many simple sentences); else rest is None."""
         if type(lat) is _Place:
             lat, lon, alt, spd, crs = self._place(lat)
         if type(stale) is _Place:
@@ -685,7 +736,14 @@ class GnssEmulator:
             rmc_crs = "0.0" if crs_s == "NaN" else crs_s
         out = []
         add = out.append
+        skipped = 0  # bytes of the simple sentences left out (with `only`)
+        n_skipped = 0
+        blocks = []
         for s in self.sentences:
+            if only is not None and s not in only:
+                if s == "GSA" or s == "GSV":
+                    blocks.append(s)
+                    continue
             if s == "GGA":
                 if fix:
                     body = ("%sGGA,%s,%s,%s,%s,%s,1,%02d," + self._dopf + ",%.1f,M,%s,M,,") % (
@@ -714,9 +772,14 @@ class GnssEmulator:
             else:  # GSA, GSV: no time in them, constant within a sky block
                 add(self._sat_block(s, fix, used_gp, used_gl, view_gp, view_gl, hdop, sky_key))
                 continue
+            if only is not None and s not in only:
+                skipped += len(body) + 6  # "$" body "*HH\r\n"
+                n_skipped += 1
+                continue
             add(sentence(body))
         text = "".join(out)
-        return text, text.count("\n"), (t, fix, lat, lon, alt, spd, crs, len(used_gp), len(used_gl), hdop, tstr, dstr)
+        info = (t, fix, lat, lon, alt, spd, crs, len(used_gp), len(used_gl), hdop, tstr, dstr)
+        return text, text.count("\n"), info, None if only is None else (skipped, blocks, n_skipped)
 
     def cgnssinfo(self, now):
         """The fields of the SIM7600's +CGNSSINFO: for the last epoch, in

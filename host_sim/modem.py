@@ -1032,7 +1032,8 @@ class Sim7600:
         self._nmea_timer_on = False
         if not self.on or not self._gps or not self._nmea_period or self.gnss is None:
             return
-        data = self.gnss.read(t)
+        mask = self._nmea_mask
+        data = self.gnss.read(t, tuple(k for k, bit in _GNSS_BIT.items() if mask >> bit & 1))
         lines = []
         kinds = set()
         for raw in data.split(b"\r\n"):

@@ -129,6 +129,50 @@ def test_a_report_every_n_seconds_carries_only_the_latest_epoch():
         assert all((b - a) % 60 == 5 for a, b in zip(secs, secs[1:]))
 
 
+def test_a_lazy_read_of_the_reported_kinds_is_the_whole_epoch_filtered_at_every_instant():
+    # The modem reports only the kinds its AT+CGPSINFOCFG mask asks for; the
+    # emulator formats only those, but an epoch still counts as sent only
+    # once all of it (GSV and GSA included) has gone out. Two emulators from
+    # one seed, read at the same instants, the ages of the newest epoch
+    # swept across its going out (the 60 ms output delay, then ~30-70 ms of
+    # bytes): the filtered whole and the lazy part agree on every read, the
+    # instants the GSV/GSA bound cannot settle included.
+    for style, talker, kinds in (("sim7600", None, ("GGA", "RMC")), ("sim7600", None, ("RMC",)),
+                                 ("ublox-m8", "GN", ("GGA", "RMC")), ("quectel-l76", None, ("GSA", "RMC"))):
+        route = Route([(0, LAT, LON), (3600000, LAT + 0.02, LON + 0.01, None, "urban"), (3700000, LAT + 0.021, LON)])
+        a, b = (GnssEmulator(route, style=style, talker=talker, start="hot", seed=5, baud=115200) for _ in "ab")
+        exact = []
+
+        def counted(*x, exact=exact, block=b._sat_block):
+            exact.append(1)  # a lazy read makes a block only to settle its length
+            return block(*x)
+
+        b._sat_block = counted
+        for g in (a, b):
+            g.lazy = True
+            g.power(True, 0)
+        for k in range(2, 1500):
+            now = k * 1000 + (k * 7) % 180
+            whole = [x for x in a.read(now).decode().split("\r\n") if x and x[3:6] in kinds]
+            part = b.read(now, kinds).decode()
+            assert part == "".join(x + "\r\n" for x in whole), (style, now)
+            assert a.sentences_out == b.sentences_out
+        assert exact, style  # the exact path ran (this sweep dwells where it must)
+
+
+def test_every_gsa_and_gsv_the_emulator_makes_fits_nmeas_82_characters():
+    # the lazy read above bounds a GSA or GSV it did not format by NMEA 0183's
+    # longest sentence (host_sim/gnss.py _MAX_SENTENCE)
+    for style, talker in (("sim7600", None), ("ublox-m8", "GN"), ("quectel-l76", None), ("ublox-m8", "GL")):
+        route = Route([(0, LAT, LON), (1800000, LAT + 0.01, LON, None, "urban"), (2400000, LAT, LON, None, "indoor"),
+                       (3600000, LAT, LON + 0.01)])
+        g = GnssEmulator(route, style=style, talker=talker, start="hot", seed=9, sentences=("GSA", "GSV"))
+        g.power(True, 0, banner=False)
+        lines = [x for x in g.read(3600000).decode().split("\r\n") if x.startswith("$")]
+        assert {x[3:6] for x in lines} == {"GSA", "GSV"}
+        assert max(len(x) + 2 for x in lines) <= 82, style
+
+
 def test_the_engine_slows_the_reports_once_asked_and_a_restart_starts_again_at_one_second():
     from modem_world import World
 
