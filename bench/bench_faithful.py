@@ -8,9 +8,9 @@ acknowledged and asks for status and the event log, presses SOS at 60 s
 simulated and runs to 100 s at 10x. A heap passes when the console
 answered, no fault was left on flash and the ALERT was acknowledged (a
 heap too fragmented to load the console's modules at its first byte
-fails: host_sim/faithful.py DEFAULT_HEAP). Heaps are tried from large to small until one
-fails. Figures are for the 64-bit unix port: objects there are about twice
-their ESP32 size.
+fails: host_sim/faithful.py DEFAULT_HEAP). Heaps are tried from large to
+small until one fails. Figures are for the 64-bit unix port: objects
+there are about twice their ESP32 size.
 
 No target: these figures are shown for information (the device's heap
 target is judged by bench_firmware.py on the release as the ESP32 runs it;

@@ -657,9 +657,10 @@ class GnssEmulator:
         AT+CGPSINFOCFG mask) only those sentences are formatted; the rest
         count for the epoch's length only: the simple ones' bodies without
         a checksum (every sentence is body + 6 bytes), the GSA/GSV blocks
-        at most _MAX_SENTENCE bytes each (their fields have fixed widths:
-        tests/test_sim_gnss.py), and made whole only in the rare instant
-        where that bound cannot tell done from not yet."""
+        at most _MAX_SENTENCE bytes each, counted as _sat_block makes them
+        (their fields have fixed widths: tests/test_modem_gnss.py), and
+        made whole only in the instants where that bound cannot tell done
+        from not yet."""
         t0 = p[0] + self.out_delay_ms
         baud = self.baud
         if kinds is None:
